@@ -1,0 +1,243 @@
+//! Every clap type of the command line, and nothing else.
+//!
+//! Options shared by several commands live in `#[command(flatten)]` structs so that a flag
+//! means the same thing everywhere. Global options are `global = true`: users put them
+//! before or after the subcommand, as the contract promises.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mairie-dba",
+    version,
+    about = "Everyday DBA toolkit for the mairie database: migrations, CSV loads, backups, health",
+    long_about = "mairie-dba runs the everyday work of a DBA on PostgreSQL, MySQL/MariaDB and SQL \
+                  Server: versioned schema migrations, all-or-nothing CSV loads, and more.\n\n\
+                  Results go to stdout; logs, progress and errors go to stderr.\n\
+                  Exit codes: operations 0 done, 1 failed, 2 usage or configuration error."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// The global config file [default: config/config_global.yml]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "MAIRIE_DBA_CONFIG",
+        value_name = "PATH"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// A target named in the config (repeatable); default: every enabled target
+    #[arg(short, long = "target", global = true, value_name = "NAME")]
+    pub targets: Vec<String>,
+
+    /// Output format: `table` for people, `json` prints exactly one JSON document on stdout
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    /// Less on stderr: errors only
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// More on stderr: each step and statement
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    /// No progress bars (they are also off when stderr is not a terminal, and with --format json)
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Tables and one-line summaries, for people
+    Table,
+    /// Exactly one JSON document on stdout
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Versioned SQL migrations of the mairie model (sql/<engine>/V001__name.sql …)
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+
+    /// Bulk-load CSV files into a table, each file all-or-nothing
+    LoadCsv(LoadCsvArgs),
+
+    /// Print a shell completion script (bash, zsh, fish, …) on stdout
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Apply the pending migrations in version order, each in its own transaction
+    Apply {
+        #[command(flatten)]
+        migrations: MigrationsArgs,
+
+        /// List what would run, change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Every migration: applied, pending, modified since applied, or failed
+    Status {
+        #[command(flatten)]
+        migrations: MigrationsArgs,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrationsArgs {
+    /// Directory holding one sub-directory of migrations per engine
+    /// [default: sql/ beside the config's directory]
+    #[arg(long, value_name = "DIR")]
+    pub migrations_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LoadCsvArgs {
+    /// The destination table, SCHEMA.TABLE (e.g. metier.citoyens)
+    #[arg(long, value_name = "SCHEMA.TABLE", required_unless_present = "all")]
+    pub table: Option<String>,
+
+    /// Load the demo datasets listed in the config (`datasets:`), in foreign-key order
+    #[arg(long, conflicts_with_all = ["table", "files"])]
+    pub all: bool,
+
+    /// The CSV files to load, each in its own transaction
+    #[arg(value_name = "FILE", required_unless_present = "all")]
+    pub files: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub csv: CsvOptions,
+
+    /// Empty the table first, in the same transaction as the load
+    #[arg(long)]
+    pub truncate: bool,
+}
+
+/// How to read a CSV file. Also deserialisable from a dataset entry of the config.
+#[derive(Debug, Clone, Args)]
+pub struct CsvOptions {
+    /// Field delimiter (one character; `\t` or `tab` for a tab)
+    #[arg(long, default_value = ",", value_name = "C")]
+    pub delimiter: String,
+
+    /// Quote character (one character)
+    #[arg(long, default_value = "\"", value_name = "C")]
+    pub quote: String,
+
+    /// File encoding; `auto` honours a UTF-8 or UTF-16 BOM, else reads UTF-8
+    #[arg(long, value_enum, default_value_t = EncodingArg::Auto)]
+    pub encoding: EncodingArg,
+
+    /// The first line is data, not a header (columns are then taken in table order)
+    #[arg(long)]
+    pub no_header: bool,
+
+    /// The unquoted string that means NULL [default: an unquoted empty field is NULL]
+    #[arg(long, value_name = "STR")]
+    pub null: Option<String>,
+
+    /// Order of day, month and year in dates (`dmy` reads 31/12/2024)
+    #[arg(long, value_enum, default_value_t = DateOrder::Ymd)]
+    pub date_order: DateOrder,
+
+    /// Numbers use a decimal comma (1234,56; spaces as thousands separators are allowed)
+    #[arg(long)]
+    pub decimal_comma: bool,
+
+    /// Time zone of timestamps written without an offset (e.g. Europe/Paris)
+    /// [default: the server's]
+    #[arg(long, value_name = "TZ")]
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EncodingArg {
+    /// A UTF-8 or UTF-16 BOM is honoured, else UTF-8
+    Auto,
+    /// UTF-8, with or without BOM; invalid bytes are an error
+    #[value(name = "utf-8", alias = "utf8")]
+    #[serde(rename = "utf-8", alias = "utf8")]
+    Utf8,
+    /// ISO-8859-1 (read as its superset Windows-1252, as every browser does)
+    #[value(alias = "iso-8859-1", alias = "latin-1")]
+    #[serde(alias = "iso-8859-1", alias = "latin-1")]
+    Latin1,
+    /// Windows-1252 (cp1252), the usual encoding of French spreadsheets' CSV exports
+    #[value(name = "windows-1252", alias = "cp1252")]
+    #[serde(rename = "windows-1252", alias = "cp1252")]
+    Windows1252,
+    /// UTF-16 with a BOM (little or big endian; little endian without BOM)
+    #[value(name = "utf-16", alias = "utf16")]
+    #[serde(rename = "utf-16", alias = "utf16")]
+    Utf16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DateOrder {
+    /// 2024-12-31
+    Ymd,
+    /// 31/12/2024
+    Dmy,
+    /// 12/31/2024
+    Mdy,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_are_accepted_after_the_command() {
+        let cli = Cli::try_parse_from([
+            "mairie-dba",
+            "schema",
+            "status",
+            "--format",
+            "json",
+            "-t",
+            "pg",
+            "-c",
+            "x.yml",
+        ])
+        .expect("parses");
+        assert_eq!(cli.global.format, Format::Json);
+        assert_eq!(cli.global.targets, vec!["pg".to_string()]);
+        assert_eq!(cli.global.config, Some(PathBuf::from("x.yml")));
+    }
+
+    #[test]
+    fn load_csv_needs_a_table_or_all() {
+        assert!(Cli::try_parse_from(["mairie-dba", "load-csv", "a.csv"]).is_err());
+        assert!(Cli::try_parse_from(["mairie-dba", "load-csv", "--all"]).is_ok());
+        assert!(
+            Cli::try_parse_from(["mairie-dba", "load-csv", "--all", "--table", "a.b"]).is_err()
+        );
+    }
+}

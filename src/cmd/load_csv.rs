@@ -1,0 +1,433 @@
+//! `load-csv`: files into one table, each in its own transaction; or `--all`, the config's
+//! demo datasets in foreign-key order, in one transaction.
+//!
+//! The reader thread (see `load/`) parses while the engine streams; this module owns the
+//! transactions, `--truncate`, the progress bar and the report.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+
+use crate::cli::{CsvOptions, DateOrder, EncodingArg, LoadCsvArgs};
+use crate::config::{DatasetEntry, Target};
+use crate::engine::{self, Conn, LoadRequest, TableRef};
+use crate::load::{self, CsvSpec};
+use crate::output::{Outcome, Status};
+use crate::Ctx;
+
+/// One file to load and how.
+#[derive(Debug, Clone)]
+struct Job {
+    table: TableRef,
+    path: PathBuf,
+    label: String,
+    spec: CsvSpec,
+}
+
+/// What became of one file on one target.
+struct Loaded {
+    rows: u64,
+    bytes: u64,
+    seconds: f64,
+}
+
+pub async fn run(args: &LoadCsvArgs, ctx: &Ctx) -> Result<Outcome> {
+    let jobs = if args.all {
+        dataset_jobs(ctx)?
+    } else {
+        file_jobs(args)?
+    };
+    let mut status = Status::Success;
+    let mut loads = Vec::new();
+    let mut lines = Vec::new();
+    for target in &ctx.targets {
+        let results = if args.all {
+            load_all(target, &jobs, args.truncate, ctx).await
+        } else {
+            load_files(target, &jobs, args.truncate, ctx).await
+        };
+        for (job, res) in jobs.iter().zip(results) {
+            let mut item = json!({
+                "target": target.name, "table": job.table.to_string(), "file": job.label,
+            });
+            match res {
+                Ok(l) => {
+                    lines.push(format!(
+                        "{}: {} <- {}: {} rows, {} in {:.2} s ({:.0} rows/s)",
+                        target.name,
+                        job.table,
+                        job.label,
+                        l.rows,
+                        human_bytes(l.bytes),
+                        l.seconds,
+                        l.rows as f64 / l.seconds.max(1e-9)
+                    ));
+                    item["rows"] = json!(l.rows);
+                    item["bytes"] = json!(l.bytes);
+                    item["seconds"] = json!((l.seconds * 1000.0).round() / 1000.0);
+                    item["status"] = json!("success");
+                }
+                Err(e) => {
+                    status = Status::Failed;
+                    let msg = format!("{e:#}");
+                    ctx.log.error(format!("target `{}`: {msg}", target.name));
+                    lines.push(format!(
+                        "{}: {} <- {}: FAILED, nothing loaded",
+                        target.name, job.table, job.label
+                    ));
+                    item["rows"] = json!(0);
+                    item["bytes"] = json!(file_size(&job.path));
+                    item["seconds"] = json!(0.0);
+                    item["status"] = json!("failed");
+                    item["error"] = json!(msg);
+                }
+            }
+            loads.push(item);
+        }
+    }
+    let mut o = Outcome::new(status).field("loads", Value::Array(loads));
+    o.lines = lines;
+    Ok(o)
+}
+
+fn file_jobs(args: &LoadCsvArgs) -> Result<Vec<Job>> {
+    let table = TableRef::parse(args.table.as_deref().unwrap_or_default())?;
+    let spec = CsvSpec::from_options(&args.csv)?;
+    Ok(args
+        .files
+        .iter()
+        .map(|p| Job {
+            table: table.clone(),
+            path: p.clone(),
+            label: p.display().to_string(),
+            spec: spec.clone(),
+        })
+        .collect())
+}
+
+fn dataset_jobs(ctx: &Ctx) -> Result<Vec<Job>> {
+    if ctx.config.datasets.is_empty() {
+        return Err(crate::error::ConfigError::new(format!(
+            "{}: no `datasets:` listed for load-csv --all",
+            ctx.config.path.display()
+        ))
+        .into());
+    }
+    ctx.config
+        .datasets
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let table = TableRef::parse(&d.table).map_err(|e| {
+                crate::error::ConfigError::new(format!(
+                    "{}: datasets[{i}].table: {e}",
+                    ctx.config.path.display()
+                ))
+            })?;
+            let spec = CsvSpec::from_options(&dataset_options(d)).map_err(|e| {
+                crate::error::ConfigError::new(format!(
+                    "{}: datasets[{i}]: {e}",
+                    ctx.config.path.display()
+                ))
+            })?;
+            let path = ctx.config.resolve(&d.file);
+            Ok(Job {
+                table,
+                label: d.file.display().to_string(),
+                path,
+                spec,
+            })
+        })
+        .collect()
+}
+
+fn dataset_options(d: &DatasetEntry) -> CsvOptions {
+    CsvOptions {
+        delimiter: d.delimiter.clone().unwrap_or_else(|| ",".into()),
+        quote: d.quote.clone().unwrap_or_else(|| "\"".into()),
+        encoding: d.encoding.unwrap_or(EncodingArg::Auto),
+        no_header: d.no_header,
+        null: d.null.clone(),
+        date_order: d.date_order.unwrap_or(DateOrder::Ymd),
+        decimal_comma: d.decimal_comma,
+        timezone: d.timezone.clone(),
+    }
+}
+
+/// Each file in its own transaction. With `--truncate`, the table is emptied in the
+/// transaction of the first file that loads, so the table ends up holding exactly the files
+/// that succeeded.
+async fn load_files(
+    target: &Target,
+    jobs: &[Job],
+    truncate: bool,
+    ctx: &Ctx,
+) -> Vec<Result<Loaded>> {
+    let conn = match engine::connect(target).await {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            return jobs.iter().map(|_| Err(anyhow!(msg.clone()))).collect();
+        }
+    };
+    let mut truncated = !truncate;
+    let mut out = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let start = Instant::now();
+        let res = async {
+            let columns = conn.columns(&job.table).await?;
+            let mut reader = load::spawn_reader(
+                job.path.clone(),
+                job.label.clone(),
+                job.spec.clone(),
+                columns,
+                progress_bar(ctx, &job.path, &job.label),
+            );
+            let cols = (&mut reader.columns)
+                .await
+                .map_err(|_| anyhow!("{}: reader stopped unexpectedly", job.label))??;
+            conn.begin().await?;
+            let res = async {
+                if !truncated {
+                    conn.truncate(std::slice::from_ref(&job.table)).await?;
+                }
+                stream(&conn, job, cols, reader).await
+            }
+            .await;
+            match res {
+                Ok(stats) => {
+                    conn.commit().await?;
+                    truncated = true;
+                    Ok(stats)
+                }
+                Err(e) => {
+                    conn.rollback().await;
+                    Err(e)
+                }
+            }
+        }
+        .await;
+        out.push(res.map(|(rows, bytes)| Loaded {
+            rows,
+            bytes,
+            seconds: secs(start.elapsed()),
+        }));
+    }
+    out
+}
+
+/// The datasets in foreign-key order, all in one transaction: the demo data loads whole or
+/// not at all.
+async fn load_all(target: &Target, jobs: &[Job], truncate: bool, ctx: &Ctx) -> Vec<Result<Loaded>> {
+    let conn = match engine::connect(target).await {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            return jobs.iter().map(|_| Err(anyhow!(msg.clone()))).collect();
+        }
+    };
+    let mut results: Vec<Option<Result<Loaded>>> = jobs.iter().map(|_| None).collect();
+    let res: Result<()> = async {
+        let tables: Vec<TableRef> = jobs.iter().map(|j| j.table.clone()).collect();
+        let order = fk_order(&tables, &conn.foreign_keys(&tables).await?)?;
+        let mut columns = BTreeMap::new();
+        for t in &tables {
+            if !columns.contains_key(t) {
+                columns.insert(t.clone(), conn.columns(t).await?);
+            }
+        }
+        conn.begin().await?;
+        let res: Result<()> = async {
+            if truncate {
+                let unique: Vec<TableRef> = tables
+                    .iter()
+                    .cloned()
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                conn.truncate(&unique).await?;
+            }
+            for &i in &order {
+                let job = &jobs[i];
+                let start = Instant::now();
+                let mut reader = load::spawn_reader(
+                    job.path.clone(),
+                    job.label.clone(),
+                    job.spec.clone(),
+                    columns[&job.table].clone(),
+                    progress_bar(ctx, &job.path, &job.label),
+                );
+                let cols = (&mut reader.columns)
+                    .await
+                    .map_err(|_| anyhow!("{}: reader stopped unexpectedly", job.label))??;
+                let (rows, bytes) = stream(&conn, job, cols, reader).await.inspect_err(|e| {
+                    results[i] = Some(Err(anyhow!("{e:#}")));
+                })?;
+                results[i] = Some(Ok(Loaded {
+                    rows,
+                    bytes,
+                    seconds: secs(start.elapsed()),
+                }));
+            }
+            Ok(())
+        }
+        .await;
+        match res {
+            Ok(()) => conn.commit().await,
+            Err(e) => {
+                conn.rollback().await;
+                Err(e)
+            }
+        }
+    }
+    .await;
+    match res {
+        Ok(()) => results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(anyhow!("not loaded"))))
+            .collect(),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            results
+                .into_iter()
+                .map(|r| match r {
+                    Some(Err(own)) => Err(own),
+                    _ => Err(anyhow!(
+                        "not loaded: the demo datasets load all together, and {msg}"
+                    )),
+                })
+                .collect()
+        }
+    }
+}
+
+/// Feeds the reader's chunks to the engine and checks both sides agree on the row count.
+async fn stream(
+    conn: &Conn,
+    job: &Job,
+    cols: Vec<String>,
+    reader: load::Reader,
+) -> Result<(u64, u64)> {
+    conn.set_local_timezone(job.spec.timezone.as_deref())
+        .await?;
+    let req = LoadRequest {
+        table: &job.table,
+        columns: cols,
+        file_label: &job.label,
+    };
+    let load::Reader {
+        chunks,
+        lines,
+        done,
+        ..
+    } = reader;
+    let res = conn.bulk_load(&req, chunks, lines).await;
+    // If the load failed the receiver is gone and the reader stops at its next chunk.
+    let stats = done
+        .await
+        .map_err(|e| anyhow!("{}: reader thread failed: {e}", job.label))?;
+    let stored = res?;
+    if stored != stats.rows {
+        bail!(
+            "{}: the server stored {stored} rows but the file has {} (nothing committed)",
+            job.label,
+            stats.rows
+        );
+    }
+    Ok((stats.rows, stats.bytes))
+}
+
+/// Orders tables so that a table comes after the tables its foreign keys point to.
+fn fk_order(tables: &[TableRef], edges: &[(TableRef, TableRef)]) -> Result<Vec<usize>> {
+    let mut order = Vec::with_capacity(tables.len());
+    let mut placed = vec![false; tables.len()];
+    while order.len() < tables.len() {
+        let before = order.len();
+        for (i, t) in tables.iter().enumerate() {
+            if placed[i] {
+                continue;
+            }
+            let waits = edges.iter().any(|(child, parent)| {
+                child == t
+                    && tables
+                        .iter()
+                        .enumerate()
+                        .any(|(j, p)| p == parent && !placed[j] && j != i)
+            });
+            if !waits {
+                placed[i] = true;
+                order.push(i);
+            }
+        }
+        if order.len() == before {
+            let left: Vec<String> = tables
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !placed[*i])
+                .map(|(_, t)| t.to_string())
+                .collect();
+            bail!("foreign keys form a cycle between {}", left.join(", "));
+        }
+    }
+    Ok(order)
+}
+
+fn progress_bar(ctx: &Ctx, path: &Path, label: &str) -> Option<ProgressBar> {
+    if !ctx.log.progress() {
+        return None;
+    }
+    let pb = ProgressBar::new(file_size(path)).with_finish(indicatif::ProgressFinish::AndClear);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {msg} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb.set_prefix(label.to_string());
+    Some(pb)
+}
+
+fn file_size(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn human_bytes(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parents_come_first() {
+        let t = |n: &str| TableRef::new("s", n);
+        let tables = vec![t("rdv"), t("demandes"), t("citoyens"), t("services")];
+        let edges = vec![
+            (t("rdv"), t("demandes")),
+            (t("rdv"), t("citoyens")),
+            (t("demandes"), t("citoyens")),
+            (t("demandes"), t("services")),
+        ];
+        let order = fk_order(&tables, &edges).unwrap();
+        let pos = |name: &str| order.iter().position(|&i| tables[i].name == name).unwrap();
+        assert!(pos("citoyens") < pos("demandes") && pos("services") < pos("demandes"));
+        assert!(pos("demandes") < pos("rdv"));
+    }
+
+    #[test]
+    fn cycles_are_reported() {
+        let t = |n: &str| TableRef::new("s", n);
+        let e = fk_order(&[t("a"), t("b")], &[(t("a"), t("b")), (t("b"), t("a"))]).unwrap_err();
+        assert!(e.to_string().contains("cycle"));
+    }
+}

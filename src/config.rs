@@ -1,0 +1,739 @@
+//! YAML configuration -> typed, validated configuration.
+//!
+//! Owns the file formats of `config_global.yml` and the per-engine files, the resolution of
+//! relative paths, and the resolution of secrets. Every struct denies unknown fields, and
+//! every error names the file (and, from the YAML parser, the line, column and key path), so
+//! that a typo in a cron job's config fails loudly instead of being ignored.
+//!
+//! Passwords are never read from YAML: only from the environment variable named by
+//! `password_env`, a 0600 file named by `password_file`, or (PostgreSQL) libpq's `PGPASSWORD`
+//! and `~/.pgpass`. They are kept in [`Secret`], whose `Debug` does not show them.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use crate::cli::{DateOrder, EncodingArg};
+use crate::error::ConfigError;
+
+pub const DEFAULT_CONFIG: &str = "config/config_global.yml";
+
+/// The database engines mairie-dba speaks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    Postgres,
+    Mysql,
+    Mssql,
+}
+
+impl EngineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Postgres => "postgres",
+            EngineKind::Mysql => "mysql",
+            EngineKind::Mssql => "mssql",
+        }
+    }
+
+    pub fn default_port(self) -> u16 {
+        match self {
+            EngineKind::Postgres => 5432,
+            EngineKind::Mysql => 3306,
+            EngineKind::Mssql => 1433,
+        }
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// File formats
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GlobalFile {
+    /// Base for the relative paths of this file other than `targets.*.config`.
+    #[serde(default)]
+    base_dir: Option<PathBuf>,
+    /// Where `sql/<engine>/` lives, relative to the base directory.
+    #[serde(default)]
+    migrations_dir: Option<PathBuf>,
+    targets: IndexMap<String, TargetEntry>,
+    #[serde(default)]
+    backup: IndexMap<String, BackupEntry>,
+    #[serde(default)]
+    datasets: Vec<DatasetEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetEntry {
+    engine: EngineKind,
+    config: PathBuf,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Backup settings of one target (the `backup:` section, keyed by target name).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupEntry {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub dir: PathBuf,
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    #[serde(default = "default_keep_min")]
+    pub keep_min: u32,
+    /// The age after which `backup check` calls the latest backup stale.
+    #[serde(default)]
+    pub max_age_hours: Option<u32>,
+}
+
+fn default_retention_days() -> u32 {
+    14
+}
+fn default_keep_min() -> u32 {
+    3
+}
+
+/// A demo dataset for `load-csv --all`: a file, its table and how to read it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetEntry {
+    pub table: String,
+    pub file: PathBuf,
+    #[serde(default)]
+    pub delimiter: Option<String>,
+    #[serde(default)]
+    pub quote: Option<String>,
+    #[serde(default)]
+    pub encoding: Option<EncodingArg>,
+    #[serde(default)]
+    pub no_header: bool,
+    #[serde(default)]
+    pub null: Option<String>,
+    #[serde(default)]
+    pub date_order: Option<DateOrder>,
+    #[serde(default)]
+    pub decimal_comma: bool,
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EngineFile {
+    connection: ConnectionEntry,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectionEntry {
+    #[serde(default = "default_host")]
+    host: String,
+    #[serde(default)]
+    port: Option<u16>,
+    database: String,
+    user: String,
+    #[serde(default)]
+    password_env: Option<String>,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+    /// PostgreSQL: disable | prefer | require (MySQL: disable | require).
+    #[serde(default)]
+    sslmode: Option<SslMode>,
+    /// Seconds to wait for a connection before calling the target unreachable.
+    #[serde(default = "default_connect_timeout")]
+    connect_timeout: u64,
+    /// Seconds an inspection query may run before it is cancelled.
+    #[serde(default = "default_statement_timeout")]
+    statement_timeout: u64,
+    /// SQL Server: encrypt the connection (TLS).
+    #[serde(default)]
+    encrypt: Option<bool>,
+    /// SQL Server: accept a self-signed server certificate.
+    #[serde(default)]
+    trust_server_certificate: Option<bool>,
+}
+
+fn default_host() -> String {
+    "127.0.0.1".to_string()
+}
+fn default_connect_timeout() -> u64 {
+    5
+}
+fn default_statement_timeout() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    Disable,
+    Prefer,
+    Require,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resolved configuration
+
+/// A password, or any secret: shown as `***` by `Debug`, never serialised.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Self {
+        Secret(s)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Where a password comes from; resolved only for the targets a command runs on, so that a
+/// disabled target's missing variable does not break the others.
+#[derive(Debug, Clone)]
+pub enum PasswordSource {
+    Env {
+        var: String,
+    },
+    File {
+        path: PathBuf,
+    },
+    /// PostgreSQL: PGPASSWORD, then ~/.pgpass (PGPASSFILE); other engines: no password.
+    Default,
+}
+
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: PasswordSource,
+    pub sslmode: SslMode,
+    pub connect_timeout: std::time::Duration,
+    pub statement_timeout: std::time::Duration,
+    pub encrypt: bool,
+    pub trust_server_certificate: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub engine: EngineKind,
+    pub enabled: bool,
+    /// The engine file this target's connection came from (for messages).
+    pub config_file: PathBuf,
+    pub connection: Connection,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub base_dir: PathBuf,
+    pub migrations_dir: PathBuf,
+    pub targets: Vec<Target>,
+    pub backup: IndexMap<String, BackupEntry>,
+    pub datasets: Vec<DatasetEntry>,
+}
+
+impl Config {
+    /// Reads the global file and every target's engine file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let global: GlobalFile = read_yaml(path)?;
+        let config_dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let base_dir = match &global.base_dir {
+            Some(b) => config_dir.join(b),
+            None => default_base_dir(&config_dir),
+        };
+        let migrations_dir =
+            base_dir.join(global.migrations_dir.as_deref().unwrap_or(Path::new("sql")));
+
+        let mut targets = Vec::with_capacity(global.targets.len());
+        for (name, entry) in global.targets {
+            if name.is_empty() || name.contains(['/', '\\']) {
+                return Err(ConfigError::new(format!(
+                    "{}: targets: `{name}` is not a valid target name (no slashes, not empty)",
+                    path.display()
+                )));
+            }
+            let file = config_dir.join(&entry.config);
+            let engine_file: EngineFile = read_yaml(&file)?;
+            let connection = resolve_connection(engine_file.connection, entry.engine, &file)?;
+            targets.push(Target {
+                name,
+                engine: entry.engine,
+                enabled: entry.enabled,
+                config_file: file,
+                connection,
+            });
+        }
+        for name in global.backup.keys() {
+            if !targets.iter().any(|t| &t.name == name) {
+                return Err(ConfigError::new(format!(
+                    "{}: backup.{name}: no target named `{name}` (targets: {})",
+                    path.display(),
+                    target_names(&targets)
+                )));
+            }
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            base_dir,
+            migrations_dir,
+            targets,
+            backup: global.backup,
+            datasets: global.datasets,
+        })
+    }
+
+    /// The targets a command runs on: those named with `-t`, else every enabled one.
+    pub fn select_targets(&self, names: &[String]) -> Result<Vec<Target>, ConfigError> {
+        if names.is_empty() {
+            let enabled: Vec<Target> = self.targets.iter().filter(|t| t.enabled).cloned().collect();
+            if enabled.is_empty() {
+                return Err(ConfigError::new(format!(
+                    "{}: no enabled target (set `enabled: true` on one, or name one with --target)",
+                    self.path.display()
+                )));
+            }
+            return Ok(enabled);
+        }
+        let mut selected = Vec::new();
+        for name in names {
+            let target = self
+                .targets
+                .iter()
+                .find(|t| &t.name == name)
+                .ok_or_else(|| {
+                    ConfigError::new(format!(
+                        "unknown target `{name}` (targets in {}: {})",
+                        self.path.display(),
+                        target_names(&self.targets)
+                    ))
+                })?;
+            if !selected.iter().any(|t: &Target| t.name == target.name) {
+                selected.push(target.clone());
+            }
+        }
+        Ok(selected)
+    }
+
+    /// Resolves a path written in the global config against the base directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        self.base_dir.join(p)
+    }
+}
+
+fn target_names(targets: &[Target]) -> String {
+    if targets.is_empty() {
+        return "none".to_string();
+    }
+    targets
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `config/config_global.yml` sits in the project's `config/` directory, and its relative
+/// paths (`./backups`, `data/…`, `sql/`) mean the project root; a config kept elsewhere
+/// (`/etc/mairie-dba/config_global.yml`) means its own directory.
+fn default_base_dir(config_dir: &Path) -> PathBuf {
+    let base = match config_dir.file_name() {
+        Some(n) if n == "config" => config_dir
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+        _ => config_dir.to_path_buf(),
+    };
+    if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    }
+}
+
+fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(DEFAULT_CONFIG)
+        {
+            " (run from the project directory, or pass -c/--config or set MAIRIE_DBA_CONFIG)"
+        } else {
+            ""
+        };
+        ConfigError::new(format!(
+            "cannot read config file {}: {e}{hint}",
+            path.display()
+        ))
+    })?;
+    serde_norway::from_str(&text).map_err(|e| ConfigError::new(yaml_error(path, &e)))
+}
+
+/// `file:line:column: key.path: message`, the way compilers and linters say it.
+fn yaml_error(path: &Path, e: &serde_norway::Error) -> String {
+    let msg = e.to_string();
+    // serde_norway appends " at line L column C"; move the location to the front.
+    let (msg, loc) = match (e.location(), msg.rfind(" at line ")) {
+        (Some(loc), Some(idx)) => (
+            msg[..idx].to_string(),
+            format!(":{}:{}", loc.line(), loc.column()),
+        ),
+        (Some(loc), None) => (msg.clone(), format!(":{}:{}", loc.line(), loc.column())),
+        (None, _) => (msg.clone(), String::new()),
+    };
+    format!("{}{loc}: {msg}", path.display())
+}
+
+fn resolve_connection(
+    c: ConnectionEntry,
+    engine: EngineKind,
+    file: &Path,
+) -> Result<Connection, ConfigError> {
+    let bad = |key: &str, why: String| {
+        ConfigError::new(format!("{}: connection.{key}: {why}", file.display()))
+    };
+    if c.password_env.is_some() && c.password_file.is_some() {
+        return Err(bad(
+            "password_env",
+            "give password_env or password_file, not both".into(),
+        ));
+    }
+    if c.connect_timeout == 0 {
+        return Err(bad("connect_timeout", "must be at least 1 second".into()));
+    }
+    if c.database.is_empty() {
+        return Err(bad("database", "must not be empty".into()));
+    }
+    if engine != EngineKind::Mssql && (c.encrypt.is_some() || c.trust_server_certificate.is_some())
+    {
+        return Err(bad(
+            "encrypt",
+            format!("only for SQL Server targets; use sslmode for {engine}"),
+        ));
+    }
+    if engine == EngineKind::Mssql && c.sslmode.is_some() {
+        return Err(bad(
+            "sslmode",
+            "SQL Server targets use encrypt and trust_server_certificate".into(),
+        ));
+    }
+    let password = match (c.password_env, c.password_file) {
+        (Some(var), None) => PasswordSource::Env { var },
+        (None, Some(p)) => PasswordSource::File {
+            path: file.parent().unwrap_or(Path::new(".")).join(p),
+        },
+        _ => PasswordSource::Default,
+    };
+    Ok(Connection {
+        host: c.host,
+        port: c.port.unwrap_or(engine.default_port()),
+        database: c.database,
+        user: c.user,
+        password,
+        sslmode: c.sslmode.unwrap_or(SslMode::Prefer),
+        connect_timeout: std::time::Duration::from_secs(c.connect_timeout),
+        statement_timeout: std::time::Duration::from_secs(c.statement_timeout),
+        encrypt: c.encrypt.unwrap_or(true),
+        trust_server_certificate: c.trust_server_certificate.unwrap_or(false),
+    })
+}
+
+impl Target {
+    /// The password for this target, or None when the engine's own defaults apply.
+    pub fn password(&self) -> Result<Option<Secret>, ConfigError> {
+        let conn = &self.connection;
+        match &conn.password {
+            PasswordSource::Env { var } => match std::env::var(var) {
+                Ok(v) => Ok(Some(Secret::new(v))),
+                Err(_) => Err(ConfigError::new(format!(
+                    "{}: connection.password_env: environment variable {var} is not set \
+                     (target `{}`)",
+                    self.config_file.display(),
+                    self.name
+                ))),
+            },
+            PasswordSource::File { path } => read_password_file(path, &self.config_file).map(Some),
+            PasswordSource::Default if self.engine == EngineKind::Postgres => {
+                Ok(libpq_password(conn))
+            }
+            PasswordSource::Default => Ok(None),
+        }
+    }
+}
+
+fn read_password_file(path: &Path, config_file: &Path) -> Result<Secret, ConfigError> {
+    let err = |why: String| {
+        ConfigError::new(format!(
+            "{}: connection.password_file: {}: {why}",
+            config_file.display(),
+            path.display()
+        ))
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(err("is readable by group or others: chmod 600 it".into()));
+        }
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let pw = text.strip_suffix('\n').unwrap_or(&text);
+    let pw = pw.strip_suffix('\r').unwrap_or(pw);
+    Ok(Secret::new(pw.to_string()))
+}
+
+/// libpq's own fallbacks, so that a DBA's existing set-up keeps working: `PGPASSWORD`, then
+/// the password file (`PGPASSFILE` or `~/.pgpass`), which libpq ignores when others can read it.
+fn libpq_password(conn: &Connection) -> Option<Secret> {
+    if let Ok(pw) = std::env::var("PGPASSWORD") {
+        return Some(Secret::new(pw));
+    }
+    let path = match std::env::var_os("PGPASSFILE") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".pgpass"),
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(&path).ok()?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return None;
+        }
+    }
+    let text = std::fs::read_to_string(&path).ok()?;
+    pgpass_lookup(&text, &conn.host, conn.port, &conn.database, &conn.user).map(Secret::new)
+}
+
+/// One `.pgpass` lookup: `host:port:database:user:password`, `*` matches anything, `\:` and
+/// `\\` escape; the first matching line wins.
+pub fn pgpass_lookup(
+    text: &str,
+    host: &str,
+    port: u16,
+    database: &str,
+    user: &str,
+) -> Option<String> {
+    let port = port.to_string();
+    for line in text.lines() {
+        if line.trim_start().starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let mut fields = Vec::with_capacity(5);
+        let mut cur = String::new();
+        let mut chars = line.chars();
+        while let Some(ch) = chars.next() {
+            match ch {
+                '\\' => {
+                    if let Some(n) = chars.next() {
+                        cur.push(n);
+                    }
+                }
+                ':' if fields.len() < 4 => fields.push(std::mem::take(&mut cur)),
+                _ => cur.push(ch),
+            }
+        }
+        fields.push(cur);
+        if fields.len() != 5 {
+            continue;
+        }
+        let m = |pat: &str, v: &str| pat == "*" || pat == v;
+        let host_ok = m(&fields[0], host) || (fields[0] == "localhost" && host == "127.0.0.1");
+        if host_ok && m(&fields[1], &port) && m(&fields[2], database) && m(&fields[3], user) {
+            return Some(fields[4].clone());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn tempdir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "mairie-dba-config-test-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    const PG: &str =
+        "connection:\n  host: 127.0.0.1\n  port: 5432\n  database: mairie\n  user: mairie\n";
+
+    #[test]
+    fn loads_targets_in_file_order_and_resolves_paths() {
+        let d = tempdir();
+        write(&d, "pg.yml", PG);
+        let g = write(
+            &d,
+            "g.yml",
+            "targets:\n  zpg:\n    engine: postgres\n    config: pg.yml\n  apg:\n    engine: postgres\n    config: pg.yml\n    enabled: false\n",
+        );
+        let c = Config::load(&g).unwrap();
+        assert_eq!(
+            c.targets
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>(),
+            ["zpg", "apg"]
+        );
+        assert_eq!(c.select_targets(&[]).unwrap().len(), 1);
+        assert_eq!(c.select_targets(&["apg".into()]).unwrap()[0].name, "apg");
+        let e = c.select_targets(&["nope".into()]).unwrap_err().to_string();
+        assert!(
+            e.contains("unknown target `nope`") && e.contains("zpg, apg"),
+            "{e}"
+        );
+        assert_eq!(c.migrations_dir, d.join("sql"));
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let d = tempdir();
+        write(
+            &d,
+            "pg.yml",
+            "connection:\n  host: h\n  database: m\n  user: u\n  pasword: x\n",
+        );
+        let g = write(
+            &d,
+            "g.yml",
+            "targets:\n  pg:\n    engine: postgres\n    config: pg.yml\n",
+        );
+        let e = Config::load(&g).unwrap_err().to_string();
+        assert!(e.contains("pg.yml:5:"), "{e}");
+        assert!(e.contains("unknown field `pasword`"), "{e}");
+        assert!(e.contains("connection"), "{e}");
+    }
+
+    #[test]
+    fn type_error_and_bad_engine_are_reported() {
+        let d = tempdir();
+        write(
+            &d,
+            "pg.yml",
+            "connection:\n  database: m\n  user: u\n  port: lots\n",
+        );
+        let g = write(
+            &d,
+            "g.yml",
+            "targets:\n  pg:\n    engine: postgres\n    config: pg.yml\n",
+        );
+        let e = Config::load(&g).unwrap_err().to_string();
+        assert!(
+            e.contains("pg.yml:4:") && e.contains("connection.port"),
+            "{e}"
+        );
+        let g2 = write(
+            &d,
+            "g2.yml",
+            "targets:\n  pg:\n    engine: oracle\n    config: pg.yml\n",
+        );
+        let e = Config::load(&g2).unwrap_err().to_string();
+        assert!(e.contains("g2.yml:3:") && e.contains("oracle"), "{e}");
+    }
+
+    #[test]
+    fn malformed_yaml_names_the_line() {
+        let d = tempdir();
+        let g = write(&d, "g.yml", "targets:\n  pg:\n    engine: [postgres\n");
+        let e = Config::load(&g).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{}:", g.display())), "{e}");
+        assert!(e.contains(":4:") || e.contains(":3:"), "{e}");
+    }
+
+    #[test]
+    fn unset_password_env_is_an_error_naming_the_variable() {
+        let d = tempdir();
+        write(
+            &d,
+            "pg.yml",
+            &format!("{PG}  password_env: MAIRIE_DBA_TEST_SURELY_UNSET_VAR\n"),
+        );
+        let g = write(
+            &d,
+            "g.yml",
+            "targets:\n  pg:\n    engine: postgres\n    config: pg.yml\n",
+        );
+        let c = Config::load(&g).unwrap();
+        let e = c.targets[0].password().unwrap_err().to_string();
+        assert!(
+            e.contains("MAIRIE_DBA_TEST_SURELY_UNSET_VAR") && e.contains("password_env"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn password_file_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempdir();
+        let pw = write(&d, "pw", "s3cret\n");
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write(&d, "pg.yml", &format!("{PG}  password_file: pw\n"));
+        let g = write(
+            &d,
+            "g.yml",
+            "targets:\n  pg:\n    engine: postgres\n    config: pg.yml\n",
+        );
+        let c = Config::load(&g).unwrap();
+        let e = c.targets[0].password().unwrap_err().to_string();
+        assert!(e.contains("chmod 600") && !e.contains("s3cret"), "{e}");
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(c.targets[0].password().unwrap().unwrap().expose(), "s3cret");
+    }
+
+    #[test]
+    fn pgpass_rules() {
+        let text = "# comment\nother:5432:*:mairie:nope\n127.0.0.1:5432:mairie:mairie:a\\:b\\\\c\n*:*:*:*:fallback\n";
+        assert_eq!(
+            pgpass_lookup(text, "127.0.0.1", 5432, "mairie", "mairie").as_deref(),
+            Some("a:b\\c")
+        );
+        assert_eq!(
+            pgpass_lookup(text, "db", 5433, "x", "y").as_deref(),
+            Some("fallback")
+        );
+        assert_eq!(pgpass_lookup("h:1:d:u:p\n", "h", 2, "d", "u"), None);
+    }
+
+    #[test]
+    fn secret_debug_hides_the_value() {
+        assert!(!format!("{:?}", Secret::new("hunter2".into())).contains("hunter2"));
+    }
+}

@@ -1,0 +1,277 @@
+//! The database engines behind one enum, and the types their operations share.
+//!
+//! Commands speak to a [`Conn`]; each engine module holds everything engine-specific (SQL
+//! dialect, catalogue queries, bulk-load protocol) and nothing else. An engine never reads
+//! CLI arguments and never prints.
+
+pub mod postgres;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::config::{EngineKind, Target};
+use crate::load::{LineMap, LoadError};
+
+/// An open connection to one target.
+pub enum Conn {
+    Postgres(postgres::PgConn),
+}
+
+/// Connects to a target, within its connect timeout.
+pub async fn connect(target: &Target) -> Result<Conn> {
+    match target.engine {
+        EngineKind::Postgres => Ok(Conn::Postgres(postgres::connect(target).await?)),
+        other => bail!(
+            "target `{}`: engine {other} is not available in this version of mairie-dba \
+             (PostgreSQL only for now)",
+            target.name
+        ),
+    }
+}
+
+/// `schema.table` as the user wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TableRef {
+    pub schema: String,
+    pub name: String,
+}
+
+impl TableRef {
+    pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
+        TableRef {
+            schema: schema.into(),
+            name: name.into(),
+        }
+    }
+
+    /// Parses `SCHEMA.TABLE` (a bare `TABLE` means schema `public`).
+    pub fn parse(s: &str) -> Result<TableRef, crate::error::ConfigError> {
+        let bad = || {
+            crate::error::ConfigError::new(format!(
+                "--table `{s}`: expected SCHEMA.TABLE, e.g. metier.citoyens"
+            ))
+        };
+        let (schema, name) = match s.split_once('.') {
+            Some((a, b)) => (a, b),
+            None => ("public", s),
+        };
+        if schema.is_empty() || name.is_empty() || name.contains('.') {
+            return Err(bad());
+        }
+        Ok(TableRef::new(schema, name))
+    }
+
+    pub fn quoted_pg(&self) -> String {
+        format!(
+            "{}.{}",
+            postgres::quote_ident(&self.schema),
+            postgres::quote_ident(&self.name)
+        )
+    }
+}
+
+impl fmt::Display for TableRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
+/// How a column's values are read from CSV text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    Text,
+    Integer,
+    Decimal,
+    Boolean,
+    Date,
+    Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    pub sql_type: String,
+    pub kind: ColumnKind,
+    pub nullable: bool,
+    pub has_default: bool,
+}
+
+/// A migration file on disk.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    pub version: i64,
+    pub description: String,
+    /// The file name, as recorded in the history.
+    pub script: String,
+    pub path: PathBuf,
+    pub checksum: String,
+    pub sql: String,
+}
+
+/// A row of the schema history table.
+#[derive(Debug, Clone)]
+pub struct AppliedMigration {
+    pub version: i64,
+    pub description: String,
+    pub script: String,
+    pub checksum: String,
+    pub applied_at: chrono::DateTime<chrono::Utc>,
+    pub execution_ms: i64,
+    pub applied_by: String,
+    pub success: bool,
+}
+
+/// One bulk load: the table, its columns in the order the encoded rows carry them, and the
+/// file's name for messages.
+pub struct LoadRequest<'a> {
+    pub table: &'a TableRef,
+    pub columns: Vec<String>,
+    pub file_label: &'a str,
+}
+
+impl Conn {
+    pub fn engine(&self) -> EngineKind {
+        match self {
+            Conn::Postgres(_) => EngineKind::Postgres,
+        }
+    }
+
+    pub async fn server_version(&self) -> Result<String> {
+        match self {
+            Conn::Postgres(c) => c.server_version().await,
+        }
+    }
+
+    pub async fn lock_schema(&self) -> Result<bool> {
+        match self {
+            Conn::Postgres(c) => c.lock_schema().await,
+        }
+    }
+
+    pub async fn unlock_schema(&self) -> Result<()> {
+        match self {
+            Conn::Postgres(c) => c.unlock_schema().await,
+        }
+    }
+
+    pub async fn ensure_history(&self) -> Result<()> {
+        match self {
+            Conn::Postgres(c) => c.ensure_history().await,
+        }
+    }
+
+    pub async fn history(&self) -> Result<Vec<AppliedMigration>> {
+        match self {
+            Conn::Postgres(c) => c.history().await,
+        }
+    }
+
+    /// Whether a failed migration left the database half-changed (DDL not transactional),
+    /// so that it must be checked by hand before anything else runs.
+    pub fn failed_migrations_block(&self) -> bool {
+        match self {
+            Conn::Postgres(_) => false,
+        }
+    }
+
+    pub async fn apply_migration(&mut self, m: &Migration) -> Result<Duration> {
+        match self {
+            Conn::Postgres(c) => c.apply_migration(m).await,
+        }
+    }
+
+    pub async fn columns(&self, table: &TableRef) -> Result<Vec<Column>> {
+        match self {
+            Conn::Postgres(c) => c.columns(table).await,
+        }
+    }
+
+    pub async fn foreign_keys(&self, tables: &[TableRef]) -> Result<Vec<(TableRef, TableRef)>> {
+        match self {
+            Conn::Postgres(c) => c.foreign_keys(tables).await,
+        }
+    }
+
+    pub async fn begin(&self) -> Result<()> {
+        match self {
+            Conn::Postgres(c) => c.begin().await,
+        }
+    }
+
+    pub async fn commit(&self) -> Result<()> {
+        match self {
+            Conn::Postgres(c) => c.commit().await,
+        }
+    }
+
+    pub async fn rollback(&self) {
+        match self {
+            Conn::Postgres(c) => c.rollback().await,
+        }
+    }
+
+    pub async fn truncate(&self, tables: &[TableRef]) -> Result<()> {
+        match self {
+            Conn::Postgres(c) => c.truncate(tables).await,
+        }
+    }
+
+    /// The time zone of timestamps without an offset, until the end of the transaction
+    /// (None: the server's own).
+    pub async fn set_local_timezone(&self, tz: Option<&str>) -> Result<()> {
+        match self {
+            Conn::Postgres(c) => c.set_local_timezone(tz).await,
+        }
+    }
+
+    /// Streams encoded rows into the table; inside a transaction begun with [`Conn::begin`].
+    pub async fn bulk_load(
+        &self,
+        req: &LoadRequest<'_>,
+        chunks: mpsc::Receiver<Result<Bytes, LoadError>>,
+        lines: Arc<LineMap>,
+    ) -> Result<u64> {
+        match self {
+            Conn::Postgres(c) => c.copy_in(req, chunks, lines).await,
+        }
+    }
+}
+
+/// The 1-based line of a 1-based character offset (servers report error positions so).
+pub fn line_of_char_offset(text: &str, pos: usize) -> usize {
+    1 + text
+        .chars()
+        .take(pos.saturating_sub(1))
+        .filter(|&c| c == '\n')
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_refs_parse() {
+        assert_eq!(
+            TableRef::parse("metier.citoyens").unwrap(),
+            TableRef::new("metier", "citoyens")
+        );
+        assert_eq!(TableRef::parse("t").unwrap(), TableRef::new("public", "t"));
+        assert!(TableRef::parse("a.b.c").is_err());
+        assert!(TableRef::parse(".b").is_err());
+        assert_eq!(TableRef::new("a\"x", "b").quoted_pg(), "\"a\"\"x\".\"b\"");
+    }
+
+    #[test]
+    fn char_offsets_become_lines() {
+        let sql = "CREATE TABLE a();\nCREATE TABL b();\n";
+        assert_eq!(line_of_char_offset(sql, 1), 1);
+        assert_eq!(line_of_char_offset(sql, 19), 2);
+    }
+}

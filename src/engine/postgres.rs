@@ -1,0 +1,554 @@
+//! PostgreSQL, through tokio-postgres: connecting, the schema history, and COPY loads.
+//!
+//! Quirks handled here and only here:
+//! - libpq's `sslmode=require` encrypts without verifying the certificate; native-tls is
+//!   told the same, so `require` behaves as a DBA expects from psql.
+//! - tokio-postgres prints a server error as just "db error": [`describe`] spells out the
+//!   message, detail, hint and context so that users see what psql would show.
+//! - The session gets `statement_timeout` for inspection queries; migrations and COPY lift it
+//!   with `SET LOCAL` inside their own transaction.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use futures_util::SinkExt;
+use tokio::sync::mpsc;
+use tokio_postgres::{error::SqlState, Client, Config, NoTls};
+
+use crate::config::{SslMode, Target};
+use crate::engine::{AppliedMigration, Column, ColumnKind, LoadRequest, Migration, TableRef};
+use crate::load::LineMap;
+
+/// The advisory lock key of `schema apply`: two concurrent runs on one database take turns.
+const SCHEMA_LOCK_KEY: i64 = 0x6d61_6972_6965_0001; // "mairie" + 1
+const HISTORY_TABLE: &str = "public.mairie_dba_schema_history";
+
+pub struct PgConn {
+    client: Client,
+    target: String,
+}
+
+pub async fn connect(target: &Target) -> Result<PgConn> {
+    let c = &target.connection;
+    let password = target.password()?;
+    let mut cfg = Config::new();
+    cfg.host(&c.host)
+        .port(c.port)
+        .dbname(&c.database)
+        .user(&c.user)
+        .application_name("mairie-dba")
+        .connect_timeout(c.connect_timeout)
+        .options(format!(
+            "-c statement_timeout={}",
+            c.statement_timeout.as_millis()
+        ));
+    if let Some(pw) = &password {
+        cfg.password(pw.expose());
+    }
+    cfg.ssl_mode(match c.sslmode {
+        SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+        SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+        SslMode::Require => tokio_postgres::config::SslMode::Require,
+    });
+    let where_ = format!(
+        "connecting to target `{}` (postgres {}@{}:{}/{})",
+        target.name, c.user, c.host, c.port, c.database
+    );
+    // The whole handshake (TCP, TLS, authentication) is bounded, not only the TCP connect.
+    let client = if c.sslmode == SslMode::Disable {
+        let fut = cfg.connect(NoTls);
+        let (client, conn) = tokio::time::timeout(c.connect_timeout, fut)
+            .await
+            .map_err(|_| anyhow!("timed out after {} s", c.connect_timeout.as_secs()))
+            .with_context(|| where_.clone())?
+            .map_err(|e| anyhow!(describe(&e)))
+            .with_context(|| where_.clone())?;
+        tokio::spawn(conn);
+        client
+    } else {
+        let tls = native_tls::TlsConnector::builder()
+            .danger_accept_invalid_certs(true)
+            .danger_accept_invalid_hostnames(true)
+            .build()
+            .context("setting up TLS")?;
+        let fut = cfg.connect(postgres_native_tls::MakeTlsConnector::new(tls));
+        let (client, conn) = tokio::time::timeout(c.connect_timeout, fut)
+            .await
+            .map_err(|_| anyhow!("timed out after {} s", c.connect_timeout.as_secs()))
+            .with_context(|| where_.clone())?
+            .map_err(|e| anyhow!(describe(&e)))
+            .with_context(|| where_.clone())?;
+        tokio::spawn(conn);
+        client
+    };
+    Ok(PgConn {
+        client,
+        target: target.name.clone(),
+    })
+}
+
+/// A one-line description of a tokio-postgres error, with the server's detail, hint and
+/// context when there are some.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = db.message().to_string();
+            if let Some(d) = db.detail() {
+                s.push_str(&format!(" ({d})"));
+            }
+            if let Some(h) = db.hint() {
+                s.push_str(&format!(" (hint: {h})"));
+            }
+            s
+        }
+        None => {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(inner) = src {
+                let t = inner.to_string();
+                if !s.contains(&t) {
+                    s.push_str(&format!(": {t}"));
+                }
+                src = inner.source();
+            }
+            s
+        }
+    }
+}
+
+fn db_err(e: tokio_postgres::Error) -> anyhow::Error {
+    anyhow!(describe(&e))
+}
+
+impl PgConn {
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    pub async fn server_version(&self) -> Result<String> {
+        let row = self
+            .client
+            .query_one("SHOW server_version", &[])
+            .await
+            .map_err(db_err)?;
+        Ok(row.get(0))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Schema history
+
+    /// Takes the schema lock, waiting for another `apply` to finish. Returns whether it had
+    /// to wait.
+    pub async fn lock_schema(&self) -> Result<bool> {
+        let got: bool = self
+            .client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&SCHEMA_LOCK_KEY])
+            .await
+            .map_err(db_err)?
+            .get(0);
+        if got {
+            return Ok(false);
+        }
+        self.client
+            .batch_execute(&format!(
+                "SET statement_timeout = 0; SELECT pg_advisory_lock({SCHEMA_LOCK_KEY}); RESET statement_timeout"
+            ))
+            .await
+            .map_err(db_err)
+            .context("waiting for the schema lock")?;
+        Ok(true)
+    }
+
+    pub async fn unlock_schema(&self) -> Result<()> {
+        self.client
+            .execute("SELECT pg_advisory_unlock($1)", &[&SCHEMA_LOCK_KEY])
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub async fn ensure_history(&self) -> Result<()> {
+        self.client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
+                    version      bigint PRIMARY KEY,
+                    description  text NOT NULL,
+                    script       text NOT NULL,
+                    checksum     text NOT NULL,
+                    applied_at   timestamptz NOT NULL DEFAULT now(),
+                    execution_ms bigint NOT NULL,
+                    applied_by   text NOT NULL DEFAULT current_user,
+                    success      boolean NOT NULL
+                 );
+                 COMMENT ON TABLE {HISTORY_TABLE} IS 'Migrations applied by mairie-dba schema apply'"
+            ))
+            .await
+            .map_err(db_err)
+            .context("creating the schema history table")
+    }
+
+    pub async fn history(&self) -> Result<Vec<AppliedMigration>> {
+        let exists: bool = self
+            .client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY_TABLE])
+            .await
+            .map_err(db_err)?
+            .get(0);
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT version, description, script, checksum, applied_at, execution_ms, applied_by, success
+                     FROM {HISTORY_TABLE} ORDER BY version"
+                ),
+                &[],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| AppliedMigration {
+                version: r.get::<_, i64>(0),
+                description: r.get(1),
+                script: r.get(2),
+                checksum: r.get(3),
+                applied_at: r.get(4),
+                execution_ms: r.get(5),
+                applied_by: r.get(6),
+                success: r.get(7),
+            })
+            .collect())
+    }
+
+    /// Runs one migration in its own transaction and records it. On failure the
+    /// transaction is rolled back and the failure is recorded (PostgreSQL's DDL is
+    /// transactional, so a failed migration leaves nothing behind and may be retried).
+    pub async fn apply_migration(&mut self, m: &Migration) -> Result<Duration> {
+        let start = Instant::now();
+        let tx = self.client.transaction().await.map_err(db_err)?;
+        tx.batch_execute("SET LOCAL statement_timeout = 0")
+            .await
+            .map_err(db_err)?;
+        let run = tx.batch_execute(&m.sql).await;
+        if let Err(e) = run {
+            drop(tx);
+            let msg = migration_error(m, &e);
+            let elapsed = start.elapsed();
+            self.record(m, elapsed, false).await.ok();
+            bail!(msg);
+        }
+        let elapsed = start.elapsed();
+        record_in(&tx, m, elapsed, true).await?;
+        tx.commit()
+            .await
+            .map_err(db_err)
+            .with_context(|| format!("committing {}", m.script))?;
+        Ok(elapsed)
+    }
+
+    async fn record(&self, m: &Migration, elapsed: Duration, success: bool) -> Result<()> {
+        record_in(&self.client, m, elapsed, success).await
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Loads
+
+    pub async fn columns(&self, table: &TableRef) -> Result<Vec<Column>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typcategory::text,
+                        t.typname, NOT a.attnotnull, a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> ''
+                 FROM pg_attribute a
+                 JOIN pg_class c ON c.oid = a.attrelid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 JOIN pg_type t ON t.oid = a.atttypid
+                 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
+                   AND a.attnum > 0 AND NOT a.attisdropped
+                 ORDER BY a.attnum",
+                &[&table.schema, &table.name],
+            )
+            .await
+            .map_err(db_err)?;
+        if rows.is_empty() {
+            bail!(
+                "table {table} does not exist in database (target `{}`)",
+                self.target
+            );
+        }
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let category: String = r.get(2);
+                let typname: String = r.get(3);
+                Column {
+                    name: r.get(0),
+                    sql_type: r.get(1),
+                    kind: column_kind(&category, &typname),
+                    nullable: r.get(4),
+                    has_default: r.get(5),
+                }
+            })
+            .collect())
+    }
+
+    /// Foreign keys between the given tables, as (child, parent) pairs.
+    pub async fn foreign_keys(&self, tables: &[TableRef]) -> Result<Vec<(TableRef, TableRef)>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT cn.nspname, c.relname, pn.nspname, p.relname
+                 FROM pg_constraint k
+                 JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
+                 JOIN pg_class p ON p.oid = k.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
+                 WHERE k.contype = 'f'",
+                &[],
+            )
+            .await
+            .map_err(db_err)?;
+        let mut edges = Vec::new();
+        for r in rows {
+            let child = TableRef::new(r.get::<_, String>(0), r.get::<_, String>(1));
+            let parent = TableRef::new(r.get::<_, String>(2), r.get::<_, String>(3));
+            if child != parent && tables.contains(&child) && tables.contains(&parent) {
+                edges.push((child, parent));
+            }
+        }
+        Ok(edges)
+    }
+
+    pub async fn begin(&self) -> Result<()> {
+        self.client
+            .batch_execute("BEGIN; SET LOCAL statement_timeout = 0")
+            .await
+            .map_err(db_err)
+    }
+
+    pub async fn commit(&self) -> Result<()> {
+        self.client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(db_err)
+            .context("committing")
+    }
+
+    pub async fn rollback(&self) {
+        // The error that made us roll back is the one worth reporting.
+        let _ = self.client.batch_execute("ROLLBACK").await;
+    }
+
+    pub async fn truncate(&self, tables: &[TableRef]) -> Result<()> {
+        let list = tables
+            .iter()
+            .map(|t| t.quoted_pg())
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.client
+            .batch_execute(&format!("TRUNCATE {list}"))
+            .await
+            .map_err(db_err)
+            .with_context(|| format!("truncating {list}"))
+    }
+
+    pub async fn set_local_timezone(&self, tz: Option<&str>) -> Result<()> {
+        match tz {
+            Some(tz) => self
+                .client
+                .execute("SELECT set_config('TimeZone', $1, true)", &[&tz])
+                .await
+                .map(|_| ())
+                .map_err(db_err)
+                .with_context(|| format!("--timezone {tz}")),
+            None => self
+                .client
+                .batch_execute("RESET TimeZone")
+                .await
+                .map_err(db_err),
+        }
+    }
+
+    /// Moves the identity and serial sequences of the loaded columns past the largest value
+    /// loaded, so that the next INSERT without an explicit id does not collide (like
+    /// pgloader's "reset sequences"). Never moves a sequence backwards.
+    async fn sync_sequences(&self, table: &TableRef, loaded: &[String]) -> Result<()> {
+        let qualified = table.quoted_pg();
+        let rows = self
+            .client
+            .query(
+                "SELECT a.attname, pg_get_serial_sequence($1, a.attname)
+                 FROM pg_attribute a
+                 WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped
+                   AND pg_get_serial_sequence($1, a.attname) IS NOT NULL",
+                &[&qualified],
+            )
+            .await
+            .map_err(db_err)?;
+        for r in rows {
+            let col: String = r.get(0);
+            let seq: String = r.get(1);
+            if !loaded.contains(&col) {
+                continue;
+            }
+            let sql = format!(
+                "SELECT setval($1::text::regclass, m) FROM (SELECT max({}) AS m FROM {qualified}) x
+                 WHERE m IS NOT NULL AND m > COALESCE(pg_sequence_last_value($1::text::regclass), 0)",
+                quote_ident(&col)
+            );
+            self.client
+                .execute(&sql, &[&seq])
+                .await
+                .map_err(db_err)
+                .with_context(|| format!("advancing sequence {seq} of {table}"))?;
+        }
+        Ok(())
+    }
+
+    /// Streams the encoded rows into `COPY … FROM STDIN` (text format). Must run inside a
+    /// transaction begun with [`PgConn::begin`]. Returns the rows the server stored.
+    pub async fn copy_in(
+        &self,
+        req: &LoadRequest<'_>,
+        mut chunks: mpsc::Receiver<Result<Bytes, crate::load::LoadError>>,
+        lines: Arc<LineMap>,
+    ) -> Result<u64> {
+        let cols = req
+            .columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("COPY {} ({cols}) FROM STDIN", req.table.quoted_pg());
+        let sink = self
+            .client
+            .copy_in::<_, Bytes>(&sql)
+            .await
+            .map_err(db_err)?;
+        futures_util::pin_mut!(sink);
+        while let Some(chunk) = chunks.recv().await {
+            // A parse error ends the COPY: dropping the sink without finish() aborts it.
+            let chunk = chunk?;
+            if let Err(e) = sink.send(chunk).await {
+                return Err(copy_error(&e, req, &lines));
+            }
+        }
+        let rows = sink
+            .as_mut()
+            .finish()
+            .await
+            .map_err(|e| copy_error(&e, req, &lines))?;
+        self.sync_sequences(req.table, &req.columns).await?;
+        Ok(rows)
+    }
+}
+
+async fn record_in<C: tokio_postgres::GenericClient>(
+    c: &C,
+    m: &Migration,
+    elapsed: Duration,
+    success: bool,
+) -> Result<()> {
+    let ms = elapsed.as_millis() as i64;
+    c.execute(
+        &format!(
+            "INSERT INTO {HISTORY_TABLE} (version, description, script, checksum, execution_ms, success)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (version) DO UPDATE SET description = EXCLUDED.description,
+               script = EXCLUDED.script, checksum = EXCLUDED.checksum, applied_at = now(),
+               execution_ms = EXCLUDED.execution_ms, applied_by = current_user, success = EXCLUDED.success"
+        ),
+        &[&m.version, &m.description, &m.script, &m.checksum, &ms, &success],
+    )
+    .await
+    .map_err(db_err)
+    .with_context(|| format!("recording {} in the schema history", m.script))?;
+    Ok(())
+}
+
+/// `V002__metier.sql:45: syntax error at or near "TABL"`: the server's cursor position is
+/// turned into a line of the file.
+fn migration_error(m: &Migration, e: &tokio_postgres::Error) -> String {
+    let line = e.as_db_error().and_then(|db| match db.position() {
+        Some(tokio_postgres::error::ErrorPosition::Original(pos)) => {
+            Some(crate::engine::line_of_char_offset(&m.sql, *pos as usize))
+        }
+        _ => None,
+    });
+    match line {
+        Some(l) => format!("{}:{l}: {}", m.path.display(), describe(e)),
+        None => format!("{}: {}", m.path.display(), describe(e)),
+    }
+}
+
+/// A COPY failure, told in terms of the CSV file: the server's "line N" of the COPY stream
+/// becomes the file's physical line, and the column is named.
+fn copy_error(e: &tokio_postgres::Error, req: &LoadRequest<'_>, lines: &LineMap) -> anyhow::Error {
+    let file = req.file_label;
+    let Some(db) = e.as_db_error() else {
+        return anyhow!("{file}: {}", describe(e));
+    };
+    // Context looks like: COPY citoyens, line 3, column date_naissance: "32/13/2024"
+    let ctx = db.where_().unwrap_or("");
+    let copy_line = ctx
+        .split(", line ")
+        .nth(1)
+        .and_then(|rest| rest.split(|ch: char| !ch.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<u64>().ok());
+    let column = ctx
+        .split(", column ")
+        .nth(1)
+        .map(|rest| rest.split(':').next().unwrap_or(rest).to_string());
+    let mut msg = String::new();
+    match copy_line {
+        Some(n) => msg.push_str(&format!("{file}:{}: ", lines.physical_line(n))),
+        None => msg.push_str(&format!("{file}: ")),
+    }
+    if let Some(c) = column {
+        msg.push_str(&format!("column {c}: "));
+    }
+    msg.push_str(&describe(e));
+    if copy_line.is_none() && *db.code() == SqlState::FOREIGN_KEY_VIOLATION {
+        msg.push_str(" (the row is not identified by the server; search the file for that key)");
+    }
+    anyhow!(msg)
+}
+
+fn column_kind(category: &str, typname: &str) -> ColumnKind {
+    match (category, typname) {
+        (_, "date") => ColumnKind::Date,
+        (_, "timestamp") | (_, "timestamptz") => ColumnKind::Timestamp,
+        (_, "int2") | (_, "int4") | (_, "int8") => ColumnKind::Integer,
+        ("N", _) => ColumnKind::Decimal,
+        ("B", _) => ColumnKind::Boolean,
+        _ => ColumnKind::Text,
+    }
+}
+
+/// PostgreSQL's identifier quoting: double quotes, inner quotes doubled.
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("nom"), "\"nom\"");
+        assert_eq!(quote_ident("a\"b; DROP"), "\"a\"\"b; DROP\"");
+    }
+
+    #[test]
+    fn kinds_from_catalogue() {
+        assert_eq!(column_kind("D", "date"), ColumnKind::Date);
+        assert_eq!(column_kind("D", "timestamptz"), ColumnKind::Timestamp);
+        assert_eq!(column_kind("N", "numeric"), ColumnKind::Decimal);
+        assert_eq!(column_kind("N", "int8"), ColumnKind::Integer);
+        assert_eq!(column_kind("S", "text"), ColumnKind::Text);
+    }
+}

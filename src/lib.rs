@@ -1,0 +1,134 @@
+//! mairie-dba: the everyday toolkit of the DBA of the mairie database.
+//!
+//! [`run`] loads the configuration once, builds a [`Ctx`], dispatches to `cmd::*` and renders
+//! the [`output::Outcome`]. Data flows one way: CLI args -> Ctx -> cmd -> engine -> Outcome
+//! -> output.
+
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod load;
+pub mod log;
+pub mod output;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::CommandFactory;
+
+use cli::{Cli, Command, Format, GlobalArgs};
+use config::{Config, Target};
+use output::{Outcome, Status};
+
+/// What every command gets: the configuration, the targets it runs on, and the global flags.
+pub struct Ctx {
+    pub config: Config,
+    pub targets: Vec<Target>,
+    pub global: GlobalArgs,
+    pub log: log::Log,
+}
+
+/// Operations exit 0/1/2; checks follow the Nagios convention 0/1/2/3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Operation,
+}
+
+impl Kind {
+    fn of(_cmd: &Command) -> Kind {
+        Kind::Operation
+    }
+
+    /// The status and exit code of a usage or configuration error.
+    fn usage_error(self) -> (Status, u8) {
+        match self {
+            Kind::Operation => (Status::Failed, 2),
+        }
+    }
+
+    fn failure(self) -> (Status, u8) {
+        match self {
+            Kind::Operation => (Status::Failed, 1),
+        }
+    }
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> u8 {
+    let log = log::Log::new(&cli.global);
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "mairie-dba",
+            &mut std::io::stdout(),
+        );
+        return 0;
+    }
+    let kind = Kind::of(&cli.command);
+    let format = cli.global.format;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            log.error(format!("cannot start the runtime: {e}"));
+            return kind.failure().1;
+        }
+    };
+    let res = runtime.block_on(dispatch(cli, log.clone()));
+    // Don't wait for connection tasks still winding down.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match res {
+        Ok(outcome) => {
+            if let Err(e) = output::render(&outcome, format) {
+                log.error(format!("writing the result: {e}"));
+                return kind.failure().1;
+            }
+            outcome.status.exit_code()
+        }
+        Err(e) => {
+            let (status, code) = if error::is_config_error(&e) {
+                kind.usage_error()
+            } else {
+                kind.failure()
+            };
+            let msg = format!("{e:#}");
+            log.error(&msg);
+            if format == Format::Json {
+                let _ = output::render(&Outcome::new(status).field("error", msg), format);
+            }
+            code
+        }
+    }
+}
+
+async fn dispatch(cli: Cli, log: log::Log) -> Result<Outcome> {
+    let path = cli
+        .global
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG));
+    let config = Config::load(&path)?;
+    let targets = config.select_targets(&cli.global.targets)?;
+    // Resolve the secrets up front: a missing variable is a configuration error (exit 2),
+    // reported before anything is touched.
+    for t in &targets {
+        t.password()?;
+    }
+    let ctx = Ctx {
+        config,
+        targets,
+        global: cli.global,
+        log,
+    };
+    match &cli.command {
+        Command::Schema(cmd) => cmd::schema::run(cmd, &ctx).await,
+        Command::LoadCsv(args) => cmd::load_csv::run(args, &ctx).await,
+        Command::Completions { .. } => unreachable!("handled before the config is read"),
+    }
+}

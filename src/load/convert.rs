@@ -1,0 +1,367 @@
+//! From CSV fields to the text rows a server's bulk loader reads.
+//!
+//! Decides NULL (only an unquoted empty field, or the unquoted `--null` string: a literal
+//! `NULL` or `\N` in the file is text), rewrites dates to ISO according to `--date-order`,
+//! numbers with a decimal comma to a decimal point, French booleans (`oui`/`non`), and
+//! escapes the result in the tab-separated text format that PostgreSQL's `COPY … FROM STDIN`
+//! and MySQL's `LOAD DATA` both read (`\N` for NULL, backslash escapes). Everything else the
+//! server validates, and its errors are mapped back to the file's line and column.
+
+use chrono::NaiveDate;
+
+use crate::cli::DateOrder;
+use crate::engine::ColumnKind;
+use crate::load::parser::Record;
+
+/// A field that could not be converted: the field's index and why.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub index: usize,
+    pub message: String,
+}
+
+pub struct Converter {
+    kinds: Vec<ColumnKind>,
+    null: Option<Vec<u8>>,
+    date_order: DateOrder,
+    decimal_comma: bool,
+    /// Whether the input may hold invalid UTF-8 (it was not transcoded).
+    validate_utf8: bool,
+    scratch: Vec<u8>,
+}
+
+impl Converter {
+    pub fn new(
+        kinds: Vec<ColumnKind>,
+        null: Option<String>,
+        date_order: DateOrder,
+        decimal_comma: bool,
+        validate_utf8: bool,
+    ) -> Self {
+        Converter {
+            kinds,
+            null: null.map(String::into_bytes),
+            date_order,
+            decimal_comma,
+            validate_utf8,
+            scratch: Vec::with_capacity(64),
+        }
+    }
+
+    /// Appends one encoded row (a record whose fields are in the order of `kinds`) to `out`.
+    pub fn encode(&mut self, rec: &Record, out: &mut Vec<u8>) -> Result<(), FieldError> {
+        debug_assert_eq!(rec.len(), self.kinds.len());
+        let start = out.len();
+        for i in 0..rec.len() {
+            let (field, q) = (rec.field(i), rec.quoted[i]);
+            if i > 0 {
+                out.push(b'\t');
+            }
+            let is_null = !q
+                && match &self.null {
+                    None => field.is_empty(),
+                    Some(n) => field == n.as_slice(),
+                };
+            if is_null {
+                out.extend_from_slice(b"\\N");
+                continue;
+            }
+            if self.validate_utf8 {
+                if let Err(e) = std::str::from_utf8(field) {
+                    out.truncate(start);
+                    return Err(FieldError {
+                        index: i,
+                        message: format!(
+                            "invalid UTF-8 (byte 0x{:02X} at offset {}); is the file in another encoding? \
+                             try --encoding windows-1252",
+                            field[e.valid_up_to()],
+                            e.valid_up_to() + 1
+                        ),
+                    });
+                }
+            }
+            let res = match self.kinds[i] {
+                ColumnKind::Date => self.date(field, false),
+                ColumnKind::Timestamp => self.date(field, true),
+                ColumnKind::Decimal | ColumnKind::Integer if self.decimal_comma => {
+                    self.decimal(field)
+                }
+                ColumnKind::Boolean => self.boolean(field),
+                _ => {
+                    escape_into(field, out);
+                    continue;
+                }
+            };
+            match res {
+                Ok(()) => escape_into(&self.scratch, out),
+                Err(message) => {
+                    out.truncate(start);
+                    return Err(FieldError { index: i, message });
+                }
+            }
+        }
+        out.push(b'\n');
+        Ok(())
+    }
+
+    /// A date (or the date part of a timestamp) in the user's order, rewritten as ISO.
+    fn date(&mut self, field: &[u8], timestamp: bool) -> Result<(), String> {
+        self.scratch.clear();
+        let text = std::str::from_utf8(field).map_err(|_| "invalid UTF-8".to_string())?;
+        let trimmed = text.trim();
+        // Values the server understands as they are.
+        if matches!(trimmed, "infinity" | "-infinity") || (timestamp && trimmed == "now") {
+            self.scratch.extend_from_slice(trimmed.as_bytes());
+            return Ok(());
+        }
+        let (date_part, rest) = match trimmed.find([' ', 'T']) {
+            Some(i) if timestamp => (&trimmed[..i], &trimmed[i..]),
+            _ => (trimmed, ""),
+        };
+        let d = parse_date(date_part, self.date_order).ok_or_else(|| {
+            format!(
+                "invalid {} \"{}\" (expected {}{})",
+                if timestamp { "timestamp" } else { "date" },
+                text,
+                self.date_order.pattern(),
+                match self.date_order {
+                    DateOrder::Ymd => "; use --date-order dmy for 31/12/2024",
+                    _ => "",
+                }
+            )
+        })?;
+        use std::io::Write;
+        write!(self.scratch, "{}", d.format("%Y-%m-%d")).map_err(|e| e.to_string())?;
+        self.scratch.extend_from_slice(rest.as_bytes());
+        Ok(())
+    }
+
+    /// `1 234,56` -> `1234.56`. A `.` is refused: with a decimal comma it is ambiguous.
+    fn decimal(&mut self, field: &[u8]) -> Result<(), String> {
+        self.scratch.clear();
+        let text = std::str::from_utf8(field).map_err(|_| "invalid UTF-8".to_string())?;
+        let mut commas = 0;
+        for ch in text.trim().chars() {
+            match ch {
+                ' ' | '\u{a0}' | '\u{202f}' | '\'' => {}
+                ',' => {
+                    commas += 1;
+                    self.scratch.push(b'.');
+                }
+                '.' => {
+                    return Err(format!(
+                        "number \"{text}\" has a '.' but --decimal-comma was given (write 1234,5)"
+                    ))
+                }
+                c => {
+                    let mut b = [0u8; 4];
+                    self.scratch
+                        .extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+                }
+            }
+        }
+        if commas > 1 {
+            return Err(format!("number \"{text}\" has more than one decimal comma"));
+        }
+        Ok(())
+    }
+
+    fn boolean(&mut self, field: &[u8]) -> Result<(), String> {
+        self.scratch.clear();
+        let v: &[u8] = match field.to_ascii_lowercase().as_slice() {
+            b"oui" | b"o" | b"vrai" => b"true",
+            b"non" | b"n" | b"faux" => b"false",
+            _ => field,
+        };
+        self.scratch.extend_from_slice(v);
+        Ok(())
+    }
+}
+
+impl DateOrder {
+    pub fn pattern(self) -> &'static str {
+        match self {
+            DateOrder::Ymd => "yyyy-mm-dd",
+            DateOrder::Dmy => "dd/mm/yyyy",
+            DateOrder::Mdy => "mm/dd/yyyy",
+        }
+    }
+}
+
+/// Three numbers separated by `/`, `-` or `.`, in the given order; the year has 4 digits.
+pub fn parse_date(s: &str, order: DateOrder) -> Option<NaiveDate> {
+    let mut parts = s.split(['/', '-', '.']);
+    let (a, b, c) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let num = |p: &str, min: usize, max: usize| -> Option<u32> {
+        if p.len() < min || p.len() > max || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        p.parse().ok()
+    };
+    let (y, m, d) = match order {
+        DateOrder::Ymd => (num(a, 4, 4)?, num(b, 1, 2)?, num(c, 1, 2)?),
+        DateOrder::Dmy => (num(c, 4, 4)?, num(b, 1, 2)?, num(a, 1, 2)?),
+        DateOrder::Mdy => (num(c, 4, 4)?, num(a, 1, 2)?, num(b, 1, 2)?),
+    };
+    NaiveDate::from_ymd_opt(y as i32, m, d)
+}
+
+/// The text-format escaping shared by PostgreSQL COPY and MySQL LOAD DATA.
+#[inline]
+pub fn escape_into(field: &[u8], out: &mut Vec<u8>) {
+    if !field
+        .iter()
+        .any(|&b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+    {
+        out.extend_from_slice(field);
+        return;
+    }
+    for &b in field {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ColumnKind::*;
+
+    fn record(fields: &[&[u8]], quoted: &[bool]) -> Record {
+        let mut r = Record::default();
+        for (f, q) in fields.iter().zip(quoted) {
+            r.buf.extend_from_slice(f);
+            r.ends.push(r.buf.len());
+            r.quoted.push(*q);
+        }
+        r
+    }
+
+    fn enc(c: &mut Converter, fields: &[&str], quoted: &[bool]) -> Result<String, FieldError> {
+        let f: Vec<&[u8]> = fields.iter().map(|s| s.as_bytes()).collect();
+        let mut out = Vec::new();
+        c.encode(&record(&f, quoted), &mut out)
+            .map(|_| String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn null_rules() {
+        let mut c = Converter::new(vec![Text; 4], None, DateOrder::Ymd, false, true);
+        assert_eq!(
+            enc(
+                &mut c,
+                &["", "", "NULL", "\\N"],
+                &[false, true, false, false]
+            )
+            .unwrap(),
+            "\\N\t\tNULL\t\\\\N\n"
+        );
+        let mut c = Converter::new(
+            vec![Text; 3],
+            Some("NA".into()),
+            DateOrder::Ymd,
+            false,
+            true,
+        );
+        assert_eq!(
+            enc(&mut c, &["NA", "NA", ""], &[false, true, false]).unwrap(),
+            "\\N\tNA\t\n"
+        );
+    }
+
+    #[test]
+    fn escapes_control_characters() {
+        let mut c = Converter::new(vec![Text], None, DateOrder::Ymd, false, true);
+        assert_eq!(
+            enc(&mut c, &["a\tb\nc\\d\re"], &[true]).unwrap(),
+            "a\\tb\\nc\\\\d\\re\n"
+        );
+    }
+
+    #[test]
+    fn dates_in_every_order() {
+        let mut c = Converter::new(vec![Date, Timestamp], None, DateOrder::Dmy, false, true);
+        assert_eq!(
+            enc(&mut c, &["31/12/2024", "14/03/2026 09:30"], &[false, false]).unwrap(),
+            "2024-12-31\t2026-03-14 09:30\n"
+        );
+        let e = enc(&mut c, &["32/13/2024", "01/01/2024"], &[false, false]).unwrap_err();
+        assert_eq!(e.index, 0);
+        assert!(
+            e.message.contains("invalid date \"32/13/2024\"") && e.message.contains("dd/mm/yyyy")
+        );
+        let mut c = Converter::new(vec![Date], None, DateOrder::Ymd, false, true);
+        assert_eq!(
+            enc(&mut c, &["2024-02-29"], &[false]).unwrap(),
+            "2024-02-29\n"
+        );
+        assert!(enc(&mut c, &["2023-02-29"], &[false]).is_err());
+        assert!(enc(&mut c, &["31/12/2024"], &[false])
+            .unwrap_err()
+            .message
+            .contains("--date-order dmy"));
+        assert_eq!(
+            parse_date("12/31/2024", DateOrder::Mdy),
+            NaiveDate::from_ymd_opt(2024, 12, 31)
+        );
+        assert_eq!(parse_date("1/2/24", DateOrder::Dmy), None);
+    }
+
+    #[test]
+    fn decimal_comma() {
+        let mut c = Converter::new(
+            vec![Decimal, Integer, Text],
+            None,
+            DateOrder::Ymd,
+            true,
+            true,
+        );
+        assert_eq!(
+            enc(
+                &mut c,
+                &["1 234,56", "1\u{a0}000", "3,5"],
+                &[false, false, false]
+            )
+            .unwrap(),
+            "1234.56\t1000\t3,5\n"
+        );
+        assert!(enc(&mut c, &["1.5", "1", ""], &[false, false, false])
+            .unwrap_err()
+            .message
+            .contains("'.'"));
+        assert!(enc(&mut c, &["1,2,3", "1", ""], &[false, false, false]).is_err());
+    }
+
+    #[test]
+    fn french_booleans() {
+        let mut c = Converter::new(vec![Boolean; 3], None, DateOrder::Ymd, false, true);
+        assert_eq!(
+            enc(&mut c, &["Oui", "non", "t"], &[false; 3]).unwrap(),
+            "true\tfalse\tt\n"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_field() {
+        let mut c = Converter::new(vec![Text, Text], None, DateOrder::Ymd, false, true);
+        let mut out = Vec::new();
+        let e = c
+            .encode(&record(&[b"ok", b"caf\xe9"], &[false, false]), &mut out)
+            .unwrap_err();
+        assert_eq!(e.index, 1);
+        assert!(
+            e.message.contains("0xE9") && e.message.contains("windows-1252"),
+            "{}",
+            e.message
+        );
+        assert!(out.is_empty(), "nothing half-written");
+    }
+}

@@ -1,0 +1,67 @@
+//! Messages for people on stderr, at the verbosity the user asked for.
+//!
+//! Results never go through here: commands return an [`crate::output::Outcome`] and only
+//! `output.rs` writes stdout. Progress bars share stderr, so messages are printed through
+//! indicatif's `suspend` when a bar is showing.
+
+use std::io::IsTerminal;
+
+use crate::cli::{Format, GlobalArgs};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+#[derive(Debug, Clone)]
+pub struct Log {
+    level: Level,
+    progress: bool,
+}
+
+impl Log {
+    pub fn new(g: &GlobalArgs) -> Self {
+        let level = if g.quiet {
+            Level::Quiet
+        } else if g.verbose {
+            Level::Verbose
+        } else {
+            Level::Normal
+        };
+        let progress = !g.no_progress
+            && !g.quiet
+            && g.format != Format::Json
+            && std::io::stderr().is_terminal();
+        Log { level, progress }
+    }
+
+    /// Whether progress bars may be drawn.
+    pub fn progress(&self) -> bool {
+        self.progress
+    }
+
+    pub fn info(&self, msg: impl AsRef<str>) {
+        if self.level >= Level::Normal {
+            eprintln!("{}", msg.as_ref());
+        }
+    }
+
+    pub fn warn(&self, msg: impl AsRef<str>) {
+        if self.level >= Level::Normal {
+            eprintln!("warning: {}", msg.as_ref());
+        }
+    }
+
+    pub fn debug(&self, msg: impl AsRef<str>) {
+        if self.level >= Level::Verbose {
+            eprintln!("{}", msg.as_ref());
+        }
+    }
+
+    /// Errors are always shown, quiet or not.
+    pub fn error(&self, msg: impl AsRef<str>) {
+        eprintln!("error: {}", msg.as_ref());
+    }
+}
