@@ -4,7 +4,7 @@
 //! The reader thread (see `load/`) parses while the engine streams; this module owns the
 //! transactions, `--truncate`, the progress bar and the report.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -243,12 +243,13 @@ async fn load_all(target: &Target, jobs: &[Job], truncate: bool, ctx: &Ctx) -> V
         conn.begin().await?;
         let res: Result<()> = async {
             if truncate {
-                let unique: Vec<TableRef> = tables
-                    .iter()
-                    .cloned()
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect();
+                // Parents first: the engine empties children before parents when it must.
+                let mut unique: Vec<TableRef> = Vec::new();
+                for &i in &order {
+                    if !unique.contains(&jobs[i].table) {
+                        unique.push(jobs[i].table.clone());
+                    }
+                }
                 conn.truncate(&unique).await?;
             }
             for &i in &order {

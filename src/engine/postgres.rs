@@ -342,6 +342,10 @@ impl PgConn {
         let _ = self.client.batch_execute("ROLLBACK").await;
     }
 
+    /// Empties the tables inside the current transaction. PostgreSQL refuses TRUNCATE on a
+    /// table that another table references, even when that one is empty; then the rows are
+    /// deleted instead, which still fails (rightly) if referencing rows exist. Never CASCADE:
+    /// that would silently empty tables the user did not name.
     pub async fn truncate(&self, tables: &[TableRef]) -> Result<()> {
         let list = tables
             .iter()
@@ -349,10 +353,28 @@ impl PgConn {
             .collect::<Vec<_>>()
             .join(", ");
         self.client
-            .batch_execute(&format!("TRUNCATE {list}"))
+            .batch_execute("SAVEPOINT mairie_dba_truncate")
             .await
-            .map_err(db_err)
-            .with_context(|| format!("truncating {list}"))
+            .map_err(db_err)?;
+        match self.client.batch_execute(&format!("TRUNCATE {list}")).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) => {
+                self.client
+                    .batch_execute("ROLLBACK TO SAVEPOINT mairie_dba_truncate")
+                    .await
+                    .map_err(db_err)?;
+                // Children first, so that rows referencing each other go in a valid order.
+                for t in tables.iter().rev() {
+                    self.client
+                        .batch_execute(&format!("DELETE FROM {}", t.quoted_pg()))
+                        .await
+                        .map_err(db_err)
+                        .with_context(|| format!("emptying {t} (--truncate)"))?;
+                }
+                Ok(())
+            }
+            Err(e) => Err(db_err(e)).with_context(|| format!("truncating {list}")),
+        }
     }
 
     pub async fn set_local_timezone(&self, tz: Option<&str>) -> Result<()> {

@@ -1,0 +1,427 @@
+//! `load-csv` against a real PostgreSQL server: the good files, every bad input of the
+//! contract, and the rule that a failed file leaves nothing behind.
+
+mod common;
+
+use common::*;
+
+const CITOYENS_HEADER: &str =
+    "id,civilite,nom,prenom,date_naissance,email,telephone,adresse,code_postal,arrondissement,quotient_familial\n";
+
+fn citoyen(id: u32) -> String {
+    format!(
+        "{id},Mme,Estève,Hélène,1984-03-0{},h{id}@example.fr,0491000000,\"12, rue Paradis\",13006,6,812.40\n",
+        1 + id % 9
+    )
+}
+
+fn citoyens_csv(n: u32) -> String {
+    let mut s = CITOYENS_HEADER.to_string();
+    for i in 1..=n {
+        s.push_str(&citoyen(i));
+    }
+    s
+}
+
+fn load(env: &Env, file: &str, extra: &[&str]) -> Run {
+    let f = env.path(file).display().to_string();
+    let mut args = vec!["load-csv", "--table", "metier.citoyens"];
+    args.extend_from_slice(extra);
+    args.push(&f);
+    env.run(&args)
+}
+
+/// Runs a load that must fail: exit 1, a one-line error naming `needle`, nothing loaded.
+fn fails(env: &Env, file: &str, extra: &[&str], needle: &str) -> Run {
+    let out = load(env, file, extra);
+    out.code(1).one_line_error().stderr_has(needle);
+    assert_eq!(env.db().count("metier.citoyens"), 0, "nothing committed");
+    out
+}
+
+#[test]
+fn demo_datasets_load_in_foreign_key_order() {
+    let env = Env::pg_with_schema();
+    let out = env.run(&["load-csv", "--all", "--format", "json"]);
+    out.success();
+    let doc = out.json();
+    assert_eq!(doc["status"], "success");
+    let loads = doc["loads"].as_array().unwrap();
+    assert_eq!(loads.len(), 5);
+    for l in loads {
+        for key in ["target", "table", "file", "rows", "bytes", "seconds"] {
+            assert!(l.get(key).is_some(), "{key} in {l}");
+        }
+    }
+    let db = env.db();
+    assert_eq!(db.count("metier.citoyens"), 300);
+    assert_eq!(db.count("metier.demandes"), 400);
+    // The Windows-1252 file kept its accents and its decimal commas.
+    assert!(db.count("metier.demandes WHERE commentaire LIKE '%é%'") > 0);
+    assert!(db.count("metier.demandes WHERE montant_frais <> trunc(montant_frais)") > 0);
+    // Its local times were read as Europe/Paris: 03/01/2024 16:36 is 15:36 UTC.
+    assert_eq!(
+        db.scalar("SELECT to_char(date_depot AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') FROM metier.demandes WHERE reference = 'DEM-2024-000001'"),
+        Some("2024-01-03 15:36".into())
+    );
+    // Sequences were moved past the loaded ids.
+    db.query("INSERT INTO metier.citoyens (civilite, nom, prenom, date_naissance, adresse, code_postal, arrondissement) VALUES ('M', 'Nouveau', 'Né', '2000-01-01', 'x', '13001', 1)");
+
+    // Loading again collides on keys, fails as a whole and changes nothing.
+    env.run(&["load-csv", "--all"])
+        .code(1)
+        .stderr_has("duplicate key");
+    assert_eq!(db.count("metier.citoyens"), 301);
+    // --truncate reloads cleanly.
+    env.run(&["load-csv", "--all", "--truncate"]).success();
+    assert_eq!(db.count("metier.citoyens"), 300);
+}
+
+#[test]
+fn header_maps_columns_in_any_order_and_subset() {
+    let env = Env::pg_with_schema();
+    env.write(
+        "c.csv",
+        "Arrondissement,code_postal,NOM,prenom,civilite,date_naissance,adresse\n3,13003,Müller,Zoé,Mme,2001-12-31,\"3, bd National\"\n",
+    );
+    load(&env, "c.csv", &[]).success().stdout_has("1 rows");
+    let row = env
+        .db()
+        .query("SELECT nom, prenom, arrondissement, email IS NULL, adresse FROM metier.citoyens");
+    assert_eq!(
+        row[0],
+        ["Müller", "Zoé", "3", "t", "3, bd National"]
+            .map(|s| Some(s.to_string()))
+            .to_vec()
+    );
+}
+
+#[test]
+fn null_rules_unquoted_empty_quoted_empty_and_literal_null() {
+    let env = Env::pg_with_schema();
+    env.write(
+        "n.csv",
+        format!(
+            "{CITOYENS_HEADER}1,M,A,B,1990-01-01,,\"\",x,13001,1,\n2,M,A,B,1990-01-01,NULL,\\N,x,13001,1,\n"
+        ),
+    );
+    load(&env, "n.csv", &[]).success();
+    let rows = env
+        .db()
+        .query("SELECT email, telephone, quotient_familial FROM metier.citoyens ORDER BY id");
+    assert_eq!(rows[0], vec![None, Some(String::new()), None]);
+    assert_eq!(rows[1], vec![Some("NULL".into()), Some("\\N".into()), None]);
+
+    let env = Env::pg_with_schema();
+    env.write(
+        "n.csv",
+        format!("{CITOYENS_HEADER}1,M,A,B,1990-01-01,NA,\"NA\",x,13001,1,NA\n"),
+    );
+    load(&env, "n.csv", &["--null", "NA"]).success();
+    let rows = env
+        .db()
+        .query("SELECT email, telephone, quotient_familial FROM metier.citoyens");
+    assert_eq!(rows[0], vec![None, Some("NA".into()), None]);
+}
+
+#[test]
+fn french_open_data_windows_1252_semicolons_dmy_and_decimal_commas() {
+    let env = Env::pg_with_schema();
+    let text = "id;civilite;nom;prenom;date_naissance;adresse;code_postal;arrondissement;quotient_familial\r\n\
+                1;Mme;Lefèvre;Françoise;31/12/1950;\"5; place Castellane\";13006;6;1 234,56\r\n";
+    let (bytes, _, bad) = encoding_rs::WINDOWS_1252.encode(text);
+    assert!(!bad);
+    env.write("w.csv", bytes);
+    load(
+        &env,
+        "w.csv",
+        &[
+            "--delimiter",
+            ";",
+            "--encoding",
+            "windows-1252",
+            "--date-order",
+            "dmy",
+            "--decimal-comma",
+        ],
+    )
+    .success();
+    let r = env.db().query("SELECT nom, prenom, date_naissance::text, adresse, quotient_familial::text FROM metier.citoyens");
+    assert_eq!(
+        r[0],
+        [
+            "Lefèvre",
+            "Françoise",
+            "1950-12-31",
+            "5; place Castellane",
+            "1234.56"
+        ]
+        .map(|s| Some(s.to_string()))
+        .to_vec()
+    );
+}
+
+#[test]
+fn utf16_with_bom_and_utf8_with_bom_load() {
+    let env = Env::pg_with_schema();
+    let text = citoyens_csv(2);
+    let mut utf16 = vec![0xFF, 0xFE];
+    for u in text.encode_utf16() {
+        utf16.extend_from_slice(&u.to_le_bytes());
+    }
+    env.write("u16.csv", utf16);
+    load(&env, "u16.csv", &[]).success();
+    let mut utf8 = vec![0xEF, 0xBB, 0xBF];
+    utf8.extend_from_slice(citoyens_csv(4).as_bytes());
+    env.write("u8.csv", utf8);
+    load(&env, "u8.csv", &["--truncate"]).success();
+    assert_eq!(env.db().count("metier.citoyens"), 4);
+    assert_eq!(
+        env.db()
+            .scalar("SELECT prenom FROM metier.citoyens WHERE id = 1"),
+        Some("Hélène".into())
+    );
+}
+
+#[test]
+fn truncate_replaces_and_several_files_each_commit_alone() {
+    let env = Env::pg_with_schema();
+    env.write("a.csv", citoyens_csv(3));
+    load(&env, "a.csv", &[]).success();
+    let mut bad = String::from(CITOYENS_HEADER);
+    bad.push_str(&citoyen(10));
+    bad.push_str("11,M,A,B,not-a-date,,,x,13001,1,\n");
+    env.write("bad.csv", bad);
+    let mut good = String::from(CITOYENS_HEADER);
+    good.push_str(&citoyen(20));
+    env.write("good.csv", good);
+    let out = env.run(&[
+        "load-csv",
+        "--table",
+        "metier.citoyens",
+        "--truncate",
+        "--format",
+        "json",
+        env.path("bad.csv").to_str().unwrap(),
+        env.path("good.csv").to_str().unwrap(),
+    ]);
+    out.code(1);
+    let doc = out.json();
+    assert_eq!(doc["status"], "failed");
+    assert_eq!(doc["loads"][0]["status"], "failed");
+    assert_eq!(doc["loads"][1]["status"], "success");
+    assert_eq!(doc["loads"][1]["rows"], 1);
+    // The failed file left nothing; the table holds exactly the file that loaded.
+    assert_eq!(env.db().count("metier.citoyens"), 1);
+    assert_eq!(
+        env.db().scalar("SELECT id FROM metier.citoyens"),
+        Some("20".into())
+    );
+}
+
+#[test]
+fn multi_line_fields_do_not_shift_error_lines() {
+    let env = Env::pg_with_schema();
+    env.write(
+        "m.csv",
+        format!(
+            "{CITOYENS_HEADER}1,M,A,B,1990-01-01,,,\"Bâtiment C\nescalier 2\",13001,1,\n2,M,A,B,1990-13-01,,,x,13001,1,\n"
+        ),
+    );
+    fails(
+        &env,
+        "m.csv",
+        &[],
+        "m.csv:4: column date_naissance: invalid date \"1990-13-01\"",
+    );
+}
+
+#[test]
+fn server_side_errors_name_the_physical_line_and_column() {
+    let env = Env::pg_with_schema();
+    // Line 4 (after a multi-line field) has a civilite the CHECK refuses, line 3 a bad number.
+    env.write(
+        "s.csv",
+        format!("{CITOYENS_HEADER}1,M,A,B,1990-01-01,,,x,13001,1,\n2,M,A,B,1990-01-01,,,x,13001,1,douze\n"),
+    );
+    fails(
+        &env,
+        "s.csv",
+        &[],
+        "s.csv:3: column quotient_familial: invalid input syntax for type numeric",
+    );
+    env.write(
+        "d.csv",
+        format!(
+            "{CITOYENS_HEADER}{}{}{}",
+            citoyen(1),
+            citoyen(2),
+            citoyen(1)
+        ),
+    );
+    fails(
+        &env,
+        "d.csv",
+        &[],
+        "d.csv:4: duplicate key value violates unique constraint",
+    );
+    env.write(
+        "fk.csv",
+        format!("{CITOYENS_HEADER}1,M,A,B,1990-01-01,,,x,13001,99,\n"),
+    );
+    fails(&env, "fk.csv", &[], "foreign key");
+}
+
+#[test]
+fn bad_inputs_fail_with_one_clear_line_and_nothing_committed() {
+    let env = Env::pg_with_schema();
+    fails(
+        &env,
+        "missing.csv",
+        &[],
+        "missing.csv: cannot read: no such file",
+    );
+    std::fs::create_dir_all(env.path("adir")).unwrap();
+    fails(&env, "adir", &[], "is a directory");
+    env.write("empty.csv", "");
+    fails(&env, "empty.csv", &[], "empty.csv: file is empty");
+    env.write(
+        "extra.csv",
+        format!(
+            "{CITOYENS_HEADER}{}1,M,A,B,1990-01-01,,,x,13001,1,,extra\n",
+            citoyen(5)
+        ),
+    );
+    fails(
+        &env,
+        "extra.csv",
+        &[],
+        "extra.csv:3: expected 11 fields, found 12 (extra field",
+    );
+    env.write("short.csv", format!("{CITOYENS_HEADER}1,M,A\n"));
+    fails(
+        &env,
+        "short.csv",
+        &[],
+        "short.csv:2: expected 11 fields, found 3 (missing field; first missing: prenom)",
+    );
+    env.write(
+        "quote.csv",
+        format!(
+            "{CITOYENS_HEADER}{}1,M,\"open,B,1990-01-01,,,x,13001,1,\n",
+            citoyen(7)
+        ),
+    );
+    fails(
+        &env,
+        "quote.csv",
+        &[],
+        "quote.csv:3: unterminated quoted field",
+    );
+    let mut latin = CITOYENS_HEADER.as_bytes().to_vec();
+    latin.extend_from_slice(b"1,M,Est\xe8ve,B,1990-01-01,,,x,13001,1,\n");
+    env.write("latin.csv", latin);
+    fails(
+        &env,
+        "latin.csv",
+        &["--encoding", "utf-8"],
+        "latin.csv:2: column nom: invalid UTF-8",
+    );
+    env.write(
+        "date.csv",
+        format!("{CITOYENS_HEADER}1,M,A,B,31/12/1990,,,x,13001,1,\n"),
+    );
+    fails(
+        &env,
+        "date.csv",
+        &[],
+        "date.csv:2: column date_naissance: invalid date \"31/12/1990\"",
+    );
+    env.write(
+        "num.csv",
+        format!(
+            "{}1;M;A;B;1990-01-01;;;x;13001;1;12.5\n",
+            CITOYENS_HEADER.replace(',', ";")
+        ),
+    );
+    fails(
+        &env,
+        "num.csv",
+        &["--decimal-comma", "--delimiter", ";"],
+        "num.csv:2: column quotient_familial: number \"12.5\" has a '.' but --decimal-comma was given",
+    );
+    env.write("hdr.csv", "id,nom,surname\n1,A,B\n");
+    fails(
+        &env,
+        "hdr.csv",
+        &[],
+        "hdr.csv:1: unknown column \"surname\" in header (the table has: id, civilite, nom",
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let env = Env::pg_with_schema();
+    env.write("c.csv", citoyens_csv(1));
+    load(&env, "c.csv", &["--delimiter", ";;"])
+        .code(2)
+        .stderr_has("--delimiter");
+    load(&env, "c.csv", &["--decimal-comma"])
+        .code(2)
+        .stderr_has("--decimal-comma needs another --delimiter");
+    let out = env.run(&[
+        "load-csv",
+        "--table",
+        "a.b.c",
+        env.path("c.csv").to_str().unwrap(),
+    ]);
+    out.code(2).stderr_has("expected SCHEMA.TABLE");
+}
+
+#[test]
+fn header_only_file_is_a_success_with_zero_rows() {
+    let env = Env::pg_with_schema();
+    env.write("h.csv", CITOYENS_HEADER);
+    let out = load(&env, "h.csv", &["--format", "json"]);
+    out.success();
+    assert_eq!(out.json()["loads"][0]["rows"], 0);
+}
+
+#[test]
+fn a_missing_table_is_named() {
+    let env = Env::pg_with_schema();
+    env.write("c.csv", citoyens_csv(1));
+    let f = env.path("c.csv").display().to_string();
+    env.run(&["load-csv", "--table", "metier.nope", &f])
+        .code(1)
+        .one_line_error()
+        .stderr_has("table metier.nope does not exist");
+}
+
+#[test]
+fn no_header_maps_fields_in_table_order() {
+    let env = Env::pg_with_schema();
+    env.write(
+        "nh.csv",
+        "1|M|Roux|Noël|1970-07-14|||x|13007|7||2026-01-01 10:00:00+01\n",
+    );
+    load(&env, "nh.csv", &["--no-header", "--delimiter", "|"]).success();
+    assert_eq!(
+        env.db().scalar("SELECT prenom FROM metier.citoyens"),
+        Some("Noël".into())
+    );
+}
+
+#[test]
+fn a_bad_row_at_the_very_end_of_a_large_file_rolls_back_everything() {
+    let env = Env::pg_with_schema();
+    let mut s = citoyens_csv(20_000);
+    s.push_str("20001,M,A,B,1990-02-30,,,x,13001,1,\n");
+    env.write("big.csv", s);
+    fails(
+        &env,
+        "big.csv",
+        &[],
+        "big.csv:20002: column date_naissance: invalid date \"1990-02-30\"",
+    );
+}
