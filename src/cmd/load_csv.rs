@@ -185,6 +185,7 @@ async fn load_files(
                 job.label.clone(),
                 job.spec.clone(),
                 columns,
+                conn.dialect(job.spec.tz),
                 progress_bar(ctx, &job.path, &job.label),
             );
             let cols = (&mut reader.columns)
@@ -260,6 +261,7 @@ async fn load_all(target: &Target, jobs: &[Job], truncate: bool, ctx: &Ctx) -> V
                     job.label.clone(),
                     job.spec.clone(),
                     columns[&job.table].clone(),
+                    conn.dialect(job.spec.tz),
                     progress_bar(ctx, &job.path, &job.label),
                 );
                 let cols = (&mut reader.columns)

@@ -4,7 +4,9 @@
 //! dialect, catalogue queries, bulk-load protocol) and nothing else. An engine never reads
 //! CLI arguments and never prints.
 
+pub mod mysql;
 pub mod postgres;
+pub mod script;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -16,20 +18,22 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::config::{EngineKind, Target};
-use crate::load::{LineMap, LoadError};
+use crate::load::{Dialect, LineMap, LoadError};
 
 /// An open connection to one target.
 pub enum Conn {
     Postgres(postgres::PgConn),
+    Mysql(mysql::MyConn),
 }
 
 /// Connects to a target, within its connect timeout.
 pub async fn connect(target: &Target) -> Result<Conn> {
     match target.engine {
         EngineKind::Postgres => Ok(Conn::Postgres(postgres::connect(target).await?)),
+        EngineKind::Mysql => Ok(Conn::Mysql(mysql::connect(target).await?)),
         other => bail!(
             "target `{}`: engine {other} is not available in this version of mairie-dba \
-             (PostgreSQL only for now)",
+             (PostgreSQL and MySQL/MariaDB for now)",
             target.name
         ),
     }
@@ -65,6 +69,11 @@ impl TableRef {
             return Err(bad());
         }
         Ok(TableRef::new(schema, name))
+    }
+
+    /// The prefixed table name of a schema-less engine (`metier.citoyens` -> `metier_citoyens`).
+    pub fn prefixed(&self) -> String {
+        format!("{}_{}", self.schema, self.name)
     }
 
     pub fn quoted_pg(&self) -> String {
@@ -139,36 +148,42 @@ impl Conn {
     pub fn engine(&self) -> EngineKind {
         match self {
             Conn::Postgres(_) => EngineKind::Postgres,
+            Conn::Mysql(_) => EngineKind::Mysql,
         }
     }
 
     pub async fn server_version(&self) -> Result<String> {
         match self {
             Conn::Postgres(c) => c.server_version().await,
+            Conn::Mysql(c) => c.server_version().await,
         }
     }
 
     pub async fn lock_schema(&self) -> Result<bool> {
         match self {
             Conn::Postgres(c) => c.lock_schema().await,
+            Conn::Mysql(c) => c.lock_schema().await,
         }
     }
 
     pub async fn unlock_schema(&self) -> Result<()> {
         match self {
             Conn::Postgres(c) => c.unlock_schema().await,
+            Conn::Mysql(c) => c.unlock_schema().await,
         }
     }
 
     pub async fn ensure_history(&self) -> Result<()> {
         match self {
             Conn::Postgres(c) => c.ensure_history().await,
+            Conn::Mysql(c) => c.ensure_history().await,
         }
     }
 
     pub async fn history(&self) -> Result<Vec<AppliedMigration>> {
         match self {
             Conn::Postgres(c) => c.history().await,
+            Conn::Mysql(c) => c.history().await,
         }
     }
 
@@ -177,48 +192,64 @@ impl Conn {
     pub fn failed_migrations_block(&self) -> bool {
         match self {
             Conn::Postgres(_) => false,
+            Conn::Mysql(_) => true,
         }
     }
 
     pub async fn apply_migration(&mut self, m: &Migration) -> Result<Duration> {
         match self {
             Conn::Postgres(c) => c.apply_migration(m).await,
+            Conn::Mysql(c) => c.apply_migration(m).await,
         }
     }
 
     pub async fn columns(&self, table: &TableRef) -> Result<Vec<Column>> {
         match self {
             Conn::Postgres(c) => c.columns(table).await,
+            Conn::Mysql(c) => c.columns(table).await,
         }
     }
 
     pub async fn foreign_keys(&self, tables: &[TableRef]) -> Result<Vec<(TableRef, TableRef)>> {
         match self {
             Conn::Postgres(c) => c.foreign_keys(tables).await,
+            Conn::Mysql(c) => c.foreign_keys(tables).await,
         }
     }
 
     pub async fn begin(&self) -> Result<()> {
         match self {
             Conn::Postgres(c) => c.begin().await,
+            Conn::Mysql(c) => c.begin().await,
         }
     }
 
     pub async fn commit(&self) -> Result<()> {
         match self {
             Conn::Postgres(c) => c.commit().await,
+            Conn::Mysql(c) => c.commit().await,
         }
     }
 
     pub async fn rollback(&self) {
         match self {
             Conn::Postgres(c) => c.rollback().await,
+            Conn::Mysql(c) => c.rollback().await,
         }
     }
 
     pub async fn truncate(&self, tables: &[TableRef]) -> Result<()> {
         match self {
             Conn::Postgres(c) => c.truncate(tables).await,
+            Conn::Mysql(c) => c.truncate(tables).await,
+        }
+    }
+
+    /// How the reader must write values for this engine's bulk loader.
+    pub fn dialect(&self, tz: Option<chrono_tz::Tz>) -> Dialect {
+        match self {
+            Conn::Postgres(_) => Dialect::Postgres,
+            Conn::Mysql(_) => Dialect::Mysql { tz },
         }
     }
 
@@ -227,6 +258,11 @@ impl Conn {
     pub async fn set_local_timezone(&self, tz: Option<&str>) -> Result<()> {
         match self {
             Conn::Postgres(c) => c.set_local_timezone(tz).await,
+            // DATETIME has no time zone: the reader converts timestamps to UTC itself.
+            Conn::Mysql(_) => {
+                let _ = tz;
+                Ok(())
+            }
         }
     }
 
@@ -239,6 +275,7 @@ impl Conn {
     ) -> Result<u64> {
         match self {
             Conn::Postgres(c) => c.copy_in(req, chunks, lines).await,
+            Conn::Mysql(c) => c.load_data(req, chunks, lines).await,
         }
     }
 }

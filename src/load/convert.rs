@@ -12,6 +12,7 @@ use chrono::NaiveDate;
 use crate::cli::DateOrder;
 use crate::engine::ColumnKind;
 use crate::load::parser::Record;
+use crate::load::Dialect;
 
 /// A field that could not be converted: the field's index and why.
 #[derive(Debug, PartialEq, Eq)]
@@ -27,6 +28,7 @@ pub struct Converter {
     decimal_comma: bool,
     /// Whether the input may hold invalid UTF-8 (it was not transcoded).
     validate_utf8: bool,
+    dialect: Dialect,
     scratch: Vec<u8>,
 }
 
@@ -37,6 +39,7 @@ impl Converter {
         date_order: DateOrder,
         decimal_comma: bool,
         validate_utf8: bool,
+        dialect: Dialect,
     ) -> Self {
         Converter {
             kinds,
@@ -44,6 +47,7 @@ impl Converter {
             date_order,
             decimal_comma,
             validate_utf8,
+            dialect,
             scratch: Vec::with_capacity(64),
         }
     }
@@ -131,8 +135,22 @@ impl Converter {
             )
         })?;
         use std::io::Write;
-        write!(self.scratch, "{}", d.format("%Y-%m-%d")).map_err(|e| e.to_string())?;
-        self.scratch.extend_from_slice(rest.as_bytes());
+        match self.dialect {
+            Dialect::Mysql { tz } if timestamp && !rest.trim().is_empty() => {
+                let utc = utc_timestamp(d, rest, tz).ok_or_else(|| {
+                    format!(
+                        "invalid timestamp \"{text}\" (expected {} hh:mm[:ss][+hh:mm])",
+                        self.date_order.pattern()
+                    )
+                })?;
+                write!(self.scratch, "{}", utc.format("%Y-%m-%d %H:%M:%S%.f"))
+                    .map_err(|e| e.to_string())?;
+            }
+            _ => {
+                write!(self.scratch, "{}", d.format("%Y-%m-%d")).map_err(|e| e.to_string())?;
+                self.scratch.extend_from_slice(rest.as_bytes());
+            }
+        }
         Ok(())
     }
 
@@ -168,10 +186,24 @@ impl Converter {
 
     fn boolean(&mut self, field: &[u8]) -> Result<(), String> {
         self.scratch.clear();
-        let v: &[u8] = match field.to_ascii_lowercase().as_slice() {
-            b"oui" | b"o" | b"vrai" => b"true",
-            b"non" | b"n" | b"faux" => b"false",
-            _ => field,
+        let lower = field.trim_ascii().to_ascii_lowercase();
+        let truth = match lower.as_slice() {
+            b"oui" | b"o" | b"vrai" | b"true" | b"t" | b"yes" | b"y" | b"on" | b"1" => Some(true),
+            b"non" | b"n" | b"faux" | b"false" | b"f" | b"no" | b"off" | b"0" => Some(false),
+            _ => None,
+        };
+        let v: &[u8] = match (truth, self.dialect) {
+            (Some(true), Dialect::Mysql { .. }) => b"1",
+            (Some(false), Dialect::Mysql { .. }) => b"0",
+            (Some(true), Dialect::Postgres) => b"true",
+            (Some(false), Dialect::Postgres) => b"false",
+            (None, Dialect::Mysql { .. }) => {
+                return Err(format!(
+                    "invalid boolean \"{}\" (expected true/false, oui/non, 1/0)",
+                    String::from_utf8_lossy(field)
+                ))
+            }
+            (None, Dialect::Postgres) => field,
         };
         self.scratch.extend_from_slice(v);
         Ok(())
@@ -186,6 +218,53 @@ impl DateOrder {
             DateOrder::Mdy => "mm/dd/yyyy",
         }
     }
+}
+
+/// The time part of a timestamp (` 10:30[:00[.123]][ ][Z|+01|+01:00|-0530]`) on `date`, in
+/// UTC: from its offset, else from `tz`, else taken as it is.
+fn utc_timestamp(
+    date: NaiveDate,
+    rest: &str,
+    tz: Option<chrono_tz::Tz>,
+) -> Option<chrono::NaiveDateTime> {
+    use chrono::{NaiveTime, TimeZone};
+    let rest = rest.strip_prefix(['T', ' '])?.trim();
+    let split = rest.find(['Z', 'z', '+', '-', ' ']).unwrap_or(rest.len());
+    let (time_s, offset_s) = (&rest[..split], rest[split..].trim());
+    let time = ["%H:%M:%S%.f", "%H:%M"]
+        .iter()
+        .find_map(|f| NaiveTime::parse_from_str(time_s, f).ok())?;
+    let local = date.and_time(time);
+    if offset_s.is_empty() {
+        return match tz {
+            Some(tz) => tz
+                .from_local_datetime(&local)
+                .earliest()
+                .map(|d| d.naive_utc()),
+            None => Some(local),
+        };
+    }
+    if offset_s.eq_ignore_ascii_case("z") || offset_s.eq_ignore_ascii_case("utc") {
+        return Some(local);
+    }
+    let sign = match offset_s.as_bytes()[0] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let digits: String = offset_s[1..].chars().filter(|c| *c != ':').collect();
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (h, m) = match digits.len() {
+        2 => (digits.parse::<i64>().ok()?, 0),
+        4 => (
+            digits[..2].parse::<i64>().ok()?,
+            digits[2..].parse::<i64>().ok()?,
+        ),
+        _ => return None,
+    };
+    Some(local - chrono::Duration::minutes(sign * (h * 60 + m)))
 }
 
 /// Three numbers separated by `/`, `-` or `.`, in the given order; the year has 4 digits.
@@ -254,7 +333,14 @@ mod tests {
 
     #[test]
     fn null_rules() {
-        let mut c = Converter::new(vec![Text; 4], None, DateOrder::Ymd, false, true);
+        let mut c = Converter::new(
+            vec![Text; 4],
+            None,
+            DateOrder::Ymd,
+            false,
+            true,
+            Dialect::Postgres,
+        );
         assert_eq!(
             enc(
                 &mut c,
@@ -270,6 +356,7 @@ mod tests {
             DateOrder::Ymd,
             false,
             true,
+            Dialect::Postgres,
         );
         assert_eq!(
             enc(&mut c, &["NA", "NA", ""], &[false, true, false]).unwrap(),
@@ -279,7 +366,14 @@ mod tests {
 
     #[test]
     fn escapes_control_characters() {
-        let mut c = Converter::new(vec![Text], None, DateOrder::Ymd, false, true);
+        let mut c = Converter::new(
+            vec![Text],
+            None,
+            DateOrder::Ymd,
+            false,
+            true,
+            Dialect::Postgres,
+        );
         assert_eq!(
             enc(&mut c, &["a\tb\nc\\d\re"], &[true]).unwrap(),
             "a\\tb\\nc\\\\d\\re\n"
@@ -288,7 +382,14 @@ mod tests {
 
     #[test]
     fn dates_in_every_order() {
-        let mut c = Converter::new(vec![Date, Timestamp], None, DateOrder::Dmy, false, true);
+        let mut c = Converter::new(
+            vec![Date, Timestamp],
+            None,
+            DateOrder::Dmy,
+            false,
+            true,
+            Dialect::Postgres,
+        );
         assert_eq!(
             enc(&mut c, &["31/12/2024", "14/03/2026 09:30"], &[false, false]).unwrap(),
             "2024-12-31\t2026-03-14 09:30\n"
@@ -298,7 +399,14 @@ mod tests {
         assert!(
             e.message.contains("invalid date \"32/13/2024\"") && e.message.contains("dd/mm/yyyy")
         );
-        let mut c = Converter::new(vec![Date], None, DateOrder::Ymd, false, true);
+        let mut c = Converter::new(
+            vec![Date],
+            None,
+            DateOrder::Ymd,
+            false,
+            true,
+            Dialect::Postgres,
+        );
         assert_eq!(
             enc(&mut c, &["2024-02-29"], &[false]).unwrap(),
             "2024-02-29\n"
@@ -323,6 +431,7 @@ mod tests {
             DateOrder::Ymd,
             true,
             true,
+            Dialect::Postgres,
         );
         assert_eq!(
             enc(
@@ -342,16 +451,74 @@ mod tests {
 
     #[test]
     fn french_booleans() {
-        let mut c = Converter::new(vec![Boolean; 3], None, DateOrder::Ymd, false, true);
+        let mut c = Converter::new(
+            vec![Boolean; 3],
+            None,
+            DateOrder::Ymd,
+            false,
+            true,
+            Dialect::Postgres,
+        );
         assert_eq!(
             enc(&mut c, &["Oui", "non", "t"], &[false; 3]).unwrap(),
-            "true\tfalse\tt\n"
+            "true\tfalse\ttrue\n"
         );
     }
 
     #[test]
+    fn mysql_timestamps_go_to_utc_and_booleans_to_digits() {
+        let paris = Some(chrono_tz::Europe::Paris);
+        let mut c = Converter::new(
+            vec![Timestamp, Timestamp, Timestamp, Boolean],
+            None,
+            DateOrder::Dmy,
+            false,
+            true,
+            Dialect::Mysql { tz: paris },
+        );
+        assert_eq!(
+            enc(
+                &mut c,
+                &[
+                    "14/03/2026 09:30",
+                    "03/12/2026 10:30:00+01",
+                    "01/07/2026 12:00:00.5Z",
+                    "oui"
+                ],
+                &[false; 4]
+            )
+            .unwrap(),
+            "2026-03-14 08:30:00\t2026-12-03 09:30:00\t2026-07-01 12:00:00.500\t1\n"
+        );
+        let mut c = Converter::new(
+            vec![Timestamp, Boolean],
+            None,
+            DateOrder::Ymd,
+            false,
+            true,
+            Dialect::Mysql { tz: None },
+        );
+        assert_eq!(
+            enc(&mut c, &["2026-07-01 12:00", "false"], &[false; 2]).unwrap(),
+            "2026-07-01 12:00:00\t0\n"
+        );
+        assert!(enc(&mut c, &["2026-07-01 25:00", "1"], &[false; 2]).is_err());
+        assert!(enc(&mut c, &["2026-07-01", "peut-être"], &[false; 2])
+            .unwrap_err()
+            .message
+            .contains("invalid boolean"));
+    }
+
+    #[test]
     fn invalid_utf8_names_the_field() {
-        let mut c = Converter::new(vec![Text, Text], None, DateOrder::Ymd, false, true);
+        let mut c = Converter::new(
+            vec![Text, Text],
+            None,
+            DateOrder::Ymd,
+            false,
+            true,
+            Dialect::Postgres,
+        );
         let mut out = Vec::new();
         let e = c
             .encode(&record(&[b"ok", b"caf\xe9"], &[false, false]), &mut out)

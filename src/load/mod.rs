@@ -25,6 +25,16 @@ use convert::Converter;
 use parser::{ParseError, Parser, Record};
 
 const CHUNK_BYTES: usize = 256 * 1024;
+
+/// What the engine's bulk loader expects beyond the shared text format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// PostgreSQL parses timestamps (with their offsets) and booleans itself.
+    Postgres,
+    /// MySQL's DATETIME has no time zone and BOOLEAN is TINYINT(1): timestamps are written
+    /// in UTC (from their offset, or from `tz` when they have none) and booleans as 1/0.
+    Mysql { tz: Option<chrono_tz::Tz> },
+}
 const CHUNKS_IN_FLIGHT: usize = 8;
 
 /// A load failure located in a file.
@@ -112,6 +122,7 @@ pub struct CsvSpec {
     pub date_order: DateOrder,
     pub decimal_comma: bool,
     pub timezone: Option<String>,
+    pub tz: Option<chrono_tz::Tz>,
 }
 
 impl CsvSpec {
@@ -135,6 +146,14 @@ impl CsvSpec {
             date_order: o.date_order,
             decimal_comma: o.decimal_comma,
             timezone: o.timezone.clone(),
+            tz: match &o.timezone {
+                None => None,
+                Some(name) => Some(name.parse::<chrono_tz::Tz>().map_err(|_| {
+                    ConfigError::new(format!(
+                        "--timezone `{name}` is not a time zone name (e.g. Europe/Paris, UTC)"
+                    ))
+                })?),
+            },
         })
     }
 }
@@ -175,6 +194,7 @@ pub fn spawn_reader(
     label: String,
     spec: CsvSpec,
     table_columns: Vec<Column>,
+    dialect: Dialect,
     progress: Option<ProgressBar>,
 ) -> Reader {
     let (col_tx, col_rx) = oneshot::channel();
@@ -189,6 +209,7 @@ pub fn spawn_reader(
             progress: progress.as_ref(),
             tx: &tx,
             raw: Arc::new(AtomicU64::new(0)),
+            dialect,
         };
         let mut col_tx = Some(col_tx);
         match job.run(&path, &table_columns, &mut col_tx) {
@@ -223,6 +244,7 @@ struct Job<'a> {
     progress: Option<&'a ProgressBar>,
     tx: &'a mpsc::Sender<Result<Bytes, LoadError>>,
     raw: Arc<AtomicU64>,
+    dialect: Dialect,
 }
 
 type ColumnsTx = Option<oneshot::Sender<Result<Vec<String>, LoadError>>>;
@@ -266,6 +288,7 @@ impl Job<'_> {
             self.spec.date_order,
             self.spec.decimal_comma,
             detected == decode::Detected::Utf8,
+            self.dialect,
         );
 
         let expected = mapping.len();

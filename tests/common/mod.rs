@@ -5,7 +5,12 @@
 //! reached fails the test with a clear message: it is never skipped.
 //!
 //! `MAIRIE_DBA_TEST_PG` is a libpq-style connection string for a role that may create
-//! databases (default `host=127.0.0.1 port=5432 user=mairie password=mairie`).
+//! databases (default `host=127.0.0.1 port=5432 user=mairie password=mairie`);
+//! `MAIRIE_DBA_TEST_MYSQL` a URL (default `mysql://mairie:mairie@127.0.0.1:3306`).
+//!
+//! Tests written once run on every engine through [`per_engine!`]: they talk to the
+//! database through [`Db`], which maps the model's `schema.table` names to each engine's
+//! (`metier.citoyens` is `metier_citoyens` on MySQL).
 
 #![allow(dead_code)]
 
@@ -17,6 +22,44 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_mairie-dba");
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The engines the suite runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Postgres,
+    Mysql,
+}
+
+impl Engine {
+    /// The target name and engine name in the generated config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Postgres => "postgres",
+            Engine::Mysql => "mysql",
+        }
+    }
+
+    pub fn password_var(self) -> &'static str {
+        match self {
+            Engine::Postgres => "MAIRIE_PG_PASSWORD",
+            Engine::Mysql => "MAIRIE_MYSQL_PASSWORD",
+        }
+    }
+}
+
+/// Runs the listed `fn name(engine: Engine)` tests once per engine, as
+/// `postgres::name` and `mysql::name`.
+#[macro_export]
+macro_rules! per_engine {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $( #[test] fn $name() { super::$name($crate::common::Engine::Postgres) } )*
+        }
+        mod mysql {
+            $( #[test] fn $name() { super::$name($crate::common::Engine::Mysql) } )*
+        }
+    };
+}
 
 fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -115,30 +158,180 @@ impl Drop for PgDb {
     }
 }
 
-/// A config directory for one test: `config_global.yml` with one PostgreSQL target named
-/// `postgres`, plus files the test writes.
+pub fn mysql_url() -> String {
+    std::env::var("MAIRIE_DBA_TEST_MYSQL")
+        .unwrap_or_else(|_| "mysql://mairie:mairie@127.0.0.1:3306".to_string())
+}
+
+/// Runs SQL on a MySQL database (None: no default database); rows as text.
+pub fn my_query(dbname: Option<&str>, sql: &str) -> Vec<Vec<Option<String>>> {
+    use mysql_async::prelude::Queryable;
+    let url = mysql_url();
+    runtime().block_on(async {
+        let mut opts = mysql_async::OptsBuilder::from_opts(
+            mysql_async::Opts::from_url(&url)
+                .unwrap_or_else(|e| panic!("MAIRIE_DBA_TEST_MYSQL `{url}`: {e}")),
+        );
+        if let Some(db) = dbname {
+            opts = opts.db_name(Some(db));
+        }
+        let mut conn = mysql_async::Conn::new(opts).await.unwrap_or_else(|e| {
+            panic!("MariaDB/MySQL is not reachable at `{url}` ({e}): run scripts/dev-services.sh")
+        });
+        let rows: Vec<mysql_async::Row> = conn
+            .query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let out = rows
+            .into_iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| match r.as_ref(i) {
+                        None | Some(mysql_async::Value::NULL) => None,
+                        Some(mysql_async::Value::Bytes(b)) => {
+                            Some(String::from_utf8_lossy(b).into_owned())
+                        }
+                        Some(v) => Some(v.as_sql(true).trim_matches('\'').to_string()),
+                    })
+                    .collect()
+            })
+            .collect();
+        let _ = conn.disconnect().await;
+        out
+    })
+}
+
+/// A fresh database on one engine, dropped at the end of the test.
+pub enum Db {
+    Pg(PgDb),
+    My(String),
+}
+
+impl Db {
+    pub fn new(engine: Engine) -> Db {
+        match engine {
+            Engine::Postgres => Db::Pg(PgDb::new()),
+            Engine::Mysql => {
+                let name = unique("mdba_t");
+                my_query(
+                    None,
+                    &format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"),
+                );
+                Db::My(name)
+            }
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Db::Pg(p) => &p.name,
+            Db::My(n) => n,
+        }
+    }
+
+    pub fn engine(&self) -> Engine {
+        match self {
+            Db::Pg(_) => Engine::Postgres,
+            Db::My(_) => Engine::Mysql,
+        }
+    }
+
+    /// The engine's name for a model table: `metier.citoyens`, or `metier_citoyens` on
+    /// MySQL; a bare name is PostgreSQL's `public` schema.
+    pub fn table(&self, t: &str) -> String {
+        match (self, t.split_once('.')) {
+            (Db::Pg(_), Some(_)) => t.to_string(),
+            (Db::Pg(_), None) => format!("public.{t}"),
+            (Db::My(_), Some((s, n))) => format!("{s}_{n}"),
+            (Db::My(_), None) => t.to_string(),
+        }
+    }
+
+    /// Runs SQL written with the model's `schema.table` names (mapped on MySQL).
+    pub fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        match self {
+            Db::Pg(p) => p.query(sql),
+            Db::My(n) => {
+                let mut mapped = sql.to_string();
+                for schema in ["referentiel", "metier", "reporting"] {
+                    mapped = mapped.replace(&format!("{schema}."), &format!("{schema}_"));
+                }
+                my_query(Some(n), &mapped)
+            }
+        }
+    }
+
+    pub fn scalar(&self, sql: &str) -> Option<String> {
+        self.query(sql)
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next().flatten())
+    }
+
+    /// Rows of a model table, with an optional WHERE clause written in portable SQL.
+    pub fn count_where(&self, table: &str, cond: &str) -> i64 {
+        let sql = format!("SELECT count(*) FROM {} WHERE {cond}", self.table(table));
+        self.scalar(&sql).unwrap().parse().unwrap()
+    }
+
+    pub fn count(&self, table: &str) -> i64 {
+        self.count_where(table, "1 = 1")
+    }
+
+    pub fn exists(&self, table: &str) -> bool {
+        let sql = match self {
+            Db::Pg(_) => format!("SELECT count(*) FROM (SELECT to_regclass('{}') AS r) x WHERE r IS NOT NULL", self.table(table)),
+            Db::My(_) => format!(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = '{}'",
+                self.table(table)
+            ),
+        };
+        self.scalar(&sql).as_deref() == Some("1")
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Db::My(n) = self {
+            my_query(None, &format!("DROP DATABASE IF EXISTS {n}"));
+        }
+    }
+}
+
+/// A config directory for one test: `config_global.yml` with one target named after the
+/// engine (`postgres` or `mysql`), plus files the test writes.
 pub struct Env {
     pub dir: PathBuf,
-    pub db: Option<PgDb>,
+    pub engine: Engine,
+    pub db: Option<Db>,
     envs: Vec<(String, String)>,
 }
 
 impl Env {
     /// A config pointing at a new empty database; `sql/` and `data/` are the project's.
-    pub fn pg() -> Env {
-        let db = PgDb::new();
+    pub fn new(engine: Engine) -> Env {
+        let db = Db::new(engine);
         let mut env = Env::empty();
-        env.write_pg_config(&db.name, "");
+        env.engine = engine;
+        env.write_engine_config(db.name(), "");
         env.write_global("");
         env.db = Some(db);
         env
     }
 
+    pub fn pg() -> Env {
+        Env::new(Engine::Postgres)
+    }
+
     /// A database with the mairie schema applied.
-    pub fn pg_with_schema() -> Env {
-        let env = Env::pg();
+    pub fn with_schema(engine: Engine) -> Env {
+        let env = Env::new(engine);
         env.run(&["schema", "apply"]).success();
         env
+    }
+
+    pub fn pg_with_schema() -> Env {
+        Env::with_schema(Engine::Postgres)
     }
 
     pub fn empty() -> Env {
@@ -146,12 +339,16 @@ impl Env {
         std::fs::create_dir_all(&dir).unwrap();
         Env {
             dir,
+            engine: Engine::Postgres,
             db: None,
-            envs: vec![("MAIRIE_PG_PASSWORD".into(), password())],
+            envs: vec![
+                ("MAIRIE_PG_PASSWORD".into(), password()),
+                ("MAIRIE_MYSQL_PASSWORD".into(), mysql_password()),
+            ],
         }
     }
 
-    pub fn db(&self) -> &PgDb {
+    pub fn db(&self) -> &Db {
         self.db.as_ref().expect("this Env has a database")
     }
 
@@ -168,6 +365,26 @@ impl Env {
         p
     }
 
+    /// The engine file (`config_postgres.yml` / `config_mysql.yml`) for `dbname`, with extra
+    /// connection lines.
+    pub fn write_engine_config(&self, dbname: &str, extra: &str) {
+        match self.engine {
+            Engine::Postgres => self.write_pg_config(dbname, extra),
+            Engine::Mysql => {
+                let url = mysql_url();
+                let opts = mysql_async::Opts::from_url(&url).unwrap();
+                let mut text = format!(
+                    "connection:\n  host: {}\n  port: {}\n  database: {dbname}\n  user: {}\n  password_env: MAIRIE_MYSQL_PASSWORD\n  connect_timeout: 5\n",
+                    opts.ip_or_hostname(),
+                    opts.tcp_port(),
+                    opts.user().unwrap_or("mairie")
+                );
+                text.push_str(extra);
+                self.write("config_mysql.yml", text);
+            }
+        }
+    }
+
     /// `config_postgres.yml` for `dbname`, with extra connection lines.
     pub fn write_pg_config(&self, dbname: &str, extra: &str) {
         let host = dsn_value(&pg_admin_dsn(), "host").unwrap_or_else(|| "127.0.0.1".into());
@@ -180,18 +397,17 @@ impl Env {
         self.write("config_postgres.yml", text);
     }
 
-    /// `config_global.yml` with the `postgres` target, base_dir at the project root, the
+    /// `config_global.yml` with this engine's target, base_dir at the project root, the
     /// project's demo `datasets:`, and extra top-level YAML.
     pub fn write_global(&self, extra: &str) {
         let project = std::fs::read_to_string(project("config/config_global.yml")).unwrap();
         let datasets = &project[project
             .find("\ndatasets:")
             .expect("datasets in the project config")..];
+        let e = self.engine.name();
         self.write(
             "config_global.yml",
-            format!(
-                "base_dir: {ROOT}\ntargets:\n  postgres:\n    engine: postgres\n    config: config_postgres.yml\n{extra}{datasets}"
-            ),
+            format!("base_dir: {ROOT}\ntargets:\n  {e}:\n    engine: {e}\n    config: config_{e}.yml\n{extra}{datasets}"),
         );
     }
 
@@ -210,7 +426,8 @@ impl Env {
         cmd.arg("-c").arg(self.path("config_global.yml")).args(args);
         cmd.env_remove("MAIRIE_DBA_CONFIG")
             .env_remove("PGPASSWORD")
-            .env_remove("MAIRIE_PG_PASSWORD");
+            .env_remove("MAIRIE_PG_PASSWORD")
+            .env_remove("MAIRIE_MYSQL_PASSWORD");
         cmd.env("HOME", &self.dir);
         for (k, v) in &self.envs {
             cmd.env(k, v);
@@ -224,6 +441,13 @@ impl Drop for Env {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+pub fn mysql_password() -> String {
+    mysql_async::Opts::from_url(&mysql_url())
+        .ok()
+        .and_then(|o| o.pass().map(str::to_string))
+        .unwrap_or_else(|| "mairie".into())
 }
 
 pub fn password() -> String {

@@ -1,0 +1,681 @@
+//! MySQL and MariaDB, through mysql_async: connecting, the schema history, and loads.
+//!
+//! Quirks handled here and only here:
+//! - No schemas inside a database: the mairie model's `metier.citoyens` is the table
+//!   `metier_citoyens` of the target's database (see `sql/mysql/V001__referentiel.sql`). A
+//!   `schema.table` that has no such prefixed table means database `schema`, table `table`,
+//!   as a MySQL DBA would read it.
+//! - DDL commits implicitly: a migration that fails halfway cannot be rolled back, so it is
+//!   recorded as failed and blocks later runs until a person has looked.
+//! - `LOAD DATA LOCAL` behaves as if IGNORE were given: bad values, truncations and duplicate
+//!   keys become warnings and the rows are stored anyway (as `0000-00-00`, cut text, or not
+//!   at all). Every load therefore checks the warnings and the row count and rolls back on
+//!   the first sign of trouble, reporting the file line of the row the server complained of.
+//! - TRUNCATE commits implicitly too: `--truncate` deletes the rows inside the transaction.
+//! - The session is strict (`STRICT_ALL_TABLES`, no zero dates) and `utf8mb4`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, SslOpts};
+use tokio::sync::{mpsc, Mutex as AsyncMutex};
+
+use crate::config::{SslMode, Target};
+use crate::engine::script::split_mysql;
+use crate::engine::{AppliedMigration, Column, ColumnKind, LoadRequest, Migration, TableRef};
+use crate::load::{LineMap, LoadError};
+
+const HISTORY_TABLE: &str = "mairie_dba_schema_history";
+const SQL_MODE: &str = "STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION";
+
+pub struct MyConn {
+    conn: AsyncMutex<Conn>,
+    target: String,
+    database: String,
+    mariadb: bool,
+    statement_timeout: Duration,
+}
+
+pub async fn connect(target: &Target) -> Result<MyConn> {
+    let c = &target.connection;
+    let password = target.password()?;
+    let where_ = format!(
+        "connecting to target `{}` (mysql {}@{}:{}/{})",
+        target.name, c.user, c.host, c.port, c.database
+    );
+    let opts = |tls: bool| {
+        let mut o = OptsBuilder::default()
+            .ip_or_hostname(c.host.clone())
+            .tcp_port(c.port)
+            .user(Some(c.user.clone()))
+            .pass(password.as_ref().map(|p| p.expose().to_string()))
+            .db_name(Some(c.database.clone()))
+            .prefer_socket(false)
+            .init(vec![
+                "SET NAMES utf8mb4".to_string(),
+                format!("SET SESSION sql_mode = '{SQL_MODE}'"),
+                "SET SESSION time_zone = '+00:00'".to_string(),
+            ]);
+        if tls {
+            // Like libpq's `require`: encrypted, certificate not verified.
+            o = o.ssl_opts(Some(
+                SslOpts::default()
+                    .with_danger_accept_invalid_certs(true)
+                    .with_danger_skip_domain_validation(true),
+            ));
+        }
+        o
+    };
+    let attempt = |tls: bool| async move {
+        tokio::time::timeout(c.connect_timeout, Conn::new(opts(tls)))
+            .await
+            .map_err(|_| anyhow!("timed out after {} s", c.connect_timeout.as_secs()))?
+            .map_err(|e| anyhow!(describe(&e)))
+    };
+    let conn = match c.sslmode {
+        SslMode::Disable => attempt(false).await,
+        SslMode::Require => attempt(true).await,
+        // Try TLS, fall back to a plain connection when the server does not offer it.
+        SslMode::Prefer => match attempt(true).await {
+            Ok(conn) => Ok(conn),
+            Err(e)
+                if e.to_string().to_ascii_lowercase().contains("ssl")
+                    || e.to_string().contains("TLS") =>
+            {
+                attempt(false).await
+            }
+            Err(e) => Err(e),
+        },
+    }
+    .with_context(|| where_.clone())?;
+    let mut conn = conn;
+    let version: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(my_err)?;
+    let mariadb = version
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .contains("mariadb");
+    Ok(MyConn {
+        conn: AsyncMutex::new(conn),
+        target: target.name.clone(),
+        database: c.database.clone(),
+        mariadb,
+        statement_timeout: c.statement_timeout,
+    })
+}
+
+/// `ERROR 1045 (28000): Access denied for user …`, as the mysql client prints it.
+pub fn describe(e: &mysql_async::Error) -> String {
+    match e {
+        mysql_async::Error::Server(s) => format!("ERROR {} ({}): {}", s.code, s.state, s.message),
+        other => {
+            let mut s = other.to_string();
+            let mut src = std::error::Error::source(other);
+            while let Some(inner) = src {
+                let t = inner.to_string();
+                if !s.contains(&t) {
+                    s.push_str(&format!(": {t}"));
+                }
+                src = inner.source();
+            }
+            s
+        }
+    }
+}
+
+fn my_err(e: mysql_async::Error) -> anyhow::Error {
+    anyhow!(describe(&e))
+}
+
+/// Backtick quoting, inner backticks doubled.
+pub fn quote_ident(s: &str) -> String {
+    format!("`{}`", s.replace('`', "``"))
+}
+
+/// A string literal for the few places MySQL takes no parameter (LOAD DATA options).
+fn quote_str(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// Where a `schema.table` lives: (database, table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Physical {
+    database: String,
+    table: String,
+}
+
+impl Physical {
+    fn quoted(&self) -> String {
+        format!(
+            "{}.{}",
+            quote_ident(&self.database),
+            quote_ident(&self.table)
+        )
+    }
+}
+
+impl MyConn {
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    pub async fn server_version(&self) -> Result<String> {
+        let mut c = self.conn.lock().await;
+        let v: Option<String> = c.query_first("SELECT VERSION()").await.map_err(my_err)?;
+        Ok(v.unwrap_or_default())
+    }
+
+    /// Bounds an inspection query by the configured statement timeout.
+    async fn inspect<T, F>(&self, f: F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>>,
+    {
+        tokio::time::timeout(self.statement_timeout, f)
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "query timed out after {} s",
+                    self.statement_timeout.as_secs()
+                )
+            })?
+    }
+
+    async fn resolve(&self, t: &TableRef) -> Result<Physical> {
+        let prefixed = t.prefixed();
+        let mut c = self.conn.lock().await;
+        let found: Option<String> = c
+            .exec_first(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
+                (prefixed.clone(),),
+            )
+            .await
+            .map_err(my_err)?;
+        if found.is_some() {
+            return Ok(Physical {
+                database: self.database.clone(),
+                table: prefixed,
+            });
+        }
+        if t.schema == "public" {
+            return Ok(Physical {
+                database: self.database.clone(),
+                table: t.name.clone(),
+            });
+        }
+        Ok(Physical {
+            database: t.schema.clone(),
+            table: t.name.clone(),
+        })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Schema history
+
+    fn lock_name(&self) -> String {
+        format!("mairie-dba schema {}", self.database)
+    }
+
+    pub async fn lock_schema(&self) -> Result<bool> {
+        let mut c = self.conn.lock().await;
+        let got: Option<i64> = c
+            .exec_first("SELECT GET_LOCK(?, 0)", (self.lock_name(),))
+            .await
+            .map_err(my_err)?;
+        if got == Some(1) {
+            return Ok(false);
+        }
+        // A day is "forever" for a migration; GET_LOCK's negative timeouts differ by server.
+        let got: Option<i64> = c
+            .exec_first("SELECT GET_LOCK(?, 86400)", (self.lock_name(),))
+            .await
+            .map_err(my_err)?;
+        if got != Some(1) {
+            bail!("could not take the schema lock `{}`", self.lock_name());
+        }
+        Ok(true)
+    }
+
+    pub async fn unlock_schema(&self) -> Result<()> {
+        let mut c = self.conn.lock().await;
+        c.exec_drop("SELECT RELEASE_LOCK(?)", (self.lock_name(),))
+            .await
+            .map_err(my_err)
+    }
+
+    pub async fn ensure_history(&self) -> Result<()> {
+        let mut c = self.conn.lock().await;
+        c.query_drop(format!(
+            "CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
+                version      BIGINT NOT NULL PRIMARY KEY,
+                description  VARCHAR(255) NOT NULL,
+                script       VARCHAR(255) NOT NULL,
+                checksum     CHAR(64) NOT NULL,
+                applied_at   DATETIME(6) NOT NULL,
+                execution_ms BIGINT NOT NULL,
+                applied_by   VARCHAR(255) NOT NULL,
+                success      BOOLEAN NOT NULL
+             ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='Migrations applied by mairie-dba schema apply'"
+        ))
+        .await
+        .map_err(my_err)
+        .context("creating the schema history table")
+    }
+
+    pub async fn history(&self) -> Result<Vec<AppliedMigration>> {
+        let mut c = self.conn.lock().await;
+        let exists: Option<i64> = c
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
+                (HISTORY_TABLE,),
+            )
+            .await
+            .map_err(my_err)?;
+        if exists.unwrap_or(0) == 0 {
+            return Ok(Vec::new());
+        }
+        type Row = (i64, String, String, String, String, i64, String, bool);
+        let rows: Vec<Row> = c
+            .query(format!(
+                "SELECT version, description, script, checksum,
+                        DATE_FORMAT(applied_at, '%Y-%m-%dT%H:%i:%s.%fZ'), execution_ms, applied_by, success
+                 FROM {HISTORY_TABLE} ORDER BY version"
+            ))
+            .await
+            .map_err(my_err)?;
+        rows.into_iter()
+            .map(
+                |(
+                    version,
+                    description,
+                    script,
+                    checksum,
+                    at,
+                    execution_ms,
+                    applied_by,
+                    success,
+                )| {
+                    let applied_at = chrono::DateTime::parse_from_rfc3339(&at)
+                        .map(|d| d.with_timezone(&chrono::Utc))
+                        .map_err(|e| anyhow!("schema history: bad applied_at `{at}`: {e}"))?;
+                    Ok(AppliedMigration {
+                        version,
+                        description,
+                        script,
+                        checksum,
+                        applied_at,
+                        execution_ms,
+                        applied_by,
+                        success,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    /// Runs a migration statement by statement (MySQL commits DDL as it goes) and records
+    /// the outcome. A failure leaves whatever ran before it in place: it is recorded as
+    /// failed, and blocks later runs.
+    pub async fn apply_migration(&self, m: &Migration) -> Result<Duration> {
+        let start = Instant::now();
+        let pieces = split_mysql(&m.sql);
+        let mut failure = None;
+        {
+            let mut c = self.conn.lock().await;
+            for (i, p) in pieces.iter().enumerate() {
+                if let Err(e) = c.query_drop(p.sql.as_str()).await {
+                    failure = Some(format!(
+                        "{}:{}: {} (statement {} of {}; {} before it were committed: MySQL does not roll back DDL)",
+                        m.path.display(),
+                        p.line,
+                        describe(&e),
+                        i + 1,
+                        pieces.len(),
+                        i
+                    ));
+                    break;
+                }
+            }
+        }
+        let elapsed = start.elapsed();
+        self.record(m, elapsed, failure.is_none()).await?;
+        match failure {
+            Some(msg) => bail!(msg),
+            None => Ok(elapsed),
+        }
+    }
+
+    async fn record(&self, m: &Migration, elapsed: Duration, success: bool) -> Result<()> {
+        let mut c = self.conn.lock().await;
+        c.exec_drop(
+            format!(
+                "INSERT INTO {HISTORY_TABLE} (version, description, script, checksum, applied_at, execution_ms, applied_by, success)
+                 VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6), ?, CURRENT_USER(), ?)
+                 ON DUPLICATE KEY UPDATE description = VALUES(description), script = VALUES(script),
+                   checksum = VALUES(checksum), applied_at = VALUES(applied_at),
+                   execution_ms = VALUES(execution_ms), applied_by = VALUES(applied_by), success = VALUES(success)"
+            ),
+            (
+                m.version,
+                m.description.clone(),
+                m.script.clone(),
+                m.checksum.clone(),
+                elapsed.as_millis() as i64,
+                success,
+            ),
+        )
+        .await
+        .map_err(my_err)
+        .with_context(|| format!("recording {} in the schema history", m.script))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Loads
+
+    pub async fn columns(&self, table: &TableRef) -> Result<Vec<Column>> {
+        let phys = self.resolve(table).await?;
+        let rows: Vec<(String, String, String, String, Option<String>, String)> = self
+            .inspect(async {
+                let mut c = self.conn.lock().await;
+                c.exec(
+                    "SELECT column_name, column_type, data_type, is_nullable, column_default, extra
+                     FROM information_schema.columns WHERE table_schema = ? AND table_name = ?
+                     ORDER BY ordinal_position",
+                    (phys.database.clone(), phys.table.clone()),
+                )
+                .await
+                .map_err(my_err)
+            })
+            .await?;
+        if rows.is_empty() {
+            bail!(
+                "table {table} does not exist (looked for {} and {}.{}; target `{}`)",
+                format_args!("{}.{}_{}", self.database, table.schema, table.name),
+                table.schema,
+                table.name,
+                self.target
+            );
+        }
+        Ok(rows
+            .into_iter()
+            .map(
+                |(name, column_type, data_type, nullable, default, extra)| Column {
+                    kind: column_kind(&data_type, &column_type),
+                    sql_type: column_type,
+                    nullable: nullable == "YES",
+                    has_default: default.is_some()
+                        || extra.to_ascii_lowercase().contains("auto_increment"),
+                    name,
+                },
+            )
+            .collect())
+    }
+
+    pub async fn foreign_keys(&self, tables: &[TableRef]) -> Result<Vec<(TableRef, TableRef)>> {
+        let mut physical = Vec::with_capacity(tables.len());
+        for t in tables {
+            physical.push((t.clone(), self.resolve(t).await?));
+        }
+        let rows: Vec<(String, String, String, String)> = {
+            let mut c = self.conn.lock().await;
+            c.query(
+                "SELECT constraint_schema, table_name, unique_constraint_schema, referenced_table_name
+                 FROM information_schema.referential_constraints",
+            )
+            .await
+            .map_err(my_err)?
+        };
+        let find = |db: &str, name: &str| {
+            physical
+                .iter()
+                .find(|(_, p)| p.database == db && p.table == name)
+                .map(|(t, _)| t.clone())
+        };
+        Ok(rows
+            .iter()
+            .filter_map(|(cdb, ct, pdb, pt)| Some((find(cdb, ct)?, find(pdb, pt)?)))
+            .filter(|(c, p)| c != p)
+            .collect())
+    }
+
+    pub async fn begin(&self) -> Result<()> {
+        let mut c = self.conn.lock().await;
+        c.query_drop("START TRANSACTION").await.map_err(my_err)
+    }
+
+    pub async fn commit(&self) -> Result<()> {
+        let mut c = self.conn.lock().await;
+        c.query_drop("COMMIT")
+            .await
+            .map_err(my_err)
+            .context("committing")
+    }
+
+    pub async fn rollback(&self) {
+        let mut c = self.conn.lock().await;
+        let _ = c.query_drop("ROLLBACK").await;
+    }
+
+    /// TRUNCATE would commit the transaction: the rows are deleted instead, children first.
+    pub async fn truncate(&self, tables: &[TableRef]) -> Result<()> {
+        for t in tables.iter().rev() {
+            let phys = self.resolve(t).await?;
+            let mut c = self.conn.lock().await;
+            c.query_drop(format!("DELETE FROM {}", phys.quoted()))
+                .await
+                .map_err(my_err)
+                .with_context(|| format!("emptying {t} (--truncate)"))?;
+        }
+        Ok(())
+    }
+
+    /// `LOAD DATA LOCAL INFILE` fed from the reader's chunks. Inside a transaction begun with
+    /// [`MyConn::begin`]; returns the rows stored.
+    pub async fn load_data(
+        &self,
+        req: &LoadRequest<'_>,
+        chunks: mpsc::Receiver<Result<Bytes, LoadError>>,
+        lines: Arc<LineMap>,
+    ) -> Result<u64> {
+        let phys = self.resolve(req.table).await?;
+        let parse_error: Arc<Mutex<Option<LoadError>>> = Arc::default();
+        let slot = Arc::clone(&parse_error);
+        let cols = req
+            .columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "LOAD DATA LOCAL INFILE {} INTO TABLE {} CHARACTER SET utf8mb4 \
+             FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({cols})",
+            quote_str(req.file_label),
+            phys.quoted()
+        );
+        let mut c = self.conn.lock().await;
+        // mysql_async wants a Sync future: the (Send-only) stream is built when it is polled.
+        c.set_infile_handler(async move { Ok(infile_stream(chunks, slot)) });
+        let res = c.query_drop(sql).await;
+        if let Some(e) = parse_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(e.into());
+        }
+        if let Err(e) = res {
+            if let mysql_async::Error::Server(s) = &e {
+                if s.code == 1148 || s.code == 3948 || s.code == 2068 {
+                    bail!(
+                        "{}: {} (enable local_infile on the server: SET GLOBAL local_infile = 1)",
+                        req.file_label,
+                        describe(&e)
+                    );
+                }
+            }
+            bail!("{}: {}", req.file_label, describe(&e));
+        }
+        let stored = c.affected_rows();
+        let warnings = c.get_warnings();
+        if warnings > 0 {
+            let first: Vec<(String, u32, String)> =
+                c.query("SHOW WARNINGS LIMIT 3").await.map_err(my_err)?;
+            let (level, code, message) = first
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| ("Warning".into(), 0, format!("{warnings} warnings")));
+            return Err(warning_error(req, &lines, &level, code, &message, warnings));
+        }
+        Ok(stored)
+    }
+
+    pub fn mariadb(&self) -> bool {
+        self.mariadb
+    }
+}
+
+/// The reader's chunks as the byte stream LOAD DATA LOCAL sends. A reader error is kept in
+/// `slot`, to be reported with its line and column, and ends the stream early but cleanly:
+/// failing the stream would make the driver drop the connection, while the rows sent so far
+/// only live in the transaction that the caller then rolls back.
+fn infile_stream(
+    chunks: mpsc::Receiver<Result<Bytes, LoadError>>,
+    slot: Arc<Mutex<Option<LoadError>>>,
+) -> mysql_async::InfileData {
+    futures_util::stream::unfold((chunks, slot), |(mut rx, slot)| async move {
+        match rx.recv().await {
+            Some(Ok(b)) => Some((Ok(b), (rx, slot))),
+            Some(Err(e)) => {
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                None
+            }
+            None => None,
+        }
+    })
+    .boxed()
+}
+
+/// A LOAD DATA warning, located in the file: "… at row 3" is the third data row.
+fn warning_error(
+    req: &LoadRequest<'_>,
+    lines: &LineMap,
+    level: &str,
+    code: u32,
+    message: &str,
+    count: u16,
+) -> anyhow::Error {
+    let row = message
+        .rsplit_once(" at row ")
+        .and_then(|(_, n)| n.trim().parse::<u64>().ok());
+    // "… for column `db`.`table`.`col` at row 3" (MariaDB) or "… for column 'col' at row 3".
+    let column = message.split("for column ").nth(1).map(|rest| {
+        let spec = rest.split(" at row ").next().unwrap_or(rest);
+        spec.rsplit('.')
+            .next()
+            .unwrap_or(spec)
+            .trim_matches(['`', '\''])
+            .to_string()
+    });
+    let mut msg = req.file_label.to_string();
+    if let Some(r) = row {
+        msg.push_str(&format!(":{}", lines.physical_line(r)));
+    }
+    msg.push_str(": ");
+    if let Some(c) = column.filter(|c| !c.is_empty()) {
+        msg.push_str(&format!("column {c}: "));
+    }
+    let strip = message
+        .rsplit_once(" at row ")
+        .map(|(m, _)| m)
+        .unwrap_or(message);
+    // The database name in "`db`.`table`.`col`" says nothing the user does not know.
+    let strip = strip
+        .split("for column ")
+        .next()
+        .unwrap_or(strip)
+        .trim_end();
+    msg.push_str(&format!(
+        "{strip} ({level} {code}; the server would have stored the row altered or skipped it, so nothing was committed"
+    ));
+    if count > 1 {
+        msg.push_str(&format!("; {count} warnings in all"));
+    }
+    msg.push(')');
+    anyhow!(msg)
+}
+
+fn column_kind(data_type: &str, column_type: &str) -> ColumnKind {
+    let ct = column_type.to_ascii_lowercase();
+    match data_type.to_ascii_lowercase().as_str() {
+        "date" => ColumnKind::Date,
+        "datetime" | "timestamp" => ColumnKind::Timestamp,
+        "tinyint" if ct.starts_with("tinyint(1)") => ColumnKind::Boolean,
+        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year" => {
+            ColumnKind::Integer
+        }
+        "decimal" | "numeric" | "float" | "double" | "real" => ColumnKind::Decimal,
+        _ => ColumnKind::Text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_and_strings_are_quoted() {
+        assert_eq!(quote_ident("metier_citoyens"), "`metier_citoyens`");
+        assert_eq!(quote_ident("a`b"), "`a``b`");
+        assert_eq!(quote_str("it's C:\\x"), "'it''s C:\\\\x'");
+    }
+
+    #[test]
+    fn kinds_from_information_schema() {
+        assert_eq!(column_kind("tinyint", "tinyint(1)"), ColumnKind::Boolean);
+        assert_eq!(column_kind("tinyint", "tinyint(4)"), ColumnKind::Integer);
+        assert_eq!(
+            column_kind("datetime", "datetime(6)"),
+            ColumnKind::Timestamp
+        );
+        assert_eq!(column_kind("decimal", "decimal(10,2)"), ColumnKind::Decimal);
+        assert_eq!(column_kind("varchar", "varchar(64)"), ColumnKind::Text);
+    }
+
+    #[test]
+    fn warnings_point_at_the_file_line_and_column() {
+        let table = TableRef::new("metier", "citoyens");
+        let req = LoadRequest {
+            table: &table,
+            columns: vec![],
+            file_label: "c.csv",
+        };
+        let lines = LineMap::default();
+        let e = warning_error(
+            &req,
+            &lines,
+            "Warning",
+            1265,
+            "Data truncated for column 'code_postal' at row 3",
+            2,
+        )
+        .to_string();
+        assert!(
+            e.starts_with("c.csv:3: column code_postal: Data truncated (Warning 1265"),
+            "{e}"
+        );
+        assert!(e.contains("2 warnings in all"), "{e}");
+        let e = warning_error(
+            &req,
+            &lines,
+            "Warning",
+            1366,
+            "Incorrect decimal value: 'douze' for column `db`.`metier_citoyens`.`quotient_familial` at row 2",
+            1,
+        )
+        .to_string();
+        assert!(
+            e.starts_with(
+                "c.csv:2: column quotient_familial: Incorrect decimal value: 'douze' (Warning 1366"
+            ),
+            "{e}"
+        );
+    }
+}
