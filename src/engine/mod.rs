@@ -4,6 +4,7 @@
 //! dialect, catalogue queries, bulk-load protocol) and nothing else. An engine never reads
 //! CLI arguments and never prints.
 
+pub mod mssql;
 pub mod mysql;
 pub mod postgres;
 pub mod script;
@@ -13,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
@@ -24,6 +25,7 @@ use crate::load::{Dialect, LineMap, LoadError};
 pub enum Conn {
     Postgres(postgres::PgConn),
     Mysql(mysql::MyConn),
+    Mssql(mssql::MsConn),
 }
 
 /// Connects to a target, within its connect timeout.
@@ -31,11 +33,7 @@ pub async fn connect(target: &Target) -> Result<Conn> {
     match target.engine {
         EngineKind::Postgres => Ok(Conn::Postgres(postgres::connect(target).await?)),
         EngineKind::Mysql => Ok(Conn::Mysql(mysql::connect(target).await?)),
-        other => bail!(
-            "target `{}`: engine {other} is not available in this version of mairie-dba \
-             (PostgreSQL and MySQL/MariaDB for now)",
-            target.name
-        ),
+        EngineKind::Mssql => Ok(Conn::Mssql(mssql::connect(target).await?)),
     }
 }
 
@@ -149,6 +147,7 @@ impl Conn {
         match self {
             Conn::Postgres(_) => EngineKind::Postgres,
             Conn::Mysql(_) => EngineKind::Mysql,
+            Conn::Mssql(_) => EngineKind::Mssql,
         }
     }
 
@@ -156,6 +155,7 @@ impl Conn {
         match self {
             Conn::Postgres(c) => c.server_version().await,
             Conn::Mysql(c) => c.server_version().await,
+            Conn::Mssql(c) => c.server_version().await,
         }
     }
 
@@ -163,6 +163,7 @@ impl Conn {
         match self {
             Conn::Postgres(c) => c.lock_schema().await,
             Conn::Mysql(c) => c.lock_schema().await,
+            Conn::Mssql(c) => c.lock_schema().await,
         }
     }
 
@@ -170,6 +171,7 @@ impl Conn {
         match self {
             Conn::Postgres(c) => c.unlock_schema().await,
             Conn::Mysql(c) => c.unlock_schema().await,
+            Conn::Mssql(c) => c.unlock_schema().await,
         }
     }
 
@@ -177,6 +179,7 @@ impl Conn {
         match self {
             Conn::Postgres(c) => c.ensure_history().await,
             Conn::Mysql(c) => c.ensure_history().await,
+            Conn::Mssql(c) => c.ensure_history().await,
         }
     }
 
@@ -184,6 +187,7 @@ impl Conn {
         match self {
             Conn::Postgres(c) => c.history().await,
             Conn::Mysql(c) => c.history().await,
+            Conn::Mssql(c) => c.history().await,
         }
     }
 
@@ -193,6 +197,8 @@ impl Conn {
         match self {
             Conn::Postgres(_) => false,
             Conn::Mysql(_) => true,
+            // SQL Server DDL is transactional: a failed migration is rolled back whole.
+            Conn::Mssql(_) => false,
         }
     }
 
@@ -200,6 +206,7 @@ impl Conn {
         match self {
             Conn::Postgres(c) => c.apply_migration(m).await,
             Conn::Mysql(c) => c.apply_migration(m).await,
+            Conn::Mssql(c) => c.apply_migration(m).await,
         }
     }
 
@@ -207,6 +214,7 @@ impl Conn {
         match self {
             Conn::Postgres(c) => c.columns(table).await,
             Conn::Mysql(c) => c.columns(table).await,
+            Conn::Mssql(c) => c.columns(table).await,
         }
     }
 
@@ -214,6 +222,7 @@ impl Conn {
         match self {
             Conn::Postgres(c) => c.foreign_keys(tables).await,
             Conn::Mysql(c) => c.foreign_keys(tables).await,
+            Conn::Mssql(c) => c.foreign_keys(tables).await,
         }
     }
 
@@ -221,6 +230,7 @@ impl Conn {
         match self {
             Conn::Postgres(c) => c.begin().await,
             Conn::Mysql(c) => c.begin().await,
+            Conn::Mssql(c) => c.begin().await,
         }
     }
 
@@ -228,6 +238,7 @@ impl Conn {
         match self {
             Conn::Postgres(c) => c.commit().await,
             Conn::Mysql(c) => c.commit().await,
+            Conn::Mssql(c) => c.commit().await,
         }
     }
 
@@ -235,6 +246,7 @@ impl Conn {
         match self {
             Conn::Postgres(c) => c.rollback().await,
             Conn::Mysql(c) => c.rollback().await,
+            Conn::Mssql(c) => c.rollback().await,
         }
     }
 
@@ -242,6 +254,7 @@ impl Conn {
         match self {
             Conn::Postgres(c) => c.truncate(tables).await,
             Conn::Mysql(c) => c.truncate(tables).await,
+            Conn::Mssql(c) => c.truncate(tables).await,
         }
     }
 
@@ -249,7 +262,7 @@ impl Conn {
     pub fn dialect(&self, tz: Option<chrono_tz::Tz>) -> Dialect {
         match self {
             Conn::Postgres(_) => Dialect::Postgres,
-            Conn::Mysql(_) => Dialect::Mysql { tz },
+            Conn::Mysql(_) | Conn::Mssql(_) => Dialect::Utc { tz },
         }
     }
 
@@ -258,8 +271,8 @@ impl Conn {
     pub async fn set_local_timezone(&self, tz: Option<&str>) -> Result<()> {
         match self {
             Conn::Postgres(c) => c.set_local_timezone(tz).await,
-            // DATETIME has no time zone: the reader converts timestamps to UTC itself.
-            Conn::Mysql(_) => {
+            // No session time zone applies: the reader converts timestamps to UTC itself.
+            Conn::Mysql(_) | Conn::Mssql(_) => {
                 let _ = tz;
                 Ok(())
             }
@@ -276,6 +289,7 @@ impl Conn {
         match self {
             Conn::Postgres(c) => c.copy_in(req, chunks, lines).await,
             Conn::Mysql(c) => c.load_data(req, chunks, lines).await,
+            Conn::Mssql(c) => c.bulk_load(req, chunks, lines).await,
         }
     }
 }

@@ -136,7 +136,7 @@ impl Converter {
         })?;
         use std::io::Write;
         match self.dialect {
-            Dialect::Mysql { tz } if timestamp && !rest.trim().is_empty() => {
+            Dialect::Utc { tz } if timestamp && !rest.trim().is_empty() => {
                 let utc = utc_timestamp(d, rest, tz).ok_or_else(|| {
                     format!(
                         "invalid timestamp \"{text}\" (expected {} hh:mm[:ss][+hh:mm])",
@@ -193,11 +193,11 @@ impl Converter {
             _ => None,
         };
         let v: &[u8] = match (truth, self.dialect) {
-            (Some(true), Dialect::Mysql { .. }) => b"1",
-            (Some(false), Dialect::Mysql { .. }) => b"0",
+            (Some(true), Dialect::Utc { .. }) => b"1",
+            (Some(false), Dialect::Utc { .. }) => b"0",
             (Some(true), Dialect::Postgres) => b"true",
             (Some(false), Dialect::Postgres) => b"false",
-            (None, Dialect::Mysql { .. }) => {
+            (None, Dialect::Utc { .. }) => {
                 return Err(format!(
                     "invalid boolean \"{}\" (expected true/false, oui/non, 1/0)",
                     String::from_utf8_lossy(field)
@@ -474,7 +474,7 @@ mod tests {
             DateOrder::Dmy,
             false,
             true,
-            Dialect::Mysql { tz: paris },
+            Dialect::Utc { tz: paris },
         );
         assert_eq!(
             enc(
@@ -496,7 +496,7 @@ mod tests {
             DateOrder::Ymd,
             false,
             true,
-            Dialect::Mysql { tz: None },
+            Dialect::Utc { tz: None },
         );
         assert_eq!(
             enc(&mut c, &["2026-07-01 12:00", "false"], &[false; 2]).unwrap(),

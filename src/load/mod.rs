@@ -31,9 +31,10 @@ const CHUNK_BYTES: usize = 256 * 1024;
 pub enum Dialect {
     /// PostgreSQL parses timestamps (with their offsets) and booleans itself.
     Postgres,
-    /// MySQL's DATETIME has no time zone and BOOLEAN is TINYINT(1): timestamps are written
-    /// in UTC (from their offset, or from `tz` when they have none) and booleans as 1/0.
-    Mysql { tz: Option<chrono_tz::Tz> },
+    /// Timestamps written in UTC (from their offset, or from `tz` when they have none) and
+    /// booleans as 1/0: for MySQL, whose DATETIME has no time zone and BOOLEAN is
+    /// TINYINT(1), and for SQL Server's typed bulk rows.
+    Utc { tz: Option<chrono_tz::Tz> },
 }
 const CHUNKS_IN_FLIGHT: usize = 8;
 
