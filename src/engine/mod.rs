@@ -25,7 +25,8 @@ use crate::load::{Dialect, LineMap, LoadError};
 pub enum Conn {
     Postgres(postgres::PgConn),
     Mysql(mysql::MyConn),
-    Mssql(mssql::MsConn),
+    // Boxed: a TDS client is several times larger than the other connections.
+    Mssql(Box<mssql::MsConn>),
 }
 
 /// Connects to a target, within its connect timeout.
@@ -33,7 +34,7 @@ pub async fn connect(target: &Target) -> Result<Conn> {
     match target.engine {
         EngineKind::Postgres => Ok(Conn::Postgres(postgres::connect(target).await?)),
         EngineKind::Mysql => Ok(Conn::Mysql(mysql::connect(target).await?)),
-        EngineKind::Mssql => Ok(Conn::Mssql(mssql::connect(target).await?)),
+        EngineKind::Mssql => Ok(Conn::Mssql(Box::new(mssql::connect(target).await?))),
     }
 }
 

@@ -549,7 +549,7 @@ impl MsConn {
             | SqlBulkCopyOption::FireTriggers
             | SqlBulkCopyOption::KeepNulls;
         if identity.as_ref().is_some_and(|id| req.columns.contains(id)) {
-            options = options | SqlBulkCopyOption::KeepIdentity;
+            options |= SqlBulkCopyOption::KeepIdentity;
         }
         let table = quoted_table(req.table);
         let cols: Vec<&str> = req.columns.iter().map(String::as_str).collect();
