@@ -295,6 +295,32 @@ impl Conn {
     }
 }
 
+/// An error and its sources on one line, each cause once (drivers often repeat their
+/// source's text in their own).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(&format!(": {t}"));
+        }
+        src = inner.source();
+    }
+    s
+}
+
+/// Bounds an inspection query by the target's statement timeout, for engines whose server
+/// has no session setting that covers every statement.
+pub async fn bounded<T>(
+    timeout: Duration,
+    f: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(timeout, f)
+        .await
+        .map_err(|_| anyhow::anyhow!("query timed out after {} s", timeout.as_secs()))?
+}
+
 /// The 1-based line of a 1-based character offset (servers report error positions so).
 pub fn line_of_char_offset(text: &str, pos: usize) -> usize {
     1 + text

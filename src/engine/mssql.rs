@@ -173,7 +173,7 @@ pub fn describe(e: &tiberius::error::Error) -> String {
             t.state(),
             t.line()
         ),
-        other => other.to_string(),
+        other => crate::engine::error_chain(other),
     }
 }
 
@@ -256,14 +256,7 @@ impl MsConn {
     }
 
     async fn inspect<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-        tokio::time::timeout(self.statement_timeout, f)
-            .await
-            .map_err(|_| {
-                anyhow!(
-                    "query timed out after {} s",
-                    self.statement_timeout.as_secs()
-                )
-            })?
+        crate::engine::bounded(self.statement_timeout, f).await
     }
 
     pub async fn server_version(&self) -> Result<String> {

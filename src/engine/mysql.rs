@@ -111,18 +111,7 @@ pub async fn connect(target: &Target) -> Result<MyConn> {
 pub fn describe(e: &mysql_async::Error) -> String {
     match e {
         mysql_async::Error::Server(s) => format!("ERROR {} ({}): {}", s.code, s.state, s.message),
-        other => {
-            let mut s = other.to_string();
-            let mut src = std::error::Error::source(other);
-            while let Some(inner) = src {
-                let t = inner.to_string();
-                if !s.contains(&t) {
-                    s.push_str(&format!(": {t}"));
-                }
-                src = inner.source();
-            }
-            s
-        }
+        other => crate::engine::error_chain(other),
     }
 }
 
@@ -169,18 +158,8 @@ impl MyConn {
     }
 
     /// Bounds an inspection query by the configured statement timeout.
-    async fn inspect<T, F>(&self, f: F) -> Result<T>
-    where
-        F: std::future::Future<Output = Result<T>>,
-    {
-        tokio::time::timeout(self.statement_timeout, f)
-            .await
-            .map_err(|_| {
-                anyhow!(
-                    "query timed out after {} s",
-                    self.statement_timeout.as_secs()
-                )
-            })?
+    async fn inspect<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        crate::engine::bounded(self.statement_timeout, f).await
     }
 
     async fn resolve(&self, t: &TableRef) -> Result<Physical> {

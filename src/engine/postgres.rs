@@ -103,18 +103,7 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
             }
             s
         }
-        None => {
-            let mut s = e.to_string();
-            let mut src = std::error::Error::source(e);
-            while let Some(inner) = src {
-                let t = inner.to_string();
-                if !s.contains(&t) {
-                    s.push_str(&format!(": {t}"));
-                }
-                src = inner.source();
-            }
-            s
-        }
+        None => crate::engine::error_chain(e),
     }
 }
 
