@@ -76,12 +76,98 @@ pub enum Command {
     /// Bulk-load CSV files into a table, each file all-or-nothing
     LoadCsv(LoadCsvArgs),
 
+    /// Back up each target (`backup run`), list, verify and check the backups
+    Backup(BackupArgs),
+
+    /// Restore a backup (FILE or --latest), or run a restore drill (--drill)
+    Restore(RestoreArgs),
+
     /// Print a shell completion script (bash, zsh, fish, …) on stdout
     Completions {
         /// The shell to complete for
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
+
+    #[command(flatten)]
+    pub run: BackupRunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Dump each target, write its checksummed manifest, then apply retention
+    Run(BackupRunArgs),
+    /// The backups on disk: age, size, status, last verification
+    List,
+    /// Re-hash backups against their manifests and read them through with the engine's tool
+    Verify(VerifyArgs),
+    /// Is each target's latest backup present, recent and intact? (Nagios exit codes)
+    Check,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct BackupRunArgs {
+    /// Wait for a running backup of the same target to finish instead of failing at once
+    #[arg(long)]
+    pub wait: bool,
+
+    /// Apply retention only: no new backup
+    #[arg(long)]
+    pub prune_only: bool,
+
+    /// With --prune-only: show what retention would delete, delete nothing
+    #[arg(long, requires = "prune_only")]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// A backup file (its manifest must sit beside it)
+    #[arg(value_name = "FILE", conflicts_with_all = ["latest", "all"])]
+    pub file: Option<PathBuf>,
+
+    /// The latest backup of each target (the default)
+    #[arg(long, conflicts_with = "all")]
+    pub latest: bool,
+
+    /// Every backup of each target
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The backup file to restore (its manifest must sit beside it)
+    #[arg(value_name = "FILE", required_unless_present_any = ["latest", "drill"], conflicts_with_all = ["latest", "drill"])]
+    pub file: Option<PathBuf>,
+
+    /// Restore the latest good backup of the target
+    #[arg(long, conflicts_with = "drill")]
+    pub latest: bool,
+
+    /// The database to restore into (created if absent) [default: the backup's own]
+    #[arg(long, value_name = "DB", conflicts_with = "drill")]
+    pub into: Option<String>,
+
+    /// Replace the objects of a database that already holds tables
+    #[arg(long, conflicts_with = "drill")]
+    pub force: bool,
+
+    /// Parallel restore jobs (PostgreSQL)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
+
+    /// Restore the latest good backup into a scratch database, compare every table's row
+    /// count with the manifest, then drop it
+    #[arg(long)]
+    pub drill: bool,
 }
 
 #[derive(Debug, Subcommand)]

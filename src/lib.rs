@@ -4,6 +4,7 @@
 //! the [`output::Outcome`]. Data flows one way: CLI args -> Ctx -> cmd -> engine -> Outcome
 //! -> output.
 
+pub mod backup;
 pub mod cli;
 pub mod cmd;
 pub mod config;
@@ -34,25 +35,40 @@ pub struct Ctx {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Operation,
+    Check,
 }
 
 impl Kind {
-    fn of(_cmd: &Command) -> Kind {
-        Kind::Operation
+    fn of(cmd: &Command) -> Kind {
+        match cmd {
+            Command::Backup(b) if matches!(b.command, Some(cli::BackupCommand::Check)) => {
+                Kind::Check
+            }
+            _ => Kind::Operation,
+        }
     }
 
     /// The status and exit code of a usage or configuration error.
     fn usage_error(self) -> (Status, u8) {
         match self {
             Kind::Operation => (Status::Failed, 2),
+            Kind::Check => (Status::Unknown, 3),
         }
     }
 
+    /// The status and exit code of a command that could not do its work at all.
     fn failure(self) -> (Status, u8) {
         match self {
             Kind::Operation => (Status::Failed, 1),
+            Kind::Check => (Status::Unknown, 3),
         }
     }
+}
+
+/// Whether a command line (as typed) asks for a check, whose usage errors exit 3 (UNKNOWN)
+/// rather than 2: used when clap itself refuses the line.
+pub fn is_check_command_line(args: &[String]) -> bool {
+    args.windows(2).any(|w| w[0] == "backup" && w[1] == "check")
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -129,6 +145,8 @@ async fn dispatch(cli: Cli, log: log::Log) -> Result<Outcome> {
     match &cli.command {
         Command::Schema(cmd) => cmd::schema::run(cmd, &ctx).await,
         Command::LoadCsv(args) => cmd::load_csv::run(args, &ctx).await,
+        Command::Backup(args) => cmd::backup::run(args, &ctx).await,
+        Command::Restore(args) => cmd::restore::run(args, &ctx).await,
         Command::Completions { .. } => unreachable!("handled before the config is read"),
     }
 }

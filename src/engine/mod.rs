@@ -5,9 +5,12 @@
 //! CLI arguments and never prints.
 
 pub mod mssql;
+pub mod my_backup;
 pub mod mysql;
+pub mod pg_backup;
 pub mod postgres;
 pub mod script;
+pub mod tools;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -35,6 +38,88 @@ pub async fn connect(target: &Target) -> Result<Conn> {
         EngineKind::Postgres => Ok(Conn::Postgres(postgres::connect(target).await?)),
         EngineKind::Mysql => Ok(Conn::Mysql(mysql::connect(target).await?)),
         EngineKind::Mssql => Ok(Conn::Mssql(Box::new(mssql::connect(target).await?))),
+    }
+}
+
+/// What a dump reports besides its bytes.
+#[derive(Debug, Clone)]
+pub struct DumpInfo {
+    pub tool: String,
+    pub server_version: String,
+    /// Rows per table, counted in (or just before) the dump's snapshot.
+    pub tables: std::collections::BTreeMap<String, u64>,
+    pub format: String,
+}
+
+/// The extension of a backup file of this engine.
+pub fn backup_extension(engine: EngineKind) -> &'static str {
+    match engine {
+        EngineKind::Postgres => "dump",
+        EngineKind::Mysql => "sql.zst",
+        EngineKind::Mssql => "bak",
+    }
+}
+
+fn no_mssql_backup(target: &Target) -> anyhow::Error {
+    anyhow::anyhow!(
+        "target `{}`: backups of SQL Server targets are not available in this version \
+         (use SQL Server's own BACKUP DATABASE … WITH CHECKSUM meanwhile)",
+        target.name
+    )
+}
+
+/// Dumps a target's database into `out` (hashed and written by the caller).
+pub async fn dump(target: &Target, out: &mut impl std::io::Write) -> Result<DumpInfo> {
+    match target.engine {
+        EngineKind::Postgres => pg_backup::dump(target, out).await,
+        EngineKind::Mysql => my_backup::dump(target, out).await,
+        EngineKind::Mssql => Err(no_mssql_backup(target)),
+    }
+}
+
+/// Reads a whole backup file with the engine's own tool, to prove it restorable.
+pub async fn verify_archive(engine: EngineKind, path: &std::path::Path) -> Result<()> {
+    match engine {
+        EngineKind::Postgres => pg_backup::verify(path).await,
+        EngineKind::Mysql => my_backup::verify(path).await,
+        EngineKind::Mssql => {
+            anyhow::bail!("SQL Server backups are verified by the server (RESTORE VERIFYONLY)")
+        }
+    }
+}
+
+/// Restores a backup file into database `into` of the target's server.
+pub async fn restore(
+    target: &Target,
+    path: &std::path::Path,
+    into: &str,
+    force: bool,
+    jobs: u32,
+) -> Result<()> {
+    match target.engine {
+        EngineKind::Postgres => pg_backup::restore(target, path, into, force, jobs).await,
+        EngineKind::Mysql => my_backup::restore(target, path, into, force).await,
+        EngineKind::Mssql => Err(no_mssql_backup(target)),
+    }
+}
+
+/// Exact rows per table of a database of the target's server.
+pub async fn count_rows(
+    target: &Target,
+    database: &str,
+) -> Result<std::collections::BTreeMap<String, u64>> {
+    match target.engine {
+        EngineKind::Postgres => pg_backup::count_rows(target, database).await,
+        EngineKind::Mysql => my_backup::count_rows(target, database).await,
+        EngineKind::Mssql => Err(no_mssql_backup(target)),
+    }
+}
+
+pub async fn drop_database(target: &Target, name: &str) -> Result<()> {
+    match target.engine {
+        EngineKind::Postgres => pg_backup::drop_database(target, name).await,
+        EngineKind::Mysql => my_backup::drop_database(target, name).await,
+        EngineKind::Mssql => Err(no_mssql_backup(target)),
     }
 }
 

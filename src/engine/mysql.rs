@@ -151,6 +151,10 @@ impl MyConn {
         &self.target
     }
 
+    pub(crate) async fn conn(&self) -> tokio::sync::MutexGuard<'_, Conn> {
+        self.conn.lock().await
+    }
+
     pub async fn server_version(&self) -> Result<String> {
         let mut c = self.conn.lock().await;
         let v: Option<String> = c.query_first("SELECT VERSION()").await.map_err(my_err)?;

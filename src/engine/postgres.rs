@@ -116,6 +116,10 @@ impl PgConn {
         &self.target
     }
 
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     pub async fn server_version(&self) -> Result<String> {
         let row = self
             .client

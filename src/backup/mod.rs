@@ -1,0 +1,527 @@
+//! Backups on disk, whatever the engine: file names, manifests, hashing while writing,
+//! atomic writes, the per-target lock, the record of the last run, and retention.
+//!
+//! The rules that make a backup directory trustworthy live here: a file is a backup only if
+//! its name follows the pattern and a manifest with `status: success` sits beside it; a file
+//! is written as `<name>.partial` and renamed only once complete and fsynced; retention only
+//! ever touches files that are backups of the same target, and never the newest good ones.
+
+pub mod retention;
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The suffix of a backup being written.
+pub const PARTIAL: &str = ".partial";
+
+/// `<database>_full_YYYYMMDD_HHMMSS.<ext>`, times in UTC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupName {
+    pub database: String,
+    pub taken: NaiveDateTime,
+    pub ext: String,
+}
+
+/// The extensions a backup file may have.
+pub const EXTENSIONS: [&str; 4] = ["dump", "sql.zst", "sql.gz", "bak"];
+
+impl BackupName {
+    pub fn new(database: &str, taken: DateTime<Utc>, ext: &str) -> Self {
+        BackupName {
+            database: database.to_string(),
+            taken: taken.naive_utc().with_nanosecond_zero(),
+            ext: ext.to_string(),
+        }
+    }
+
+    pub fn file_name(&self) -> String {
+        format!(
+            "{}_full_{}.{}",
+            self.database,
+            self.taken.format("%Y%m%d_%H%M%S"),
+            self.ext
+        )
+    }
+
+    pub fn parse(file_name: &str) -> Option<BackupName> {
+        let ext = EXTENSIONS
+            .iter()
+            .find(|e| file_name.ends_with(&format!(".{e}")))?;
+        let stem = &file_name[..file_name.len() - ext.len() - 1];
+        let (database, stamp) = stem.rsplit_once("_full_")?;
+        if database.is_empty() || stamp.len() != 15 {
+            return None;
+        }
+        let taken = NaiveDateTime::parse_from_str(stamp, "%Y%m%d_%H%M%S").ok()?;
+        Some(BackupName {
+            database: database.to_string(),
+            taken,
+            ext: ext.to_string(),
+        })
+    }
+}
+
+trait NanoZero {
+    fn with_nanosecond_zero(self) -> Self;
+}
+
+impl NanoZero for NaiveDateTime {
+    fn with_nanosecond_zero(self) -> Self {
+        use chrono::Timelike;
+        self.with_nanosecond(0).unwrap_or(self)
+    }
+}
+
+/// `<file>.json`, beside every finished backup.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub engine: String,
+    pub target: String,
+    pub database: String,
+    pub file: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub status: String,
+    pub tool: String,
+    /// Rows per table, counted in the dump's snapshot (PostgreSQL) or just before.
+    pub tables: BTreeMap<String, u64>,
+    /// `pg_dump custom`, `sql+zstd`, `mssql native`.
+    #[serde(default)]
+    pub format: String,
+    #[serde(default)]
+    pub server_version: String,
+    #[serde(default)]
+    pub host: String,
+    /// Where the file lives when it is not beside the manifest (SQL Server writes its
+    /// backups on the server's own disk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub mairie_dba_version: String,
+}
+
+impl Manifest {
+    pub fn path_for(backup: &Path) -> PathBuf {
+        let mut s = backup.as_os_str().to_owned();
+        s.push(".json");
+        PathBuf::from(s)
+    }
+
+    pub fn read(path: &Path) -> Result<Manifest> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a valid manifest", path.display()))
+    }
+
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let mut text = serde_json::to_vec_pretty(self)?;
+        text.push(b'\n');
+        write_atomic(path, &text)
+    }
+}
+
+/// Creates a directory (and its parents) readable by its owner only.
+pub fn private_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("chmod 700 {}", dir.display()))
+}
+
+/// A new file, mode 0600, failing if it exists.
+pub fn create_private(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))
+}
+
+/// Writes a small file so that readers see the old content or the new, never a part:
+/// a 0600 temporary file in the same directory, fsynced, renamed over the target.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    let res = (|| {
+        let mut f = create_private(&tmp)?;
+        f.write_all(bytes)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("fsync {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+        sync_dir(dir)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+/// Makes a rename durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("fsync {}", dir.display()))
+}
+
+/// A file being written whose bytes are hashed and counted on the way.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            written: 0,
+        }
+    }
+
+    /// The inner writer, the hex SHA-256 and the size of everything written.
+    pub fn finish(self) -> (W, String, u64) {
+        (
+            self.inner,
+            hex::encode(self.hasher.finalize()),
+            self.written,
+        )
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The SHA-256 and size of a file, read in large blocks.
+pub fn hash_file(path: &Path) -> Result<(String, u64)> {
+    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((hex::encode(h.finalize()), total))
+}
+
+/// A file in a backup directory that looks like a backup.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub path: PathBuf,
+    pub name: BackupName,
+    pub size: u64,
+    /// The manifest, or why it could not be read (absent, unreadable).
+    pub manifest: Result<Manifest, String>,
+}
+
+impl Entry {
+    /// A finished, successful backup of this target, per its manifest.
+    pub fn is_good_for(&self, target: &str) -> bool {
+        matches!(&self.manifest, Ok(m) if m.status == "success" && m.target == target)
+    }
+
+    pub fn file_name(&self) -> String {
+        self.name.file_name()
+    }
+}
+
+/// The backup files of `dir` for `database`, newest first. Manifests of SQL Server backups
+/// (whose file lives on the server) are listed too.
+pub fn scan(dir: &Path, database: &str) -> Result<Vec<Entry>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(anyhow!("reading {}: {e}", dir.display())),
+    };
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for e in rd {
+        let e = e.with_context(|| format!("reading {}", dir.display()))?;
+        let file_name = e.file_name().to_string_lossy().into_owned();
+        // A manifest whose backup file is elsewhere (SQL Server) stands for its backup.
+        let backup_name = file_name
+            .strip_suffix(".json")
+            .unwrap_or(&file_name)
+            .to_string();
+        let Some(name) = BackupName::parse(&backup_name) else {
+            continue;
+        };
+        if name.database != database || !seen.insert(backup_name.clone()) {
+            continue;
+        }
+        let path = dir.join(&backup_name);
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let mpath = Manifest::path_for(&path);
+        let manifest = if mpath.exists() {
+            Manifest::read(&mpath).map_err(|e| format!("{e:#}"))
+        } else {
+            Err("no manifest: not a finished backup".to_string())
+        };
+        out.push(Entry {
+            path,
+            name,
+            size,
+            manifest,
+        });
+    }
+    out.sort_by_key(|e| std::cmp::Reverse(e.name.taken));
+    Ok(out)
+}
+
+/// Checks a backup file against its manifest: size and SHA-256. Returns the manifest.
+pub fn check_hash(entry: &Entry) -> Result<Manifest> {
+    let m = entry
+        .manifest
+        .clone()
+        .map_err(|e| anyhow!("{}: {e}", entry.path.display()))?;
+    if m.location.is_some() {
+        return Ok(m); // on the server: checked by the engine (RESTORE VERIFYONLY)
+    }
+    if !entry.path.exists() {
+        bail!(
+            "{}: the file is missing (its manifest is there)",
+            entry.path.display()
+        );
+    }
+    let (sha, size) = hash_file(&entry.path)?;
+    if size != m.size_bytes {
+        bail!(
+            "{}: size {size} bytes, the manifest says {} (truncated or altered)",
+            entry.path.display(),
+            m.size_bytes
+        );
+    }
+    if sha != m.sha256 {
+        bail!(
+            "{}: SHA-256 {} does not match the manifest's {} (altered)",
+            entry.path.display(),
+            &sha[..16],
+            &m.sha256[..16.min(m.sha256.len())]
+        );
+    }
+    Ok(m)
+}
+
+/// Removes `.partial` files left by a backup that was killed. Called with the target's lock
+/// held, so none of them is being written.
+pub fn remove_stale_partials(dir: &Path, database: &str) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(base) = name.strip_suffix(PARTIAL) {
+                if BackupName::parse(base).is_some_and(|n| n.database == database)
+                    && std::fs::remove_file(e.path()).is_ok()
+                {
+                    removed.push(e.path());
+                }
+            }
+        }
+    }
+    removed
+}
+
+/// The outcome of the last backup run of a target, kept for `backup check`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LastRun {
+    pub target: String,
+    pub status: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl LastRun {
+    pub fn path(dir: &Path, target: &str) -> PathBuf {
+        dir.join(format!(".{target}.last_run.json"))
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let mut text = serde_json::to_vec_pretty(self)?;
+        text.push(b'\n');
+        write_atomic(&LastRun::path(dir, &self.target), &text)
+    }
+
+    pub fn read(dir: &Path, target: &str) -> Option<LastRun> {
+        let text = std::fs::read_to_string(LastRun::path(dir, target)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+/// One backup at a time per target: an exclusive lock on `<dir>/.<target>.lock`, which
+/// names its holder. The OS releases it if the process dies, so a killed backup never
+/// blocks the next one.
+pub struct TargetLock {
+    _file: File,
+}
+
+impl TargetLock {
+    pub fn acquire(dir: &Path, target: &str, wait: bool) -> Result<TargetLock> {
+        let path = dir.join(format!(".{target}.lock"));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                if !wait {
+                    bail!(
+                        "another backup of target `{target}` is running ({}); use --wait to wait for it",
+                        if holder.is_empty() { "holder unknown" } else { holder }
+                    );
+                }
+                file.lock()
+                    .with_context(|| format!("waiting for {}", path.display()))?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(anyhow!("locking {}: {e}", path.display()));
+            }
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let who = format!(
+            "pid {} on {} since {}",
+            std::process::id(),
+            host.trim(),
+            Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
+        );
+        file.set_len(0)?;
+        use std::io::Seek;
+        file.seek(io::SeekFrom::Start(0))?;
+        file.write_all(who.as_bytes())?;
+        file.flush()?;
+        Ok(TargetLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp() -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "mairie-dba-backup-unit-{}-{}",
+            std::process::id(),
+            Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn names_round_trip_and_foreign_names_are_not_backups() {
+        let t = DateTime::parse_from_rfc3339("2026-11-21T02:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let n = BackupName::new("mairie", t, "dump");
+        assert_eq!(n.file_name(), "mairie_full_20261121_020000.dump");
+        assert_eq!(
+            BackupName::parse("mairie_full_20261121_020000.dump"),
+            Some(n)
+        );
+        let z = BackupName::parse("my_db_full_20261121_020000.sql.zst").unwrap();
+        assert_eq!((z.database.as_str(), z.ext.as_str()), ("my_db", "sql.zst"));
+        for foreign in [
+            "mairie_full_20261121_020000.dump.partial",
+            "mairie_full_2026112_020000.dump",
+            "mairie_20261121_020000.dump",
+            "notes.txt",
+            "mairie_full_20261341_020000.dump",
+        ] {
+            assert_eq!(BackupName::parse(foreign), None, "{foreign}");
+        }
+    }
+
+    #[test]
+    fn hashing_writer_matches_hash_file() {
+        let d = tmp();
+        let p = d.join("x");
+        let mut w = HashingWriter::new(File::create(&p).unwrap());
+        w.write_all(b"bonjour Marseille").unwrap();
+        let (_, sha, n) = w.finish();
+        assert_eq!(hash_file(&p).unwrap(), (sha, n));
+        assert_eq!(n, 17);
+    }
+
+    #[test]
+    fn atomic_writes_are_private_and_complete() {
+        let d = tmp();
+        let p = d.join("STATUS.json");
+        write_atomic(&p, b"{\"a\":1}").unwrap();
+        write_atomic(&p, b"{\"a\":2}").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":2}");
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::read_dir(&d).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+    }
+
+    #[test]
+    fn the_lock_names_its_holder() {
+        let d = tmp();
+        let _held = TargetLock::acquire(&d, "postgres", false).unwrap();
+        let e = TargetLock::acquire(&d, "postgres", false)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("another backup of target `postgres` is running (pid "),
+            "{e}"
+        );
+        assert!(
+            TargetLock::acquire(&d, "mysql", false).is_ok(),
+            "other targets are independent"
+        );
+    }
+}

@@ -1,0 +1,691 @@
+//! `backup [run] | list | verify | check`.
+//!
+//! A run takes the target's lock, streams the engine's dump through a SHA-256 hasher into
+//! `<file>.partial`, fsyncs and renames it, writes the manifest the same way, records the
+//! run, and only then applies retention. Any failure removes the partial file and leaves
+//! every existing backup alone.
+
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::Utc;
+use serde_json::{json, Value};
+
+use crate::backup::{
+    self, retention, BackupName, Entry, HashingWriter, LastRun, Manifest, TargetLock, PARTIAL,
+};
+use crate::cli::{BackupArgs, BackupCommand, BackupRunArgs, VerifyArgs};
+use crate::config::{BackupEntry, Target};
+use crate::engine;
+use crate::error::ConfigError;
+use crate::output::{Outcome, Status, TableBlock};
+use crate::Ctx;
+
+/// Hours after which `backup check` calls a backup stale when the config sets no
+/// `max_age_hours`: a nightly backup plus two hours of slack.
+const DEFAULT_MAX_AGE_HOURS: u32 = 26;
+
+pub async fn run(args: &BackupArgs, ctx: &Ctx) -> Result<Outcome> {
+    match &args.command {
+        None => run_backups(&args.run, ctx).await,
+        Some(BackupCommand::Run(r)) => run_backups(r, ctx).await,
+        Some(BackupCommand::List) => list(ctx),
+        Some(BackupCommand::Verify(v)) => verify(v, ctx).await,
+        Some(BackupCommand::Check) => check(ctx),
+    }
+}
+
+/// A target with its backup settings and directory.
+pub struct Place<'a> {
+    pub target: &'a Target,
+    pub cfg: &'a BackupEntry,
+    pub dir: PathBuf,
+}
+
+/// The targets that have backups: with `-t`, each named one must have a `backup:` section;
+/// without, targets lacking one (or with `enabled: false`) are passed over.
+pub fn places(ctx: &Ctx) -> Result<Vec<Place<'_>>> {
+    let mut out = Vec::new();
+    for t in &ctx.targets {
+        match ctx.config.backup.get(&t.name) {
+            Some(cfg) if cfg.enabled || !ctx.global.targets.is_empty() => out.push(Place {
+                target: t,
+                cfg,
+                dir: ctx.config.resolve(&cfg.dir),
+            }),
+            Some(_) => ctx
+                .log
+                .debug(format!("{}: backups disabled in the config", t.name)),
+            None if !ctx.global.targets.is_empty() => {
+                return Err(ConfigError::new(format!(
+                    "{}: no `backup.{}` section for target `{}`",
+                    ctx.config.path.display(),
+                    t.name,
+                    t.name
+                ))
+                .into())
+            }
+            None => ctx
+                .log
+                .debug(format!("{}: no backup section, passed over", t.name)),
+        }
+    }
+    if out.is_empty() {
+        return Err(ConfigError::new(format!(
+            "{}: no target has an enabled `backup:` section",
+            ctx.config.path.display()
+        ))
+        .into());
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// backup run
+
+async fn run_backups(args: &BackupRunArgs, ctx: &Ctx) -> Result<Outcome> {
+    let mut status = Status::Success;
+    let mut items = Vec::new();
+    let mut rotated = Vec::new();
+    let mut table = TableBlock::new(["target", "file", "size", "seconds", "sha256", "status"]);
+    let mut lines = Vec::new();
+    for p in places(ctx)? {
+        let res = backup_target(&p, args, ctx).await;
+        match res {
+            Ok((item, gone)) => {
+                if let Some(file) = item.get("file").and_then(Value::as_str) {
+                    table.row([
+                        p.target.name.clone(),
+                        file.to_string(),
+                        indicatif::HumanBytes(item["size_bytes"].as_u64().unwrap_or(0)).to_string(),
+                        format!("{:.1}", item["seconds"].as_f64().unwrap_or(0.0)),
+                        item["sha256"]
+                            .as_str()
+                            .unwrap_or("")
+                            .chars()
+                            .take(16)
+                            .collect(),
+                        "success".into(),
+                    ]);
+                    items.push(item);
+                }
+                let verb = if args.dry_run {
+                    "would delete"
+                } else {
+                    "deleted"
+                };
+                lines.push(format!(
+                    "{}: retention {verb} {} backup(s){}",
+                    p.target.name,
+                    gone.len(),
+                    if gone.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", gone.join(", "))
+                    }
+                ));
+                rotated.extend(gone);
+            }
+            Err(e) => {
+                status = Status::Failed;
+                let msg = format!("{e:#}");
+                ctx.log.error(format!("target `{}`: {msg}", p.target.name));
+                table.row([
+                    p.target.name.clone(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    "FAILED".into(),
+                ]);
+                items.push(json!({"target": p.target.name, "status": "failed", "error": msg}));
+            }
+        }
+    }
+    let mut o = Outcome::new(status)
+        .field("backups", items)
+        .field("rotated", rotated);
+    if args.dry_run {
+        o = o.field("dry_run", true);
+    }
+    if !args.prune_only {
+        o.tables.push(table);
+    }
+    o.lines = lines;
+    Ok(o)
+}
+
+async fn backup_target(
+    p: &Place<'_>,
+    args: &BackupRunArgs,
+    ctx: &Ctx,
+) -> Result<(Value, Vec<String>)> {
+    let target = p.target;
+    let database = target.connection.database.clone();
+    backup::private_dir(&p.dir)?;
+    let (dir, name, wait) = (p.dir.clone(), target.name.clone(), args.wait);
+    let _lock =
+        tokio::task::spawn_blocking(move || TargetLock::acquire(&dir, &name, wait)).await??;
+
+    if args.prune_only {
+        return Ok((json!({}), apply_retention(p, args.dry_run, ctx)?));
+    }
+    for stale in backup::remove_stale_partials(&p.dir, &database) {
+        ctx.log.info(format!(
+            "{}: removed {} left by an interrupted backup",
+            target.name,
+            stale.display()
+        ));
+    }
+    let started = Utc::now();
+    let clock = Instant::now();
+    let name = BackupName::new(&database, started, engine::backup_extension(target.engine));
+    let path = p.dir.join(name.file_name());
+    let partial = p.dir.join(format!("{}{PARTIAL}", name.file_name()));
+    if path.exists() {
+        bail!(
+            "{} already exists (two backups in the same second?)",
+            path.display()
+        );
+    }
+    ctx.log
+        .debug(format!("{}: writing {}", target.name, partial.display()));
+    let res = write_backup(target, &partial, &path).await;
+    let finished = Utc::now();
+    let (info, sha, size) = match res {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            let _ = LastRun {
+                target: target.name.clone(),
+                status: "failed".into(),
+                started_at: started,
+                finished_at: finished,
+                file: None,
+                error: Some(format!("{e:#}")),
+            }
+            .write(&p.dir);
+            return Err(e);
+        }
+    };
+    let manifest = Manifest {
+        engine: target.engine.to_string(),
+        target: target.name.clone(),
+        database: database.clone(),
+        file: name.file_name(),
+        size_bytes: size,
+        sha256: sha.clone(),
+        started_at: started,
+        finished_at: finished,
+        status: "success".into(),
+        tool: info.tool,
+        tables: info.tables,
+        format: info.format,
+        server_version: info.server_version,
+        host: target.connection.host.clone(),
+        location: None,
+        verified_at: None,
+        mairie_dba_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    if let Err(e) = manifest.write(&Manifest::path_for(&path)) {
+        // Without its manifest the file is not a backup: remove it rather than leave a trap.
+        let _ = std::fs::remove_file(&path);
+        return Err(e.context("writing the manifest"));
+    }
+    LastRun {
+        target: target.name.clone(),
+        status: "success".into(),
+        started_at: started,
+        finished_at: finished,
+        file: Some(name.file_name()),
+        error: None,
+    }
+    .write(&p.dir)?;
+    let seconds = clock.elapsed().as_secs_f64();
+    let gone = apply_retention(p, false, ctx)?;
+    Ok((
+        json!({
+            "target": target.name, "file": name.file_name(), "path": path.display().to_string(),
+            "sha256": sha, "size_bytes": size, "seconds": (seconds * 1000.0).round() / 1000.0,
+            "status": "success", "tables": manifest.tables.len(),
+        }),
+        gone,
+    ))
+}
+
+/// Dumps into `partial`, then makes it durable and gives it its final name.
+async fn write_backup(
+    target: &Target,
+    partial: &Path,
+    path: &Path,
+) -> Result<(engine::DumpInfo, String, u64)> {
+    let file = backup::create_private(partial)?;
+    let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    let info = engine::dump(target, &mut w).await?;
+    let (buf, sha, size) = w.finish();
+    let file = buf
+        .into_inner()
+        .map_err(|e| anyhow!("writing {}: {}", partial.display(), e.error()))?;
+    file.sync_all()
+        .with_context(|| format!("fsync {}", partial.display()))?;
+    std::fs::rename(partial, path).with_context(|| format!("renaming {}", partial.display()))?;
+    backup::sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    Ok((info, sha, size))
+}
+
+fn apply_retention(p: &Place<'_>, dry_run: bool, ctx: &Ctx) -> Result<Vec<String>> {
+    let entries = backup::scan(&p.dir, &p.target.connection.database)?;
+    let doomed = retention::plan(
+        &entries,
+        &p.target.name,
+        Utc::now(),
+        p.cfg.retention_days,
+        p.cfg.keep_min,
+    );
+    let mut gone = Vec::new();
+    for e in doomed {
+        if !dry_run {
+            retention::delete(e).with_context(|| format!("deleting {}", e.path.display()))?;
+            ctx.log.debug(format!(
+                "{}: retention deleted {}",
+                p.target.name,
+                e.file_name()
+            ));
+        }
+        gone.push(e.file_name());
+    }
+    Ok(gone)
+}
+
+// ---------------------------------------------------------------------------------------------
+// backup list
+
+fn entry_state(e: &Entry, target: &str) -> String {
+    match &e.manifest {
+        Ok(m) if m.target != target => format!("other target ({})", m.target),
+        Ok(m) if m.status == "success" => "good".into(),
+        Ok(m) => m.status.clone(),
+        Err(why) if why.starts_with("no manifest") => "no manifest".into(),
+        Err(_) => "bad manifest".into(),
+    }
+}
+
+fn list(ctx: &Ctx) -> Result<Outcome> {
+    let now = Utc::now();
+    let mut items = Vec::new();
+    let mut table = TableBlock::new(["target", "file", "age", "size", "status", "verified"]);
+    for p in places(ctx)? {
+        for e in backup::scan(&p.dir, &p.target.connection.database)? {
+            let age_h = (now.naive_utc() - e.name.taken).num_minutes() as f64 / 60.0;
+            let state = entry_state(&e, &p.target.name);
+            let verified = e.manifest.as_ref().ok().and_then(|m| m.verified_at);
+            table.row([
+                p.target.name.clone(),
+                e.file_name(),
+                human_age(age_h),
+                indicatif::HumanBytes(e.size).to_string(),
+                state.clone(),
+                verified
+                    .map(|v| v.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_else(|| "never".into()),
+            ]);
+            items.push(json!({
+                "target": p.target.name, "file": e.file_name(), "path": e.path.display().to_string(),
+                "taken_at": e.name.taken.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "age_hours": (age_h * 10.0).round() / 10.0, "size_bytes": e.size, "status": state,
+                "verified_at": verified.map(|v| v.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            }));
+        }
+    }
+    let mut o = Outcome::new(Status::Success).field("backups", items);
+    o.tables.push(table);
+    Ok(o)
+}
+
+fn human_age(hours: f64) -> String {
+    if hours < 1.0 {
+        format!("{:.0} min", hours * 60.0)
+    } else if hours < 48.0 {
+        format!("{hours:.1} h")
+    } else {
+        format!("{:.1} d", hours / 24.0)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// backup verify
+
+/// An entry for a file named on the command line.
+pub fn entry_for_file(path: &Path) -> Result<Entry> {
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| anyhow!("{}: not a file name", path.display()))?;
+    let name = BackupName::parse(file_name).ok_or_else(|| {
+        anyhow!(
+            "{}: not a backup file name (<database>_full_YYYYMMDD_HHMMSS.dump|.sql.zst)",
+            path.display()
+        )
+    })?;
+    if !path.exists() {
+        bail!("{}: no such file", path.display());
+    }
+    let mpath = Manifest::path_for(path);
+    let manifest = if mpath.exists() {
+        Manifest::read(&mpath).map_err(|e| format!("{e:#}"))
+    } else {
+        Err("no manifest beside it: not a finished backup".to_string())
+    };
+    Ok(Entry {
+        path: path.to_path_buf(),
+        size: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+        name,
+        manifest,
+    })
+}
+
+/// Re-hashes against the manifest, then reads the archive through; records the success.
+pub async fn verify_entry(e: &Entry) -> Result<Manifest> {
+    let mut m = backup::check_hash(e)?;
+    let engine_kind = match m.engine.as_str() {
+        "postgres" => crate::config::EngineKind::Postgres,
+        "mysql" => crate::config::EngineKind::Mysql,
+        "mssql" => crate::config::EngineKind::Mssql,
+        other => bail!(
+            "{}: manifest names an unknown engine `{other}`",
+            e.path.display()
+        ),
+    };
+    engine::verify_archive(engine_kind, &e.path)
+        .await
+        .with_context(|| format!("{}: the archive is not readable", e.path.display()))?;
+    m.verified_at = Some(Utc::now());
+    m.write(&Manifest::path_for(&e.path))?;
+    Ok(m)
+}
+
+async fn verify(args: &VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
+    let mut todo: Vec<(String, Entry)> = Vec::new();
+    match &args.file {
+        Some(f) => {
+            let e = entry_for_file(f)?;
+            let target = e
+                .manifest
+                .as_ref()
+                .map(|m| m.target.clone())
+                .unwrap_or_default();
+            todo.push((target, e));
+        }
+        None => {
+            for p in places(ctx)? {
+                let entries = backup::scan(&p.dir, &p.target.connection.database)?;
+                if entries.is_empty() {
+                    ctx.log.warn(format!(
+                        "{}: no backup in {}",
+                        p.target.name,
+                        p.dir.display()
+                    ));
+                }
+                let take = if args.all { entries.len() } else { 1 };
+                for e in entries.into_iter().take(take) {
+                    todo.push((p.target.name.clone(), e));
+                }
+            }
+        }
+    }
+    let mut status = Status::Success;
+    let mut items = Vec::new();
+    let mut table = TableBlock::new(["target", "file", "result"]);
+    for (target, e) in &todo {
+        match verify_entry(e).await {
+            Ok(m) => {
+                table.row([
+                    target.clone(),
+                    e.file_name(),
+                    format!("ok ({} tables)", m.tables.len()),
+                ]);
+                items.push(json!({"target": target, "file": e.file_name(), "status": "success", "sha256": m.sha256}));
+            }
+            Err(err) => {
+                status = Status::Failed;
+                let msg = format!("{err:#}");
+                ctx.log.error(&msg);
+                table.row([target.clone(), e.file_name(), "FAILED".into()]);
+                items.push(json!({"target": target, "file": e.file_name(), "status": "failed", "error": msg}));
+            }
+        }
+    }
+    if todo.is_empty() {
+        status = Status::Failed;
+        ctx.log.error("no backup to verify");
+    }
+    let mut o = Outcome::new(status).field("verified", items);
+    o.tables.push(table);
+    Ok(o)
+}
+
+// ---------------------------------------------------------------------------------------------
+// backup check
+
+/// What `backup check` found for one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub state: &'static str,
+    pub status: Status,
+    pub age_hours: Option<f64>,
+    pub latest: Option<String>,
+    pub message: String,
+}
+
+/// Judges a target's backups: MISSING, FAILED, HASH_MISMATCH, STALE or OK.
+pub fn judge(
+    entries: &[Entry],
+    target: &str,
+    last_run: Option<&LastRun>,
+    max_age_hours: u32,
+    now: chrono::DateTime<Utc>,
+    hash_ok: impl Fn(&Entry) -> Result<()>,
+) -> Finding {
+    let good = entries.iter().find(|e| e.is_good_for(target));
+    let good_started = good
+        .and_then(|e| e.manifest.as_ref().ok())
+        .map(|m| m.started_at);
+    if let Some(run) = last_run.filter(|r| r.status == "failed") {
+        if good_started.is_none_or(|s| run.started_at > s) {
+            return Finding {
+                state: "FAILED",
+                status: Status::Critical,
+                age_hours: None,
+                latest: good.map(Entry::file_name),
+                message: format!(
+                    "the last backup run failed at {}: {}",
+                    run.started_at.format("%Y-%m-%d %H:%M UTC"),
+                    run.error.as_deref().unwrap_or("no detail")
+                ),
+            };
+        }
+    }
+    let Some(good) = good else {
+        return Finding {
+            state: "MISSING",
+            status: Status::Critical,
+            age_hours: None,
+            latest: None,
+            message: "no backup with a manifest".into(),
+        };
+    };
+    let m = good.manifest.as_ref().expect("a good entry has a manifest");
+    let age = (now - m.finished_at).num_minutes() as f64 / 60.0;
+    if let Err(e) = hash_ok(good) {
+        return Finding {
+            state: "HASH_MISMATCH",
+            status: Status::Critical,
+            age_hours: Some(age),
+            latest: Some(good.file_name()),
+            message: format!("{e:#}"),
+        };
+    }
+    let max = max_age_hours as f64;
+    if age > max {
+        return Finding {
+            state: "STALE",
+            status: if age > 2.0 * max {
+                Status::Critical
+            } else {
+                Status::Warning
+            },
+            age_hours: Some(age),
+            latest: Some(good.file_name()),
+            message: format!("latest backup is {age:.1} h old (max {max_age_hours} h)"),
+        };
+    }
+    Finding {
+        state: "OK",
+        status: Status::Ok,
+        age_hours: Some(age),
+        latest: Some(good.file_name()),
+        message: format!(
+            "latest backup {} is {age:.1} h old, {} intact",
+            good.file_name(),
+            indicatif::HumanBytes(m.size_bytes)
+        ),
+    }
+}
+
+fn check(ctx: &Ctx) -> Result<Outcome> {
+    let now = Utc::now();
+    let mut worst = Status::Ok;
+    let mut targets = Vec::new();
+    let mut table = TableBlock::new(["target", "state", "latest", "age", "message"]);
+    let mut summary = Vec::new();
+    for p in places(ctx)? {
+        let entries = backup::scan(&p.dir, &p.target.connection.database)?;
+        let last_run = LastRun::read(&p.dir, &p.target.name);
+        let max_age = p.cfg.max_age_hours.unwrap_or(DEFAULT_MAX_AGE_HOURS);
+        let f = judge(
+            &entries,
+            &p.target.name,
+            last_run.as_ref(),
+            max_age,
+            now,
+            |e| backup::check_hash(e).map(|_| ()),
+        );
+        worst = worst.max(f.status);
+        let doc = json!({
+            "target": p.target.name, "state": f.state, "status": f.status.as_str(),
+            "latest": f.latest, "age_hours": f.age_hours.map(|a| (a * 10.0).round() / 10.0),
+            "max_age_hours": max_age, "message": f.message,
+            "checked_at": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        });
+        if p.dir.is_dir() {
+            let mut text = serde_json::to_vec_pretty(&doc)?;
+            text.push(b'\n');
+            if let Err(e) = backup::write_atomic(&p.dir.join("STATUS.json"), &text) {
+                ctx.log.warn(format!(
+                    "{}: could not write STATUS.json: {e:#}",
+                    p.target.name
+                ));
+            }
+        }
+        table.row([
+            p.target.name.clone(),
+            f.state.to_string(),
+            f.latest.clone().unwrap_or_default(),
+            f.age_hours.map(human_age).unwrap_or_default(),
+            f.message.clone(),
+        ]);
+        summary.push(format!("{} {}", p.target.name, f.state));
+        targets.push(json!({
+            "target": p.target.name, "status": f.status.as_str(),
+            "checks": [{"name": "backup", "status": f.status.as_str(), "state": f.state,
+                        "value": f.age_hours.map(|a| (a * 10.0).round() / 10.0), "unit": "h",
+                        "message": f.message, "latest": f.latest}],
+        }));
+    }
+    let mut o = Outcome::new(worst).field("targets", targets);
+    o.tables.push(table);
+    o.lines.push(format!(
+        "BACKUP {} - {}",
+        worst.as_str().to_uppercase(),
+        summary.join(", ")
+    ));
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn now() -> chrono::DateTime<Utc> {
+        chrono::DateTime::parse_from_rfc3339("2026-11-21T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn entry(hours_ago: i64) -> Entry {
+        let t = now() - chrono::Duration::hours(hours_ago);
+        let name = BackupName::new("mairie", t, "dump");
+        Entry {
+            path: PathBuf::from(name.file_name()),
+            size: 10,
+            manifest: Ok(Manifest {
+                engine: "postgres".into(),
+                target: "pg".into(),
+                database: "mairie".into(),
+                file: name.file_name(),
+                size_bytes: 10,
+                sha256: "0".repeat(64),
+                started_at: t,
+                finished_at: t,
+                status: "success".into(),
+                tool: "pg_dump".into(),
+                tables: BTreeMap::new(),
+                format: String::new(),
+                server_version: String::new(),
+                host: String::new(),
+                location: None,
+                verified_at: None,
+                mairie_dba_version: String::new(),
+            }),
+            name,
+        }
+    }
+
+    fn ok(_: &Entry) -> Result<()> {
+        Ok(())
+    }
+
+    #[test]
+    fn states_and_their_nagios_status() {
+        let j = |es: &[Entry], run: Option<&LastRun>| judge(es, "pg", run, 26, now(), ok);
+        assert_eq!(j(&[], None).state, "MISSING");
+        assert_eq!(j(&[], None).status, Status::Critical);
+        assert_eq!(j(&[entry(2)], None).state, "OK");
+        assert_eq!(j(&[entry(30)], None).status, Status::Warning);
+        assert_eq!(j(&[entry(60)], None).status, Status::Critical);
+        let failed = LastRun {
+            target: "pg".into(),
+            status: "failed".into(),
+            started_at: now() - chrono::Duration::hours(1),
+            finished_at: now(),
+            file: None,
+            error: Some("pg_dump failed".into()),
+        };
+        let f = j(&[entry(20)], Some(&failed));
+        assert_eq!((f.state, f.status), ("FAILED", Status::Critical));
+        assert!(f.message.contains("pg_dump failed"));
+        // A failure older than the latest good backup is history, not news.
+        let old = LastRun {
+            started_at: now() - chrono::Duration::hours(30),
+            ..failed
+        };
+        assert_eq!(j(&[entry(2)], Some(&old)).state, "OK");
+        let bad = judge(&[entry(2)], "pg", None, 26, now(), |_| {
+            Err(anyhow!("SHA-256 mismatch"))
+        });
+        assert_eq!((bad.state, bad.status), ("HASH_MISMATCH", Status::Critical));
+    }
+}

@@ -1,0 +1,268 @@
+//! MySQL/MariaDB backups: `mariadb-dump --single-transaction` compressed on the fly with
+//! zstd, restored through the `mariadb` client fed from the decompressor, verified by
+//! decompressing the whole file and finding the dump's completion trailer.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use mysql_async::prelude::Queryable;
+use tokio::process::Command;
+
+use crate::config::Target;
+use crate::engine::mysql::{self, quote_ident};
+use crate::engine::tools::{self, PrivateTemp};
+use crate::engine::DumpInfo;
+
+/// mysqldump and mariadb-dump end every complete dump with this comment.
+const TRAILER: &[u8] = b"-- Dump completed";
+
+/// Keeps the last bytes written through it, to check the dump's trailer.
+struct Tail<W> {
+    inner: W,
+    tail: Vec<u8>,
+}
+
+impl<W: Write> Write for Tail<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.tail.extend_from_slice(&buf[..n]);
+        if self.tail.len() > 512 {
+            self.tail.drain(..self.tail.len() - 256);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn has_trailer(tail: &[u8]) -> bool {
+    tail.windows(TRAILER.len()).any(|w| w == TRAILER)
+}
+
+pub async fn dump(target: &Target, out: &mut impl Write) -> Result<DumpInfo> {
+    let conn = mysql::connect(target).await?;
+    let server_version = conn.server_version().await?;
+    // Counted in a consistent snapshot just before the dump takes its own.
+    let tables = {
+        let mut c = conn.conn().await;
+        c.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            .await
+            .map_err(|e| anyhow!(mysql::describe(&e)))?;
+        let counts = count_tables(&mut c).await?;
+        c.query_drop("COMMIT").await.ok();
+        counts
+    };
+    let (bin, tool) = tools::find_tool(&["mariadb-dump", "mysqldump"])?;
+    let temp = PrivateTemp::new()?;
+    let options = temp.mysql_options(target.password()?.as_ref().map(|p| p.expose()))?;
+    let c = &target.connection;
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!("--defaults-extra-file={}", options.display()))
+        .args([
+            "--protocol=TCP",
+            "-h",
+            &c.host,
+            "-P",
+            &c.port.to_string(),
+            "-u",
+            &c.user,
+        ])
+        .args([
+            "--single-transaction",
+            "--routines",
+            "--triggers",
+            "--events",
+            "--hex-blob",
+            "--default-character-set=utf8mb4",
+            "--skip-dump-date",
+        ])
+        .arg(&c.database);
+    let mut child = tools::spawn(&mut cmd, false)?;
+    let stderr = tools::collect_stderr(&mut child);
+    let stdout = child.stdout.take().context("the dump's output")?;
+    let encoder = zstd::stream::write::Encoder::new(out, 3).context("starting zstd")?;
+    let mut sink = Tail {
+        inner: encoder,
+        tail: Vec::new(),
+    };
+    if let Err(e) = tools::pump(stdout, &mut sink).await {
+        let _ = child.kill().await;
+        return Err(e);
+    }
+    tools::finish(child, stderr, "mariadb-dump").await?;
+    if !has_trailer(&sink.tail) {
+        bail!("the dump ended without its completion line: it is incomplete");
+    }
+    sink.inner.finish().context("finishing the zstd stream")?;
+    Ok(DumpInfo {
+        tool,
+        server_version,
+        tables,
+        format: "sql+zstd".into(),
+    })
+}
+
+/// Decompresses the whole file (zstd checks its frames) and looks for the trailer.
+pub async fn verify(path: &Path) -> Result<()> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let f =
+            std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let mut dec = zstd::stream::read::Decoder::new(f).context("reading the zstd stream")?;
+        let mut sink = Tail {
+            inner: std::io::sink(),
+            tail: Vec::new(),
+        };
+        std::io::copy(&mut dec, &mut sink)
+            .map_err(|e| anyhow!("the zstd stream is damaged: {e}"))?;
+        if !has_trailer(&sink.tail) {
+            bail!("the SQL inside ends without the dump's completion line: incomplete dump");
+        }
+        Ok(())
+    })
+    .await?
+}
+
+/// Restores a dump into `into` (created when absent) through the `mariadb` client.
+pub async fn restore(target: &Target, path: &Path, into: &str, force: bool) -> Result<()> {
+    let conn = mysql::connect(target).await?;
+    {
+        let mut c = conn.conn().await;
+        let exists: Option<i64> = c
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = ?",
+                (into.to_string(),),
+            )
+            .await
+            .map_err(|e| anyhow!(mysql::describe(&e)))?;
+        if exists.unwrap_or(0) == 0 {
+            c.query_drop(format!(
+                "CREATE DATABASE {} CHARACTER SET utf8mb4",
+                quote_ident(into)
+            ))
+            .await
+            .map_err(|e| anyhow!(mysql::describe(&e)))
+            .with_context(|| format!("creating database {into}"))?;
+        } else {
+            let n: Option<i64> = c
+                .exec_first(
+                    "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ?",
+                    (into.to_string(),),
+                )
+                .await
+                .map_err(|e| anyhow!(mysql::describe(&e)))?;
+            let n = n.unwrap_or(0);
+            if n > 0 && !force {
+                bail!("database {into} holds {n} tables: restore into another one with --into, or use --force to replace them");
+            }
+        }
+    }
+    let (bin, _) = tools::find_tool(&["mariadb", "mysql"])?;
+    let temp = PrivateTemp::new()?;
+    let options = temp.mysql_options(target.password()?.as_ref().map(|p| p.expose()))?;
+    let c = target.connection.clone();
+    let path = path.to_path_buf();
+    let into = into.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(bin)
+            .arg(format!("--defaults-extra-file={}", options.display()))
+            .args([
+                "--protocol=TCP",
+                "-h",
+                &c.host,
+                "-P",
+                &c.port.to_string(),
+                "-u",
+                &c.user,
+            ])
+            .args(["--default-character-set=utf8mb4", "--binary-mode"])
+            .arg(&into)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("starting the mariadb client")?;
+        let mut stderr = child.stderr.take().context("client stderr")?;
+        let err_reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        let f =
+            std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let mut dec = zstd::stream::read::Decoder::new(f)?;
+        let mut stdin = child.stdin.take().context("client stdin")?;
+        let copied = std::io::copy(&mut dec, &mut stdin);
+        drop(stdin);
+        let status = child.wait()?;
+        let err = err_reader.join().unwrap_or_default();
+        if !status.success() {
+            bail!(
+                "mariadb client failed ({status}): {}",
+                err.trim().replace('\n', " | ")
+            );
+        }
+        copied.map_err(|e| anyhow!("feeding the dump to the client: {e}"))?;
+        drop(temp);
+        Ok(())
+    })
+    .await?
+}
+
+async fn count_tables(c: &mut mysql_async::Conn) -> Result<BTreeMap<String, u64>> {
+    let names: Vec<String> = c
+        .query(
+            "SELECT table_name FROM information_schema.tables
+             WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY table_name",
+        )
+        .await
+        .map_err(|e| anyhow!(mysql::describe(&e)))?;
+    let mut out = BTreeMap::new();
+    for n in names {
+        let count: Option<u64> = c
+            .query_first(format!("SELECT COUNT(*) FROM {}", quote_ident(&n)))
+            .await
+            .map_err(|e| anyhow!(mysql::describe(&e)))
+            .with_context(|| format!("counting {n}"))?;
+        out.insert(n, count.unwrap_or(0));
+    }
+    Ok(out)
+}
+
+pub async fn count_rows(target: &Target, database: &str) -> Result<BTreeMap<String, u64>> {
+    let mut t = target.clone();
+    t.connection.database = database.to_string();
+    let conn = mysql::connect(&t).await?;
+    let mut c = conn.conn().await;
+    count_tables(&mut c).await
+}
+
+pub async fn drop_database(target: &Target, name: &str) -> Result<()> {
+    let conn = mysql::connect(target).await?;
+    let mut c = conn.conn().await;
+    c.query_drop(format!("DROP DATABASE IF EXISTS {}", quote_ident(name)))
+        .await
+        .map_err(|e| anyhow!(mysql::describe(&e)))
+        .with_context(|| format!("dropping database {name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trailer_is_found_at_the_end_only_when_present() {
+        let mut t = Tail {
+            inner: std::io::sink(),
+            tail: Vec::new(),
+        };
+        t.write_all(&vec![b'x'; 10_000]).unwrap();
+        t.write_all(b"\n-- Dump completed\n").unwrap();
+        assert!(has_trailer(&t.tail));
+        assert!(!has_trailer(b"INSERT INTO t VALUES (1);"));
+    }
+}

@@ -1,0 +1,228 @@
+//! PostgreSQL backups: `pg_dump -Fc` in the snapshot where the rows were counted,
+//! `pg_restore` (parallel with `--jobs`), and a full read of an archive to verify it.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use tokio::process::Command;
+use tokio_postgres::Client;
+
+use crate::config::{SslMode, Target};
+use crate::engine::postgres::{self, quote_ident};
+use crate::engine::tools;
+use crate::engine::DumpInfo;
+
+/// Dumps the target's database into `out`. The rows of every table are counted in a
+/// repeatable-read transaction whose snapshot pg_dump then uses (`--snapshot`), so the
+/// manifest's counts are exactly what the archive holds.
+pub async fn dump(target: &Target, out: &mut impl Write) -> Result<DumpInfo> {
+    let conn = postgres::connect(target).await?;
+    let client = conn.client();
+    let server_version = conn.server_version().await?;
+    let num: String = client
+        .query_one("SHOW server_version_num", &[])
+        .await
+        .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?
+        .get(0);
+    let major = num.parse::<u32>().unwrap_or(0) / 10_000;
+    let (pg_dump, tool) = tools::find_pg_tool("pg_dump", major)?;
+    client
+        .batch_execute(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL statement_timeout = 0",
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?;
+    let snapshot: String = client
+        .query_one("SELECT pg_export_snapshot()", &[])
+        .await
+        .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?
+        .get(0);
+    let tables = count_tables(client).await?;
+
+    let mut cmd = Command::new(&pg_dump);
+    cmd.args(["--format=custom", "--no-password", "--snapshot", &snapshot]);
+    connection_args(&mut cmd, target, &target.connection.database)?;
+    let mut child = tools::spawn(&mut cmd, false)?;
+    let stderr = tools::collect_stderr(&mut child);
+    let stdout = child.stdout.take().context("pg_dump's output")?;
+    let pumped = tools::pump(stdout, out).await;
+    if let Err(e) = pumped {
+        // The file could not take the data (disk full…): stop pg_dump and say so.
+        let _ = child.kill().await;
+        return Err(e);
+    }
+    tools::finish(child, stderr, "pg_dump").await?;
+    client.batch_execute("COMMIT").await.ok();
+    Ok(DumpInfo {
+        tool,
+        server_version,
+        tables,
+        format: "pg_dump custom".into(),
+    })
+}
+
+/// Reads the whole archive as a restore would (`pg_restore --file=/dev/null`): every
+/// data block is decompressed, so a damaged archive fails here rather than on the day of
+/// the restore.
+pub async fn verify(path: &Path) -> Result<()> {
+    let (pg_restore, _) = tools::find_pg_tool("pg_restore", 9)?;
+    let mut cmd = Command::new(pg_restore);
+    cmd.arg("--file=/dev/null").arg(path);
+    let mut child = tools::spawn(&mut cmd, false)?;
+    let stderr = tools::collect_stderr(&mut child);
+    tools::finish(child, stderr, "pg_restore (reading the archive)").await
+}
+
+/// Restores an archive into `into` (created when absent). A database that already holds
+/// tables is refused unless `force`, which then drops its objects first.
+pub async fn restore(
+    target: &Target,
+    path: &Path,
+    into: &str,
+    force: bool,
+    jobs: u32,
+) -> Result<()> {
+    let admin = postgres::connect(&with_database(target, "postgres")).await?;
+    let exists = admin
+        .client()
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&into])
+        .await
+        .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?
+        .is_some();
+    if exists {
+        let db = postgres::connect(&with_database(target, into)).await?;
+        let n = count_tables(db.client()).await?.len();
+        if n > 0 && !force {
+            bail!("database {into} holds {n} tables: restore into another one with --into, or use --force to replace them");
+        }
+    } else {
+        admin
+            .client()
+            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(into)))
+            .await
+            .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))
+            .with_context(|| format!("creating database {into}"))?;
+    }
+    let server_num: String = admin
+        .client()
+        .query_one("SHOW server_version_num", &[])
+        .await
+        .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?
+        .get(0);
+    let (pg_restore, _) = tools::find_pg_tool(
+        "pg_restore",
+        server_num.parse::<u32>().unwrap_or(0) / 10_000,
+    )?;
+    let mut cmd = Command::new(pg_restore);
+    cmd.args([
+        "--exit-on-error",
+        "--no-password",
+        &format!("--jobs={}", jobs.max(1)),
+    ]);
+    if exists && force {
+        cmd.args(["--clean", "--if-exists"]);
+    }
+    connection_args(&mut cmd, target, into)?;
+    cmd.arg(path);
+    let mut child = tools::spawn(&mut cmd, false)?;
+    let stderr = tools::collect_stderr(&mut child);
+    tools::finish(child, stderr, "pg_restore").await
+}
+
+/// Exact row counts of every table of the database (partitions counted in their parent).
+pub async fn count_tables(client: &Client) -> Result<BTreeMap<String, u64>> {
+    let rows = client
+        .query(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?;
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let (schema, table): (String, String) = (r.get(0), r.get(1));
+        let n: i64 = client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {}.{}",
+                    quote_ident(&schema),
+                    quote_ident(&table)
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))
+            .with_context(|| format!("counting {schema}.{table}"))?
+            .get(0);
+        out.insert(format!("{schema}.{table}"), n as u64);
+    }
+    Ok(out)
+}
+
+pub async fn count_rows(target: &Target, database: &str) -> Result<BTreeMap<String, u64>> {
+    let conn = postgres::connect(&with_database(target, database)).await?;
+    conn.client()
+        .batch_execute("SET statement_timeout = 0")
+        .await
+        .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?;
+    count_tables(conn.client()).await
+}
+
+pub async fn drop_database(target: &Target, name: &str) -> Result<()> {
+    let admin = postgres::connect(&with_database(target, "postgres")).await?;
+    admin
+        .client()
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(name)
+        ))
+        .await
+        .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))
+        .with_context(|| format!("dropping database {name}"))
+}
+
+fn with_database(target: &Target, database: &str) -> Target {
+    let mut t = target.clone();
+    t.connection.database = database.to_string();
+    t
+}
+
+/// Host, port, user and database on the command line (none of them secret); the password
+/// and TLS mode in the child's environment.
+fn connection_args(cmd: &mut Command, target: &Target, database: &str) -> Result<()> {
+    let c = &target.connection;
+    cmd.args([
+        "-h",
+        &c.host,
+        "-p",
+        &c.port.to_string(),
+        "-U",
+        &c.user,
+        "-d",
+        database,
+    ]);
+    cmd.env("PGAPPNAME", "mairie-dba")
+        .env("PGCONNECT_TIMEOUT", c.connect_timeout.as_secs().to_string())
+        .env(
+            "PGSSLMODE",
+            match c.sslmode {
+                SslMode::Disable => "disable",
+                SslMode::Prefer => "prefer",
+                SslMode::Require => "require",
+            },
+        );
+    match target.password()? {
+        Some(pw) => {
+            cmd.env("PGPASSWORD", pw.expose());
+        }
+        None => {
+            cmd.env_remove("PGPASSWORD");
+        }
+    }
+    Ok(())
+}

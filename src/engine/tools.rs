@@ -1,0 +1,239 @@
+//! The engines' own command-line tools (pg_dump, pg_restore, mariadb-dump, mariadb): finding
+//! the right binary, passing secrets without argv, streaming their output, and reporting
+//! their stderr when they fail.
+//!
+//! A password reaches a child through its environment (`PGPASSWORD`) or a 0600 option file
+//! in a private temporary directory (`--defaults-extra-file`), never its command line, where
+//! `ps` would show it.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use anyhow::{anyhow, bail, Context, Result};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+
+/// At most this much of a tool's stderr is kept for the error message.
+const STDERR_KEEP: usize = 8 * 1024;
+
+/// The newest `name` whose major version is at least `min_major`: from PostgreSQL's
+/// versioned directories (`/usr/lib/postgresql/<major>/bin`) first, then PATH.
+pub fn find_pg_tool(name: &str, min_major: u32) -> Result<(PathBuf, String)> {
+    let mut candidates: Vec<(u32, PathBuf)> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/usr/lib/postgresql") {
+        for e in rd.flatten() {
+            let major = e.file_name().to_string_lossy().parse::<u32>().ok();
+            let p = e.path().join("bin").join(name);
+            if let (Some(m), true) = (major, p.is_file()) {
+                candidates.push((m, p));
+            }
+        }
+    }
+    if let Some(p) = which(name) {
+        if let Ok(v) = tool_version(&p) {
+            if let Some(m) = pg_major(&v) {
+                candidates.push((m, p));
+            }
+        }
+    }
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
+    let Some((major, path)) = candidates.iter().find(|(m, _)| *m >= min_major).cloned() else {
+        let found: Vec<String> = candidates
+            .iter()
+            .map(|(m, p)| format!("{} ({m})", p.display()))
+            .collect();
+        bail!(
+            "no {name} of version {min_major} or newer (found: {}); install postgresql-client-{min_major}",
+            if found.is_empty() { "none".to_string() } else { found.join(", ") }
+        );
+    };
+    let version = tool_version(&path).unwrap_or_else(|_| format!("{name} (PostgreSQL) {major}"));
+    Ok((path, version))
+}
+
+/// The first of `names` on PATH, with its version line.
+pub fn find_tool(names: &[&str]) -> Result<(PathBuf, String)> {
+    for n in names {
+        if let Some(p) = which(n) {
+            let v = tool_version(&p).unwrap_or_else(|_| n.to_string());
+            return Ok((p, v));
+        }
+    }
+    bail!(
+        "none of {} is installed (Debian: apt-get install mariadb-client)",
+        names.join(", ")
+    )
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+fn tool_version(p: &Path) -> Result<String> {
+    let out = std::process::Command::new(p).arg("--version").output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// `pg_dump (PostgreSQL) 15.18 (Debian …)` -> 15.
+pub fn pg_major(version_line: &str) -> Option<u32> {
+    version_line.split_whitespace().find_map(|w| {
+        w.split('.')
+            .next()
+            .and_then(|m| m.parse::<u32>().ok())
+            .filter(|m| *m >= 9)
+    })
+}
+
+/// A private directory for option files, removed with everything in it on drop.
+pub struct PrivateTemp {
+    pub dir: PathBuf,
+}
+
+impl PrivateTemp {
+    pub fn new() -> Result<PrivateTemp> {
+        let dir = std::env::temp_dir().join(format!(
+            "mairie-dba-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        ));
+        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        Ok(PrivateTemp { dir })
+    }
+
+    /// A MySQL option file with the client password, mode 0600.
+    pub fn mysql_options(&self, password: Option<&str>) -> Result<PathBuf> {
+        let p = self.dir.join("client.cnf");
+        let mut f = crate::backup::create_private(&p)?;
+        let mut text = String::from("[client]\n");
+        if let Some(pw) = password {
+            let escaped = pw.replace('\\', "\\\\").replace('"', "\\\"");
+            text.push_str(&format!("password=\"{escaped}\"\n"));
+        }
+        f.write_all(text.as_bytes())?;
+        Ok(p)
+    }
+}
+
+impl Drop for PrivateTemp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts a tool with piped stdout and stderr (and stdin when asked).
+pub fn spawn(cmd: &mut Command, stdin: bool) -> Result<Child> {
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+        .kill_on_drop(true);
+    let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+    cmd.spawn().with_context(|| format!("starting {program}"))
+}
+
+/// Collects a tool's stderr in the background, keeping the end (where the error is).
+pub fn collect_stderr(child: &mut Child) -> tokio::task::JoinHandle<String> {
+    let stderr = child.stderr.take();
+    tokio::spawn(async move {
+        let Some(mut s) = stderr else {
+            return String::new();
+        };
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+            if all.len() > 4 * STDERR_KEEP {
+                all.drain(..all.len() - STDERR_KEEP);
+            }
+        }
+        let text = String::from_utf8_lossy(&all).into_owned();
+        let start = text.len().saturating_sub(STDERR_KEEP);
+        text[text.ceil_char_boundary(start)..].trim().to_string()
+    })
+}
+
+/// Copies a child's stdout into `sink` in large blocks (the sink hashes, compresses, writes).
+pub async fn pump<R: AsyncRead + Unpin>(mut from: R, sink: &mut impl Write) -> Result<u64> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = from
+            .read(&mut buf)
+            .await
+            .context("reading the tool's output")?;
+        if n == 0 {
+            return Ok(total);
+        }
+        sink.write_all(&buf[..n])
+            .context("writing the backup file")?;
+        total += n as u64;
+    }
+}
+
+/// Waits for a tool; a non-zero exit becomes an error carrying its stderr.
+pub async fn finish(
+    mut child: Child,
+    stderr: tokio::task::JoinHandle<String>,
+    what: &str,
+) -> Result<()> {
+    let status = child
+        .wait()
+        .await
+        .with_context(|| format!("waiting for {what}"))?;
+    let err = stderr.await.unwrap_or_default();
+    if !status.success() {
+        let code = status
+            .code()
+            .map(|c| format!("exit code {c}"))
+            .unwrap_or_else(|| "killed by a signal".into());
+        if err.is_empty() {
+            bail!("{what} failed ({code})");
+        }
+        return Err(anyhow!(
+            "{what} failed ({code}): {}",
+            err.replace('\n', " | ")
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn majors_from_version_lines() {
+        assert_eq!(
+            pg_major("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
+            Some(15)
+        );
+        assert_eq!(pg_major("pg_restore (PostgreSQL) 17.2"), Some(17));
+        assert_eq!(pg_major("nothing here"), None);
+    }
+
+    #[test]
+    fn mysql_option_files_are_private_and_escaped() {
+        let t = PrivateTemp::new().unwrap();
+        let p = t.mysql_options(Some("p\"a\\ss")).unwrap();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "[client]\npassword=\"p\\\"a\\\\ss\"\n"
+        );
+        let dir = t.dir.clone();
+        drop(t);
+        assert!(!dir.exists(), "removed with its secrets");
+    }
+}
