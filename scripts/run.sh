@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end, on a fresh Debian machine: servers up, release build, schema
-# apply, demo data loaded, schema status. Idempotent: a second run reloads the demo data.
+# apply, demo data loaded, backups taken, verified and checked, a restore drill.
+# Idempotent: a second run reloads the demo data and takes new backups.
 #
 #   sudo bash scripts/run.sh
 set -euo pipefail
@@ -21,3 +22,11 @@ echo "== load-csv --all =="
 "$bin" load-csv --all --truncate
 echo "== schema status =="
 "$bin" schema status
+echo "== backup =="
+"$bin" backup
+echo "== backup verify --latest =="
+"$bin" backup verify --latest
+echo "== backup check =="
+"$bin" backup check
+echo "== restore --drill =="
+"$bin" restore --drill
