@@ -99,6 +99,10 @@ pub struct BackupEntry {
     /// The age after which `backup check` calls the latest backup stale.
     #[serde(default)]
     pub max_age_hours: Option<u32>,
+    /// SQL Server: the directory on the server where BACKUP DATABASE writes (`dir` then
+    /// keeps the manifests).
+    #[serde(default)]
+    pub server_dir: Option<String>,
 }
 
 fn default_retention_days() -> u32 {

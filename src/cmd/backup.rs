@@ -17,7 +17,7 @@ use crate::backup::{
     self, retention, BackupName, Entry, HashingWriter, LastRun, Manifest, TargetLock, PARTIAL,
 };
 use crate::cli::{BackupArgs, BackupCommand, BackupRunArgs, VerifyArgs};
-use crate::config::{BackupEntry, Target};
+use crate::config::{BackupEntry, EngineKind, Target};
 use crate::engine;
 use crate::error::ConfigError;
 use crate::output::{Outcome, Status, TableBlock};
@@ -192,9 +192,14 @@ async fn backup_target(
     }
     ctx.log
         .debug(format!("{}: writing {}", target.name, partial.display()));
-    let res = write_backup(target, &partial, &path).await;
+    let res = match target.engine {
+        EngineKind::Mssql => server_backup(p, &name).await,
+        _ => write_backup(target, &partial, &path)
+            .await
+            .map(|(info, sha, size)| (info, sha, size, None)),
+    };
     let finished = Utc::now();
-    let (info, sha, size) = match res {
+    let (info, sha, size, location) = match res {
         Ok(v) => v,
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
@@ -225,7 +230,7 @@ async fn backup_target(
         format: info.format,
         server_version: info.server_version,
         host: target.connection.host.clone(),
-        location: None,
+        location,
         verified_at: None,
         mairie_dba_version: env!("CARGO_PKG_VERSION").to_string(),
     };
@@ -273,6 +278,23 @@ async fn write_backup(
     std::fs::rename(partial, path).with_context(|| format!("renaming {}", partial.display()))?;
     backup::sync_dir(path.parent().unwrap_or(Path::new(".")))?;
     Ok((info, sha, size))
+}
+
+/// SQL Server writes the backup on its own disk and checks it there; only the manifest is
+/// local. Its SHA-256 stays empty: the server's page checksums stand in for it.
+async fn server_backup(
+    p: &Place<'_>,
+    name: &BackupName,
+) -> Result<(engine::DumpInfo, String, u64, Option<String>)> {
+    let server_dir = p.cfg.server_dir.as_deref().ok_or_else(|| {
+        ConfigError::new(format!(
+            "backup.{}.server_dir: SQL Server writes backups on its own disk; say where (e.g. /var/opt/mssql/backup)",
+            p.target.name
+        ))
+    })?;
+    let location = engine::ms_backup::server_path(server_dir, &name.file_name());
+    let (info, size) = engine::ms_backup::backup(p.target, &location).await?;
+    Ok((info, String::new(), size, Some(location)))
 }
 
 fn apply_retention(p: &Place<'_>, dry_run: bool, ctx: &Ctx) -> Result<Vec<String>> {
@@ -386,21 +408,29 @@ pub fn entry_for_file(path: &Path) -> Result<Entry> {
     })
 }
 
-/// Re-hashes against the manifest, then reads the archive through; records the success.
-pub async fn verify_entry(e: &Entry) -> Result<Manifest> {
+/// Re-hashes against the manifest, then reads the archive through with the engine's own
+/// tool (the server, for SQL Server); records the success in the manifest.
+pub async fn verify_entry(e: &Entry, target: Option<&Target>) -> Result<Manifest> {
     let mut m = backup::check_hash(e)?;
-    let engine_kind = match m.engine.as_str() {
-        "postgres" => crate::config::EngineKind::Postgres,
-        "mysql" => crate::config::EngineKind::Mysql,
-        "mssql" => crate::config::EngineKind::Mssql,
-        other => bail!(
+    let read = match (m.engine.as_str(), &m.location) {
+        ("postgres", _) => engine::pg_backup::verify(&e.path).await,
+        ("mysql", _) => engine::my_backup::verify(&e.path).await,
+        ("mssql", Some(loc)) => {
+            let t = target.ok_or_else(|| {
+                anyhow!(
+                    "{}: SQL Server target `{}` is not configured",
+                    e.path.display(),
+                    m.target
+                )
+            })?;
+            engine::ms_backup::verify(t, loc).await
+        }
+        (other, _) => bail!(
             "{}: manifest names an unknown engine `{other}`",
             e.path.display()
         ),
     };
-    engine::verify_archive(engine_kind, &e.path)
-        .await
-        .with_context(|| format!("{}: the archive is not readable", e.path.display()))?;
+    read.with_context(|| format!("{}: the archive is not readable", e.path.display()))?;
     m.verified_at = Some(Utc::now());
     m.write(&Manifest::path_for(&e.path))?;
     Ok(m)
@@ -439,7 +469,8 @@ async fn verify(args: &VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
     let mut items = Vec::new();
     let mut table = TableBlock::new(["target", "file", "result"]);
     for (target, e) in &todo {
-        match verify_entry(e).await {
+        let t = ctx.targets.iter().find(|t| &t.name == target);
+        match verify_entry(e, t).await {
             Ok(m) => {
                 table.row([
                     target.clone(),

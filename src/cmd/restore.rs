@@ -6,6 +6,7 @@
 //! the scratch database is dropped whatever happened.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -83,7 +84,12 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         let into = args.into.clone().unwrap_or_else(|| m.database.clone());
         let res = async {
             backup::check_hash(&e).context("refusing to restore a damaged backup")?;
-            engine::restore(target, &e.path, &into, args.force, args.jobs).await?;
+            let source = m
+                .location
+                .clone()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| e.path.clone());
+            engine::restore(target, &source, &into, args.force, args.jobs).await?;
             let counts = engine::count_rows(target, &into).await?;
             Ok::<_, anyhow::Error>(compare(&m.tables, &counts))
         }
@@ -163,7 +169,12 @@ async fn drill(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         let res: Result<(String, usize, Vec<String>)> = async {
             let e = latest.ok_or_else(|| anyhow!("no good backup in {}", p.dir.display()))?;
             let m = backup::check_hash(&e).context("the latest backup is damaged")?;
-            let restored = engine::restore(p.target, &e.path, &scratch, false, args.jobs).await;
+            let source = m
+                .location
+                .clone()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| e.path.clone());
+            let restored = engine::restore(p.target, &source, &scratch, false, args.jobs).await;
             let counted = match restored {
                 Ok(()) => engine::count_rows(p.target, &scratch).await,
                 Err(err) => Err(err),

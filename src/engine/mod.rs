@@ -4,6 +4,7 @@
 //! dialect, catalogue queries, bulk-load protocol) and nothing else. An engine never reads
 //! CLI arguments and never prints.
 
+pub mod ms_backup;
 pub mod mssql;
 pub mod my_backup;
 pub mod mysql;
@@ -60,46 +61,33 @@ pub fn backup_extension(engine: EngineKind) -> &'static str {
     }
 }
 
-fn no_mssql_backup(target: &Target) -> anyhow::Error {
-    anyhow::anyhow!(
-        "target `{}`: backups of SQL Server targets are not available in this version \
-         (use SQL Server's own BACKUP DATABASE … WITH CHECKSUM meanwhile)",
-        target.name
-    )
-}
-
-/// Dumps a target's database into `out` (hashed and written by the caller).
+/// Dumps a target's database into `out` (hashed and written by the caller). SQL Server
+/// writes its backups on its own disk: see [`ms_backup::backup`].
 pub async fn dump(target: &Target, out: &mut impl std::io::Write) -> Result<DumpInfo> {
     match target.engine {
         EngineKind::Postgres => pg_backup::dump(target, out).await,
         EngineKind::Mysql => my_backup::dump(target, out).await,
-        EngineKind::Mssql => Err(no_mssql_backup(target)),
-    }
-}
-
-/// Reads a whole backup file with the engine's own tool, to prove it restorable.
-pub async fn verify_archive(engine: EngineKind, path: &std::path::Path) -> Result<()> {
-    match engine {
-        EngineKind::Postgres => pg_backup::verify(path).await,
-        EngineKind::Mysql => my_backup::verify(path).await,
         EngineKind::Mssql => {
-            anyhow::bail!("SQL Server backups are verified by the server (RESTORE VERIFYONLY)")
+            anyhow::bail!("SQL Server backups are written by the server, not streamed")
         }
     }
 }
 
-/// Restores a backup file into database `into` of the target's server.
+/// Restores a backup into database `into` of the target's server; `location` is the file:
+/// local for PostgreSQL and MySQL, on the server for SQL Server.
 pub async fn restore(
     target: &Target,
-    path: &std::path::Path,
+    location: &std::path::Path,
     into: &str,
     force: bool,
     jobs: u32,
 ) -> Result<()> {
     match target.engine {
-        EngineKind::Postgres => pg_backup::restore(target, path, into, force, jobs).await,
-        EngineKind::Mysql => my_backup::restore(target, path, into, force).await,
-        EngineKind::Mssql => Err(no_mssql_backup(target)),
+        EngineKind::Postgres => pg_backup::restore(target, location, into, force, jobs).await,
+        EngineKind::Mysql => my_backup::restore(target, location, into, force).await,
+        EngineKind::Mssql => {
+            ms_backup::restore(target, &location.to_string_lossy(), into, force).await
+        }
     }
 }
 
@@ -111,7 +99,7 @@ pub async fn count_rows(
     match target.engine {
         EngineKind::Postgres => pg_backup::count_rows(target, database).await,
         EngineKind::Mysql => my_backup::count_rows(target, database).await,
-        EngineKind::Mssql => Err(no_mssql_backup(target)),
+        EngineKind::Mssql => ms_backup::count_rows(target, database).await,
     }
 }
 
@@ -119,7 +107,7 @@ pub async fn drop_database(target: &Target, name: &str) -> Result<()> {
     match target.engine {
         EngineKind::Postgres => pg_backup::drop_database(target, name).await,
         EngineKind::Mysql => my_backup::drop_database(target, name).await,
-        EngineKind::Mssql => Err(no_mssql_backup(target)),
+        EngineKind::Mssql => ms_backup::drop_database(target, name).await,
     }
 }
 

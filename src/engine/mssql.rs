@@ -259,6 +259,107 @@ impl MsConn {
         crate::engine::bounded(self.statement_timeout, f).await
     }
 
+    /// Runs a batch and drains its results (for statements that only do things).
+    pub async fn batch(&self, sql: &str) -> Result<()> {
+        self.run(sql).await
+    }
+
+    pub async fn scalar_i64(&self, sql: &str) -> Result<Option<i64>> {
+        let mut c = self.client.lock().await;
+        let row = c
+            .simple_query(sql)
+            .await
+            .map_err(ms_err)?
+            .into_row()
+            .await
+            .map_err(ms_err)?;
+        Ok(row.and_then(|r| {
+            r.try_get::<i64, _>(0)
+                .ok()
+                .flatten()
+                .or_else(|| r.try_get::<i32, _>(0).ok().flatten().map(i64::from))
+        }))
+    }
+
+    pub async fn scalar_string(&self, sql: &str) -> Result<Option<String>> {
+        let mut c = self.client.lock().await;
+        let row = c
+            .simple_query(sql)
+            .await
+            .map_err(ms_err)?
+            .into_row()
+            .await
+            .map_err(ms_err)?;
+        Ok(row.and_then(|r| r.try_get::<&str, _>(0).ok().flatten().map(str::to_string)))
+    }
+
+    /// The logical files of a backup (`RESTORE FILELISTONLY`).
+    pub async fn file_list(&self, sql: &str) -> Result<Vec<crate::engine::ms_backup::BackupFile>> {
+        let mut c = self.client.lock().await;
+        let rows = c
+            .simple_query(sql)
+            .await
+            .map_err(ms_err)?
+            .into_first_result()
+            .await
+            .map_err(ms_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| crate::engine::ms_backup::BackupFile {
+                logical: r
+                    .try_get::<&str, _>("LogicalName")
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+                    .to_string(),
+                kind: r
+                    .try_get::<&str, _>("Type")
+                    .ok()
+                    .flatten()
+                    .unwrap_or("D")
+                    .to_string(),
+            })
+            .collect())
+    }
+
+    /// Exact rows of every user table, `schema.table`.
+    pub async fn count_tables(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        let names: Vec<(String, String)> = {
+            let mut c = self.client.lock().await;
+            let rows = c
+                .simple_query(
+                    "SELECT s.name, t.name FROM sys.tables t JOIN sys.schemas s ON s.schema_id = t.schema_id
+                     WHERE t.is_ms_shipped = 0 ORDER BY s.name, t.name",
+                )
+                .await
+                .map_err(ms_err)?
+                .into_first_result()
+                .await
+                .map_err(ms_err)?;
+            rows.iter()
+                .map(|r| {
+                    (
+                        r.get::<&str, _>(0).unwrap_or_default().to_string(),
+                        r.get::<&str, _>(1).unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        };
+        let mut out = std::collections::BTreeMap::new();
+        for (s, t) in names {
+            let n = self
+                .scalar_i64(&format!(
+                    "SELECT COUNT_BIG(*) FROM {}.{}",
+                    quote_ident(&s),
+                    quote_ident(&t)
+                ))
+                .await?
+                .unwrap_or(0);
+            out.insert(format!("{s}.{t}"), n.max(0) as u64);
+        }
+        Ok(out)
+    }
+
     pub async fn server_version(&self) -> Result<String> {
         let mut c = self.client.lock().await;
         let row = c
