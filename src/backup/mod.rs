@@ -133,8 +133,12 @@ impl Manifest {
     }
 }
 
-/// Creates a directory (and its parents) readable by its owner only.
+/// Creates a backup directory (and its parents) readable by its owner only. An existing
+/// directory keeps its permissions: it may be a shared one the DBA chose on purpose.
 pub fn private_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("chmod 700 {}", dir.display()))
@@ -444,14 +448,30 @@ impl TargetLock {
 mod tests {
     use super::*;
 
-    fn tmp() -> PathBuf {
+    /// A scratch directory removed when the guard goes.
+    struct Tmp(PathBuf);
+
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    impl std::ops::Deref for Tmp {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    fn tmp() -> Tmp {
         let d = std::env::temp_dir().join(format!(
             "mairie-dba-backup-unit-{}-{}",
             std::process::id(),
             Utc::now().timestamp_nanos_opt().unwrap_or_default()
         ));
         std::fs::create_dir_all(&d).unwrap();
-        d
+        Tmp(d)
     }
 
     #[test]
@@ -501,7 +521,7 @@ mod tests {
             0o600
         );
         assert_eq!(
-            std::fs::read_dir(&d).unwrap().count(),
+            std::fs::read_dir(&*d).unwrap().count(),
             1,
             "no temporary file left"
         );

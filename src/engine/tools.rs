@@ -97,6 +97,7 @@ pub struct PrivateTemp {
 
 impl PrivateTemp {
     pub fn new() -> Result<PrivateTemp> {
+        remove_orphans(&std::env::temp_dir());
         let dir = std::env::temp_dir().join(format!(
             "mairie-dba-{}-{}",
             std::process::id(),
@@ -118,6 +119,35 @@ impl PrivateTemp {
         }
         f.write_all(text.as_bytes())?;
         Ok(p)
+    }
+}
+
+/// Removes the private directories of mairie-dba processes that died without cleaning up
+/// (`kill -9` in the middle of a dump): they may hold a password.
+fn remove_orphans(tmp: &Path) {
+    let Ok(rd) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("mairie-dba-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let ours = e.metadata().map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            // SAFETY: getuid has no preconditions.
+            m.is_dir() && m.uid() == unsafe { libc::getuid() }
+        });
+        if ours.unwrap_or(false)
+            && pid != std::process::id()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 
@@ -235,5 +265,22 @@ mod tests {
         let dir = t.dir.clone();
         drop(t);
         assert!(!dir.exists(), "removed with its secrets");
+    }
+
+    #[test]
+    fn directories_of_dead_processes_are_removed() {
+        let base =
+            std::env::temp_dir().join(format!("mairie-dba-orphans-test-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        // pid 999999999 does not exist; our own pid does.
+        let dead = base.join("mairie-dba-999999999-1");
+        let alive = base.join(format!("mairie-dba-{}-1", std::process::id()));
+        let foreign = base.join("other-999999999-1");
+        for d in [&dead, &alive, &foreign] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        remove_orphans(&base);
+        assert!(!dead.exists() && alive.exists() && foreign.exists());
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

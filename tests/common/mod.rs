@@ -422,7 +422,21 @@ impl Env {
 
     /// Runs the binary with `-c <this config>` and the given arguments.
     pub fn run(&self, args: &[&str]) -> Run {
-        let mut cmd = Command::new(BIN);
+        Run::from(self.command(&[], args).output().expect("run mairie-dba"))
+    }
+
+    /// The command `run` would execute, not started: for tests that run the binary in the
+    /// background (spawn, then kill or wait) or under a wrapper. `wrapper` goes first:
+    /// `&["bash", "-c", "ulimit -f 64; exec \"$@\"", "bash"]` runs the binary under a limit.
+    pub fn command(&self, wrapper: &[&str], args: &[&str]) -> Command {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
         cmd.arg("-c").arg(self.path("config_global.yml")).args(args);
         cmd.env_remove("MAIRIE_DBA_CONFIG")
             .env_remove("PGPASSWORD")
@@ -433,7 +447,7 @@ impl Env {
             cmd.env(k, v);
         }
         cmd.current_dir(&self.dir);
-        Run::from(cmd.output().expect("run mairie-dba"))
+        cmd
     }
 }
 

@@ -1,0 +1,1110 @@
+//! `backup`, `backup verify|check|list` and `restore` against real PostgreSQL and MariaDB
+//! servers, each test written once and run on both: a backup restores to the same rows, a
+//! damaged or unfinished file never passes for a backup, retention only ever deletes old good
+//! backups of its own target, failures leave nothing behind, two runs of one target take
+//! turns, and the password never shows on a command line.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use common::*;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+per_engine!(
+    round_trip_backup_manifest_and_restore_into_a_new_database,
+    a_damaged_or_unfinished_backup_is_caught_by_verify_restore_and_check,
+    retention_deletes_only_old_good_backups_of_its_own_target,
+    a_failed_backup_leaves_nothing_and_check_says_failed,
+    a_killed_backup_leaves_no_backup_and_the_next_run_cleans_up,
+    a_file_size_limit_fails_cleanly_and_keeps_earlier_backups,
+    a_second_backup_of_the_same_target_is_refused_or_waits,
+    the_password_is_on_no_command_line_during_a_dump,
+    a_drill_restores_compares_and_drops_its_scratch_database,
+    restoring_over_a_database_that_holds_tables_needs_force,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// The extension of this engine's backups.
+fn ext(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => "dump",
+        Engine::Mysql => "sql.zst",
+    }
+}
+
+/// The manifest's name for `metier.citoyens`.
+fn citoyens_key(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => "metier.citoyens",
+        Engine::Mysql => "metier_citoyens",
+    }
+}
+
+fn backup_dir(env: &Env) -> PathBuf {
+    env.path("backups")
+}
+
+/// Rewrites the global config with a `backup:` section for the env's target.
+fn configure_backups(env: &Env, retention_days: u32, keep_min: u32) {
+    env.write_global(&format!(
+        "backup:\n  {}:\n    dir: {}\n    retention_days: {retention_days}\n    keep_min: {keep_min}\n    max_age_hours: 26\n",
+        env.engine.name(),
+        backup_dir(env).display()
+    ));
+}
+
+/// A database with the mairie schema and the demo data, and backups configured.
+fn loaded(engine: Engine) -> Env {
+    let env = Env::with_schema(engine);
+    env.run(&["load-csv", "--all"]).success();
+    configure_backups(&env, 14, 3);
+    env
+}
+
+/// Runs `backup` and returns the new file's path.
+fn take_backup(env: &Env) -> PathBuf {
+    let out = env.run(&["--format", "json", "backup"]);
+    out.success();
+    let j = out.json();
+    backup_dir(env).join(j["backups"][0]["file"].as_str().expect("a file name"))
+}
+
+fn manifest_path(backup: &Path) -> PathBuf {
+    let mut s = backup.as_os_str().to_owned();
+    s.push(".json");
+    PathBuf::from(s)
+}
+
+fn read_json(p: &Path) -> Value {
+    let text =
+        std::fs::read_to_string(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", p.display()))
+}
+
+fn sha256_hex(p: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+fn names_in(dir: &Path) -> BTreeSet<String> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => BTreeSet::new(),
+    }
+}
+
+/// The files of a backup directory other than the run's bookkeeping (lock, last run, status).
+fn backup_files(env: &Env) -> BTreeSet<String> {
+    let t = env.engine.name();
+    let bookkeeping = [
+        format!(".{t}.lock"),
+        format!(".{t}.last_run.json"),
+        "STATUS.json".to_string(),
+    ];
+    names_in(&backup_dir(env))
+        .into_iter()
+        .filter(|n| !bookkeeping.contains(n))
+        .collect()
+}
+
+fn partials(dir: &Path) -> Vec<PathBuf> {
+    names_in(dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".partial"))
+        .map(|n| dir.join(n))
+        .collect()
+}
+
+/// Polls `f` every few milliseconds until it gives something or `timeout` passes.
+fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Runs SQL in a database of the engine, written with the model's `schema.table` names.
+fn query_in(engine: Engine, db: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    match engine {
+        Engine::Postgres => pg_query(db, sql),
+        Engine::Mysql => {
+            let mut mapped = sql.to_string();
+            for schema in ["referentiel", "metier", "reporting"] {
+                mapped = mapped.replace(&format!("{schema}."), &format!("{schema}_"));
+            }
+            my_query(Some(db), &mapped)
+        }
+    }
+}
+
+/// Every table of a database with its row count, named as the manifests name them.
+fn table_counts(engine: Engine, db: &str) -> BTreeMap<String, u64> {
+    let list = match engine {
+        Engine::Postgres => {
+            "SELECT n.nspname || '.' || c.relname FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+               AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1"
+        }
+        Engine::Mysql => {
+            "SELECT table_name FROM information_schema.tables
+             WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY 1"
+        }
+    };
+    let names: Vec<String> = query_in(engine, db, list)
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+    names
+        .into_iter()
+        .map(|t| {
+            let quoted = match engine {
+                Engine::Postgres => t.clone(),
+                Engine::Mysql => format!("`{t}`"),
+            };
+            let n = query_in(engine, db, &format!("SELECT count(*) FROM {quoted}"))[0][0]
+                .clone()
+                .unwrap()
+                .parse()
+                .unwrap();
+            (t, n)
+        })
+        .collect()
+}
+
+/// Tables whose whole content, in primary-key order, must survive a backup and restore.
+const FINGERPRINTED: [&str; 5] = [
+    "referentiel.services",
+    "metier.citoyens",
+    "metier.demandes",
+    "metier.rendez_vous",
+    "metier.journal_audit",
+];
+
+fn content(engine: Engine, db: &str, table: &str) -> Vec<Vec<Option<String>>> {
+    query_in(engine, db, &format!("SELECT * FROM {table} ORDER BY 1"))
+}
+
+fn database_exists(engine: Engine, name: &str) -> bool {
+    let n = match engine {
+        Engine::Postgres => pg_query(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+        ),
+        Engine::Mysql => my_query(
+            None,
+            &format!(
+                "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = '{name}'"
+            ),
+        ),
+    };
+    n[0][0].as_deref() != Some("0")
+}
+
+/// Drops a database the test (or the tool under test) may have created, even on failure.
+struct DropDb {
+    engine: Engine,
+    name: String,
+}
+
+impl DropDb {
+    fn new(engine: Engine, name: &str) -> DropDb {
+        DropDb {
+            engine,
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Drop for DropDb {
+    fn drop(&mut self) {
+        match self.engine {
+            Engine::Postgres => {
+                pg_query(
+                    "postgres",
+                    &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+                );
+            }
+            Engine::Mysql => {
+                my_query(None, &format!("DROP DATABASE IF EXISTS `{}`", self.name));
+            }
+        }
+    }
+}
+
+/// A table of incompressible rows (2^rows_log2 of them), to make a dump large and slow
+/// enough to be watched, killed or cut short.
+fn add_bulk(env: &Env, rows_log2: u32) {
+    let db = env.db();
+    match env.engine {
+        Engine::Postgres => {
+            db.query(&format!(
+                "CREATE TABLE public.bulk AS SELECT g AS id, md5(g::text) AS a, md5((g * 7)::text) AS b
+                 FROM generate_series(1, {}) g",
+                1u64 << rows_log2
+            ));
+        }
+        Engine::Mysql => {
+            db.query("CREATE TABLE bulk (id INT AUTO_INCREMENT PRIMARY KEY, a CHAR(32) NOT NULL, b CHAR(32) NOT NULL)");
+            db.query("INSERT INTO bulk (a, b) VALUES (MD5('1'), MD5('2'))");
+            for i in 0..rows_log2 {
+                db.query(&format!(
+                    "INSERT INTO bulk (a, b) SELECT MD5(id + {}), MD5(id * 7 + {i}) FROM bulk",
+                    (i + 1) * 1_000_003
+                ));
+            }
+        }
+    }
+}
+
+/// An exclusive lock on `metier.citoyens`, held by another session until released (or for
+/// 30 s at most): a backup started meanwhile holds its target's lock and waits on the table,
+/// with its `.partial` file created.
+struct TableLock {
+    release: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TableLock {
+    fn take(env: &Env) -> TableLock {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let engine = env.engine;
+        let db = env.db().name().to_string();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let wait = tokio::time::timeout(Duration::from_secs(30), released);
+                match engine {
+                    Engine::Postgres => {
+                        let dsn = format!("{} dbname={db}", pg_admin_dsn());
+                        let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+                            .await
+                            .unwrap();
+                        tokio::spawn(conn);
+                        client
+                            .batch_execute(
+                                "BEGIN; LOCK TABLE metier.citoyens IN ACCESS EXCLUSIVE MODE",
+                            )
+                            .await
+                            .unwrap();
+                        ready_tx.send(()).unwrap();
+                        let _ = wait.await;
+                        client.batch_execute("COMMIT").await.unwrap();
+                    }
+                    Engine::Mysql => {
+                        use mysql_async::prelude::Queryable;
+                        let opts = mysql_async::OptsBuilder::from_opts(
+                            mysql_async::Opts::from_url(&mysql_url()).unwrap(),
+                        )
+                        .db_name(Some(db));
+                        let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+                        conn.query_drop("LOCK TABLES metier_citoyens WRITE")
+                            .await
+                            .unwrap();
+                        ready_tx.send(()).unwrap();
+                        let _ = wait.await;
+                        conn.query_drop("UNLOCK TABLES").await.unwrap();
+                        let _ = conn.disconnect().await;
+                    }
+                }
+            });
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(15))
+            .expect("locking metier.citoyens");
+        TableLock {
+            release: Some(release),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TableLock {
+    fn drop(&mut self) {
+        if let Some(r) = self.release.take() {
+            let _ = r.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Waits for a background run, killing it after `timeout` so that a hang fails the test.
+fn finish(mut child: Child, timeout: Duration, what: &str) -> Run {
+    if poll(timeout, || child.try_wait().unwrap()).is_none() {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "{what} still running after {timeout:?}\n--- stdout\n{}\n--- stderr\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Run::from(child.wait_with_output().unwrap())
+}
+
+fn spawn(env: &Env, args: &[&str]) -> Child {
+    env.command(&[], args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting mairie-dba")
+}
+
+/// Sleeps into the next wall-clock second, so that the next backup gets a new file name.
+fn next_second() {
+    let now = Utc::now();
+    let left = 1_000 - now.timestamp_subsec_millis().min(999) as u64;
+    std::thread::sleep(Duration::from_millis(left + 20));
+}
+
+/// Writes a fake backup `days` old and, for `Some(target)`, its manifest.
+fn fixture(
+    env: &Env,
+    days: i64,
+    database: &str,
+    manifest: Option<(&str, &str)>,
+    now: DateTime<Utc>,
+) -> String {
+    let taken = now - chrono::Duration::days(days);
+    let name = format!(
+        "{database}_full_{}.{}",
+        taken.format("%Y%m%d_%H%M%S"),
+        ext(env.engine)
+    );
+    let path = backup_dir(env).join(&name);
+    std::fs::write(&path, b"fixture").unwrap();
+    if let Some((target, status)) = manifest {
+        let stamp = taken.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let m = json!({
+            "engine": env.engine.name(), "target": target, "database": database, "file": name,
+            "size_bytes": 7, "sha256": "0".repeat(64), "started_at": stamp, "finished_at": stamp,
+            "status": status, "tool": "fixture", "tables": {},
+        });
+        std::fs::write(manifest_path(&path), m.to_string()).unwrap();
+    }
+    name
+}
+
+fn rotated(j: &Value) -> BTreeSet<String> {
+    j["rotated"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no rotated list in {j}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn check_state(env: &Env, expected_code: i32, state: &str) -> Run {
+    let out = env.run(&["--format", "json", "backup", "check"]);
+    out.code(expected_code);
+    let j = out.json();
+    assert_eq!(
+        j["targets"][0]["checks"][0]["state"], state,
+        "{}",
+        out.stdout
+    );
+    assert_eq!(j["targets"][0]["target"], env.engine.name());
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Round trip
+
+fn round_trip_backup_manifest_and_restore_into_a_new_database(engine: Engine) {
+    let env = loaded(engine);
+    let db = env.db().name().to_string();
+    let dir = backup_dir(&env);
+    let before = Utc::now();
+    let out = env.run(&["--format", "json", "backup"]);
+    out.success();
+    let after = Utc::now();
+    let j = out.json();
+    assert_eq!(j["status"], "success", "{}", out.stdout);
+    assert_eq!(j["rotated"], json!([]), "{}", out.stdout);
+    let backups = j["backups"].as_array().expect("backups[]");
+    assert_eq!(backups.len(), 1, "{}", out.stdout);
+    let b = &backups[0];
+    assert_eq!(b["target"], engine.name());
+    assert_eq!(b["status"], "success");
+    assert!(b["seconds"].as_f64().expect("seconds") >= 0.0);
+
+    // <db>_full_YYYYMMDD_HHMMSS.<ext>, in UTC.
+    let file = b["file"].as_str().expect("file").to_string();
+    let stamp = file
+        .strip_prefix(&format!("{db}_full_"))
+        .and_then(|s| s.strip_suffix(&format!(".{}", ext(engine))))
+        .unwrap_or_else(|| panic!("{file}: not {db}_full_YYYYMMDD_HHMMSS.{}", ext(engine)));
+    assert!(
+        stamp.len() == 15
+            && stamp.char_indices().all(|(i, c)| if i == 8 {
+                c == '_'
+            } else {
+                c.is_ascii_digit()
+            }),
+        "{file}"
+    );
+    let taken = NaiveDateTime::parse_from_str(stamp, "%Y%m%d_%H%M%S")
+        .unwrap()
+        .and_utc();
+    assert!(
+        taken >= before - chrono::Duration::seconds(1) && taken <= after,
+        "{file}: the stamp is not the UTC start time ({before} .. {after})"
+    );
+
+    // The file, its manifest and the directory are private.
+    let path = dir.join(&file);
+    let mpath = manifest_path(&path);
+    let size = std::fs::metadata(&path).unwrap().len();
+    let sha = sha256_hex(&path);
+    assert_eq!(b["sha256"], sha);
+    assert_eq!(b["size_bytes"], size);
+    assert_eq!(mode(&path), 0o600, "backup file mode");
+    assert_eq!(mode(&mpath), 0o600, "manifest mode");
+    assert_eq!(mode(&dir), 0o700, "backup dir mode");
+    assert!(partials(&dir).is_empty(), "{:?}", names_in(&dir));
+
+    // The manifest.
+    let m = read_json(&mpath);
+    assert_eq!(m["engine"], engine.name(), "{m}");
+    assert_eq!(m["target"], engine.name(), "{m}");
+    assert_eq!(m["database"], db.as_str(), "{m}");
+    assert_eq!(m["file"], file.as_str(), "{m}");
+    assert_eq!(m["size_bytes"], size, "{m}");
+    assert_eq!(m["sha256"], sha, "{m}");
+    assert_eq!(m["status"], "success", "{m}");
+    let tool = m["tool"].as_str().unwrap_or_default();
+    let tool_name = match engine {
+        Engine::Postgres => "pg_dump",
+        Engine::Mysql => "dump",
+    };
+    assert!(tool.contains(tool_name), "tool: {m}");
+    let started: DateTime<Utc> = m["started_at"].as_str().unwrap().parse().unwrap();
+    let finished: DateTime<Utc> = m["finished_at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        before - chrono::Duration::seconds(1) <= started
+            && started <= finished
+            && finished <= after,
+        "{m}"
+    );
+    assert_eq!(m["tables"][citoyens_key(engine)], 300, "{m}");
+    let source = table_counts(engine, &db);
+    assert_eq!(
+        m["tables"],
+        json!(source),
+        "the manifest counts every table"
+    );
+
+    // Restored into a new database: the same tables, the same rows.
+    let into = format!("{db}_r");
+    let _drop = DropDb::new(engine, &into);
+    let out = env.run(&["--format", "json", "restore", "--latest", "--into", &into]);
+    out.success();
+    let r = out.json();
+    assert_eq!(r["status"], "success", "{}", out.stdout);
+    assert_eq!(r["restores"][0]["file"], file.as_str());
+    assert_eq!(r["restores"][0]["differences"], json!([]), "{}", out.stdout);
+    assert_eq!(
+        table_counts(engine, &into),
+        source,
+        "row counts after restore"
+    );
+    for t in FINGERPRINTED {
+        let a = content(engine, &db, t);
+        assert!(!a.is_empty(), "{t} is empty in the source");
+        assert!(
+            content(engine, &into, t) == a,
+            "{t}: content differs after restore"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Damage
+
+fn a_damaged_or_unfinished_backup_is_caught_by_verify_restore_and_check(engine: Engine) {
+    let env = loaded(engine);
+    let db = env.db().name().to_string();
+    let dir = backup_dir(&env);
+    let path = take_backup(&env);
+    let p = path.display().to_string();
+    env.run(&["backup", "verify", &p]).success();
+    assert!(
+        read_json(&manifest_path(&path))["verified_at"].is_string(),
+        "a good verify is recorded in the manifest"
+    );
+    check_state(&env, 0, "OK");
+
+    // One byte changed in the middle.
+    let good = std::fs::read(&path).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x5a;
+    std::fs::write(&path, &bad).unwrap();
+    env.run(&["backup", "verify", &p])
+        .code(1)
+        .one_line_error()
+        .stderr_has(&p)
+        .stderr_has("SHA-256");
+    env.run(&["backup", "verify", "--latest"])
+        .code(1)
+        .stderr_has("SHA-256");
+    let x = format!("{db}_x");
+    let _drop = DropDb::new(engine, &x);
+    env.run(&["restore", &p, "--into", &x])
+        .code(1)
+        .one_line_error()
+        .stderr_has("refusing to restore a damaged backup");
+    assert!(!database_exists(engine, &x), "{x} was created");
+    env.run(&["restore", "--latest", "--into", &x])
+        .code(1)
+        .stderr_has("refusing to restore a damaged backup");
+    assert!(!database_exists(engine, &x), "{x} was created");
+    let out = check_state(&env, 2, "HASH_MISMATCH");
+    assert_eq!(out.json()["status"], "critical");
+    let status = read_json(&dir.join("STATUS.json"));
+    assert_eq!(status["state"], "HASH_MISMATCH", "{status}");
+    assert_eq!(status["target"], engine.name(), "{status}");
+
+    // Cut short.
+    std::fs::write(&path, &good[..good.len() - 100]).unwrap();
+    env.run(&["backup", "verify", &p])
+        .code(1)
+        .one_line_error()
+        .stderr_has(&p)
+        .stderr_has("size");
+    check_state(&env, 2, "HASH_MISMATCH");
+
+    // Whole again: it verifies.
+    std::fs::write(&path, &good).unwrap();
+    env.run(&["backup", "verify", &p]).success();
+    check_state(&env, 0, "OK");
+
+    // A well-named file without a manifest is not a backup.
+    let orphan = dir.join(format!("{db}_full_20200101_000000.{}", ext(engine)));
+    std::fs::copy(&path, &orphan).unwrap();
+    let o = orphan.display().to_string();
+    env.run(&["backup", "verify", &o])
+        .code(1)
+        .one_line_error()
+        .stderr_has("no manifest");
+    env.run(&["restore", &o, "--into", &x])
+        .code(1)
+        .stderr_has("no manifest");
+    assert!(!database_exists(engine, &x), "{x} was created");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Retention
+
+fn retention_deletes_only_old_good_backups_of_its_own_target(engine: Engine) {
+    let env = Env::new(engine);
+    configure_backups(&env, 14, 3);
+    let dir = backup_dir(&env);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = env.db().name().to_string();
+    let t = engine.name();
+    let now = Utc::now();
+    let ours: BTreeMap<i64, String> = [1, 2, 10, 20, 30, 40]
+        .into_iter()
+        .map(|d| (d, fixture(&env, d, &db, Some((t, "success")), now)))
+        .collect();
+    let notes = dir.join("notes.txt");
+    std::fs::write(&notes, "sauvegardes de la mairie\n").unwrap();
+    let foreign = [
+        "notes.txt".to_string(),
+        fixture(&env, 90, &db, None, now),
+        fixture(&env, 91, &db, Some(("staging", "success")), now),
+        fixture(&env, 92, &db, Some((t, "failed")), now),
+        fixture(&env, 93, "autre_base", Some((t, "success")), now),
+    ];
+    let mut foreign_files: BTreeSet<String> = foreign.iter().cloned().collect();
+    for f in &foreign[2..] {
+        foreign_files.insert(format!("{f}.json"));
+    }
+    let old: BTreeSet<String> = [20, 30, 40].iter().map(|d| ours[d].clone()).collect();
+    let all_before = backup_files(&env);
+
+    // --dry-run lists, deletes nothing. Of 1, 2, 10, 20, 30, 40 days, keep_min 3 keeps the
+    // three newest; 20, 30, 40 are past 14 days.
+    env.run(&["backup", "--prune-only", "--dry-run"])
+        .success()
+        .stdout_has("would delete 3 backup(s)");
+    let out = env.run(&["--format", "json", "backup", "--prune-only", "--dry-run"]);
+    out.success();
+    let j = out.json();
+    assert_eq!(rotated(&j), old, "{}", out.stdout);
+    assert_eq!(j["dry_run"], true, "{}", out.stdout);
+    assert_eq!(
+        backup_files(&env),
+        all_before,
+        "a dry run deleted something"
+    );
+
+    // A real run: a new backup, then retention.
+    let out = env.run(&["--format", "json", "backup"]);
+    out.success();
+    let j = out.json();
+    assert_eq!(rotated(&j), old, "{}", out.stdout);
+    let new = j["backups"][0]["file"].as_str().unwrap().to_string();
+    let left = backup_files(&env);
+    for f in &old {
+        assert!(!left.contains(f), "{f} kept: {left:?}");
+        assert!(
+            !left.contains(&format!("{f}.json")),
+            "{f}.json kept: {left:?}"
+        );
+    }
+    for d in [1, 2, 10] {
+        assert!(left.contains(&ours[&d]), "{d} days deleted: {left:?}");
+        assert!(left.contains(&format!("{}.json", ours[&d])), "{left:?}");
+    }
+    assert!(left.contains(&new) && left.contains(&format!("{new}.json")));
+    assert!(
+        foreign_files.is_subset(&left),
+        "foreign files deleted: {:?}",
+        foreign_files.difference(&left).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        std::fs::read(&notes).unwrap(),
+        b"sauvegardes de la mairie\n"
+    );
+
+    // keep_min 10: nothing old goes.
+    for d in [20, 30, 40] {
+        fixture(&env, d, &db, Some((t, "success")), now);
+    }
+    configure_backups(&env, 14, 10);
+    let all_before = backup_files(&env);
+    let out = env.run(&["--format", "json", "backup", "--prune-only"]);
+    out.success();
+    assert_eq!(rotated(&out.json()), BTreeSet::new(), "{}", out.stdout);
+    assert_eq!(backup_files(&env), all_before);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Failures
+
+/// The engine file with explicit connection settings.
+fn write_connection(env: &Env, port: u16, user: &str) {
+    let db = env.db().name();
+    let var = env.engine.password_var();
+    env.write(
+        &format!("config_{}.yml", env.engine.name()),
+        format!(
+            "connection:\n  host: 127.0.0.1\n  port: {port}\n  database: {db}\n  user: {user}\n  password_env: {var}\n  connect_timeout: 5\n"
+        ),
+    );
+}
+
+fn a_failed_backup_leaves_nothing_and_check_says_failed(engine: Engine) {
+    let mut env = Env::new(engine);
+    configure_backups(&env, 14, 3);
+    let t = engine.name();
+
+    // Nothing listens on port 1.
+    write_connection(&env, 1, "mairie");
+    env.run(&["backup"])
+        .code(1)
+        .one_line_error()
+        .stderr_has(&format!("target `{t}`"));
+    assert_eq!(backup_files(&env), BTreeSet::new(), "files left behind");
+    let out = check_state(&env, 2, "FAILED");
+    assert_eq!(out.json()["status"], "critical");
+    env.run(&["backup", "check"])
+        .code(2)
+        .stdout_has("BACKUP CRITICAL");
+
+    // A wrong password (mairie_pwtest is always asked for its password on PostgreSQL).
+    let wrong = "Wrong-Secret-4417";
+    let (port, user, says) = match engine {
+        Engine::Postgres => (5432, "mairie_pwtest", "password authentication failed"),
+        Engine::Mysql => (3306, "mairie", "Access denied"),
+    };
+    write_connection(&env, port, user);
+    env.set_env(engine.password_var(), wrong);
+    env.run(&["--format", "json", "backup"])
+        .code(1)
+        .stderr_has(says)
+        .lacks(wrong);
+    assert_eq!(backup_files(&env), BTreeSet::new(), "files left behind");
+    check_state(&env, 2, "FAILED").lacks(wrong);
+    let last_run = std::fs::read_to_string(backup_dir(&env).join(format!(".{t}.last_run.json")))
+        .expect("the failed run is recorded");
+    assert!(!last_run.contains(wrong), "{last_run}");
+}
+
+fn a_killed_backup_leaves_no_backup_and_the_next_run_cleans_up(engine: Engine) {
+    let env = Env::new(engine);
+    configure_backups(&env, 14, 3);
+    add_bulk(&env, 18);
+    let dir = backup_dir(&env);
+    let mut child = spawn(&env, &["backup"]);
+    // Killed once the partial file holds data: in the middle of the dump.
+    let partial = poll(Duration::from_secs(30), || {
+        partials(&dir)
+            .into_iter()
+            .find(|p| std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false))
+    });
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    let partial = partial.expect("no .partial with data appeared");
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "the backup finished before it was killed ({status}): the dump is too quick for this test"
+    );
+    assert!(partial.exists(), "the killed run's partial file is there");
+
+    // Nothing there passes for a backup.
+    let out = env.run(&["--format", "json", "backup", "list"]);
+    out.success();
+    let listed = out.json()["backups"].as_array().unwrap().clone();
+    assert!(
+        listed.iter().all(|b| b["status"] != "good"),
+        "{}",
+        out.stdout
+    );
+    env.run(&["backup", "verify", "--latest"])
+        .code(1)
+        .stderr_has("no backup");
+    check_state(&env, 2, "MISSING");
+
+    // The next run succeeds and removes the stale partial file.
+    let out = env.run(&["--format", "json", "backup"]);
+    out.success();
+    assert!(!partial.exists(), "stale {} kept", partial.display());
+    assert!(partials(&dir).is_empty(), "{:?}", names_in(&dir));
+    env.run(&["backup", "verify", "--latest"]).success();
+    check_state(&env, 0, "OK");
+}
+
+fn a_file_size_limit_fails_cleanly_and_keeps_earlier_backups(engine: Engine) {
+    let env = loaded(engine);
+    add_bulk(&env, 14);
+    let dir = backup_dir(&env);
+    let first = take_backup(&env);
+    let first_bytes = std::fs::read(&first).unwrap();
+    let first_manifest = std::fs::read(manifest_path(&first)).unwrap();
+    assert!(
+        first_bytes.len() > 4 * 65_536,
+        "the dump must exceed the limit"
+    );
+    let before = backup_files(&env);
+    next_second();
+
+    let out = Run::from(
+        env.command(
+            &["bash", "-c", "ulimit -f 64; exec \"$@\"", "bash"],
+            &["backup"],
+        )
+        .output()
+        .unwrap(),
+    );
+    out.code(1).one_line_error().stderr_has("File too large");
+    assert!(partials(&dir).is_empty(), "{:?}", names_in(&dir));
+    assert_eq!(backup_files(&env), before, "files added or removed");
+    assert_eq!(std::fs::read(&first).unwrap(), first_bytes);
+    assert_eq!(
+        std::fs::read(manifest_path(&first)).unwrap(),
+        first_manifest
+    );
+    env.run(&["backup", "verify", "--latest"]).success();
+    check_state(&env, 2, "FAILED");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. One backup at a time per target
+
+fn a_second_backup_of_the_same_target_is_refused_or_waits(engine: Engine) {
+    let env = Env::with_schema(engine);
+    configure_backups(&env, 14, 3);
+    let dir = backup_dir(&env);
+    let t = engine.name();
+    let lock = TableLock::take(&env);
+    let started = Instant::now();
+    let mut first = spawn(&env, &["--format", "json", "backup"]);
+    let first_pid = first.id();
+    poll(Duration::from_secs(15), || partials(&dir).first().cloned())
+        .expect("the first backup never started writing");
+
+    let t0 = Instant::now();
+    env.run(&["backup"])
+        .code(1)
+        .one_line_error()
+        .stderr_has(&format!(
+            "another backup of target `{t}` is running (pid {first_pid}"
+        ))
+        .stderr_has("--wait");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "the second run did not fail at once"
+    );
+
+    let mut waiting = spawn(&env, &["--format", "json", "backup", "--wait"]);
+    // Both stay blocked while the table is locked (at least 300 ms here, and 1.2 s in all,
+    // so that the second run's file name, taken when it gets the lock, differs).
+    std::thread::sleep(
+        Duration::from_millis(1200)
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(300)),
+    );
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first backup did not wait for the locked table"
+    );
+    assert!(
+        waiting.try_wait().unwrap().is_none(),
+        "--wait did not wait for the running backup"
+    );
+    drop(lock);
+
+    let a = finish(first, Duration::from_secs(30), "the first backup");
+    a.success();
+    let b = finish(waiting, Duration::from_secs(30), "the waiting backup");
+    b.success();
+    let (fa, fb) = (
+        a.json()["backups"][0]["file"].as_str().unwrap().to_string(),
+        b.json()["backups"][0]["file"].as_str().unwrap().to_string(),
+    );
+    assert_ne!(fa, fb);
+    let out = env.run(&["--format", "json", "backup", "list"]);
+    let good: BTreeSet<String> = out.json()["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["status"] == "good")
+        .map(|b| b["file"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(good, [fa, fb].into_iter().collect(), "{}", out.stdout);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Secrets
+
+/// A MariaDB account with a distinctive password and read access to one database, dropped
+/// at the end. The test user may create accounts but holds no GRANT OPTION, so the
+/// database-level privileges go straight into `mysql.db`.
+struct MyUser {
+    name: &'static str,
+}
+
+impl MyUser {
+    fn create(name: &'static str, password: &str, db: &str) -> MyUser {
+        my_query(None, &format!("DROP USER IF EXISTS '{name}'@'%'"));
+        my_query(
+            None,
+            &format!("CREATE USER '{name}'@'%' IDENTIFIED BY '{password}'"),
+        );
+        my_query(
+            None,
+            &format!(
+                "INSERT INTO mysql.db SET Host = '%', Db = '{db}', User = '{name}', Select_priv = 'Y',
+                 Lock_tables_priv = 'Y', Show_view_priv = 'Y', Trigger_priv = 'Y', Event_priv = 'Y',
+                 Execute_priv = 'Y'"
+            ),
+        );
+        my_query(None, "FLUSH PRIVILEGES");
+        MyUser { name }
+    }
+}
+
+impl Drop for MyUser {
+    fn drop(&mut self) {
+        my_query(None, &format!("DROP USER IF EXISTS '{}'@'%'", self.name));
+    }
+}
+
+fn the_password_is_on_no_command_line_during_a_dump(engine: Engine) {
+    let mut env = Env::with_schema(engine);
+    add_bulk(&env, 18);
+    configure_backups(&env, 14, 3);
+    let db = env.db().name().to_string();
+    let mut _user = None;
+    let (secret, dumper) = match engine {
+        Engine::Postgres => {
+            // The role of the wrong-password test, whose password the server always checks.
+            env.db().query(
+                "GRANT USAGE ON SCHEMA referentiel, metier, reporting TO mairie_pwtest;
+                 GRANT SELECT ON ALL TABLES IN SCHEMA public, referentiel, metier, reporting TO mairie_pwtest;
+                 GRANT SELECT ON ALL SEQUENCES IN SCHEMA public, referentiel, metier TO mairie_pwtest",
+            );
+            write_connection(&env, 5432, "mairie_pwtest");
+            ("right-password", "pg_dump")
+        }
+        Engine::Mysql => {
+            _user = Some(MyUser::create("mdba_ps_test", "Ps-Secret-9931", &db));
+            write_connection(&env, 3306, "mdba_ps_test");
+            ("Ps-Secret-9931", "dump")
+        }
+    };
+    env.set_env(engine.password_var(), secret);
+
+    let mut child = spawn(&env, &["-v", "--format", "json", "backup"]);
+    let mut saw_dumper = false;
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(60) {
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let name = e.file_name();
+            if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
+            let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+            if cmdline.contains(secret) {
+                let _ = child.kill();
+                panic!("the password shows in `ps`: {cmdline}");
+            }
+            if cmdline.contains(dumper) && cmdline.contains(&db) {
+                saw_dumper = true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let out = finish(child, Duration::from_secs(60), "the backup");
+    out.success().lacks(secret);
+    assert!(
+        saw_dumper,
+        "{dumper} was never seen running: the dump is too quick for this test"
+    );
+    assert_eq!(out.json()["status"], "success");
+    let m = std::fs::read_to_string(manifest_path(
+        &backup_dir(&env).join(out.json()["backups"][0]["file"].as_str().unwrap()),
+    ))
+    .unwrap();
+    assert!(!m.contains(secret), "{m}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Drill
+
+fn a_drill_restores_compares_and_drops_its_scratch_database(engine: Engine) {
+    let env = loaded(engine);
+    let path = take_backup(&env);
+    let file = path.file_name().unwrap().to_string_lossy().into_owned();
+    let tables = read_json(&manifest_path(&path))["tables"]
+        .as_object()
+        .unwrap()
+        .len();
+
+    let out = env.run(&["--format", "json", "restore", "--drill"]);
+    out.success();
+    let j = out.json();
+    assert_eq!(j["status"], "success", "{}", out.stdout);
+    let d = &j["drills"][0];
+    assert_eq!(d["status"], "success", "{}", out.stdout);
+    assert_eq!(d["file"], file.as_str());
+    assert_eq!(d["tables"], tables, "{}", out.stdout);
+    assert!(tables > 0);
+    assert_eq!(d["differences"], json!([]));
+    let scratch = d["database"].as_str().expect("the scratch database");
+    let _drop = DropDb::new(engine, scratch);
+    assert!(!database_exists(engine, scratch), "{scratch} left behind");
+
+    // The manifest is not hashed: a wrong count there makes a mismatch.
+    let mpath = manifest_path(&path);
+    let mut m = read_json(&mpath);
+    m["tables"][citoyens_key(engine)] = json!(301);
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let out = env.run(&["--format", "json", "restore", "--drill"]);
+    out.code(1).stderr_has(citoyens_key(engine));
+    let j = out.json();
+    assert_eq!(j["status"], "failed", "{}", out.stdout);
+    let d = &j["drills"][0];
+    assert_eq!(d["status"], "failed", "{}", out.stdout);
+    let diffs = d["differences"].as_array().expect("differences");
+    assert_eq!(diffs.len(), 1, "{}", out.stdout);
+    let diff = diffs[0].as_str().unwrap();
+    assert!(
+        diff.contains(citoyens_key(engine)) && diff.contains("300") && diff.contains("301"),
+        "{diff}"
+    );
+    let scratch = d["database"].as_str().expect("the scratch database");
+    let _drop2 = DropDb::new(engine, scratch);
+    assert!(!database_exists(engine, scratch), "{scratch} left behind");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. Restoring over the source
+
+fn restoring_over_a_database_that_holds_tables_needs_force(engine: Engine) {
+    let env = loaded(engine);
+    let db = env.db().name().to_string();
+    take_backup(&env);
+    let counts = table_counts(engine, &db);
+    let snapshot: Vec<_> = FINGERPRINTED
+        .iter()
+        .map(|t| content(engine, &db, t))
+        .collect();
+
+    let out = env.run(&["restore", "--latest"]);
+    out.code(1)
+        .one_line_error()
+        .stderr_has(&format!("database {db} holds "))
+        .stderr_has("--force");
+    let n: u32 = out.stderr[out.stderr.find(" holds ").unwrap() + 7..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("holds N tables: {}", out.stderr));
+    assert!(n >= counts.len() as u32, "{}", out.stderr);
+    assert_eq!(
+        table_counts(engine, &db),
+        counts,
+        "the refused restore changed data"
+    );
+
+    // Changed since the backup; --force puts it back.
+    env.db()
+        .query("DELETE FROM metier.rendez_vous WHERE id > 100");
+    env.db()
+        .query("UPDATE metier.citoyens SET nom = 'Altéré' WHERE id = 1");
+    assert_ne!(table_counts(engine, &db), counts);
+    let out = env.run(&["--format", "json", "restore", "--latest", "--force"]);
+    out.success();
+    let j = out.json();
+    assert_eq!(j["status"], "success", "{}", out.stdout);
+    assert_eq!(j["restores"][0]["into"], db.as_str());
+    assert_eq!(j["restores"][0]["differences"], json!([]), "{}", out.stdout);
+    assert_eq!(
+        table_counts(engine, &db),
+        counts,
+        "row counts after --force"
+    );
+    for (t, before) in FINGERPRINTED.iter().zip(&snapshot) {
+        assert!(
+            &content(engine, &db, t) == before,
+            "{t}: content differs after restore --force"
+        );
+    }
+}
