@@ -7,7 +7,8 @@
 #
 #   PostgreSQL  127.0.0.1:5432  role mairie (LOGIN CREATEDB, password "mairie"), database mairie,
 #               role mairie_pwtest (password "right-password", always asked for, see pg_hba),
-#               pg_stat_statements preloaded.
+#               pg_stat_statements preloaded and installed in template1 (so in every database
+#               the tests create) and in mairie.
 #   MariaDB     127.0.0.1:3306  users mairie@localhost and mairie@127.0.0.1 (password "mairie",
 #               all privileges: the tests create and drop their own databases), database mairie,
 #               local_infile and performance_schema on.
@@ -66,6 +67,8 @@ missing_packages() {
     [ -e /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
     command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
     command -v start-stop-daemon >/dev/null 2>&1 || missing+=(dpkg)
+    # promtool, which the exporter's tests use to check the metrics it serves.
+    command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
     echo "${missing[*]}"
 }
 
@@ -83,7 +86,7 @@ install_missing() {
     export LANG=C.UTF-8 LC_ALL=C.UTF-8
     apt-get update -q
     apt-get install -y -q postgresql postgresql-contrib mariadb-server mariadb-client \
-        zstd libssl-dev pkg-config util-linux
+        zstd libssl-dev pkg-config util-linux prometheus
     missing=$(missing_packages)
     [ -z "$missing" ] || die "still missing after apt-get install: $missing"
 }
@@ -190,6 +193,19 @@ pg_preload_pg_stat_statements() {
         die "shared_preload_libraries is still '$current' after a restart"
 }
 
+# `maintenance slow-queries` reads pg_stat_statements in the target's database, and only a
+# superuser may create this extension: installed in template1, it comes with every database
+# the tests create. IF NOT EXISTS keeps a second run silent.
+pg_stat_statements_extension() {
+    local db
+    for db in template1 mairie; do
+        runuser -u postgres -- psql -X -q -A -t -v ON_ERROR_STOP=1 -p "$PG_PORT" -d "$db" <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+SQL
+    done
+}
+
 pg_roles_and_database() {
     local template_encoding create_db create_db_literal
     template_encoding=$(pg_super -c "SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = 'template1'")
@@ -254,6 +270,7 @@ pg_setup() {
     pg_wait
     pg_preload_pg_stat_statements
     pg_roles_and_database
+    pg_stat_statements_extension
     pg_hba_pwtest_rule
 }
 

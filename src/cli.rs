@@ -42,7 +42,9 @@ pub struct GlobalArgs {
     #[arg(short, long = "target", global = true, value_name = "NAME")]
     pub targets: Vec<String>,
 
-    /// Output format: `table` for people, `json` prints exactly one JSON document on stdout
+    /// Output format: `table` for people, `json` prints exactly one JSON document on stdout;
+    /// `nagios` (health, backup check) one plugin line with performance data; `junit` (audit)
+    /// a JUnit XML report
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 
@@ -65,6 +67,10 @@ pub enum Format {
     Table,
     /// Exactly one JSON document on stdout
     Json,
+    /// One Nagios/Icinga/Centreon plugin line with performance data (health, backup check)
+    Nagios,
+    /// A JUnit XML report, one test case per check (audit)
+    Junit,
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +87,22 @@ pub enum Command {
 
     /// Restore a backup (FILE or --latest), or run a restore drill (--drill)
     Restore(RestoreArgs),
+
+    /// Health checks with Nagios exit codes: connectivity, connections, long queries, locks,
+    /// space, cache, wraparound, replication, vacuum, backup age
+    Health(HealthArgs),
+
+    /// Security audit of each target (CIS-style checks), with remediation
+    Audit(AuditArgs),
+
+    /// Prometheus exporter (`serve`) or one scrape (`collect`, for node_exporter's textfile
+    /// collector)
+    #[command(subcommand)]
+    Metrics(MetricsCommand),
+
+    /// Housekeeping: statistics, vacuum, index and slow-query reports, journal clean-up
+    #[command(subcommand)]
+    Maintenance(MaintenanceCommand),
 
     /// Print a shell completion script (bash, zsh, fish, …) on stdout
     Completions {
@@ -168,6 +190,94 @@ pub struct RestoreArgs {
     /// count with the manifest, then drop it
     #[arg(long)]
     pub drill: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// Run only this check (repeatable), e.g. --check connections --check locks
+    #[arg(long = "check", value_name = "NAME")]
+    pub checks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// The lowest severity of a failed check that makes the audit CRITICAL (exit 2); failed
+    /// checks below it make it WARNING (exit 1)
+    #[arg(long, value_enum, default_value_t = Severity::High)]
+    pub fail_on: Severity,
+
+    /// Run only this check id (repeatable), e.g. --check PG-AUTH-01
+    #[arg(long = "check", value_name = "ID")]
+    pub checks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MetricsCommand {
+    /// Serve /metrics (Prometheus text, or OpenMetrics when asked) and /healthz over HTTP
+    Serve {
+        /// Address to listen on [default: metrics.listen of the config, 127.0.0.1:9187]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// One round of queries, printed, or written atomically to FILE (node_exporter textfile)
+    Collect {
+        /// Write here instead of stdout (atomically: a temporary file renamed over it)
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MaintenanceCommand {
+    /// Refresh planner statistics (ANALYZE, ANALYZE TABLE, UPDATE STATISTICS)
+    Analyze(MaintenanceTables),
+    /// Reclaim space and refresh statistics (VACUUM (ANALYZE), OPTIMIZE TABLE, index
+    /// REORGANIZE/REBUILD by fragmentation on SQL Server)
+    Vacuum {
+        #[command(flatten)]
+        tables: MaintenanceTables,
+        /// VACUUM FULL (rewrites and locks each table) / rebuild every index
+        #[arg(long)]
+        full: bool,
+    },
+    /// Unused, duplicate, overlapping and invalid indexes, foreign keys without an index,
+    /// bloat, fragmentation and missing indexes, each with the SQL to fix it
+    IndexReport,
+    /// The most expensive statements: calls, total and mean time, rows, normalised text
+    SlowQueries {
+        /// How many statements to show
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        top: u32,
+    },
+    /// Purge rows older than the configured age from the audit journal, in short batches
+    Cleanup {
+        /// Count what would be purged, delete nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Override `maintenance.journal_retention_days`
+        #[arg(long, value_name = "DAYS")]
+        older_than_days: Option<u32>,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MaintenanceTables {
+    /// Only this table, SCHEMA.TABLE (repeatable) [default: every table of the database]
+    #[arg(long = "table", value_name = "SCHEMA.TABLE")]
+    pub tables: Vec<String>,
+
+    /// List what would run, run nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]

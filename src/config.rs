@@ -70,6 +70,205 @@ struct GlobalFile {
     backup: IndexMap<String, BackupEntry>,
     #[serde(default)]
     datasets: Vec<DatasetEntry>,
+    #[serde(default)]
+    maintenance: MaintenanceSection,
+    #[serde(default)]
+    health: HealthSection,
+    #[serde(default)]
+    audit: AuditSection,
+    #[serde(default)]
+    metrics: MetricsSection,
+}
+
+/// The `metrics:` section of the exporter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address `metrics serve` listens on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Seconds a scrape waits for a target before reporting it down.
+    #[serde(default = "default_scrape_timeout")]
+    pub scrape_timeout: u64,
+    /// Seconds during which scrapes reuse the last round of queries.
+    #[serde(default = "default_min_interval")]
+    pub min_interval: u64,
+    /// Queries whose response time is measured (a histogram per probe).
+    #[serde(default = "default_probes")]
+    pub probes: Vec<ProbeQuery>,
+    /// Metrics defined by SQL, in the spirit of sql_exporter.
+    #[serde(default)]
+    pub custom: Vec<CustomMetric>,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            listen: default_listen(),
+            scrape_timeout: default_scrape_timeout(),
+            min_interval: default_min_interval(),
+            probes: default_probes(),
+            custom: Vec::new(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9187".into()
+}
+fn default_scrape_timeout() -> u64 {
+    5
+}
+fn default_min_interval() -> u64 {
+    10
+}
+fn default_probes() -> Vec<ProbeQuery> {
+    vec![ProbeQuery {
+        name: "select_1".into(),
+        sql: "SELECT 1".into(),
+        engines: Vec::new(),
+    }]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeQuery {
+    pub name: String,
+    pub sql: String,
+    /// Only on these engines (default: all).
+    #[serde(default)]
+    pub engines: Vec<EngineKind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CustomKind {
+    Gauge,
+    Counter,
+}
+
+/// A metric read from a query: one sample per row and value column, labelled by the label
+/// columns.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomMetric {
+    /// Metric name; `mairie_dba_` is prepended when missing.
+    pub name: String,
+    pub help: String,
+    #[serde(rename = "type", default = "default_custom_kind")]
+    pub kind: CustomKind,
+    pub sql: String,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    pub values: Vec<String>,
+    /// Only on these engines / targets (default: all).
+    #[serde(default)]
+    pub engines: Vec<EngineKind>,
+    #[serde(default)]
+    pub targets: Vec<String>,
+}
+
+fn default_custom_kind() -> CustomKind {
+    CustomKind::Gauge
+}
+
+/// A warning and a critical level. For most checks higher is worse; for the few where lower
+/// is worse (free space, cache hit ratio) the check says so and compares the other way.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Threshold {
+    pub warning: f64,
+    pub critical: f64,
+}
+
+/// The `health:` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSection {
+    /// Seconds all the checks of one target may take together.
+    #[serde(default = "default_health_timeout")]
+    pub timeout: u64,
+    /// The tables whose size and vacuum/analyze age are watched (model names).
+    #[serde(default = "default_key_tables")]
+    pub key_tables: Vec<String>,
+    /// Thresholds for every target, by check name.
+    #[serde(default)]
+    pub thresholds: IndexMap<String, Threshold>,
+    /// Per-target overrides: target name -> check name -> threshold.
+    #[serde(default)]
+    pub targets: IndexMap<String, IndexMap<String, Threshold>>,
+}
+
+impl Default for HealthSection {
+    fn default() -> Self {
+        HealthSection {
+            timeout: default_health_timeout(),
+            key_tables: default_key_tables(),
+            thresholds: IndexMap::new(),
+            targets: IndexMap::new(),
+        }
+    }
+}
+
+fn default_health_timeout() -> u64 {
+    10
+}
+
+fn default_key_tables() -> Vec<String> {
+    ["metier.citoyens", "metier.demandes", "metier.rendez_vous"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// The `audit:` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// Check ids whose failure is an accepted risk: reported as `ignored`, never failing.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+}
+
+/// The `maintenance:` section: what `maintenance cleanup` purges.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceSection {
+    /// The audit journal, as SCHEMA.TABLE of the model.
+    #[serde(default = "default_journal_table")]
+    pub journal_table: String,
+    /// Its timestamp column.
+    #[serde(default = "default_journal_time_column")]
+    pub journal_time_column: String,
+    /// Rows older than this many days are purged.
+    #[serde(default = "default_journal_retention_days")]
+    pub journal_retention_days: u32,
+    /// Rows deleted per statement, so that no lock is held for long.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+}
+
+impl Default for MaintenanceSection {
+    fn default() -> Self {
+        MaintenanceSection {
+            journal_table: default_journal_table(),
+            journal_time_column: default_journal_time_column(),
+            journal_retention_days: default_journal_retention_days(),
+            batch_size: default_batch_size(),
+        }
+    }
+}
+
+fn default_journal_table() -> String {
+    "metier.journal_audit".into()
+}
+fn default_journal_time_column() -> String {
+    "horodatage".into()
+}
+fn default_journal_retention_days() -> u32 {
+    365
+}
+fn default_batch_size() -> u32 {
+    5000
 }
 
 #[derive(Debug, Deserialize)]
@@ -258,6 +457,10 @@ pub struct Config {
     pub targets: Vec<Target>,
     pub backup: IndexMap<String, BackupEntry>,
     pub datasets: Vec<DatasetEntry>,
+    pub maintenance: MaintenanceSection,
+    pub health: HealthSection,
+    pub audit: AuditSection,
+    pub metrics: MetricsSection,
 }
 
 impl Config {
@@ -311,6 +514,10 @@ impl Config {
             targets,
             backup: global.backup,
             datasets: global.datasets,
+            maintenance: global.maintenance,
+            health: global.health,
+            audit: global.audit,
+            metrics: global.metrics,
         })
     }
 
@@ -346,9 +553,20 @@ impl Config {
         Ok(selected)
     }
 
-    /// Resolves a path written in the global config against the base directory.
+    /// Resolves a path written in the global config against the base directory, without
+    /// the `./` segments that would clutter messages.
     pub fn resolve(&self, p: &Path) -> PathBuf {
-        self.base_dir.join(p)
+        let clean: PathBuf = self
+            .base_dir
+            .join(p)
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
+        if clean.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            clean
+        }
     }
 }
 

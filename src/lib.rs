@@ -4,6 +4,7 @@
 //! the [`output::Outcome`]. Data flows one way: CLI args -> Ctx -> cmd -> engine -> Outcome
 //! -> output.
 
+pub mod audit;
 pub mod backup;
 pub mod cli;
 pub mod cmd;
@@ -12,6 +13,7 @@ pub mod engine;
 pub mod error;
 pub mod load;
 pub mod log;
+pub mod metrics;
 pub mod output;
 
 use std::path::PathBuf;
@@ -44,6 +46,7 @@ impl Kind {
             Command::Backup(b) if matches!(b.command, Some(cli::BackupCommand::Check)) => {
                 Kind::Check
             }
+            Command::Health(_) | Command::Audit(_) => Kind::Check,
             _ => Kind::Operation,
         }
     }
@@ -69,6 +72,27 @@ impl Kind {
 /// rather than 2: used when clap itself refuses the line.
 pub fn is_check_command_line(args: &[String]) -> bool {
     args.windows(2).any(|w| w[0] == "backup" && w[1] == "check")
+        || args.iter().any(|a| a == "health" || a == "audit")
+}
+
+/// `--format nagios` and `--format junit` belong to the commands that can speak them.
+fn check_format(cmd: &Command, format: Format) -> Result<(), error::ConfigError> {
+    let ok = match format {
+        Format::Table | Format::Json => true,
+        Format::Nagios => {
+            matches!(cmd, Command::Health(_))
+                || matches!(cmd, Command::Backup(b) if matches!(b.command, Some(cli::BackupCommand::Check)))
+        }
+        Format::Junit => matches!(cmd, Command::Audit(_)),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(error::ConfigError::new(match format {
+            Format::Nagios => "--format nagios is for `health` and `backup check`",
+            _ => "--format junit is for `audit`",
+        }))
+    }
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -115,8 +139,13 @@ pub fn run(cli: Cli) -> u8 {
             };
             let msg = format!("{e:#}");
             log.error(&msg);
-            if format == Format::Json {
-                let _ = output::render(&Outcome::new(status).field("error", msg), format);
+            match format {
+                Format::Json => {
+                    let _ = output::render(&Outcome::new(status).field("error", msg), format);
+                }
+                // A monitoring system reads stdout: give it a plugin line even on failure.
+                Format::Nagios => println!("MAIRIE-DBA {} - {msg}", status.as_str().to_uppercase()),
+                _ => {}
             }
             code
         }
@@ -124,6 +153,7 @@ pub fn run(cli: Cli) -> u8 {
 }
 
 async fn dispatch(cli: Cli, log: log::Log) -> Result<Outcome> {
+    check_format(&cli.command, cli.global.format)?;
     let path = cli
         .global
         .config
@@ -147,6 +177,10 @@ async fn dispatch(cli: Cli, log: log::Log) -> Result<Outcome> {
         Command::LoadCsv(args) => cmd::load_csv::run(args, &ctx).await,
         Command::Backup(args) => cmd::backup::run(args, &ctx).await,
         Command::Restore(args) => cmd::restore::run(args, &ctx).await,
+        Command::Maintenance(cmd) => cmd::maintenance::run(cmd, &ctx).await,
+        Command::Metrics(cmd) => cmd::metrics::run(cmd, &ctx).await,
+        Command::Health(args) => cmd::health::run(args, &ctx).await,
+        Command::Audit(args) => cmd::audit::run(args, &ctx).await,
         Command::Completions { .. } => unreachable!("handled before the config is read"),
     }
 }

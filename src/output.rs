@@ -82,6 +82,10 @@ pub struct Outcome {
     pub tables: Vec<TableBlock>,
     /// One-line summaries printed after the tables.
     pub lines: Vec<String>,
+    /// The Nagios plugin line, for commands that offer `--format nagios`.
+    pub nagios: Option<String>,
+    /// The JUnit XML report, for commands that offer `--format junit`.
+    pub junit: Option<String>,
 }
 
 impl Outcome {
@@ -91,6 +95,8 @@ impl Outcome {
             doc: Map::new(),
             tables: Vec::new(),
             lines: Vec::new(),
+            nagios: None,
+            junit: None,
         }
     }
 
@@ -119,6 +125,14 @@ pub fn render(outcome: &Outcome, format: Format) -> std::io::Result<()> {
             .map_err(std::io::Error::from)
             .and_then(|_| writeln!(out)),
         Format::Table => render_table(&mut out, outcome),
+        Format::Nagios => match &outcome.nagios {
+            Some(line) => writeln!(out, "{line}"),
+            None => render_table(&mut out, outcome),
+        },
+        Format::Junit => match &outcome.junit {
+            Some(xml) => out.write_all(xml.as_bytes()),
+            None => render_table(&mut out, outcome),
+        },
     };
     match res.and_then(|_| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

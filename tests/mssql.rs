@@ -117,8 +117,7 @@ impl MsEnv {
             ),
         )
         .unwrap();
-        let project = std::fs::read_to_string(format!("{ROOT}/config/config_global.yml")).unwrap();
-        let datasets = &project[project.find("\ndatasets:").unwrap()..];
+        let datasets = common::project_section("datasets");
         std::fs::write(
             dir.join("config_global.yml"),
             format!("base_dir: {ROOT}\ntargets:\n  mssql:\n    engine: mssql\n    config: config_mssql.yml\n{datasets}"),

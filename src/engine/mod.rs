@@ -4,6 +4,9 @@
 //! dialect, catalogue queries, bulk-load protocol) and nothing else. An engine never reads
 //! CLI arguments and never prints.
 
+pub mod health;
+pub mod maintenance;
+pub mod metrics;
 pub mod ms_backup;
 pub mod mssql;
 pub mod my_backup;

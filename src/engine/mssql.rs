@@ -281,6 +281,31 @@ impl MsConn {
         }))
     }
 
+    /// Every row of the first result set, each column read as text (NULL, or a column that is
+    /// not text, is None): for catalogue queries that CONVERT their columns to NVARCHAR, so
+    /// that callers need not know TDS types. Bounded by the statement timeout.
+    pub async fn text_rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        self.inspect(async {
+            let mut c = self.client.lock().await;
+            let rows = c
+                .simple_query(sql)
+                .await
+                .map_err(ms_err)?
+                .into_first_result()
+                .await
+                .map_err(ms_err)?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| r.try_get::<&str, _>(i).ok().flatten().map(str::to_string))
+                        .collect()
+                })
+                .collect())
+        })
+        .await
+    }
+
     pub async fn scalar_string(&self, sql: &str) -> Result<Option<String>> {
         let mut c = self.client.lock().await;
         let row = c
@@ -698,6 +723,32 @@ impl MsConn {
         Ok(res.total())
     }
 
+    /// Every row of the first result set as (column name, value as text) pairs, whatever
+    /// the column's type: for the exporter's catalogue and custom queries.
+    pub async fn named_rows(&self, sql: &str) -> Result<Vec<Vec<(String, Option<String>)>>> {
+        self.inspect(async {
+            let mut c = self.client.lock().await;
+            let rows = c
+                .simple_query(sql)
+                .await
+                .map_err(ms_err)?
+                .into_first_result()
+                .await
+                .map_err(ms_err)?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    r.columns()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, col)| (col.name().to_string(), cell_text(r, i)))
+                        .collect()
+                })
+                .collect())
+        })
+        .await
+    }
+
     async fn identity_column(&self, t: &TableRef) -> Result<Option<String>> {
         let mut c = self.client.lock().await;
         let row = c
@@ -712,6 +763,32 @@ impl MsConn {
             .map_err(ms_err)?;
         Ok(row.and_then(|r| r.get::<&str, _>(0).map(str::to_string)))
     }
+}
+
+/// A cell as text, whatever its SQL type (None for NULL or a type without a text form).
+fn cell_text(r: &tiberius::Row, i: usize) -> Option<String> {
+    if let Ok(Some(s)) = r.try_get::<&str, _>(i) {
+        return Some(s.to_string());
+    }
+    if let Ok(Some(v)) = r.try_get::<f64, _>(i) {
+        return Some(v.to_string());
+    }
+    if let Ok(Some(v)) = r.try_get::<i64, _>(i) {
+        return Some(v.to_string());
+    }
+    if let Ok(Some(v)) = r.try_get::<i32, _>(i) {
+        return Some(v.to_string());
+    }
+    if let Ok(Some(v)) = r.try_get::<f32, _>(i) {
+        return Some(v.to_string());
+    }
+    if let Ok(Some(v)) = r.try_get::<Numeric, _>(i) {
+        return Some(v.to_string());
+    }
+    if let Ok(Some(v)) = r.try_get::<bool, _>(i) {
+        return Some(if v { "1" } else { "0" }.to_string());
+    }
+    None
 }
 
 /// The file line of a server error in a batch starting at `batch_line`: the server says

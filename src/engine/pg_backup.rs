@@ -115,6 +115,40 @@ pub async fn restore(
         "pg_restore",
         server_num.parse::<u32>().unwrap_or(0) / 10_000,
     )?;
+    // Extensions the destination already has (pg_stat_statements from template1, say) are
+    // left as they are: dropping, recreating or commenting on one needs its owner or a
+    // superuser, which the restoring role usually is not, and --exit-on-error stops there.
+    let existing: Vec<String> = {
+        let db = postgres::connect(&with_database(target, into)).await?;
+        db.client()
+            .query("SELECT extname::text FROM pg_extension", &[])
+            .await
+            .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let listing = Command::new(&pg_restore)
+        .arg("--list")
+        .arg(path)
+        .output()
+        .await
+        .context("starting pg_restore --list")?;
+    if !listing.status.success() {
+        bail!(
+            "pg_restore --list: {}",
+            String::from_utf8_lossy(&listing.stderr).trim()
+        );
+    }
+    let temp = tools::PrivateTemp::new()?;
+    let use_list = match without_extensions(&String::from_utf8_lossy(&listing.stdout), &existing) {
+        Some(list) => {
+            let p = temp.dir.join("restore.list");
+            std::fs::write(&p, list).with_context(|| format!("writing {}", p.display()))?;
+            Some(p)
+        }
+        None => None,
+    };
     let mut cmd = Command::new(pg_restore);
     cmd.args([
         "--exit-on-error",
@@ -123,6 +157,9 @@ pub async fn restore(
     ]);
     if exists && force {
         cmd.args(["--clean", "--if-exists"]);
+    }
+    if let Some(p) = &use_list {
+        cmd.arg(format!("--use-list={}", p.display()));
     }
     connection_args(&mut cmd, target, into)?;
     cmd.arg(path);
@@ -225,4 +262,54 @@ fn connection_args(cmd: &mut Command, target: &Target, database: &str) -> Result
         }
     }
     Ok(())
+}
+
+/// The archive's table of contents (`pg_restore --list`) without the entries of the
+/// extensions in `existing` (the EXTENSION itself and the COMMENT on it), or None when it
+/// has none of them. Entry lines read `<id>; <tableoid> <oid> EXTENSION - <name>` and
+/// `<id>; <tableoid> <oid> COMMENT - EXTENSION <name>`.
+pub fn without_extensions(list: &str, existing: &[String]) -> Option<String> {
+    let is_existing = |line: &str| {
+        let Some((_, rest)) = line.split_once("; ") else {
+            return false;
+        };
+        let t: Vec<&str> = rest.split_whitespace().collect();
+        let name = match t.as_slice() {
+            [_, _, "EXTENSION", "-", name, ..] => name,
+            [_, _, "COMMENT", "-", "EXTENSION", name, ..] => name,
+            _ => return false,
+        };
+        existing.iter().any(|e| e == name)
+    };
+    let mut dropped = false;
+    let mut out = String::with_capacity(list.len());
+    for line in list.lines() {
+        if !line.trim_start().starts_with(';') && is_existing(line) {
+            dropped = true;
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    dropped.then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn existing_extensions_are_left_out_of_the_restore_list() {
+        let list = ";\n; Archive created at 2026-11-21\n;\n\
+                    2; 3079 51240 EXTENSION - pg_stat_statements \n\
+                    3359; 0 0 COMMENT - EXTENSION pg_stat_statements \n\
+                    7; 3079 51300 EXTENSION - pgcrypto \n\
+                    215; 1259 51279 TABLE public t mairie\n";
+        let kept = without_extensions(list, &["pg_stat_statements".into(), "plpgsql".into()])
+            .expect("entries dropped");
+        assert!(!kept.contains("pg_stat_statements"), "{kept}");
+        assert!(kept.contains("EXTENSION - pgcrypto") && kept.contains("TABLE public t"));
+        assert!(kept.starts_with(";\n; Archive created"));
+        assert_eq!(without_extensions(list, &["plpgsql".into()]), None);
+    }
 }

@@ -400,15 +400,20 @@ impl Env {
     /// `config_global.yml` with this engine's target, base_dir at the project root, the
     /// project's demo `datasets:`, and extra top-level YAML.
     pub fn write_global(&self, extra: &str) {
-        let project = std::fs::read_to_string(project("config/config_global.yml")).unwrap();
-        let datasets = &project[project
-            .find("\ndatasets:")
-            .expect("datasets in the project config")..];
+        let datasets = project_section("datasets");
         let e = self.engine.name();
         self.write(
             "config_global.yml",
             format!("base_dir: {ROOT}\ntargets:\n  {e}:\n    engine: {e}\n    config: config_{e}.yml\n{extra}{datasets}"),
         );
+    }
+
+    /// Like [`Env::write_global`], with `section` (a top-level YAML section such as
+    /// `"maintenance:\n  batch_size: 2\n"`) in place of the project's section of the same
+    /// key, which appending it would repeat (a duplicate key).
+    pub fn write_global_replacing(&self, section: &str) {
+        // `write_global` takes only the project's datasets: nothing to replace any more.
+        self.write_global(section);
     }
 
     pub fn set_env(&mut self, key: &str, value: &str) {
@@ -548,6 +553,24 @@ impl Run {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", self.stdout))
     }
+}
+
+/// One top-level section of the project's `config/config_global.yml` (the key line and its
+/// indented lines), so that test configs reuse the demo datasets and nothing else.
+pub fn project_section(key: &str) -> String {
+    let project = std::fs::read_to_string(project("config/config_global.yml")).unwrap();
+    let mut out = String::new();
+    let mut inside = false;
+    for line in project.split_inclusive('\n') {
+        if !line.trim().is_empty() && !line.starts_with([' ', '\t', '#']) {
+            inside = line.starts_with(&format!("{key}:"));
+        }
+        if inside {
+            out.push_str(line);
+        }
+    }
+    assert!(!out.is_empty(), "no `{key}:` in the project config");
+    out
 }
 
 /// Path of a file of the project.

@@ -1,0 +1,522 @@
+//! `maintenance analyze | vacuum | index-report | slow-queries | cleanup`.
+//!
+//! Owns the per-target loop (a failing target does not stop the others, nor does a failing
+//! table stop the other tables), the progress bar over the tables, the timing and the report;
+//! what runs on each engine is `engine::maintenance`.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+
+use crate::cli::{MaintenanceCommand, MaintenanceTables};
+use crate::config::Target;
+use crate::engine::maintenance::{self as m, Finding, Work};
+use crate::engine::{self, Conn, TableRef};
+use crate::error::ConfigError;
+use crate::output::{Outcome, Status, TableBlock};
+use crate::Ctx;
+
+pub async fn run(cmd: &MaintenanceCommand, ctx: &Ctx) -> Result<Outcome> {
+    match cmd {
+        MaintenanceCommand::Analyze(t) => tables(ctx, Work::Analyze, t).await,
+        MaintenanceCommand::Vacuum { tables: t, full } => {
+            tables(ctx, Work::Vacuum { full: *full }, t).await
+        }
+        MaintenanceCommand::IndexReport => index_report(ctx).await,
+        MaintenanceCommand::SlowQueries { top } => slow_queries(ctx, *top).await,
+        MaintenanceCommand::Cleanup {
+            dry_run,
+            older_than_days,
+        } => cleanup(ctx, *dry_run, *older_than_days).await,
+    }
+}
+
+fn secs(start: Instant) -> f64 {
+    (start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// A target that could not be worked on at all: logged once, reported in the JSON.
+fn target_failure(ctx: &Ctx, target: &Target, e: &anyhow::Error) -> (String, Value) {
+    let msg = format!("{e:#}");
+    ctx.log.error(format!("target `{}`: {msg}", target.name));
+    (
+        msg.clone(),
+        json!({"target": target.name, "status": "failed", "error": msg}),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// analyze, vacuum
+
+async fn tables(ctx: &Ctx, work: Work, args: &MaintenanceTables) -> Result<Outcome> {
+    let named = args
+        .tables
+        .iter()
+        .map(|t| TableRef::parse(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut status = Status::Success;
+    let mut targets = Vec::new();
+    let mut blocks = Vec::new();
+    let mut lines = Vec::new();
+    for target in &ctx.targets {
+        match tables_on(ctx, target, work, &named, args.dry_run).await {
+            Ok((item, block, failed)) => {
+                if failed > 0 {
+                    status = Status::Failed;
+                    lines.push(format!("{}: {failed} table(s) failed", target.name));
+                }
+                targets.push(item);
+                blocks.push(block);
+            }
+            Err(e) => {
+                status = Status::Failed;
+                let (msg, item) = target_failure(ctx, target, &e);
+                lines.push(format!("{}: FAILED: {msg}", target.name));
+                targets.push(item);
+            }
+        }
+    }
+    let mut o = Outcome::new(status).field("targets", targets);
+    if args.dry_run {
+        o = o.field("dry_run", true);
+    }
+    o.tables = blocks;
+    o.lines = lines;
+    Ok(o)
+}
+
+/// One target: plan, then each table in turn. Returns the JSON entry, the table for people
+/// and how many tables failed.
+async fn tables_on(
+    ctx: &Ctx,
+    target: &Target,
+    work: Work,
+    named: &[TableRef],
+    dry_run: bool,
+) -> Result<(Value, TableBlock, usize)> {
+    let conn = engine::connect(target).await?;
+    let tasks = m::plan(&conn, work, named).await?;
+    let mut items = Vec::with_capacity(tasks.len());
+    let mut failed = 0;
+    if dry_run {
+        let mut block = TableBlock::new(["table", "action", "statement"])
+            .titled(format!("{} (dry run: nothing runs)", target.name));
+        for t in &tasks {
+            let shown = if t.statements.is_empty() {
+                format!("-- nothing to do ({})", t.note)
+            } else {
+                t.statements.join("\n")
+            };
+            block.row([t.table.clone(), t.action.clone(), shown]);
+            items.push(json!({
+                "table": t.table, "action": t.action, "seconds": 0.0, "status": "planned",
+                "detail": t.refused.clone().unwrap_or_else(|| t.note.clone()),
+                "statements": t.statements,
+            }));
+        }
+        let item = json!({"target": target.name, "status": "success", "tables": items});
+        return Ok((item, block, 0));
+    }
+    m::lift_statement_timeout(&conn).await?;
+    let bar = progress_bar(ctx, &target.name, tasks.len() as u64);
+    let mut block =
+        TableBlock::new(["table", "action", "seconds", "result"]).titled(target.name.clone());
+    for t in &tasks {
+        if let Some(pb) = &bar {
+            pb.set_message(t.table.clone());
+        }
+        for s in &t.statements {
+            ctx.log.debug(format!("{}: {s}", target.name));
+        }
+        let start = Instant::now();
+        let res = m::run_task(&conn, t).await;
+        let seconds = secs(start);
+        let (state, detail) = match res {
+            Ok(detail) => ("success", detail),
+            Err(e) => {
+                failed += 1;
+                let msg = format!("{e:#}");
+                let line = format!("target `{}`: {}: {msg}", target.name, t.table);
+                match &bar {
+                    Some(pb) => pb.suspend(|| ctx.log.error(&line)),
+                    None => ctx.log.error(&line),
+                }
+                ("failed", msg)
+            }
+        };
+        let result = match (state, detail.is_empty()) {
+            ("success", true) => "ok".to_string(),
+            ("success", false) => format!("ok: {detail}"),
+            _ => format!("FAILED: {detail}"),
+        };
+        block.row([
+            t.table.clone(),
+            t.action.clone(),
+            format!("{seconds:.2}"),
+            result,
+        ]);
+        items.push(json!({
+            "table": t.table, "action": t.action, "seconds": seconds, "status": state,
+            "detail": detail, "statements": t.statements,
+        }));
+        if let Some(pb) = &bar {
+            pb.inc(1);
+        }
+    }
+    if let Some(pb) = bar {
+        pb.finish_and_clear();
+    }
+    let state = if failed > 0 { "failed" } else { "success" };
+    let item = json!({"target": target.name, "status": state, "tables": items});
+    Ok((item, block, failed))
+}
+
+fn progress_bar(ctx: &Ctx, target: &str, len: u64) -> Option<ProgressBar> {
+    if !ctx.log.progress() || len == 0 {
+        return None;
+    }
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} {wide_msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb.set_prefix(target.to_string());
+    Some(pb)
+}
+
+// ---------------------------------------------------------------------------------------------
+// index-report
+
+async fn index_report(ctx: &Ctx) -> Result<Outcome> {
+    let mut status = Status::Success;
+    let mut targets = Vec::new();
+    let mut blocks = Vec::new();
+    let mut lines = Vec::new();
+    for target in &ctx.targets {
+        let res = async {
+            let conn = engine::connect(target).await?;
+            m::index_report(&conn, target.connection.statement_timeout).await
+        }
+        .await;
+        match res {
+            Ok(findings) => {
+                let mut block =
+                    TableBlock::new(["kind", "table", "index", "size", "detail", "fix"])
+                        .titled(format!("{}: {} finding(s)", target.name, findings.len()));
+                for f in &findings {
+                    block.row([
+                        f.kind.clone(),
+                        f.table.clone(),
+                        f.index.clone().unwrap_or_default(),
+                        f.size_bytes
+                            .map(|b| indicatif::HumanBytes(b.max(0) as u64).to_string())
+                            .unwrap_or_default(),
+                        f.detail.clone(),
+                        f.fix.clone().unwrap_or_default(),
+                    ]);
+                }
+                blocks.push(block);
+                targets.push(json!({
+                    "target": target.name, "status": "success",
+                    "findings": findings.iter().map(finding_json).collect::<Vec<_>>(),
+                }));
+            }
+            Err(e) => {
+                status = Status::Failed;
+                let (msg, item) = target_failure(ctx, target, &e);
+                lines.push(format!("{}: FAILED: {msg}", target.name));
+                targets.push(item);
+            }
+        }
+    }
+    let mut o = Outcome::new(status).field("targets", targets);
+    o.tables = blocks;
+    o.lines = lines;
+    Ok(o)
+}
+
+fn finding_json(f: &Finding) -> Value {
+    serde_json::to_value(f).unwrap_or_else(|_| json!({"kind": f.kind}))
+}
+
+// ---------------------------------------------------------------------------------------------
+// slow-queries
+
+async fn slow_queries(ctx: &Ctx, top: u32) -> Result<Outcome> {
+    let mut status = Status::Success;
+    let mut targets = Vec::new();
+    let mut blocks = Vec::new();
+    let mut lines = Vec::new();
+    for target in &ctx.targets {
+        let res = async {
+            let conn = engine::connect(target).await?;
+            m::slow_queries(&conn, top, target.connection.statement_timeout).await
+        }
+        .await;
+        match res {
+            Ok(m::SlowQueries { queries, notes }) => {
+                for n in &notes {
+                    ctx.log.warn(format!("{}: {n}", target.name));
+                }
+                let mut block = TableBlock::new(["calls", "total ms", "mean ms", "rows", "query"])
+                    .titled(format!(
+                        "{}: top {} statements by total time",
+                        target.name,
+                        queries.len()
+                    ));
+                for q in &queries {
+                    block.row([
+                        q.calls.to_string(),
+                        format!("{:.1}", q.total_ms),
+                        format!("{:.2}", q.mean_ms),
+                        q.rows.to_string(),
+                        one_line(&q.query, 300),
+                    ]);
+                }
+                blocks.push(block);
+                targets.push(json!({
+                    "target": target.name, "status": "success",
+                    "queries": queries.iter().map(|q| json!({
+                        "calls": q.calls,
+                        "total_ms": (q.total_ms * 1000.0).round() / 1000.0,
+                        "mean_ms": (q.mean_ms * 1000.0).round() / 1000.0,
+                        "rows": q.rows,
+                        "query": q.query,
+                    })).collect::<Vec<_>>(),
+                    "notes": notes,
+                }));
+            }
+            Err(e) => {
+                status = Status::Failed;
+                let (msg, item) = target_failure(ctx, target, &e);
+                lines.push(format!("{}: FAILED: {msg}", target.name));
+                targets.push(item);
+            }
+        }
+    }
+    let mut o = Outcome::new(status).field("targets", targets);
+    o.tables = blocks;
+    o.lines = lines;
+    Ok(o)
+}
+
+/// A statement on one line, whitespace collapsed, cut at `max` characters.
+fn one_line(s: &str, max: usize) -> String {
+    let flat = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let mut cut: String = flat.chars().take(max).collect();
+    cut.push('…');
+    cut
+}
+
+// ---------------------------------------------------------------------------------------------
+// cleanup
+
+async fn cleanup(ctx: &Ctx, dry_run: bool, older_than_days: Option<u32>) -> Result<Outcome> {
+    let cfg = &ctx.config.maintenance;
+    let path = ctx.config.path.display();
+    let table = TableRef::parse(&cfg.journal_table).map_err(|_| {
+        ConfigError::new(format!(
+            "{path}: maintenance.journal_table: `{}` is not SCHEMA.TABLE (e.g. metier.journal_audit)",
+            cfg.journal_table
+        ))
+    })?;
+    if cfg.journal_time_column.is_empty() {
+        return Err(ConfigError::new(format!(
+            "{path}: maintenance.journal_time_column: must not be empty"
+        ))
+        .into());
+    }
+    if cfg.batch_size == 0 {
+        return Err(ConfigError::new(format!(
+            "{path}: maintenance.batch_size: must be at least 1"
+        ))
+        .into());
+    }
+    let days = older_than_days.unwrap_or(cfg.journal_retention_days);
+    if i32::try_from(days).is_err() {
+        return Err(ConfigError::new(format!("--older-than-days {days}: too large")).into());
+    }
+    let mut status = Status::Success;
+    let mut targets = Vec::new();
+    let mut block = TableBlock::new([
+        "target",
+        "table",
+        "older than",
+        "deleted",
+        "batches",
+        "seconds",
+        "status",
+    ]);
+    let mut lines = Vec::new();
+    for target in &ctx.targets {
+        let start = Instant::now();
+        let res = cleanup_on(ctx, target, &table, days, dry_run).await;
+        match res {
+            Ok(r) => {
+                let seconds = secs(start);
+                let counted = if dry_run {
+                    format!("{} (would delete)", r.would_delete)
+                } else {
+                    r.deleted.to_string()
+                };
+                block.row([
+                    target.name.clone(),
+                    r.table.clone(),
+                    r.cutoff.clone(),
+                    counted,
+                    r.batches.to_string(),
+                    format!("{seconds:.2}"),
+                    "success".into(),
+                ]);
+                let mut item = json!({
+                    "target": target.name, "status": "success", "table": r.table,
+                    "cutoff": r.cutoff, "deleted": r.deleted, "batches": r.batches,
+                    "seconds": seconds,
+                });
+                if dry_run {
+                    item["would_delete"] = json!(r.would_delete);
+                }
+                targets.push(item);
+            }
+            Err(e) => {
+                status = Status::Failed;
+                let (msg, mut item) = target_failure(ctx, target, &e);
+                item["deleted"] = json!(e
+                    .downcast_ref::<Interrupted>()
+                    .map(|i| i.deleted)
+                    .unwrap_or(0));
+                item["seconds"] = json!(secs(start));
+                block.row([
+                    target.name.clone(),
+                    table.to_string(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    format!("{:.2}", secs(start)),
+                    "FAILED".into(),
+                ]);
+                lines.push(format!("{}: FAILED: {msg}", target.name));
+                targets.push(item);
+            }
+        }
+    }
+    let mut o = Outcome::new(status)
+        .field("targets", targets)
+        .field("older_than_days", days);
+    if dry_run {
+        o = o.field("dry_run", true);
+    }
+    o.tables.push(block);
+    o.lines = lines;
+    Ok(o)
+}
+
+struct Cleaned {
+    table: String,
+    cutoff: String,
+    deleted: u64,
+    batches: u64,
+    would_delete: u64,
+}
+
+/// A purge that failed after some batches had committed: those rows are gone for good, and
+/// the report says how many.
+#[derive(Debug)]
+struct Interrupted {
+    deleted: u64,
+    batches: u64,
+    cause: String,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (after {} batch(es) that deleted {} row(s), which stay deleted)",
+            self.cause, self.batches, self.deleted
+        )
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+async fn cleanup_on(
+    ctx: &Ctx,
+    target: &Target,
+    table: &TableRef,
+    days: u32,
+    dry_run: bool,
+) -> Result<Cleaned> {
+    let cfg = &ctx.config.maintenance;
+    let conn: Conn = engine::connect(target).await?;
+    m::lift_statement_timeout(&conn).await?;
+    let plan = m::purge_plan(&conn, table, &cfg.journal_time_column, days, cfg.batch_size).await?;
+    let mut done = Cleaned {
+        table: plan.table.clone(),
+        cutoff: plan.cutoff.clone(),
+        deleted: 0,
+        batches: 0,
+        would_delete: 0,
+    };
+    if dry_run {
+        done.would_delete = m::purge_count(&conn, &plan).await?;
+        return Ok(done);
+    }
+    ctx.log.debug(format!(
+        "{}: deleting rows of {} older than {} in batches of {}",
+        target.name, plan.table, plan.cutoff, cfg.batch_size
+    ));
+    // Until a batch finds nothing: rows are deleted oldest-first in short transactions, so
+    // that locks are held briefly and an interruption keeps what was done.
+    loop {
+        let n = m::purge_batch(&conn, &plan).await.map_err(|e| {
+            anyhow::Error::new(Interrupted {
+                deleted: done.deleted,
+                batches: done.batches,
+                cause: format!("{e:#}"),
+            })
+        })?;
+        if n == 0 {
+            break;
+        }
+        done.deleted += n;
+        done.batches += 1;
+        ctx.log.debug(format!(
+            "{}: batch {}: {n} row(s) deleted",
+            target.name, done.batches
+        ));
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_are_shown_on_one_line() {
+        assert_eq!(one_line("SELECT  a\n  FROM t", 100), "SELECT a FROM t");
+        assert_eq!(one_line("abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn an_interrupted_purge_says_what_stays_deleted() {
+        let e = Interrupted {
+            deleted: 4,
+            batches: 2,
+            cause: "lock timeout".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "lock timeout (after 2 batch(es) that deleted 4 row(s), which stay deleted)"
+        );
+    }
+}
