@@ -34,9 +34,11 @@ rm -rf "$WORK" && mkdir -p "$WORK/backups"
 
 log "creating $DB with pgbench -i -s $SCALE"
 dropdb_q $DB
-psql -qX -d postgres -c "CREATE DATABASE $DB" >/dev/null
+# From template0: no superuser-owned extension in the dump, so plain pg_restore run as
+# a non-superuser (the peer side) can restore it too.
+psql -qX -d postgres -c "CREATE DATABASE $DB TEMPLATE template0" >/dev/null
 "$PG_BIN/pgbench" -q -i -s "$SCALE" "$DB" >/dev/null 2>&1
-psql -qX -d $DB -c "VACUUM ANALYZE" >/dev/null
+psql -qX -d $DB -c "VACUUM ANALYZE" >/dev/null 2>&1
 SIZE=$(psql -AtX -d $DB -c "SELECT pg_size_pretty(pg_database_size('$DB'))")
 
 cat > "$WORK/config_postgres.yml" <<YML

@@ -190,6 +190,11 @@ pub struct RestoreArgs {
     /// count with the manifest, then drop it
     #[arg(long)]
     pub drill: bool,
+
+    /// After restoring, compare every table's row count with the manifest (the drill always
+    /// does)
+    #[arg(long, conflicts_with = "drill")]
+    pub compare: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -694,42 +694,7 @@ fn the_xml_checker_rejects_broken_documents() {
 
 mod mssql {
     use super::{finding, Run, BIN, ROOT};
-
-    struct Ado {
-        host: String,
-        port: u16,
-        user: String,
-        password: String,
-        raw: String,
-    }
-
-    fn ado() -> Ado {
-        let raw = std::env::var("MAIRIE_DBA_TEST_MSSQL").expect("MAIRIE_DBA_TEST_MSSQL");
-        let mut a = Ado {
-            host: "127.0.0.1".into(),
-            port: 1433,
-            user: "sa".into(),
-            password: String::new(),
-            raw: raw.clone(),
-        };
-        for part in raw.split(';').filter(|p| !p.trim().is_empty()) {
-            let Some((k, v)) = part.split_once('=') else {
-                continue;
-            };
-            match k.trim().to_ascii_lowercase().as_str() {
-                "server" | "data source" | "address" => {
-                    let v = v.trim().trim_start_matches("tcp:");
-                    let (h, p) = v.split_once(',').unwrap_or((v, "1433"));
-                    a.host = h.to_string();
-                    a.port = p.trim().parse().expect("port");
-                }
-                "user id" | "uid" | "user" => a.user = v.trim().to_string(),
-                "password" | "pwd" => a.password = v.to_string(),
-                _ => {}
-            }
-        }
-        a
-    }
+    use crate::common::mssql_ado as ado;
 
     fn sql(text: &str) -> Result<(), String> {
         let a = ado();

@@ -525,7 +525,15 @@ fn round_trip_backup_manifest_and_restore_into_a_new_database(engine: Engine) {
     // Restored into a new database: the same tables, the same rows.
     let into = format!("{db}_r");
     let _drop = DropDb::new(engine, &into);
-    let out = env.run(&["--format", "json", "restore", "--latest", "--into", &into]);
+    let out = env.run(&[
+        "--format",
+        "json",
+        "restore",
+        "--latest",
+        "--into",
+        &into,
+        "--compare",
+    ]);
     out.success();
     let r = out.json();
     assert_eq!(r["status"], "success", "{}", out.stdout);
@@ -1090,7 +1098,14 @@ fn restoring_over_a_database_that_holds_tables_needs_force(engine: Engine) {
     env.db()
         .query("UPDATE metier.citoyens SET nom = 'Altéré' WHERE id = 1");
     assert_ne!(table_counts(engine, &db), counts);
-    let out = env.run(&["--format", "json", "restore", "--latest", "--force"]);
+    let out = env.run(&[
+        "--format",
+        "json",
+        "restore",
+        "--latest",
+        "--force",
+        "--compare",
+    ]);
     out.success();
     let j = out.json();
     assert_eq!(j["status"], "success", "{}", out.stdout);

@@ -281,29 +281,16 @@ impl MsConn {
         }))
     }
 
-    /// Every row of the first result set, each column read as text (NULL, or a column that is
-    /// not text, is None): for catalogue queries that CONVERT their columns to NVARCHAR, so
-    /// that callers need not know TDS types. Bounded by the statement timeout.
+    /// Every row of the first result set, each column as text (None for NULL): for
+    /// catalogue queries, so that callers need not know TDS types. Bounded by the statement
+    /// timeout.
     pub async fn text_rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
-        self.inspect(async {
-            let mut c = self.client.lock().await;
-            let rows = c
-                .simple_query(sql)
-                .await
-                .map_err(ms_err)?
-                .into_first_result()
-                .await
-                .map_err(ms_err)?;
-            Ok(rows
-                .iter()
-                .map(|r| {
-                    (0..r.len())
-                        .map(|i| r.try_get::<&str, _>(i).ok().flatten().map(str::to_string))
-                        .collect()
-                })
-                .collect())
-        })
-        .await
+        Ok(self
+            .named_rows(sql)
+            .await?
+            .into_iter()
+            .map(|row| row.into_iter().map(|(_, v)| v).collect())
+            .collect())
     }
 
     pub async fn scalar_string(&self, sql: &str) -> Result<Option<String>> {

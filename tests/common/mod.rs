@@ -573,6 +573,43 @@ pub fn project_section(key: &str) -> String {
     out
 }
 
+/// The parts of `MAIRIE_DBA_TEST_MSSQL` (an ADO.NET connection string) the tests need.
+pub struct Ado {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub raw: String,
+}
+
+pub fn mssql_ado() -> Ado {
+    let raw = std::env::var("MAIRIE_DBA_TEST_MSSQL").expect("MAIRIE_DBA_TEST_MSSQL");
+    let mut a = Ado {
+        host: "127.0.0.1".into(),
+        port: 1433,
+        user: "sa".into(),
+        password: String::new(),
+        raw: raw.clone(),
+    };
+    for part in raw.split(';').filter(|p| !p.trim().is_empty()) {
+        let Some((k, v)) = part.split_once('=') else {
+            continue;
+        };
+        match k.trim().to_ascii_lowercase().as_str() {
+            "server" | "data source" | "address" => {
+                let v = v.trim().trim_start_matches("tcp:");
+                let (h, p) = v.split_once(',').unwrap_or((v, "1433"));
+                a.host = h.to_string();
+                a.port = p.trim().parse().expect("port");
+            }
+            "user id" | "uid" | "user" => a.user = v.trim().to_string(),
+            "password" | "pwd" => a.password = v.to_string(),
+            _ => {}
+        }
+    }
+    a
+}
+
 /// Path of a file of the project.
 pub fn project(p: &str) -> PathBuf {
     Path::new(ROOT).join(p)
