@@ -2,23 +2,29 @@
 # Benchmark: `mairie-dba load-csv` against the engine's own bulk loader, on 1,000,000 rows of
 # metier.citoyens (bench/gen_citoyens.py, fixed seed).
 #
-# Cases (PostgreSQL):
-#   utf8     citoyens_utf8.csv, UTF-8 / ',' / ISO dates:      mairie-dba  vs  psql \copy
+# Cases, on each engine:
+#   utf8     citoyens_utf8.csv, UTF-8 / ',' / ISO dates:  mairie-dba  vs  the reference,
+#            PostgreSQL: psql \copy;  MariaDB/MySQL: mariadb LOAD DATA LOCAL INFILE
 #   cp1252   citoyens_cp1252.csv, Windows-1252 / ';' / dmy / decimal comma: mairie-dba only
-#            (psql cannot read it as is; compared with the psql time of the utf8 case)
+#            (the references cannot read it as is; compared with their time for the utf8 case)
 #
-# Each tool loads into its own fresh database (bench_mairie_a for mairie-dba, bench_mairie_b
-# for psql), schema applied by `mairie-dba schema apply`; the table is truncated before each
-# load, the order of the two tools alternates from run to run, and every load is checked to
-# have stored all the rows. Prints the medians, their ratio and mairie-dba's peak RSS.
+# Each tool loads into its own fresh database (PostgreSQL: bench_mairie_a for mairie-dba,
+# bench_mairie_b for psql; MariaDB: bench_mairie_my_a, bench_mairie_my_b), schema applied by
+# `mairie-dba schema apply`; the table is truncated before each load, the order of the two
+# tools alternates from run to run, and every load is checked to have stored all the rows (on
+# MariaDB also the same values as the reference's load, by checksum). Prints the medians,
+# their ratio and mairie-dba's peak RSS.
+#
+# MariaDB's own alternative, batched multi-row INSERTs vs LOAD DATA: bench/mysql_insert_vs_load.sh.
 #
 #   bench/load_csv.sh                  # RUNS=5 ROWS=1000000
 #   RUNS=3 ROWS=200000 bench/load_csv.sh
 #
 # Environment:
 #   RUNS (5), ROWS (1000000), BENCH_WORK (/tmp/mairie-dba-bench: the CSVs, kept between runs,
-#   and the results), BENCH_ENGINES ("postgres"), BENCH_SKIP_BUILD=1 (use the binary as is),
-#   MAIRIE_DBA_BIN (target/release/mairie-dba), MAIRIE_PG_PASSWORD (mairie).
+#   and the results), BENCH_ENGINES ("postgres mysql"), BENCH_SKIP_BUILD=1 (use the binary as
+#   is), MAIRIE_DBA_BIN (target/release/mairie-dba), MAIRIE_PG_PASSWORD (mairie),
+#   MAIRIE_MYSQL_PASSWORD (mairie).
 # Needs the local servers of scripts/dev-services.sh. The bench databases are dropped on exit.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,7 +33,7 @@ readonly ROOT=$PWD
 readonly RUNS=${RUNS:-5}
 readonly ROWS=${ROWS:-1000000}
 readonly WORK=${BENCH_WORK:-/tmp/mairie-dba-bench}
-readonly ENGINES=${BENCH_ENGINES:-postgres}
+readonly ENGINES=${BENCH_ENGINES:-postgres mysql}
 readonly BIN=${MAIRIE_DBA_BIN:-$ROOT/target/release/mairie-dba}
 readonly TABLE=metier.citoyens
 readonly CSV_UTF8=$WORK/citoyens_utf8.csv
@@ -39,6 +45,14 @@ export MAIRIE_PG_PASSWORD=${MAIRIE_PG_PASSWORD:-mairie}
 export PGPASSWORD=$MAIRIE_PG_PASSWORD
 readonly PG_HOST=127.0.0.1 PG_PORT=5432 PG_USER=mairie
 readonly PG_DB_MAIRIE=bench_mairie_a PG_DB_PSQL=bench_mairie_b
+
+export MAIRIE_MYSQL_PASSWORD=${MAIRIE_MYSQL_PASSWORD:-mairie}
+# Likewise for the mariadb client.
+export MYSQL_PWD=$MAIRIE_MYSQL_PASSWORD
+readonly MY_HOST=127.0.0.1 MY_PORT=3306 MY_USER=mairie
+readonly MY_DB_MAIRIE=bench_mairie_my_a MY_DB_CLIENT=bench_mairie_my_b
+# metier.citoyens on MySQL: a table of the target's database (sql/mysql/V001__referentiel.sql).
+readonly MY_TABLE=metier_citoyens
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() {
@@ -73,7 +87,14 @@ prerequisites() {
             { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q time >/dev/null; }
     fi
     command -v python3 >/dev/null || die "python3 is needed to generate the data"
-    command -v psql >/dev/null || die "psql is missing: run scripts/dev-services.sh"
+    local engine
+    for engine in $ENGINES; do
+        case $engine in
+            postgres) command -v psql >/dev/null || die "psql is missing: run scripts/dev-services.sh" ;;
+            mysql | mariadb) command -v mariadb >/dev/null || die "the mariadb client is missing: run scripts/dev-services.sh" ;;
+            *) die "unknown engine '$engine' in BENCH_ENGINES (postgres, mysql)" ;;
+        esac
+    done
 }
 
 build() {
@@ -106,7 +127,8 @@ machine() {
     printf 'date        %s\n' "$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     printf 'machine     %s CPU(s), %s, RAM %s, kernel %s\n' "$(nproc)" "${cpu:-unknown CPU}" "$ram" "$(uname -r)"
     printf 'load avg    %s (at start)\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
-    printf 'mairie-dba  %s\n' "$("$BIN" --version 2>/dev/null || echo '?')"
+    printf 'mairie-dba  %s (%s, sha256 %s…, built %s)\n' "$("$BIN" --version 2>/dev/null || echo '?')" \
+        "$BIN" "$(sha256sum "$BIN" | cut -c1-16)" "$(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC')"
     printf 'data        %s rows; %s (%s MB), %s (%s MB)\n' "$ROWS" \
         "$(basename "$CSV_UTF8")" "$(($(stat -c %s "$CSV_UTF8") / 1000000))" \
         "$(basename "$CSV_CP1252")" "$(($(stat -c %s "$CSV_CP1252") / 1000000))"
@@ -139,8 +161,9 @@ timed() {
 # ---------------------------------------------------------------------------------------------
 # PostgreSQL
 
+# (client_min_messages: no NOTICE per cascaded TRUNCATE on stderr.)
 pg_psql() {
-    psql -X -q -A -t -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" "$@"
+    PGOPTIONS='-c client_min_messages=warning' psql -X -q -A -t -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" "$@"
 }
 
 pg_drop_databases() {
@@ -241,15 +264,169 @@ bench_postgres() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# MariaDB: to add, write bench_mysql() on the model of bench_postgres(): fresh databases
-# created as mairie, `schema apply` through a config_mysql.yml, the reference being
-#   LOAD DATA LOCAL INFILE '…' INTO TABLE … CHARACTER SET utf8mb4 FIELDS TERMINATED BY ','
-#   OPTIONALLY ENCLOSED BY '"' IGNORE 1 LINES (cols) SET email = NULLIF(email, '') …
-# run by the mariadb client (MYSQL_PWD in its environment, --local-infile=1), and rows
-# recorded with `timed mysql <case> <tool> …`; then add "mysql" to BENCH_ENGINES.
+# MySQL / MariaDB
+
+# The client with no option file (as psql -X), over TCP; the password comes from MYSQL_PWD in
+# its environment, never from argv.
+my_sql() {
+    mariadb --no-defaults --batch --skip-column-names -h "$MY_HOST" -P "$MY_PORT" -u "$MY_USER" "$@"
+}
+
+my_drop_databases() {
+    my_sql -e "DROP DATABASE IF EXISTS $MY_DB_MAIRIE; DROP DATABASE IF EXISTS $MY_DB_CLIENT" 2>/dev/null
+}
+
+# my_config DB: the directory of a config whose only target is DB on the local server.
+my_config() {
+    local dir=$TMP/config_$1
+    mkdir -p "$dir"
+    cat >"$dir/config_global.yml" <<EOF
+migrations_dir: $ROOT/sql
+targets:
+  mysql:
+    engine: mysql
+    config: config_mysql.yml
+EOF
+    cat >"$dir/config_mysql.yml" <<EOF
+connection:
+  host: $MY_HOST
+  port: $MY_PORT
+  database: $1
+  user: $MY_USER
+  password_env: MAIRIE_MYSQL_PASSWORD
+EOF
+    printf '%s\n' "$dir/config_global.yml"
+}
+
+# TRUNCATE (DELETE would take minutes) is refused on a table that a foreign key references
+# unless the checks are off, in the same session; the referencing tables are empty here.
+my_truncate() {
+    my_sql -D "$1" -e "SET FOREIGN_KEY_CHECKS = 0; TRUNCATE TABLE $MY_TABLE; SET FOREIGN_KEY_CHECKS = 1"
+}
+
+# InnoDB's counterpart of pg_checkpoint: write the table's dirty pages in both databases to
+# disk, so that a load does not pay for the previous one's (FOR EXPORT flushes the table).
+my_flush() {
+    local db
+    for db in "$MY_DB_MAIRIE" "$MY_DB_CLIENT"; do
+        my_sql -D "$db" -e "FLUSH TABLES $MY_TABLE FOR EXPORT; UNLOCK TABLES"
+    done
+}
+
+my_expect_rows() {
+    local n
+    n=$(my_sql -D "$1" -e "SELECT COUNT(*) FROM $MY_TABLE")
+    [ "$n" = "$ROWS" ] || die "$1: $MY_TABLE holds $n rows after the load, not $ROWS"
+}
+
+# my_digest DB: the counts of non-NULL values and a checksum of every stored value but
+# date_inscription (the load time), byte for byte; equal digests = the same rows stored.
+my_digest() {
+    my_sql -D "$1" -e "SELECT COUNT(*), COUNT(email), COUNT(telephone), COUNT(quotient_familial),
+        SUM(CRC32(CONCAT_WS(0x1f, id, CAST(civilite AS BINARY), CAST(nom AS BINARY),
+            CAST(prenom AS BINARY), date_naissance, IFNULL(CAST(email AS BINARY), 0x00),
+            IFNULL(CAST(telephone AS BINARY), 0x00), CAST(adresse AS BINARY),
+            CAST(code_postal AS BINARY), arrondissement, IFNULL(quotient_familial, 0x00))))
+        FROM $MY_TABLE" | tr '\t' ' '
+}
+
+# my_same_rows WHAT: both databases hold the same values (the tool's load is checked against
+# the reference's), and the same as in the first run.
+MY_DIGEST=
+my_same_rows() {
+    local a b
+    a=$(my_digest "$MY_DB_MAIRIE")
+    b=$(my_digest "$MY_DB_CLIENT")
+    [ "$a" = "$b" ] || die "$1: the two loads stored different values: mairie-dba [$a], mariadb [$b]"
+    [ -z "$MY_DIGEST" ] || [ "$a" = "$MY_DIGEST" ] || die "$1: the values differ from the first run's"
+    MY_DIGEST=$a
+}
+
+# The reference: the client's own LOAD DATA LOCAL, told how to read this CSV, and told that an
+# empty field of a nullable column is NULL (as load-csv reads an unquoted empty field). Its
+# warnings (bad values stored anyway) are printed to the log, which must then not hold any.
+my_reference_load() {
+    local cols col list="" set=""
+    local nullable=" email telephone quotient_familial "
+    IFS=, read -r -a cols <<<"$1"
+    for col in "${cols[@]}"; do
+        if [[ "$nullable" == *" $col "* ]]; then
+            list+="${list:+, }@$col"
+            set+="${set:+, }$col = NULLIF(@$col, '')"
+        else
+            list+="${list:+, }$col"
+        fi
+    done
+    printf '%s' "LOAD DATA LOCAL INFILE '$CSV_UTF8' INTO TABLE $MY_TABLE CHARACTER SET utf8mb4 \
+FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY '\\n' \
+IGNORE 1 LINES ($list)${set:+ SET $set}"
+}
 
 bench_mysql() {
-    die "the MariaDB benchmark is not written yet (see the comment above bench_mysql)"
+    log "MariaDB: fresh databases $MY_DB_MAIRIE, $MY_DB_CLIENT"
+    my_sql -e 'SELECT 1' >/dev/null ||
+        die "cannot connect to MariaDB on $MY_HOST:$MY_PORT as $MY_USER (scripts/dev-services.sh)"
+    [ "$(my_sql -e 'SELECT @@local_infile')" = 1 ] ||
+        die "local_infile is OFF on the server: SET GLOBAL local_infile = 1"
+    CLEANUPS+=(my_drop_databases)
+    my_drop_databases
+    local cfg_a db
+    for db in "$MY_DB_MAIRIE" "$MY_DB_CLIENT"; do
+        my_sql -e "CREATE DATABASE $db CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+    done
+    cfg_a=$(my_config "$MY_DB_MAIRIE")
+    "$BIN" -c "$cfg_a" --no-progress schema apply >"$TMP/schema_my_a.log" 2>&1 ||
+        { cat "$TMP/schema_my_a.log" >&2; die "schema apply on $MY_DB_MAIRIE failed"; }
+    "$BIN" -c "$(my_config "$MY_DB_CLIENT")" --no-progress schema apply >"$TMP/schema_my_b.log" 2>&1 ||
+        { cat "$TMP/schema_my_b.log" >&2; die "schema apply on $MY_DB_CLIENT failed"; }
+    [ "$(my_sql -D "$MY_DB_MAIRIE" -e 'SELECT COUNT(*) FROM referentiel_arrondissements')" -ge 16 ] ||
+        die "referentiel_arrondissements is not seeded by the migrations: the loads would fail"
+
+    local load run
+    load=$(my_reference_load "$(head -n 1 "$CSV_UTF8")")
+    {
+        printf 'mariadb     %s, innodb_buffer_pool_size %s MiB, innodb_flush_log_at_trx_commit %s, log_bin %s\n' \
+            "$(my_sql -e 'SELECT VERSION()')" \
+            "$(($(my_sql -e 'SELECT @@innodb_buffer_pool_size') / 1048576))" \
+            "$(my_sql -e 'SELECT @@innodb_flush_log_at_trx_commit')" "$(my_sql -e 'SELECT @@log_bin')"
+        printf 'client      %s\n' "$(mariadb --version)"
+    } >>"$TMP/machine"
+
+    for ((run = 1; run <= RUNS; run++)); do
+        log "MariaDB run $run/$RUNS"
+        my_truncate "$MY_DB_MAIRIE"
+        my_truncate "$MY_DB_CLIENT"
+        local order=(mairie client)
+        ((run % 2 == 0)) && order=(client mairie)
+        local tool
+        for tool in "${order[@]}"; do
+            my_flush
+            if [ "$tool" = mairie ]; then
+                timed mysql utf8 mairie-dba "$TMP/load.log" \
+                    "$BIN" -c "$cfg_a" --no-progress load-csv --table "$TABLE" "$CSV_UTF8"
+                my_expect_rows "$MY_DB_MAIRIE"
+            else
+                timed mysql utf8 mariadb "$TMP/load.log" \
+                    mariadb --no-defaults --local-infile=1 --show-warnings \
+                    -h "$MY_HOST" -P "$MY_PORT" -u "$MY_USER" "$MY_DB_CLIENT" -e "$load"
+                if grep -q . "$TMP/load.log"; then
+                    head -n 20 "$TMP/load.log" >&2
+                    die "the reference LOAD DATA raised warnings: its rows are not the file's"
+                fi
+                my_expect_rows "$MY_DB_CLIENT"
+            fi
+        done
+        my_same_rows "utf8, run $run"
+        my_truncate "$MY_DB_MAIRIE"
+        my_flush
+        timed mysql cp1252 mairie-dba "$TMP/load.log" \
+            "$BIN" -c "$cfg_a" --no-progress load-csv --table "$TABLE" \
+            --delimiter ';' --encoding windows-1252 --date-order dmy --decimal-comma "$CSV_CP1252"
+        my_expect_rows "$MY_DB_MAIRIE"
+        # The cp1252 file holds the same rows as the utf8 one: same values as the reference's.
+        my_same_rows "cp1252, run $run"
+    done
+    log "MariaDB: every load stored the same values ($MY_DIGEST)"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -266,9 +443,11 @@ for engine, case, tool, s, kb in rows:
     secs[engine, case, tool].append(float(s))
     rss[engine, case, tool].append(int(kb))
 
-print(f"{'engine':<9} {'case':<8} {'mairie-dba s':>12} {'reference s':>12} {'ratio':>6} {'mairie-dba RSS MB':>18}  runs")
+REFERENCE = {"postgres": ("psql", "psql \\copy"), "mysql": ("mariadb", "LOAD DATA LOCAL")}
+print(f"{'engine':<9} {'case':<8} {'mairie-dba s':>12} {'reference':<16} {'reference s':>12} {'ratio':>6} "
+      f"{'mairie-dba RSS MB':>18}  runs")
 for engine in dict.fromkeys(e for e, _, _ in secs):
-    reference = {"postgres": "psql"}.get(engine)
+    reference, label = REFERENCE[engine]
     ref_utf8 = secs.get((engine, "utf8", reference))
     for case in dict.fromkeys(c for e, c, _ in secs if e == engine):
         mine = secs.get((engine, case, "mairie-dba"))
@@ -280,7 +459,7 @@ for engine in dict.fromkeys(e for e, _, _ in secs):
         r = statistics.median(ref) if ref else None
         ratio = f"{m / r:.2f}" if r else "-"
         note = "" if secs.get((engine, case, reference)) else f"  (vs {reference} utf8)"
-        print(f"{engine:<9} {case:<8} {m:>12.2f} {(f'{r:.2f}' if r else '-'):>12} {ratio:>6} "
+        print(f"{engine:<9} {case:<8} {m:>12.2f} {label:<16} {(f'{r:.2f}' if r else '-'):>12} {ratio:>6} "
               f"{max(rss[engine, case, 'mairie-dba']) / 1024:>18.1f}  {len(mine)}{note}")
 PY
 }
@@ -299,6 +478,8 @@ main() {
             *) die "unknown engine '$engine' in BENCH_ENGINES (postgres, mysql)" ;;
         esac
     done
+    # Other work on the machine shows here: the loads themselves keep about 2 busy.
+    printf 'load avg    %s (at the end)\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$TMP/machine"
     local out
     out=$WORK/results_$(date -u +%Y%m%d_%H%M%S)
     {
