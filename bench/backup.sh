@@ -81,13 +81,14 @@ for run in $(seq 1 "$RUNS"); do
     FILE=$(ls "$WORK"/backups/*_full_*.dump | head -1)
     for who in m p m2; do
         case $who in
-            m) dropdb_q bench_restore_a
+            # Every side restores into an empty database created outside the timing.
+            m) dropdb_q bench_restore_a; psql -qX -d postgres -c "CREATE DATABASE bench_restore_a" >/dev/null
                s=$(now); "$BIN" -c "$CFG" -q --no-progress restore "$FILE" --into bench_restore_a >/dev/null; e=$(now)
                t_mr+=("$(awk "BEGIN {print $e - $s}")");;
             p) dropdb_q bench_restore_b; psql -qX -d postgres -c "CREATE DATABASE bench_restore_b" >/dev/null
                s=$(now); "$PG_BIN/pg_restore" --exit-on-error -d bench_restore_b "$WORK/plain.dump"; e=$(now)
                t_pr+=("$(awk "BEGIN {print $e - $s}")");;
-            m2) dropdb_q bench_restore_c
+            m2) dropdb_q bench_restore_c; psql -qX -d postgres -c "CREATE DATABASE bench_restore_c" >/dev/null
                s=$(now); "$BIN" -c "$CFG" -q --no-progress restore "$FILE" --into bench_restore_c --jobs 2 >/dev/null; e=$(now)
                t_mr2+=("$(awk "BEGIN {print $e - $s}")");;
         esac
