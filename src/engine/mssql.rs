@@ -259,6 +259,19 @@ impl MsConn {
         crate::engine::bounded(self.statement_timeout, f).await
     }
 
+    /// The rows of the first result set of a batch.
+    async fn first_result(&self, sql: &str) -> Result<Vec<tiberius::Row>> {
+        let mut c = self.client.lock().await;
+        let rows = c
+            .simple_query(sql)
+            .await
+            .map_err(ms_err)?
+            .into_first_result()
+            .await
+            .map_err(ms_err)?;
+        Ok(rows)
+    }
+
     /// Runs a batch and drains its results (for statements that only do things).
     pub async fn batch(&self, sql: &str) -> Result<()> {
         self.run(sql).await
@@ -307,14 +320,7 @@ impl MsConn {
 
     /// The logical files of a backup (`RESTORE FILELISTONLY`).
     pub async fn file_list(&self, sql: &str) -> Result<Vec<crate::engine::ms_backup::BackupFile>> {
-        let mut c = self.client.lock().await;
-        let rows = c
-            .simple_query(sql)
-            .await
-            .map_err(ms_err)?
-            .into_first_result()
-            .await
-            .map_err(ms_err)?;
+        let rows = self.first_result(sql).await?;
         Ok(rows
             .iter()
             .map(|r| crate::engine::ms_backup::BackupFile {
@@ -337,17 +343,10 @@ impl MsConn {
     /// Exact rows of every user table, `schema.table`.
     pub async fn count_tables(&self) -> Result<std::collections::BTreeMap<String, u64>> {
         let names: Vec<(String, String)> = {
-            let mut c = self.client.lock().await;
-            let rows = c
-                .simple_query(
+            let rows = self.first_result(
                     "SELECT s.name, t.name FROM sys.tables t JOIN sys.schemas s ON s.schema_id = t.schema_id
                      WHERE t.is_ms_shipped = 0 ORDER BY s.name, t.name",
-                )
-                .await
-                .map_err(ms_err)?
-                .into_first_result()
-                .await
-                .map_err(ms_err)?;
+                ).await?;
             rows.iter()
                 .map(|r| {
                     (
@@ -425,20 +424,13 @@ impl MsConn {
     }
 
     pub async fn history(&self) -> Result<Vec<AppliedMigration>> {
-        let mut c = self.client.lock().await;
-        let rows = c
-            .simple_query(format!(
+        let rows = self.first_result(&format!(
                 "IF OBJECT_ID(N'{HISTORY_TABLE}', N'U') IS NOT NULL
                  SELECT version, description, script, checksum,
                         DATEDIFF_BIG(millisecond, '19700101', CONVERT(datetime2(3), SWITCHOFFSET(applied_at, '+00:00'))),
                         execution_ms, applied_by, success
                  FROM {HISTORY_TABLE} ORDER BY version"
-            ))
-            .await
-            .map_err(ms_err)?
-            .into_first_result()
-            .await
-            .map_err(ms_err)?;
+            )).await?;
         rows.iter()
             .map(|r| {
                 let text = |i: usize| r.get::<&str, _>(i).unwrap_or_default().to_string();
@@ -561,19 +553,14 @@ impl MsConn {
     }
 
     pub async fn foreign_keys(&self, tables: &[TableRef]) -> Result<Vec<(TableRef, TableRef)>> {
-        let mut c = self.client.lock().await;
-        let rows = c
-            .simple_query(
+        let rows = self
+            .first_result(
                 "SELECT SCHEMA_NAME(ct.schema_id), ct.name, SCHEMA_NAME(pt.schema_id), pt.name
                  FROM sys.foreign_keys fk
                  JOIN sys.tables ct ON ct.object_id = fk.parent_object_id
                  JOIN sys.tables pt ON pt.object_id = fk.referenced_object_id",
             )
-            .await
-            .map_err(ms_err)?
-            .into_first_result()
-            .await
-            .map_err(ms_err)?;
+            .await?;
         let find = |s: &str, n: &str| {
             tables
                 .iter()
@@ -714,14 +701,7 @@ impl MsConn {
     /// the column's type: for the exporter's catalogue and custom queries.
     pub async fn named_rows(&self, sql: &str) -> Result<Vec<Vec<(String, Option<String>)>>> {
         self.inspect(async {
-            let mut c = self.client.lock().await;
-            let rows = c
-                .simple_query(sql)
-                .await
-                .map_err(ms_err)?
-                .into_first_result()
-                .await
-                .map_err(ms_err)?;
+            let rows = self.first_result(sql).await?;
             Ok(rows
                 .iter()
                 .map(|r| {
