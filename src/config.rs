@@ -685,6 +685,14 @@ fn resolve_connection(
 }
 
 impl Target {
+    /// The same server and credentials, another database (a restore's destination, the
+    /// maintenance database `postgres`/`master`, a drill's scratch database).
+    pub fn with_database(&self, database: &str) -> Target {
+        let mut t = self.clone();
+        t.connection.database = database.to_string();
+        t
+    }
+
     /// The password for this target, or None when the engine's own defaults apply.
     pub fn password(&self) -> Result<Option<Secret>, ConfigError> {
         let conn = &self.connection;

@@ -90,19 +90,13 @@ pub fn drop_sql(database: &str) -> String {
     )
 }
 
-fn with_database(target: &Target, database: &str) -> Target {
-    let mut t = target.clone();
-    t.connection.database = database.to_string();
-    t
-}
-
 /// Backs the target's database up to `path` on the server, then has the server verify it.
 /// Returns the dump's facts and the backup's size in bytes.
 pub async fn backup(target: &Target, path: &str) -> Result<(DumpInfo, u64)> {
     let conn = mssql::connect(target).await?;
     let server_version = conn.server_version().await?;
     let tables = conn.count_tables().await?;
-    let master = mssql::connect(&with_database(target, "master")).await?;
+    let master = mssql::connect(&target.with_database("master")).await?;
     master
         .batch(&backup_sql(&target.connection.database, path))
         .await
@@ -132,12 +126,12 @@ pub async fn backup(target: &Target, path: &str) -> Result<(DumpInfo, u64)> {
 }
 
 pub async fn verify(target: &Target, path: &str) -> Result<()> {
-    let master = mssql::connect(&with_database(target, "master")).await?;
+    let master = mssql::connect(&target.with_database("master")).await?;
     master.batch(&verify_sql(path)).await
 }
 
 pub async fn restore(target: &Target, path: &str, into: &str, force: bool) -> Result<()> {
-    let master = mssql::connect(&with_database(target, "master")).await?;
+    let master = mssql::connect(&target.with_database("master")).await?;
     let exists = master
         .scalar_i64(&format!(
             "SELECT CASE WHEN DB_ID({}) IS NULL THEN 0 ELSE 1 END",
@@ -146,7 +140,11 @@ pub async fn restore(target: &Target, path: &str, into: &str, force: bool) -> Re
         .await?
         == Some(1);
     if exists {
-        let n = count_rows(target, into).await?.len();
+        let n = mssql::connect(&target.with_database(into))
+            .await?
+            .scalar_i64("SELECT COUNT_BIG(*) FROM sys.tables WHERE is_ms_shipped = 0")
+            .await?
+            .unwrap_or(0);
         if n > 0 && !force {
             bail!("database {into} holds {n} tables: restore into another one with --into, or use --force to replace it");
         }
@@ -182,14 +180,14 @@ pub async fn restore(target: &Target, path: &str, into: &str, force: bool) -> Re
 }
 
 pub async fn count_rows(target: &Target, database: &str) -> Result<BTreeMap<String, u64>> {
-    mssql::connect(&with_database(target, database))
+    mssql::connect(&target.with_database(database))
         .await?
         .count_tables()
         .await
 }
 
 pub async fn drop_database(target: &Target, name: &str) -> Result<()> {
-    let master = mssql::connect(&with_database(target, "master")).await?;
+    let master = mssql::connect(&target.with_database("master")).await?;
     master.batch(&drop_sql(name)).await
 }
 

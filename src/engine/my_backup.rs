@@ -234,9 +234,7 @@ async fn count_tables(c: &mut mysql_async::Conn) -> Result<BTreeMap<String, u64>
 }
 
 pub async fn count_rows(target: &Target, database: &str) -> Result<BTreeMap<String, u64>> {
-    let mut t = target.clone();
-    t.connection.database = database.to_string();
-    let conn = mysql::connect(&t).await?;
+    let conn = mysql::connect(&target.with_database(database)).await?;
     let mut c = conn.conn().await;
     count_tables(&mut c).await
 }

@@ -91,20 +91,14 @@ pub async fn restore(
     force: bool,
     jobs: u32,
 ) -> Result<()> {
-    let admin = postgres::connect(&with_database(target, "postgres")).await?;
+    let admin = postgres::connect(&target.with_database("postgres")).await?;
     let exists = admin
         .client()
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&into])
         .await
         .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?
         .is_some();
-    if exists {
-        let db = postgres::connect(&with_database(target, into)).await?;
-        let n = count_tables(db.client()).await?.len();
-        if n > 0 && !force {
-            bail!("database {into} holds {n} tables: restore into another one with --into, or use --force to replace them");
-        }
-    } else {
+    if !exists {
         admin
             .client()
             .batch_execute(&format!("CREATE DATABASE {}", quote_ident(into)))
@@ -122,19 +116,25 @@ pub async fn restore(
         "pg_restore",
         server_num.parse::<u32>().unwrap_or(0) / 10_000,
     )?;
+    let db = postgres::connect(&target.with_database(into)).await?;
+    if exists {
+        let n = table_names(db.client()).await?.len();
+        if n > 0 && !force {
+            bail!("database {into} holds {n} tables: restore into another one with --into, or use --force to replace them");
+        }
+    }
     // Extensions the destination already has (pg_stat_statements from template1, say) are
     // left as they are: dropping, recreating or commenting on one needs its owner or a
     // superuser, which the restoring role usually is not, and --exit-on-error stops there.
-    let existing: Vec<String> = {
-        let db = postgres::connect(&with_database(target, into)).await?;
-        db.client()
-            .query("SELECT extname::text FROM pg_extension", &[])
-            .await
-            .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect()
-    };
+    let existing: Vec<String> = db
+        .client()
+        .query("SELECT extname::text FROM pg_extension", &[])
+        .await
+        .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    drop(db);
     let listing = Command::new(&pg_restore)
         .arg("--list")
         .arg(path)
@@ -177,19 +177,8 @@ pub async fn restore(
 
 /// Exact row counts of every table of the database (partitions counted in their parent).
 pub async fn count_tables(client: &Client) -> Result<BTreeMap<String, u64>> {
-    let rows = client
-        .query(
-            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
-               AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
-             ORDER BY 1, 2",
-            &[],
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?;
     let mut out = BTreeMap::new();
-    for r in rows {
-        let (schema, table): (String, String) = (r.get(0), r.get(1));
+    for (schema, table) in table_names(client).await? {
         let n: i64 = client
             .query_one(
                 &format!(
@@ -208,8 +197,23 @@ pub async fn count_tables(client: &Client) -> Result<BTreeMap<String, u64>> {
     Ok(out)
 }
 
+/// The user tables of the database (partitions are counted in their parent), schema first.
+async fn table_names(client: &Client) -> Result<Vec<(String, String)>> {
+    let rows = client
+        .query(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
 pub async fn count_rows(target: &Target, database: &str) -> Result<BTreeMap<String, u64>> {
-    let conn = postgres::connect(&with_database(target, database)).await?;
+    let conn = postgres::connect(&target.with_database(database)).await?;
     conn.client()
         .batch_execute("SET statement_timeout = 0")
         .await
@@ -218,7 +222,7 @@ pub async fn count_rows(target: &Target, database: &str) -> Result<BTreeMap<Stri
 }
 
 pub async fn drop_database(target: &Target, name: &str) -> Result<()> {
-    let admin = postgres::connect(&with_database(target, "postgres")).await?;
+    let admin = postgres::connect(&target.with_database("postgres")).await?;
     admin
         .client()
         .batch_execute(&format!(
@@ -228,12 +232,6 @@ pub async fn drop_database(target: &Target, name: &str) -> Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))
         .with_context(|| format!("dropping database {name}"))
-}
-
-fn with_database(target: &Target, database: &str) -> Target {
-    let mut t = target.clone();
-    t.connection.database = database.to_string();
-    t
 }
 
 /// Host, port, user and database on the command line (none of them secret); the password
