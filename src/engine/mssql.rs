@@ -244,7 +244,8 @@ impl MsConn {
         &self.target
     }
 
-    async fn run(&self, sql: &str) -> Result<()> {
+    /// Runs a batch and drains its results (for statements that only do things).
+    pub async fn batch(&self, sql: &str) -> Result<()> {
         let mut c = self.client.lock().await;
         c.simple_query(sql)
             .await
@@ -272,12 +273,8 @@ impl MsConn {
         Ok(rows)
     }
 
-    /// Runs a batch and drains its results (for statements that only do things).
-    pub async fn batch(&self, sql: &str) -> Result<()> {
-        self.run(sql).await
-    }
-
-    pub async fn scalar_i64(&self, sql: &str) -> Result<Option<i64>> {
+    /// The first row of a batch's first result set.
+    async fn first_row(&self, sql: &str) -> Result<Option<tiberius::Row>> {
         let mut c = self.client.lock().await;
         let row = c
             .simple_query(sql)
@@ -286,7 +283,11 @@ impl MsConn {
             .into_row()
             .await
             .map_err(ms_err)?;
-        Ok(row.and_then(|r| {
+        Ok(row)
+    }
+
+    pub async fn scalar_i64(&self, sql: &str) -> Result<Option<i64>> {
+        Ok(self.first_row(sql).await?.and_then(|r| {
             r.try_get::<i64, _>(0)
                 .ok()
                 .flatten()
@@ -307,15 +308,10 @@ impl MsConn {
     }
 
     pub async fn scalar_string(&self, sql: &str) -> Result<Option<String>> {
-        let mut c = self.client.lock().await;
-        let row = c
-            .simple_query(sql)
-            .await
-            .map_err(ms_err)?
-            .into_row()
-            .await
-            .map_err(ms_err)?;
-        Ok(row.and_then(|r| r.try_get::<&str, _>(0).ok().flatten().map(str::to_string)))
+        Ok(self
+            .first_row(sql)
+            .await?
+            .and_then(|r| r.try_get::<&str, _>(0).ok().flatten().map(str::to_string)))
     }
 
     /// The logical files of a backup (`RESTORE FILELISTONLY`).
@@ -372,16 +368,9 @@ impl MsConn {
     }
 
     pub async fn server_version(&self) -> Result<String> {
-        let mut c = self.client.lock().await;
-        let row = c
-            .simple_query("SELECT CAST(SERVERPROPERTY('ProductVersion') AS NVARCHAR(128))")
-            .await
-            .map_err(ms_err)?
-            .into_row()
-            .await
-            .map_err(ms_err)?;
-        Ok(row
-            .and_then(|r| r.get::<&str, _>(0).map(str::to_string))
+        Ok(self
+            .scalar_string("SELECT CAST(SERVERPROPERTY('ProductVersion') AS NVARCHAR(128))")
+            .await?
             .unwrap_or_default())
     }
 
@@ -389,16 +378,9 @@ impl MsConn {
     // Schema history
 
     pub async fn lock_schema(&self) -> Result<bool> {
+        // sp_getapplock's return code: >= 0 granted, < 0 refused or timed out.
         let code = |sql: String| async move {
-            let mut c = self.client.lock().await;
-            let row = c
-                .simple_query(sql)
-                .await
-                .map_err(ms_err)?
-                .into_row()
-                .await
-                .map_err(ms_err)?;
-            Ok::<i32, anyhow::Error>(row.and_then(|r| r.get::<i32, _>(0)).unwrap_or(-999))
+            Ok::<i64, anyhow::Error>(self.scalar_i64(&sql).await?.unwrap_or(-999))
         };
         if code(applock_sql(0)).await? >= 0 {
             return Ok(false);
@@ -411,14 +393,14 @@ impl MsConn {
     }
 
     pub async fn unlock_schema(&self) -> Result<()> {
-        self.run(&format!(
+        self.batch(&format!(
             "EXEC sp_releaseapplock @Resource = N'{LOCK_RESOURCE}', @LockOwner = 'Session';"
         ))
         .await
     }
 
     pub async fn ensure_history(&self) -> Result<()> {
-        self.run(&history_ddl())
+        self.batch(&history_ddl())
             .await
             .context("creating the schema history table")
     }
@@ -453,10 +435,10 @@ impl MsConn {
     /// Runs the migration's batches in one transaction and records it.
     pub async fn apply_migration(&self, m: &Migration) -> Result<Duration> {
         let start = Instant::now();
-        self.run("SET XACT_ABORT ON; BEGIN TRAN;").await?;
+        self.batch("SET XACT_ABORT ON; BEGIN TRAN;").await?;
         let mut failure = None;
         for batch in split_go(&m.sql) {
-            if let Err(e) = self.run(&batch.sql).await {
+            if let Err(e) = self.batch(&batch.sql).await {
                 failure = Some((batch.line, e));
                 break;
             }
@@ -465,11 +447,11 @@ impl MsConn {
         match failure {
             None => {
                 self.record(m, elapsed, true).await?;
-                self.run("COMMIT TRAN;").await?;
+                self.batch("COMMIT TRAN;").await?;
                 Ok(elapsed)
             }
             Some((line, e)) => {
-                let _ = self.run("IF @@TRANCOUNT > 0 ROLLBACK TRAN;").await;
+                let _ = self.batch("IF @@TRANCOUNT > 0 ROLLBACK TRAN;").await;
                 let _ = self.record(m, elapsed, false).await;
                 let msg = format!("{e:#}");
                 let file_line = batch_line(line, &msg);
@@ -578,15 +560,15 @@ impl MsConn {
     }
 
     pub async fn begin(&self) -> Result<()> {
-        self.run("SET XACT_ABORT ON; BEGIN TRAN;").await
+        self.batch("SET XACT_ABORT ON; BEGIN TRAN;").await
     }
 
     pub async fn commit(&self) -> Result<()> {
-        self.run("COMMIT TRAN;").await.context("committing")
+        self.batch("COMMIT TRAN;").await.context("committing")
     }
 
     pub async fn rollback(&self) {
-        let _ = self.run("IF @@TRANCOUNT > 0 ROLLBACK TRAN;").await;
+        let _ = self.batch("IF @@TRANCOUNT > 0 ROLLBACK TRAN;").await;
     }
 
     pub async fn truncate(&self, tables: &[TableRef]) -> Result<()> {
@@ -600,7 +582,7 @@ impl MsConn {
                     TRUNCATE TABLE {q};",
                 q.replace('\'', "''")
             );
-            self.run(&sql)
+            self.batch(&sql)
                 .await
                 .with_context(|| format!("emptying {t} (--truncate)"))?;
         }
