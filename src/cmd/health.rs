@@ -242,15 +242,19 @@ fn validate_config(ctx: &Ctx, known: &[&str]) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The threshold of a check for a target: per-target setting, then global, then default.
-fn threshold(ctx: &Ctx, target: &Target, check: &str) -> Option<Threshold> {
+/// The threshold the configuration sets for a check: per target, else for every target.
+fn configured_threshold(ctx: &Ctx, target: &Target, check: &str) -> Option<Threshold> {
     let h = &ctx.config.health;
     h.targets
         .get(&target.name)
         .and_then(|m| m.get(check))
         .or_else(|| h.thresholds.get(check))
         .copied()
-        .or_else(|| default_threshold(check))
+}
+
+/// The threshold of a check for a target: the configured one, else the default.
+fn threshold(ctx: &Ctx, target: &Target, check: &str) -> Option<Threshold> {
+    configured_threshold(ctx, target, check).or_else(|| default_threshold(check))
 }
 
 async fn measure_target(
@@ -334,14 +338,8 @@ fn backup_age(ctx: &Ctx, target: &Target) -> Judged {
         return j;
     };
     let dir = ctx.config.resolve(&cfg.dir);
-    let th = ctx
-        .config
-        .health
-        .targets
-        .get(&target.name)
-        .and_then(|m| m.get("backup_age"))
-        .or_else(|| ctx.config.health.thresholds.get("backup_age"))
-        .copied()
+    // Between the configured thresholds and the defaults: the backup's own cadence.
+    let th = configured_threshold(ctx, target, "backup_age")
         .or_else(|| {
             cfg.max_age_hours.map(|h| Threshold {
                 warning: h as f64,
