@@ -27,7 +27,7 @@ pub async fn dump(target: &Target, out: &mut impl Write) -> Result<DumpInfo> {
         .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?
         .get(0);
     let major = num.parse::<u32>().unwrap_or(0) / 10_000;
-    let (pg_dump, tool) = tools::find_pg_tool("pg_dump", major)?;
+    let pg_dump = tools::find_pg_tool("pg_dump", major)?;
     client
         .batch_execute(
             "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL statement_timeout = 0",
@@ -46,8 +46,13 @@ pub async fn dump(target: &Target, out: &mut impl Write) -> Result<DumpInfo> {
     let stderr = tools::collect_stderr(&mut child);
     let stdout = child.stdout.take().context("pg_dump's output")?;
     // The rows are counted while pg_dump reads: both see the exported snapshot, so the
-    // counts are exactly the archive's, and the counting costs no extra wall time.
-    let (pumped, tables) = tokio::join!(tools::pump(stdout, out), count_tables(client));
+    // counts are exactly the archive's, and the counting costs no extra wall time. The
+    // tool's version line for the manifest is read meanwhile too.
+    let (pumped, tables, tool) = tokio::join!(
+        tools::pump(stdout, out),
+        count_tables(client),
+        tools::version_line(&pg_dump)
+    );
     if let Err(e) = pumped {
         // The file could not take the data (disk full…): stop pg_dump and say so.
         let _ = child.kill().await;
@@ -74,7 +79,7 @@ pub async fn dump(target: &Target, out: &mut impl Write) -> Result<DumpInfo> {
 /// data block is decompressed, so a damaged archive fails here rather than on the day of
 /// the restore.
 pub async fn verify(path: &Path) -> Result<()> {
-    let (pg_restore, _) = tools::find_pg_tool("pg_restore", 9)?;
+    let pg_restore = tools::find_pg_tool("pg_restore", 9)?;
     let mut cmd = Command::new(pg_restore);
     cmd.arg("--file=/dev/null").arg(path);
     let mut child = tools::spawn(&mut cmd, false)?;
@@ -112,7 +117,7 @@ pub async fn restore(
         .await
         .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?
         .get(0);
-    let (pg_restore, _) = tools::find_pg_tool(
+    let pg_restore = tools::find_pg_tool(
         "pg_restore",
         server_num.parse::<u32>().unwrap_or(0) / 10_000,
     )?;

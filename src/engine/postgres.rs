@@ -1,8 +1,8 @@
 //! PostgreSQL, through tokio-postgres: connecting, the schema history, and COPY loads.
 //!
 //! Quirks handled here and only here:
-//! - libpq's `sslmode=require` encrypts without verifying the certificate; native-tls is
-//!   told the same, so `require` behaves as a DBA expects from psql.
+//! - libpq's `sslmode=require` encrypts without verifying the certificate; the rustls
+//!   client is told the same (see [`tls`]), so `require` behaves as a DBA expects from psql.
 //! - tokio-postgres prints a server error as just "db error": [`describe`] spells out the
 //!   message, detail, hint and context so that users see what psql would show.
 //! - The session gets `statement_timeout` for inspection queries; migrations and COPY lift it
@@ -24,6 +24,92 @@ use crate::load::LineMap;
 /// The advisory lock key of `schema apply`: two concurrent runs on one database take turns.
 const SCHEMA_LOCK_KEY: i64 = 0x6d61_6972_6965_0001; // "mairie" + 1
 const HISTORY_TABLE: &str = "public.mairie_dba_schema_history";
+
+/// TLS for `sslmode=prefer|require`, as libpq does it: the session is encrypted, the
+/// server's certificate chain is not checked against a CA (libpq only does that with
+/// `verify-ca`/`verify-full`), but the handshake's signatures are, so the server must hold
+/// the key of the certificate it shows.
+///
+/// rustls rather than OpenSSL: OpenSSL's connector reads the whole system CA bundle each
+/// time one is built (about 40 ms here, on every command), for a check that these modes
+/// never make.
+mod tls {
+    use std::sync::{Arc, OnceLock};
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+    use tokio_postgres_rustls::MakeRustlsConnect;
+
+    #[derive(Debug)]
+    struct EncryptOnly(Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for EncryptOnly {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    /// One client configuration for the whole process.
+    pub fn connector() -> anyhow::Result<MakeRustlsConnect> {
+        static CONFIG: OnceLock<Result<rustls::ClientConfig, String>> = OnceLock::new();
+        let config = CONFIG.get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .map(|b| {
+                    b.dangerous()
+                        .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+                        .with_no_client_auth()
+                })
+                .map_err(|e| e.to_string())
+        });
+        match config {
+            Ok(c) => Ok(MakeRustlsConnect::new(c.clone())),
+            Err(e) => Err(anyhow::anyhow!("setting up TLS: {e}")),
+        }
+    }
+}
 
 pub struct PgConn {
     client: Client,
@@ -68,12 +154,7 @@ pub async fn connect(target: &Target) -> Result<PgConn> {
         tokio::spawn(conn);
         client
     } else {
-        let tls = native_tls::TlsConnector::builder()
-            .danger_accept_invalid_certs(true)
-            .danger_accept_invalid_hostnames(true)
-            .build()
-            .context("setting up TLS")?;
-        let fut = cfg.connect(postgres_native_tls::MakeTlsConnector::new(tls));
+        let fut = cfg.connect(tls::connector()?);
         let (client, conn) = tokio::time::timeout(c.connect_timeout, fut)
             .await
             .map_err(|_| anyhow!("timed out after {} s", c.connect_timeout.as_secs()))

@@ -19,8 +19,11 @@ use tokio::process::{Child, Command};
 const STDERR_KEEP: usize = 8 * 1024;
 
 /// The newest `name` whose major version is at least `min_major`: from PostgreSQL's
-/// versioned directories (`/usr/lib/postgresql/<major>/bin`) first, then PATH.
-pub fn find_pg_tool(name: &str, min_major: u32) -> Result<(PathBuf, String)> {
+/// versioned directories (`/usr/lib/postgresql/<major>/bin`) first, then PATH. Only a PATH
+/// entry is run (`--version`) to learn its major; Debian's `pg_wrapper` on PATH is skipped,
+/// as it only dispatches to the versioned directories already listed (and costs a Perl
+/// start-up per call).
+pub fn find_pg_tool(name: &str, min_major: u32) -> Result<PathBuf> {
     let mut candidates: Vec<(u32, PathBuf)> = Vec::new();
     if let Ok(rd) = std::fs::read_dir("/usr/lib/postgresql") {
         for e in rd.flatten() {
@@ -32,25 +35,42 @@ pub fn find_pg_tool(name: &str, min_major: u32) -> Result<(PathBuf, String)> {
         }
     }
     if let Some(p) = which(name) {
-        if let Ok(v) = tool_version(&p) {
-            if let Some(m) = pg_major(&v) {
+        let real = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
+        let known = candidates
+            .iter()
+            .any(|(_, c)| std::fs::canonicalize(c).is_ok_and(|c| c == real));
+        if !known && real.file_name().is_none_or(|n| n != "pg_wrapper") {
+            if let Some(m) = tool_version(&p).ok().and_then(|v| pg_major(&v)) {
                 candidates.push((m, p));
             }
         }
     }
     candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
-    let Some((major, path)) = candidates.iter().find(|(m, _)| *m >= min_major).cloned() else {
-        let found: Vec<String> = candidates
-            .iter()
-            .map(|(m, p)| format!("{} ({m})", p.display()))
-            .collect();
-        bail!(
-            "no {name} of version {min_major} or newer (found: {}); install postgresql-client-{min_major}",
-            if found.is_empty() { "none".to_string() } else { found.join(", ") }
-        );
-    };
-    let version = tool_version(&path).unwrap_or_else(|_| format!("{name} (PostgreSQL) {major}"));
-    Ok((path, version))
+    match candidates.iter().find(|(m, _)| *m >= min_major) {
+        Some((_, path)) => Ok(path.clone()),
+        None => {
+            let found: Vec<String> = candidates
+                .iter()
+                .map(|(m, p)| format!("{} ({m})", p.display()))
+                .collect();
+            bail!(
+                "no {name} of version {min_major} or newer (found: {}); install postgresql-client-{min_major}",
+                if found.is_empty() { "none".to_string() } else { found.join(", ") }
+            )
+        }
+    }
+}
+
+/// A tool's `--version` line, for the manifest (run while the tool itself works).
+pub async fn version_line(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match Command::new(path).arg("--version").output().await {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        _ => name,
+    }
 }
 
 /// The first of `names` on PATH, with its version line.
