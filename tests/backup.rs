@@ -1123,3 +1123,127 @@ fn restoring_over_a_database_that_holds_tables_needs_force(engine: Engine) {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL: a table too big for pg_restore's jobs to balance is loaded over several
+// connections.
+
+/// A fingerprint of a whole table, in primary-key order.
+fn pg_table_md5(db: &str, table: &str) -> String {
+    pg_query(
+        db,
+        &format!("SELECT md5(string_agg(t::text, '|' ORDER BY t.id)) FROM {table} t"),
+    )[0][0]
+        .clone()
+        .expect("a fingerprint")
+}
+
+#[test]
+fn postgres_parallel_restore_splits_a_big_table_and_restores_the_same_data() {
+    let engine = Engine::Postgres;
+    let env = loaded(engine);
+    let db = env.db().name().to_string();
+    // 150 000 rows (over the 100 000 from which a table is split) with what COPY escapes:
+    // tabs, newlines, backslashes, NULLs and non-ASCII text; an identity column, a unique
+    // index and a foreign key, which come back in the post-data section.
+    env.db().query(
+        "CREATE TABLE public.journal (
+             id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+             citoyen_id integer REFERENCES metier.citoyens (id),
+             texte text,
+             montant numeric(12, 2));
+         INSERT INTO public.journal (citoyen_id, texte, montant)
+         SELECT 1 + g % 300,
+                CASE g % 5 WHEN 0 THEN NULL
+                           WHEN 1 THEN E'tab\\there ' || g
+                           WHEN 2 THEN E'ligne\\nsuivante ' || g
+                           WHEN 3 THEN E'anti\\\\slash ' || g
+                           ELSE 'Élodie Müller ' || g END,
+                g / 7.0
+         FROM generate_series(1, 150000) g;
+         CREATE UNIQUE INDEX journal_texte_id ON public.journal (texte, id);",
+    );
+    let before = pg_table_md5(&db, "public.journal");
+    let counts = table_counts(engine, &db);
+    take_backup(&env);
+
+    let into = format!("{db}_j");
+    let _drop = DropDb::new(engine, &into);
+    let out = env.run(&[
+        "--format",
+        "json",
+        "restore",
+        "--latest",
+        "--into",
+        &into,
+        "--jobs",
+        "2",
+        "--compare",
+    ]);
+    out.success();
+    let j = out.json();
+    let r = &j["restores"][0];
+    assert_eq!(r["status"], "success", "{}", out.stdout);
+    assert_eq!(
+        r["parallel_tables"],
+        json!(["public.journal"]),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(r["differences"], json!([]), "{}", out.stdout);
+    assert_eq!(
+        table_counts(engine, &into),
+        counts,
+        "row counts after restore"
+    );
+    assert_eq!(
+        pg_table_md5(&into, "public.journal"),
+        before,
+        "public.journal"
+    );
+    for t in FINGERPRINTED {
+        assert!(
+            content(engine, &into, t) == content(engine, &db, t),
+            "{t}: content differs after restore"
+        );
+    }
+    // The post-data section ran after the data: keys, indexes and the foreign key are there,
+    // and the identity goes on after the last restored id.
+    let constraints = pg_query(
+        &into,
+        "SELECT string_agg(conname || ':' || contype::text, ',' ORDER BY conname) FROM pg_constraint
+         WHERE conrelid = 'public.journal'::regclass",
+    );
+    assert_eq!(
+        constraints[0][0].as_deref(),
+        Some("journal_citoyen_id_fkey:f,journal_pkey:p"),
+        "constraints of public.journal"
+    );
+    let index = pg_query(
+        &into,
+        "SELECT count(*) FROM pg_indexes WHERE indexname = 'journal_texte_id'",
+    );
+    assert_eq!(index[0][0].as_deref(), Some("1"));
+    let next = pg_query(
+        &into,
+        "INSERT INTO public.journal (citoyen_id) VALUES (1) RETURNING id",
+    );
+    assert_eq!(
+        next[0][0].as_deref(),
+        Some("150001"),
+        "identity after restore"
+    );
+
+    // One job: a single pg_restore, nothing split.
+    let into1 = format!("{db}_1");
+    let _drop1 = DropDb::new(engine, &into1);
+    let out = env.run(&["--format", "json", "restore", "--latest", "--into", &into1]);
+    out.success();
+    assert_eq!(
+        out.json()["restores"][0]["parallel_tables"],
+        json!([]),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(pg_table_md5(&into1, "public.journal"), before);
+}

@@ -89,19 +89,26 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
                 .clone()
                 .map(PathBuf::from)
                 .unwrap_or_else(|| e.path.clone());
-            engine::restore(target, &source, &into, args.force, args.jobs).await?;
+            let split =
+                engine::restore(target, &source, &into, args.force, args.jobs, &m.tables).await?;
+            for t in &split {
+                ctx.log.debug(format!(
+                    "{}: {t} loaded over {} connections",
+                    target.name, args.jobs
+                ));
+            }
             // Counting every table of a large database is slow: only on request (the drill
             // always does it).
             if args.compare {
                 let counts = engine::count_rows(target, &into).await?;
-                return Ok::<_, anyhow::Error>(compare(&m.tables, &counts));
+                return Ok::<_, anyhow::Error>((compare(&m.tables, &counts), split));
             }
-            Ok(Vec::new())
+            Ok((Vec::new(), split))
         }
         .await;
         let secs = start.elapsed().as_secs_f64();
         match res {
-            Ok(diff) => {
+            Ok((diff, split)) => {
                 for d in &diff {
                     ctx.log.warn(format!("{}: {d}", target.name));
                 }
@@ -113,7 +120,8 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
                     "restored".into(),
                 ]);
                 items.push(json!({"target": target.name, "file": e.file_name(), "into": into,
-                    "seconds": (secs * 1000.0).round() / 1000.0, "status": "success", "differences": diff}));
+                    "seconds": (secs * 1000.0).round() / 1000.0, "status": "success", "differences": diff,
+                    "parallel_tables": split}));
             }
             Err(err) => {
                 status = Status::Failed;
@@ -179,9 +187,10 @@ async fn drill(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
                 .clone()
                 .map(PathBuf::from)
                 .unwrap_or_else(|| e.path.clone());
-            let restored = engine::restore(p.target, &source, &scratch, false, args.jobs).await;
+            let restored =
+                engine::restore(p.target, &source, &scratch, false, args.jobs, &m.tables).await;
             let counted = match restored {
-                Ok(()) => engine::count_rows(p.target, &scratch).await,
+                Ok(_) => engine::count_rows(p.target, &scratch).await,
                 Err(err) => Err(err),
             };
             // The scratch database goes whatever happened.

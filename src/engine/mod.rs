@@ -12,6 +12,7 @@ pub mod mssql;
 pub mod my_backup;
 pub mod mysql;
 pub mod pg_backup;
+pub mod pg_split;
 pub mod postgres;
 pub mod script;
 pub mod tools;
@@ -77,20 +78,25 @@ pub async fn dump(target: &Target, out: &mut impl std::io::Write) -> Result<Dump
 }
 
 /// Restores a backup into database `into` of the target's server; `location` is the file:
-/// local for PostgreSQL and MySQL, on the server for SQL Server.
+/// local for PostgreSQL and MySQL, on the server for SQL Server. `rows` is the manifest's
+/// count per table. Returns the tables loaded over several connections (PostgreSQL with
+/// `jobs` > 1, see [`pg_split`]).
 pub async fn restore(
     target: &Target,
     location: &std::path::Path,
     into: &str,
     force: bool,
     jobs: u32,
-) -> Result<()> {
+    rows: &std::collections::BTreeMap<String, u64>,
+) -> Result<Vec<String>> {
     match target.engine {
-        EngineKind::Postgres => pg_backup::restore(target, location, into, force, jobs).await,
-        EngineKind::Mysql => my_backup::restore(target, location, into, force).await,
-        EngineKind::Mssql => {
-            ms_backup::restore(target, &location.to_string_lossy(), into, force).await
-        }
+        EngineKind::Postgres => pg_backup::restore(target, location, into, force, jobs, rows).await,
+        EngineKind::Mysql => my_backup::restore(target, location, into, force)
+            .await
+            .map(|()| Vec::new()),
+        EngineKind::Mssql => ms_backup::restore(target, &location.to_string_lossy(), into, force)
+            .await
+            .map(|()| Vec::new()),
     }
 }
 

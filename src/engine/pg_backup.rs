@@ -11,8 +11,8 @@ use tokio_postgres::Client;
 
 use crate::config::{SslMode, Target};
 use crate::engine::postgres::{self, quote_ident};
-use crate::engine::tools;
 use crate::engine::DumpInfo;
+use crate::engine::{pg_split, tools};
 
 /// Dumps the target's database into `out`. The rows of every table are counted in a
 /// repeatable-read transaction whose snapshot pg_dump then uses (`--snapshot`), so the
@@ -88,72 +88,91 @@ pub async fn verify(path: &Path) -> Result<()> {
 }
 
 /// Restores an archive into `into` (created when absent). A database that already holds
-/// tables is refused unless `force`, which then drops its objects first.
+/// tables is refused unless `force`, which then drops its objects first. With `jobs` > 1,
+/// the tables too big for pg_restore's own jobs to balance (by the manifest's `rows`) are
+/// loaded over several connections ([`pg_split`]); their names are returned.
 pub async fn restore(
     target: &Target,
     path: &Path,
     into: &str,
     force: bool,
     jobs: u32,
-) -> Result<()> {
-    let admin = postgres::connect(&target.with_database("postgres")).await?;
-    let exists = admin
-        .client()
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&into])
-        .await
-        .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?
-        .is_some();
-    if !exists {
-        admin
+    rows: &BTreeMap<String, u64>,
+) -> Result<Vec<String>> {
+    // The archive is listed while the server is asked about the destination. Any
+    // pg_restore reads an archive of its own version or older; the newest one installed is
+    // also the one chosen below for the restore (which fails if it is older than the server).
+    let lister = tools::find_pg_tool("pg_restore", 0)?;
+    let listing = Command::new(&lister).arg("--list").arg(path).output();
+    let destination = async {
+        let admin = postgres::connect(&target.with_database("postgres")).await?;
+        let exists = admin
             .client()
-            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(into)))
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&into])
             .await
-            .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))
-            .with_context(|| format!("creating database {into}"))?;
-    }
-    let server_num: String = admin
-        .client()
-        .query_one("SHOW server_version_num", &[])
-        .await
-        .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?
-        .get(0);
+            .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?
+            .is_some();
+        if !exists {
+            admin
+                .client()
+                .batch_execute(&format!("CREATE DATABASE {}", quote_ident(into)))
+                .await
+                .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))
+                .with_context(|| format!("creating database {into}"))?;
+        }
+        let server_num: String = admin
+            .client()
+            .query_one("SHOW server_version_num", &[])
+            .await
+            .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?
+            .get(0);
+        drop(admin);
+        let db = postgres::connect(&target.with_database(into)).await?;
+        if exists {
+            let n = table_names(db.client()).await?.len();
+            if n > 0 && !force {
+                bail!("database {into} holds {n} tables: restore into another one with --into, or use --force to replace them");
+            }
+        }
+        // Extensions the destination already has (pg_stat_statements from template1, say)
+        // are left as they are: dropping, recreating or commenting on one needs its owner
+        // or a superuser, which the restoring role usually is not, and --exit-on-error
+        // stops there.
+        let existing: Vec<String> = db
+            .client()
+            .query("SELECT extname::text FROM pg_extension", &[])
+            .await
+            .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok::<_, anyhow::Error>((exists, server_num, existing))
+    };
+    let (listing, destination) = tokio::join!(listing, destination);
+    let (exists, server_num, existing) = destination?;
     let pg_restore = tools::find_pg_tool(
         "pg_restore",
         server_num.parse::<u32>().unwrap_or(0) / 10_000,
     )?;
-    let db = postgres::connect(&target.with_database(into)).await?;
-    if exists {
-        let n = table_names(db.client()).await?.len();
-        if n > 0 && !force {
-            bail!("database {into} holds {n} tables: restore into another one with --into, or use --force to replace them");
-        }
-    }
-    // Extensions the destination already has (pg_stat_statements from template1, say) are
-    // left as they are: dropping, recreating or commenting on one needs its owner or a
-    // superuser, which the restoring role usually is not, and --exit-on-error stops there.
-    let existing: Vec<String> = db
-        .client()
-        .query("SELECT extname::text FROM pg_extension", &[])
-        .await
-        .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    drop(db);
-    let listing = Command::new(&pg_restore)
-        .arg("--list")
-        .arg(path)
-        .output()
-        .await
-        .context("starting pg_restore --list")?;
+    let listing = listing.context("starting pg_restore --list")?;
     if !listing.status.success() {
         bail!(
             "pg_restore --list: {}",
             String::from_utf8_lossy(&listing.stderr).trim()
         );
     }
+    let full = String::from_utf8_lossy(&listing.stdout);
+    let filtered = without_extensions(&full, &existing);
+    let clean = exists && force;
+    if !clean {
+        let list = filtered.as_deref().unwrap_or(&full);
+        let splits = pg_split::plan(list, rows, jobs);
+        if !splits.is_empty() {
+            return pg_split::restore(&pg_restore, target, path, into, list, &splits, jobs).await;
+        }
+    }
     let temp = tools::PrivateTemp::new()?;
-    let use_list = match without_extensions(&String::from_utf8_lossy(&listing.stdout), &existing) {
+    let use_list = match filtered {
         Some(list) => {
             let p = temp.dir.join("restore.list");
             std::fs::write(&p, list).with_context(|| format!("writing {}", p.display()))?;
@@ -167,7 +186,7 @@ pub async fn restore(
         "--no-password",
         &format!("--jobs={}", jobs.max(1)),
     ]);
-    if exists && force {
+    if clean {
         cmd.args(["--clean", "--if-exists"]);
     }
     if let Some(p) = &use_list {
@@ -177,7 +196,8 @@ pub async fn restore(
     cmd.arg(path);
     let mut child = tools::spawn(&mut cmd, false)?;
     let stderr = tools::collect_stderr(&mut child);
-    tools::finish(child, stderr, "pg_restore").await
+    tools::finish(child, stderr, "pg_restore").await?;
+    Ok(Vec::new())
 }
 
 /// Exact row counts of every table of the database (partitions counted in their parent).
@@ -241,7 +261,7 @@ pub async fn drop_database(target: &Target, name: &str) -> Result<()> {
 
 /// Host, port, user and database on the command line (none of them secret); the password
 /// and TLS mode in the child's environment.
-fn connection_args(cmd: &mut Command, target: &Target, database: &str) -> Result<()> {
+pub(crate) fn connection_args(cmd: &mut Command, target: &Target, database: &str) -> Result<()> {
     let c = &target.connection;
     cmd.args([
         "-h",
