@@ -7,6 +7,7 @@
 //! `ps` would show it.
 
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -184,7 +185,23 @@ pub fn spawn(cmd: &mut Command, stdin: bool) -> Result<Child> {
         .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
         .kill_on_drop(true);
     let program = cmd.as_std().get_program().to_string_lossy().into_owned();
-    cmd.spawn().with_context(|| format!("starting {program}"))
+    let child = cmd.spawn().with_context(|| format!("starting {program}"))?;
+    if let Some(out) = &child.stdout {
+        widen_pipe(out.as_raw_fd());
+    }
+    if let Some(input) = &child.stdin {
+        widen_pipe(input.as_raw_fd());
+    }
+    Ok(child)
+}
+
+/// Grows a pipe from the default 64 KiB to 1 MiB where the system allows it: a dump or a
+/// restore then stops less often to wait for the other side. Best effort.
+fn widen_pipe(fd: std::os::fd::RawFd) {
+    // SAFETY: fcntl on a file descriptor this process owns; a refusal changes nothing.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
+    }
 }
 
 /// Collects a tool's stderr in the background, keeping the end (where the error is).
