@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark: `mairie-dba backup` vs plain `pg_dump -Fc -f`, and `mairie-dba restore` vs plain
-# `pg_restore` (single job), plus `mairie-dba restore --jobs 2`, on a pgbench database of a
-# few hundred MB, in the same run, medians of RUNS runs and their ratios.
+# `pg_restore` (single job), plus `mairie-dba restore --jobs 2` and, for reference, plain
+# `pg_restore --jobs 2`, on a pgbench database of a few hundred MB, in the same run, medians
+# of RUNS runs and their ratios.
 #
-#   bench/backup.sh                   # RUNS=5 SCALE=20 (about 300 MB on disk)
+#   bench/backup.sh                   # RUNS=11 SCALE=20 (about 300 MB on disk)
 #   RUNS=3 SCALE=5 bench/backup.sh
 #
 # mairie-dba does more than the plain tools (row counts in the dump's snapshot, SHA-256,
@@ -11,7 +12,7 @@
 # costs. Needs the local servers of scripts/dev-services.sh and pgbench (postgresql-contrib).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-readonly ROOT=$PWD RUNS=${RUNS:-5} SCALE=${SCALE:-20}
+readonly ROOT=$PWD RUNS=${RUNS:-11} SCALE=${SCALE:-20}
 readonly WORK=${BENCH_WORK:-/tmp/mairie-dba-bench-backup}
 readonly BIN=${MAIRIE_DBA_BIN:-$ROOT/target/release/mairie-dba}
 readonly DB=bench_backup_src
@@ -23,7 +24,7 @@ now() { date +%s.%N; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 dropdb_q() { psql -qX -d postgres -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null; }
 cleanup() {
-    for d in $DB bench_restore_a bench_restore_b bench_restore_c; do dropdb_q "$d" || true; done
+    for d in $DB bench_restore_a bench_restore_b bench_restore_c bench_restore_d; do dropdb_q "$d" || true; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -62,7 +63,7 @@ backup:
 YML
 CFG=$WORK/config_global.yml
 
-declare -a t_mb t_pd t_mr t_pr t_mr2
+declare -a t_mb t_pd t_mr t_pr t_mr2 t_pr2
 for run in $(seq 1 "$RUNS"); do
     log "run $run/$RUNS"
     rm -f "$WORK"/backups/*_full_* "$WORK/plain.dump"
@@ -79,7 +80,11 @@ for run in $(seq 1 "$RUNS"); do
         fi
     done
     FILE=$(ls "$WORK"/backups/*_full_*.dump | head -1)
-    for who in m p m2; do
+    # The restores' order turns too, so that none always runs on a warmer server.
+    case $((run % 4)) in
+        1) rorder="m p m2 p2";; 2) rorder="p m p2 m2";; 3) rorder="m2 p2 m p";; *) rorder="p2 m2 p m";;
+    esac
+    for who in $rorder; do
         case $who in
             # Every side restores into an empty database created outside the timing.
             m) dropdb_q bench_restore_a; psql -qX -d postgres -c "CREATE DATABASE bench_restore_a" >/dev/null
@@ -91,14 +96,17 @@ for run in $(seq 1 "$RUNS"); do
             m2) dropdb_q bench_restore_c; psql -qX -d postgres -c "CREATE DATABASE bench_restore_c" >/dev/null
                s=$(now); "$BIN" -c "$CFG" -q --no-progress restore "$FILE" --into bench_restore_c --jobs 2 >/dev/null; e=$(now)
                t_mr2+=("$(awk "BEGIN {print $e - $s}")");;
+            p2) dropdb_q bench_restore_d; psql -qX -d postgres -c "CREATE DATABASE bench_restore_d" >/dev/null
+               s=$(now); "$PG_BIN/pg_restore" --exit-on-error --jobs 2 -d bench_restore_d "$WORK/plain.dump"; e=$(now)
+               t_pr2+=("$(awk "BEGIN {print $e - $s}")");;
         esac
     done
-    log "  backup ${t_mb[-1]}s vs pg_dump ${t_pd[-1]}s; restore ${t_mr[-1]}s vs pg_restore ${t_pr[-1]}s; restore --jobs 2 ${t_mr2[-1]}s"
+    log "  backup ${t_mb[-1]}s vs pg_dump ${t_pd[-1]}s; restore ${t_mr[-1]}s vs pg_restore ${t_pr[-1]}s; restore --jobs 2 ${t_mr2[-1]}s vs pg_restore --jobs 2 ${t_pr2[-1]}s"
 done
 
 m_mb=$(printf '%s\n' "${t_mb[@]}" | median); m_pd=$(printf '%s\n' "${t_pd[@]}" | median)
 m_mr=$(printf '%s\n' "${t_mr[@]}" | median); m_pr=$(printf '%s\n' "${t_pr[@]}" | median)
-m_mr2=$(printf '%s\n' "${t_mr2[@]}" | median)
+m_mr2=$(printf '%s\n' "${t_mr2[@]}" | median); m_pr2=$(printf '%s\n' "${t_pr2[@]}" | median)
 ratio() { awk "BEGIN {printf \"%.3f\", $1 / $2}"; }
 DUMP_SIZE=$(du -h "$(ls "$WORK"/backups/*_full_*.dump | head -1)" | cut -f1)
 
@@ -113,3 +121,4 @@ printf '%-34s %12s %12s %7s\n' case "mairie-dba s" "plain s" ratio
 printf '%-34s %12.2f %12.2f %7s\n' "backup vs pg_dump -Fc -f" "$m_mb" "$m_pd" "$(ratio "$m_mb" "$m_pd")"
 printf '%-34s %12.2f %12.2f %7s\n' "restore vs pg_restore" "$m_mr" "$m_pr" "$(ratio "$m_mr" "$m_pr")"
 printf '%-34s %12.2f %12.2f %7s\n' "restore --jobs 2 vs pg_restore" "$m_mr2" "$m_pr" "$(ratio "$m_mr2" "$m_pr")"
+printf '%-34s %12.2f %12.2f %7s\n' "(plain pg_restore --jobs 2)" "$m_pr2" "$m_pr" "$(ratio "$m_pr2" "$m_pr")"
