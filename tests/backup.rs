@@ -1234,6 +1234,25 @@ fn postgres_parallel_restore_splits_a_big_table_and_restores_the_same_data() {
         "identity after restore"
     );
 
+    // The rows a split table received are checked against the manifest: a manifest that
+    // promises one row more fails the restore, naming the table and both counts.
+    let backup = backup_files(&env)
+        .into_iter()
+        .find(|f| f.ends_with(".dump"))
+        .map(|f| backup_dir(&env).join(f))
+        .expect("the backup");
+    let mpath = manifest_path(&backup);
+    let mut m = read_json(&mpath);
+    m["tables"]["public.journal"] = json!(150_001);
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let into2 = format!("{db}_k");
+    let _drop2 = DropDb::new(engine, &into2);
+    let out = env.run(&["restore", "--latest", "--into", &into2, "--jobs", "2"]);
+    out.code(1)
+        .stderr_has("public.journal: 150000 rows restored, the manifest says 150001");
+    m["tables"]["public.journal"] = json!(150_000);
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+
     // One job: a single pg_restore, nothing split.
     let into1 = format!("{db}_1");
     let _drop1 = DropDb::new(engine, &into1);
