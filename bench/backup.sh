@@ -108,6 +108,12 @@ m_mb=$(printf '%s\n' "${t_mb[@]}" | median); m_pd=$(printf '%s\n' "${t_pd[@]}" |
 m_mr=$(printf '%s\n' "${t_mr[@]}" | median); m_pr=$(printf '%s\n' "${t_pr[@]}" | median)
 m_mr2=$(printf '%s\n' "${t_mr2[@]}" | median); m_pr2=$(printf '%s\n' "${t_pr2[@]}" | median)
 ratio() { awk "BEGIN {printf \"%.3f\", $1 / $2}"; }
+# Median of the per-run ratios a[i] / b[i]: less sensitive to the machine drifting during
+# the run than the ratio of the medians.
+paired() {
+    local -n a=$1 b=$2
+    for i in "${!a[@]}"; do awk "BEGIN {print ${a[$i]} / ${b[$i]}}"; done | median | xargs printf '%.3f'
+}
 DUMP_SIZE=$(du -h "$(ls "$WORK"/backups/*_full_*.dump | head -1)" | cut -f1)
 
 echo "== mairie-dba backup/restore benchmark =="
@@ -117,8 +123,8 @@ echo "postgres    $(psql -AtX -d postgres -c 'SHOW server_version')"
 echo "data        pgbench scale $SCALE: database $SIZE, dump $DUMP_SIZE"
 echo "runs        $RUNS"
 echo
-printf '%-34s %12s %12s %7s\n' case "mairie-dba s" "plain s" ratio
-printf '%-34s %12.2f %12.2f %7s\n' "backup vs pg_dump -Fc -f" "$m_mb" "$m_pd" "$(ratio "$m_mb" "$m_pd")"
-printf '%-34s %12.2f %12.2f %7s\n' "restore vs pg_restore" "$m_mr" "$m_pr" "$(ratio "$m_mr" "$m_pr")"
-printf '%-34s %12.2f %12.2f %7s\n' "restore --jobs 2 vs pg_restore" "$m_mr2" "$m_pr" "$(ratio "$m_mr2" "$m_pr")"
-printf '%-34s %12.2f %12.2f %7s\n' "(plain pg_restore --jobs 2)" "$m_pr2" "$m_pr" "$(ratio "$m_pr2" "$m_pr")"
+printf '%-34s %12s %12s %7s %7s\n' case "mairie-dba s" "plain s" ratio paired
+printf '%-34s %12.2f %12.2f %7s %7s\n' "backup vs pg_dump -Fc -f" "$m_mb" "$m_pd" "$(ratio "$m_mb" "$m_pd")" "$(paired t_mb t_pd)"
+printf '%-34s %12.2f %12.2f %7s %7s\n' "restore vs pg_restore" "$m_mr" "$m_pr" "$(ratio "$m_mr" "$m_pr")" "$(paired t_mr t_pr)"
+printf '%-34s %12.2f %12.2f %7s %7s\n' "restore --jobs 2 vs pg_restore" "$m_mr2" "$m_pr" "$(ratio "$m_mr2" "$m_pr")" "$(paired t_mr2 t_pr)"
+printf '%-34s %12.2f %12.2f %7s %7s\n' "(plain pg_restore --jobs 2)" "$m_pr2" "$m_pr" "$(ratio "$m_pr2" "$m_pr")" "$(paired t_pr2 t_pr)"
