@@ -111,6 +111,23 @@ mod tls {
     }
 }
 
+/// Connects with `tls`, the whole handshake (TCP, TLS, authentication) bounded by
+/// `timeout`, not only the TCP connect; the connection then runs in the background.
+async fn establish<T>(cfg: &Config, tls: T, timeout: Duration, where_: &str) -> Result<Client>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, conn) = tokio::time::timeout(timeout, cfg.connect(tls))
+        .await
+        .map_err(|_| anyhow!("timed out after {} s", timeout.as_secs()))
+        .with_context(|| where_.to_string())?
+        .map_err(|e| anyhow!(describe(&e)))
+        .with_context(|| where_.to_string())?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
 pub struct PgConn {
     client: Client,
     target: String,
@@ -142,27 +159,10 @@ pub async fn connect(target: &Target) -> Result<PgConn> {
         "connecting to target `{}` (postgres {}@{}:{}/{})",
         target.name, c.user, c.host, c.port, c.database
     );
-    // The whole handshake (TCP, TLS, authentication) is bounded, not only the TCP connect.
     let client = if c.sslmode == SslMode::Disable {
-        let fut = cfg.connect(NoTls);
-        let (client, conn) = tokio::time::timeout(c.connect_timeout, fut)
-            .await
-            .map_err(|_| anyhow!("timed out after {} s", c.connect_timeout.as_secs()))
-            .with_context(|| where_.clone())?
-            .map_err(|e| anyhow!(describe(&e)))
-            .with_context(|| where_.clone())?;
-        tokio::spawn(conn);
-        client
+        establish(&cfg, NoTls, c.connect_timeout, &where_).await?
     } else {
-        let fut = cfg.connect(tls::connector()?);
-        let (client, conn) = tokio::time::timeout(c.connect_timeout, fut)
-            .await
-            .map_err(|_| anyhow!("timed out after {} s", c.connect_timeout.as_secs()))
-            .with_context(|| where_.clone())?
-            .map_err(|e| anyhow!(describe(&e)))
-            .with_context(|| where_.clone())?;
-        tokio::spawn(conn);
-        client
+        establish(&cfg, tls::connector()?, c.connect_timeout, &where_).await?
     };
     Ok(PgConn {
         client,
