@@ -877,3 +877,55 @@ fn backup_age_follows_the_latest_backup(engine: Engine) {
     assert_eq!(c["unit"], "%");
     assert!(c["value"].as_f64().is_some(), "{c:#}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL TLS: `sslmode` as libpq reads it.
+
+/// A port whose "server" answers every SSLRequest with `N` (no TLS here) and then hangs up.
+fn plaintext_only_listener() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in l.incoming().take(4) {
+            let Ok(mut s) = stream else { continue };
+            let mut request = [0u8; 8];
+            if s.read_exact(&mut request).is_ok() && request == [0, 0, 0, 8, 4, 210, 22, 47] {
+                let _ = s.write_all(b"N");
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn postgres_sslmode_disable_prefer_and_require_connect_and_require_needs_tls() {
+    let env = Env::new(Engine::Postgres);
+    let db = env.db().name().to_string();
+    // The local server offers TLS: every mode connects.
+    for mode in ["disable", "prefer", "require"] {
+        env.write_pg_config(&db, &format!("  sslmode: {mode}\n"));
+        let r = health(&env, &["--check", "connectivity"]);
+        r.code(0);
+        assert_eq!(
+            check(&r.json(), "postgres", "connectivity")["status"],
+            "ok",
+            "sslmode {mode}: {}",
+            r.stdout
+        );
+    }
+    // A server without TLS: `require` refuses to go on in clear text, and says why.
+    let port = plaintext_only_listener();
+    env.write(
+        "config_postgres.yml",
+        format!(
+            "connection:\n  host: 127.0.0.1\n  port: {port}\n  database: {db}\n  user: mairie\n  password_env: MAIRIE_PG_PASSWORD\n  connect_timeout: 5\n  sslmode: require\n"
+        ),
+    );
+    let r = health(&env, &["--check", "connectivity"]);
+    r.code(2);
+    let c = check(&r.json(), "postgres", "connectivity").clone();
+    assert_eq!(c["status"], "critical", "{c:#}");
+    let msg = c["message"].as_str().unwrap_or_default().to_lowercase();
+    assert!(msg.contains("tls"), "{c:#}");
+}
