@@ -226,14 +226,16 @@ pub async fn count_tables(client: &Client) -> Result<BTreeMap<String, u64>> {
     Ok(out)
 }
 
-/// The user tables of the database (partitions are counted in their parent), schema first.
+/// The user tables of the database (partitions are counted in their parent), largest
+/// first: during a backup the longest count then runs while pg_dump is still reading the
+/// catalogs, before its COPYs keep the machine busy.
 async fn table_names(client: &Client) -> Result<Vec<(String, String)>> {
     let rows = client
         .query(
             "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
                AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
-             ORDER BY 1, 2",
+             ORDER BY c.relpages DESC, 1, 2",
             &[],
         )
         .await
