@@ -24,7 +24,7 @@ pub async fn dump(target: &Target, out: &mut impl Write) -> Result<DumpInfo> {
     let num: String = client
         .query_one("SHOW server_version_num", &[])
         .await
-        .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?
+        .map_err(postgres::db_err)?
         .get(0);
     let major = num.parse::<u32>().unwrap_or(0) / 10_000;
     let pg_dump = tools::find_pg_tool("pg_dump", major)?;
@@ -37,11 +37,11 @@ pub async fn dump(target: &Target, out: &mut impl Write) -> Result<DumpInfo> {
              SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL jit = off",
         )
         .await
-        .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?;
+        .map_err(postgres::db_err)?;
     let snapshot: String = client
         .query_one("SELECT pg_export_snapshot()", &[])
         .await
-        .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?
+        .map_err(postgres::db_err)?
         .get(0);
     let mut cmd = Command::new(&pg_dump);
     cmd.args(["--format=custom", "--no-password", "--snapshot", &snapshot]);
@@ -114,21 +114,21 @@ pub async fn restore(
             .client()
             .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&into])
             .await
-            .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?
+            .map_err(postgres::db_err)?
             .is_some();
         if !exists {
             admin
                 .client()
                 .batch_execute(&format!("CREATE DATABASE {}", quote_ident(into)))
                 .await
-                .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))
+                .map_err(postgres::db_err)
                 .with_context(|| format!("creating database {into}"))?;
         }
         let server_num: String = admin
             .client()
             .query_one("SHOW server_version_num", &[])
             .await
-            .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?
+            .map_err(postgres::db_err)?
             .get(0);
         drop(admin);
         let db = postgres::connect(&target.with_database(into)).await?;
@@ -146,7 +146,7 @@ pub async fn restore(
             .client()
             .query("SELECT extname::text FROM pg_extension", &[])
             .await
-            .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?
+            .map_err(postgres::db_err)?
             .iter()
             .map(|r| r.get(0))
             .collect();
@@ -184,24 +184,33 @@ pub async fn restore(
         }
         None => None,
     };
-    let mut cmd = Command::new(pg_restore);
-    cmd.args([
-        "--exit-on-error",
-        "--no-password",
-        &format!("--jobs={}", jobs.max(1)),
-    ]);
+    let mut args = vec![format!("--jobs={}", jobs.max(1))];
     if clean {
-        cmd.args(["--clean", "--if-exists"]);
+        args.extend(["--clean".to_string(), "--if-exists".to_string()]);
     }
     if let Some(p) = &use_list {
-        cmd.arg(format!("--use-list={}", p.display()));
+        args.push(format!("--use-list={}", p.display()));
     }
+    run_pg_restore(&pg_restore, target, into, path, &args).await?;
+    Ok(Vec::new())
+}
+
+/// One `pg_restore --exit-on-error` run of the archive at `path` into database `into`,
+/// with `args`; its stderr is the error when it fails.
+pub(crate) async fn run_pg_restore(
+    pg_restore: &Path,
+    target: &Target,
+    into: &str,
+    path: &Path,
+    args: &[String],
+) -> Result<()> {
+    let mut cmd = Command::new(pg_restore);
+    cmd.args(["--exit-on-error", "--no-password"]).args(args);
     connection_args(&mut cmd, target, into)?;
     cmd.arg(path);
     let mut child = tools::spawn(&mut cmd, false)?;
     let stderr = tools::collect_stderr(&mut child);
-    tools::finish(child, stderr, "pg_restore").await?;
-    Ok(Vec::new())
+    tools::finish(child, stderr, "pg_restore").await
 }
 
 /// Exact row counts of every table of the database (partitions counted in their parent).
@@ -218,7 +227,7 @@ pub async fn count_tables(client: &Client) -> Result<BTreeMap<String, u64>> {
                 &[],
             )
             .await
-            .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))
+            .map_err(postgres::db_err)
             .with_context(|| format!("counting {schema}.{table}"))?
             .get(0);
         out.insert(format!("{schema}.{table}"), n as u64);
@@ -239,7 +248,7 @@ async fn table_names(client: &Client) -> Result<Vec<(String, String)>> {
             &[],
         )
         .await
-        .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?;
+        .map_err(postgres::db_err)?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
@@ -248,7 +257,7 @@ pub async fn count_rows(target: &Target, database: &str) -> Result<BTreeMap<Stri
     conn.client()
         .batch_execute("SET statement_timeout = 0")
         .await
-        .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))?;
+        .map_err(postgres::db_err)?;
     count_tables(conn.client()).await
 }
 
@@ -261,13 +270,13 @@ pub async fn drop_database(target: &Target, name: &str) -> Result<()> {
             quote_ident(name)
         ))
         .await
-        .map_err(|e| anyhow::anyhow!(postgres::describe(&e)))
+        .map_err(postgres::db_err)
         .with_context(|| format!("dropping database {name}"))
 }
 
 /// Host, port, user and database on the command line (none of them secret); the password
 /// and TLS mode in the child's environment.
-pub(crate) fn connection_args(cmd: &mut Command, target: &Target, database: &str) -> Result<()> {
+fn connection_args(cmd: &mut Command, target: &Target, database: &str) -> Result<()> {
     let c = &target.connection;
     cmd.args([
         "-h",

@@ -30,6 +30,7 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, Mutex};
 
 use crate::config::Target;
+use crate::engine::pg_backup::run_pg_restore;
 use crate::engine::{postgres, tools};
 
 /// A table is split only from this many rows: below, a second COPY costs more than it saves.
@@ -138,7 +139,7 @@ pub async fn restore(
         }
         args
     };
-    run(
+    run_pg_restore(
         pg_restore,
         target,
         into,
@@ -147,7 +148,7 @@ pub async fn restore(
     )
     .await?;
     let data_args = section("data", &rest, true);
-    let others = run(pg_restore, target, into, path, &data_args);
+    let others = run_pg_restore(pg_restore, target, into, path, &data_args);
     let big = async {
         for (i, s) in splits.iter().enumerate() {
             let one = write(&format!("table{i}.list"), &format!("{}\n", s.entry))?;
@@ -158,7 +159,7 @@ pub async fn restore(
     let (others, big) = tokio::join!(others, big);
     big?;
     others?;
-    run(
+    run_pg_restore(
         pg_restore,
         target,
         into,
@@ -167,23 +168,6 @@ pub async fn restore(
     )
     .await?;
     Ok(splits.iter().map(|s| s.table.clone()).collect())
-}
-
-/// One pg_restore run into `into` with `args`.
-async fn run(
-    pg_restore: &Path,
-    target: &Target,
-    into: &str,
-    path: &Path,
-    args: &[String],
-) -> Result<()> {
-    let mut cmd = Command::new(pg_restore);
-    cmd.args(["--exit-on-error", "--no-password"]).args(args);
-    super::pg_backup::connection_args(&mut cmd, target, into)?;
-    cmd.arg(path);
-    let mut child = tools::spawn(&mut cmd, false)?;
-    let stderr = tools::collect_stderr(&mut child);
-    tools::finish(child, stderr, "pg_restore").await
 }
 
 /// Streams one table's data out of the archive and into `jobs` concurrent COPYs.
@@ -288,23 +272,18 @@ async fn copy_worker(
     client
         .batch_execute(setup)
         .await
-        .map_err(|e| anyhow!(postgres::describe(&e)))?;
+        .map_err(postgres::db_err)?;
     let sink = client
         .copy_in::<_, Bytes>(copy)
         .await
-        .map_err(|e| anyhow!(postgres::describe(&e)))?;
+        .map_err(postgres::db_err)?;
     futures_util::pin_mut!(sink);
     loop {
         let next = queue.lock().await.recv().await;
         let Some(block) = next else { break };
-        sink.send(block)
-            .await
-            .map_err(|e| anyhow!(postgres::describe(&e)))?;
+        sink.send(block).await.map_err(postgres::db_err)?;
     }
-    sink.as_mut()
-        .finish()
-        .await
-        .map_err(|e| anyhow!(postgres::describe(&e)))
+    sink.as_mut().finish().await.map_err(postgres::db_err)
 }
 
 #[cfg(test)]

@@ -188,7 +188,8 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-fn db_err(e: tokio_postgres::Error) -> anyhow::Error {
+/// A driver error as psql would print it ([`describe`]), for `map_err`.
+pub fn db_err(e: tokio_postgres::Error) -> anyhow::Error {
     anyhow!(describe(&e))
 }
 
