@@ -20,6 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -218,8 +219,11 @@ async fn load_table(
 
     let (tx, rx) = mpsc::channel::<Bytes>(2 * jobs as usize);
     let rx = Arc::new(Mutex::new(rx));
+    // Set once every row has been read: a connection commits its COPY only then, so a
+    // stream that breaks midway leaves no rows behind.
+    let complete = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..jobs.max(1))
-        .map(|_| copy_worker(target, into, &setup, &copy, rx.clone()))
+        .map(|_| copy_worker(target, into, &setup, &copy, rx.clone(), complete.clone()))
         .collect();
     drop(rx);
     let read = async {
@@ -241,14 +245,21 @@ async fn load_table(
         if !block.is_empty() {
             let _ = tx.send(block.freeze()).await;
         }
+        complete.store(true, Ordering::SeqCst);
         drop(tx);
         // The rest of the script (resetting settings) is not needed; let pg_restore finish.
         tokio::io::copy(&mut reader, &mut tokio::io::sink()).await?;
         Ok::<_, anyhow::Error>(())
     };
     let (read, loaded) = tokio::join!(read, futures_util::future::try_join_all(workers));
+    // A stream that broke is reported first: pg_restore's own error names the cause (it has
+    // ended: its output did), and the connections only say that they stopped.
+    if let Err(e) = read {
+        let tool = tools::finish(child, stderr, "pg_restore").await.err();
+        return Err(tool.unwrap_or(e).context(what));
+    }
+    // A connection that failed: pg_restore, stopped mid-write, is killed on drop.
     let loaded: u64 = loaded.with_context(|| what.clone())?.iter().sum();
-    read?;
     tools::finish(child, stderr, "pg_restore").await?;
     if loaded != split.rows {
         return Err(anyhow!(
@@ -266,6 +277,7 @@ async fn copy_worker(
     setup: &str,
     copy: &str,
     queue: Arc<Mutex<mpsc::Receiver<Bytes>>>,
+    complete: Arc<AtomicBool>,
 ) -> Result<u64> {
     let conn = postgres::connect(&target.with_database(into)).await?;
     let client = conn.client();
@@ -282,6 +294,10 @@ async fn copy_worker(
         let next = queue.lock().await.recv().await;
         let Some(block) = next else { break };
         sink.send(block).await.map_err(postgres::db_err)?;
+    }
+    if !complete.load(Ordering::SeqCst) {
+        // Dropping the sink without finish() aborts this COPY.
+        bail!("stopped before the end of the rows");
     }
     sink.as_mut().finish().await.map_err(postgres::db_err)
 }
