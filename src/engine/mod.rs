@@ -11,6 +11,7 @@ pub mod ms_backup;
 pub mod mssql;
 pub mod my_backup;
 pub mod mysql;
+pub mod pg_archive;
 pub mod pg_backup;
 pub mod pg_split;
 pub mod postgres;

@@ -1,4 +1,4 @@
-//! PostgreSQL backups: `pg_dump -Fc` in the snapshot where the rows were counted,
+//! PostgreSQL backups: `pg_dump -Fc` in the snapshot where the tables were listed,
 //! `pg_restore` (parallel with `--jobs`), and a full read of an archive to verify it.
 
 use std::collections::BTreeMap;
@@ -12,11 +12,17 @@ use tokio_postgres::Client;
 use crate::config::{SslMode, Target};
 use crate::engine::postgres::{self, quote_ident};
 use crate::engine::DumpInfo;
-use crate::engine::{pg_split, tools};
+use crate::engine::{pg_archive, pg_split, tools};
 
-/// Dumps the target's database into `out`. The rows of every table are counted in a
-/// repeatable-read transaction whose snapshot pg_dump then uses (`--snapshot`), so the
-/// manifest's counts are exactly what the archive holds.
+/// Dumps the target's database into `out`, with the exact rows of every table in the
+/// dump's snapshot.
+///
+/// A pg_dump whose archive layout [`pg_archive`] knows runs uncompressed (`--compress=0`):
+/// the [`pg_archive::Recompressor`] compresses its data blocks (zlib, as pg_dump would)
+/// and counts their COPY rows on the way, so the manifest's counts are read from the
+/// archive itself. A newer pg_dump compresses its own output, and the rows are counted by
+/// `count(*)` meanwhile. Either way the counting connection exports the snapshot pg_dump
+/// then uses (`--snapshot`), and lists the tables in it.
 pub async fn dump(target: &Target, out: &mut impl Write) -> Result<DumpInfo> {
     let conn = postgres::connect(target).await?;
     let client = conn.client();
@@ -27,10 +33,11 @@ pub async fn dump(target: &Target, out: &mut impl Write) -> Result<DumpInfo> {
         .map_err(postgres::db_err)?
         .get(0);
     let major = num.parse::<u32>().unwrap_or(0) / 10_000;
-    let pg_dump = tools::find_pg_tool("pg_dump", major)?;
-    // The counting shares the machine with pg_dump and the server's COPY: one process
-    // per count (no parallel workers, which triple its CPU time for a small gain in
-    // latency nobody waits for) and no JIT compilation.
+    let (dump_major, pg_dump) = tools::find_pg_tool_major("pg_dump", major)?;
+    let recompress = dump_major <= pg_archive::NEWEST_PG_DUMP;
+    // A count shares the machine with pg_dump and the server's COPY: one process per count
+    // (no parallel workers, which triple its CPU time for a small gain in latency nobody
+    // waits for) and no JIT compilation.
     client
         .batch_execute(
             "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL statement_timeout = 0;
@@ -45,38 +52,128 @@ pub async fn dump(target: &Target, out: &mut impl Write) -> Result<DumpInfo> {
         .get(0);
     let mut cmd = Command::new(&pg_dump);
     cmd.args(["--format=custom", "--no-password", "--snapshot", &snapshot]);
+    if recompress {
+        cmd.arg("--compress=0");
+    }
     connection_args(&mut cmd, target, &target.connection.database)?;
     let mut child = tools::spawn(&mut cmd, false)?;
     let stderr = tools::collect_stderr(&mut child);
     let stdout = child.stdout.take().context("pg_dump's output")?;
-    // The rows are counted while pg_dump reads: both see the exported snapshot, so the
-    // counts are exactly the archive's, and the counting costs no extra wall time. The
-    // tool's version line for the manifest is read meanwhile too.
-    let (pumped, tables, tool) = tokio::join!(
-        tools::pump(stdout, out),
-        count_tables(client),
-        tools::version_line(&pg_dump)
-    );
-    if let Err(e) = pumped {
-        // The file could not take the data (disk full…): stop pg_dump and say so.
-        let _ = child.kill().await;
-        return Err(e);
-    }
-    let tables = match tables {
-        Ok(t) => t,
-        Err(e) => {
-            let _ = child.kill().await;
-            return Err(e.context("counting the rows in the dump's snapshot"));
-        }
+    // The tables are listed (or counted) while pg_dump reads, in its snapshot; the tool's
+    // version line for the manifest is read meanwhile too.
+    let tables = if recompress {
+        let mut archive = pg_archive::Recompressor::new(&mut *out);
+        let (pumped, tables, tool) = tokio::join!(
+            tools::pump(stdout, &mut archive),
+            snapshot_tables(client),
+            tools::version_line(&pg_dump)
+        );
+        let tables = stop_on_error(&mut child, pumped, tables).await?;
+        tools::finish(child, stderr, "pg_dump").await?;
+        let summary = archive.finish().context("reading pg_dump's archive")?;
+        let counts = archive_counts(client, &tables, &summary).await?;
+        (counts, tool)
+    } else {
+        let (pumped, tables, tool) = tokio::join!(
+            tools::pump(stdout, out),
+            count_tables(client),
+            tools::version_line(&pg_dump)
+        );
+        let tables = stop_on_error(&mut child, pumped, tables).await?;
+        tools::finish(child, stderr, "pg_dump").await?;
+        (tables, tool)
     };
-    tools::finish(child, stderr, "pg_dump").await?;
     client.batch_execute("COMMIT").await.ok();
+    let (tables, tool) = tables;
     Ok(DumpInfo {
         tool,
         server_version,
         tables,
         format: "pg_dump custom".into(),
     })
+}
+
+/// Stops pg_dump when its output could not be taken (disk full…) or the tables could
+/// not be read, and says which.
+async fn stop_on_error<T>(
+    child: &mut tokio::process::Child,
+    pumped: Result<u64>,
+    tables: Result<T>,
+) -> Result<T> {
+    if let Err(e) = pumped {
+        let _ = child.kill().await;
+        return Err(e);
+    }
+    match tables {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            let _ = child.kill().await;
+            Err(e.context("reading the tables in the dump's snapshot"))
+        }
+    }
+}
+
+/// A table of the database and the tables whose rows its `count(*)` counts.
+#[derive(Debug)]
+struct SnapshotTable {
+    table: Table,
+    /// Oids of itself (unless partitioned) and of its descendants by inheritance or
+    /// partitioning, at any depth, that hold rows of their own (relkind `r`).
+    members: Vec<u32>,
+}
+
+/// The tables of [`table_names`] with their members, read in the current transaction.
+async fn snapshot_tables(client: &Client) -> Result<Vec<SnapshotTable>> {
+    let tables = table_names(client).await?;
+    let rows = client
+        .query(
+            "WITH RECURSIVE tree(anc, des) AS (
+                 SELECT inhparent, inhrelid FROM pg_inherits
+                 UNION
+                 SELECT t.anc, i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.des)
+             SELECT t.anc, t.des FROM tree t JOIN pg_class c ON c.oid = t.des WHERE c.relkind = 'r'",
+            &[],
+        )
+        .await
+        .map_err(postgres::db_err)?;
+    let mut descendants: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for r in rows {
+        descendants.entry(r.get(0)).or_default().push(r.get(1));
+    }
+    Ok(tables
+        .into_iter()
+        .map(|table| {
+            let mut members = descendants.remove(&table.oid).unwrap_or_default();
+            if !table.partitioned {
+                members.push(table.oid);
+            }
+            SnapshotTable { table, members }
+        })
+        .collect())
+}
+
+/// Rows per table as the archive holds them: the TABLE DATA rows of its members, which is
+/// what its `count(*)` says. A table with a member whose rows the archive does not hold
+/// (an extension's table, say) is counted with `count(*)` in the snapshot, still open.
+async fn archive_counts(
+    client: &Client,
+    tables: &[SnapshotTable],
+    archive: &pg_archive::Summary,
+) -> Result<BTreeMap<String, u64>> {
+    let mut out = BTreeMap::new();
+    for t in tables {
+        let held: Option<u64> = t
+            .members
+            .iter()
+            .map(|oid| archive.rows_by_oid.get(oid))
+            .sum();
+        let n = match held {
+            Some(n) => n,
+            None => count_one(client, &t.table).await?,
+        };
+        out.insert(t.table.key(), n);
+    }
+    Ok(out)
 }
 
 /// Reads the whole archive as a restore would (`pg_restore --file=/dev/null`): every
@@ -216,40 +313,70 @@ pub(crate) async fn run_pg_restore(
 /// Exact row counts of every table of the database (partitions counted in their parent).
 pub async fn count_tables(client: &Client) -> Result<BTreeMap<String, u64>> {
     let mut out = BTreeMap::new();
-    for (schema, table) in table_names(client).await? {
-        let n: i64 = client
-            .query_one(
-                &format!(
-                    "SELECT count(*) FROM {}.{}",
-                    quote_ident(&schema),
-                    quote_ident(&table)
-                ),
-                &[],
-            )
-            .await
-            .map_err(postgres::db_err)
-            .with_context(|| format!("counting {schema}.{table}"))?
-            .get(0);
-        out.insert(format!("{schema}.{table}"), n as u64);
+    for t in table_names(client).await? {
+        let n = count_one(client, &t).await?;
+        out.insert(t.key(), n);
     }
     Ok(out)
 }
 
+async fn count_one(client: &Client, t: &Table) -> Result<u64> {
+    let n: i64 = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {}.{}",
+                quote_ident(&t.schema),
+                quote_ident(&t.name)
+            ),
+            &[],
+        )
+        .await
+        .map_err(postgres::db_err)
+        .with_context(|| format!("counting {}", t.key()))?
+        .get(0);
+    Ok(n as u64)
+}
+
+/// A user table (or partitioned table) of the database.
+#[derive(Debug)]
+struct Table {
+    oid: u32,
+    schema: String,
+    name: String,
+    partitioned: bool,
+}
+
+impl Table {
+    /// Its name in manifests: `schema.table`.
+    fn key(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+}
+
 /// The user tables of the database (partitions are counted in their parent), largest
-/// first: during a backup the longest count then runs while pg_dump is still reading the
-/// catalogs, before its COPYs keep the machine busy.
-async fn table_names(client: &Client) -> Result<Vec<(String, String)>> {
+/// first: during a backup that counts them, the longest count then runs while pg_dump is
+/// still reading the catalogs, before its COPYs keep the machine busy.
+async fn table_names(client: &Client) -> Result<Vec<Table>> {
     let rows = client
         .query(
-            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            "SELECT c.oid, n.nspname, c.relname, c.relkind = 'p'
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
                AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
-             ORDER BY c.relpages DESC, 1, 2",
+             ORDER BY c.relpages DESC, 2, 3",
             &[],
         )
         .await
         .map_err(postgres::db_err)?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| Table {
+            oid: r.get(0),
+            schema: r.get(1),
+            name: r.get(2),
+            partitioned: r.get(3),
+        })
+        .collect())
 }
 
 pub async fn count_rows(target: &Target, database: &str) -> Result<BTreeMap<String, u64>> {

@@ -25,6 +25,11 @@ const STDERR_KEEP: usize = 8 * 1024;
 /// as it only dispatches to the versioned directories already listed (and costs a Perl
 /// start-up per call).
 pub fn find_pg_tool(name: &str, min_major: u32) -> Result<PathBuf> {
+    find_pg_tool_major(name, min_major).map(|(_, path)| path)
+}
+
+/// [`find_pg_tool`], with the major version of the tool found.
+pub fn find_pg_tool_major(name: &str, min_major: u32) -> Result<(u32, PathBuf)> {
     let mut candidates: Vec<(u32, PathBuf)> = Vec::new();
     if let Ok(rd) = std::fs::read_dir("/usr/lib/postgresql") {
         for e in rd.flatten() {
@@ -48,7 +53,7 @@ pub fn find_pg_tool(name: &str, min_major: u32) -> Result<PathBuf> {
     }
     candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
     match candidates.iter().find(|(m, _)| *m >= min_major) {
-        Some((_, path)) => Ok(path.clone()),
+        Some((major, path)) => Ok((*major, path.clone())),
         None => {
             let found: Vec<String> = candidates
                 .iter()
