@@ -1266,3 +1266,150 @@ fn postgres_parallel_restore_splits_a_big_table_and_restores_the_same_data() {
     );
     assert_eq!(pg_table_md5(&into1, "public.journal"), before);
 }
+
+/// The newest of PostgreSQL's own client tools installed (`pg_dump`, `pg_restore`).
+fn pg_tool(name: &str) -> PathBuf {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let major = e.file_name().to_string_lossy().parse().ok()?;
+                    let p = e.path().join("bin").join(name);
+                    p.is_file().then_some((major, p))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+        .pop()
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// An archive as SQL (`pg_restore --file=-`), without the lines that differ between any two
+/// dumps (`\restrict` and `\unrestrict` carry a random key).
+fn archive_sql(archive: &Path) -> String {
+    let out = std::process::Command::new(pg_tool("pg_restore"))
+        .arg("--file=-")
+        .arg(archive)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_restore {}: {}",
+        archive.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn postgres_archive_reads_as_pg_dumps_own_and_its_counts_cover_every_kind_of_table() {
+    let engine = Engine::Postgres;
+    let env = loaded(engine);
+    let db = env.db().name().to_string();
+    // Partitions (one level sub-partitioned), a partitioned table without partitions,
+    // inheritance, rows that look like COPY's end-of-data marker, an empty table, an
+    // unlogged table, a materialized view and large objects (one empty).
+    env.db().query(
+        r#"CREATE TABLE public.mesures (id int, jour date, valeur text) PARTITION BY RANGE (jour);
+           CREATE TABLE public.mesures_2025 PARTITION OF public.mesures
+               FOR VALUES FROM ('2025-01-01') TO ('2026-01-01') PARTITION BY LIST (id);
+           CREATE TABLE public.mesures_2025_tout PARTITION OF public.mesures_2025 DEFAULT;
+           CREATE TABLE public.mesures_2026 PARTITION OF public.mesures
+               FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+           INSERT INTO public.mesures
+               SELECT g, date '2025-06-01' + (g % 400), 'v' || g FROM generate_series(1, 1000) g;
+           CREATE TABLE public.sans_partition (id int) PARTITION BY LIST (id);
+           CREATE TABLE public.archives (id int, texte text);
+           CREATE TABLE public.archives_2024 () INHERITS (public.archives);
+           INSERT INTO public.archives VALUES (1, 'parent');
+           INSERT INTO public.archives_2024 VALUES (2, 'enfant'), (3, E'fin\\.');
+           CREATE TABLE public.pieges (id int, t text);
+           INSERT INTO public.pieges VALUES (1, E'\\.'), (2, E'a\nb'), (3, E'\\.\n\n'), (4, NULL),
+               (5, ''), (6, E'x\\');
+           CREATE TABLE public.vide (id int);
+           CREATE UNLOGGED TABLE public.brouillon AS SELECT g AS id FROM generate_series(1, 42) g;
+           CREATE MATERIALIZED VIEW public.resume AS SELECT count(*) AS n FROM public.pieges;
+           SELECT lo_from_bytea(0, '\x00010a5c2e0a'::bytea), lo_from_bytea(0, ''::bytea);"#,
+    );
+    let counts = table_counts(engine, &db);
+    let backup = take_backup(&env);
+
+    // The manifest's counts are every table's count(*), parents counting their
+    // descendants, partitions not listed on their own.
+    let m = read_json(&manifest_path(&backup));
+    let manifest: BTreeMap<String, u64> = serde_json::from_value(m["tables"].clone()).unwrap();
+    assert_eq!(manifest, counts, "manifest counts");
+    for (table, n) in [
+        ("public.mesures", 1000),
+        ("public.sans_partition", 0),
+        ("public.archives", 3),
+        ("public.archives_2024", 2),
+        ("public.pieges", 6),
+        ("public.vide", 0),
+        ("public.brouillon", 42),
+    ] {
+        assert_eq!(manifest.get(table), Some(&n), "{table} in the manifest");
+    }
+    assert!(!manifest.contains_key("public.mesures_2026"));
+
+    // pg_restore reads it as it reads pg_dump's own archive of the same database: the same
+    // SQL, data and large objects included.
+    let plain = env.path("plain.dump");
+    let c = pg_admin_dsn();
+    let value = |k: &str| {
+        c.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{k}=")).map(str::to_string))
+            .unwrap_or_default()
+    };
+    let out = std::process::Command::new(pg_tool("pg_dump"))
+        .args(["--format=custom", "--file"])
+        .arg(&plain)
+        .args([
+            "-h",
+            &value("host"),
+            "-p",
+            &value("port"),
+            "-U",
+            &value("user"),
+            &db,
+        ])
+        .env("PGPASSWORD", password())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ours = archive_sql(&backup);
+    assert!(ours.contains("COPY public.pieges"), "data in the archive");
+    assert!(ours.contains("lo_open"), "large objects in the archive");
+    assert!(
+        ours == archive_sql(&plain),
+        "the archive's SQL differs from pg_dump's own archive's"
+    );
+
+    // And it restores: every count, the large objects' bytes.
+    let into = format!("{db}_a");
+    let _drop = DropDb::new(engine, &into);
+    env.run(&["restore", "--latest", "--into", &into, "--compare"])
+        .success();
+    assert_eq!(table_counts(engine, &into), counts, "counts after restore");
+    let lo =
+        "SELECT string_agg(encode(lo_get(oid), 'hex'), ',' ORDER BY encode(lo_get(oid), 'hex'))
+              FROM pg_largeobject_metadata";
+    assert_eq!(pg_query(&into, lo), pg_query(&db, lo), "large objects");
+    assert_eq!(
+        pg_query(&into, lo)[0][0].as_deref(),
+        Some(",00010a5c2e0a"),
+        "both large objects, the empty one too"
+    );
+}
