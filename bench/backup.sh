@@ -7,8 +7,8 @@
 #   bench/backup.sh                   # RUNS=11 SCALE=20 (about 300 MB on disk)
 #   RUNS=3 SCALE=5 bench/backup.sh
 #
-# mairie-dba does more than the plain tools (row counts in the dump's snapshot, SHA-256,
-# fsync, manifest; re-hash before restore, row counts after): the ratios show what that
+# mairie-dba does more than the plain tools (row counts read from the archive, SHA-256,
+# fsync, manifest; re-hash and destination checks before restore): the ratios show what that
 # costs. Needs the local servers of scripts/dev-services.sh and pgbench (postgresql-contrib).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
