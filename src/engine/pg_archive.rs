@@ -208,13 +208,12 @@ impl<W: Write> Recompressor<W> {
             Ok(head) => {
                 let rest = self.head.split_off(head.end);
                 let mut out = std::mem::take(&mut self.head);
-                // Mark the archive compressed as pg_dump's default does: zlib (1.15 and
-                // later: algorithm 1, gzip; before: level -1, zlib's default).
+                // Mark the archive compressed as pg_dump's default does: zlib. From 1.15,
+                // the byte is the algorithm (1, gzip); before, it is the sign of an int, the
+                // level (-1, zlib's default).
                 let at = head.compression_at;
-                if head.layout.minor >= 15 {
-                    out[at] = 1;
-                } else {
-                    out[at] = 1;
+                out[at] = 1;
+                if head.layout.minor < 15 {
                     out[at + 1] = 1;
                     out[at + 2..at + 1 + head.layout.int_size].fill(0);
                 }
