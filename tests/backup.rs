@@ -1413,3 +1413,62 @@ fn postgres_archive_reads_as_pg_dumps_own_and_its_counts_cover_every_kind_of_tab
         "both large objects, the empty one too"
     );
 }
+
+#[test]
+fn postgres_a_pg_dump_newer_than_the_known_archive_layouts_compresses_itself_and_rows_are_counted()
+{
+    let engine = Engine::Postgres;
+    let mut env = loaded(engine);
+    let db = env.db().name().to_string();
+    env.db().query(
+        "CREATE TABLE public.mesures (id int, jour date) PARTITION BY RANGE (jour);
+         CREATE TABLE public.mesures_2025 PARTITION OF public.mesures
+             FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+         INSERT INTO public.mesures SELECT g, date '2025-01-01' + g % 300 FROM generate_series(1, 500) g;",
+    );
+    // A pg_dump on PATH that says it is version 99 (the real one underneath), and notes
+    // its arguments: the newest found, and one whose archive layout mairie-dba cannot know.
+    let bin = env.path("newer-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = env.path("pg_dump.args");
+    let script = bin.join("pg_dump");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'pg_dump (PostgreSQL) 99.0'; exit 0; fi\n\
+             echo \"$@\" > '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            pg_tool("pg_dump").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    env.set_env("PATH", &path);
+
+    let counts = table_counts(engine, &db);
+    let backup = take_backup(&env);
+    let args = std::fs::read_to_string(&log).expect("the newer pg_dump ran");
+    assert!(args.contains("--snapshot"), "{args}");
+    assert!(
+        !args.contains("--compress"),
+        "pg_dump compresses itself: {args}"
+    );
+    let m = read_json(&manifest_path(&backup));
+    assert_eq!(m["tool"], "pg_dump (PostgreSQL) 99.0");
+    let manifest: BTreeMap<String, u64> = serde_json::from_value(m["tables"].clone()).unwrap();
+    assert_eq!(
+        manifest, counts,
+        "counted with count(*) in the dump's snapshot"
+    );
+    assert_eq!(manifest.get("public.mesures"), Some(&500));
+    let into = format!("{db}_n");
+    let _drop = DropDb::new(engine, &into);
+    env.run(&["restore", "--latest", "--into", &into, "--compare"])
+        .success();
+    assert_eq!(table_counts(engine, &into), counts, "counts after restore");
+}
