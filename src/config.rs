@@ -302,6 +302,35 @@ pub struct BackupEntry {
     /// keeps the manifests).
     #[serde(default)]
     pub server_dir: Option<String>,
+    /// PostgreSQL: the zlib level of the archive, 1 to 9 (default 6, pg_dump's);
+    /// MySQL/MariaDB: the zstd level, 1 to 19 (default 3). Not for SQL Server.
+    #[serde(default)]
+    pub compression_level: Option<u32>,
+}
+
+impl BackupEntry {
+    /// Checks `compression_level` against the engine's compressor: the error names the key.
+    pub fn check_compression(&self, target: &str, engine: EngineKind) -> Result<(), String> {
+        let Some(level) = self.compression_level else {
+            return Ok(());
+        };
+        let (range, what) = match engine {
+            EngineKind::Postgres => (1..=9, "a zlib level for PostgreSQL archives (1 to 9)"),
+            EngineKind::Mysql => (1..=19, "a zstd level for MySQL/MariaDB dumps (1 to 19)"),
+            EngineKind::Mssql => {
+                return Err(format!(
+                    "backup.{target}.compression_level: SQL Server writes its backups itself; remove the key"
+                ))
+            }
+        };
+        if range.contains(&level) {
+            Ok(())
+        } else {
+            Err(format!(
+                "backup.{target}.compression_level: {level} is not {what}"
+            ))
+        }
+    }
 }
 
 fn default_retention_days() -> u32 {

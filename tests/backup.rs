@@ -29,6 +29,7 @@ per_engine!(
     the_password_is_on_no_command_line_during_a_dump,
     a_drill_restores_compares_and_drops_its_scratch_database,
     restoring_over_a_database_that_holds_tables_needs_force,
+    the_compression_level_trades_size_and_is_checked,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1471,4 +1472,47 @@ fn postgres_a_pg_dump_newer_than_the_known_archive_layouts_compresses_itself_and
     env.run(&["restore", "--latest", "--into", &into, "--compare"])
         .success();
     assert_eq!(table_counts(engine, &into), counts, "counts after restore");
+}
+
+fn the_compression_level_trades_size_and_is_checked(engine: Engine) {
+    let env = loaded(engine);
+    let db = env.db().name().to_string();
+    let with_level = |level: u32| {
+        env.write_global(&format!(
+            "backup:\n  {}:\n    dir: {}\n    keep_min: 10\n    compression_level: {level}\n",
+            engine.name(),
+            backup_dir(&env).display()
+        ));
+    };
+    let counts = table_counts(engine, &db);
+    with_level(1);
+    let fast = take_backup(&env);
+    next_second();
+    let top = if engine == Engine::Postgres { 9 } else { 19 };
+    with_level(top);
+    let small = take_backup(&env);
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    assert!(
+        size(&small) < size(&fast),
+        "level {top}: {} bytes, level 1: {} bytes",
+        size(&small),
+        size(&fast)
+    );
+    env.run(&["backup", "verify", "--all"]).success();
+    for (i, f) in [&fast, &small].into_iter().enumerate() {
+        let into = format!("{db}_z{i}");
+        let _drop = DropDb::new(engine, &into);
+        env.run(&["restore", f.to_str().unwrap(), "--into", &into])
+            .success();
+        assert_eq!(table_counts(engine, &into), counts, "{}", f.display());
+    }
+    // Out of range: a configuration error naming the key, before anything is written.
+    with_level(top + 1);
+    let before = backup_files(&env);
+    env.run(&["backup"]).code(2).stderr_has(&format!(
+        "backup.{}.compression_level: {}",
+        engine.name(),
+        top + 1
+    ));
+    assert_eq!(backup_files(&env), before, "nothing written");
 }

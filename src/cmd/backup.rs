@@ -49,6 +49,10 @@ pub struct Place<'a> {
 pub fn places(ctx: &Ctx) -> Result<Vec<Place<'_>>> {
     let mut out = Vec::new();
     for t in &ctx.targets {
+        if let Some(cfg) = ctx.config.backup.get(&t.name) {
+            cfg.check_compression(&t.name, t.engine)
+                .map_err(|e| ConfigError::new(format!("{}: {e}", ctx.config.path.display())))?;
+        }
         match ctx.config.backup.get(&t.name) {
             Some(cfg) if cfg.enabled || !ctx.global.targets.is_empty() => out.push(Place {
                 target: t,
@@ -194,7 +198,7 @@ async fn backup_target(
         .debug(format!("{}: writing {}", target.name, partial.display()));
     let res = match target.engine {
         EngineKind::Mssql => server_backup(p, &name).await,
-        _ => write_backup(target, &partial, &path)
+        _ => write_backup(target, p.cfg.compression_level, &partial, &path)
             .await
             .map(|(info, sha, size)| (info, sha, size, None)),
     };
@@ -263,12 +267,13 @@ async fn backup_target(
 /// Dumps into `partial`, then makes it durable and gives it its final name.
 async fn write_backup(
     target: &Target,
+    level: Option<u32>,
     partial: &Path,
     path: &Path,
 ) -> Result<(engine::DumpInfo, String, u64)> {
     let file = backup::create_private(partial)?;
     let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
-    let info = engine::dump(target, &mut w).await?;
+    let info = engine::dump(target, level, &mut w).await?;
     let (buf, sha, size) = w.finish();
     let file = buf
         .into_inner()

@@ -66,12 +66,17 @@ pub fn backup_extension(engine: EngineKind) -> &'static str {
     }
 }
 
-/// Dumps a target's database into `out` (hashed and written by the caller). SQL Server
-/// writes its backups on its own disk: see [`ms_backup::backup`].
-pub async fn dump(target: &Target, out: &mut impl std::io::Write) -> Result<DumpInfo> {
+/// Dumps a target's database into `out` (hashed and written by the caller), compressed at
+/// `level` (the engine's default when None). SQL Server writes its backups on its own disk:
+/// see [`ms_backup::backup`].
+pub async fn dump(
+    target: &Target,
+    level: Option<u32>,
+    out: &mut impl std::io::Write,
+) -> Result<DumpInfo> {
     match target.engine {
-        EngineKind::Postgres => pg_backup::dump(target, out).await,
-        EngineKind::Mysql => my_backup::dump(target, out).await,
+        EngineKind::Postgres => pg_backup::dump(target, level, out).await,
+        EngineKind::Mysql => my_backup::dump(target, level, out).await,
         EngineKind::Mssql => {
             anyhow::bail!("SQL Server backups are written by the server, not streamed")
         }

@@ -43,7 +43,7 @@ fn has_trailer(tail: &[u8]) -> bool {
     tail.windows(TRAILER.len()).any(|w| w == TRAILER)
 }
 
-pub async fn dump(target: &Target, out: &mut impl Write) -> Result<DumpInfo> {
+pub async fn dump(target: &Target, level: Option<u32>, out: &mut impl Write) -> Result<DumpInfo> {
     let conn = mysql::connect(target).await?;
     let server_version = conn.server_version().await?;
     // Counted in a consistent snapshot just before the dump takes its own.
@@ -84,7 +84,8 @@ pub async fn dump(target: &Target, out: &mut impl Write) -> Result<DumpInfo> {
     let mut child = tools::spawn(&mut cmd, false)?;
     let stderr = tools::collect_stderr(&mut child);
     let stdout = child.stdout.take().context("the dump's output")?;
-    let encoder = zstd::stream::write::Encoder::new(out, 3).context("starting zstd")?;
+    let encoder = zstd::stream::write::Encoder::new(out, level.map_or(3, |l| l as i32))
+        .context("starting zstd")?;
     let mut sink = Tail {
         inner: encoder,
         tail: Vec::new(),

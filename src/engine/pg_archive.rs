@@ -117,10 +117,11 @@ fn invalid(msg: String) -> io::Error {
 }
 
 impl<W: Write> Recompressor<W> {
-    pub fn new(out: W) -> Self {
+    /// A recompressor writing into `out` at zlib `level` (pg_dump's default is 6).
+    pub fn new(out: W, level: u32) -> Self {
         Recompressor {
             out,
-            level: Compression::default(),
+            level: Compression::new(level),
             state: State::Head,
             head: Vec::new(),
             next_try: 0,
@@ -693,7 +694,7 @@ mod tests {
 
     fn recompress(input: &[u8], piece: usize) -> io::Result<(Vec<u8>, Summary)> {
         let mut out = Vec::new();
-        let mut r = Recompressor::new(&mut out);
+        let mut r = Recompressor::new(&mut out, 6);
         for p in input.chunks(piece) {
             r.write_all(p)?;
         }

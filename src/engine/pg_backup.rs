@@ -23,7 +23,7 @@ use crate::engine::{pg_archive, pg_split, tools};
 /// archive itself. A newer pg_dump compresses its own output, and the rows are counted by
 /// `count(*)` meanwhile. Either way the counting connection exports the snapshot pg_dump
 /// then uses (`--snapshot`), and lists the tables in it.
-pub async fn dump(target: &Target, out: &mut impl Write) -> Result<DumpInfo> {
+pub async fn dump(target: &Target, level: Option<u32>, out: &mut impl Write) -> Result<DumpInfo> {
     let conn = postgres::connect(target).await?;
     let client = conn.client();
     let server_version = conn.server_version().await?;
@@ -54,6 +54,8 @@ pub async fn dump(target: &Target, out: &mut impl Write) -> Result<DumpInfo> {
     cmd.args(["--format=custom", "--no-password", "--snapshot", &snapshot]);
     if recompress {
         cmd.arg("--compress=0");
+    } else if let Some(level) = level {
+        cmd.arg(format!("--compress={level}"));
     }
     connection_args(&mut cmd, target, &target.connection.database)?;
     let mut child = tools::spawn(&mut cmd, false)?;
@@ -62,7 +64,7 @@ pub async fn dump(target: &Target, out: &mut impl Write) -> Result<DumpInfo> {
     // The tables are listed (or counted) while pg_dump reads, in its snapshot; the tool's
     // version line for the manifest is read meanwhile too.
     let tables = if recompress {
-        let mut archive = pg_archive::Recompressor::new(&mut *out);
+        let mut archive = pg_archive::Recompressor::new(&mut *out, level.unwrap_or(6));
         let (pumped, tables, tool) = tokio::join!(
             tools::pump(stdout, &mut archive),
             snapshot_tables(client),
