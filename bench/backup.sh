@@ -6,13 +6,15 @@
 #
 #   bench/backup.sh                   # RUNS=11 SCALE=20 (about 300 MB on disk)
 #   RUNS=3 SCALE=5 bench/backup.sh
+#   DATA=tables bench/backup.sh       # 300 tables of 10 000 rows of md5 text instead (about
+#                                     # 300 MB, far less compressible than pgbench's)
 #
 # mairie-dba does more than the plain tools (row counts read from the archive, SHA-256,
 # fsync, manifest; re-hash and destination checks before restore): the ratios show what that
 # costs. Needs the local servers of scripts/dev-services.sh and pgbench (postgresql-contrib).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-readonly ROOT=$PWD RUNS=${RUNS:-11} SCALE=${SCALE:-20}
+readonly ROOT=$PWD RUNS=${RUNS:-11} SCALE=${SCALE:-20} DATA=${DATA:-pgbench}
 readonly WORK=${BENCH_WORK:-/tmp/mairie-dba-bench-backup}
 readonly BIN=${MAIRIE_DBA_BIN:-$ROOT/target/release/mairie-dba}
 readonly DB=bench_backup_src
@@ -33,12 +35,21 @@ trap cleanup EXIT
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 rm -rf "$WORK" && mkdir -p "$WORK/backups"
 
-log "creating $DB with pgbench -i -s $SCALE"
+log "creating $DB ($DATA)"
 dropdb_q $DB
 # From template0: no superuser-owned extension in the dump, so plain pg_restore run as
 # a non-superuser (the peer side) can restore it too.
 psql -qX -d postgres -c "CREATE DATABASE $DB TEMPLATE template0" >/dev/null
-"$PG_BIN/pgbench" -q -i -s "$SCALE" "$DB" >/dev/null 2>&1
+if [ "$DATA" = tables ]; then
+    psql -qX -d $DB -c "DO \$\$ BEGIN FOR i IN 1..300 LOOP
+        EXECUTE format('CREATE TABLE t%s (id int PRIMARY KEY, a text, b numeric)', i);
+        EXECUTE format('INSERT INTO t%s SELECT g, md5(g::text), g / 3.0 FROM generate_series(1, 10000) g', i);
+    END LOOP; END \$\$" >/dev/null
+    DESCR="300 tables x 10 000 rows of md5 text"
+else
+    "$PG_BIN/pgbench" -q -i -s "$SCALE" "$DB" >/dev/null 2>&1
+    DESCR="pgbench scale $SCALE"
+fi
 psql -qX -d $DB -c "VACUUM ANALYZE" >/dev/null 2>&1
 SIZE=$(psql -AtX -d $DB -c "SELECT pg_size_pretty(pg_database_size('$DB'))")
 
@@ -120,7 +131,7 @@ echo "== mairie-dba backup/restore benchmark =="
 echo "date        $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "machine     $(nproc) CPU(s), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), RAM $(free -g | awk '/Mem:/ {print $2}') GiB"
 echo "postgres    $(psql -AtX -d postgres -c 'SHOW server_version')"
-echo "data        pgbench scale $SCALE: database $SIZE, dump $DUMP_SIZE"
+echo "data        $DESCR: database $SIZE, dump $DUMP_SIZE"
 echo "runs        $RUNS"
 echo
 printf '%-34s %12s %12s %7s %7s\n' case "mairie-dba s" "plain s" ratio paired
