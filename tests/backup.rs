@@ -1364,12 +1364,7 @@ fn postgres_archive_reads_as_pg_dumps_own_and_its_counts_cover_every_kind_of_tab
     // pg_restore reads it as it reads pg_dump's own archive of the same database: the same
     // SQL, data and large objects included.
     let plain = env.path("plain.dump");
-    let c = pg_admin_dsn();
-    let value = |k: &str| {
-        c.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{k}=")).map(str::to_string))
-            .unwrap_or_default()
-    };
+    let value = |k: &str| dsn_value(&pg_admin_dsn(), k).unwrap_or_default();
     let out = std::process::Command::new(pg_tool("pg_dump"))
         .args(["--format=custom", "--file"])
         .arg(&plain)

@@ -78,7 +78,7 @@ pub fn pg_admin_dsn() -> String {
         .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=mairie password=mairie".to_string())
 }
 
-fn dsn_value(dsn: &str, key: &str) -> Option<String> {
+pub fn dsn_value(dsn: &str, key: &str) -> Option<String> {
     dsn.split_whitespace()
         .find_map(|kv| kv.strip_prefix(&format!("{key}=")).map(str::to_string))
 }
