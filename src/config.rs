@@ -310,7 +310,7 @@ pub struct BackupEntry {
 
 impl BackupEntry {
     /// Checks `compression_level` against the engine's compressor: the error names the key.
-    pub fn check_compression(&self, target: &str, engine: EngineKind) -> Result<(), String> {
+    fn check_compression(&self, target: &str, engine: EngineKind) -> Result<(), String> {
         let Some(level) = self.compression_level else {
             return Ok(());
         };
@@ -527,14 +527,17 @@ impl Config {
                 connection,
             });
         }
-        for name in global.backup.keys() {
-            if !targets.iter().any(|t| &t.name == name) {
+        for (name, entry) in &global.backup {
+            let Some(target) = targets.iter().find(|t| &t.name == name) else {
                 return Err(ConfigError::new(format!(
                     "{}: backup.{name}: no target named `{name}` (targets: {})",
                     path.display(),
                     target_names(&targets)
                 )));
-            }
+            };
+            entry
+                .check_compression(name, target.engine)
+                .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
         }
         Ok(Config {
             path: path.to_path_buf(),

@@ -49,10 +49,6 @@ pub struct Place<'a> {
 pub fn places(ctx: &Ctx) -> Result<Vec<Place<'_>>> {
     let mut out = Vec::new();
     for t in &ctx.targets {
-        if let Some(cfg) = ctx.config.backup.get(&t.name) {
-            cfg.check_compression(&t.name, t.engine)
-                .map_err(|e| ConfigError::new(format!("{}: {e}", ctx.config.path.display())))?;
-        }
         match ctx.config.backup.get(&t.name) {
             Some(cfg) if cfg.enabled || !ctx.global.targets.is_empty() => out.push(Place {
                 target: t,

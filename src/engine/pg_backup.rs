@@ -63,7 +63,7 @@ pub async fn dump(target: &Target, level: Option<u32>, out: &mut impl Write) -> 
     let stdout = child.stdout.take().context("pg_dump's output")?;
     // The tables are listed (or counted) while pg_dump reads, in its snapshot; the tool's
     // version line for the manifest is read meanwhile too.
-    let tables = if recompress {
+    let (tables, tool) = if recompress {
         let mut archive = pg_archive::Recompressor::new(&mut *out, level.unwrap_or(6));
         let (pumped, tables, tool) = tokio::join!(
             tools::pump(stdout, &mut archive),
@@ -72,7 +72,7 @@ pub async fn dump(target: &Target, level: Option<u32>, out: &mut impl Write) -> 
         );
         let tables = stop_on_error(&mut child, pumped, tables).await?;
         tools::finish(child, stderr, "pg_dump").await?;
-        let summary = archive.finish().context("reading pg_dump's archive")?;
+        let summary = archive.finish()?;
         let counts = archive_counts(client, &tables, &summary).await?;
         (counts, tool)
     } else {
@@ -86,7 +86,6 @@ pub async fn dump(target: &Target, level: Option<u32>, out: &mut impl Write) -> 
         (tables, tool)
     };
     client.batch_execute("COMMIT").await.ok();
-    let (tables, tool) = tables;
     Ok(DumpInfo {
         tool,
         server_version,
