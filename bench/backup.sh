@@ -14,12 +14,14 @@
 # costs. Needs the local servers of scripts/dev-services.sh and pgbench (postgresql-contrib).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# The project's own servers (scripts/dev-services.sh): ports and throwaway passwords.
+. scripts/dev-servers.env
 readonly ROOT=$PWD RUNS=${RUNS:-11} SCALE=${SCALE:-20} DATA=${DATA:-pgbench}
 readonly WORK=${BENCH_WORK:-/tmp/mairie-dba-bench-backup}
 readonly BIN=${MAIRIE_DBA_BIN:-$ROOT/target/release/mairie-dba}
 readonly DB=bench_backup_src
-export MAIRIE_PG_PASSWORD=${MAIRIE_PG_PASSWORD:-mairie}
-export PGPASSWORD=$MAIRIE_PG_PASSWORD PGHOST=127.0.0.1 PGPORT=5432 PGUSER=mairie
+export MAIRIE_PG_PASSWORD=${MAIRIE_PG_PASSWORD:-$MAIRIE_DEV_PASSWORD}
+export PGPASSWORD=$MAIRIE_PG_PASSWORD PGHOST=127.0.0.1 PGPORT=$MAIRIE_DEV_PG_PORT PGUSER=mairie
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 now() { date +%s.%N; }
@@ -56,7 +58,7 @@ SIZE=$(psql -AtX -d $DB -c "SELECT pg_size_pretty(pg_database_size('$DB'))")
 cat > "$WORK/config_postgres.yml" <<YML
 connection:
   host: 127.0.0.1
-  port: 5432
+  port: $MAIRIE_DEV_PG_PORT
   database: $DB
   user: mairie
   password_env: MAIRIE_PG_PASSWORD

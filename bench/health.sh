@@ -16,12 +16,14 @@
 # Needs the local servers of scripts/dev-services.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# The project's own servers (scripts/dev-services.sh): ports and throwaway passwords.
+. scripts/dev-servers.env
 readonly ROOT=$PWD RUNS=${RUNS:-10}
 readonly WORK=${BENCH_WORK:-/tmp/mairie-dba-bench-health}
 readonly BIN=${MAIRIE_DBA_BIN:-$ROOT/target/release/mairie-dba}
 readonly DB=bench_health
-export MAIRIE_PG_PASSWORD=${MAIRIE_PG_PASSWORD:-mairie}
-export PGPASSWORD=$MAIRIE_PG_PASSWORD PGHOST=127.0.0.1 PGPORT=5432 PGUSER=mairie
+export MAIRIE_PG_PASSWORD=${MAIRIE_PG_PASSWORD:-$MAIRIE_DEV_PASSWORD}
+export PGPASSWORD=$MAIRIE_PG_PASSWORD PGHOST=127.0.0.1 PGPORT=$MAIRIE_DEV_PG_PORT PGUSER=mairie
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 dropdb_q() { psql -qX -d postgres -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null; }
@@ -57,7 +59,7 @@ for ssl in prefer disable; do
     cat > "$WORK/config_postgres_$ssl.yml" <<YML
 connection:
   host: 127.0.0.1
-  port: 5432
+  port: $MAIRIE_DEV_PG_PORT
   database: $DB
   user: mairie
   password_env: MAIRIE_PG_PASSWORD

@@ -28,6 +28,8 @@
 # Needs the local servers of scripts/dev-services.sh. The bench databases are dropped on exit.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# The project's own servers (scripts/dev-services.sh): ports and throwaway passwords.
+. scripts/dev-servers.env
 readonly ROOT=$PWD
 
 readonly RUNS=${RUNS:-5}
@@ -39,17 +41,17 @@ readonly TABLE=metier.citoyens
 readonly CSV_UTF8=$WORK/citoyens_utf8.csv
 readonly CSV_CP1252=$WORK/citoyens_cp1252.csv
 
-export MAIRIE_PG_PASSWORD=${MAIRIE_PG_PASSWORD:-mairie}
+export MAIRIE_PG_PASSWORD=${MAIRIE_PG_PASSWORD:-$MAIRIE_DEV_PASSWORD}
 # psql (run through /usr/bin/time, so not from a shell function) reads it from its environment,
 # never from argv.
 export PGPASSWORD=$MAIRIE_PG_PASSWORD
-readonly PG_HOST=127.0.0.1 PG_PORT=5432 PG_USER=mairie
+readonly PG_HOST=127.0.0.1 PG_PORT=$MAIRIE_DEV_PG_PORT PG_USER=mairie
 readonly PG_DB_MAIRIE=bench_mairie_a PG_DB_PSQL=bench_mairie_b
 
-export MAIRIE_MYSQL_PASSWORD=${MAIRIE_MYSQL_PASSWORD:-mairie}
+export MAIRIE_MYSQL_PASSWORD=${MAIRIE_MYSQL_PASSWORD:-$MAIRIE_DEV_PASSWORD}
 # Likewise for the mariadb client.
 export MYSQL_PWD=$MAIRIE_MYSQL_PASSWORD
-readonly MY_HOST=127.0.0.1 MY_PORT=3306 MY_USER=mairie
+readonly MY_HOST=127.0.0.1 MY_PORT=$MAIRIE_DEV_MY_PORT MY_USER=mairie
 readonly MY_DB_MAIRIE=bench_mairie_my_a MY_DB_CLIENT=bench_mairie_my_b
 # metier.citoyens on MySQL: a table of the target's database (sql/mysql/V001__referentiel.sql).
 readonly MY_TABLE=metier_citoyens

@@ -8,10 +8,12 @@
 #   bench/metrics.sh            # RUNS=50, database mairie (with the demo data)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# The project's own servers (scripts/dev-services.sh): ports and throwaway passwords.
+. scripts/dev-servers.env
 readonly ROOT=$PWD RUNS=${RUNS:-50} DB=${BENCH_DB:-mairie}
 readonly BIN=${MAIRIE_DBA_BIN:-$ROOT/target/release/mairie-dba}
 readonly WORK=${BENCH_WORK:-/tmp/mairie-dba-bench-metrics}
-export MAIRIE_PG_PASSWORD=${MAIRIE_PG_PASSWORD:-mairie}
+export MAIRIE_PG_PASSWORD=${MAIRIE_PG_PASSWORD:-$MAIRIE_DEV_PASSWORD}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -31,7 +33,7 @@ mkdir -p "$WORK"
 cat > "$WORK/config_postgres.yml" <<YML
 connection:
   host: 127.0.0.1
-  port: 5432
+  port: $MAIRIE_DEV_PG_PORT
   database: $DB
   user: mairie
   password_env: MAIRIE_PG_PASSWORD
@@ -50,7 +52,7 @@ P1=$(free_port)
 "$BIN" -c "$WORK/config_global.yml" -q metrics serve --listen "127.0.0.1:$P1" &
 PIDS+=($!); M_PID=$!
 P2=$(free_port)
-DATA_SOURCE_NAME="postgresql://mairie:${MAIRIE_PG_PASSWORD}@127.0.0.1:5432/$DB?sslmode=disable" \
+DATA_SOURCE_NAME="postgresql://mairie:${MAIRIE_PG_PASSWORD}@127.0.0.1:$MAIRIE_DEV_PG_PORT/$DB?sslmode=disable" \
     "$PEER" --web.listen-address="127.0.0.1:$P2" >/dev/null 2>&1 &
 PIDS+=($!); E_PID=$!
 for p in $P1 $P2; do

@@ -22,6 +22,8 @@
 # MAIRIE_MYSQL_PASSWORD (mairie). Needs the local MariaDB of scripts/dev-services.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# The project's own servers (scripts/dev-services.sh): ports and throwaway passwords.
+. scripts/dev-servers.env
 readonly ROOT=$PWD
 
 readonly RUNS=${RUNS:-3}
@@ -32,8 +34,8 @@ readonly CSV=$WORK/citoyens_utf8.csv
 readonly SQL=$WORK/citoyens_inserts.sql
 
 # The client reads the password from its environment, never from argv.
-export MYSQL_PWD=${MAIRIE_MYSQL_PASSWORD:-mairie}
-readonly MY_HOST=127.0.0.1 MY_PORT=3306 MY_USER=mairie
+export MYSQL_PWD=${MAIRIE_MYSQL_PASSWORD:-$MAIRIE_DEV_PASSWORD}
+readonly MY_HOST=127.0.0.1 MY_PORT=$MAIRIE_DEV_MY_PORT MY_USER=mairie
 readonly DB_INS=bench_mairie_my_ins DB_LOAD=bench_mairie_my_ld
 readonly TABLE=metier_citoyens
 

@@ -1,42 +1,78 @@
 #!/usr/bin/env bash
 # Fails loudly, before a long build or test run, when the servers the integration tests use
-# cannot be reached the way the tests reach them: TCP on 127.0.0.1, user mairie, password from
-# MAIRIE_PG_PASSWORD / MAIRIE_MYSQL_PASSWORD (default "mairie", as scripts/dev-services.sh sets).
+# cannot be reached the way the tests reach them: TCP, with the accounts of
+# scripts/dev-servers.env (the project's own servers, made by scripts/dev-services.sh), or
+# those named by MAIRIE_DBA_TEST_PG, MAIRIE_DBA_TEST_PG_SUPERUSER, MAIRIE_DBA_TEST_MYSQL and
+# MAIRIE_DBA_TEST_MYSQL_ADMIN when set (containers in CI, docs/ci/README.md).
 # Passwords go to the clients through their environment (PGPASSWORD, MYSQL_PWD), never argv.
 set -euo pipefail
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/dev-servers.env
+. "$script_dir/dev-servers.env"
 
-pg_password=${MAIRIE_PG_PASSWORD:-mairie}
-my_password=${MAIRIE_MYSQL_PASSWORD:-mairie}
 failed=0
-
 fail() {
     printf 'check-services: FAILED: %s\n' "$*" >&2
     failed=1
 }
 
-for tool in pg_isready psql mariadb; do
-    command -v "$tool" >/dev/null 2>&1 || fail "$tool is not installed (run: sudo bash scripts/dev-services.sh)"
+# One key of a libpq keyword string ("host=… port=… user=… password=…").
+dsn_value() {
+    local kv
+    for kv in $1; do
+        [ "${kv%%=*}" = "$2" ] && printf '%s' "${kv#*=}" && return 0
+    done
+    printf '%s' "${3:-}"
+}
+
+# Logs in to PostgreSQL with a keyword string and prints the server's version.
+check_pg() {
+    local what=$1 dsn=$2 host port user out
+    host=$(dsn_value "$dsn" host 127.0.0.1)
+    port=$(dsn_value "$dsn" port 5432)
+    user=$(dsn_value "$dsn" user)
+    if ! out=$(PGPASSWORD=$(dsn_value "$dsn" password) PGCONNECT_TIMEOUT=5 psql -X -A -t \
+        -v ON_ERROR_STOP=1 -h "$host" -p "$port" -U "$user" -d postgres \
+        -c 'SELECT version()' 2>&1); then
+        fail "cannot log in to PostgreSQL $host:$port as $user ($what): $out"
+    else
+        printf 'check-services: PostgreSQL %s:%s as %s (%s): %s\n' "$host" "$port" "$user" "$what" "${out%% on *}"
+    fi
+}
+
+# Logs in to MySQL/MariaDB with a mysql://user:password@host:port URL.
+check_my() {
+    local what=$1 url=${2#mysql://} creds hostport user password host port out
+    creds=${url%@*}
+    hostport=${url##*@}
+    hostport=${hostport%%/*}
+    user=${creds%%:*}
+    password=${creds#*:}
+    host=${hostport%%:*}
+    port=${hostport##*:}
+    [ "$port" != "$hostport" ] || port=3306
+    if ! out=$(MYSQL_PWD=$password mariadb --no-defaults -h "$host" -P "$port" --protocol=tcp \
+        -u "$user" --connect-timeout=5 -N -B -e 'SELECT VERSION()' 2>&1); then
+        fail "cannot log in to MariaDB/MySQL $host:$port as $user ($what): $out"
+    else
+        printf 'check-services: MariaDB %s:%s as %s (%s): %s\n' "$host" "$port" "$user" "$what" "$out"
+    fi
+}
+
+for tool in psql mariadb; do
+    command -v "$tool" >/dev/null 2>&1 || fail "$tool is not installed (run: bash scripts/dev-services.sh)"
 done
 
 if [ "$failed" -eq 0 ]; then
-    if ! out=$(pg_isready -h 127.0.0.1 -p 5432 -t 5 2>&1); then
-        fail "PostgreSQL is not accepting connections on 127.0.0.1:5432 ($out)"
-    elif ! out=$(PGPASSWORD=$pg_password PGCONNECT_TIMEOUT=5 psql -X -A -t -v ON_ERROR_STOP=1 \
-        -h 127.0.0.1 -p 5432 -U mairie -d mairie -c 'SELECT version()' 2>&1); then
-        fail "cannot log in to PostgreSQL 127.0.0.1:5432 as user mairie, database mairie, and run a query: $out"
-    else
-        printf 'check-services: PostgreSQL ok: %s\n' "${out%% on *}"
-    fi
-
-    if ! out=$(MYSQL_PWD=$my_password mariadb -h 127.0.0.1 -P 3306 --protocol=tcp -u mairie \
-        --connect-timeout=5 -N -B -e 'SELECT VERSION()' 2>&1); then
-        fail "cannot log in to MariaDB 127.0.0.1:3306 as user mairie and run a query: $out"
-    else
-        printf 'check-services: MariaDB ok: %s\n' "$out"
-    fi
+    pg="host=127.0.0.1 port=$MAIRIE_DEV_PG_PORT"
+    my="127.0.0.1:$MAIRIE_DEV_MY_PORT"
+    check_pg "the tests' role" "${MAIRIE_DBA_TEST_PG:-$pg user=$MAIRIE_DEV_USER password=$MAIRIE_DEV_PASSWORD}"
+    check_pg "the tests' superuser" "${MAIRIE_DBA_TEST_PG_SUPERUSER:-$pg user=$MAIRIE_DEV_ADMIN_USER password=$MAIRIE_DEV_ADMIN_PASSWORD}"
+    check_my "the tests' user" "${MAIRIE_DBA_TEST_MYSQL:-mysql://$MAIRIE_DEV_USER:$MAIRIE_DEV_PASSWORD@$my}"
+    check_my "the tests' admin" "${MAIRIE_DBA_TEST_MYSQL_ADMIN:-mysql://$MAIRIE_DEV_ADMIN_USER:$MAIRIE_DEV_ADMIN_PASSWORD@$my}"
 fi
 
 if [ "$failed" -ne 0 ]; then
-    printf 'check-services: the integration tests need both servers; start them with: sudo bash scripts/dev-services.sh\n' >&2
+    printf 'check-services: the integration tests need both servers; start them with: bash scripts/dev-services.sh\n' >&2
     exit 1
 fi

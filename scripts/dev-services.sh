@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
-# Local PostgreSQL and MariaDB servers for the integration tests and the benchmarks.
+# The project's own PostgreSQL and MariaDB servers, for the main job, the tests and the
+# benchmarks: instances of their own, beside whatever the machine already runs.
 #
-# On a Debian machine (a developer's box, a CI runner, a container without systemd) this
-# installs whatever is missing, starts both servers, waits until they accept connections and
-# makes sure they hold what mairie-dba's tests expect:
+#   bash scripts/dev-services.sh           # install what is missing, create, start, check
+#   bash scripts/dev-services.sh status    # are they up? (changes nothing, needs no root)
+#   bash scripts/dev-services.sh stop      # stop both
+#   bash scripts/dev-services.sh remove    # stop both and delete their data
 #
-#   PostgreSQL  127.0.0.1:5432  role mairie (LOGIN CREATEDB, password "mairie"), database mairie,
-#               role mairie_pwtest (password "right-password", always asked for, see pg_hba),
-#               pg_stat_statements preloaded and installed in template1 (so in every database
-#               the tests create) and in mairie.
-#   MariaDB     127.0.0.1:3306  users mairie@localhost and mairie@127.0.0.1 (password "mairie",
-#               all privileges: the tests create and drop their own databases), database mairie,
-#               local_infile and performance_schema on.
+# Ports, accounts and throwaway passwords are in scripts/dev-servers.env (the tests read them
+# there too):
 #
-# The tool reads the passwords from MAIRIE_PG_PASSWORD and MAIRIE_MYSQL_PASSWORD; for these
-# development servers both are "mairie" (scripts/test.sh exports them).
+#   PostgreSQL  cluster `mairie_dev` (pg_createcluster) on 127.0.0.1:5433, its own data
+#               directory and socket; pg_stat_statements preloaded and installed in template1
+#               and mairie; scram-sha-256 on every TCP connection (no `trust`); TLS on.
+#               Roles: mairie (LOGIN CREATEDB, owns database mairie), mairie_admin (SUPERUSER),
+#               mairie_pwtest (LOGIN, for the wrong-password tests).
+#   MariaDB     an instance under /var/lib/mairie-dba/mariadb (its own my.cnf, data directory,
+#               socket and log) on 127.0.0.1:3307; local_infile and performance_schema on.
+#               Users: mairie (all privileges: the tests create and drop their own databases),
+#               mairie_admin (all privileges WITH GRANT OPTION), both @localhost and @127.0.0.1.
 #
-# Idempotent: a second run only sets the PostgreSQL roles' passwords again, and takes under a
-# second. Servers are restarted only when a setting that needs a restart
-# (shared_preload_libraries, performance_schema) is not yet in effect. Needs root to install,
-# start or configure; run as another user, it only checks that everything is reachable.
+# What it never does: restart, reconfigure or write to a server it did not create. The
+# machine's own clusters and MariaDB (on 5432 and 3306, say), their configuration files, roles
+# and users are left exactly as they were. Debian packages are installed when missing, with
+# their services kept from starting (policy-rc.d) for the time of the install.
+#
+# Idempotent: a second run finds everything in place, changes nothing and takes about a second.
+# Needs root to install, create or start; run as another user it asks sudo for that, and only
+# checks when everything is already up.
 #
 # Environment: MAIRIE_DBA_WAIT_SECONDS (default 60), how long to wait for a server to start.
 
@@ -28,16 +36,20 @@ set -euo pipefail
 # pg_ctlcluster, runuser and start-stop-daemon live in sbin, which `su` without `-` leaves out.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/dev-servers.env
+. "$script_dir/dev-servers.env"
+
 readonly WAIT_SECONDS=${MAIRIE_DBA_WAIT_SECONDS:-60}
-readonly PG_PORT=5432
-readonly MY_PORT=3306
-readonly DEV_PASSWORD=mairie
-readonly PWTEST_ROLE=mairie_pwtest
-readonly PWTEST_PASSWORD=right-password
-readonly PWTEST_HBA_RULE="host all ${PWTEST_ROLE} 127.0.0.1/32 scram-sha-256"
-readonly PWTEST_HBA_COMMENT="# mairie-dba tests: ${PWTEST_ROLE} must always give its password (scripts/dev-services.sh)"
-readonly MY_CNF_DIR=/etc/mysql/mariadb.conf.d
-readonly MY_CNF_FILE=${MY_CNF_DIR}/99-mairie-dba.cnf
+readonly PG_CLUSTER=$MAIRIE_DEV_PG_CLUSTER
+readonly PG_PORT=$MAIRIE_DEV_PG_PORT
+readonly MY_PORT=$MAIRIE_DEV_MY_PORT
+readonly MY_DIR=$MAIRIE_DEV_MY_DIR
+readonly MY_CNF=$MY_DIR/my.cnf
+readonly MY_DATA=$MY_DIR/data
+readonly MY_SOCKET=$MY_DIR/run/mariadbd.sock
+readonly MY_PID=$MY_DIR/run/mariadbd.pid
+readonly MY_LOG=$MY_DIR/mariadbd.log
 
 log() { printf '[dev-services] %s\n' "$*" >&2; }
 die() {
@@ -46,50 +58,9 @@ die() {
 }
 is_root() { [ "$(id -u)" -eq 0 ]; }
 
-# Some commands are run as the postgres user, who may not be allowed into the caller's
-# current directory; run everything from / so that they do not complain about it.
+# Some commands run as the postgres or mysql user, who may not be allowed into the caller's
+# current directory; run everything from /.
 cd /
-
-# ---------------------------------------------------------------------------------------------
-# Packages
-
-# Echoes the Debian packages whose files are missing, judged by a binary or file each provides.
-missing_packages() {
-    local -a missing=()
-    command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql-common)
-    command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
-    compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
-    compgen -G '/usr/lib/postgresql/*/lib/pg_stat_statements.so' >/dev/null || missing+=(postgresql-contrib)
-    [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
-    command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
-    command -v zstd >/dev/null 2>&1 || missing+=(zstd)
-    command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
-    [ -e /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
-    command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
-    command -v start-stop-daemon >/dev/null 2>&1 || missing+=(dpkg)
-    # promtool, which the exporter's tests use to check the metrics it serves.
-    command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
-    echo "${missing[*]}"
-}
-
-install_missing() {
-    local missing
-    missing=$(missing_packages)
-    [ -z "$missing" ] && return 0
-    is_root || die "missing packages ($missing); run this script as root to install them"
-    # Always the same set (the metapackages bring the client, the server and postgresql-common),
-    # whichever piece was found missing, so that every machine ends up alike.
-    log "installing PostgreSQL, MariaDB and build dependencies (missing: $missing)"
-    export DEBIAN_FRONTEND=noninteractive
-    # The cluster that postgresql's postinst creates takes its encoding from the locale: without
-    # one it would be SQL_ASCII, and the French names of the test data would not round-trip.
-    export LANG=C.UTF-8 LC_ALL=C.UTF-8
-    apt-get update -q
-    apt-get install -y -q postgresql postgresql-contrib mariadb-server mariadb-client \
-        zstd libssl-dev pkg-config util-linux prometheus
-    missing=$(missing_packages)
-    [ -z "$missing" ] || die "still missing after apt-get install: $missing"
-}
 
 # Waits until "$@" succeeds, at most WAIT_SECONDS; returns 1 on timeout.
 wait_for() {
@@ -100,333 +71,422 @@ wait_for() {
     done
 }
 
+# Something accepts TCP connections on 127.0.0.1:$1.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 # ---------------------------------------------------------------------------------------------
-# PostgreSQL
+# Packages
+
+# Echoes what is missing, judged by a file each package provides.
+missing_packages() {
+    local -a missing=()
+    command -v pg_createcluster >/dev/null 2>&1 || missing+=(postgresql-common)
+    command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+    compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
+    compgen -G '/usr/lib/postgresql/*/lib/pg_stat_statements.so' >/dev/null || missing+=(postgresql-contrib)
+    [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+    command -v mariadb-install-db >/dev/null 2>&1 || missing+=(mariadb-server)
+    command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
+    command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+    command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+    [ -e /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+    [ -e /etc/ssl/private/ssl-cert-snakeoil.key ] || missing+=(ssl-cert)
+    command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+    command -v start-stop-daemon >/dev/null 2>&1 || missing+=(dpkg)
+    # promtool, which the exporter's tests use to check the metrics it serves.
+    command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+    echo "${missing[*]}"
+}
+
+POLICY_RC_D=/usr/sbin/policy-rc.d
+POLICY_ADDED=
+
+remove_policy() {
+    if [ -n "$POLICY_ADDED" ]; then
+        rm -f "$POLICY_RC_D"
+        POLICY_ADDED=
+    fi
+}
+
+install_missing() {
+    local missing
+    missing=$(missing_packages)
+    [ -z "$missing" ] && return 0
+    is_root || die "missing packages ($missing): run as root"
+    log "installing PostgreSQL, MariaDB and build dependencies (missing: $missing)"
+    export DEBIAN_FRONTEND=noninteractive
+    # A cluster created by postgresql's postinst takes its encoding from the locale.
+    export LANG=C.UTF-8 LC_ALL=C.UTF-8
+    # The packages' own services (a main cluster on 5432, mariadb on 3306, prometheus) are not
+    # ours to start: Debian's policy-rc.d hook keeps them down during the install. A hook the
+    # machine already has is left as it is.
+    if [ ! -e "$POLICY_RC_D" ]; then
+        printf '#!/bin/sh\n# Written for the time of an apt-get install by mairie-dba scripts/dev-services.sh.\nexit 101\n' >"$POLICY_RC_D"
+        chmod 0755 "$POLICY_RC_D"
+        POLICY_ADDED=1
+        trap remove_policy EXIT
+    fi
+    local apt_log
+    apt_log=$(mktemp /tmp/mairie-dba-apt.XXXXXX)
+    if ! { apt-get update -q && apt-get install -y -q postgresql postgresql-contrib \
+        mariadb-server mariadb-client zstd libssl-dev pkg-config ssl-cert util-linux \
+        prometheus; } >"$apt_log" 2>&1; then
+        tail -n 30 "$apt_log" >&2
+        die "apt-get failed (its output is above, whole in $apt_log)"
+    fi
+    rm -f "$apt_log"
+    remove_policy
+    missing=$(missing_packages)
+    [ -z "$missing" ] || die "still missing after apt-get install: $missing"
+}
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL: cluster mairie_dev
 
 PG_VERSION=
-PG_CLUSTER=main
-PG_NOTE=  # appended to the summary line once checked
 
-pg_pick_cluster() {
-    # The newest installed major version; its "main" cluster.
-    PG_VERSION=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -type d -printf '%f\n' 2>/dev/null | sort -V | tail -n 1 || true)
-    if [ -z "$PG_VERSION" ]; then
-        # No cluster yet: the newest installed server (client-only versions have no bin/postgres).
-        PG_VERSION=$(compgen -G '/usr/lib/postgresql/*/bin/postgres' | awk -F/ '{ print $5 }' | sort -V | tail -n 1)
-    fi
-    [ -n "$PG_VERSION" ] || die "no PostgreSQL server version found under /usr/lib/postgresql"
-    if [ ! -e "/etc/postgresql/$PG_VERSION/$PG_CLUSTER/postgresql.conf" ]; then
-        is_root || die "PostgreSQL $PG_VERSION has no cluster '$PG_CLUSTER'; run as root to create it"
-        log "creating PostgreSQL cluster $PG_VERSION/$PG_CLUSTER (UTF-8)"
-        LANG=C.UTF-8 LC_ALL=C.UTF-8 pg_createcluster --locale C.UTF-8 --encoding UTF8 \
-            --port "$PG_PORT" "$PG_VERSION" "$PG_CLUSTER" >/dev/null
-    fi
-    local port
-    port=$(pg_cluster_field 3)
-    [ "$port" = "$PG_PORT" ] ||
-        die "cluster $PG_VERSION/$PG_CLUSTER listens on port $port, not $PG_PORT (the tests' config expects $PG_PORT)"
+# This cluster's line in pg_lsclusters (any version): "version port status".
+pg_cluster_line() {
+    pg_lsclusters -h 2>/dev/null | awk -v c="$PG_CLUSTER" '$2 == c { print $1, $3, $4 }' | sort -V | tail -n 1
 }
 
-# One column of this cluster's line in pg_lsclusters: 3 port, 4 status.
-pg_cluster_field() {
-    pg_lsclusters -h | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" -v f="$1" '$1 == v && $2 == c { print $f }'
-}
-
-pg_running() { [[ "$(pg_cluster_field 4)" == online* ]]; }
+pg_running() { [[ "$(pg_cluster_line)" == *" online"* ]]; }
 
 pg_ready() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT" -t 2; }
 
-pg_wait() {
+pg_ctl() { pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" "$PG_CLUSTER" "$1"; }
+
+pg_log_tail() { tail -n 20 "/var/log/postgresql/postgresql-$PG_VERSION-$PG_CLUSTER.log" >&2 2>/dev/null || true; }
+
+# psql as the postgres OS user on the cluster's socket (peer authentication). SQL on stdin or
+# in -c; nothing secret on a command line.
+pg_super() {
+    runuser -u postgres -- psql -X -q -A -t -v ON_ERROR_STOP=1 -h /var/run/postgresql \
+        -p "$PG_PORT" -d "${PG_DB:-postgres}" "$@"
+}
+
+# Can $1 log in over TCP with password $2? (The password goes through the environment.)
+pg_login_ok() {
+    PGPASSWORD=$2 PGCONNECT_TIMEOUT=5 PGSSLMODE=prefer psql -X -q -A -t -h 127.0.0.1 -p "$PG_PORT" \
+        -U "$1" -d postgres -c 'SELECT 1' >/dev/null 2>&1
+}
+
+pg_create_cluster() {
+    local line
+    line=$(pg_cluster_line)
+    if [ -n "$line" ]; then
+        local port
+        read -r PG_VERSION port _ <<<"$line"
+        [ "$port" = "$PG_PORT" ] ||
+            die "cluster $PG_VERSION/$PG_CLUSTER listens on port $port, not $PG_PORT (scripts/dev-servers.env); drop it with: pg_dropcluster --stop $PG_VERSION $PG_CLUSTER"
+        return 0
+    fi
+    PG_VERSION=$(compgen -G '/usr/lib/postgresql/*/bin/postgres' | awk -F/ '{ print $5 }' | sort -V | tail -n 1)
+    [ -n "$PG_VERSION" ] || die "no PostgreSQL server under /usr/lib/postgresql"
+    local other
+    other=$(pg_lsclusters -h 2>/dev/null | awk -v p="$PG_PORT" '$3 == p { print $1 "/" $2 }' | head -n 1)
+    [ -z "$other" ] || die "port $PG_PORT is taken by cluster $other, which is not this project's"
+    ! port_open "$PG_PORT" || die "port $PG_PORT is in use by another program: free it, or change MAIRIE_DEV_PG_PORT in scripts/dev-servers.env and config/config_postgres.yml"
+    is_root || die "cluster $PG_CLUSTER does not exist: run as root to create it"
+    log "creating PostgreSQL $PG_VERSION cluster $PG_CLUSTER on 127.0.0.1:$PG_PORT"
+    # Every setting the tests rely on is given here rather than taken from the machine's
+    # createcluster.conf, which its administrator may have changed.
+    LANG=C.UTF-8 LC_ALL=C.UTF-8 pg_createcluster --locale C.UTF-8 --encoding UTF8 \
+        --port "$PG_PORT" --start-conf manual "$PG_VERSION" "$PG_CLUSTER" \
+        -- --auth-local=peer --auth-host=scram-sha-256 >/dev/null
+    # The last value of a setting wins: this block overrides what pg_createcluster wrote.
+    cat >>"/etc/postgresql/$PG_VERSION/$PG_CLUSTER/postgresql.conf" <<'CONF'
+
+# Written by mairie-dba's scripts/dev-services.sh for the project's own cluster.
+listen_addresses = '127.0.0.1'
+shared_preload_libraries = 'pg_stat_statements'
+password_encryption = 'scram-sha-256'
+ssl = on
+ssl_cert_file = '/etc/ssl/certs/ssl-cert-snakeoil.pem'
+ssl_key_file = '/etc/ssl/private/ssl-cert-snakeoil.key'
+CONF
+}
+
+pg_start() {
+    if ! pg_running; then
+        is_root || die "cluster $PG_VERSION/$PG_CLUSTER is not running: run as root to start it"
+        log "starting PostgreSQL $PG_VERSION/$PG_CLUSTER"
+        pg_ctl start || {
+            pg_log_tail
+            die "pg_ctlcluster $PG_VERSION $PG_CLUSTER start failed (its log is above)"
+        }
+    fi
     wait_for pg_ready || {
-        tail -n 20 "/var/log/postgresql/postgresql-$PG_VERSION-$PG_CLUSTER.log" >&2 2>/dev/null || true
+        pg_log_tail
         die "PostgreSQL $PG_VERSION/$PG_CLUSTER does not accept connections on 127.0.0.1:$PG_PORT after ${WAIT_SECONDS}s"
     }
 }
 
-pg_ctl_cluster() {
-    # --skip-systemctl-redirect: start the postmaster directly even where systemd is PID 1's
-    # neighbour but not in charge (containers, CI runners).
-    pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" "$PG_CLUSTER" "$1"
-}
-
-pg_start() {
-    if pg_running; then
-        return 0
+# Our own cluster: its settings may be put right, and it may be restarted.
+pg_settings() {
+    local preload
+    preload=$(pg_super -c 'SHOW shared_preload_libraries')
+    if [[ "$preload" != *pg_stat_statements* ]]; then
+        log "preloading pg_stat_statements in $PG_CLUSTER; restarting it"
+        pg_super -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"
+        pg_ctl restart || die "pg_ctlcluster $PG_VERSION $PG_CLUSTER restart failed"
+        wait_for pg_ready || die "PostgreSQL $PG_VERSION/$PG_CLUSTER did not come back after a restart"
     fi
-    log "starting PostgreSQL $PG_VERSION/$PG_CLUSTER"
-    pg_ctl_cluster start || die "pg_ctlcluster $PG_VERSION $PG_CLUSTER start failed"
+    local trust
+    trust=$(pg_super -c "SELECT count(*) FROM pg_hba_file_rules WHERE auth_method = 'trust'")
+    [ "$trust" = 0 ] || log "WARNING: pg_hba.conf of $PG_CLUSTER has trust rules; the tests do not need them"
 }
 
-# psql as the postgres superuser over the Unix socket: peer or trust on every Debian install.
-# SQL comes on stdin (or -c); nothing secret ever goes on a command line.
-pg_super() {
-    runuser -u postgres -- psql -X -q -A -t -v ON_ERROR_STOP=1 -p "$PG_PORT" -d postgres "$@"
+# Creates a role when missing; sets its password only when it does not log in with it.
+pg_role() {
+    local role=$1 attrs=$2 password=$3
+    pg_super <<SQL
+SET client_min_messages = warning;
+SELECT 'CREATE ROLE ${role}' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${role}') \gexec
+SELECT 'ALTER ROLE ${role} ${attrs}' FROM pg_roles WHERE rolname = '${role}'
+   AND NOT (${4:-true}) \gexec
+SQL
+    if ! pg_login_ok "$role" "$password"; then
+        log "setting the password of PostgreSQL role $role"
+        pg_super <<SQL
+SET password_encryption = 'scram-sha-256';
+ALTER ROLE ${role} PASSWORD '${password}';
+SQL
+    fi
 }
 
-pg_preload_pg_stat_statements() {
-    local current
-    current=$(pg_super -c 'SHOW shared_preload_libraries')
-    local -a libs=()
-    local lib
-    IFS=',' read -r -a parts <<<"$current"
-    PG_NOTE=", pg_stat_statements preloaded"
-    for lib in "${parts[@]}"; do
-        lib=$(sed -e 's/^[[:space:]"]*//' -e 's/[[:space:]"]*$//' <<<"$lib")
-        [ -n "$lib" ] || continue
-        [ "$lib" = pg_stat_statements ] && return 0
-        libs+=("$lib")
-    done
-    [ -e "/usr/lib/postgresql/$PG_VERSION/lib/pg_stat_statements.so" ] ||
-        die "pg_stat_statements.so is missing for PostgreSQL $PG_VERSION (install postgresql-contrib)"
-    libs+=(pg_stat_statements)
-    local list="" sep=""
-    for lib in "${libs[@]}"; do
-        list+="${sep}'${lib//\'/\'\'}'"
-        sep=", "
-    done
-    log "preloading pg_stat_statements (shared_preload_libraries = $list); restarting PostgreSQL"
-    pg_super <<<"ALTER SYSTEM SET shared_preload_libraries = $list;"
-    pg_ctl_cluster restart || die "pg_ctlcluster $PG_VERSION $PG_CLUSTER restart failed"
-    pg_wait
-    current=$(pg_super -c 'SHOW shared_preload_libraries')
-    [[ "$current" == *pg_stat_statements* ]] ||
-        die "shared_preload_libraries is still '$current' after a restart"
-}
-
-# `maintenance slow-queries` reads pg_stat_statements in the target's database, and only a
-# superuser may create this extension: installed in template1, it comes with every database
-# the tests create. IF NOT EXISTS keeps a second run silent.
-pg_stat_statements_extension() {
+pg_roles_and_database() {
+    pg_role "$MAIRIE_DEV_USER" "LOGIN CREATEDB NOSUPERUSER" "$MAIRIE_DEV_PASSWORD" \
+        "rolcanlogin AND rolcreatedb AND NOT rolsuper"
+    pg_role "$MAIRIE_DEV_ADMIN_USER" "LOGIN SUPERUSER" "$MAIRIE_DEV_ADMIN_PASSWORD" \
+        "rolcanlogin AND rolsuper"
+    pg_role "$MAIRIE_DEV_PWTEST_USER" "LOGIN NOCREATEDB NOSUPERUSER" "$MAIRIE_DEV_PWTEST_PASSWORD" \
+        "rolcanlogin AND NOT rolcreatedb AND NOT rolsuper"
+    pg_super <<SQL
+SELECT 'CREATE DATABASE mairie OWNER ${MAIRIE_DEV_USER}'
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'mairie') \gexec
+SQL
+    # maintenance slow-queries reads pg_stat_statements in the target's database; installed in
+    # template1, it comes with every database the tests create.
     local db
     for db in template1 mairie; do
-        runuser -u postgres -- psql -X -q -A -t -v ON_ERROR_STOP=1 -p "$PG_PORT" -d "$db" <<'SQL'
+        PG_DB=$db pg_super <<'SQL'
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
 SQL
     done
 }
 
-pg_roles_and_database() {
-    local template_encoding create_db create_db_literal
-    template_encoding=$(pg_super -c "SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = 'template1'")
-    if [ "$template_encoding" = UTF8 ]; then
-        create_db="CREATE DATABASE mairie OWNER mairie"
-    else
-        log "WARNING: template1 is $template_encoding, not UTF8: databases the tests create will be $template_encoding too"
-        create_db="CREATE DATABASE mairie OWNER mairie TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'"
-    fi
-    create_db_literal=${create_db//\'/\'\'}
-    # Passwords are set on every run (cheap) so that a changed or missing one is put right;
-    # scram-sha-256 explicitly, whatever the server's default, because pg_hba asks for it.
-    pg_super <<SQL
-SET client_min_messages = warning;
-SET password_encryption = 'scram-sha-256';
-SELECT 'CREATE ROLE mairie' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'mairie') \gexec
-ALTER ROLE mairie LOGIN CREATEDB PASSWORD '${DEV_PASSWORD}';
-SELECT '${create_db_literal}' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'mairie') \gexec
-SELECT 'ALTER DATABASE mairie OWNER TO mairie'
-  FROM pg_database WHERE datname = 'mairie' AND datdba <> 'mairie'::regrole \gexec
-SELECT 'CREATE ROLE ${PWTEST_ROLE}' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${PWTEST_ROLE}') \gexec
-ALTER ROLE ${PWTEST_ROLE} LOGIN NOCREATEDB NOSUPERUSER PASSWORD '${PWTEST_PASSWORD}';
-SQL
-}
-
-# The wrong-password test needs the server to ask mairie_pwtest for a password even where
-# loopback is trusted, so its rule must come before every other one.
-pg_hba_pwtest_rule() {
-    local hba first
-    hba=$(pg_super -c 'SHOW hba_file')
-    [ -f "$hba" ] || die "pg_hba.conf not found at '$hba'"
-    first=$(awk '!/^[[:space:]]*(#|$)/ { $1 = $1; print; exit }' "$hba")
-    if [ "$first" != "$PWTEST_HBA_RULE" ]; then
-        log "adding '$PWTEST_HBA_RULE' as the first rule of $hba"
-        local tmp
-        tmp=$(mktemp)
-        # Drop the rule wherever it already is, then insert it before the first rule.
-        awk -v rule="$PWTEST_HBA_RULE" -v comment="$PWTEST_HBA_COMMENT" '
-            { norm = $0; gsub(/[[:space:]]+/, " ", norm); sub(/^ /, "", norm); sub(/ $/, "", norm) }
-            norm == rule || $0 == comment { next }
-            !done && !/^[[:space:]]*(#|$)/ {
-                print comment
-                print rule
-                done = 1
-            }
-            { print }
-            END { if (!done) print rule }' "$hba" >"$tmp"
-        # Rewrite in place: keeps the file's owner and mode.
-        cat "$tmp" >"$hba"
-        rm -f "$tmp"
-        pg_super -c 'SELECT pg_reload_conf()' >/dev/null
-        sleep 0.5
-    fi
-    local errors
-    errors=$(pg_super -c "SELECT string_agg(line_number || ': ' || error, '; ') FROM pg_hba_file_rules WHERE error IS NOT NULL")
-    [ -z "$errors" ] || die "$hba has errors: $errors"
-}
-
 pg_setup() {
-    pg_pick_cluster
+    pg_create_cluster
     pg_start
-    pg_wait
-    pg_preload_pg_stat_statements
+    pg_settings
     pg_roles_and_database
-    pg_stat_statements_extension
-    pg_hba_pwtest_rule
 }
 
 # ---------------------------------------------------------------------------------------------
-# MariaDB
+# MariaDB: an instance under $MY_DIR
 
-# mariadbd's effective option, from its own reading of the option files ("" if unset).
-my_option() {
-    /usr/sbin/mariadbd --print-defaults 2>/dev/null | tr ' ' '\n' |
-        sed -n "s/^--$1=//p" | tail -n 1
+# The client, on our instance only: --no-defaults keeps the machine's option files out.
+my_root() { mariadb --no-defaults --socket="$MY_SOCKET" -uroot --connect-timeout=5 "$@"; }
+
+my_alive() { mariadb-admin --no-defaults --socket="$MY_SOCKET" -uroot --connect-timeout=2 ping >/dev/null 2>&1; }
+
+# The pid in our pid file, when that process is a running mariadbd.
+my_pid() {
+    local pid
+    pid=$(cat "$MY_PID" 2>/dev/null || true)
+    [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" = mariadbd ] && echo "$pid"
 }
 
-my_root() { mariadb -uroot --connect-timeout=5 "$@"; }
-
-my_alive() { mariadb-admin -uroot --connect-timeout=2 ping; }
-
-my_show_log() {
-    local errlog
-    errlog=$(my_option log-error)
-    tail -n 20 "${errlog:-/var/log/mysql/mariadbd.console.log}" >&2 2>/dev/null || true
-}
-
-my_wait() {
-    local deadline=$((SECONDS + WAIT_SECONDS)) grace=$((SECONDS + 3))
-    until my_alive >/dev/null 2>&1; do
-        # A server that failed to start (bad option, datadir) is gone: no use waiting for it.
-        if ((SECONDS > grace)) && ! pgrep -x mariadbd >/dev/null; then
-            my_show_log
-            die "mariadbd exited during startup (its log is above)"
-        fi
-        if ((SECONDS >= deadline)); then
-            my_show_log
-            die "MariaDB does not answer on its socket after ${WAIT_SECONDS}s"
-        fi
-        sleep 0.5
-    done
-    # A bare TCP connect: a ping would try to log in and leave "access denied" in the log.
-    wait_for bash -c "exec 3<>/dev/tcp/127.0.0.1/$MY_PORT" ||
-        die "MariaDB runs but does not listen on 127.0.0.1:$MY_PORT (check bind-address, port, skip-networking)"
-}
-
-my_start() {
-    if my_alive >/dev/null 2>&1; then
-        return 0
-    fi
-    if ! pgrep -x mariadbd >/dev/null; then
-        is_root || die "MariaDB is not running; run this script as root to start it"
-        local datadir
-        datadir=$(my_option datadir)
-        datadir=${datadir:-/var/lib/mysql}
-        mkdir -p /run/mysqld /var/log/mysql
-        chown mysql:mysql /run/mysqld /var/log/mysql
-        if [ ! -d "$datadir/mysql" ]; then
-            log "initialising the MariaDB data directory $datadir"
-            mkdir -p "$datadir"
-            chown mysql:mysql "$datadir"
-            mariadb-install-db --user=mysql --datadir="$datadir" --skip-test-db >/dev/null
-        fi
-        log "starting MariaDB"
-        # No systemd here: start the daemon directly. It drops to the mysql user itself.
-        start-stop-daemon --start --oknodo --background \
-            --output /var/log/mysql/mariadbd.console.log \
-            --exec /usr/sbin/mariadbd -- --user=mysql
-    fi
-    my_wait
-}
-
-my_restart() {
-    log "restarting MariaDB ($1)"
-    mariadb-admin -uroot shutdown
-    wait_for bash -c '! pgrep -x mariadbd' || die "MariaDB did not stop within ${WAIT_SECONDS}s"
-    my_start
-}
-
-my_config_file() {
-    local wanted
-    wanted="# Written by mairie-dba's scripts/dev-services.sh: settings its tests rely on.
+my_config() {
+    cat <<EOF
+# Written by mairie-dba's scripts/dev-services.sh: the project's own MariaDB instance.
+# Started with --defaults-file, so no other option file is read.
 [mariadbd]
-# load-csv may use LOAD DATA LOCAL INFILE
+user = mysql
+datadir = $MY_DATA
+socket = $MY_SOCKET
+pid-file = $MY_PID
+log-error = $MY_LOG
+port = $MY_PORT
+bind-address = 127.0.0.1
+skip-name-resolve
+character-set-server = utf8mb4
+collation-server = utf8mb4_general_ci
+# load-csv streams through LOAD DATA LOCAL INFILE
 local_infile = 1
-# health and metrics read statement and wait statistics
-performance_schema = ON"
-    if [ "$(cat "$MY_CNF_FILE" 2>/dev/null || true)" != "$wanted" ]; then
-        log "writing $MY_CNF_FILE"
-        mkdir -p "$MY_CNF_DIR"
-        printf '%s\n' "$wanted" >"$MY_CNF_FILE"
-        chmod 0644 "$MY_CNF_FILE"
-    fi
-    # Debian's my.cnf includes mariadb.conf.d/; a hand-written one may not.
-    if [ "$(my_option performance_schema)" != ON ] || [ "$(my_option local_infile)" != 1 ]; then
-        local mycnf
-        mycnf=$(readlink -f /etc/mysql/my.cnf)
-        log "$MY_CNF_FILE is not read by mariadbd: adding '!includedir $MY_CNF_DIR/' to $mycnf"
-        printf '\n# Added by mairie-dba scripts/dev-services.sh\n!includedir %s/\n' "$MY_CNF_DIR" >>"$mycnf"
-        if [ "$(my_option performance_schema)" != ON ] || [ "$(my_option local_infile)" != 1 ]; then
-            die "mariadbd still does not read $MY_CNF_FILE (see: mariadbd --print-defaults)"
-        fi
-    fi
+# health, metrics and maintenance read statement and wait statistics
+performance_schema = ON
+innodb_buffer_pool_size = 256M
+EOF
 }
 
 my_setup() {
-    # The option file first, so that a server started here starts with it.
-    my_config_file
-    my_start
-    if [ "$(my_root -N -B -e 'SELECT @@GLOBAL.performance_schema')" != 1 ]; then
-        my_restart "performance_schema is off"
-        [ "$(my_root -N -B -e 'SELECT @@GLOBAL.performance_schema')" = 1 ] ||
-            log "WARNING: performance_schema is still off after a restart (another option file turns it off?)"
+    getent passwd mysql >/dev/null || die "there is no mysql user (is mariadb-server installed?)"
+    local wanted restart=
+    wanted=$(my_config)
+    if [ "$(cat "$MY_CNF" 2>/dev/null || true)" != "$wanted" ]; then
+        is_root || die "$MY_CNF is missing or out of date: run as root"
+        log "writing $MY_CNF"
+        install -d -m 0755 "$(dirname "$MY_DIR")"
+        install -d -m 0755 "$MY_DIR"
+        printf '%s\n' "$wanted" >"$MY_CNF"
+        chmod 0644 "$MY_CNF"
+        restart=1
     fi
-    my_root <<SQL
-SET GLOBAL local_infile = ON;
+    if is_root; then
+        install -d -m 0750 -o mysql -g mysql "$MY_DIR/run"
+    fi
+    if [ ! -d "$MY_DATA/mysql" ]; then
+        is_root || die "$MY_DATA is not initialised: run as root"
+        log "initialising the MariaDB data directory $MY_DATA"
+        install -d -m 0750 -o mysql -g mysql "$MY_DATA"
+        mariadb-install-db --defaults-file="$MY_CNF" --skip-test-db \
+            --auth-root-authentication-method=socket >"$MY_DIR/install-db.log" 2>&1 || {
+            tail -n 20 "$MY_DIR/install-db.log" >&2
+            die "mariadb-install-db failed (its log: $MY_DIR/install-db.log)"
+        }
+    fi
+    if [ -n "$(my_pid)" ] && [ -n "$restart" ]; then
+        log "restarting MariaDB on port $MY_PORT (its configuration changed)"
+        my_stop
+    fi
+    if [ -z "$(my_pid)" ]; then
+        is_root || die "the project's MariaDB is not running: run as root to start it"
+        ! port_open "$MY_PORT" || die "port $MY_PORT is in use by another program: free it, or change MAIRIE_DEV_MY_PORT in scripts/dev-servers.env and config/config_mysql.yml"
+        log "starting MariaDB on 127.0.0.1:$MY_PORT"
+        # No systemd: the daemon is started directly and drops to the mysql user itself. The
+        # pid file, not the program's name, says whether it runs (the machine may run its own).
+        start-stop-daemon --start --background --pidfile "$MY_PID" \
+            --exec /usr/sbin/mariadbd -- --defaults-file="$MY_CNF"
+    fi
+    local deadline=$((SECONDS + WAIT_SECONDS))
+    until my_alive; do
+        if ((SECONDS >= deadline)); then
+            tail -n 20 "$MY_LOG" >&2 2>/dev/null || true
+            die "MariaDB does not answer on $MY_SOCKET after ${WAIT_SECONDS}s (its log is above)"
+        fi
+        sleep 0.5
+    done
+    wait_for port_open "$MY_PORT" || die "MariaDB runs but does not listen on 127.0.0.1:$MY_PORT"
+    my_accounts
+}
+
+# The accounts. Each statement is one that a second run leaves as it was: passwords are set
+# only when the account does not log in with them.
+my_accounts() {
+    local user password grant
+    my_root <<'SQL'
 CREATE DATABASE IF NOT EXISTS mairie CHARACTER SET utf8mb4;
-CREATE USER IF NOT EXISTS 'mairie'@'localhost' IDENTIFIED BY '${DEV_PASSWORD}';
-CREATE USER IF NOT EXISTS 'mairie'@'127.0.0.1' IDENTIFIED BY '${DEV_PASSWORD}';
-ALTER USER 'mairie'@'localhost' IDENTIFIED BY '${DEV_PASSWORD}';
-ALTER USER 'mairie'@'127.0.0.1' IDENTIFIED BY '${DEV_PASSWORD}';
-GRANT ALL PRIVILEGES ON *.* TO 'mairie'@'localhost';
-GRANT ALL PRIVILEGES ON *.* TO 'mairie'@'127.0.0.1';
+DROP USER IF EXISTS ''@'localhost';
 SQL
+    for user in "$MAIRIE_DEV_USER" "$MAIRIE_DEV_ADMIN_USER"; do
+        if [ "$user" = "$MAIRIE_DEV_ADMIN_USER" ]; then
+            password=$MAIRIE_DEV_ADMIN_PASSWORD grant="WITH GRANT OPTION"
+        else
+            password=$MAIRIE_DEV_PASSWORD grant=
+        fi
+        if ! MYSQL_PWD=$password mariadb --no-defaults -h127.0.0.1 -P"$MY_PORT" --protocol=tcp \
+            -u"$user" --connect-timeout=5 -e 'SELECT 1' >/dev/null 2>&1 ||
+            ! MYSQL_PWD=$password mariadb --no-defaults --socket="$MY_SOCKET" \
+                -u"$user" --connect-timeout=5 -e 'SELECT 1' >/dev/null 2>&1; then
+            log "creating MariaDB user $user (or setting its password)"
+            my_root <<SQL
+CREATE USER IF NOT EXISTS '${user}'@'localhost';
+CREATE USER IF NOT EXISTS '${user}'@'127.0.0.1';
+ALTER USER '${user}'@'localhost' IDENTIFIED BY '${password}';
+ALTER USER '${user}'@'127.0.0.1' IDENTIFIED BY '${password}';
+SQL
+        fi
+        my_root <<SQL
+GRANT ALL PRIVILEGES ON *.* TO '${user}'@'localhost' ${grant};
+GRANT ALL PRIVILEGES ON *.* TO '${user}'@'127.0.0.1' ${grant};
+SQL
+    done
+}
+
+my_stop() {
+    local pid
+    pid=$(my_pid) || true
+    [ -n "$pid" ] || return 0
+    mariadb-admin --no-defaults --socket="$MY_SOCKET" -uroot shutdown 2>/dev/null || kill "$pid"
+    wait_for bash -c "! kill -0 $pid" || die "MariaDB (pid $pid) did not stop within ${WAIT_SECONDS}s"
 }
 
 # ---------------------------------------------------------------------------------------------
-# Checks, as the tests will connect: TCP on 127.0.0.1, user mairie, password from the
-# environment (PGPASSWORD / MYSQL_PWD, never argv).
+# Checks, as the tests connect: TCP on 127.0.0.1, passwords through the environment.
 
 verify() {
     local pg_version my_version
-    pg_version=$(PGPASSWORD=$DEV_PASSWORD PGCONNECT_TIMEOUT=5 psql -X -A -t -h 127.0.0.1 -p "$PG_PORT" \
-        -U mairie -d mairie -c 'SHOW server_version' 2>&1) ||
-        die "cannot connect to PostgreSQL on 127.0.0.1:$PG_PORT as mairie: $pg_version"
-    PGPASSWORD=$PWTEST_PASSWORD PGCONNECT_TIMEOUT=5 psql -X -A -t -h 127.0.0.1 -p "$PG_PORT" \
-        -U "$PWTEST_ROLE" -d postgres -c 'SELECT 1' >/dev/null 2>&1 ||
-        die "$PWTEST_ROLE cannot log in with its password on 127.0.0.1:$PG_PORT"
-    if PGPASSWORD=wrong-password PGCONNECT_TIMEOUT=5 psql -X -A -t -h 127.0.0.1 -p "$PG_PORT" \
-        -U "$PWTEST_ROLE" -d postgres -c 'SELECT 1' >/dev/null 2>&1; then
-        die "$PWTEST_ROLE logs in with a wrong password: its pg_hba.conf rule is not in effect"
-    fi
-    my_version=$(MYSQL_PWD=$DEV_PASSWORD mariadb -h127.0.0.1 -P"$MY_PORT" --protocol=tcp -umairie \
-        --connect-timeout=5 -N -B -e 'SELECT VERSION()' mairie 2>&1) ||
-        die "cannot connect to MariaDB on 127.0.0.1:$MY_PORT as mairie: $my_version"
-    printf 'PostgreSQL %s: 127.0.0.1:%s, database mairie, user mairie (MAIRIE_PG_PASSWORD=%s)%s\n' \
-        "${pg_version%% *}" "$PG_PORT" "$DEV_PASSWORD" "$PG_NOTE"
-    printf 'MariaDB %s: 127.0.0.1:%s and %s, database mairie, user mairie (MAIRIE_MYSQL_PASSWORD=%s)\n' \
-        "$my_version" "$MY_PORT" "$(my_option socket)" "$DEV_PASSWORD"
+    pg_version=$(PGPASSWORD=$MAIRIE_DEV_PASSWORD PGCONNECT_TIMEOUT=5 psql -X -A -t -h 127.0.0.1 \
+        -p "$PG_PORT" -U "$MAIRIE_DEV_USER" -d mairie -c 'SHOW server_version' 2>&1) ||
+        die "cannot connect to PostgreSQL on 127.0.0.1:$PG_PORT as $MAIRIE_DEV_USER: $pg_version"
+    pg_login_ok "$MAIRIE_DEV_ADMIN_USER" "$MAIRIE_DEV_ADMIN_PASSWORD" ||
+        die "$MAIRIE_DEV_ADMIN_USER cannot log in to PostgreSQL on 127.0.0.1:$PG_PORT"
+    pg_login_ok "$MAIRIE_DEV_PWTEST_USER" "$MAIRIE_DEV_PWTEST_PASSWORD" ||
+        die "$MAIRIE_DEV_PWTEST_USER cannot log in to PostgreSQL on 127.0.0.1:$PG_PORT"
+    ! pg_login_ok "$MAIRIE_DEV_PWTEST_USER" wrong-password ||
+        die "$MAIRIE_DEV_PWTEST_USER logs in with a wrong password on 127.0.0.1:$PG_PORT"
+    my_version=$(MYSQL_PWD=$MAIRIE_DEV_PASSWORD mariadb --no-defaults -h127.0.0.1 -P"$MY_PORT" \
+        --protocol=tcp -u"$MAIRIE_DEV_USER" --connect-timeout=5 -N -B -e 'SELECT VERSION()' mairie 2>&1) ||
+        die "cannot connect to MariaDB on 127.0.0.1:$MY_PORT as $MAIRIE_DEV_USER: $my_version"
+    MYSQL_PWD=$MAIRIE_DEV_ADMIN_PASSWORD mariadb --no-defaults -h127.0.0.1 -P"$MY_PORT" \
+        --protocol=tcp -u"$MAIRIE_DEV_ADMIN_USER" --connect-timeout=5 -e 'SELECT 1' >/dev/null 2>&1 ||
+        die "$MAIRIE_DEV_ADMIN_USER cannot log in to MariaDB on 127.0.0.1:$MY_PORT"
+    printf 'PostgreSQL %s: cluster %s, 127.0.0.1:%s, database mairie, user %s (MAIRIE_PG_PASSWORD=%s)\n' \
+        "${pg_version%% *}" "$PG_CLUSTER" "$PG_PORT" "$MAIRIE_DEV_USER" "$MAIRIE_DEV_PASSWORD"
+    printf 'MariaDB %s: 127.0.0.1:%s and %s, database mairie, user %s (MAIRIE_MYSQL_PASSWORD=%s)\n' \
+        "$my_version" "$MY_PORT" "$MY_SOCKET" "$MAIRIE_DEV_USER" "$MAIRIE_DEV_PASSWORD"
+}
+
+# Not root: the rest of the command runs again through sudo.
+need_root() {
+    is_root && return 0
+    command -v sudo >/dev/null 2>&1 || die "this needs root, and there is no sudo: run it as root"
+    log "asking sudo to $1"
+    exec sudo MAIRIE_DBA_WAIT_SECONDS="$WAIT_SECONDS" bash "$script_dir/dev-services.sh" "$1"
 }
 
 main() {
-    install_missing
-    if ! is_root; then
-        log "not root: checking the servers without changing anything"
+    case "${1:-up}" in
+    up)
+        # Not root, with everything up already: only checked, no sudo asked.
+        if ! is_root && [ -z "$(missing_packages)" ] && verify 2>/dev/null; then
+            exit 0
+        fi
+        need_root up
+        install_missing
+        pg_setup
+        my_setup
         verify
-        return
-    fi
-    pg_setup
-    my_setup
-    verify
+        ;;
+    status)
+        verify
+        ;;
+    stop)
+        need_root stop
+        if [ -n "$(pg_cluster_line)" ]; then
+            read -r PG_VERSION _ <<<"$(pg_cluster_line)"
+            ! pg_running || pg_ctl stop
+        fi
+        my_stop
+        log "stopped"
+        ;;
+    remove)
+        need_root remove
+        if [ -n "$(pg_cluster_line)" ]; then
+            read -r PG_VERSION _ <<<"$(pg_cluster_line)"
+            pg_dropcluster --stop "$PG_VERSION" "$PG_CLUSTER"
+        fi
+        my_stop
+        rm -rf "$MY_DIR"
+        log "removed the cluster $PG_CLUSTER and $MY_DIR"
+        ;;
+    *)
+        die "unknown command '$1' (up, status, stop, remove)"
+        ;;
+    esac
 }
 
 main "$@"

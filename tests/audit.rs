@@ -8,9 +8,10 @@
 //! test case per check; an unreachable target is CRITICAL without hiding the others; and
 //! the audit changes nothing on the server.
 //!
-//! Server-wide objects are created as superusers: PostgreSQL's `postgres` (libpq-style
-//! `MAIRIE_DBA_TEST_PG_SUPERUSER`, default `host=127.0.0.1 port=5432 user=postgres`) and
-//! MariaDB's root through the `mariadb -uroot` client on the local socket. Every object has
+//! Server-wide objects are created as superusers: on PostgreSQL the superuser of
+//! [`pg_superuser_dsn`], on MariaDB the admin of [`mysql_admin_url`] through the `mariadb`
+//! client over TCP (both `mairie_admin`, made by `scripts/dev-services.sh`, unless the
+//! environment names others; no test relies on `trust` authentication). Every object has
 //! a unique name and is dropped by a guard, even when an assertion fails. The tests that
 //! create or fingerprint server-wide objects take turns on a lock file (tests run as threads
 //! under `cargo test` and as processes under nextest).
@@ -93,8 +94,7 @@ fn assert_fails_naming(doc: &Value, id: &str, names: &[&str]) {
 // PostgreSQL as a superuser
 
 fn pg_su_dsn() -> String {
-    std::env::var("MAIRIE_DBA_TEST_PG_SUPERUSER")
-        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres".to_string())
+    pg_superuser_dsn()
 }
 
 fn dsn_part(dsn: &str, key: &str) -> Option<String> {
@@ -140,7 +140,7 @@ fn pg_env_as_superuser() -> Env {
     let dsn = pg_su_dsn();
     let host = dsn_part(&dsn, "host").unwrap_or_else(|| "127.0.0.1".into());
     let port = dsn_part(&dsn, "port").unwrap_or_else(|| "5432".into());
-    let user = dsn_part(&dsn, "user").unwrap_or_else(|| "postgres".into());
+    let user = dsn_part(&dsn, "user").expect("the superuser's DSN names its user");
     let mut text = format!(
         "connection:\n  host: {host}\n  port: {port}\n  database: {}\n  user: {user}\n  connect_timeout: 5\n",
         env.db().name()
@@ -349,17 +349,26 @@ fn postgres_checks_that_cannot_look_are_errors_and_a_warning() {
 // ---------------------------------------------------------------------------------------------
 // MariaDB as root
 
-/// Runs SQL as MariaDB's root over the local socket.
+/// Runs SQL as MariaDB's admin (`mysql_admin_url`) through the `mariadb` client over TCP,
+/// the password in its environment, no option file read.
 fn my_root(sql: &str) -> Result<String, String> {
+    let url = mysql_admin_url();
+    let opts = mysql_async::Opts::from_url(&url).map_err(|e| format!("{url}: {e}"))?;
+    let user = opts.user().unwrap_or("root").to_string();
     let out = std::process::Command::new("mariadb")
-        .args(["-uroot", "-N", "-B", "-e", sql])
+        .arg("--no-defaults")
+        .arg(format!("--host={}", opts.ip_or_hostname()))
+        .arg(format!("--port={}", opts.tcp_port()))
+        .arg(format!("--user={user}"))
+        .args(["--protocol=tcp", "-N", "-B", "-e", sql])
+        .env("MYSQL_PWD", opts.pass().unwrap_or_default())
         .output()
-        .map_err(|e| format!("running `mariadb -uroot`: {e}"))?;
+        .map_err(|e| format!("running `mariadb`: {e}"))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         Err(format!(
-            "mariadb -uroot -e {sql:?}: {}",
+            "mariadb -u{user} -e {sql:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         ))
     }

@@ -751,11 +751,11 @@ fn a_failed_backup_leaves_nothing_and_check_says_failed(engine: Engine) {
         .code(2)
         .stdout_has("BACKUP CRITICAL");
 
-    // A wrong password (mairie_pwtest is always asked for its password on PostgreSQL).
+    // A wrong password.
     let wrong = "Wrong-Secret-4417";
     let (port, user, says) = match engine {
-        Engine::Postgres => (5432, "mairie_pwtest", "password authentication failed"),
-        Engine::Mysql => (3306, "mairie", "Access denied"),
+        Engine::Postgres => (pg_port(), pg_pwtest().0, "password authentication failed"),
+        Engine::Mysql => (mysql_port(), "mairie", "Access denied"),
     };
     write_connection(&env, port, user);
     env.set_env(engine.password_var(), wrong);
@@ -960,17 +960,18 @@ fn the_password_is_on_no_command_line_during_a_dump(engine: Engine) {
     let (secret, dumper) = match engine {
         Engine::Postgres => {
             // The role of the wrong-password test, whose password the server always checks.
-            env.db().query(
-                "GRANT USAGE ON SCHEMA referentiel, metier, reporting TO mairie_pwtest;
-                 GRANT SELECT ON ALL TABLES IN SCHEMA public, referentiel, metier, reporting TO mairie_pwtest;
-                 GRANT SELECT ON ALL SEQUENCES IN SCHEMA public, referentiel, metier TO mairie_pwtest",
-            );
-            write_connection(&env, 5432, "mairie_pwtest");
-            ("right-password", "pg_dump")
+            let (role, password) = pg_pwtest();
+            env.db().query(&format!(
+                "GRANT USAGE ON SCHEMA referentiel, metier, reporting TO {role};
+                 GRANT SELECT ON ALL TABLES IN SCHEMA public, referentiel, metier, reporting TO {role};
+                 GRANT SELECT ON ALL SEQUENCES IN SCHEMA public, referentiel, metier TO {role}"
+            ));
+            write_connection(&env, pg_port(), role);
+            (password, "pg_dump")
         }
         Engine::Mysql => {
             _user = Some(MyUser::create("mdba_ps_test", "Ps-Secret-9931", &db));
-            write_connection(&env, 3306, "mdba_ps_test");
+            write_connection(&env, mysql_port(), "mdba_ps_test");
             ("Ps-Secret-9931", "dump")
         }
     };

@@ -132,21 +132,26 @@ fn an_unset_password_env_is_exit_2_naming_the_variable() {
 
 #[test]
 fn a_wrong_password_is_refused_and_never_echoed() {
-    // scripts/dev-services.sh gives role mairie_pwtest a scram-sha-256 rule first in pg_hba.
+    let (role, password) = pg_pwtest();
     let mut env = Env::empty();
     env.write(
         "config_postgres.yml",
-        "connection:\n  host: 127.0.0.1\n  database: postgres\n  user: mairie_pwtest\n  password_env: MAIRIE_PG_PASSWORD\n",
+        format!(
+            "connection:\n  host: 127.0.0.1\n  port: {}\n  database: postgres\n  user: {role}\n  password_env: MAIRIE_PG_PASSWORD\n",
+            pg_port()
+        ),
     );
     env.write_global("");
     env.set_env("MAIRIE_PG_PASSWORD", "Wr0ng-S3cret-Value");
     let out = env.run(&["schema", "status", "--format", "json"]);
     out.code(1)
         .one_line_error()
-        .stderr_has("password authentication failed for user \"mairie_pwtest\"")
+        .stderr_has(&format!(
+            "password authentication failed for user \"{role}\""
+        ))
         .lacks("Wr0ng-S3cret-Value");
 
-    env.set_env("MAIRIE_PG_PASSWORD", "right-password");
+    env.set_env("MAIRIE_PG_PASSWORD", password);
     env.run(&["schema", "status"]).success();
 }
 

@@ -4,9 +4,13 @@
 //! directory, so tests run in parallel and leave nothing behind. A server that cannot be
 //! reached fails the test with a clear message: it is never skipped.
 //!
-//! `MAIRIE_DBA_TEST_PG` is a libpq-style connection string for a role that may create
-//! databases (default `host=127.0.0.1 port=5432 user=mairie password=mairie`);
-//! `MAIRIE_DBA_TEST_MYSQL` a URL (default `mysql://mairie:mairie@127.0.0.1:3306`).
+//! The servers are the project's own, made by `scripts/dev-services.sh`; their ports,
+//! accounts and passwords are read from `scripts/dev-servers.env` (the one place they are
+//! written). Elsewhere (containers in CI) the environment points at other servers:
+//! `MAIRIE_DBA_TEST_PG`, a libpq-style connection string for a role that may create databases;
+//! `MAIRIE_DBA_TEST_PG_SUPERUSER`, the same for a superuser; `MAIRIE_DBA_TEST_MYSQL` and
+//! `MAIRIE_DBA_TEST_MYSQL_ADMIN`, URLs of a user that may create databases and of one that
+//! may also create users and grant (`mysql://user:password@host:port`).
 //!
 //! Tests written once run on every engine through [`per_engine!`]: they talk to the
 //! database through [`Db`], which maps the model's `schema.table` names to each engine's
@@ -73,9 +77,55 @@ fn unique(prefix: &str) -> String {
     )
 }
 
+/// `scripts/dev-servers.env`: the project's own servers, as `scripts/dev-services.sh` makes them.
+const DEV_SERVERS: &str = include_str!("../../scripts/dev-servers.env");
+
+/// One value of `scripts/dev-servers.env`.
+pub fn dev_server(key: &str) -> &'static str {
+    DEV_SERVERS
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .find(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim())
+        .unwrap_or_else(|| panic!("scripts/dev-servers.env has no {key}"))
+}
+
+fn dev_pg_dsn(user: &str, password: &str) -> String {
+    format!(
+        "host=127.0.0.1 port={} user={} password={}",
+        dev_server("MAIRIE_DEV_PG_PORT"),
+        dev_server(user),
+        dev_server(password)
+    )
+}
+
+/// A role that may create databases (`MAIRIE_DBA_TEST_PG`, else the project's `mairie`).
 pub fn pg_admin_dsn() -> String {
     std::env::var("MAIRIE_DBA_TEST_PG")
-        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=mairie password=mairie".to_string())
+        .unwrap_or_else(|_| dev_pg_dsn("MAIRIE_DEV_USER", "MAIRIE_DEV_PASSWORD"))
+}
+
+/// A superuser (`MAIRIE_DBA_TEST_PG_SUPERUSER`, else the project's `mairie_admin`).
+pub fn pg_superuser_dsn() -> String {
+    std::env::var("MAIRIE_DBA_TEST_PG_SUPERUSER")
+        .unwrap_or_else(|_| dev_pg_dsn("MAIRIE_DEV_ADMIN_USER", "MAIRIE_DEV_ADMIN_PASSWORD"))
+}
+
+/// The port of the PostgreSQL server the tests use.
+pub fn pg_port() -> u16 {
+    let dsn = pg_admin_dsn();
+    dsn_value(&dsn, "port")
+        .unwrap_or_else(|| "5432".into())
+        .parse()
+        .unwrap_or_else(|e| panic!("port of `{dsn}`: {e}"))
+}
+
+/// The role whose password the server always checks (wrong-password tests) and its password.
+pub fn pg_pwtest() -> (&'static str, &'static str) {
+    (
+        dev_server("MAIRIE_DEV_PWTEST_USER"),
+        dev_server("MAIRIE_DEV_PWTEST_PASSWORD"),
+    )
 }
 
 pub fn dsn_value(dsn: &str, key: &str) -> Option<String> {
@@ -158,9 +208,33 @@ impl Drop for PgDb {
     }
 }
 
+fn dev_mysql_url(user: &str, password: &str) -> String {
+    format!(
+        "mysql://{}:{}@127.0.0.1:{}",
+        dev_server(user),
+        dev_server(password),
+        dev_server("MAIRIE_DEV_MY_PORT")
+    )
+}
+
+/// A user that may create databases (`MAIRIE_DBA_TEST_MYSQL`, else the project's `mairie`).
 pub fn mysql_url() -> String {
     std::env::var("MAIRIE_DBA_TEST_MYSQL")
-        .unwrap_or_else(|_| "mysql://mairie:mairie@127.0.0.1:3306".to_string())
+        .unwrap_or_else(|_| dev_mysql_url("MAIRIE_DEV_USER", "MAIRIE_DEV_PASSWORD"))
+}
+
+/// A user that may also create users and grant (`MAIRIE_DBA_TEST_MYSQL_ADMIN`, else the
+/// project's `mairie_admin`).
+pub fn mysql_admin_url() -> String {
+    std::env::var("MAIRIE_DBA_TEST_MYSQL_ADMIN")
+        .unwrap_or_else(|_| dev_mysql_url("MAIRIE_DEV_ADMIN_USER", "MAIRIE_DEV_ADMIN_PASSWORD"))
+}
+
+/// The port of the MySQL/MariaDB server the tests use.
+pub fn mysql_port() -> u16 {
+    mysql_async::Opts::from_url(&mysql_url())
+        .map(|o| o.tcp_port())
+        .unwrap_or(3306)
 }
 
 /// Runs SQL on a MySQL database (None: no default database); rows as text.
@@ -388,7 +462,7 @@ impl Env {
     /// `config_postgres.yml` for `dbname`, with extra connection lines.
     pub fn write_pg_config(&self, dbname: &str, extra: &str) {
         let host = dsn_value(&pg_admin_dsn(), "host").unwrap_or_else(|| "127.0.0.1".into());
-        let port = dsn_value(&pg_admin_dsn(), "port").unwrap_or_else(|| "5432".into());
+        let port = pg_port();
         let user = dsn_value(&pg_admin_dsn(), "user").unwrap_or_else(|| "mairie".into());
         let mut text = format!(
             "connection:\n  host: {host}\n  port: {port}\n  database: {dbname}\n  user: {user}\n  password_env: MAIRIE_PG_PASSWORD\n  connect_timeout: 5\n"
