@@ -18,7 +18,6 @@
 
 mod common;
 
-use std::fs::File;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use common::*;
@@ -38,23 +37,6 @@ fn unique(prefix: &str) -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::SeqCst)
     )
-}
-
-/// An exclusive lock, per engine, over the tests that change or fingerprint server-wide
-/// objects.
-struct Serial(#[allow(dead_code)] File);
-
-fn serial(engine: Engine) -> Serial {
-    let path = std::env::temp_dir().join(format!("mairie-dba-audit-tests-{}.lock", engine.name()));
-    let f = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    f.lock()
-        .unwrap_or_else(|e| panic!("lock {}: {e}", path.display()));
-    Serial(f)
 }
 
 /// The catalogue size of an engine, as the binary knows it.
@@ -185,7 +167,7 @@ fn pg_fingerprint(db: &str) -> Vec<Vec<Option<String>>> {
 
 #[test]
 fn postgres_failures_name_the_offenders_and_nothing_changes() {
-    let _serial = serial(Engine::Postgres);
+    let _serial = serial(&format!("audit-tests-{}", Engine::Postgres.name()));
     let env = pg_env_as_superuser();
     let db = env.db().name().to_string();
     let su = unique("mdba_audit_su");
@@ -410,7 +392,7 @@ fn my_fingerprint() -> String {
 
 #[test]
 fn mysql_failures_name_the_offenders_and_nothing_changes() {
-    let _serial = serial(Engine::Mysql);
+    let _serial = serial(&format!("audit-tests-{}", Engine::Mysql.name()));
     let env = Env::new(Engine::Mysql);
     let pw_user = unique("mdba_audit_pw");
     let file_user = unique("mdba_audit_file");

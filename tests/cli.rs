@@ -11,23 +11,153 @@ fn bin(args: &[&str]) -> Run {
     Run::from(std::process::Command::new(BIN).args(args).output().unwrap())
 }
 
+/// The command names listed in the `Commands:` section of a help text (`help` left out):
+/// the section runs from `Commands:` to the first blank line, one command per line indented
+/// by two spaces; deeper lines continue a description.
+fn commands_in_help(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| l.trim_end() != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| l.starts_with("  ") && !l[2..].starts_with(' '))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every command path the binary's help lists, found by walking `--help` from the top; each
+/// help must succeed, print `Usage:` on stdout and name its own command path in the usage line.
+fn help_tree(path: &[String], found: &mut Vec<Vec<String>>) {
+    let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+    args.push("--help");
+    let out = bin(&args);
+    out.success();
+    let usage = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Usage: "))
+        .unwrap_or_else(|| panic!("{args:?}: no `Usage:` line\n{}", out.stdout));
+    let mut expected = String::from("mairie-dba");
+    for p in path {
+        expected.push(' ');
+        expected.push_str(p);
+    }
+    assert!(
+        usage == expected || usage.starts_with(&format!("{expected} ")),
+        "{args:?}: the usage line does not name `{expected}`: {usage:?}\n{}",
+        out.stdout
+    );
+    for name in commands_in_help(&out.stdout) {
+        let mut sub = path.to_vec();
+        sub.push(name);
+        assert!(
+            !found.contains(&sub),
+            "{sub:?} is listed twice\n{}",
+            out.stdout
+        );
+        found.push(sub.clone());
+        help_tree(&sub, found);
+    }
+}
+
 #[test]
 fn every_command_has_help() {
-    for args in [
-        vec!["--help"],
-        vec!["schema", "--help"],
-        vec!["schema", "apply", "--help"],
-        vec!["schema", "status", "--help"],
-        vec!["load-csv", "--help"],
-        vec!["completions", "--help"],
+    let mut found = Vec::new();
+    help_tree(&[], &mut found);
+    let found: Vec<String> = found.iter().map(|p| p.join(" ")).collect();
+    // Known commands: a parse that finds nothing (or too little) must not pass.
+    for known in [
+        "schema",
+        "schema apply",
+        "schema status",
+        "load-csv",
+        "backup",
+        "backup run",
+        "backup list",
+        "backup verify",
+        "backup check",
+        "restore",
+        "health",
+        "audit",
+        "maintenance",
+        "maintenance analyze",
+        "maintenance vacuum",
+        "maintenance index-report",
+        "maintenance slow-queries",
+        "maintenance cleanup",
+        "metrics",
+        "metrics serve",
+        "metrics collect",
+        "completions",
     ] {
-        let out = bin(&args);
-        out.success();
-        assert!(out.stdout.contains("Usage:"), "{args:?}: {}", out.stdout);
+        assert!(
+            found.iter().any(|f| f == known),
+            "`{known}` was not found in the help; found: {found:?}"
+        );
     }
     bin(&["load-csv", "--help"])
         .stdout_has("--decimal-comma")
         .stdout_has("--date-order");
+}
+
+#[test]
+fn commands_in_help_reads_the_commands_section() {
+    let help = "About.\n\nUsage: x <COMMAND>\n\nCommands:\n  one    First\n  two-words  Second, whose\n             description wraps\n  help   Print help\n\nOptions:\n  -h, --help  Print help\n";
+    assert_eq!(commands_in_help(help), ["one", "two-words"]);
+    assert!(commands_in_help("Usage: x\n\nOptions:\n  -h\n").is_empty());
+}
+
+/// `one_line_error` accepts one clean error among other stderr lines and refuses the rest.
+#[test]
+fn one_line_error_checks_what_it_says() {
+    fn run(code: i32, stderr: &str) -> Run {
+        Run {
+            code,
+            stdout: String::new(),
+            stderr: stderr.into(),
+        }
+    }
+    fn refused(code: i32, stderr: &str) -> bool {
+        let r = run(code, stderr);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            r.one_line_error();
+        }))
+        .is_err()
+    }
+    run(1, "error: target `postgres`: it broke\n").one_line_error();
+    run(
+        2,
+        "postgres: waited for another schema apply to finish\nwarning: mysql: no backup in /b\nerror: target `mysql`: it broke\nmysql: removed x.partial\n",
+    )
+    .one_line_error();
+    run(1, "error: it broke\n\nsummary: 1 failed\n").one_line_error();
+
+    let cases = [
+        (0, "error: it broke\n"),
+        (-1, "error: it broke\n"),
+        (1, ""),
+        (1, "warning: only a warning\n"),
+        (1, "error:\n"),
+        (1, "error:   \n"),
+        (1, "error: one\nerror: two\n"),
+        (1, "error: one\nError: two\n"),
+        (1, "Error: it broke\n"),
+        (1, "error: it broke\n\nCaused by:\n    0: deeper\n"),
+        (1, "error: it broke\n  because of this\n"),
+        (1, "error: it broke\n\tbecause of this\n"),
+        (1, "error: it broke\n\n  tip: try that\n"),
+        (
+            101,
+            "thread 'main' panicked at src/lib.rs:1:1:\nerror: oops\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n",
+        ),
+        (1, "error: it broke\nstack backtrace:\n"),
+    ];
+    let accepted: Vec<_> = cases
+        .iter()
+        .filter(|(code, stderr)| !refused(*code, stderr))
+        .collect();
+    assert!(accepted.is_empty(), "accepted: {accepted:?}");
 }
 
 #[test]

@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::fs::File;
 use std::net::TcpListener;
 use std::sync::mpsc;
 use std::thread;
@@ -38,24 +37,6 @@ per_engine!(
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/// An exclusive lock, per engine, over the tests that provoke or expect server-wide quiet.
-struct Serial {
-    _file: File,
-}
-
-fn serial(engine: Engine) -> Serial {
-    let path = std::env::temp_dir().join(format!("mairie-dba-health-tests-{}.lock", engine.name()));
-    let f = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    f.lock()
-        .unwrap_or_else(|e| panic!("lock {}: {e}", path.display()));
-    Serial { _file: f }
-}
 
 /// Runs `health` with `--format json` and the given arguments.
 fn health(env: &Env, args: &[&str]) -> Run {
@@ -288,7 +269,7 @@ impl Drop for Session {
 fn a_healthy_server_is_ok_in_json_and_nagios(engine: Engine) {
     let env = Env::new(engine);
     let t = engine.name();
-    let _serial = serial(engine);
+    let _serial = serial(&format!("health-tests-{}", engine.name()));
 
     let r = health_until(&env, &[], Duration::from_secs(60), |r| r.code == 0);
     r.code(0);
@@ -430,7 +411,7 @@ fn a_long_query_is_a_warning_that_names_it(engine: Engine) {
     let env = Env::new(engine);
     let t = engine.name();
     env.write_global("health:\n  thresholds:\n    long_queries: {warning: 1, critical: 100}\n");
-    let _serial = serial(engine);
+    let _serial = serial(&format!("health-tests-{}", engine.name()));
     wait_for_quiet(&env, "long_queries");
     let s = Session::open(engine, env.db().name());
     let sleep = match engine {
@@ -479,7 +460,7 @@ fn a_session_idle_in_transaction_is_a_warning(engine: Engine) {
         "health:\n  thresholds:\n    idle_in_transaction: {warning: 1, critical: 100}\n",
     );
     env.db().query("CREATE TABLE oubli (id int PRIMARY KEY)");
-    let _serial = serial(engine);
+    let _serial = serial(&format!("health-tests-{}", engine.name()));
     wait_for_quiet(&env, "idle_in_transaction");
     let s = Session::open(engine, env.db().name());
     s.exec("BEGIN");
@@ -523,7 +504,7 @@ fn a_blocked_session_is_a_lock_warning(engine: Engine) {
     env.db()
         .query("CREATE TABLE verrou (id int PRIMARY KEY, n int NOT NULL)");
     env.db().query("INSERT INTO verrou VALUES (1, 0)");
-    let _serial = serial(engine);
+    let _serial = serial(&format!("health-tests-{}", engine.name()));
     wait_for_quiet(&env, "locks");
     let a = Session::open(engine, env.db().name());
     let b = Session::open(engine, env.db().name());
@@ -604,7 +585,7 @@ fn a_dead_target_does_not_delay_the_live_one(engine: Engine) {
             "base_dir: {ROOT}\ntargets:\n  {t}:\n    engine: {t}\n    config: config_{t}.yml\n  dead:\n    engine: {t}\n    config: config_dead.yml\n"
         ),
     );
-    let _serial = serial(engine);
+    let _serial = serial(&format!("health-tests-{}", engine.name()));
     let r = health_until(&env, &[], Duration::from_secs(60), |r| {
         serde_json::from_str::<Value>(&r.stdout)
             .map(|d| target_of(&d, t)["status"] == "ok")
@@ -687,7 +668,7 @@ fn a_target_over_health_timeout_is_critical(engine: Engine) {
         env.db().query("CREATE TABLE lent (id int)");
         env.write_global("health:\n  timeout: 1\n  key_tables: [public.lent]\n");
         health(&env, &["--check", "table_sizes"]).code(0);
-        let _serial = serial(engine);
+        let _serial = serial(&format!("health-tests-{}", engine.name()));
         let s = Session::open(engine, env.db().name());
         s.exec("BEGIN");
         s.exec("LOCK TABLE lent IN ACCESS EXCLUSIVE MODE");

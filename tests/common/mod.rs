@@ -547,6 +547,27 @@ pub fn password() -> String {
     dsn_value(&pg_admin_dsn(), "password").unwrap_or_else(|| "mairie".into())
 }
 
+/// A cross-process lock, held until dropped: tests that touch server-wide state take turns
+/// on it (tests run as threads under `cargo test` and as processes under nextest).
+pub struct Serial {
+    _file: std::fs::File,
+}
+
+/// Waits for and takes the lock `name`: the file `mairie-dba-<name>.lock` in the temporary
+/// directory (`serial("health-tests-postgres")`).
+pub fn serial(name: &str) -> Serial {
+    let path = std::env::temp_dir().join(format!("mairie-dba-{name}.lock"));
+    let f = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    f.lock()
+        .unwrap_or_else(|e| panic!("lock {}: {e}", path.display()));
+    Serial { _file: f }
+}
+
 /// The outcome of one run, with assertions that print everything on failure.
 pub struct Run {
     pub code: i32,
@@ -608,18 +629,67 @@ impl Run {
         self
     }
 
-    /// The error lines of stderr: each must be a single line.
+    /// The run failed with exactly one error, on one line: a non-zero exit code, exactly one
+    /// stderr line starting with `error:` with a message after the prefix, no error chain
+    /// (`Caused by:`, indented lines continuing the error line, or a second `Error:`/`ERROR:`
+    /// line) and no panic or backtrace. Other stderr lines (`warning: ...`, `<target>: ...`
+    /// progress and summary lines) are allowed.
     pub fn one_line_error(&self) -> &Self {
-        let errors: Vec<&str> = self
-            .stderr
-            .lines()
-            .filter(|l| l.starts_with("error:"))
+        let fail = |why: String| -> ! {
+            panic!(
+                "not a one-line error: {why}\n--- exit code {}\n--- stderr\n{}\n--- stdout\n{}",
+                self.code, self.stderr, self.stdout
+            )
+        };
+        if self.code == 0 {
+            fail("the run succeeded (exit code 0)".into());
+        }
+        if self.code < 0 {
+            fail("the process was killed by a signal".into());
+        }
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        // Any capitalisation: `Error:` (what a `main` returning `Err` prints) or `ERROR:` (a
+        // server's message passed through on a line of its own) is a second error line.
+        let errors: Vec<usize> = (0..lines.len())
+            .filter(|&i| {
+                lines[i]
+                    .get(..6)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("error:"))
+            })
             .collect();
-        assert!(
-            !errors.is_empty(),
-            "no error line\n--- stderr\n{}",
-            self.stderr
-        );
+        let i = match errors[..] {
+            [] => fail("no line starts with `error:`".into()),
+            [i] => i,
+            _ => fail(format!(
+                "{} error lines: {:?}",
+                errors.len(),
+                errors.iter().map(|&i| lines[i]).collect::<Vec<_>>()
+            )),
+        };
+        let Some(message) = lines[i].strip_prefix("error:") else {
+            fail(format!("the error line {:?} is not `error: ...`", lines[i]));
+        };
+        if message.trim().is_empty() {
+            fail("the error line has no message after `error:`".into());
+        }
+        if let Some(l) = lines
+            .iter()
+            .find(|l| l.trim_start().starts_with("Caused by:"))
+        {
+            fail(format!("an error chain ({l:?})"));
+        }
+        // Lines continuing the error: indented, right after it (blank lines skipped, as in
+        // `error: ...\n\n  tip: ...`).
+        if let Some(l) = lines[i + 1..].iter().find(|l| !l.trim().is_empty()) {
+            if l.starts_with([' ', '\t']) {
+                fail(format!("the error continues on an indented line ({l:?})"));
+            }
+        }
+        for needle in ["panicked at", "RUST_BACKTRACE", "stack backtrace:"] {
+            if self.stderr.contains(needle) {
+                fail(format!("a panic or backtrace ({needle:?})"));
+            }
+        }
         self
     }
 
