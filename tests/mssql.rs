@@ -2,7 +2,7 @@
 //! run when `MAIRIE_DBA_TEST_MSSQL` holds an ADO.NET connection string for a login that may
 //! create databases (e.g. `Server=tcp:127.0.0.1,1433;User Id=sa;Password=…;TrustServerCertificate=true`,
 //! see docker-compose.yml), and are reported as ignored otherwise. The T-SQL the tool
-//! generates is unit-tested in src/engine/mssql.rs either way.
+//! generates is unit-tested in src/engine/mssql/ either way.
 
 mod common;
 

@@ -293,8 +293,8 @@ async fn server_backup(
             p.target.name
         ))
     })?;
-    let location = engine::ms_backup::server_path(server_dir, &name.file_name());
-    let (info, size) = engine::ms_backup::backup(p.target, &location).await?;
+    let location = engine::mssql::backup::server_path(server_dir, &name.file_name());
+    let (info, size) = engine::mssql::backup::backup(p.target, &location).await?;
     Ok((info, String::new(), size, Some(location)))
 }
 
@@ -414,8 +414,8 @@ pub fn entry_for_file(path: &Path) -> Result<Entry> {
 pub async fn verify_entry(e: &Entry, target: Option<&Target>) -> Result<Manifest> {
     let mut m = backup::check_hash(e)?;
     let read = match (m.engine.as_str(), &m.location) {
-        ("postgres", _) => engine::pg_backup::verify(&e.path).await,
-        ("mysql", _) => engine::my_backup::verify(&e.path).await,
+        ("postgres", _) => engine::postgres::backup::verify(&e.path).await,
+        ("mysql", _) => engine::mysql::backup::verify(&e.path).await,
         ("mssql", Some(loc)) => {
             let t = target.ok_or_else(|| {
                 anyhow!(
@@ -424,7 +424,7 @@ pub async fn verify_entry(e: &Entry, target: Option<&Target>) -> Result<Manifest
                     m.target
                 )
             })?;
-            engine::ms_backup::verify(t, loc).await
+            engine::mssql::backup::verify(t, loc).await
         }
         (other, _) => bail!(
             "{}: manifest names an unknown engine `{other}`",

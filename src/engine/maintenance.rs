@@ -29,7 +29,7 @@ use mysql_async::prelude::Queryable;
 use serde::Serialize;
 use tokio_postgres::error::SqlState;
 
-use crate::engine::ms_backup::nstring;
+use crate::engine::mssql::backup::nstring;
 use crate::engine::mssql::{self, MsConn};
 use crate::engine::mysql::{self, MyConn};
 use crate::engine::postgres::{self, PgConn};

@@ -397,7 +397,7 @@ async fn ms(c: &mssql::MsConn, key_tables: &[TableRef]) -> Result<Round> {
         let sql = format!(
             "SELECT CAST(SUM(reserved_page_count) * 8192 AS float), CAST(SUM(CASE WHEN index_id IN (0, 1) THEN row_count ELSE 0 END) AS float)
              FROM sys.dm_db_partition_stats WHERE object_id = OBJECT_ID({})",
-            crate::engine::ms_backup::nstring(&mssql::quoted_table(t))
+            crate::engine::mssql::backup::nstring(&mssql::quoted_table(t))
         );
         let rows = c.named_rows(&sql).await?;
         if let Some(row) = rows.first() {

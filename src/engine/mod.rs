@@ -7,13 +7,8 @@
 pub mod health;
 pub mod maintenance;
 pub mod metrics;
-pub mod ms_backup;
 pub mod mssql;
-pub mod my_backup;
 pub mod mysql;
-pub mod pg_archive;
-pub mod pg_backup;
-pub mod pg_split;
 pub mod postgres;
 pub mod script;
 pub mod tools;
@@ -68,15 +63,15 @@ pub fn backup_extension(engine: EngineKind) -> &'static str {
 
 /// Dumps a target's database into `out` (hashed and written by the caller), compressed at
 /// `level` (the engine's default when None). SQL Server writes its backups on its own disk:
-/// see [`ms_backup::backup`].
+/// see [`mssql::backup::backup`].
 pub async fn dump(
     target: &Target,
     level: Option<u32>,
     out: &mut impl std::io::Write,
 ) -> Result<DumpInfo> {
     match target.engine {
-        EngineKind::Postgres => pg_backup::dump(target, level, out).await,
-        EngineKind::Mysql => my_backup::dump(target, level, out).await,
+        EngineKind::Postgres => postgres::backup::dump(target, level, out).await,
+        EngineKind::Mysql => mysql::backup::dump(target, level, out).await,
         EngineKind::Mssql => {
             anyhow::bail!("SQL Server backups are written by the server, not streamed")
         }
@@ -86,7 +81,7 @@ pub async fn dump(
 /// Restores a backup into database `into` of the target's server; `location` is the file:
 /// local for PostgreSQL and MySQL, on the server for SQL Server. `rows` is the manifest's
 /// count per table. Returns the tables loaded over several connections (PostgreSQL with
-/// `jobs` > 1, see [`pg_split`]).
+/// `jobs` > 1, see [`postgres::split`]).
 pub async fn restore(
     target: &Target,
     location: &std::path::Path,
@@ -96,11 +91,11 @@ pub async fn restore(
     rows: &std::collections::BTreeMap<String, u64>,
 ) -> Result<Vec<String>> {
     match target.engine {
-        EngineKind::Postgres => pg_backup::restore(target, location, into, force, jobs, rows).await,
-        EngineKind::Mysql => my_backup::restore(target, location, into, force)
+        EngineKind::Postgres => postgres::backup::restore(target, location, into, force, jobs, rows).await,
+        EngineKind::Mysql => mysql::backup::restore(target, location, into, force)
             .await
             .map(|()| Vec::new()),
-        EngineKind::Mssql => ms_backup::restore(target, &location.to_string_lossy(), into, force)
+        EngineKind::Mssql => mssql::backup::restore(target, &location.to_string_lossy(), into, force)
             .await
             .map(|()| Vec::new()),
     }
@@ -112,17 +107,17 @@ pub async fn count_rows(
     database: &str,
 ) -> Result<std::collections::BTreeMap<String, u64>> {
     match target.engine {
-        EngineKind::Postgres => pg_backup::count_rows(target, database).await,
-        EngineKind::Mysql => my_backup::count_rows(target, database).await,
-        EngineKind::Mssql => ms_backup::count_rows(target, database).await,
+        EngineKind::Postgres => postgres::backup::count_rows(target, database).await,
+        EngineKind::Mysql => mysql::backup::count_rows(target, database).await,
+        EngineKind::Mssql => mssql::backup::count_rows(target, database).await,
     }
 }
 
 pub async fn drop_database(target: &Target, name: &str) -> Result<()> {
     match target.engine {
-        EngineKind::Postgres => pg_backup::drop_database(target, name).await,
-        EngineKind::Mysql => my_backup::drop_database(target, name).await,
-        EngineKind::Mssql => ms_backup::drop_database(target, name).await,
+        EngineKind::Postgres => postgres::backup::drop_database(target, name).await,
+        EngineKind::Mysql => mysql::backup::drop_database(target, name).await,
+        EngineKind::Mssql => mssql::backup::drop_database(target, name).await,
     }
 }
 

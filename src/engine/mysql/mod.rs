@@ -14,6 +14,8 @@
 //! - TRUNCATE commits implicitly too: `--truncate` deletes the rows inside the transaction.
 //! - The session is strict (`STRICT_ALL_TABLES`, no zero dates) and `utf8mb4`.
 
+pub mod backup;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

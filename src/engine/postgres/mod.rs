@@ -8,6 +8,10 @@
 //! - The session gets `statement_timeout` for inspection queries; migrations and COPY lift it
 //!   with `SET LOCAL` inside their own transaction.
 
+pub mod archive;
+pub mod backup;
+pub mod split;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -15,6 +15,8 @@
 //!   type, and a value that does not fit is reported with its file line and column.
 //! - TRUNCATE is refused on a table another table references: the rows are deleted instead.
 
+pub mod backup;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -315,11 +317,11 @@ impl MsConn {
     }
 
     /// The logical files of a backup (`RESTORE FILELISTONLY`).
-    pub async fn file_list(&self, sql: &str) -> Result<Vec<crate::engine::ms_backup::BackupFile>> {
+    pub async fn file_list(&self, sql: &str) -> Result<Vec<crate::engine::mssql::backup::BackupFile>> {
         let rows = self.first_result(sql).await?;
         Ok(rows
             .iter()
-            .map(|r| crate::engine::ms_backup::BackupFile {
+            .map(|r| crate::engine::mssql::backup::BackupFile {
                 logical: r
                     .try_get::<&str, _>("LogicalName")
                     .ok()

@@ -12,13 +12,14 @@ use tokio_postgres::Client;
 use crate::config::{SslMode, Target};
 use crate::engine::postgres::{self, quote_ident};
 use crate::engine::DumpInfo;
-use crate::engine::{pg_archive, pg_split, tools};
+use crate::engine::postgres::{archive, split};
+use crate::engine::tools;
 
 /// Dumps the target's database into `out`, with the exact rows of every table in the
 /// dump's snapshot.
 ///
-/// A pg_dump whose archive layout [`pg_archive`] knows runs uncompressed (`--compress=0`):
-/// the [`pg_archive::Recompressor`] compresses its data blocks (zlib, as pg_dump would)
+/// A pg_dump whose archive layout [`archive`] knows runs uncompressed (`--compress=0`):
+/// the [`archive::Recompressor`] compresses its data blocks (zlib, as pg_dump would)
 /// and counts their COPY rows on the way, so the manifest's counts are read from the
 /// archive itself. A newer pg_dump compresses its own output, and the rows are counted by
 /// `count(*)` meanwhile. Either way the counting connection exports the snapshot pg_dump
@@ -34,7 +35,7 @@ pub async fn dump(target: &Target, level: Option<u32>, out: &mut impl Write) -> 
         .get(0);
     let major = num.parse::<u32>().unwrap_or(0) / 10_000;
     let (dump_major, pg_dump) = tools::find_pg_tool_major("pg_dump", major)?;
-    let recompress = dump_major <= pg_archive::NEWEST_PG_DUMP;
+    let recompress = dump_major <= archive::NEWEST_PG_DUMP;
     // A count shares the machine with pg_dump and the server's COPY: one process per count
     // (no parallel workers, which triple its CPU time for a small gain in latency nobody
     // waits for) and no JIT compilation.
@@ -64,7 +65,7 @@ pub async fn dump(target: &Target, level: Option<u32>, out: &mut impl Write) -> 
     // The tables are listed (or counted) while pg_dump reads, in its snapshot; the tool's
     // version line for the manifest is read meanwhile too.
     let (tables, tool) = if recompress {
-        let mut archive = pg_archive::Recompressor::new(&mut *out, level.unwrap_or(6));
+        let mut archive = archive::Recompressor::new(&mut *out, level.unwrap_or(6));
         let (pumped, tables, tool) = tokio::join!(
             tools::pump(stdout, &mut archive),
             snapshot_tables(client),
@@ -159,7 +160,7 @@ async fn snapshot_tables(client: &Client) -> Result<Vec<SnapshotTable>> {
 async fn archive_counts(
     client: &Client,
     tables: &[SnapshotTable],
-    archive: &pg_archive::Summary,
+    archive: &archive::Summary,
 ) -> Result<BTreeMap<String, u64>> {
     let mut out = BTreeMap::new();
     for t in tables {
@@ -192,7 +193,7 @@ pub async fn verify(path: &Path) -> Result<()> {
 /// Restores an archive into `into` (created when absent). A database that already holds
 /// tables is refused unless `force`, which then drops its objects first. With `jobs` > 1,
 /// the tables too big for pg_restore's own jobs to balance (by the manifest's `rows`) are
-/// loaded over several connections ([`pg_split`]); their names are returned.
+/// loaded over several connections ([`split`]); their names are returned.
 pub async fn restore(
     target: &Target,
     path: &Path,
@@ -268,9 +269,9 @@ pub async fn restore(
     let clean = exists && force;
     if !clean {
         let list = filtered.as_deref().unwrap_or(&full);
-        let splits = pg_split::plan(list, rows, jobs);
+        let splits = split::plan(list, rows, jobs);
         if !splits.is_empty() {
-            return pg_split::restore(&pg_restore, target, path, into, list, &splits, jobs).await;
+            return split::restore(&pg_restore, target, path, into, list, &splits, jobs).await;
         }
     }
     let temp = tools::PrivateTemp::new()?;
