@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod catalog;
 pub mod cli;
 pub mod cmd;
 pub mod config;

@@ -15,10 +15,11 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 
 use crate::backup;
+use crate::catalog::TableRef;
 use crate::cli::HealthArgs;
 use crate::config::{Target, Threshold};
 use crate::engine::health::{self as probe, Failed, Measured, Probe, CHECKS};
-use crate::engine::{self, TableRef};
+use crate::engine::{self};
 use crate::error::ConfigError;
 use crate::output::{Outcome, Status, TableBlock};
 use crate::Ctx;

@@ -12,9 +12,10 @@ use anyhow::{anyhow, bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
+use crate::catalog::TableRef;
 use crate::cli::{CsvOptions, DateOrder, EncodingArg, LoadCsvArgs};
 use crate::config::{DatasetEntry, Target};
-use crate::engine::{self, Conn, LoadRequest, TableRef};
+use crate::engine::{self, Conn, LoadRequest};
 use crate::load::{self, CsvSpec};
 use crate::output::{Outcome, Status};
 use crate::Ctx;

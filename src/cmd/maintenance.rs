@@ -10,10 +10,11 @@ use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
+use crate::catalog::TableRef;
 use crate::cli::{MaintenanceCommand, MaintenanceTables};
 use crate::config::Target;
 use crate::engine::maintenance::{self as m, Finding, Work};
-use crate::engine::{self, Conn, TableRef};
+use crate::engine::{self, Conn};
 use crate::error::ConfigError;
 use crate::output::{Outcome, Status, TableBlock};
 use crate::Ctx;

@@ -11,9 +11,10 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::catalog::{AppliedMigration, Migration};
 use crate::cli::{MigrationsArgs, SchemaCommand};
 use crate::config::Target;
-use crate::engine::{self, AppliedMigration, Migration};
+use crate::engine::{self};
 use crate::error::ConfigError;
 use crate::output::{Outcome, Status, TableBlock};
 use crate::Ctx;

@@ -7,7 +7,8 @@ use std::time::Instant;
 use anyhow::{anyhow, Result};
 use mysql_async::prelude::Queryable;
 
-use crate::engine::{mssql, mysql, postgres, Conn, TableRef};
+use crate::catalog::TableRef;
+use crate::engine::{mssql, mysql, postgres, Conn};
 
 /// Every check `health` knows, in the order they are shown.
 pub const CHECKS: [&str; 14] = [
@@ -292,7 +293,7 @@ async fn pg(
                     .client()
                     .query_one(
                         "SELECT coalesce(pg_total_relation_size(to_regclass($1)), -1)::float8",
-                        &[&t.quoted_pg()],
+                        &[&postgres::quoted_table(t)],
                     )
                     .await
                     .map_err(|e| anyhow!(postgres::describe(&e)))?;
@@ -397,7 +398,7 @@ async fn pg(
                             "SELECT extract(epoch FROM now() - {cols})::float8, (n_live_tup + n_dead_tup)::float8
                              FROM pg_stat_user_tables WHERE relid = to_regclass($1)"
                         ),
-                        &[&t.quoted_pg()],
+                        &[&postgres::quoted_table(t)],
                     )
                     .await
                     .map_err(|e| anyhow!(postgres::describe(&e)))?;

@@ -29,11 +29,12 @@ use mysql_async::prelude::Queryable;
 use serde::Serialize;
 use tokio_postgres::error::SqlState;
 
+use crate::catalog::TableRef;
 use crate::engine::mssql::backup::nstring;
 use crate::engine::mssql::{self, MsConn};
 use crate::engine::mysql::{self, MyConn};
 use crate::engine::postgres::{self, PgConn};
-use crate::engine::{Conn, TableRef};
+use crate::engine::Conn;
 
 // ---------------------------------------------------------------------------------------------
 // Shared types
@@ -582,7 +583,7 @@ impl ColumnRows {
 // Statement builders
 
 pub fn pg_table_statement(work: Work, table: &TableRef) -> String {
-    let t = table.quoted_pg();
+    let t = postgres::quoted_table(table);
     match work {
         Work::Analyze => format!("ANALYZE {t}"),
         Work::Vacuum { full: false } => format!("VACUUM (ANALYZE) {t}"),
@@ -2116,7 +2117,7 @@ async fn pg_purge_plan(
     batch: u32,
 ) -> Result<Purge> {
     let client = c.client();
-    let q = t.quoted_pg();
+    let q = postgres::quoted_table(t);
     let row = client
         .query_one(
             "SELECT to_regclass($1::text) IS NOT NULL,

@@ -7,8 +7,9 @@ use std::time::Instant;
 use anyhow::{anyhow, Result};
 use mysql_async::prelude::Queryable;
 
+use crate::catalog::TableRef;
 use crate::config::{CustomMetric, ProbeQuery};
-use crate::engine::{mssql, mysql, postgres, Conn, TableRef};
+use crate::engine::{mssql, mysql, postgres, Conn};
 
 /// A sample of a custom metric: its label values and value.
 #[derive(Debug, Clone, PartialEq)]
@@ -213,7 +214,7 @@ async fn pg(c: &postgres::PgConn, key_tables: &[TableRef]) -> Result<Round> {
             .map(|s| (s.get::<_, String>(0), s.get::<_, f64>(1)))
             .collect(),
     );
-    let names: Vec<String> = key_tables.iter().map(|t| t.quoted_pg()).collect();
+    let names: Vec<String> = key_tables.iter().map(postgres::quoted_table).collect();
     let rows = client
         .query(
             "SELECT t, pg_total_relation_size(c.oid)::float8,
@@ -226,7 +227,7 @@ async fn pg(c: &postgres::PgConn, key_tables: &[TableRef]) -> Result<Round> {
         .map_err(pg_err)?;
     for (t, row) in key_tables.iter().filter_map(|t| {
         rows.iter()
-            .find(|row| row.get::<_, String>(0) == t.quoted_pg())
+            .find(|row| row.get::<_, String>(0) == postgres::quoted_table(t))
             .map(|row| (t, row))
     }) {
         r.tables.push((t.to_string(), row.get(1), row.get(2)));

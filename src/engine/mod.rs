@@ -13,8 +13,6 @@ pub mod postgres;
 pub mod script;
 pub mod tools;
 
-use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +20,7 @@ use anyhow::Result;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use crate::catalog::{AppliedMigration, Column, Migration, TableRef};
 use crate::config::{EngineKind, Target};
 use crate::load::{Dialect, LineMap, LoadError};
 
@@ -91,13 +90,17 @@ pub async fn restore(
     rows: &std::collections::BTreeMap<String, u64>,
 ) -> Result<Vec<String>> {
     match target.engine {
-        EngineKind::Postgres => postgres::backup::restore(target, location, into, force, jobs, rows).await,
+        EngineKind::Postgres => {
+            postgres::backup::restore(target, location, into, force, jobs, rows).await
+        }
         EngineKind::Mysql => mysql::backup::restore(target, location, into, force)
             .await
             .map(|()| Vec::new()),
-        EngineKind::Mssql => mssql::backup::restore(target, &location.to_string_lossy(), into, force)
-            .await
-            .map(|()| Vec::new()),
+        EngineKind::Mssql => {
+            mssql::backup::restore(target, &location.to_string_lossy(), into, force)
+                .await
+                .map(|()| Vec::new())
+        }
     }
 }
 
@@ -119,103 +122,6 @@ pub async fn drop_database(target: &Target, name: &str) -> Result<()> {
         EngineKind::Mysql => mysql::backup::drop_database(target, name).await,
         EngineKind::Mssql => mssql::backup::drop_database(target, name).await,
     }
-}
-
-/// `schema.table` as the user wrote it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TableRef {
-    pub schema: String,
-    pub name: String,
-}
-
-impl TableRef {
-    pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
-        TableRef {
-            schema: schema.into(),
-            name: name.into(),
-        }
-    }
-
-    /// Parses `SCHEMA.TABLE` (a bare `TABLE` means schema `public`).
-    pub fn parse(s: &str) -> Result<TableRef, crate::error::ConfigError> {
-        let bad = || {
-            crate::error::ConfigError::new(format!(
-                "--table `{s}`: expected SCHEMA.TABLE, e.g. metier.citoyens"
-            ))
-        };
-        let (schema, name) = match s.split_once('.') {
-            Some((a, b)) => (a, b),
-            None => ("public", s),
-        };
-        if schema.is_empty() || name.is_empty() || name.contains('.') {
-            return Err(bad());
-        }
-        Ok(TableRef::new(schema, name))
-    }
-
-    /// The prefixed table name of a schema-less engine (`metier.citoyens` -> `metier_citoyens`).
-    pub fn prefixed(&self) -> String {
-        format!("{}_{}", self.schema, self.name)
-    }
-
-    pub fn quoted_pg(&self) -> String {
-        format!(
-            "{}.{}",
-            postgres::quote_ident(&self.schema),
-            postgres::quote_ident(&self.name)
-        )
-    }
-}
-
-impl fmt::Display for TableRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.schema, self.name)
-    }
-}
-
-/// How a column's values are read from CSV text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColumnKind {
-    Text,
-    Integer,
-    Decimal,
-    Boolean,
-    Date,
-    Timestamp,
-}
-
-#[derive(Debug, Clone)]
-pub struct Column {
-    pub name: String,
-    pub sql_type: String,
-    pub kind: ColumnKind,
-    pub nullable: bool,
-    pub has_default: bool,
-}
-
-/// A migration file on disk.
-#[derive(Debug, Clone)]
-pub struct Migration {
-    pub version: i64,
-    pub description: String,
-    /// The file name, as recorded in the history.
-    pub script: String,
-    pub path: PathBuf,
-    pub checksum: String,
-    pub sql: String,
-}
-
-/// A row of the schema history table.
-#[derive(Debug, Clone)]
-pub struct AppliedMigration {
-    pub version: i64,
-    pub description: String,
-    pub script: String,
-    pub checksum: String,
-    pub applied_at: chrono::DateTime<chrono::Utc>,
-    pub execution_ms: i64,
-    pub applied_by: String,
-    pub success: bool,
 }
 
 /// One bulk load: the table, its columns in the order the encoded rows carry them, and the
@@ -426,7 +332,10 @@ mod tests {
         assert_eq!(TableRef::parse("t").unwrap(), TableRef::new("public", "t"));
         assert!(TableRef::parse("a.b.c").is_err());
         assert!(TableRef::parse(".b").is_err());
-        assert_eq!(TableRef::new("a\"x", "b").quoted_pg(), "\"a\"\"x\".\"b\"");
+        assert_eq!(
+            postgres::quoted_table(&TableRef::new("a\"x", "b")),
+            "\"a\"\"x\".\"b\""
+        );
     }
 
     #[test]

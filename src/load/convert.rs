@@ -9,8 +9,8 @@
 
 use chrono::NaiveDate;
 
+use crate::catalog::ColumnKind;
 use crate::cli::DateOrder;
-use crate::engine::ColumnKind;
 use crate::load::parser::Record;
 use crate::load::Dialect;
 

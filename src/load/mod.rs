@@ -18,8 +18,8 @@ use bytes::Bytes;
 use indicatif::ProgressBar;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::catalog::Column;
 use crate::cli::{CsvOptions, DateOrder, EncodingArg};
-use crate::engine::Column;
 use crate::error::ConfigError;
 use convert::Converter;
 use parser::{ParseError, Parser, Record};

@@ -21,10 +21,11 @@ use prometheus::{
 use tokio::sync::{watch, Mutex};
 
 use crate::backup;
+use crate::catalog::TableRef;
 use crate::cmd::backup::judge;
 use crate::config::{Config, CustomKind, CustomMetric, MetricsSection, ProbeQuery, Target};
 use crate::engine::metrics::{collect, Round};
-use crate::engine::{self, Conn, TableRef};
+use crate::engine::{self, Conn};
 
 /// What a scrape knows of one target.
 #[derive(Debug, Clone)]

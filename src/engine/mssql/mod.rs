@@ -32,9 +32,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Mutex as AsyncMutex};
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
+use crate::catalog::{AppliedMigration, Column, ColumnKind, Migration, TableRef};
 use crate::config::Target;
 use crate::engine::script::split_go;
-use crate::engine::{AppliedMigration, Column, ColumnKind, LoadRequest, Migration, TableRef};
+use crate::engine::LoadRequest;
 use crate::load::{LineMap, LoadError};
 
 const HISTORY_TABLE: &str = "dbo.mairie_dba_schema_history";
@@ -317,7 +318,10 @@ impl MsConn {
     }
 
     /// The logical files of a backup (`RESTORE FILELISTONLY`).
-    pub async fn file_list(&self, sql: &str) -> Result<Vec<crate::engine::mssql::backup::BackupFile>> {
+    pub async fn file_list(
+        &self,
+        sql: &str,
+    ) -> Result<Vec<crate::engine::mssql::backup::BackupFile>> {
         let rows = self.first_result(sql).await?;
         Ok(rows
             .iter()

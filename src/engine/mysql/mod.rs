@@ -26,9 +26,10 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, SslOpts};
 use tokio::sync::{mpsc, Mutex as AsyncMutex};
 
+use crate::catalog::{AppliedMigration, Column, ColumnKind, Migration, TableRef};
 use crate::config::{SslMode, Target};
 use crate::engine::script::split_mysql;
-use crate::engine::{AppliedMigration, Column, ColumnKind, LoadRequest, Migration, TableRef};
+use crate::engine::LoadRequest;
 use crate::load::{LineMap, LoadError};
 
 const HISTORY_TABLE: &str = "mairie_dba_schema_history";

@@ -11,9 +11,9 @@ use tokio_postgres::Client;
 
 use crate::config::{SslMode, Target};
 use crate::engine::postgres::{self, quote_ident};
-use crate::engine::DumpInfo;
 use crate::engine::postgres::{archive, split};
 use crate::engine::tools;
+use crate::engine::DumpInfo;
 
 /// Dumps the target's database into `out`, with the exact rows of every table in the
 /// dump's snapshot.

@@ -21,8 +21,9 @@ use futures_util::SinkExt;
 use tokio::sync::mpsc;
 use tokio_postgres::{error::SqlState, Client, Config, NoTls};
 
+use crate::catalog::{AppliedMigration, Column, ColumnKind, Migration, TableRef};
 use crate::config::{SslMode, Target};
-use crate::engine::{AppliedMigration, Column, ColumnKind, LoadRequest, Migration, TableRef};
+use crate::engine::LoadRequest;
 use crate::load::LineMap;
 
 /// The advisory lock key of `schema apply`: two concurrent runs on one database take turns.
@@ -428,7 +429,7 @@ impl PgConn {
     pub async fn truncate(&self, tables: &[TableRef]) -> Result<()> {
         let list = tables
             .iter()
-            .map(|t| t.quoted_pg())
+            .map(quoted_table)
             .collect::<Vec<_>>()
             .join(", ");
         self.client
@@ -445,7 +446,7 @@ impl PgConn {
                 // Children first, so that rows referencing each other go in a valid order.
                 for t in tables.iter().rev() {
                     self.client
-                        .batch_execute(&format!("DELETE FROM {}", t.quoted_pg()))
+                        .batch_execute(&format!("DELETE FROM {}", quoted_table(t)))
                         .await
                         .map_err(db_err)
                         .with_context(|| format!("emptying {t} (--truncate)"))?;
@@ -477,7 +478,7 @@ impl PgConn {
     /// loaded, so that the next INSERT without an explicit id does not collide (like
     /// pgloader's "reset sequences"). Never moves a sequence backwards.
     async fn sync_sequences(&self, table: &TableRef, loaded: &[String]) -> Result<()> {
-        let qualified = table.quoted_pg();
+        let qualified = quoted_table(table);
         let rows = self
             .client
             .query(
@@ -523,7 +524,7 @@ impl PgConn {
             .map(|c| quote_ident(c))
             .collect::<Vec<_>>()
             .join(", ");
-        let sql = format!("COPY {} ({cols}) FROM STDIN", req.table.quoted_pg());
+        let sql = format!("COPY {} ({cols}) FROM STDIN", quoted_table(req.table));
         let sink = self
             .client
             .copy_in::<_, Bytes>(&sql)
@@ -627,6 +628,11 @@ fn column_kind(category: &str, typname: &str) -> ColumnKind {
         ("B", _) => ColumnKind::Boolean,
         _ => ColumnKind::Text,
     }
+}
+
+/// `"schema"."table"`, each part quoted.
+pub fn quoted_table(t: &TableRef) -> String {
+    format!("{}.{}", quote_ident(&t.schema), quote_ident(&t.name))
 }
 
 /// PostgreSQL's identifier quoting: double quotes, inner quotes doubled.
