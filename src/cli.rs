@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -25,6 +25,10 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+pub use crate::audit::Severity;
+pub use crate::load::options::{CsvOptions, DateOrder, EncodingArg};
+pub use crate::output::Format;
 
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
@@ -59,18 +63,6 @@ pub struct GlobalArgs {
     /// No progress bars (they are also off when stderr is not a terminal, and with --format json)
     #[arg(long, global = true)]
     pub no_progress: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// Tables and one-line summaries, for people
-    Table,
-    /// Exactly one JSON document on stdout
-    Json,
-    /// One Nagios/Icinga/Centreon plugin line with performance data (health, backup check)
-    Nagios,
-    /// A JUnit XML report, one test case per check (audit)
-    Junit,
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,15 +208,6 @@ pub struct AuditArgs {
     pub checks: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum MetricsCommand {
     /// Serve /metrics (Prometheus text, or OpenMetrics when asked) and /healthz over HTTP
@@ -331,77 +314,6 @@ pub struct LoadCsvArgs {
     /// Empty the table first, in the same transaction as the load
     #[arg(long)]
     pub truncate: bool,
-}
-
-/// How to read a CSV file. Also deserialisable from a dataset entry of the config.
-#[derive(Debug, Clone, Args)]
-pub struct CsvOptions {
-    /// Field delimiter (one character; `\t` or `tab` for a tab)
-    #[arg(long, default_value = ",", value_name = "C")]
-    pub delimiter: String,
-
-    /// Quote character (one character)
-    #[arg(long, default_value = "\"", value_name = "C")]
-    pub quote: String,
-
-    /// File encoding; `auto` honours a UTF-8 or UTF-16 BOM, else reads UTF-8
-    #[arg(long, value_enum, default_value_t = EncodingArg::Auto)]
-    pub encoding: EncodingArg,
-
-    /// The first line is data, not a header (columns are then taken in table order)
-    #[arg(long)]
-    pub no_header: bool,
-
-    /// The unquoted string that means NULL [default: an unquoted empty field is NULL]
-    #[arg(long, value_name = "STR")]
-    pub null: Option<String>,
-
-    /// Order of day, month and year in dates (`dmy` reads 31/12/2024)
-    #[arg(long, value_enum, default_value_t = DateOrder::Ymd)]
-    pub date_order: DateOrder,
-
-    /// Numbers use a decimal comma (1234,56; spaces as thousands separators are allowed)
-    #[arg(long)]
-    pub decimal_comma: bool,
-
-    /// Time zone of timestamps written without an offset (e.g. Europe/Paris)
-    /// [default: the server's]
-    #[arg(long, value_name = "TZ")]
-    pub timezone: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EncodingArg {
-    /// A UTF-8 or UTF-16 BOM is honoured, else UTF-8
-    Auto,
-    /// UTF-8, with or without BOM; invalid bytes are an error
-    #[value(name = "utf-8", alias = "utf8")]
-    #[serde(rename = "utf-8", alias = "utf8")]
-    Utf8,
-    /// ISO-8859-1 (read as its superset Windows-1252, as every browser does)
-    #[value(alias = "iso-8859-1", alias = "latin-1")]
-    #[serde(alias = "iso-8859-1", alias = "latin-1")]
-    Latin1,
-    /// Windows-1252 (cp1252), the usual encoding of French spreadsheets' CSV exports
-    #[value(name = "windows-1252", alias = "cp1252")]
-    #[serde(rename = "windows-1252", alias = "cp1252")]
-    Windows1252,
-    /// UTF-16 with a BOM (little or big endian; little endian without BOM)
-    #[value(name = "utf-16", alias = "utf16")]
-    #[serde(rename = "utf-16", alias = "utf16")]
-    Utf16,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DateOrder {
-    /// 2024-12-31
-    Ymd,
-    /// 31/12/2024
-    Dmy,
-    /// 12/31/2024
-    Mdy,
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use crate::cli::{DateOrder, EncodingArg};
 use crate::error::ConfigError;
+use crate::load::options::{DateOrder, EncodingArg};
 
 pub const DEFAULT_CONFIG: &str = "config/config_global.yml";
 
@@ -30,6 +30,13 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
+    /// The engine a name (as `as_str` writes it, e.g. in a manifest) stands for.
+    pub fn parse(name: &str) -> Option<EngineKind> {
+        [EngineKind::Postgres, EngineKind::Mysql, EngineKind::Mssql]
+            .into_iter()
+            .find(|k| k.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EngineKind::Postgres => "postgres",

@@ -98,7 +98,15 @@ fn check_format(cmd: &Command, format: Format) -> Result<(), error::ConfigError>
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
-    let log = log::Log::new(&cli.global);
+    let g = &cli.global;
+    let level = if g.quiet {
+        log::Level::Quiet
+    } else if g.verbose {
+        log::Level::Verbose
+    } else {
+        log::Level::Normal
+    };
+    let log = log::Log::new(level, !g.no_progress && g.format != Format::Json);
     if let Command::Completions { shell } = cli.command {
         clap_complete::generate(
             shell,

@@ -6,8 +6,6 @@
 
 use std::io::IsTerminal;
 
-use crate::cli::{Format, GlobalArgs};
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     Quiet,
@@ -22,18 +20,10 @@ pub struct Log {
 }
 
 impl Log {
-    pub fn new(g: &GlobalArgs) -> Self {
-        let level = if g.quiet {
-            Level::Quiet
-        } else if g.verbose {
-            Level::Verbose
-        } else {
-            Level::Normal
-        };
-        let progress = !g.no_progress
-            && !g.quiet
-            && g.format != Format::Json
-            && std::io::stderr().is_terminal();
+    /// `bars`: whether the user allows progress bars (not `--no-progress`, not JSON output);
+    /// they are drawn only on a terminal and never when quiet.
+    pub fn new(level: Level, bars: bool) -> Self {
+        let progress = bars && level != Level::Quiet && std::io::stderr().is_terminal();
         Log { level, progress }
     }
 

@@ -9,7 +9,18 @@ use std::io::Write;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use serde_json::{Map, Value};
 
-use crate::cli::Format;
+/// How results are shown on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Tables and one-line summaries, for people
+    Table,
+    /// Exactly one JSON document on stdout
+    Json,
+    /// One Nagios/Icinga/Centreon plugin line with performance data (health, backup check)
+    Nagios,
+    /// A JUnit XML report, one test case per check (audit)
+    Junit,
+}
 
 /// Overall status, in the vocabulary of the contract. Operations use Success / Failed,
 /// checks use the Nagios four.

@@ -157,8 +157,8 @@ fn suite(out: &mut String, r: &TargetReport) -> (usize, usize, usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::Severity;
     use crate::audit::{CheckDef, Finding, Probe, Verdict};
-    use crate::cli::Severity;
     use crate::config::EngineKind;
     use crate::output::Status;
 

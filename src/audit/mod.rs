@@ -25,10 +25,19 @@ use std::collections::BTreeSet;
 use chrono::NaiveDate;
 use serde_json::{json, Value};
 
-use crate::cli::Severity;
 use crate::config::EngineKind;
 use crate::error::ConfigError;
 use crate::output::Status;
+
+/// How much a failed check matters (`--fail-on` takes the same names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
 
 /// How many offending objects a detail names before "… and N more".
 const MAX_NAMED: usize = 25;

@@ -20,8 +20,8 @@ use std::collections::HashMap;
 
 use anyhow::{Context, Result};
 
+use super::Severity::{Critical, High, Low, Medium};
 use super::{name_list, parse_release, support, version_verdict, CheckDef, Probe, Verdict};
-use crate::cli::Severity::{Critical, High, Low, Medium};
 use crate::engine::mssql::{quote_ident, MsConn};
 
 /// Major versions and their end of extended support.

@@ -22,8 +22,8 @@ use anyhow::{Context, Result};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Row, Value};
 
+use super::Severity::{Critical, High, Low, Medium};
 use super::{name_list, parse_release, support, version_verdict, CheckDef, Probe, Verdict};
-use crate::cli::Severity::{Critical, High, Low, Medium};
 use crate::engine::mysql::MyConn;
 
 const MARIADB_SUPPORT: &[((u32, u32), &str)] = &[

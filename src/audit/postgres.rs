@@ -22,8 +22,8 @@ use anyhow::{Context, Result};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
+use super::Severity::{Critical, High, Low, Medium};
 use super::{support, version_verdict, CheckDef, Probe, Verdict};
-use crate::cli::Severity::{Critical, High, Low, Medium};
 use crate::engine::postgres::PgConn;
 
 /// Releases and their end of support (https://www.postgresql.org/support/versioning/).

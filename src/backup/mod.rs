@@ -6,6 +6,7 @@
 //! is written as `<name>.partial` and renamed only once complete and fsynced; retention only
 //! ever touches files that are backups of the same target, and never the newest good ones.
 
+pub mod check;
 pub mod retention;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::config::{BackupEntry, Target};
+use crate::error::ConfigError;
+use crate::Ctx;
 
 /// The suffix of a backup being written.
 pub const PARTIAL: &str = ".partial";
@@ -255,6 +260,35 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// An entry for a file named on the command line.
+    pub fn for_file(path: &Path) -> Result<Entry> {
+        let file_name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| anyhow!("{}: not a file name", path.display()))?;
+        let name = BackupName::parse(file_name).ok_or_else(|| {
+            anyhow!(
+                "{}: not a backup file name (<database>_full_YYYYMMDD_HHMMSS.dump|.sql.zst)",
+                path.display()
+            )
+        })?;
+        if !path.exists() {
+            bail!("{}: no such file", path.display());
+        }
+        let mpath = Manifest::path_for(path);
+        let manifest = if mpath.exists() {
+            Manifest::read(&mpath).map_err(|e| format!("{e:#}"))
+        } else {
+            Err("no manifest beside it: not a finished backup".to_string())
+        };
+        Ok(Entry {
+            path: path.to_path_buf(),
+            size: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            name,
+            manifest,
+        })
+    }
+
     /// A finished, successful backup of this target, per its manifest.
     pub fn is_good_for(&self, target: &str) -> bool {
         matches!(&self.manifest, Ok(m) if m.status == "success" && m.target == target)
@@ -442,6 +476,51 @@ impl TargetLock {
         file.flush()?;
         Ok(TargetLock { _file: file })
     }
+}
+
+/// A target with its backup settings and directory.
+pub struct Place<'a> {
+    pub target: &'a Target,
+    pub cfg: &'a BackupEntry,
+    pub dir: PathBuf,
+}
+
+/// The targets that have backups: with `-t`, each named one must have a `backup:` section;
+/// without, targets lacking one (or with `enabled: false`) are passed over.
+pub fn places(ctx: &Ctx) -> Result<Vec<Place<'_>>> {
+    let mut out = Vec::new();
+    for t in &ctx.targets {
+        match ctx.config.backup.get(&t.name) {
+            Some(cfg) if cfg.enabled || !ctx.global.targets.is_empty() => out.push(Place {
+                target: t,
+                cfg,
+                dir: ctx.config.resolve(&cfg.dir),
+            }),
+            Some(_) => ctx
+                .log
+                .debug(format!("{}: backups disabled in the config", t.name)),
+            None if !ctx.global.targets.is_empty() => {
+                return Err(ConfigError::new(format!(
+                    "{}: no `backup.{}` section for target `{}`",
+                    ctx.config.path.display(),
+                    t.name,
+                    t.name
+                ))
+                .into())
+            }
+            None => ctx
+                .log
+                .debug(format!("{}: no backup section, passed over", t.name)),
+        }
+    }
+    if out.is_empty() {
+        return Err(ConfigError::new(format!(
+            "{}: no target has an enabled `backup:` section",
+            ctx.config.path.display()
+        ))
+        .into());
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

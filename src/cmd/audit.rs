@@ -243,7 +243,7 @@ fn outcome(reports: &[TargetReport], args: &AuditArgs) -> Outcome {
 mod tests {
     use super::*;
     use crate::audit::postgres::CHECKS;
-    use crate::cli::Severity;
+    use crate::audit::Severity;
     use crate::config::EngineKind;
 
     fn report(findings: Vec<Finding>, fail_on: Severity) -> TargetReport {

@@ -6,18 +6,20 @@
 //! every existing backup alone.
 
 use std::io::BufWriter;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::Utc;
 use serde_json::{json, Value};
 
+use crate::backup::check::judge;
 use crate::backup::{
-    self, retention, BackupName, Entry, HashingWriter, LastRun, Manifest, TargetLock, PARTIAL,
+    self, places, retention, BackupName, Entry, HashingWriter, LastRun, Manifest, Place,
+    TargetLock, PARTIAL,
 };
 use crate::cli::{BackupArgs, BackupCommand, BackupRunArgs, VerifyArgs};
-use crate::config::{BackupEntry, EngineKind, Target};
+use crate::config::{EngineKind, Target};
 use crate::engine;
 use crate::error::ConfigError;
 use crate::output::{Outcome, Status, TableBlock};
@@ -35,51 +37,6 @@ pub async fn run(args: &BackupArgs, ctx: &Ctx) -> Result<Outcome> {
         Some(BackupCommand::Verify(v)) => verify(v, ctx).await,
         Some(BackupCommand::Check) => check(ctx),
     }
-}
-
-/// A target with its backup settings and directory.
-pub struct Place<'a> {
-    pub target: &'a Target,
-    pub cfg: &'a BackupEntry,
-    pub dir: PathBuf,
-}
-
-/// The targets that have backups: with `-t`, each named one must have a `backup:` section;
-/// without, targets lacking one (or with `enabled: false`) are passed over.
-pub fn places(ctx: &Ctx) -> Result<Vec<Place<'_>>> {
-    let mut out = Vec::new();
-    for t in &ctx.targets {
-        match ctx.config.backup.get(&t.name) {
-            Some(cfg) if cfg.enabled || !ctx.global.targets.is_empty() => out.push(Place {
-                target: t,
-                cfg,
-                dir: ctx.config.resolve(&cfg.dir),
-            }),
-            Some(_) => ctx
-                .log
-                .debug(format!("{}: backups disabled in the config", t.name)),
-            None if !ctx.global.targets.is_empty() => {
-                return Err(ConfigError::new(format!(
-                    "{}: no `backup.{}` section for target `{}`",
-                    ctx.config.path.display(),
-                    t.name,
-                    t.name
-                ))
-                .into())
-            }
-            None => ctx
-                .log
-                .debug(format!("{}: no backup section, passed over", t.name)),
-        }
-    }
-    if out.is_empty() {
-        return Err(ConfigError::new(format!(
-            "{}: no target has an enabled `backup:` section",
-            ctx.config.path.display()
-        ))
-        .into());
-    }
-    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -380,57 +337,18 @@ fn human_age(hours: f64) -> String {
 // ---------------------------------------------------------------------------------------------
 // backup verify
 
-/// An entry for a file named on the command line.
-pub fn entry_for_file(path: &Path) -> Result<Entry> {
-    let file_name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| anyhow!("{}: not a file name", path.display()))?;
-    let name = BackupName::parse(file_name).ok_or_else(|| {
-        anyhow!(
-            "{}: not a backup file name (<database>_full_YYYYMMDD_HHMMSS.dump|.sql.zst)",
-            path.display()
-        )
-    })?;
-    if !path.exists() {
-        bail!("{}: no such file", path.display());
-    }
-    let mpath = Manifest::path_for(path);
-    let manifest = if mpath.exists() {
-        Manifest::read(&mpath).map_err(|e| format!("{e:#}"))
-    } else {
-        Err("no manifest beside it: not a finished backup".to_string())
-    };
-    Ok(Entry {
-        path: path.to_path_buf(),
-        size: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
-        name,
-        manifest,
-    })
-}
-
 /// Re-hashes against the manifest, then reads the archive through with the engine's own
 /// tool (the server, for SQL Server); records the success in the manifest.
 pub async fn verify_entry(e: &Entry, target: Option<&Target>) -> Result<Manifest> {
     let mut m = backup::check_hash(e)?;
-    let read = match (m.engine.as_str(), &m.location) {
-        ("postgres", _) => engine::postgres::backup::verify(&e.path).await,
-        ("mysql", _) => engine::mysql::backup::verify(&e.path).await,
-        ("mssql", Some(loc)) => {
-            let t = target.ok_or_else(|| {
-                anyhow!(
-                    "{}: SQL Server target `{}` is not configured",
-                    e.path.display(),
-                    m.target
-                )
-            })?;
-            engine::mssql::backup::verify(t, loc).await
-        }
-        (other, _) => bail!(
-            "{}: manifest names an unknown engine `{other}`",
-            e.path.display()
-        ),
-    };
+    let kind = EngineKind::parse(&m.engine).ok_or_else(|| {
+        anyhow!(
+            "{}: manifest names an unknown engine `{}`",
+            e.path.display(),
+            m.engine
+        )
+    })?;
+    let read = engine::verify_backup(kind, &e.path, m.location.as_deref(), target).await;
     read.with_context(|| format!("{}: the archive is not readable", e.path.display()))?;
     m.verified_at = Some(Utc::now());
     m.write(&Manifest::path_for(&e.path))?;
@@ -441,7 +359,7 @@ async fn verify(args: &VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
     let mut todo: Vec<(String, Entry)> = Vec::new();
     match &args.file {
         Some(f) => {
-            let e = entry_for_file(f)?;
+            let e = Entry::for_file(f)?;
             let target = e
                 .manifest
                 .as_ref()
@@ -501,91 +419,6 @@ async fn verify(args: &VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
 // ---------------------------------------------------------------------------------------------
 // backup check
 
-/// What `backup check` found for one target.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Finding {
-    pub state: &'static str,
-    pub status: Status,
-    pub age_hours: Option<f64>,
-    pub latest: Option<String>,
-    pub message: String,
-}
-
-/// Judges a target's backups: MISSING, FAILED, HASH_MISMATCH, STALE or OK.
-pub fn judge(
-    entries: &[Entry],
-    target: &str,
-    last_run: Option<&LastRun>,
-    max_age_hours: u32,
-    now: chrono::DateTime<Utc>,
-    hash_ok: impl Fn(&Entry) -> Result<()>,
-) -> Finding {
-    let good = entries.iter().find(|e| e.is_good_for(target));
-    let good_started = good
-        .and_then(|e| e.manifest.as_ref().ok())
-        .map(|m| m.started_at);
-    if let Some(run) = last_run.filter(|r| r.status == "failed") {
-        if good_started.is_none_or(|s| run.started_at > s) {
-            return Finding {
-                state: "FAILED",
-                status: Status::Critical,
-                age_hours: None,
-                latest: good.map(Entry::file_name),
-                message: format!(
-                    "the last backup run failed at {}: {}",
-                    run.started_at.format("%Y-%m-%d %H:%M UTC"),
-                    run.error.as_deref().unwrap_or("no detail")
-                ),
-            };
-        }
-    }
-    let Some(good) = good else {
-        return Finding {
-            state: "MISSING",
-            status: Status::Critical,
-            age_hours: None,
-            latest: None,
-            message: "no backup with a manifest".into(),
-        };
-    };
-    let m = good.manifest.as_ref().expect("a good entry has a manifest");
-    let age = (now - m.finished_at).num_minutes() as f64 / 60.0;
-    if let Err(e) = hash_ok(good) {
-        return Finding {
-            state: "HASH_MISMATCH",
-            status: Status::Critical,
-            age_hours: Some(age),
-            latest: Some(good.file_name()),
-            message: format!("{e:#}"),
-        };
-    }
-    let max = max_age_hours as f64;
-    if age > max {
-        return Finding {
-            state: "STALE",
-            status: if age > 2.0 * max {
-                Status::Critical
-            } else {
-                Status::Warning
-            },
-            age_hours: Some(age),
-            latest: Some(good.file_name()),
-            message: format!("latest backup is {age:.1} h old (max {max_age_hours} h)"),
-        };
-    }
-    Finding {
-        state: "OK",
-        status: Status::Ok,
-        age_hours: Some(age),
-        latest: Some(good.file_name()),
-        message: format!(
-            "latest backup {} is {age:.1} h old, {} intact",
-            good.file_name(),
-            indicatif::HumanBytes(m.size_bytes)
-        ),
-    }
-}
-
 fn check(ctx: &Ctx) -> Result<Outcome> {
     let now = Utc::now();
     let mut worst = Status::Ok;
@@ -644,80 +477,4 @@ fn check(ctx: &Ctx) -> Result<Outcome> {
         summary.join(", ")
     ));
     Ok(o)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::BTreeMap;
-
-    fn now() -> chrono::DateTime<Utc> {
-        chrono::DateTime::parse_from_rfc3339("2026-11-21T12:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-    }
-
-    fn entry(hours_ago: i64) -> Entry {
-        let t = now() - chrono::Duration::hours(hours_ago);
-        let name = BackupName::new("mairie", t, "dump");
-        Entry {
-            path: PathBuf::from(name.file_name()),
-            size: 10,
-            manifest: Ok(Manifest {
-                engine: "postgres".into(),
-                target: "pg".into(),
-                database: "mairie".into(),
-                file: name.file_name(),
-                size_bytes: 10,
-                sha256: "0".repeat(64),
-                started_at: t,
-                finished_at: t,
-                status: "success".into(),
-                tool: "pg_dump".into(),
-                tables: BTreeMap::new(),
-                format: String::new(),
-                server_version: String::new(),
-                host: String::new(),
-                location: None,
-                verified_at: None,
-                mairie_dba_version: String::new(),
-            }),
-            name,
-        }
-    }
-
-    fn ok(_: &Entry) -> Result<()> {
-        Ok(())
-    }
-
-    #[test]
-    fn states_and_their_nagios_status() {
-        let j = |es: &[Entry], run: Option<&LastRun>| judge(es, "pg", run, 26, now(), ok);
-        assert_eq!(j(&[], None).state, "MISSING");
-        assert_eq!(j(&[], None).status, Status::Critical);
-        assert_eq!(j(&[entry(2)], None).state, "OK");
-        assert_eq!(j(&[entry(30)], None).status, Status::Warning);
-        assert_eq!(j(&[entry(60)], None).status, Status::Critical);
-        let failed = LastRun {
-            target: "pg".into(),
-            status: "failed".into(),
-            started_at: now() - chrono::Duration::hours(1),
-            finished_at: now(),
-            file: None,
-            error: Some("pg_dump failed".into()),
-        };
-        let f = j(&[entry(20)], Some(&failed));
-        assert_eq!((f.state, f.status), ("FAILED", Status::Critical));
-        assert!(f.message.contains("pg_dump failed"));
-        // A failure older than the latest good backup is history, not news.
-        let old = LastRun {
-            started_at: now() - chrono::Duration::hours(30),
-            ..failed
-        };
-        assert_eq!(j(&[entry(2)], Some(&old)).state, "OK");
-        let bad = judge(&[entry(2)], "pg", None, 26, now(), |_| {
-            Err(anyhow!("SHA-256 mismatch"))
-        });
-        assert_eq!((bad.state, bad.status), ("HASH_MISMATCH", Status::Critical));
-    }
 }

@@ -12,9 +12,9 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 
+use crate::backup::places;
 use crate::backup::{self, Entry};
 use crate::cli::RestoreArgs;
-use crate::cmd::backup::{entry_for_file, places};
 use crate::config::Target;
 use crate::engine;
 use crate::output::{Outcome, Status, TableBlock};
@@ -27,7 +27,7 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     let mut jobs: Vec<(&Target, Entry)> = Vec::new();
     match &args.file {
         Some(f) => {
-            let e = entry_for_file(f)?;
+            let e = Entry::for_file(f)?;
             let m = e
                 .manifest
                 .as_ref()

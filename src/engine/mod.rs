@@ -104,6 +104,31 @@ pub async fn restore(
     }
 }
 
+/// Reads a backup through with the engine's own tool, `Ok` when the archive is whole. SQL
+/// Server's backups are on the server's disk, at `location`, and only its `target` can read them.
+pub async fn verify_backup(
+    engine: EngineKind,
+    path: &std::path::Path,
+    location: Option<&str>,
+    target: Option<&Target>,
+) -> Result<()> {
+    match engine {
+        EngineKind::Postgres => postgres::backup::verify(path).await,
+        EngineKind::Mysql => mysql::backup::verify(path).await,
+        EngineKind::Mssql => {
+            let location = location.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the manifest of a SQL Server backup names no location on the server"
+                )
+            })?;
+            let target = target.ok_or_else(|| {
+                anyhow::anyhow!("its SQL Server target is not in the configuration")
+            })?;
+            mssql::backup::verify(target, location).await
+        }
+    }
+}
+
 /// Exact rows per table of a database of the target's server.
 pub async fn count_rows(
     target: &Target,

@@ -10,7 +10,7 @@
 use chrono::NaiveDate;
 
 use crate::catalog::ColumnKind;
-use crate::cli::DateOrder;
+use crate::load::options::DateOrder;
 use crate::load::parser::Record;
 use crate::load::Dialect;
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use encoding_rs::{Decoder, DecoderResult, Encoding, UTF_16BE, UTF_16LE, WINDOWS_1252};
 
-use crate::cli::EncodingArg;
+use crate::load::options::EncodingArg;
 
 /// The encoding actually used for a file, after BOM sniffing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

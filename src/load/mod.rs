@@ -7,6 +7,7 @@
 
 pub mod convert;
 pub mod decode;
+pub mod options;
 pub mod parser;
 
 use std::fmt;
@@ -19,9 +20,9 @@ use indicatif::ProgressBar;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::catalog::Column;
-use crate::cli::{CsvOptions, DateOrder, EncodingArg};
 use crate::error::ConfigError;
 use convert::Converter;
+use options::{CsvOptions, DateOrder, EncodingArg};
 use parser::{ParseError, Parser, Record};
 
 const CHUNK_BYTES: usize = 256 * 1024;

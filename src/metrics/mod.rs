@@ -21,8 +21,8 @@ use prometheus::{
 use tokio::sync::{watch, Mutex};
 
 use crate::backup;
+use crate::backup::check::judge;
 use crate::catalog::TableRef;
-use crate::cmd::backup::judge;
 use crate::config::{Config, CustomKind, CustomMetric, MetricsSection, ProbeQuery, Target};
 use crate::engine::metrics::{collect, Round};
 use crate::engine::{self, Conn};
