@@ -433,6 +433,33 @@ pub fn parse_release(v: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
+/// Runs the selected checks of one engine's catalogue (`postgres.rs`, `mysql.rs`,
+/// `mssql.rs`) on a connection: a verdict per check, in the order given.
+pub struct Evaluate<'a> {
+    pub checks: &'a [&'static CheckDef],
+    /// How long a MySQL check may run (MySQL's catalogue bounds each query itself).
+    pub statement_timeout: std::time::Duration,
+}
+
+impl crate::engine::Visitor for Evaluate<'_> {
+    type Output = Vec<Verdict>;
+
+    async fn postgres(
+        self,
+        conn: &mut crate::engine::postgres::PgConn,
+    ) -> anyhow::Result<Vec<Verdict>> {
+        postgres::evaluate(conn, self.checks).await
+    }
+
+    async fn mysql(self, conn: &mut crate::engine::mysql::MyConn) -> anyhow::Result<Vec<Verdict>> {
+        mysql::evaluate(conn, self.checks, self.statement_timeout).await
+    }
+
+    async fn mssql(self, conn: &mut crate::engine::mssql::MsConn) -> anyhow::Result<Vec<Verdict>> {
+        mssql::evaluate(conn, self.checks).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

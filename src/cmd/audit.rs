@@ -21,7 +21,7 @@ use crate::audit::{
 };
 use crate::cli::AuditArgs;
 use crate::config::Target;
-use crate::engine::{self, Conn};
+use crate::engine;
 use crate::output::{Outcome, Status, TableBlock};
 use crate::Ctx;
 
@@ -131,16 +131,15 @@ async fn evaluate(
     target: &Target,
     checks: &[&'static CheckDef],
 ) -> Result<(Option<String>, Vec<Verdict>)> {
-    let conn = engine::connect(target).await?;
+    let mut conn = engine::connect(target).await?;
     let version = conn.server_version().await.ok();
-    let verdicts = match &conn {
-        Conn::Postgres(c) => audit::postgres::evaluate(c, checks).await,
-        Conn::Mysql(c) => {
-            audit::mysql::evaluate(c, checks, target.connection.statement_timeout).await
-        }
-        Conn::Mssql(c) => audit::mssql::evaluate(c, checks).await,
-    }
-    .map_err(|e| e.context(format!("auditing target `{}`", target.name)))?;
+    let verdicts = conn
+        .visit(audit::Evaluate {
+            checks,
+            statement_timeout: target.connection.statement_timeout,
+        })
+        .await
+        .map_err(|e| e.context(format!("auditing target `{}`", target.name)))?;
     Ok((version, verdicts))
 }
 

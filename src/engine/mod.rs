@@ -41,6 +41,32 @@ pub async fn connect(target: &Target) -> Result<Conn> {
     }
 }
 
+/// What a feature asks of each engine, written once per engine in that feature's catalogue
+/// file (`health/postgres.rs` …) and reached through [`Conn::visit`], the one place that
+/// matches on the connection. An engine the feature does not cover keeps the default answer,
+/// [`NotSupported`]: a new engine is a new method here, and every feature still compiles.
+#[allow(async_fn_in_trait)]
+pub trait Visitor: Sized {
+    type Output;
+
+    async fn postgres(self, _conn: &mut postgres::PgConn) -> Result<Self::Output> {
+        Err(NotSupported(EngineKind::Postgres).into())
+    }
+
+    async fn mysql(self, _conn: &mut mysql::MyConn) -> Result<Self::Output> {
+        Err(NotSupported(EngineKind::Mysql).into())
+    }
+
+    async fn mssql(self, _conn: &mut mssql::MsConn) -> Result<Self::Output> {
+        Err(NotSupported(EngineKind::Mssql).into())
+    }
+}
+
+/// A feature has nothing for this engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not supported on {}", .0.as_str())]
+pub struct NotSupported(pub EngineKind);
+
 /// What a dump reports besides its bytes.
 #[derive(Debug, Clone)]
 pub struct DumpInfo {
@@ -158,6 +184,15 @@ pub struct LoadRequest<'a> {
 }
 
 impl Conn {
+    /// Runs a feature's catalogue code for this connection's engine.
+    pub async fn visit<V: Visitor>(&mut self, v: V) -> Result<V::Output> {
+        match self {
+            Conn::Postgres(c) => v.postgres(c).await,
+            Conn::Mysql(c) => v.mysql(c).await,
+            Conn::Mssql(c) => v.mssql(c).await,
+        }
+    }
+
     pub fn engine(&self) -> EngineKind {
         match self {
             Conn::Postgres(_) => EngineKind::Postgres,
