@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::config::Target;
-use crate::engine::mssql::{self, quote_ident};
+use crate::engine::mssql::{self, quote_ident, BackupFile};
 use crate::engine::DumpInfo;
 
 /// `N'…'` with quotes doubled.
@@ -35,14 +35,6 @@ pub fn verify_sql(path: &str) -> String {
         "RESTORE VERIFYONLY FROM DISK = {} WITH CHECKSUM;",
         nstring(path)
     )
-}
-
-/// A logical file of a backup, from `RESTORE FILELISTONLY`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackupFile {
-    pub logical: String,
-    /// `D` data, `L` log.
-    pub kind: String,
 }
 
 pub fn restore_sql(

@@ -51,6 +51,14 @@ pub struct MsConn {
     types: std::sync::Mutex<HashMap<TableRef, Vec<(String, MsType)>>>,
 }
 
+/// A logical file of a backup, from `RESTORE FILELISTONLY`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupFile {
+    pub logical: String,
+    /// `D` data, `L` log.
+    pub kind: String,
+}
+
 /// The SQL Server column types a bulk row can carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MsType {
@@ -318,14 +326,11 @@ impl MsConn {
     }
 
     /// The logical files of a backup (`RESTORE FILELISTONLY`).
-    pub async fn file_list(
-        &self,
-        sql: &str,
-    ) -> Result<Vec<crate::engine::mssql::backup::BackupFile>> {
+    pub async fn file_list(&self, sql: &str) -> Result<Vec<BackupFile>> {
         let rows = self.first_result(sql).await?;
         Ok(rows
             .iter()
-            .map(|r| crate::engine::mssql::backup::BackupFile {
+            .map(|r| BackupFile {
                 logical: r
                     .try_get::<&str, _>("LogicalName")
                     .ok()

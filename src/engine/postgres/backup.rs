@@ -9,7 +9,8 @@ use anyhow::{bail, Context, Result};
 use tokio::process::Command;
 use tokio_postgres::Client;
 
-use crate::config::{SslMode, Target};
+use crate::config::Target;
+use crate::engine::postgres::client::{connection_args, run_pg_restore};
 use crate::engine::postgres::{self, quote_ident};
 use crate::engine::postgres::{archive, split};
 use crate::engine::tools;
@@ -294,24 +295,6 @@ pub async fn restore(
     Ok(Vec::new())
 }
 
-/// One `pg_restore --exit-on-error` run of the archive at `path` into database `into`,
-/// with `args`; its stderr is the error when it fails.
-pub(crate) async fn run_pg_restore(
-    pg_restore: &Path,
-    target: &Target,
-    into: &str,
-    path: &Path,
-    args: &[String],
-) -> Result<()> {
-    let mut cmd = Command::new(pg_restore);
-    cmd.args(["--exit-on-error", "--no-password"]).args(args);
-    connection_args(&mut cmd, target, into)?;
-    cmd.arg(path);
-    let mut child = tools::spawn(&mut cmd, false)?;
-    let stderr = tools::collect_stderr(&mut child);
-    tools::finish(child, stderr, "pg_restore").await
-}
-
 /// Exact row counts of every table of the database (partitions counted in their parent).
 pub async fn count_tables(client: &Client) -> Result<BTreeMap<String, u64>> {
     let mut out = BTreeMap::new();
@@ -401,41 +384,6 @@ pub async fn drop_database(target: &Target, name: &str) -> Result<()> {
         .await
         .map_err(postgres::db_err)
         .with_context(|| format!("dropping database {name}"))
-}
-
-/// Host, port, user and database on the command line (none of them secret); the password
-/// and TLS mode in the child's environment.
-fn connection_args(cmd: &mut Command, target: &Target, database: &str) -> Result<()> {
-    let c = &target.connection;
-    cmd.args([
-        "-h",
-        &c.host,
-        "-p",
-        &c.port.to_string(),
-        "-U",
-        &c.user,
-        "-d",
-        database,
-    ]);
-    cmd.env("PGAPPNAME", "mairie-dba")
-        .env("PGCONNECT_TIMEOUT", c.connect_timeout.as_secs().to_string())
-        .env(
-            "PGSSLMODE",
-            match c.sslmode {
-                SslMode::Disable => "disable",
-                SslMode::Prefer => "prefer",
-                SslMode::Require => "require",
-            },
-        );
-    match target.password()? {
-        Some(pw) => {
-            cmd.env("PGPASSWORD", pw.expose());
-        }
-        None => {
-            cmd.env_remove("PGPASSWORD");
-        }
-    }
-    Ok(())
 }
 
 /// The archive's table of contents (`pg_restore --list`) without the entries of the

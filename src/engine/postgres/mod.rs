@@ -10,6 +10,7 @@
 
 pub mod archive;
 pub mod backup;
+pub mod client;
 pub mod split;
 
 use std::sync::Arc;

@@ -31,7 +31,7 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, Mutex};
 
 use crate::config::Target;
-use crate::engine::postgres::backup::run_pg_restore;
+use crate::engine::postgres::client::run_pg_restore;
 use crate::engine::{postgres, tools};
 
 /// A table is split only from this many rows: below, a second COPY costs more than it saves.
