@@ -977,7 +977,7 @@ pub async fn evaluate(conn: &PgConn, checks: &[&'static CheckDef]) -> Result<Vec
         "SET search_path = pg_catalog, pg_temp; SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
     )
     .await
-    .map_err(|e| anyhow::anyhow!(crate::engine::postgres::describe(&e)))
+    .map_err(crate::engine::postgres::db_err)
     .context("making the audit session read-only")?;
     let facts = load_facts(c).await?;
     let mut hba: Option<std::result::Result<Vec<HbaRule>, String>> = None;

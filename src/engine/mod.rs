@@ -4,6 +4,7 @@
 //! dialect, catalogue queries, bulk-load protocol) and nothing else. An engine never reads
 //! CLI arguments and never prints.
 
+pub mod error;
 pub mod health;
 pub mod maintenance;
 pub mod metrics;
@@ -12,6 +13,8 @@ pub mod mysql;
 pub mod postgres;
 pub mod script;
 pub mod tools;
+
+pub use error::{error_chain, DbError};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -342,21 +345,6 @@ impl Conn {
             Conn::Mssql(c) => c.bulk_load(req, chunks, lines).await,
         }
     }
-}
-
-/// An error and its sources on one line, each cause once (drivers often repeat their
-/// source's text in their own).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(&format!(": {t}"));
-        }
-        src = inner.source();
-    }
-    s
 }
 
 /// Bounds an inspection query by the target's statement timeout, for engines whose server

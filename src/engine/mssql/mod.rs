@@ -33,9 +33,9 @@ use tokio::sync::{mpsc, Mutex as AsyncMutex};
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use crate::catalog::{AppliedMigration, Column, ColumnKind, Migration, TableRef};
-use crate::config::Target;
+use crate::config::{EngineKind, Target};
 use crate::engine::script::split_go;
-use crate::engine::LoadRequest;
+use crate::engine::{DbError, LoadRequest};
 use crate::load::{LineMap, LoadError};
 
 const HISTORY_TABLE: &str = "dbo.mairie_dba_schema_history";
@@ -158,7 +158,7 @@ pub async fn connect(target: &Target) -> Result<MsConn> {
                     config.host(&host);
                     config.port(port);
                 }
-                Err(e) => return Err(anyhow!(describe(&e))),
+                Err(e) => return Err(ms_err(e)),
             }
         }
         Err(anyhow!("redirected more than once"))
@@ -188,8 +188,17 @@ pub fn describe(e: &tiberius::error::Error) -> String {
     }
 }
 
-fn ms_err(e: tiberius::error::Error) -> anyhow::Error {
-    anyhow!(describe(&e))
+/// A driver error as sqlcmd would print it ([`describe`]), typed ([`DbError`]).
+pub fn ms_err(e: tiberius::error::Error) -> anyhow::Error {
+    let number = match &e {
+        tiberius::error::Error::Server(t) => Some(t.code()),
+        _ => None,
+    };
+    let mut err = DbError::new(EngineKind::Mssql, describe(&e), e);
+    if let Some(n) = number {
+        err = err.with_number(n);
+    }
+    err.into()
 }
 
 /// `[identifier]`, inner `]` doubled — SQL Server's QUOTENAME.

@@ -51,7 +51,7 @@ pub async fn dump(target: &Target, level: Option<u32>, out: &mut impl Write) -> 
         let mut c = conn.conn().await;
         c.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
             .await
-            .map_err(|e| anyhow!(mysql::describe(&e)))?;
+            .map_err(mysql::my_err)?;
         let counts = count_tables(&mut c).await?;
         c.query_drop("COMMIT").await.ok();
         counts
@@ -139,14 +139,14 @@ pub async fn restore(target: &Target, path: &Path, into: &str, force: bool) -> R
                 (into.to_string(),),
             )
             .await
-            .map_err(|e| anyhow!(mysql::describe(&e)))?;
+            .map_err(mysql::my_err)?;
         if exists.unwrap_or(0) == 0 {
             c.query_drop(format!(
                 "CREATE DATABASE {} CHARACTER SET utf8mb4",
                 quote_ident(into)
             ))
             .await
-            .map_err(|e| anyhow!(mysql::describe(&e)))
+            .map_err(mysql::my_err)
             .with_context(|| format!("creating database {into}"))?;
         } else {
             let n: Option<i64> = c
@@ -155,7 +155,7 @@ pub async fn restore(target: &Target, path: &Path, into: &str, force: bool) -> R
                     (into.to_string(),),
                 )
                 .await
-                .map_err(|e| anyhow!(mysql::describe(&e)))?;
+                .map_err(mysql::my_err)?;
             let n = n.unwrap_or(0);
             if n > 0 && !force {
                 bail!("database {into} holds {n} tables: restore into another one with --into, or use --force to replace them");
@@ -221,13 +221,13 @@ async fn count_tables(c: &mut mysql_async::Conn) -> Result<BTreeMap<String, u64>
              WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY table_name",
         )
         .await
-        .map_err(|e| anyhow!(mysql::describe(&e)))?;
+        .map_err(mysql::my_err)?;
     let mut out = BTreeMap::new();
     for n in names {
         let count: Option<u64> = c
             .query_first(format!("SELECT COUNT(*) FROM {}", quote_ident(&n)))
             .await
-            .map_err(|e| anyhow!(mysql::describe(&e)))
+            .map_err(mysql::my_err)
             .with_context(|| format!("counting {n}"))?;
         out.insert(n, count.unwrap_or(0));
     }
@@ -245,7 +245,7 @@ pub async fn drop_database(target: &Target, name: &str) -> Result<()> {
     let mut c = conn.conn().await;
     c.query_drop(format!("DROP DATABASE IF EXISTS {}", quote_ident(name)))
         .await
-        .map_err(|e| anyhow!(mysql::describe(&e)))
+        .map_err(mysql::my_err)
         .with_context(|| format!("dropping database {name}"))
 }
 

@@ -27,9 +27,9 @@ use mysql_async::{Conn, OptsBuilder, SslOpts};
 use tokio::sync::{mpsc, Mutex as AsyncMutex};
 
 use crate::catalog::{AppliedMigration, Column, ColumnKind, Migration, TableRef};
-use crate::config::{SslMode, Target};
+use crate::config::{EngineKind, SslMode, Target};
 use crate::engine::script::split_mysql;
-use crate::engine::LoadRequest;
+use crate::engine::{DbError, LoadRequest};
 use crate::load::{LineMap, LoadError};
 
 const HISTORY_TABLE: &str = "mairie_dba_schema_history";
@@ -77,7 +77,7 @@ pub async fn connect(target: &Target) -> Result<MyConn> {
         tokio::time::timeout(c.connect_timeout, Conn::new(opts(tls)))
             .await
             .map_err(|_| anyhow!("timed out after {} s", c.connect_timeout.as_secs()))?
-            .map_err(|e| anyhow!(describe(&e)))
+            .map_err(my_err)
     };
     let conn = match c.sslmode {
         SslMode::Disable => attempt(false).await,
@@ -85,12 +85,7 @@ pub async fn connect(target: &Target) -> Result<MyConn> {
         // Try TLS, fall back to a plain connection when the server does not offer it.
         SslMode::Prefer => match attempt(true).await {
             Ok(conn) => Ok(conn),
-            Err(e)
-                if e.to_string().to_ascii_lowercase().contains("ssl")
-                    || e.to_string().contains("TLS") =>
-            {
-                attempt(false).await
-            }
+            Err(e) if no_tls_offered(&e) => attempt(false).await,
             Err(e) => Err(e),
         },
     }
@@ -118,8 +113,28 @@ pub fn describe(e: &mysql_async::Error) -> String {
     }
 }
 
-fn my_err(e: mysql_async::Error) -> anyhow::Error {
-    anyhow!(describe(&e))
+/// Whether a TLS connection failed for want of TLS on the server (it does not offer it, or
+/// the handshake failed), when `prefer` goes on in clear text; judged on the driver's error.
+fn no_tls_offered(e: &anyhow::Error) -> bool {
+    use mysql_async::{DriverError, Error, IoError};
+    let driver = DbError::find(e).and_then(|d| d.driver().downcast_ref::<Error>());
+    matches!(
+        driver,
+        Some(Error::Driver(DriverError::NoClientSslFlagFromServer) | Error::Io(IoError::Tls(_)))
+    )
+}
+
+/// A driver error as the mysql client would print it ([`describe`]), typed ([`DbError`]).
+pub fn my_err(e: mysql_async::Error) -> anyhow::Error {
+    let server = match &e {
+        mysql_async::Error::Server(s) => Some((s.state.clone(), u32::from(s.code))),
+        _ => None,
+    };
+    let mut err = DbError::new(EngineKind::Mysql, describe(&e), e);
+    if let Some((state, code)) = server {
+        err = err.with_sqlstate(state).with_number(code);
+    }
+    err.into()
 }
 
 /// Backtick quoting, inner backticks doubled.

@@ -23,8 +23,8 @@ use tokio::sync::mpsc;
 use tokio_postgres::{error::SqlState, Client, Config, NoTls};
 
 use crate::catalog::{AppliedMigration, Column, ColumnKind, Migration, TableRef};
-use crate::config::{SslMode, Target};
-use crate::engine::LoadRequest;
+use crate::config::{EngineKind, SslMode, Target};
+use crate::engine::{DbError, LoadRequest};
 use crate::load::LineMap;
 
 /// The advisory lock key of `schema apply`: two concurrent runs on one database take turns.
@@ -128,7 +128,7 @@ where
         .await
         .map_err(|_| anyhow!("timed out after {} s", timeout.as_secs()))
         .with_context(|| where_.to_string())?
-        .map_err(|e| anyhow!(describe(&e)))
+        .map_err(db_err)
         .with_context(|| where_.to_string())?;
     tokio::spawn(conn);
     Ok(client)
@@ -194,9 +194,14 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// A driver error as psql would print it ([`describe`]), for `map_err`.
+/// A driver error as psql would print it ([`describe`]), typed ([`DbError`]), for `map_err`.
 pub fn db_err(e: tokio_postgres::Error) -> anyhow::Error {
-    anyhow!(describe(&e))
+    let sqlstate = e.code().map(|c| c.code().to_string());
+    let mut err = DbError::new(EngineKind::Postgres, describe(&e), e);
+    if let Some(s) = sqlstate {
+        err = err.with_sqlstate(s);
+    }
+    err.into()
 }
 
 impl PgConn {
