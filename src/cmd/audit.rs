@@ -22,6 +22,7 @@ use crate::audit::{
 use crate::cli::AuditArgs;
 use crate::config::Target;
 use crate::engine;
+use crate::engine::Driver;
 use crate::output::{Outcome, Status, TableBlock};
 use crate::Ctx;
 

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use crate::catalog::TableRef;
 use crate::cli::{CsvOptions, DateOrder, EncodingArg, LoadCsvArgs};
 use crate::config::{DatasetEntry, Target};
+use crate::engine::Driver;
 use crate::engine::{self, Conn, LoadRequest};
 use crate::load::{self, CsvSpec};
 use crate::output::{Outcome, Status};
@@ -186,7 +187,7 @@ async fn load_files(
                 job.label.clone(),
                 job.spec.clone(),
                 columns,
-                conn.dialect(job.spec.tz),
+                conn.capabilities().dialect(job.spec.tz),
                 progress_bar(ctx, &job.path, &job.label),
             );
             let cols = (&mut reader.columns)
@@ -262,7 +263,7 @@ async fn load_all(target: &Target, jobs: &[Job], truncate: bool, ctx: &Ctx) -> V
                     job.label.clone(),
                     job.spec.clone(),
                     columns[&job.table].clone(),
-                    conn.dialect(job.spec.tz),
+                    conn.capabilities().dialect(job.spec.tz),
                     progress_bar(ctx, &job.path, &job.label),
                 );
                 let cols = (&mut reader.columns)

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::catalog::{AppliedMigration, Migration};
 use crate::cli::{MigrationsArgs, SchemaCommand};
 use crate::config::Target;
+use crate::engine::Driver;
 use crate::engine::{self};
 use crate::error::ConfigError;
 use crate::output::{Outcome, Status, TableBlock};
@@ -302,7 +303,10 @@ async fn apply_target(
     let mut conn = engine::connect(target).await?;
     if dry_run {
         let history = conn.history().await?;
-        let todo = runnable(&plan(files, &history), conn.failed_migrations_block())?;
+        let todo = runnable(
+            &plan(files, &history),
+            !conn.capabilities().transactional_ddl,
+        )?;
         return Ok(applied_result(target, &todo, &[], true));
     }
     if conn.lock_schema().await? {
@@ -325,7 +329,10 @@ async fn apply_locked(
 ) -> Result<TargetResult> {
     conn.ensure_history().await?;
     let history = conn.history().await?;
-    let todo = runnable(&plan(files, &history), conn.failed_migrations_block())?;
+    let todo = runnable(
+        &plan(files, &history),
+        !conn.capabilities().transactional_ddl,
+    )?;
     let mut done = Vec::new();
     for m in &todo {
         ctx.log

@@ -8,6 +8,7 @@ use anyhow::{anyhow, Result};
 use mysql_async::prelude::Queryable;
 
 use crate::catalog::TableRef;
+use crate::engine::Driver;
 use crate::engine::{mssql, mysql, postgres, Conn};
 
 /// Every check `health` knows, in the order they are shown.

@@ -9,6 +9,7 @@ use mysql_async::prelude::Queryable;
 
 use crate::catalog::TableRef;
 use crate::config::{CustomMetric, ProbeQuery};
+use crate::engine::Driver;
 use crate::engine::{mssql, mysql, postgres, Conn};
 
 /// A sample of a custom metric: its label values and value.

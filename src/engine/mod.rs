@@ -44,6 +44,91 @@ pub async fn connect(target: &Target) -> Result<Conn> {
     }
 }
 
+/// What every engine's connection does: written once per engine (`postgres/mod.rs`,
+/// `mysql/mod.rs`, `mssql/mod.rs`) and delegated once for [`Conn`]. The engine's differences
+/// that callers must know are [`Capabilities`], not matches on the engine.
+#[allow(async_fn_in_trait)]
+pub trait Driver {
+    fn capabilities(&self) -> Capabilities;
+
+    /// The target's name, for messages.
+    fn target(&self) -> &str;
+
+    async fn server_version(&self) -> Result<String>;
+
+    /// Takes the lock that makes concurrent `schema apply` runs take turns; false when
+    /// another run holds it.
+    async fn lock_schema(&self) -> Result<bool>;
+    async fn unlock_schema(&self) -> Result<()>;
+
+    /// Creates the schema history table when it is missing.
+    async fn ensure_history(&self) -> Result<()>;
+    async fn history(&self) -> Result<Vec<AppliedMigration>>;
+
+    /// Runs one migration and records it (success or failure) in the history table.
+    async fn apply_migration(&mut self, m: &Migration) -> Result<Duration>;
+
+    async fn columns(&self, table: &TableRef) -> Result<Vec<Column>>;
+
+    /// (child, parent) pairs among `tables`.
+    async fn foreign_keys(&self, tables: &[TableRef]) -> Result<Vec<(TableRef, TableRef)>>;
+
+    async fn begin(&self) -> Result<()>;
+    async fn commit(&self) -> Result<()>;
+    async fn rollback(&self);
+
+    /// Empties the tables (children first), inside the current transaction.
+    async fn truncate(&self, tables: &[TableRef]) -> Result<()>;
+
+    /// The time zone of timestamps without an offset, until the end of the transaction
+    /// (None: the server's own). Engines without a session time zone need nothing: the
+    /// reader converts timestamps to UTC itself ([`Capabilities::dialect`]).
+    async fn set_local_timezone(&self, tz: Option<&str>) -> Result<()> {
+        let _ = tz;
+        Ok(())
+    }
+
+    /// Streams encoded rows into the table, inside a transaction begun with
+    /// [`Driver::begin`]; returns the rows loaded.
+    async fn bulk_load(
+        &self,
+        req: &LoadRequest<'_>,
+        chunks: mpsc::Receiver<Result<Bytes, LoadError>>,
+        lines: Arc<LineMap>,
+    ) -> Result<u64>;
+}
+
+/// What an engine can and cannot do, as callers need to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    pub engine: EngineKind,
+    /// DDL runs inside transactions: a failed migration is rolled back whole and may be
+    /// retried once fixed. Without it (MySQL), a failed migration blocks later runs until
+    /// it is repaired by hand.
+    pub transactional_ddl: bool,
+    /// How the CSV reader must write values for the bulk loader.
+    pub values: ValueStyle,
+}
+
+/// How the CSV reader writes timestamps and booleans for an engine's bulk loader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueStyle {
+    /// The server parses them (with their offsets) itself.
+    Server,
+    /// Timestamps converted to UTC by the reader.
+    Utc,
+}
+
+impl Capabilities {
+    /// How the reader must write values for this engine's bulk loader.
+    pub fn dialect(&self, tz: Option<chrono_tz::Tz>) -> Dialect {
+        match self.values {
+            ValueStyle::Server => Dialect::Postgres,
+            ValueStyle::Utc => Dialect::Utc { tz },
+        }
+    }
+}
+
 /// What a feature asks of each engine, written once per engine in that feature's catalogue
 /// file (`health/postgres.rs` …) and reached through [`Conn::visit`], the one place that
 /// matches on the connection. An engine the feature does not cover keeps the default answer,
@@ -197,153 +282,89 @@ impl Conn {
     }
 
     pub fn engine(&self) -> EngineKind {
-        match self {
-            Conn::Postgres(_) => EngineKind::Postgres,
-            Conn::Mysql(_) => EngineKind::Mysql,
-            Conn::Mssql(_) => EngineKind::Mssql,
+        self.capabilities().engine
+    }
+}
+
+/// Calls a [`Driver`] method on whichever connection this is: the one delegation.
+macro_rules! delegate {
+    ($self:ident, $c:ident => $call:expr) => {
+        match $self {
+            Conn::Postgres($c) => $call,
+            Conn::Mysql($c) => $call,
+            Conn::Mssql($c) => $call,
         }
+    };
+}
+
+impl Driver for Conn {
+    fn capabilities(&self) -> Capabilities {
+        delegate!(self, c => c.capabilities())
     }
 
-    pub async fn server_version(&self) -> Result<String> {
-        match self {
-            Conn::Postgres(c) => c.server_version().await,
-            Conn::Mysql(c) => c.server_version().await,
-            Conn::Mssql(c) => c.server_version().await,
-        }
+    fn target(&self) -> &str {
+        delegate!(self, c => c.target())
     }
 
-    pub async fn lock_schema(&self) -> Result<bool> {
-        match self {
-            Conn::Postgres(c) => c.lock_schema().await,
-            Conn::Mysql(c) => c.lock_schema().await,
-            Conn::Mssql(c) => c.lock_schema().await,
-        }
+    async fn server_version(&self) -> Result<String> {
+        delegate!(self, c => c.server_version().await)
     }
 
-    pub async fn unlock_schema(&self) -> Result<()> {
-        match self {
-            Conn::Postgres(c) => c.unlock_schema().await,
-            Conn::Mysql(c) => c.unlock_schema().await,
-            Conn::Mssql(c) => c.unlock_schema().await,
-        }
+    async fn lock_schema(&self) -> Result<bool> {
+        delegate!(self, c => c.lock_schema().await)
     }
 
-    pub async fn ensure_history(&self) -> Result<()> {
-        match self {
-            Conn::Postgres(c) => c.ensure_history().await,
-            Conn::Mysql(c) => c.ensure_history().await,
-            Conn::Mssql(c) => c.ensure_history().await,
-        }
+    async fn unlock_schema(&self) -> Result<()> {
+        delegate!(self, c => c.unlock_schema().await)
     }
 
-    pub async fn history(&self) -> Result<Vec<AppliedMigration>> {
-        match self {
-            Conn::Postgres(c) => c.history().await,
-            Conn::Mysql(c) => c.history().await,
-            Conn::Mssql(c) => c.history().await,
-        }
+    async fn ensure_history(&self) -> Result<()> {
+        delegate!(self, c => c.ensure_history().await)
     }
 
-    /// Whether a failed migration left the database half-changed (DDL not transactional),
-    /// so that it must be checked by hand before anything else runs.
-    pub fn failed_migrations_block(&self) -> bool {
-        match self {
-            Conn::Postgres(_) => false,
-            Conn::Mysql(_) => true,
-            // SQL Server DDL is transactional: a failed migration is rolled back whole.
-            Conn::Mssql(_) => false,
-        }
+    async fn history(&self) -> Result<Vec<AppliedMigration>> {
+        delegate!(self, c => c.history().await)
     }
 
-    pub async fn apply_migration(&mut self, m: &Migration) -> Result<Duration> {
-        match self {
-            Conn::Postgres(c) => c.apply_migration(m).await,
-            Conn::Mysql(c) => c.apply_migration(m).await,
-            Conn::Mssql(c) => c.apply_migration(m).await,
-        }
+    async fn apply_migration(&mut self, m: &Migration) -> Result<Duration> {
+        delegate!(self, c => c.apply_migration(m).await)
     }
 
-    pub async fn columns(&self, table: &TableRef) -> Result<Vec<Column>> {
-        match self {
-            Conn::Postgres(c) => c.columns(table).await,
-            Conn::Mysql(c) => c.columns(table).await,
-            Conn::Mssql(c) => c.columns(table).await,
-        }
+    async fn columns(&self, table: &TableRef) -> Result<Vec<Column>> {
+        delegate!(self, c => c.columns(table).await)
     }
 
-    pub async fn foreign_keys(&self, tables: &[TableRef]) -> Result<Vec<(TableRef, TableRef)>> {
-        match self {
-            Conn::Postgres(c) => c.foreign_keys(tables).await,
-            Conn::Mysql(c) => c.foreign_keys(tables).await,
-            Conn::Mssql(c) => c.foreign_keys(tables).await,
-        }
+    async fn foreign_keys(&self, tables: &[TableRef]) -> Result<Vec<(TableRef, TableRef)>> {
+        delegate!(self, c => c.foreign_keys(tables).await)
     }
 
-    pub async fn begin(&self) -> Result<()> {
-        match self {
-            Conn::Postgres(c) => c.begin().await,
-            Conn::Mysql(c) => c.begin().await,
-            Conn::Mssql(c) => c.begin().await,
-        }
+    async fn begin(&self) -> Result<()> {
+        delegate!(self, c => c.begin().await)
     }
 
-    pub async fn commit(&self) -> Result<()> {
-        match self {
-            Conn::Postgres(c) => c.commit().await,
-            Conn::Mysql(c) => c.commit().await,
-            Conn::Mssql(c) => c.commit().await,
-        }
+    async fn commit(&self) -> Result<()> {
+        delegate!(self, c => c.commit().await)
     }
 
-    pub async fn rollback(&self) {
-        match self {
-            Conn::Postgres(c) => c.rollback().await,
-            Conn::Mysql(c) => c.rollback().await,
-            Conn::Mssql(c) => c.rollback().await,
-        }
+    async fn rollback(&self) {
+        delegate!(self, c => c.rollback().await)
     }
 
-    pub async fn truncate(&self, tables: &[TableRef]) -> Result<()> {
-        match self {
-            Conn::Postgres(c) => c.truncate(tables).await,
-            Conn::Mysql(c) => c.truncate(tables).await,
-            Conn::Mssql(c) => c.truncate(tables).await,
-        }
+    async fn truncate(&self, tables: &[TableRef]) -> Result<()> {
+        delegate!(self, c => c.truncate(tables).await)
     }
 
-    /// How the reader must write values for this engine's bulk loader.
-    pub fn dialect(&self, tz: Option<chrono_tz::Tz>) -> Dialect {
-        match self {
-            Conn::Postgres(_) => Dialect::Postgres,
-            Conn::Mysql(_) | Conn::Mssql(_) => Dialect::Utc { tz },
-        }
+    async fn set_local_timezone(&self, tz: Option<&str>) -> Result<()> {
+        delegate!(self, c => c.set_local_timezone(tz).await)
     }
 
-    /// The time zone of timestamps without an offset, until the end of the transaction
-    /// (None: the server's own).
-    pub async fn set_local_timezone(&self, tz: Option<&str>) -> Result<()> {
-        match self {
-            Conn::Postgres(c) => c.set_local_timezone(tz).await,
-            // No session time zone applies: the reader converts timestamps to UTC itself.
-            Conn::Mysql(_) | Conn::Mssql(_) => {
-                let _ = tz;
-                Ok(())
-            }
-        }
-    }
-
-    /// Streams encoded rows into the table; inside a transaction begun with [`Conn::begin`].
-    pub async fn bulk_load(
+    async fn bulk_load(
         &self,
         req: &LoadRequest<'_>,
         chunks: mpsc::Receiver<Result<Bytes, LoadError>>,
         lines: Arc<LineMap>,
     ) -> Result<u64> {
-        match self {
-            Conn::Postgres(c) => c.copy_in(req, chunks, lines).await,
-            Conn::Mysql(c) => c.load_data(req, chunks, lines).await,
-            Conn::Mssql(c) => c.bulk_load(req, chunks, lines).await,
-        }
+        delegate!(self, c => c.bulk_load(req, chunks, lines).await)
     }
 }
 

@@ -9,6 +9,7 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use crate::config::Target;
 use crate::engine::mssql::{self, quote_ident, BackupFile};
+use crate::engine::Driver;
 use crate::engine::DumpInfo;
 
 /// `N'…'` with quotes doubled.

@@ -35,7 +35,7 @@ use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 use crate::catalog::{AppliedMigration, Column, ColumnKind, Migration, TableRef};
 use crate::config::{EngineKind, Target};
 use crate::engine::script::split_go;
-use crate::engine::{DbError, LoadRequest};
+use crate::engine::{Capabilities, DbError, Driver, LoadRequest, ValueStyle};
 use crate::load::{LineMap, LoadError};
 
 const HISTORY_TABLE: &str = "dbo.mairie_dba_schema_history";
@@ -260,10 +260,6 @@ pub fn record_sql() -> String {
 }
 
 impl MsConn {
-    pub fn target(&self) -> &str {
-        &self.target
-    }
-
     /// Runs a batch and drains its results (for statements that only do things).
     pub async fn batch(&self, sql: &str) -> Result<()> {
         let mut c = self.client.lock().await;
@@ -387,17 +383,87 @@ impl MsConn {
         Ok(out)
     }
 
-    pub async fn server_version(&self) -> Result<String> {
+    // -----------------------------------------------------------------------------------------
+    // Schema history
+
+    async fn record(&self, m: &Migration, elapsed: Duration, success: bool) -> Result<()> {
+        let mut c = self.client.lock().await;
+        c.execute(
+            record_sql(),
+            &[
+                &m.version,
+                &m.description.as_str(),
+                &m.script.as_str(),
+                &m.checksum.as_str(),
+                &(elapsed.as_millis() as i64),
+                &success,
+            ],
+        )
+        .await
+        .map_err(ms_err)
+        .with_context(|| format!("recording {} in the schema history", m.script))?;
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Loads
+
+    /// Every row of the first result set as (column name, value as text) pairs, whatever
+    /// the column's type: for the exporter's catalogue and custom queries.
+    pub async fn named_rows(&self, sql: &str) -> Result<Vec<Vec<(String, Option<String>)>>> {
+        self.inspect(async {
+            let rows = self.first_result(sql).await?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    r.columns()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, col)| (col.name().to_string(), cell_text(r, i)))
+                        .collect()
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn identity_column(&self, t: &TableRef) -> Result<Option<String>> {
+        let mut c = self.client.lock().await;
+        let row = c
+            .query(
+                "SELECT name FROM sys.identity_columns WHERE object_id = OBJECT_ID(@P1)",
+                &[&quoted_table(t).as_str()],
+            )
+            .await
+            .map_err(ms_err)?
+            .into_row()
+            .await
+            .map_err(ms_err)?;
+        Ok(row.and_then(|r| r.get::<&str, _>(0).map(str::to_string)))
+    }
+}
+
+impl Driver for MsConn {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            engine: EngineKind::Mssql,
+            transactional_ddl: true,
+            values: ValueStyle::Utc,
+        }
+    }
+
+    fn target(&self) -> &str {
+        &self.target
+    }
+
+    async fn server_version(&self) -> Result<String> {
         Ok(self
             .scalar_string("SELECT CAST(SERVERPROPERTY('ProductVersion') AS NVARCHAR(128))")
             .await?
             .unwrap_or_default())
     }
 
-    // -----------------------------------------------------------------------------------------
-    // Schema history
-
-    pub async fn lock_schema(&self) -> Result<bool> {
+    async fn lock_schema(&self) -> Result<bool> {
         // sp_getapplock's return code: >= 0 granted, < 0 refused or timed out.
         let code = |sql: String| async move {
             Ok::<i64, anyhow::Error>(self.scalar_i64(&sql).await?.unwrap_or(-999))
@@ -412,20 +478,20 @@ impl MsConn {
         Ok(true)
     }
 
-    pub async fn unlock_schema(&self) -> Result<()> {
+    async fn unlock_schema(&self) -> Result<()> {
         self.batch(&format!(
             "EXEC sp_releaseapplock @Resource = N'{LOCK_RESOURCE}', @LockOwner = 'Session';"
         ))
         .await
     }
 
-    pub async fn ensure_history(&self) -> Result<()> {
+    async fn ensure_history(&self) -> Result<()> {
         self.batch(&history_ddl())
             .await
             .context("creating the schema history table")
     }
 
-    pub async fn history(&self) -> Result<Vec<AppliedMigration>> {
+    async fn history(&self) -> Result<Vec<AppliedMigration>> {
         let rows = self.first_result(&format!(
                 "IF OBJECT_ID(N'{HISTORY_TABLE}', N'U') IS NOT NULL
                  SELECT version, description, script, checksum,
@@ -453,7 +519,7 @@ impl MsConn {
     }
 
     /// Runs the migration's batches in one transaction and records it.
-    pub async fn apply_migration(&self, m: &Migration) -> Result<Duration> {
+    async fn apply_migration(&mut self, m: &Migration) -> Result<Duration> {
         let start = Instant::now();
         self.batch("SET XACT_ABORT ON; BEGIN TRAN;").await?;
         let mut failure = None;
@@ -480,29 +546,7 @@ impl MsConn {
         }
     }
 
-    async fn record(&self, m: &Migration, elapsed: Duration, success: bool) -> Result<()> {
-        let mut c = self.client.lock().await;
-        c.execute(
-            record_sql(),
-            &[
-                &m.version,
-                &m.description.as_str(),
-                &m.script.as_str(),
-                &m.checksum.as_str(),
-                &(elapsed.as_millis() as i64),
-                &success,
-            ],
-        )
-        .await
-        .map_err(ms_err)
-        .with_context(|| format!("recording {} in the schema history", m.script))?;
-        Ok(())
-    }
-
-    // -----------------------------------------------------------------------------------------
-    // Loads
-
-    pub async fn columns(&self, table: &TableRef) -> Result<Vec<Column>> {
+    async fn columns(&self, table: &TableRef) -> Result<Vec<Column>> {
         let rows = self
             .inspect(async {
                 let mut c = self.client.lock().await;
@@ -554,7 +598,7 @@ impl MsConn {
         Ok(cols)
     }
 
-    pub async fn foreign_keys(&self, tables: &[TableRef]) -> Result<Vec<(TableRef, TableRef)>> {
+    async fn foreign_keys(&self, tables: &[TableRef]) -> Result<Vec<(TableRef, TableRef)>> {
         let rows = self
             .first_result(
                 "SELECT SCHEMA_NAME(ct.schema_id), ct.name, SCHEMA_NAME(pt.schema_id), pt.name
@@ -579,19 +623,19 @@ impl MsConn {
             .collect())
     }
 
-    pub async fn begin(&self) -> Result<()> {
+    async fn begin(&self) -> Result<()> {
         self.batch("SET XACT_ABORT ON; BEGIN TRAN;").await
     }
 
-    pub async fn commit(&self) -> Result<()> {
+    async fn commit(&self) -> Result<()> {
         self.batch("COMMIT TRAN;").await.context("committing")
     }
 
-    pub async fn rollback(&self) {
+    async fn rollback(&self) {
         let _ = self.batch("IF @@TRANCOUNT > 0 ROLLBACK TRAN;").await;
     }
 
-    pub async fn truncate(&self, tables: &[TableRef]) -> Result<()> {
+    async fn truncate(&self, tables: &[TableRef]) -> Result<()> {
         for t in tables.iter().rev() {
             let q = quoted_table(t);
             // TRUNCATE is transactional here, but refused (error 4712) on a referenced table.
@@ -611,7 +655,7 @@ impl MsConn {
 
     /// Bulk-loads the reader's rows, typed for each column. Inside a transaction begun with
     /// [`MsConn::begin`]; returns the rows stored.
-    pub async fn bulk_load(
+    async fn bulk_load(
         &self,
         req: &LoadRequest<'_>,
         mut chunks: mpsc::Receiver<Result<Bytes, LoadError>>,
@@ -697,40 +741,6 @@ impl MsConn {
             .await
             .map_err(|e| anyhow!("{}: {}", req.file_label, describe(&e)))?;
         Ok(res.total())
-    }
-
-    /// Every row of the first result set as (column name, value as text) pairs, whatever
-    /// the column's type: for the exporter's catalogue and custom queries.
-    pub async fn named_rows(&self, sql: &str) -> Result<Vec<Vec<(String, Option<String>)>>> {
-        self.inspect(async {
-            let rows = self.first_result(sql).await?;
-            Ok(rows
-                .iter()
-                .map(|r| {
-                    r.columns()
-                        .iter()
-                        .enumerate()
-                        .map(|(i, col)| (col.name().to_string(), cell_text(r, i)))
-                        .collect()
-                })
-                .collect())
-        })
-        .await
-    }
-
-    async fn identity_column(&self, t: &TableRef) -> Result<Option<String>> {
-        let mut c = self.client.lock().await;
-        let row = c
-            .query(
-                "SELECT name FROM sys.identity_columns WHERE object_id = OBJECT_ID(@P1)",
-                &[&quoted_table(t).as_str()],
-            )
-            .await
-            .map_err(ms_err)?
-            .into_row()
-            .await
-            .map_err(ms_err)?;
-        Ok(row.and_then(|r| r.get::<&str, _>(0).map(str::to_string)))
     }
 }
 

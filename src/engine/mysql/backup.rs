@@ -13,6 +13,7 @@ use tokio::process::Command;
 use crate::config::Target;
 use crate::engine::mysql::{self, quote_ident};
 use crate::engine::tools::{self, PrivateTemp};
+use crate::engine::Driver;
 use crate::engine::DumpInfo;
 
 /// mysqldump and mariadb-dump end every complete dump with this comment.

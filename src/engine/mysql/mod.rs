@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, Mutex as AsyncMutex};
 use crate::catalog::{AppliedMigration, Column, ColumnKind, Migration, TableRef};
 use crate::config::{EngineKind, SslMode, Target};
 use crate::engine::script::split_mysql;
-use crate::engine::{DbError, LoadRequest};
+use crate::engine::{Capabilities, DbError, Driver, LoadRequest, ValueStyle};
 use crate::load::{LineMap, LoadError};
 
 const HISTORY_TABLE: &str = "mairie_dba_schema_history";
@@ -165,18 +165,8 @@ impl Physical {
 }
 
 impl MyConn {
-    pub fn target(&self) -> &str {
-        &self.target
-    }
-
     pub(crate) async fn conn(&self) -> tokio::sync::MutexGuard<'_, Conn> {
         self.conn.lock().await
-    }
-
-    pub async fn server_version(&self) -> Result<String> {
-        let mut c = self.conn.lock().await;
-        let v: Option<String> = c.query_first("SELECT VERSION()").await.map_err(my_err)?;
-        Ok(v.unwrap_or_default())
     }
 
     /// Bounds an inspection query by the configured statement timeout.
@@ -219,7 +209,58 @@ impl MyConn {
         format!("mairie-dba schema {}", self.database)
     }
 
-    pub async fn lock_schema(&self) -> Result<bool> {
+    async fn record(&self, m: &Migration, elapsed: Duration, success: bool) -> Result<()> {
+        let mut c = self.conn.lock().await;
+        c.exec_drop(
+            format!(
+                "INSERT INTO {HISTORY_TABLE} (version, description, script, checksum, applied_at, execution_ms, applied_by, success)
+                 VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6), ?, CURRENT_USER(), ?)
+                 ON DUPLICATE KEY UPDATE description = VALUES(description), script = VALUES(script),
+                   checksum = VALUES(checksum), applied_at = VALUES(applied_at),
+                   execution_ms = VALUES(execution_ms), applied_by = VALUES(applied_by), success = VALUES(success)"
+            ),
+            (
+                m.version,
+                m.description.clone(),
+                m.script.clone(),
+                m.checksum.clone(),
+                elapsed.as_millis() as i64,
+                success,
+            ),
+        )
+        .await
+        .map_err(my_err)
+        .with_context(|| format!("recording {} in the schema history", m.script))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Loads
+
+    pub fn mariadb(&self) -> bool {
+        self.mariadb
+    }
+}
+
+impl Driver for MyConn {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            engine: EngineKind::Mysql,
+            transactional_ddl: false,
+            values: ValueStyle::Utc,
+        }
+    }
+
+    fn target(&self) -> &str {
+        &self.target
+    }
+
+    async fn server_version(&self) -> Result<String> {
+        let mut c = self.conn.lock().await;
+        let v: Option<String> = c.query_first("SELECT VERSION()").await.map_err(my_err)?;
+        Ok(v.unwrap_or_default())
+    }
+
+    async fn lock_schema(&self) -> Result<bool> {
         let mut c = self.conn.lock().await;
         let got: Option<i64> = c
             .exec_first("SELECT GET_LOCK(?, 0)", (self.lock_name(),))
@@ -239,14 +280,14 @@ impl MyConn {
         Ok(true)
     }
 
-    pub async fn unlock_schema(&self) -> Result<()> {
+    async fn unlock_schema(&self) -> Result<()> {
         let mut c = self.conn.lock().await;
         c.exec_drop("SELECT RELEASE_LOCK(?)", (self.lock_name(),))
             .await
             .map_err(my_err)
     }
 
-    pub async fn ensure_history(&self) -> Result<()> {
+    async fn ensure_history(&self) -> Result<()> {
         let mut c = self.conn.lock().await;
         c.query_drop(format!(
             "CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
@@ -265,7 +306,7 @@ impl MyConn {
         .context("creating the schema history table")
     }
 
-    pub async fn history(&self) -> Result<Vec<AppliedMigration>> {
+    async fn history(&self) -> Result<Vec<AppliedMigration>> {
         let mut c = self.conn.lock().await;
         let exists: Option<i64> = c
             .exec_first(
@@ -319,7 +360,7 @@ impl MyConn {
     /// Runs a migration statement by statement (MySQL commits DDL as it goes) and records
     /// the outcome. A failure leaves whatever ran before it in place: it is recorded as
     /// failed, and blocks later runs.
-    pub async fn apply_migration(&self, m: &Migration) -> Result<Duration> {
+    async fn apply_migration(&mut self, m: &Migration) -> Result<Duration> {
         let start = Instant::now();
         let pieces = split_mysql(&m.sql);
         let mut failure = None;
@@ -348,34 +389,7 @@ impl MyConn {
         }
     }
 
-    async fn record(&self, m: &Migration, elapsed: Duration, success: bool) -> Result<()> {
-        let mut c = self.conn.lock().await;
-        c.exec_drop(
-            format!(
-                "INSERT INTO {HISTORY_TABLE} (version, description, script, checksum, applied_at, execution_ms, applied_by, success)
-                 VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6), ?, CURRENT_USER(), ?)
-                 ON DUPLICATE KEY UPDATE description = VALUES(description), script = VALUES(script),
-                   checksum = VALUES(checksum), applied_at = VALUES(applied_at),
-                   execution_ms = VALUES(execution_ms), applied_by = VALUES(applied_by), success = VALUES(success)"
-            ),
-            (
-                m.version,
-                m.description.clone(),
-                m.script.clone(),
-                m.checksum.clone(),
-                elapsed.as_millis() as i64,
-                success,
-            ),
-        )
-        .await
-        .map_err(my_err)
-        .with_context(|| format!("recording {} in the schema history", m.script))
-    }
-
-    // -----------------------------------------------------------------------------------------
-    // Loads
-
-    pub async fn columns(&self, table: &TableRef) -> Result<Vec<Column>> {
+    async fn columns(&self, table: &TableRef) -> Result<Vec<Column>> {
         let phys = self.resolve(table).await?;
         let rows: Vec<(String, String, String, String, Option<String>, String)> = self
             .inspect(async {
@@ -414,7 +428,7 @@ impl MyConn {
             .collect())
     }
 
-    pub async fn foreign_keys(&self, tables: &[TableRef]) -> Result<Vec<(TableRef, TableRef)>> {
+    async fn foreign_keys(&self, tables: &[TableRef]) -> Result<Vec<(TableRef, TableRef)>> {
         let mut physical = Vec::with_capacity(tables.len());
         for t in tables {
             physical.push((t.clone(), self.resolve(t).await?));
@@ -441,12 +455,12 @@ impl MyConn {
             .collect())
     }
 
-    pub async fn begin(&self) -> Result<()> {
+    async fn begin(&self) -> Result<()> {
         let mut c = self.conn.lock().await;
         c.query_drop("START TRANSACTION").await.map_err(my_err)
     }
 
-    pub async fn commit(&self) -> Result<()> {
+    async fn commit(&self) -> Result<()> {
         let mut c = self.conn.lock().await;
         c.query_drop("COMMIT")
             .await
@@ -454,13 +468,13 @@ impl MyConn {
             .context("committing")
     }
 
-    pub async fn rollback(&self) {
+    async fn rollback(&self) {
         let mut c = self.conn.lock().await;
         let _ = c.query_drop("ROLLBACK").await;
     }
 
     /// TRUNCATE would commit the transaction: the rows are deleted instead, children first.
-    pub async fn truncate(&self, tables: &[TableRef]) -> Result<()> {
+    async fn truncate(&self, tables: &[TableRef]) -> Result<()> {
         for t in tables.iter().rev() {
             let phys = self.resolve(t).await?;
             let mut c = self.conn.lock().await;
@@ -474,7 +488,7 @@ impl MyConn {
 
     /// `LOAD DATA LOCAL INFILE` fed from the reader's chunks. Inside a transaction begun with
     /// [`MyConn::begin`]; returns the rows stored.
-    pub async fn load_data(
+    async fn bulk_load(
         &self,
         req: &LoadRequest<'_>,
         chunks: mpsc::Receiver<Result<Bytes, LoadError>>,
@@ -526,10 +540,6 @@ impl MyConn {
             return Err(warning_error(req, &lines, &level, code, &message, warnings));
         }
         Ok(stored)
-    }
-
-    pub fn mariadb(&self) -> bool {
-        self.mariadb
     }
 }
 

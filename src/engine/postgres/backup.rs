@@ -14,6 +14,7 @@ use crate::engine::postgres::client::{connection_args, run_pg_restore};
 use crate::engine::postgres::{self, quote_ident};
 use crate::engine::postgres::{archive, split};
 use crate::engine::tools;
+use crate::engine::Driver;
 use crate::engine::DumpInfo;
 
 /// Dumps the target's database into `out`, with the exact rows of every table in the

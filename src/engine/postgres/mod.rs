@@ -24,7 +24,7 @@ use tokio_postgres::{error::SqlState, Client, Config, NoTls};
 
 use crate::catalog::{AppliedMigration, Column, ColumnKind, Migration, TableRef};
 use crate::config::{EngineKind, SslMode, Target};
-use crate::engine::{DbError, LoadRequest};
+use crate::engine::{Capabilities, DbError, Driver, LoadRequest, ValueStyle};
 use crate::load::LineMap;
 
 /// The advisory lock key of `schema apply`: two concurrent runs on one database take turns.
@@ -205,15 +205,71 @@ pub fn db_err(e: tokio_postgres::Error) -> anyhow::Error {
 }
 
 impl PgConn {
-    pub fn target(&self) -> &str {
-        &self.target
-    }
-
     pub(crate) fn client(&self) -> &Client {
         &self.client
     }
 
-    pub async fn server_version(&self) -> Result<String> {
+    // -----------------------------------------------------------------------------------------
+    // Schema history
+
+    async fn record(&self, m: &Migration, elapsed: Duration, success: bool) -> Result<()> {
+        record_in(&self.client, m, elapsed, success).await
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Loads
+
+    /// Moves the identity and serial sequences of the loaded columns past the largest value
+    /// loaded, so that the next INSERT without an explicit id does not collide (like
+    /// pgloader's "reset sequences"). Never moves a sequence backwards.
+    async fn sync_sequences(&self, table: &TableRef, loaded: &[String]) -> Result<()> {
+        let qualified = quoted_table(table);
+        let rows = self
+            .client
+            .query(
+                "SELECT a.attname, pg_get_serial_sequence($1, a.attname)
+                 FROM pg_attribute a
+                 WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped
+                   AND pg_get_serial_sequence($1, a.attname) IS NOT NULL",
+                &[&qualified],
+            )
+            .await
+            .map_err(db_err)?;
+        for r in rows {
+            let col: String = r.get(0);
+            let seq: String = r.get(1);
+            if !loaded.contains(&col) {
+                continue;
+            }
+            let sql = format!(
+                "SELECT setval($1::text::regclass, m) FROM (SELECT max({}) AS m FROM {qualified}) x
+                 WHERE m IS NOT NULL AND m > COALESCE(pg_sequence_last_value($1::text::regclass), 0)",
+                quote_ident(&col)
+            );
+            self.client
+                .execute(&sql, &[&seq])
+                .await
+                .map_err(db_err)
+                .with_context(|| format!("advancing sequence {seq} of {table}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Driver for PgConn {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            engine: EngineKind::Postgres,
+            transactional_ddl: true,
+            values: ValueStyle::Server,
+        }
+    }
+
+    fn target(&self) -> &str {
+        &self.target
+    }
+
+    async fn server_version(&self) -> Result<String> {
         let row = self
             .client
             .query_one("SHOW server_version", &[])
@@ -222,12 +278,9 @@ impl PgConn {
         Ok(row.get(0))
     }
 
-    // -----------------------------------------------------------------------------------------
-    // Schema history
-
     /// Takes the schema lock, waiting for another `apply` to finish. Returns whether it had
     /// to wait.
-    pub async fn lock_schema(&self) -> Result<bool> {
+    async fn lock_schema(&self) -> Result<bool> {
         let got: bool = self
             .client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&SCHEMA_LOCK_KEY])
@@ -247,7 +300,7 @@ impl PgConn {
         Ok(true)
     }
 
-    pub async fn unlock_schema(&self) -> Result<()> {
+    async fn unlock_schema(&self) -> Result<()> {
         self.client
             .execute("SELECT pg_advisory_unlock($1)", &[&SCHEMA_LOCK_KEY])
             .await
@@ -255,7 +308,7 @@ impl PgConn {
         Ok(())
     }
 
-    pub async fn ensure_history(&self) -> Result<()> {
+    async fn ensure_history(&self) -> Result<()> {
         self.client
             .batch_execute(&format!(
                 "CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
@@ -275,7 +328,7 @@ impl PgConn {
             .context("creating the schema history table")
     }
 
-    pub async fn history(&self) -> Result<Vec<AppliedMigration>> {
+    async fn history(&self) -> Result<Vec<AppliedMigration>> {
         let exists: bool = self
             .client
             .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY_TABLE])
@@ -314,7 +367,7 @@ impl PgConn {
     /// Runs one migration in its own transaction and records it. On failure the
     /// transaction is rolled back and the failure is recorded (PostgreSQL's DDL is
     /// transactional, so a failed migration leaves nothing behind and may be retried).
-    pub async fn apply_migration(&mut self, m: &Migration) -> Result<Duration> {
+    async fn apply_migration(&mut self, m: &Migration) -> Result<Duration> {
         let start = Instant::now();
         let tx = self.client.transaction().await.map_err(db_err)?;
         tx.batch_execute("SET LOCAL statement_timeout = 0")
@@ -337,14 +390,7 @@ impl PgConn {
         Ok(elapsed)
     }
 
-    async fn record(&self, m: &Migration, elapsed: Duration, success: bool) -> Result<()> {
-        record_in(&self.client, m, elapsed, success).await
-    }
-
-    // -----------------------------------------------------------------------------------------
-    // Loads
-
-    pub async fn columns(&self, table: &TableRef) -> Result<Vec<Column>> {
+    async fn columns(&self, table: &TableRef) -> Result<Vec<Column>> {
         let rows = self
             .client
             .query(
@@ -384,7 +430,7 @@ impl PgConn {
     }
 
     /// Foreign keys between the given tables, as (child, parent) pairs.
-    pub async fn foreign_keys(&self, tables: &[TableRef]) -> Result<Vec<(TableRef, TableRef)>> {
+    async fn foreign_keys(&self, tables: &[TableRef]) -> Result<Vec<(TableRef, TableRef)>> {
         let rows = self
             .client
             .query(
@@ -408,14 +454,14 @@ impl PgConn {
         Ok(edges)
     }
 
-    pub async fn begin(&self) -> Result<()> {
+    async fn begin(&self) -> Result<()> {
         self.client
             .batch_execute("BEGIN; SET LOCAL statement_timeout = 0")
             .await
             .map_err(db_err)
     }
 
-    pub async fn commit(&self) -> Result<()> {
+    async fn commit(&self) -> Result<()> {
         self.client
             .batch_execute("COMMIT")
             .await
@@ -423,7 +469,7 @@ impl PgConn {
             .context("committing")
     }
 
-    pub async fn rollback(&self) {
+    async fn rollback(&self) {
         // The error that made us roll back is the one worth reporting.
         let _ = self.client.batch_execute("ROLLBACK").await;
     }
@@ -432,7 +478,7 @@ impl PgConn {
     /// table that another table references, even when that one is empty; then the rows are
     /// deleted instead, which still fails (rightly) if referencing rows exist. Never CASCADE:
     /// that would silently empty tables the user did not name.
-    pub async fn truncate(&self, tables: &[TableRef]) -> Result<()> {
+    async fn truncate(&self, tables: &[TableRef]) -> Result<()> {
         let list = tables
             .iter()
             .map(quoted_table)
@@ -463,7 +509,7 @@ impl PgConn {
         }
     }
 
-    pub async fn set_local_timezone(&self, tz: Option<&str>) -> Result<()> {
+    async fn set_local_timezone(&self, tz: Option<&str>) -> Result<()> {
         match tz {
             Some(tz) => self
                 .client
@@ -480,45 +526,9 @@ impl PgConn {
         }
     }
 
-    /// Moves the identity and serial sequences of the loaded columns past the largest value
-    /// loaded, so that the next INSERT without an explicit id does not collide (like
-    /// pgloader's "reset sequences"). Never moves a sequence backwards.
-    async fn sync_sequences(&self, table: &TableRef, loaded: &[String]) -> Result<()> {
-        let qualified = quoted_table(table);
-        let rows = self
-            .client
-            .query(
-                "SELECT a.attname, pg_get_serial_sequence($1, a.attname)
-                 FROM pg_attribute a
-                 WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped
-                   AND pg_get_serial_sequence($1, a.attname) IS NOT NULL",
-                &[&qualified],
-            )
-            .await
-            .map_err(db_err)?;
-        for r in rows {
-            let col: String = r.get(0);
-            let seq: String = r.get(1);
-            if !loaded.contains(&col) {
-                continue;
-            }
-            let sql = format!(
-                "SELECT setval($1::text::regclass, m) FROM (SELECT max({}) AS m FROM {qualified}) x
-                 WHERE m IS NOT NULL AND m > COALESCE(pg_sequence_last_value($1::text::regclass), 0)",
-                quote_ident(&col)
-            );
-            self.client
-                .execute(&sql, &[&seq])
-                .await
-                .map_err(db_err)
-                .with_context(|| format!("advancing sequence {seq} of {table}"))?;
-        }
-        Ok(())
-    }
-
     /// Streams the encoded rows into `COPY … FROM STDIN` (text format). Must run inside a
     /// transaction begun with [`PgConn::begin`]. Returns the rows the server stored.
-    pub async fn copy_in(
+    async fn bulk_load(
         &self,
         req: &LoadRequest<'_>,
         mut chunks: mpsc::Receiver<Result<Bytes, crate::load::LoadError>>,
