@@ -20,7 +20,7 @@ use crate::backup::{
 };
 use crate::cli::{BackupArgs, BackupCommand, BackupRunArgs, VerifyArgs};
 use crate::config::{EngineKind, Target};
-use crate::engine;
+use crate::engine::{self, BackupStyle};
 use crate::error::ConfigError;
 use crate::output::{Outcome, Status, TableBlock};
 use crate::Ctx;
@@ -149,9 +149,9 @@ async fn backup_target(
     }
     ctx.log
         .debug(format!("{}: writing {}", target.name, partial.display()));
-    let res = match target.engine {
-        EngineKind::Mssql => server_backup(p, &name).await,
-        _ => write_backup(target, p.cfg.compression_level, &partial, &path)
+    let res = match engine::backup_style(target.engine) {
+        BackupStyle::ServerSide => server_backup(p, &name).await,
+        BackupStyle::Streamed => write_backup(target, p.cfg.compression_level, &partial, &path)
             .await
             .map(|(info, sha, size)| (info, sha, size, None)),
     };
@@ -238,8 +238,8 @@ async fn write_backup(
     Ok((info, sha, size))
 }
 
-/// SQL Server writes the backup on its own disk and checks it there; only the manifest is
-/// local. Its SHA-256 stays empty: the server's page checksums stand in for it.
+/// A server-side backup (SQL Server) is written and checked on the server's own disk; only the
+/// manifest is local. Its SHA-256 stays empty: the server's page checksums stand in for it.
 async fn server_backup(
     p: &Place<'_>,
     name: &BackupName,
@@ -250,8 +250,8 @@ async fn server_backup(
             p.target.name
         ))
     })?;
-    let location = engine::mssql::backup::server_path(server_dir, &name.file_name());
-    let (info, size) = engine::mssql::backup::backup(p.target, &location).await?;
+    let (info, size, location) =
+        engine::server_backup(p.target, server_dir, &name.file_name()).await?;
     Ok((info, String::new(), size, Some(location)))
 }
 

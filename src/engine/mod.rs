@@ -165,6 +165,39 @@ pub struct DumpInfo {
     pub format: String,
 }
 
+/// How an engine's backups are taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupStyle {
+    /// The dump streams to the tool, which hashes and writes the file ([`dump`]).
+    Streamed,
+    /// The server writes the backup on its own disk and checks it there ([`server_backup`]).
+    ServerSide,
+}
+
+pub fn backup_style(engine: EngineKind) -> BackupStyle {
+    match engine {
+        EngineKind::Postgres | EngineKind::Mysql => BackupStyle::Streamed,
+        EngineKind::Mssql => BackupStyle::ServerSide,
+    }
+}
+
+/// A server-side backup named `file_name` in `server_dir` on the server's disk: what it
+/// holds, its size, and its location there.
+pub async fn server_backup(
+    target: &Target,
+    server_dir: &str,
+    file_name: &str,
+) -> Result<(DumpInfo, u64, String)> {
+    match target.engine {
+        EngineKind::Mssql => {
+            let location = mssql::backup::server_path(server_dir, file_name);
+            let (info, size) = mssql::backup::backup(target, &location).await?;
+            Ok((info, size, location))
+        }
+        other => Err(NotSupported(other).into()),
+    }
+}
+
 /// The extension of a backup file of this engine.
 pub fn backup_extension(engine: EngineKind) -> &'static str {
     match engine {
