@@ -6,7 +6,6 @@
 
 pub mod health;
 pub mod maintenance;
-pub mod metrics;
 pub mod mssql;
 pub mod mysql;
 pub mod postgres;

@@ -7,13 +7,22 @@
 //! within `min_interval` of the last round reuse it, so a hundred scrapers cost one round.
 //! A scrape waits at most `scrape_timeout` for a target, then reports it `up 0` while the
 //! other targets answer; the round it waited for goes on and serves the next scrape.
+//!
+//! This module is the engine-free core: what a round holds ([`Round`]), the custom metrics'
+//! rows turned into samples, the families' names, help and types, and the exposition. What
+//! one round asks each server is that engine's catalogue (`postgres.rs`, `mysql.rs`,
+//! `mssql.rs`), reached through [`engine::Visitor`]: a few catalogue queries batched into as
+//! few round trips as the engine allows, and the probe and custom queries' rows as text.
 
+pub mod mssql;
+pub mod mysql;
+pub mod postgres;
 pub mod server;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
     TextEncoder,
@@ -24,8 +33,166 @@ use crate::backup;
 use crate::backup::check::judge;
 use crate::catalog::TableRef;
 use crate::config::{Config, CustomKind, CustomMetric, MetricsSection, ProbeQuery, Target};
-use crate::engine::metrics::{collect, Round};
 use crate::engine::{self, Conn};
+
+/// A sample of a custom metric: its label values and value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomSample {
+    pub metric: usize,
+    pub value_column: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+/// One round of measurements of a target.
+#[derive(Debug, Clone, Default)]
+pub struct Round {
+    pub version: String,
+    pub start_time: Option<f64>,
+    pub database: String,
+    pub database_size: Option<f64>,
+    /// (model table name, total size in bytes, estimated rows)
+    pub tables: Vec<(String, f64, f64)>,
+    /// (state, sessions)
+    pub connections: Vec<(String, f64)>,
+    pub connections_max: Option<f64>,
+    pub longest_transaction: Option<f64>,
+    pub replication_lag: Option<f64>,
+    /// (probe name, seconds)
+    pub probes: Vec<(String, f64)>,
+    pub custom: Vec<CustomSample>,
+    /// Custom metrics whose query failed: (index, error).
+    pub custom_errors: Vec<(usize, String)>,
+}
+
+/// Rows as (column name, text value) pairs.
+pub type Rows = Vec<Vec<(String, Option<String>)>>;
+
+/// One round on a target's connection: the standard families, then each probe (timed; a
+/// failing probe fails the round), then each custom metric (a failing one costs only itself).
+pub async fn collect(
+    conn: &mut Conn,
+    key_tables: &[TableRef],
+    probes: &[&ProbeQuery],
+    custom: &[(usize, &CustomMetric)],
+) -> Result<Round> {
+    let mut r = conn.visit(Standard { key_tables }).await?;
+    for p in probes {
+        let start = Instant::now();
+        conn.visit(Query { sql: &p.sql })
+            .await
+            .with_context(|| format!("probe {}", p.name))?;
+        r.probes
+            .push((p.name.clone(), start.elapsed().as_secs_f64()));
+    }
+    for (i, m) in custom {
+        match conn.visit(Query { sql: &m.sql }).await {
+            Ok(rows) => match samples(*i, m, &rows) {
+                Ok(s) => r.custom.extend(s),
+                Err(e) => r.custom_errors.push((*i, e)),
+            },
+            Err(e) => r.custom_errors.push((*i, format!("{e:#}"))),
+        }
+    }
+    Ok(r)
+}
+
+/// The standard families' values, from each engine's catalogue.
+struct Standard<'a> {
+    key_tables: &'a [TableRef],
+}
+
+impl engine::Visitor for Standard<'_> {
+    type Output = Round;
+
+    async fn postgres(self, conn: &mut engine::postgres::PgConn) -> Result<Round> {
+        postgres::round(conn, self.key_tables).await
+    }
+
+    async fn mysql(self, conn: &mut engine::mysql::MyConn) -> Result<Round> {
+        mysql::round(conn, self.key_tables).await
+    }
+
+    async fn mssql(self, conn: &mut engine::mssql::MsConn) -> Result<Round> {
+        mssql::round(conn, self.key_tables).await
+    }
+}
+
+/// A probe's or a custom metric's query: its rows, every value as text.
+struct Query<'a> {
+    sql: &'a str,
+}
+
+impl engine::Visitor for Query<'_> {
+    type Output = Rows;
+
+    async fn postgres(self, conn: &mut engine::postgres::PgConn) -> Result<Rows> {
+        postgres::rows(conn, self.sql).await
+    }
+
+    async fn mysql(self, conn: &mut engine::mysql::MyConn) -> Result<Rows> {
+        mysql::rows(conn, self.sql).await
+    }
+
+    async fn mssql(self, conn: &mut engine::mssql::MsConn) -> Result<Rows> {
+        mssql::rows(conn, self.sql).await
+    }
+}
+
+/// Turns a custom metric's rows into samples; a missing column or a non-number is an error
+/// naming it.
+pub fn samples(index: usize, m: &CustomMetric, rows: &Rows) -> Result<Vec<CustomSample>, String> {
+    let mut out = Vec::new();
+    for row in rows {
+        let get = |col: &str| {
+            row.iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(col))
+                .map(|(_, v)| v.clone())
+        };
+        let mut labels = Vec::with_capacity(m.labels.len());
+        for l in &m.labels {
+            let v = get(l)
+                .ok_or_else(|| format!("metric {}: the query has no column `{l}`", m.name))?;
+            labels.push((l.clone(), v.unwrap_or_default()));
+        }
+        for vc in &m.values {
+            let v = get(vc)
+                .ok_or_else(|| format!("metric {}: the query has no column `{vc}`", m.name))?;
+            let Some(text) = v else { continue }; // NULL: no sample
+            let value = text.trim().parse::<f64>().map_err(|_| {
+                format!(
+                    "metric {}: column `{vc}` holds `{text}`, not a number",
+                    m.name
+                )
+            })?;
+            out.push(CustomSample {
+                metric: index,
+                value_column: vc.clone(),
+                labels: labels.clone(),
+                value,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The session states of `mairie_dba_connections`, which every engine's catalogue maps its
+/// own onto.
+const STATES: [&str; 4] = ["active", "idle", "idle_in_transaction", "other"];
+
+/// Every state present, with zero for those without sessions, so series do not vanish.
+fn zero_states(found: Vec<(String, f64)>) -> Vec<(String, f64)> {
+    STATES
+        .iter()
+        .map(|s| {
+            let n = found
+                .iter()
+                .filter(|(f, _)| f == s)
+                .fold(0.0, |acc, (_, n)| acc + n);
+            (s.to_string(), n)
+        })
+        .collect()
+}
 
 /// What a scrape knows of one target.
 #[derive(Debug, Clone)]
@@ -208,7 +375,7 @@ impl Exporter {
                 },
                 None,
             ),
-            Ok(conn) => {
+            Ok(mut conn) => {
                 let probes: Vec<&ProbeQuery> = self
                     .settings()
                     .probes
@@ -225,7 +392,7 @@ impl Exporter {
                             && (m.targets.is_empty() || m.targets.contains(&slot.target.name))
                     })
                     .collect();
-                match collect(&conn, &self.key_tables, &probes, &custom).await {
+                match collect(&mut conn, &self.key_tables, &probes, &custom).await {
                     Ok(r) => {
                         for (p, secs) in &r.probes {
                             self.probe_seconds
@@ -575,6 +742,72 @@ pub fn to_openmetrics(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn metric() -> CustomMetric {
+        CustomMetric {
+            name: "demandes_ouvertes".into(),
+            help: "h".into(),
+            kind: CustomKind::Gauge,
+            sql: String::new(),
+            labels: vec!["statut".into()],
+            values: vec!["n".into()],
+            engines: vec![],
+            targets: vec![],
+        }
+    }
+
+    fn row(pairs: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+            .collect()
+    }
+
+    #[test]
+    fn custom_rows_become_samples() {
+        let rows = vec![
+            row(&[("statut", Some("en_cours")), ("n", Some("12"))]),
+            row(&[("STATUT", Some("deposee")), ("N", None)]),
+        ];
+        let s = samples(0, &metric(), &rows).unwrap();
+        assert_eq!(s.len(), 1, "a NULL value gives no sample");
+        assert_eq!(
+            s[0].labels,
+            vec![("statut".to_string(), "en_cours".to_string())]
+        );
+        assert_eq!(s[0].value, 12.0);
+    }
+
+    #[test]
+    fn custom_errors_name_the_column() {
+        let e = samples(0, &metric(), &vec![row(&[("statut", Some("x"))])]).unwrap_err();
+        assert!(e.contains("no column `n`"), "{e}");
+        let e = samples(
+            0,
+            &metric(),
+            &vec![row(&[("statut", Some("x")), ("n", Some("beaucoup"))])],
+        )
+        .unwrap_err();
+        assert!(e.contains("`beaucoup`, not a number"), "{e}");
+    }
+
+    #[test]
+    fn every_connection_state_is_present() {
+        let z = zero_states(vec![
+            ("active".into(), 2.0),
+            ("idle".into(), 1.0),
+            ("idle".into(), 1.0),
+        ]);
+        assert_eq!(
+            z,
+            vec![
+                ("active".to_string(), 2.0),
+                ("idle".to_string(), 2.0),
+                ("idle_in_transaction".to_string(), 0.0),
+                ("other".to_string(), 0.0)
+            ]
+        );
+    }
 
     #[test]
     fn openmetrics_conversion() {
