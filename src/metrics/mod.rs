@@ -19,6 +19,7 @@ pub mod mysql;
 pub mod postgres;
 pub mod server;
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -194,6 +195,176 @@ fn zero_states(found: Vec<(String, f64)>) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// A family of the exposition: its name, help and label names, written once here whichever
+/// engine's round fills it. Its Prometheus type is `K` (a [`kind`]), which decides how it is
+/// registered.
+struct Family<K> {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+    kind: PhantomData<K>,
+}
+
+/// The Prometheus types of the [`Family`] constants.
+mod kind {
+    pub struct Gauge;
+    pub struct Counter;
+    pub struct Histogram;
+}
+
+const fn family<K>(
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+) -> Family<K> {
+    Family {
+        name,
+        help,
+        labels,
+        kind: PhantomData,
+    }
+}
+
+impl Family<kind::Gauge> {
+    fn register(&self, registry: &Registry) -> Result<GaugeVec> {
+        gauge(registry, self.name, self.help, self.labels)
+            .with_context(|| format!("registering {}", self.name))
+    }
+}
+
+impl Family<kind::Counter> {
+    fn register(&self, registry: &Registry) -> Result<IntCounterVec> {
+        IntCounterVec::new(Opts::new(self.name, self.help), self.labels)
+            .and_then(|c| registry.register(Box::new(c.clone())).map(|()| c))
+            .with_context(|| format!("registering {}", self.name))
+    }
+
+    /// A counter without labels: one series.
+    fn register_unlabelled(&self, registry: &Registry) -> Result<IntCounter> {
+        anyhow::ensure!(
+            self.labels.is_empty(),
+            "{} has labels: register it as a vector",
+            self.name
+        );
+        IntCounter::new(self.name, self.help)
+            .and_then(|c| registry.register(Box::new(c.clone())).map(|()| c))
+            .with_context(|| format!("registering {}", self.name))
+    }
+}
+
+impl Family<kind::Histogram> {
+    fn register(&self, registry: &Registry, buckets: &[f64]) -> Result<HistogramVec> {
+        HistogramVec::new(
+            HistogramOpts::new(self.name, self.help).buckets(buckets.to_vec()),
+            self.labels,
+        )
+        .and_then(|h| registry.register(Box::new(h.clone())).map(|()| h))
+        .with_context(|| format!("registering {}", self.name))
+    }
+}
+
+// The state of each target, rebuilt at each scrape. Every engine fills the same ones from
+// its round: an engine that cannot measure one leaves its series out.
+const UP: Family<kind::Gauge> = family(
+    "mairie_dba_up",
+    "1 if the target answered the last round, else 0.",
+    &["target", "engine"],
+);
+const SCRAPE_DURATION: Family<kind::Gauge> = family(
+    "mairie_dba_scrape_duration_seconds",
+    "Time the target's data took to gather.",
+    &["target"],
+);
+const SERVER_INFO: Family<kind::Gauge> = family(
+    "mairie_dba_server_info",
+    "Server version, as a label; the value is 1.",
+    &["target", "engine", "version"],
+);
+const SERVER_START_TIME: Family<kind::Gauge> = family(
+    "mairie_dba_server_start_time_seconds",
+    "When the server started, in Unix time.",
+    &["target"],
+);
+const DATABASE_SIZE: Family<kind::Gauge> = family(
+    "mairie_dba_database_size_bytes",
+    "Size of the target's database.",
+    &["target", "database"],
+);
+const TABLE_SIZE: Family<kind::Gauge> = family(
+    "mairie_dba_table_size_bytes",
+    "Total size of a key table, indexes included.",
+    &["target", "table"],
+);
+const TABLE_ROWS: Family<kind::Gauge> = family(
+    "mairie_dba_table_rows_estimated",
+    "Estimated rows of a key table (planner statistics).",
+    &["target", "table"],
+);
+const CONNECTIONS: Family<kind::Gauge> = family(
+    "mairie_dba_connections",
+    "Client sessions by state.",
+    &["target", "state"],
+);
+const CONNECTIONS_MAX: Family<kind::Gauge> = family(
+    "mairie_dba_connections_max",
+    "Connections the server accepts.",
+    &["target"],
+);
+const LONGEST_TRANSACTION: Family<kind::Gauge> = family(
+    "mairie_dba_longest_transaction_seconds",
+    "Age of the oldest open transaction.",
+    &["target"],
+);
+const REPLICATION_LAG: Family<kind::Gauge> = family(
+    "mairie_dba_replication_lag_seconds",
+    "Replication delay (replica: behind its primary; primary: slowest standby).",
+    &["target"],
+);
+
+// Backups, read from the manifests whether or not the server answers.
+const BACKUP_LAST_SUCCESS: Family<kind::Gauge> = family(
+    "mairie_dba_backup_last_success_timestamp_seconds",
+    "End of the latest good backup, in Unix time.",
+    &["target"],
+);
+const BACKUP_LAST_SIZE: Family<kind::Gauge> = family(
+    "mairie_dba_backup_last_size_bytes",
+    "Size of the latest good backup.",
+    &["target"],
+);
+const BACKUP_LAST_DURATION: Family<kind::Gauge> = family(
+    "mairie_dba_backup_last_duration_seconds",
+    "Duration of the latest good backup.",
+    &["target"],
+);
+const BACKUP_STATUS: Family<kind::Gauge> = family(
+    "mairie_dba_backup_status",
+    "1 for the state `backup check` finds (OK, MISSING, FAILED, HASH_MISMATCH, STALE), 0 for the others.",
+    &["target", "state"],
+);
+/// The `state` label values of [`BACKUP_STATUS`], each present at every scrape.
+const BACKUP_STATES: [&str; 5] = ["OK", "MISSING", "FAILED", "HASH_MISMATCH", "STALE"];
+
+// The exporter's own, kept for its lifetime.
+const PROBE_DURATION: Family<kind::Histogram> = family(
+    "mairie_dba_probe_duration_seconds",
+    "Response time of the probe queries (metrics.probes), one observation per round.",
+    &["target", "probe"],
+);
+const PROBE_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+const SCRAPES: Family<kind::Counter> = family(
+    "mairie_dba_scrapes_total",
+    "Scrapes served by this exporter.",
+    &[],
+);
+const SCRAPE_ERRORS: Family<kind::Counter> = family(
+    "mairie_dba_scrape_errors_total",
+    "Rounds of a target that failed or timed out.",
+    &["target"],
+);
+
 /// What a scrape knows of one target.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -237,30 +408,9 @@ impl Exporter {
             .collect::<Result<Vec<_>>>()?;
         validate(&config.metrics)?;
         let registry = Registry::new();
-        let probe_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "mairie_dba_probe_duration_seconds",
-                "Response time of the probe queries (metrics.probes), one observation per round.",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
-            &["target", "probe"],
-        )?;
-        let scrapes = IntCounter::new(
-            "mairie_dba_scrapes_total",
-            "Scrapes served by this exporter.",
-        )?;
-        let scrape_errors = IntCounterVec::new(
-            Opts::new(
-                "mairie_dba_scrape_errors_total",
-                "Rounds of a target that failed or timed out.",
-            ),
-            &["target"],
-        )?;
-        registry.register(Box::new(probe_seconds.clone()))?;
-        registry.register(Box::new(scrapes.clone()))?;
-        registry.register(Box::new(scrape_errors.clone()))?;
+        let probe_seconds = PROBE_DURATION.register(&registry, PROBE_BUCKETS)?;
+        let scrapes = SCRAPES.register_unlabelled(&registry)?;
+        let scrape_errors = SCRAPE_ERRORS.register(&registry)?;
         // Every target's error counter exists from the start, at 0, so rate() works.
         for t in &targets {
             scrape_errors.with_label_values(&[&t.name]);
@@ -514,91 +664,21 @@ fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Result
 /// a target that went away leaves no stale series behind.
 fn per_scrape_registry(config: &Config, results: &[(Target, Arc<Outcome>)]) -> Result<Registry> {
     let r = Registry::new();
-    let up = gauge(
-        &r,
-        "mairie_dba_up",
-        "1 if the target answered the last round, else 0.",
-        &["target", "engine"],
-    )?;
-    let duration = gauge(
-        &r,
-        "mairie_dba_scrape_duration_seconds",
-        "Time the target's data took to gather.",
-        &["target"],
-    )?;
-    let info = gauge(
-        &r,
-        "mairie_dba_server_info",
-        "Server version, as a label; the value is 1.",
-        &["target", "engine", "version"],
-    )?;
-    let start = gauge(
-        &r,
-        "mairie_dba_server_start_time_seconds",
-        "When the server started, in Unix time.",
-        &["target"],
-    )?;
-    let db_size = gauge(
-        &r,
-        "mairie_dba_database_size_bytes",
-        "Size of the target's database.",
-        &["target", "database"],
-    )?;
-    let tbl_size = gauge(
-        &r,
-        "mairie_dba_table_size_bytes",
-        "Total size of a key table, indexes included.",
-        &["target", "table"],
-    )?;
-    let tbl_rows = gauge(
-        &r,
-        "mairie_dba_table_rows_estimated",
-        "Estimated rows of a key table (planner statistics).",
-        &["target", "table"],
-    )?;
-    let conns = gauge(
-        &r,
-        "mairie_dba_connections",
-        "Client sessions by state.",
-        &["target", "state"],
-    )?;
-    let conns_max = gauge(
-        &r,
-        "mairie_dba_connections_max",
-        "Connections the server accepts.",
-        &["target"],
-    )?;
-    let longest = gauge(
-        &r,
-        "mairie_dba_longest_transaction_seconds",
-        "Age of the oldest open transaction.",
-        &["target"],
-    )?;
-    let lag = gauge(
-        &r,
-        "mairie_dba_replication_lag_seconds",
-        "Replication delay (replica: behind its primary; primary: slowest standby).",
-        &["target"],
-    )?;
-    let b_last = gauge(
-        &r,
-        "mairie_dba_backup_last_success_timestamp_seconds",
-        "End of the latest good backup, in Unix time.",
-        &["target"],
-    )?;
-    let b_size = gauge(
-        &r,
-        "mairie_dba_backup_last_size_bytes",
-        "Size of the latest good backup.",
-        &["target"],
-    )?;
-    let b_dur = gauge(
-        &r,
-        "mairie_dba_backup_last_duration_seconds",
-        "Duration of the latest good backup.",
-        &["target"],
-    )?;
-    let b_status = gauge(&r, "mairie_dba_backup_status", "1 for the state `backup check` finds (OK, MISSING, FAILED, HASH_MISMATCH, STALE), 0 for the others.", &["target", "state"])?;
+    let up = UP.register(&r)?;
+    let duration = SCRAPE_DURATION.register(&r)?;
+    let info = SERVER_INFO.register(&r)?;
+    let start = SERVER_START_TIME.register(&r)?;
+    let db_size = DATABASE_SIZE.register(&r)?;
+    let tbl_size = TABLE_SIZE.register(&r)?;
+    let tbl_rows = TABLE_ROWS.register(&r)?;
+    let conns = CONNECTIONS.register(&r)?;
+    let conns_max = CONNECTIONS_MAX.register(&r)?;
+    let longest = LONGEST_TRANSACTION.register(&r)?;
+    let lag = REPLICATION_LAG.register(&r)?;
+    let b_last = BACKUP_LAST_SUCCESS.register(&r)?;
+    let b_size = BACKUP_LAST_SIZE.register(&r)?;
+    let b_dur = BACKUP_LAST_DURATION.register(&r)?;
+    let b_status = BACKUP_STATUS.register(&r)?;
 
     let mut custom: Vec<CustomFamily> = Vec::new();
     for c in &config.metrics.custom {
@@ -694,7 +774,7 @@ fn per_scrape_registry(config: &Config, results: &[(Target, Arc<Outcome>)]) -> R
                     chrono::Utc::now(),
                     |_| Ok(()),
                 );
-                for state in ["OK", "MISSING", "FAILED", "HASH_MISMATCH", "STALE"] {
+                for state in BACKUP_STATES {
                     b_status
                         .with_label_values(&[name, state])
                         .set(if f.state == state { 1.0 } else { 0.0 });
@@ -816,6 +896,34 @@ mod tests {
             to_openmetrics(text),
             "# HELP a Things.\n# TYPE a counter\na_total 3\n# HELP g A gauge.\n# TYPE g gauge\ng{x=\"1\"} 2\n# EOF\n"
         );
+    }
+
+    #[test]
+    fn every_family_registers_once() {
+        let r = Registry::new();
+        for g in [
+            &UP,
+            &SCRAPE_DURATION,
+            &SERVER_INFO,
+            &SERVER_START_TIME,
+            &DATABASE_SIZE,
+            &TABLE_SIZE,
+            &TABLE_ROWS,
+            &CONNECTIONS,
+            &CONNECTIONS_MAX,
+            &LONGEST_TRANSACTION,
+            &REPLICATION_LAG,
+            &BACKUP_LAST_SUCCESS,
+            &BACKUP_LAST_SIZE,
+            &BACKUP_LAST_DURATION,
+            &BACKUP_STATUS,
+        ] {
+            g.register(&r).unwrap();
+        }
+        PROBE_DURATION.register(&r, PROBE_BUCKETS).unwrap();
+        SCRAPES.register_unlabelled(&r).unwrap();
+        SCRAPE_ERRORS.register(&r).unwrap();
+        assert!(SCRAPE_ERRORS.register_unlabelled(&Registry::new()).is_err());
     }
 
     #[test]
