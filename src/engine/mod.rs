@@ -7,7 +7,6 @@
 pub mod error;
 pub mod health;
 pub mod maintenance;
-pub mod metrics;
 pub mod mssql;
 pub mod mysql;
 pub mod postgres;

@@ -7,13 +7,23 @@
 //! within `min_interval` of the last round reuse it, so a hundred scrapers cost one round.
 //! A scrape waits at most `scrape_timeout` for a target, then reports it `up 0` while the
 //! other targets answer; the round it waited for goes on and serves the next scrape.
+//!
+//! This module is the engine-free core: what a round holds ([`Round`]), the custom metrics'
+//! rows turned into samples, the families' names, help and types, and the exposition. What
+//! one round asks each server is that engine's catalogue (`postgres.rs`, `mysql.rs`,
+//! `mssql.rs`), reached through [`engine::Visitor`]: a few catalogue queries batched into as
+//! few round trips as the engine allows, and the probe and custom queries' rows as text.
 
+pub mod mssql;
+pub mod mysql;
+pub mod postgres;
 pub mod server;
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
     TextEncoder,
@@ -24,8 +34,336 @@ use crate::backup;
 use crate::backup::check::judge;
 use crate::catalog::TableRef;
 use crate::config::{Config, CustomKind, CustomMetric, MetricsSection, ProbeQuery, Target};
-use crate::engine::metrics::{collect, Round};
 use crate::engine::{self, Conn};
+
+/// A sample of a custom metric: its label values and value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomSample {
+    pub metric: usize,
+    pub value_column: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+/// One round of measurements of a target.
+#[derive(Debug, Clone, Default)]
+pub struct Round {
+    pub version: String,
+    pub start_time: Option<f64>,
+    pub database: String,
+    pub database_size: Option<f64>,
+    /// (model table name, total size in bytes, estimated rows)
+    pub tables: Vec<(String, f64, f64)>,
+    /// (state, sessions)
+    pub connections: Vec<(String, f64)>,
+    pub connections_max: Option<f64>,
+    pub longest_transaction: Option<f64>,
+    pub replication_lag: Option<f64>,
+    /// (probe name, seconds)
+    pub probes: Vec<(String, f64)>,
+    pub custom: Vec<CustomSample>,
+    /// Custom metrics whose query failed: (index, error).
+    pub custom_errors: Vec<(usize, String)>,
+}
+
+/// Rows as (column name, text value) pairs.
+pub type Rows = Vec<Vec<(String, Option<String>)>>;
+
+/// One round on a target's connection: the standard families, then each probe (timed; a
+/// failing probe fails the round), then each custom metric (a failing one costs only itself).
+pub async fn collect(
+    conn: &mut Conn,
+    key_tables: &[TableRef],
+    probes: &[&ProbeQuery],
+    custom: &[(usize, &CustomMetric)],
+) -> Result<Round> {
+    let mut r = conn.visit(Standard { key_tables }).await?;
+    for p in probes {
+        let start = Instant::now();
+        conn.visit(Query { sql: &p.sql })
+            .await
+            .with_context(|| format!("probe {}", p.name))?;
+        r.probes
+            .push((p.name.clone(), start.elapsed().as_secs_f64()));
+    }
+    for (i, m) in custom {
+        match conn.visit(Query { sql: &m.sql }).await {
+            Ok(rows) => match samples(*i, m, &rows) {
+                Ok(s) => r.custom.extend(s),
+                Err(e) => r.custom_errors.push((*i, e)),
+            },
+            Err(e) => r.custom_errors.push((*i, format!("{e:#}"))),
+        }
+    }
+    Ok(r)
+}
+
+/// The standard families' values, from each engine's catalogue.
+struct Standard<'a> {
+    key_tables: &'a [TableRef],
+}
+
+impl engine::Visitor for Standard<'_> {
+    type Output = Round;
+
+    async fn postgres(self, conn: &mut engine::postgres::PgConn) -> Result<Round> {
+        postgres::round(conn, self.key_tables).await
+    }
+
+    async fn mysql(self, conn: &mut engine::mysql::MyConn) -> Result<Round> {
+        mysql::round(conn, self.key_tables).await
+    }
+
+    async fn mssql(self, conn: &mut engine::mssql::MsConn) -> Result<Round> {
+        mssql::round(conn, self.key_tables).await
+    }
+}
+
+/// A probe's or a custom metric's query: its rows, every value as text.
+struct Query<'a> {
+    sql: &'a str,
+}
+
+impl engine::Visitor for Query<'_> {
+    type Output = Rows;
+
+    async fn postgres(self, conn: &mut engine::postgres::PgConn) -> Result<Rows> {
+        postgres::rows(conn, self.sql).await
+    }
+
+    async fn mysql(self, conn: &mut engine::mysql::MyConn) -> Result<Rows> {
+        mysql::rows(conn, self.sql).await
+    }
+
+    async fn mssql(self, conn: &mut engine::mssql::MsConn) -> Result<Rows> {
+        mssql::rows(conn, self.sql).await
+    }
+}
+
+/// Turns a custom metric's rows into samples; a missing column or a non-number is an error
+/// naming it.
+pub fn samples(index: usize, m: &CustomMetric, rows: &Rows) -> Result<Vec<CustomSample>, String> {
+    let mut out = Vec::new();
+    for row in rows {
+        let get = |col: &str| {
+            row.iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(col))
+                .map(|(_, v)| v.clone())
+        };
+        let mut labels = Vec::with_capacity(m.labels.len());
+        for l in &m.labels {
+            let v = get(l)
+                .ok_or_else(|| format!("metric {}: the query has no column `{l}`", m.name))?;
+            labels.push((l.clone(), v.unwrap_or_default()));
+        }
+        for vc in &m.values {
+            let v = get(vc)
+                .ok_or_else(|| format!("metric {}: the query has no column `{vc}`", m.name))?;
+            let Some(text) = v else { continue }; // NULL: no sample
+            let value = text.trim().parse::<f64>().map_err(|_| {
+                format!(
+                    "metric {}: column `{vc}` holds `{text}`, not a number",
+                    m.name
+                )
+            })?;
+            out.push(CustomSample {
+                metric: index,
+                value_column: vc.clone(),
+                labels: labels.clone(),
+                value,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The session states of `mairie_dba_connections`, which every engine's catalogue maps its
+/// own onto.
+const STATES: [&str; 4] = ["active", "idle", "idle_in_transaction", "other"];
+
+/// Every state present, with zero for those without sessions, so series do not vanish.
+fn zero_states(found: Vec<(String, f64)>) -> Vec<(String, f64)> {
+    STATES
+        .iter()
+        .map(|s| {
+            let n = found
+                .iter()
+                .filter(|(f, _)| f == s)
+                .fold(0.0, |acc, (_, n)| acc + n);
+            (s.to_string(), n)
+        })
+        .collect()
+}
+
+/// A family of the exposition: its name, help and label names, written once here whichever
+/// engine's round fills it. Its Prometheus type is `K` (a [`kind`]), which decides how it is
+/// registered.
+struct Family<K> {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+    kind: PhantomData<K>,
+}
+
+/// The Prometheus types of the [`Family`] constants.
+mod kind {
+    pub struct Gauge;
+    pub struct Counter;
+    pub struct Histogram;
+}
+
+const fn family<K>(
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+) -> Family<K> {
+    Family {
+        name,
+        help,
+        labels,
+        kind: PhantomData,
+    }
+}
+
+impl Family<kind::Gauge> {
+    fn register(&self, registry: &Registry) -> Result<GaugeVec> {
+        gauge(registry, self.name, self.help, self.labels)
+            .with_context(|| format!("registering {}", self.name))
+    }
+}
+
+impl Family<kind::Counter> {
+    fn register(&self, registry: &Registry) -> Result<IntCounterVec> {
+        IntCounterVec::new(Opts::new(self.name, self.help), self.labels)
+            .and_then(|c| registry.register(Box::new(c.clone())).map(|()| c))
+            .with_context(|| format!("registering {}", self.name))
+    }
+
+    /// A counter without labels: one series.
+    fn register_unlabelled(&self, registry: &Registry) -> Result<IntCounter> {
+        anyhow::ensure!(
+            self.labels.is_empty(),
+            "{} has labels: register it as a vector",
+            self.name
+        );
+        IntCounter::new(self.name, self.help)
+            .and_then(|c| registry.register(Box::new(c.clone())).map(|()| c))
+            .with_context(|| format!("registering {}", self.name))
+    }
+}
+
+impl Family<kind::Histogram> {
+    fn register(&self, registry: &Registry, buckets: &[f64]) -> Result<HistogramVec> {
+        HistogramVec::new(
+            HistogramOpts::new(self.name, self.help).buckets(buckets.to_vec()),
+            self.labels,
+        )
+        .and_then(|h| registry.register(Box::new(h.clone())).map(|()| h))
+        .with_context(|| format!("registering {}", self.name))
+    }
+}
+
+// The state of each target, rebuilt at each scrape. Every engine fills the same ones from
+// its round: an engine that cannot measure one leaves its series out.
+const UP: Family<kind::Gauge> = family(
+    "mairie_dba_up",
+    "1 if the target answered the last round, else 0.",
+    &["target", "engine"],
+);
+const SCRAPE_DURATION: Family<kind::Gauge> = family(
+    "mairie_dba_scrape_duration_seconds",
+    "Time the target's data took to gather.",
+    &["target"],
+);
+const SERVER_INFO: Family<kind::Gauge> = family(
+    "mairie_dba_server_info",
+    "Server version, as a label; the value is 1.",
+    &["target", "engine", "version"],
+);
+const SERVER_START_TIME: Family<kind::Gauge> = family(
+    "mairie_dba_server_start_time_seconds",
+    "When the server started, in Unix time.",
+    &["target"],
+);
+const DATABASE_SIZE: Family<kind::Gauge> = family(
+    "mairie_dba_database_size_bytes",
+    "Size of the target's database.",
+    &["target", "database"],
+);
+const TABLE_SIZE: Family<kind::Gauge> = family(
+    "mairie_dba_table_size_bytes",
+    "Total size of a key table, indexes included.",
+    &["target", "table"],
+);
+const TABLE_ROWS: Family<kind::Gauge> = family(
+    "mairie_dba_table_rows_estimated",
+    "Estimated rows of a key table (planner statistics).",
+    &["target", "table"],
+);
+const CONNECTIONS: Family<kind::Gauge> = family(
+    "mairie_dba_connections",
+    "Client sessions by state.",
+    &["target", "state"],
+);
+const CONNECTIONS_MAX: Family<kind::Gauge> = family(
+    "mairie_dba_connections_max",
+    "Connections the server accepts.",
+    &["target"],
+);
+const LONGEST_TRANSACTION: Family<kind::Gauge> = family(
+    "mairie_dba_longest_transaction_seconds",
+    "Age of the oldest open transaction.",
+    &["target"],
+);
+const REPLICATION_LAG: Family<kind::Gauge> = family(
+    "mairie_dba_replication_lag_seconds",
+    "Replication delay (replica: behind its primary; primary: slowest standby).",
+    &["target"],
+);
+
+// Backups, read from the manifests whether or not the server answers.
+const BACKUP_LAST_SUCCESS: Family<kind::Gauge> = family(
+    "mairie_dba_backup_last_success_timestamp_seconds",
+    "End of the latest good backup, in Unix time.",
+    &["target"],
+);
+const BACKUP_LAST_SIZE: Family<kind::Gauge> = family(
+    "mairie_dba_backup_last_size_bytes",
+    "Size of the latest good backup.",
+    &["target"],
+);
+const BACKUP_LAST_DURATION: Family<kind::Gauge> = family(
+    "mairie_dba_backup_last_duration_seconds",
+    "Duration of the latest good backup.",
+    &["target"],
+);
+const BACKUP_STATUS: Family<kind::Gauge> = family(
+    "mairie_dba_backup_status",
+    "1 for the state `backup check` finds (OK, MISSING, FAILED, HASH_MISMATCH, STALE), 0 for the others.",
+    &["target", "state"],
+);
+/// The `state` label values of [`BACKUP_STATUS`], each present at every scrape.
+const BACKUP_STATES: [&str; 5] = ["OK", "MISSING", "FAILED", "HASH_MISMATCH", "STALE"];
+
+// The exporter's own, kept for its lifetime.
+const PROBE_DURATION: Family<kind::Histogram> = family(
+    "mairie_dba_probe_duration_seconds",
+    "Response time of the probe queries (metrics.probes), one observation per round.",
+    &["target", "probe"],
+);
+const PROBE_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+const SCRAPES: Family<kind::Counter> = family(
+    "mairie_dba_scrapes_total",
+    "Scrapes served by this exporter.",
+    &[],
+);
+const SCRAPE_ERRORS: Family<kind::Counter> = family(
+    "mairie_dba_scrape_errors_total",
+    "Rounds of a target that failed or timed out.",
+    &["target"],
+);
 
 /// What a scrape knows of one target.
 #[derive(Debug, Clone)]
@@ -70,30 +408,9 @@ impl Exporter {
             .collect::<Result<Vec<_>>>()?;
         validate(&config.metrics)?;
         let registry = Registry::new();
-        let probe_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "mairie_dba_probe_duration_seconds",
-                "Response time of the probe queries (metrics.probes), one observation per round.",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
-            &["target", "probe"],
-        )?;
-        let scrapes = IntCounter::new(
-            "mairie_dba_scrapes_total",
-            "Scrapes served by this exporter.",
-        )?;
-        let scrape_errors = IntCounterVec::new(
-            Opts::new(
-                "mairie_dba_scrape_errors_total",
-                "Rounds of a target that failed or timed out.",
-            ),
-            &["target"],
-        )?;
-        registry.register(Box::new(probe_seconds.clone()))?;
-        registry.register(Box::new(scrapes.clone()))?;
-        registry.register(Box::new(scrape_errors.clone()))?;
+        let probe_seconds = PROBE_DURATION.register(&registry, PROBE_BUCKETS)?;
+        let scrapes = SCRAPES.register_unlabelled(&registry)?;
+        let scrape_errors = SCRAPE_ERRORS.register(&registry)?;
         // Every target's error counter exists from the start, at 0, so rate() works.
         for t in &targets {
             scrape_errors.with_label_values(&[&t.name]);
@@ -208,7 +525,7 @@ impl Exporter {
                 },
                 None,
             ),
-            Ok(conn) => {
+            Ok(mut conn) => {
                 let probes: Vec<&ProbeQuery> = self
                     .settings()
                     .probes
@@ -225,7 +542,7 @@ impl Exporter {
                             && (m.targets.is_empty() || m.targets.contains(&slot.target.name))
                     })
                     .collect();
-                match collect(&conn, &self.key_tables, &probes, &custom).await {
+                match collect(&mut conn, &self.key_tables, &probes, &custom).await {
                     Ok(r) => {
                         for (p, secs) in &r.probes {
                             self.probe_seconds
@@ -347,91 +664,21 @@ fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Result
 /// a target that went away leaves no stale series behind.
 fn per_scrape_registry(config: &Config, results: &[(Target, Arc<Outcome>)]) -> Result<Registry> {
     let r = Registry::new();
-    let up = gauge(
-        &r,
-        "mairie_dba_up",
-        "1 if the target answered the last round, else 0.",
-        &["target", "engine"],
-    )?;
-    let duration = gauge(
-        &r,
-        "mairie_dba_scrape_duration_seconds",
-        "Time the target's data took to gather.",
-        &["target"],
-    )?;
-    let info = gauge(
-        &r,
-        "mairie_dba_server_info",
-        "Server version, as a label; the value is 1.",
-        &["target", "engine", "version"],
-    )?;
-    let start = gauge(
-        &r,
-        "mairie_dba_server_start_time_seconds",
-        "When the server started, in Unix time.",
-        &["target"],
-    )?;
-    let db_size = gauge(
-        &r,
-        "mairie_dba_database_size_bytes",
-        "Size of the target's database.",
-        &["target", "database"],
-    )?;
-    let tbl_size = gauge(
-        &r,
-        "mairie_dba_table_size_bytes",
-        "Total size of a key table, indexes included.",
-        &["target", "table"],
-    )?;
-    let tbl_rows = gauge(
-        &r,
-        "mairie_dba_table_rows_estimated",
-        "Estimated rows of a key table (planner statistics).",
-        &["target", "table"],
-    )?;
-    let conns = gauge(
-        &r,
-        "mairie_dba_connections",
-        "Client sessions by state.",
-        &["target", "state"],
-    )?;
-    let conns_max = gauge(
-        &r,
-        "mairie_dba_connections_max",
-        "Connections the server accepts.",
-        &["target"],
-    )?;
-    let longest = gauge(
-        &r,
-        "mairie_dba_longest_transaction_seconds",
-        "Age of the oldest open transaction.",
-        &["target"],
-    )?;
-    let lag = gauge(
-        &r,
-        "mairie_dba_replication_lag_seconds",
-        "Replication delay (replica: behind its primary; primary: slowest standby).",
-        &["target"],
-    )?;
-    let b_last = gauge(
-        &r,
-        "mairie_dba_backup_last_success_timestamp_seconds",
-        "End of the latest good backup, in Unix time.",
-        &["target"],
-    )?;
-    let b_size = gauge(
-        &r,
-        "mairie_dba_backup_last_size_bytes",
-        "Size of the latest good backup.",
-        &["target"],
-    )?;
-    let b_dur = gauge(
-        &r,
-        "mairie_dba_backup_last_duration_seconds",
-        "Duration of the latest good backup.",
-        &["target"],
-    )?;
-    let b_status = gauge(&r, "mairie_dba_backup_status", "1 for the state `backup check` finds (OK, MISSING, FAILED, HASH_MISMATCH, STALE), 0 for the others.", &["target", "state"])?;
+    let up = UP.register(&r)?;
+    let duration = SCRAPE_DURATION.register(&r)?;
+    let info = SERVER_INFO.register(&r)?;
+    let start = SERVER_START_TIME.register(&r)?;
+    let db_size = DATABASE_SIZE.register(&r)?;
+    let tbl_size = TABLE_SIZE.register(&r)?;
+    let tbl_rows = TABLE_ROWS.register(&r)?;
+    let conns = CONNECTIONS.register(&r)?;
+    let conns_max = CONNECTIONS_MAX.register(&r)?;
+    let longest = LONGEST_TRANSACTION.register(&r)?;
+    let lag = REPLICATION_LAG.register(&r)?;
+    let b_last = BACKUP_LAST_SUCCESS.register(&r)?;
+    let b_size = BACKUP_LAST_SIZE.register(&r)?;
+    let b_dur = BACKUP_LAST_DURATION.register(&r)?;
+    let b_status = BACKUP_STATUS.register(&r)?;
 
     let mut custom: Vec<CustomFamily> = Vec::new();
     for c in &config.metrics.custom {
@@ -527,7 +774,7 @@ fn per_scrape_registry(config: &Config, results: &[(Target, Arc<Outcome>)]) -> R
                     chrono::Utc::now(),
                     |_| Ok(()),
                 );
-                for state in ["OK", "MISSING", "FAILED", "HASH_MISMATCH", "STALE"] {
+                for state in BACKUP_STATES {
                     b_status
                         .with_label_values(&[name, state])
                         .set(if f.state == state { 1.0 } else { 0.0 });
@@ -576,6 +823,72 @@ pub fn to_openmetrics(text: &str) -> String {
 mod tests {
     use super::*;
 
+    fn metric() -> CustomMetric {
+        CustomMetric {
+            name: "demandes_ouvertes".into(),
+            help: "h".into(),
+            kind: CustomKind::Gauge,
+            sql: String::new(),
+            labels: vec!["statut".into()],
+            values: vec!["n".into()],
+            engines: vec![],
+            targets: vec![],
+        }
+    }
+
+    fn row(pairs: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+            .collect()
+    }
+
+    #[test]
+    fn custom_rows_become_samples() {
+        let rows = vec![
+            row(&[("statut", Some("en_cours")), ("n", Some("12"))]),
+            row(&[("STATUT", Some("deposee")), ("N", None)]),
+        ];
+        let s = samples(0, &metric(), &rows).unwrap();
+        assert_eq!(s.len(), 1, "a NULL value gives no sample");
+        assert_eq!(
+            s[0].labels,
+            vec![("statut".to_string(), "en_cours".to_string())]
+        );
+        assert_eq!(s[0].value, 12.0);
+    }
+
+    #[test]
+    fn custom_errors_name_the_column() {
+        let e = samples(0, &metric(), &vec![row(&[("statut", Some("x"))])]).unwrap_err();
+        assert!(e.contains("no column `n`"), "{e}");
+        let e = samples(
+            0,
+            &metric(),
+            &vec![row(&[("statut", Some("x")), ("n", Some("beaucoup"))])],
+        )
+        .unwrap_err();
+        assert!(e.contains("`beaucoup`, not a number"), "{e}");
+    }
+
+    #[test]
+    fn every_connection_state_is_present() {
+        let z = zero_states(vec![
+            ("active".into(), 2.0),
+            ("idle".into(), 1.0),
+            ("idle".into(), 1.0),
+        ]);
+        assert_eq!(
+            z,
+            vec![
+                ("active".to_string(), 2.0),
+                ("idle".to_string(), 2.0),
+                ("idle_in_transaction".to_string(), 0.0),
+                ("other".to_string(), 0.0)
+            ]
+        );
+    }
+
     #[test]
     fn openmetrics_conversion() {
         let text = "# HELP a_total Things.\n# TYPE a_total counter\na_total 3\n# HELP g A gauge.\n# TYPE g gauge\ng{x=\"1\"} 2\n";
@@ -583,6 +896,34 @@ mod tests {
             to_openmetrics(text),
             "# HELP a Things.\n# TYPE a counter\na_total 3\n# HELP g A gauge.\n# TYPE g gauge\ng{x=\"1\"} 2\n# EOF\n"
         );
+    }
+
+    #[test]
+    fn every_family_registers_once() {
+        let r = Registry::new();
+        for g in [
+            &UP,
+            &SCRAPE_DURATION,
+            &SERVER_INFO,
+            &SERVER_START_TIME,
+            &DATABASE_SIZE,
+            &TABLE_SIZE,
+            &TABLE_ROWS,
+            &CONNECTIONS,
+            &CONNECTIONS_MAX,
+            &LONGEST_TRANSACTION,
+            &REPLICATION_LAG,
+            &BACKUP_LAST_SUCCESS,
+            &BACKUP_LAST_SIZE,
+            &BACKUP_LAST_DURATION,
+            &BACKUP_STATUS,
+        ] {
+            g.register(&r).unwrap();
+        }
+        PROBE_DURATION.register(&r, PROBE_BUCKETS).unwrap();
+        SCRAPES.register_unlabelled(&r).unwrap();
+        SCRAPE_ERRORS.register(&r).unwrap();
+        assert!(SCRAPE_ERRORS.register_unlabelled(&Registry::new()).is_err());
     }
 
     #[test]
