@@ -4,7 +4,6 @@
 //! dialect, catalogue queries, bulk-load protocol) and nothing else. An engine never reads
 //! CLI arguments and never prints.
 
-pub mod health;
 pub mod maintenance;
 pub mod metrics;
 pub mod mssql;
