@@ -12,6 +12,7 @@ pub mod cmd;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod health;
 pub mod load;
 pub mod log;
 pub mod metrics;
