@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod load;
 pub mod log;
+pub mod maintenance;
 pub mod metrics;
 pub mod output;
 

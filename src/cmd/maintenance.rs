@@ -2,7 +2,7 @@
 //!
 //! Owns the per-target loop (a failing target does not stop the others, nor does a failing
 //! table stop the other tables), the progress bar over the tables, the timing and the report;
-//! what runs on each engine is `engine::maintenance`.
+//! what runs on each engine is the `maintenance` feature.
 
 use std::time::Instant;
 
@@ -13,9 +13,9 @@ use serde_json::{json, Value};
 use crate::catalog::TableRef;
 use crate::cli::{MaintenanceCommand, MaintenanceTables};
 use crate::config::Target;
-use crate::engine::maintenance::{self as m, Finding, Work};
 use crate::engine::{self, Conn};
 use crate::error::ConfigError;
+use crate::maintenance::{self as m, Finding, Work};
 use crate::output::{Outcome, Status, TableBlock};
 use crate::Ctx;
 

@@ -5,7 +5,6 @@
 //! CLI arguments and never prints.
 
 pub mod health;
-pub mod maintenance;
 pub mod metrics;
 pub mod mssql;
 pub mod mysql;
