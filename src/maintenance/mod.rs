@@ -8,8 +8,10 @@
 //! unit-tested without a server. It also holds the operations the command calls.
 //!
 //! Each engine's statements and catalogue queries live in its own file (`postgres.rs`,
-//! `mysql.rs`, `mssql.rs`), with that engine's quirks; identifiers are quoted by the engine
-//! drivers (`engine::postgres::quote_ident` …), never here.
+//! `mysql.rs`, `mssql.rs`), with that engine's quirks, and are reached through one
+//! [`engine::Visitor`] per operation: nothing here matches on the connection, and an engine
+//! an operation does not cover would answer the visitor's default, not supported.
+//! Identifiers are quoted by the engine drivers (`engine::postgres::quote_ident` …).
 
 pub mod mssql;
 pub mod mysql;
@@ -22,7 +24,10 @@ use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
 
 use crate::catalog::TableRef;
-use crate::engine::{self, Conn};
+use crate::engine::mssql::MsConn;
+use crate::engine::mysql::MyConn;
+use crate::engine::postgres::PgConn;
+use crate::engine::{self, Conn, Visitor};
 
 // ---------------------------------------------------------------------------------------------
 // Shared types
@@ -634,94 +639,227 @@ fn opt_int(row: &[Option<String>], i: usize) -> Option<i64> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The operations
+// The operations: each reaches its engine's catalogue file through an [`engine::Visitor`]
+// (one per operation), which the connection's `visit` runs for its engine.
 
 /// The operations' statements may run for long: PostgreSQL's session keeps the inspection
 /// `statement_timeout` of the config, lifted for this session only; the other engines have
 /// nothing to lift.
-pub async fn lift_statement_timeout(conn: &Conn) -> Result<()> {
-    if let Conn::Postgres(c) = conn {
-        postgres::lift_statement_timeout(c).await?;
+pub async fn lift_statement_timeout(conn: &mut Conn) -> Result<()> {
+    conn.visit(LiftStatementTimeout).await
+}
+
+struct LiftStatementTimeout;
+
+impl Visitor for LiftStatementTimeout {
+    type Output = ();
+
+    async fn postgres(self, c: &mut PgConn) -> Result<()> {
+        postgres::lift_statement_timeout(c).await
     }
-    Ok(())
+
+    async fn mysql(self, _c: &mut MyConn) -> Result<()> {
+        Ok(())
+    }
+
+    async fn mssql(self, _c: &mut MsConn) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The tables to maintain (every user table, or the named ones, each of which must exist)
 /// and the statements for each.
-pub async fn plan(conn: &Conn, work: Work, named: &[TableRef]) -> Result<Vec<TableTask>> {
-    match conn {
-        Conn::Postgres(c) => postgres::plan(c, work, named).await,
-        Conn::Mysql(c) => mysql::plan(c, work, named).await,
-        Conn::Mssql(c) => mssql::plan(c, work, named).await,
+pub async fn plan(conn: &mut Conn, work: Work, named: &[TableRef]) -> Result<Vec<TableTask>> {
+    conn.visit(Plan { work, named }).await
+}
+
+struct Plan<'a> {
+    work: Work,
+    named: &'a [TableRef],
+}
+
+impl Visitor for Plan<'_> {
+    type Output = Vec<TableTask>;
+
+    async fn postgres(self, c: &mut PgConn) -> Result<Vec<TableTask>> {
+        postgres::plan(c, self.work, self.named).await
+    }
+
+    async fn mysql(self, c: &mut MyConn) -> Result<Vec<TableTask>> {
+        mysql::plan(c, self.work, self.named).await
+    }
+
+    async fn mssql(self, c: &mut MsConn) -> Result<Vec<TableTask>> {
+        mssql::plan(c, self.work, self.named).await
     }
 }
 
 /// Runs one table's statements; the detail to report on success.
-pub async fn run_task(conn: &Conn, task: &TableTask) -> Result<String> {
+pub async fn run_task(conn: &mut Conn, task: &TableTask) -> Result<String> {
     if let Some(why) = &task.refused {
         bail!("{why}");
     }
-    match conn {
-        Conn::Postgres(c) => postgres::run_task(c, task).await,
-        Conn::Mysql(c) => mysql::run_task(c, task).await,
-        Conn::Mssql(c) => mssql::run_task(c, task).await,
+    conn.visit(RunTask(task)).await
+}
+
+struct RunTask<'a>(&'a TableTask);
+
+impl Visitor for RunTask<'_> {
+    type Output = String;
+
+    async fn postgres(self, c: &mut PgConn) -> Result<String> {
+        postgres::run_task(c, self.0).await
+    }
+
+    async fn mysql(self, c: &mut MyConn) -> Result<String> {
+        mysql::run_task(c, self.0).await
+    }
+
+    async fn mssql(self, c: &mut MsConn) -> Result<String> {
+        mssql::run_task(c, self.0).await
     }
 }
 
 /// Unused, duplicate, overlapping and invalid indexes, foreign keys without an index, bloat,
 /// fragmentation and missing indexes, each with the SQL that fixes it. `timeout` bounds each
 /// catalogue query where the server has no session setting for it (MySQL).
-pub async fn index_report(conn: &Conn, timeout: Duration) -> Result<Vec<Finding>> {
-    let mut findings = match conn {
-        Conn::Postgres(c) => postgres::index_report(c).await?,
-        Conn::Mysql(c) => mysql::index_report(c, timeout).await?,
-        Conn::Mssql(c) => mssql::index_report(c).await?,
-    };
+pub async fn index_report(conn: &mut Conn, timeout: Duration) -> Result<Vec<Finding>> {
+    let mut findings = conn.visit(IndexReport { timeout }).await?;
     sort_findings(&mut findings);
     Ok(findings)
 }
 
+struct IndexReport {
+    timeout: Duration,
+}
+
+impl Visitor for IndexReport {
+    type Output = Vec<Finding>;
+
+    async fn postgres(self, c: &mut PgConn) -> Result<Vec<Finding>> {
+        postgres::index_report(c).await
+    }
+
+    async fn mysql(self, c: &mut MyConn) -> Result<Vec<Finding>> {
+        mysql::index_report(c, self.timeout).await
+    }
+
+    async fn mssql(self, c: &mut MsConn) -> Result<Vec<Finding>> {
+        mssql::index_report(c).await
+    }
+}
+
 /// The `top` statements of the target's database by total time.
-pub async fn slow_queries(conn: &Conn, top: u32, timeout: Duration) -> Result<SlowQueries> {
-    match conn {
-        Conn::Postgres(c) => postgres::slow_queries(c, top).await,
-        Conn::Mysql(c) => mysql::slow_queries(c, top, timeout).await,
-        Conn::Mssql(c) => mssql::slow_queries(c, top).await,
+pub async fn slow_queries(conn: &mut Conn, top: u32, timeout: Duration) -> Result<SlowQueries> {
+    conn.visit(SlowQueryReport { top, timeout }).await
+}
+
+struct SlowQueryReport {
+    top: u32,
+    timeout: Duration,
+}
+
+impl Visitor for SlowQueryReport {
+    type Output = SlowQueries;
+
+    async fn postgres(self, c: &mut PgConn) -> Result<SlowQueries> {
+        postgres::slow_queries(c, self.top).await
+    }
+
+    async fn mysql(self, c: &mut MyConn) -> Result<SlowQueries> {
+        mysql::slow_queries(c, self.top, self.timeout).await
+    }
+
+    async fn mssql(self, c: &mut MsConn) -> Result<SlowQueries> {
+        mssql::slow_queries(c, self.top).await
     }
 }
 
 /// Finds the journal table and its time column on this target and prepares the statements;
 /// `days` of retention, `batch` rows per DELETE.
 pub async fn purge_plan(
-    conn: &Conn,
+    conn: &mut Conn,
     table: &TableRef,
     column: &str,
     days: u32,
     batch: u32,
 ) -> Result<Purge> {
     let days = i32::try_from(days).map_err(|_| anyhow!("{days} days is too many"))?;
-    match conn {
-        Conn::Postgres(c) => postgres::purge_plan(c, table, column, days, batch).await,
-        Conn::Mysql(c) => mysql::purge_plan(c, table, column, days, batch).await,
-        Conn::Mssql(c) => mssql::purge_plan(c, table, column, days, batch).await,
+    conn.visit(PurgePlan {
+        table,
+        column,
+        days,
+        batch,
+    })
+    .await
+}
+
+struct PurgePlan<'a> {
+    table: &'a TableRef,
+    column: &'a str,
+    days: i32,
+    batch: u32,
+}
+
+impl Visitor for PurgePlan<'_> {
+    type Output = Purge;
+
+    async fn postgres(self, c: &mut PgConn) -> Result<Purge> {
+        postgres::purge_plan(c, self.table, self.column, self.days, self.batch).await
+    }
+
+    async fn mysql(self, c: &mut MyConn) -> Result<Purge> {
+        mysql::purge_plan(c, self.table, self.column, self.days, self.batch).await
+    }
+
+    async fn mssql(self, c: &mut MsConn) -> Result<Purge> {
+        mssql::purge_plan(c, self.table, self.column, self.days, self.batch).await
     }
 }
 
 /// The rows older than the cutoff.
-pub async fn purge_count(conn: &Conn, p: &Purge) -> Result<u64> {
-    match conn {
-        Conn::Postgres(c) => postgres::purge_count(c, p).await,
-        Conn::Mysql(c) => mysql::purge_count(c, p).await,
-        Conn::Mssql(c) => mssql::purge_count(c, p).await,
+pub async fn purge_count(conn: &mut Conn, p: &Purge) -> Result<u64> {
+    conn.visit(PurgeCount(p)).await
+}
+
+struct PurgeCount<'a>(&'a Purge);
+
+impl Visitor for PurgeCount<'_> {
+    type Output = u64;
+
+    async fn postgres(self, c: &mut PgConn) -> Result<u64> {
+        postgres::purge_count(c, self.0).await
+    }
+
+    async fn mysql(self, c: &mut MyConn) -> Result<u64> {
+        mysql::purge_count(c, self.0).await
+    }
+
+    async fn mssql(self, c: &mut MsConn) -> Result<u64> {
+        mssql::purge_count(c, self.0).await
     }
 }
 
 /// Deletes one batch, in its own transaction (the statement autocommits); the rows deleted.
-pub async fn purge_batch(conn: &Conn, p: &Purge) -> Result<u64> {
-    match conn {
-        Conn::Postgres(c) => postgres::purge_batch(c, p).await,
-        Conn::Mysql(c) => mysql::purge_batch(c, p).await,
-        Conn::Mssql(c) => mssql::purge_batch(c, p).await,
+pub async fn purge_batch(conn: &mut Conn, p: &Purge) -> Result<u64> {
+    conn.visit(PurgeBatch(p)).await
+}
+
+struct PurgeBatch<'a>(&'a Purge);
+
+impl Visitor for PurgeBatch<'_> {
+    type Output = u64;
+
+    async fn postgres(self, c: &mut PgConn) -> Result<u64> {
+        postgres::purge_batch(c, self.0).await
+    }
+
+    async fn mysql(self, c: &mut MyConn) -> Result<u64> {
+        mysql::purge_batch(c, self.0).await
+    }
+
+    async fn mssql(self, c: &mut MsConn) -> Result<u64> {
+        mssql::purge_batch(c, self.0).await
     }
 }
 
