@@ -15,6 +15,7 @@ pub mod error;
 pub mod health;
 pub mod load;
 pub mod log;
+pub mod maintenance;
 pub mod metrics;
 pub mod output;
 

@@ -2,7 +2,7 @@
 //!
 //! Owns the per-target loop (a failing target does not stop the others, nor does a failing
 //! table stop the other tables), the progress bar over the tables, the timing and the report;
-//! what runs on each engine is `engine::maintenance`.
+//! what runs on each engine is the `maintenance` feature.
 
 use std::time::Instant;
 
@@ -13,9 +13,9 @@ use serde_json::{json, Value};
 use crate::catalog::TableRef;
 use crate::cli::{MaintenanceCommand, MaintenanceTables};
 use crate::config::Target;
-use crate::engine::maintenance::{self as m, Finding, Work};
 use crate::engine::{self, Conn};
 use crate::error::ConfigError;
+use crate::maintenance::{self as m, Finding, Work};
 use crate::output::{Outcome, Status, TableBlock};
 use crate::Ctx;
 
@@ -97,8 +97,8 @@ async fn tables_on(
     named: &[TableRef],
     dry_run: bool,
 ) -> Result<(Value, TableBlock, usize)> {
-    let conn = engine::connect(target).await?;
-    let tasks = m::plan(&conn, work, named).await?;
+    let mut conn = engine::connect(target).await?;
+    let tasks = m::plan(&mut conn, work, named).await?;
     let mut items = Vec::with_capacity(tasks.len());
     let mut failed = 0;
     if dry_run {
@@ -120,7 +120,7 @@ async fn tables_on(
         let item = json!({"target": target.name, "status": "success", "tables": items});
         return Ok((item, block, 0));
     }
-    m::lift_statement_timeout(&conn).await?;
+    m::lift_statement_timeout(&mut conn).await?;
     let bar = progress_bar(ctx, &target.name, tasks.len() as u64);
     let mut block =
         TableBlock::new(["table", "action", "seconds", "result"]).titled(target.name.clone());
@@ -132,7 +132,7 @@ async fn tables_on(
             ctx.log.debug(format!("{}: {s}", target.name));
         }
         let start = Instant::now();
-        let res = m::run_task(&conn, t).await;
+        let res = m::run_task(&mut conn, t).await;
         let seconds = secs(start);
         let (state, detail) = match res {
             Ok(detail) => ("success", detail),
@@ -200,8 +200,8 @@ async fn index_report(ctx: &Ctx) -> Result<Outcome> {
     let mut lines = Vec::new();
     for target in &ctx.targets {
         let res = async {
-            let conn = engine::connect(target).await?;
-            m::index_report(&conn, target.connection.statement_timeout).await
+            let mut conn = engine::connect(target).await?;
+            m::index_report(&mut conn, target.connection.statement_timeout).await
         }
         .await;
         match res {
@@ -255,8 +255,8 @@ async fn slow_queries(ctx: &Ctx, top: u32) -> Result<Outcome> {
     let mut lines = Vec::new();
     for target in &ctx.targets {
         let res = async {
-            let conn = engine::connect(target).await?;
-            m::slow_queries(&conn, top, target.connection.statement_timeout).await
+            let mut conn = engine::connect(target).await?;
+            m::slow_queries(&mut conn, top, target.connection.statement_timeout).await
         }
         .await;
         match res {
@@ -457,9 +457,16 @@ async fn cleanup_on(
     dry_run: bool,
 ) -> Result<Cleaned> {
     let cfg = &ctx.config.maintenance;
-    let conn: Conn = engine::connect(target).await?;
-    m::lift_statement_timeout(&conn).await?;
-    let plan = m::purge_plan(&conn, table, &cfg.journal_time_column, days, cfg.batch_size).await?;
+    let mut conn: Conn = engine::connect(target).await?;
+    m::lift_statement_timeout(&mut conn).await?;
+    let plan = m::purge_plan(
+        &mut conn,
+        table,
+        &cfg.journal_time_column,
+        days,
+        cfg.batch_size,
+    )
+    .await?;
     let mut done = Cleaned {
         table: plan.table.clone(),
         cutoff: plan.cutoff.clone(),
@@ -468,7 +475,7 @@ async fn cleanup_on(
         would_delete: 0,
     };
     if dry_run {
-        done.would_delete = m::purge_count(&conn, &plan).await?;
+        done.would_delete = m::purge_count(&mut conn, &plan).await?;
         return Ok(done);
     }
     ctx.log.debug(format!(
@@ -478,7 +485,7 @@ async fn cleanup_on(
     // Until a batch finds nothing: rows are deleted oldest-first in short transactions, so
     // that locks are held briefly and an interruption keeps what was done.
     loop {
-        let n = m::purge_batch(&conn, &plan).await.map_err(|e| {
+        let n = m::purge_batch(&mut conn, &plan).await.map_err(|e| {
             anyhow::Error::new(Interrupted {
                 deleted: done.deleted,
                 batches: done.batches,

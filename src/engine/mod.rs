@@ -5,7 +5,6 @@
 //! CLI arguments and never prints.
 
 pub mod error;
-pub mod maintenance;
 pub mod mssql;
 pub mod mysql;
 pub mod postgres;
