@@ -84,6 +84,33 @@ impl TableBlock {
     }
 }
 
+/// A command's typed result: the facts once, and how they read as JSON fields, tables, lines,
+/// a Nagios line or a JUnit report. [`Outcome::from_report`] arranges them for [`render`], so
+/// a table is never rebuilt by reading back the command's own JSON.
+pub trait Report {
+    fn status(&self) -> Status;
+
+    /// The JSON document's fields after `status`.
+    fn fields(&self) -> Map<String, Value>;
+
+    fn tables(&self) -> Vec<TableBlock> {
+        Vec::new()
+    }
+
+    /// One-line summaries printed after the tables.
+    fn lines(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn nagios(&self) -> Option<String> {
+        None
+    }
+
+    fn junit(&self) -> Option<String> {
+        None
+    }
+}
+
 /// What a command hands back: its status, the JSON document's other fields, and the same
 /// facts arranged for a terminal.
 #[derive(Debug, Clone)]
@@ -108,6 +135,17 @@ impl Outcome {
             lines: Vec::new(),
             nagios: None,
             junit: None,
+        }
+    }
+
+    pub fn from_report(r: &impl Report) -> Self {
+        Outcome {
+            status: r.status(),
+            doc: r.fields(),
+            tables: r.tables(),
+            lines: r.lines(),
+            nagios: r.nagios(),
+            junit: r.junit(),
         }
     }
 

@@ -22,7 +22,7 @@ use crate::cli::{BackupArgs, BackupCommand, BackupRunArgs, VerifyArgs};
 use crate::config::{EngineKind, Target};
 use crate::engine::{self, BackupStyle};
 use crate::error::ConfigError;
-use crate::output::{Outcome, Status, TableBlock};
+use crate::output::{Outcome, Report, Status, TableBlock};
 use crate::Ctx;
 
 /// Hours after which `backup check` calls a backup stale when the config sets no
@@ -43,82 +43,137 @@ pub async fn run(args: &BackupArgs, ctx: &Ctx) -> Result<Outcome> {
 // backup run
 
 async fn run_backups(args: &BackupRunArgs, ctx: &Ctx) -> Result<Outcome> {
-    let mut status = Status::Success;
-    let mut items = Vec::new();
-    let mut rotated = Vec::new();
-    let mut table = TableBlock::new(["target", "file", "size", "seconds", "sha256", "status"]);
-    let mut lines = Vec::new();
+    let mut report = BackupRunReport {
+        status: Status::Success,
+        backups: Vec::new(),
+        retention: Vec::new(),
+        dry_run: args.dry_run,
+        prune_only: args.prune_only,
+    };
     for p in places(ctx)? {
-        let res = backup_target(&p, args, ctx).await;
-        match res {
-            Ok((item, gone)) => {
-                if let Some(file) = item.get("file").and_then(Value::as_str) {
-                    table.row([
-                        p.target.name.clone(),
-                        file.to_string(),
-                        indicatif::HumanBytes(item["size_bytes"].as_u64().unwrap_or(0)).to_string(),
-                        format!("{:.1}", item["seconds"].as_f64().unwrap_or(0.0)),
-                        item["sha256"]
-                            .as_str()
-                            .unwrap_or("")
-                            .chars()
-                            .take(16)
-                            .collect(),
-                        "success".into(),
-                    ]);
-                    items.push(item);
-                }
-                let verb = if args.dry_run {
-                    "would delete"
-                } else {
-                    "deleted"
-                };
-                lines.push(format!(
-                    "{}: retention {verb} {} backup(s){}",
-                    p.target.name,
-                    gone.len(),
-                    if gone.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", gone.join(", "))
-                    }
-                ));
-                rotated.extend(gone);
+        match backup_target(&p, args, ctx).await {
+            Ok((done, gone)) => {
+                report.backups.extend(done.map(BackupItem::Done));
+                report.retention.push((p.target.name.clone(), gone));
             }
             Err(e) => {
-                status = Status::Failed;
+                report.status = Status::Failed;
                 let msg = format!("{e:#}");
                 ctx.log.error(format!("target `{}`: {msg}", p.target.name));
-                table.row([
-                    p.target.name.clone(),
+                report.backups.push(BackupItem::Failed {
+                    target: p.target.name.clone(),
+                    status: "failed",
+                    error: msg,
+                });
+            }
+        }
+    }
+    Ok(Outcome::from_report(&report))
+}
+
+/// What `backup` did: a backup (or a failure) per target, and what retention removed.
+struct BackupRunReport {
+    status: Status,
+    backups: Vec<BackupItem>,
+    /// Per target, the files retention removed (or would remove, with `--dry-run`).
+    retention: Vec<(String, Vec<String>)>,
+    dry_run: bool,
+    prune_only: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+enum BackupItem {
+    Done(BackupDone),
+    Failed {
+        target: String,
+        status: &'static str,
+        error: String,
+    },
+}
+
+#[derive(Debug, serde::Serialize)]
+struct BackupDone {
+    target: String,
+    file: String,
+    path: String,
+    sha256: String,
+    size_bytes: u64,
+    seconds: f64,
+    status: &'static str,
+    tables: usize,
+}
+
+impl Report for BackupRunReport {
+    fn status(&self) -> Status {
+        self.status
+    }
+
+    fn fields(&self) -> serde_json::Map<String, Value> {
+        let rotated: Vec<&String> = self.retention.iter().flat_map(|(_, g)| g).collect();
+        let mut m = serde_json::Map::new();
+        m.insert("backups".into(), json!(self.backups));
+        m.insert("rotated".into(), json!(rotated));
+        if self.dry_run {
+            m.insert("dry_run".into(), json!(true));
+        }
+        m
+    }
+
+    fn tables(&self) -> Vec<TableBlock> {
+        if self.prune_only {
+            return Vec::new();
+        }
+        let mut table = TableBlock::new(["target", "file", "size", "seconds", "sha256", "status"]);
+        for b in &self.backups {
+            match b {
+                BackupItem::Done(d) => table.row([
+                    d.target.clone(),
+                    d.file.clone(),
+                    indicatif::HumanBytes(d.size_bytes).to_string(),
+                    format!("{:.1}", d.seconds),
+                    d.sha256.chars().take(16).collect(),
+                    "success".into(),
+                ]),
+                BackupItem::Failed { target, .. } => table.row([
+                    target.clone(),
                     String::new(),
                     String::new(),
                     String::new(),
                     String::new(),
                     "FAILED".into(),
-                ]);
-                items.push(json!({"target": p.target.name, "status": "failed", "error": msg}));
+                ]),
             }
         }
+        vec![table]
     }
-    let mut o = Outcome::new(status)
-        .field("backups", items)
-        .field("rotated", rotated);
-    if args.dry_run {
-        o = o.field("dry_run", true);
+
+    fn lines(&self) -> Vec<String> {
+        let verb = if self.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        self.retention
+            .iter()
+            .map(|(target, gone)| {
+                let which = if gone.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", gone.join(", "))
+                };
+                format!("{target}: retention {verb} {} backup(s){which}", gone.len())
+            })
+            .collect()
     }
-    if !args.prune_only {
-        o.tables.push(table);
-    }
-    o.lines = lines;
-    Ok(o)
 }
 
+/// One target's backup (None with `--prune-only`) and the files retention removed.
 async fn backup_target(
     p: &Place<'_>,
     args: &BackupRunArgs,
     ctx: &Ctx,
-) -> Result<(Value, Vec<String>)> {
+) -> Result<(Option<BackupDone>, Vec<String>)> {
     let target = p.target;
     let database = target.connection.database.clone();
     backup::private_dir(&p.dir)?;
@@ -127,7 +182,7 @@ async fn backup_target(
         tokio::task::spawn_blocking(move || TargetLock::acquire(&dir, &name, wait)).await??;
 
     if args.prune_only {
-        return Ok((json!({}), apply_retention(p, args.dry_run, ctx)?));
+        return Ok((None, apply_retention(p, args.dry_run, ctx)?));
     }
     for stale in backup::remove_stale_partials(&p.dir, &database) {
         ctx.log.info(format!(
@@ -207,14 +262,17 @@ async fn backup_target(
     .write(&p.dir)?;
     let seconds = clock.elapsed().as_secs_f64();
     let gone = apply_retention(p, false, ctx)?;
-    Ok((
-        json!({
-            "target": target.name, "file": name.file_name(), "path": path.display().to_string(),
-            "sha256": sha, "size_bytes": size, "seconds": (seconds * 1000.0).round() / 1000.0,
-            "status": "success", "tables": manifest.tables.len(),
-        }),
-        gone,
-    ))
+    let done = BackupDone {
+        target: target.name.clone(),
+        file: name.file_name(),
+        path: path.display().to_string(),
+        sha256: sha,
+        size_bytes: size,
+        seconds: (seconds * 1000.0).round() / 1000.0,
+        status: "success",
+        tables: manifest.tables.len(),
+    };
+    Ok((Some(done), gone))
 }
 
 /// Dumps into `partial`, then makes it durable and gives it its final name.
