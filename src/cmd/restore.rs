@@ -10,14 +10,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde_json::json;
+use serde_json::{json, Map, Value};
 
 use crate::backup::places;
 use crate::backup::{self, Entry};
 use crate::cli::RestoreArgs;
 use crate::config::Target;
 use crate::engine;
-use crate::output::{Outcome, Status, TableBlock};
+use crate::output::{Outcome, Report, Status, TableBlock};
 use crate::Ctx;
 
 pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
@@ -75,9 +75,9 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     if args.into.is_some() && jobs.len() > 1 {
         return Err(crate::error::ConfigError::new("--into needs a single target (use -t)").into());
     }
-    let mut status = Status::Success;
-    let mut items = Vec::new();
-    let mut table = TableBlock::new(["target", "file", "into", "seconds", "result"]);
+    let mut report = RestoreReport {
+        restores: Vec::new(),
+    };
     for (target, e) in jobs {
         let start = Instant::now();
         let m = e.manifest.clone().map_err(|why| anyhow!(why))?;
@@ -106,41 +106,125 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
             Ok((Vec::new(), split))
         }
         .await;
-        let secs = start.elapsed().as_secs_f64();
-        match res {
-            Ok((diff, split)) => {
-                for d in &diff {
+        let seconds = start.elapsed().as_secs_f64();
+        let item = match res {
+            Ok((differences, parallel_tables)) => {
+                for d in &differences {
                     ctx.log.warn(format!("{}: {d}", target.name));
                 }
-                table.row([
-                    target.name.clone(),
-                    e.file_name(),
-                    into.clone(),
-                    format!("{secs:.1}"),
-                    "restored".into(),
-                ]);
-                items.push(json!({"target": target.name, "file": e.file_name(), "into": into,
-                    "seconds": (secs * 1000.0).round() / 1000.0, "status": "success", "differences": diff,
-                    "parallel_tables": split}));
+                Restored::Done {
+                    target: target.name.clone(),
+                    file: e.file_name(),
+                    into,
+                    seconds,
+                    status: "success",
+                    differences,
+                    parallel_tables,
+                }
             }
             Err(err) => {
-                status = Status::Failed;
                 let msg = format!("{err:#}");
                 ctx.log.error(format!("target `{}`: {msg}", target.name));
-                table.row([
-                    target.name.clone(),
-                    e.file_name(),
-                    into.clone(),
-                    format!("{secs:.1}"),
-                    "FAILED".into(),
-                ]);
-                items.push(json!({"target": target.name, "file": e.file_name(), "into": into, "status": "failed", "error": msg}));
+                Restored::Failed {
+                    target: target.name.clone(),
+                    file: e.file_name(),
+                    into,
+                    seconds,
+                    status: "failed",
+                    error: msg,
+                }
             }
+        };
+        report.restores.push(item);
+    }
+    Ok(Outcome::from_report(&report))
+}
+
+/// What `restore` did: each backup restored, or why it was not.
+struct RestoreReport {
+    restores: Vec<Restored>,
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+enum Restored {
+    Done {
+        target: String,
+        file: String,
+        into: String,
+        #[serde(serialize_with = "millis")]
+        seconds: f64,
+        status: &'static str,
+        /// Row counts that differ from the manifest's (with `--compare`).
+        differences: Vec<String>,
+        /// The tables loaded over several connections.
+        parallel_tables: Vec<String>,
+    },
+    Failed {
+        target: String,
+        file: String,
+        into: String,
+        /// For the table only.
+        #[serde(skip)]
+        seconds: f64,
+        status: &'static str,
+        error: String,
+    },
+}
+
+impl Report for RestoreReport {
+    fn status(&self) -> Status {
+        if self
+            .restores
+            .iter()
+            .any(|r| matches!(r, Restored::Failed { .. }))
+        {
+            Status::Failed
+        } else {
+            Status::Success
         }
     }
-    let mut o = Outcome::new(status).field("restores", items);
-    o.tables.push(table);
-    Ok(o)
+
+    fn fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("restores".into(), json!(self.restores));
+        m
+    }
+
+    fn tables(&self) -> Vec<TableBlock> {
+        let mut table = TableBlock::new(["target", "file", "into", "seconds", "result"]);
+        for r in &self.restores {
+            let (target, file, into, seconds, result) = match r {
+                Restored::Done {
+                    target,
+                    file,
+                    into,
+                    seconds,
+                    ..
+                } => (target, file, into, seconds, "restored"),
+                Restored::Failed {
+                    target,
+                    file,
+                    into,
+                    seconds,
+                    ..
+                } => (target, file, into, seconds, "FAILED"),
+            };
+            table.row([
+                target.clone(),
+                file.clone(),
+                into.clone(),
+                format!("{seconds:.1}"),
+                result.into(),
+            ]);
+        }
+        vec![table]
+    }
+}
+
+/// Seconds as the JSON shows them: to the millisecond.
+fn millis<S: serde::Serializer>(seconds: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((seconds * 1000.0).round() / 1000.0)
 }
 
 /// The tables whose row count differs from the manifest's, in words.
@@ -160,16 +244,7 @@ pub fn compare(expected: &BTreeMap<String, u64>, found: &BTreeMap<String, u64>) 
 }
 
 async fn drill(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
-    let mut status = Status::Success;
-    let mut items = Vec::new();
-    let mut table = TableBlock::new([
-        "target",
-        "backup",
-        "scratch database",
-        "tables",
-        "seconds",
-        "result",
-    ]);
+    let mut report = DrillReport { drills: Vec::new() };
     for p in places(ctx)? {
         let start = Instant::now();
         let entries = backup::scan(&p.dir, &p.target.connection.database)?;
@@ -204,56 +279,141 @@ async fn drill(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
             Ok((e.file_name(), m.tables.len(), compare(&m.tables, &counts)))
         }
         .await;
-        let secs = start.elapsed().as_secs_f64();
-        match res {
-            Ok((file, n, diff)) if diff.is_empty() => {
-                table.row([
-                    p.target.name.clone(),
-                    file.clone(),
-                    scratch.clone(),
-                    n.to_string(),
-                    format!("{secs:.1}"),
-                    "success".into(),
-                ]);
-                items.push(json!({"target": p.target.name, "file": file, "database": scratch, "tables": n,
-                    "seconds": (secs * 1000.0).round() / 1000.0, "status": "success", "differences": []}));
-            }
-            Ok((file, n, diff)) => {
-                status = Status::Failed;
-                for d in &diff {
+        let seconds = start.elapsed().as_secs_f64();
+        let item = match res {
+            Ok((file, tables, differences)) => {
+                for d in &differences {
                     ctx.log.error(format!("{}: {d}", p.target.name));
                 }
-                table.row([
-                    p.target.name.clone(),
-                    file.clone(),
-                    scratch.clone(),
-                    n.to_string(),
-                    format!("{secs:.1}"),
-                    "MISMATCH".into(),
-                ]);
-                items.push(json!({"target": p.target.name, "file": file, "database": scratch, "tables": n,
-                    "seconds": (secs * 1000.0).round() / 1000.0, "status": "failed", "differences": diff}));
+                Drilled::Done {
+                    target: p.target.name.clone(),
+                    file,
+                    database: scratch,
+                    tables,
+                    seconds,
+                    status: if differences.is_empty() {
+                        "success"
+                    } else {
+                        "failed"
+                    },
+                    differences,
+                }
             }
             Err(err) => {
-                status = Status::Failed;
                 let msg = format!("{err:#}");
                 ctx.log
                     .error(format!("target `{}`: drill failed: {msg}", p.target.name));
-                table.row([
-                    p.target.name.clone(),
-                    String::new(),
-                    scratch.clone(),
-                    String::new(),
-                    format!("{secs:.1}"),
-                    "FAILED".into(),
-                ]);
-                items.push(json!({"target": p.target.name, "database": scratch, "status": "failed", "error": msg}));
+                Drilled::Failed {
+                    target: p.target.name.clone(),
+                    database: scratch,
+                    seconds,
+                    status: "failed",
+                    error: msg,
+                }
             }
+        };
+        report.drills.push(item);
+    }
+    Ok(Outcome::from_report(&report))
+}
+
+/// What `restore --drill` found: per target, the latest good backup restored into a scratch
+/// database and its row counts compared with the manifest, or why the drill failed.
+struct DrillReport {
+    drills: Vec<Drilled>,
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+enum Drilled {
+    /// Restored and counted: `success` when every count matches the manifest.
+    Done {
+        target: String,
+        file: String,
+        database: String,
+        tables: usize,
+        #[serde(serialize_with = "millis")]
+        seconds: f64,
+        status: &'static str,
+        differences: Vec<String>,
+    },
+    Failed {
+        target: String,
+        database: String,
+        /// For the table only.
+        #[serde(skip)]
+        seconds: f64,
+        status: &'static str,
+        error: String,
+    },
+}
+
+impl Report for DrillReport {
+    fn status(&self) -> Status {
+        let passed =
+            |d: &Drilled| matches!(d, Drilled::Done { differences, .. } if differences.is_empty());
+        if self.drills.iter().all(passed) {
+            Status::Success
+        } else {
+            Status::Failed
         }
     }
-    let mut o = Outcome::new(status).field("drills", items);
-    o.tables.push(table);
-    Ok(o)
+
+    fn fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("drills".into(), json!(self.drills));
+        m
+    }
+
+    fn tables(&self) -> Vec<TableBlock> {
+        let mut table = TableBlock::new([
+            "target",
+            "backup",
+            "scratch database",
+            "tables",
+            "seconds",
+            "result",
+        ]);
+        for d in &self.drills {
+            match d {
+                Drilled::Done {
+                    target,
+                    file,
+                    database,
+                    tables,
+                    seconds,
+                    differences,
+                    ..
+                } => table.row([
+                    target.clone(),
+                    file.clone(),
+                    database.clone(),
+                    tables.to_string(),
+                    format!("{seconds:.1}"),
+                    if differences.is_empty() {
+                        "success"
+                    } else {
+                        "MISMATCH"
+                    }
+                    .into(),
+                ]),
+                Drilled::Failed {
+                    target,
+                    database,
+                    seconds,
+                    ..
+                } => table.row([
+                    target.clone(),
+                    String::new(),
+                    database.clone(),
+                    String::new(),
+                    format!("{seconds:.1}"),
+                    "FAILED".into(),
+                ]),
+            }
+        }
+        vec![table]
+    }
 }
 
 #[cfg(test)]
