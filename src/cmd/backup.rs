@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
-use chrono::Utc;
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
 use crate::backup::check::judge;
@@ -352,34 +352,75 @@ fn entry_state(e: &Entry, target: &str) -> String {
 
 fn list(ctx: &Ctx) -> Result<Outcome> {
     let now = Utc::now();
-    let mut items = Vec::new();
-    let mut table = TableBlock::new(["target", "file", "age", "size", "status", "verified"]);
+    let mut report = BackupListReport {
+        backups: Vec::new(),
+    };
     for p in places(ctx)? {
         for e in backup::scan(&p.dir, &p.target.connection.database)? {
-            let age_h = (now.naive_utc() - e.name.taken).num_minutes() as f64 / 60.0;
-            let state = entry_state(&e, &p.target.name);
-            let verified = e.manifest.as_ref().ok().and_then(|m| m.verified_at);
+            report.backups.push(ListedBackup {
+                target: p.target.name.clone(),
+                file: e.file_name(),
+                path: e.path.display().to_string(),
+                taken_at: e.name.taken.and_utc(),
+                age_hours: (now.naive_utc() - e.name.taken).num_minutes() as f64 / 60.0,
+                size_bytes: e.size,
+                status: entry_state(&e, &p.target.name),
+                verified_at: e.manifest.as_ref().ok().and_then(|m| m.verified_at),
+            });
+        }
+    }
+    Ok(Outcome::from_report(&report))
+}
+
+/// What `backup list` found: every backup file of every target, newest first per target.
+struct BackupListReport {
+    backups: Vec<ListedBackup>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ListedBackup {
+    target: String,
+    file: String,
+    path: String,
+    #[serde(serialize_with = "rfc3339")]
+    taken_at: DateTime<Utc>,
+    /// Unrounded: the JSON shows tenths, the table a human age.
+    #[serde(serialize_with = "tenths")]
+    age_hours: f64,
+    size_bytes: u64,
+    /// `good`, `no manifest`, `bad manifest`, `other target (…)` or the manifest's status.
+    status: String,
+    #[serde(serialize_with = "rfc3339_opt")]
+    verified_at: Option<DateTime<Utc>>,
+}
+
+impl Report for BackupListReport {
+    fn status(&self) -> Status {
+        Status::Success
+    }
+
+    fn fields(&self) -> serde_json::Map<String, Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("backups".into(), json!(self.backups));
+        m
+    }
+
+    fn tables(&self) -> Vec<TableBlock> {
+        let mut table = TableBlock::new(["target", "file", "age", "size", "status", "verified"]);
+        for b in &self.backups {
             table.row([
-                p.target.name.clone(),
-                e.file_name(),
-                human_age(age_h),
-                indicatif::HumanBytes(e.size).to_string(),
-                state.clone(),
-                verified
+                b.target.clone(),
+                b.file.clone(),
+                human_age(b.age_hours),
+                indicatif::HumanBytes(b.size_bytes).to_string(),
+                b.status.clone(),
+                b.verified_at
                     .map(|v| v.format("%Y-%m-%d %H:%M").to_string())
                     .unwrap_or_else(|| "never".into()),
             ]);
-            items.push(json!({
-                "target": p.target.name, "file": e.file_name(), "path": e.path.display().to_string(),
-                "taken_at": e.name.taken.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                "age_hours": (age_h * 10.0).round() / 10.0, "size_bytes": e.size, "status": state,
-                "verified_at": verified.map(|v| v.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-            }));
         }
+        vec![table]
     }
-    let mut o = Outcome::new(Status::Success).field("backups", items);
-    o.tables.push(table);
-    Ok(o)
 }
 
 fn human_age(hours: f64) -> String {
@@ -389,6 +430,26 @@ fn human_age(hours: f64) -> String {
         format!("{hours:.1} h")
     } else {
         format!("{:.1} d", hours / 24.0)
+    }
+}
+
+/// Hours as the JSON shows them: to a tenth.
+fn round_tenths(hours: f64) -> f64 {
+    (hours * 10.0).round() / 10.0
+}
+
+fn tenths<S: serde::Serializer>(hours: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(round_tenths(*hours))
+}
+
+fn rfc3339<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+fn rfc3339_opt<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => rfc3339(t, s),
+        None => s.serialize_none(),
     }
 }
 
