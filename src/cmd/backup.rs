@@ -503,36 +503,104 @@ async fn verify(args: &VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
             }
         }
     }
-    let mut status = Status::Success;
-    let mut items = Vec::new();
-    let mut table = TableBlock::new(["target", "file", "result"]);
-    for (target, e) in &todo {
-        let t = ctx.targets.iter().find(|t| &t.name == target);
-        match verify_entry(e, t).await {
-            Ok(m) => {
-                table.row([
-                    target.clone(),
-                    e.file_name(),
-                    format!("ok ({} tables)", m.tables.len()),
-                ]);
-                items.push(json!({"target": target, "file": e.file_name(), "status": "success", "sha256": m.sha256}));
-            }
+    let mut report = VerifyReport {
+        verified: Vec::new(),
+    };
+    for (target, e) in todo {
+        let t = ctx.targets.iter().find(|t| t.name == target);
+        let item = match verify_entry(&e, t).await {
+            Ok(m) => Verified::Done {
+                target,
+                file: e.file_name(),
+                status: "success",
+                sha256: m.sha256,
+                tables: m.tables.len(),
+            },
             Err(err) => {
-                status = Status::Failed;
                 let msg = format!("{err:#}");
                 ctx.log.error(&msg);
-                table.row([target.clone(), e.file_name(), "FAILED".into()]);
-                items.push(json!({"target": target, "file": e.file_name(), "status": "failed", "error": msg}));
+                Verified::Failed {
+                    target,
+                    file: e.file_name(),
+                    status: "failed",
+                    error: msg,
+                }
             }
-        }
+        };
+        report.verified.push(item);
     }
-    if todo.is_empty() {
-        status = Status::Failed;
+    if report.verified.is_empty() {
         ctx.log.error("no backup to verify");
     }
-    let mut o = Outcome::new(status).field("verified", items);
-    o.tables.push(table);
-    Ok(o)
+    Ok(Outcome::from_report(&report))
+}
+
+/// What `backup verify` found: each backup it read through, or why it could not.
+struct VerifyReport {
+    verified: Vec<Verified>,
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+enum Verified {
+    Done {
+        target: String,
+        file: String,
+        status: &'static str,
+        sha256: String,
+        /// For the table only.
+        #[serde(skip)]
+        tables: usize,
+    },
+    Failed {
+        target: String,
+        file: String,
+        status: &'static str,
+        error: String,
+    },
+}
+
+impl Report for VerifyReport {
+    /// Failed when a backup fails, or when there was none to verify.
+    fn status(&self) -> Status {
+        let failed = self
+            .verified
+            .iter()
+            .any(|v| matches!(v, Verified::Failed { .. }));
+        if failed || self.verified.is_empty() {
+            Status::Failed
+        } else {
+            Status::Success
+        }
+    }
+
+    fn fields(&self) -> serde_json::Map<String, Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("verified".into(), json!(self.verified));
+        m
+    }
+
+    fn tables(&self) -> Vec<TableBlock> {
+        let mut table = TableBlock::new(["target", "file", "result"]);
+        for v in &self.verified {
+            match v {
+                Verified::Done {
+                    target,
+                    file,
+                    tables,
+                    ..
+                } => table.row([
+                    target.clone(),
+                    file.clone(),
+                    format!("ok ({tables} tables)"),
+                ]),
+                Verified::Failed { target, file, .. } => {
+                    table.row([target.clone(), file.clone(), "FAILED".into()])
+                }
+            }
+        }
+        vec![table]
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
