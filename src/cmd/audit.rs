@@ -3,7 +3,8 @@
 //! Targets are audited concurrently, one connection each, each bounded by [`TARGET_TIMEOUT`]
 //! so that a dead server is CRITICAL for its target without holding up the others. The
 //! checks themselves live in `crate::audit`; this module selects them (`--check`), applies
-//! `audit.ignore`, and turns the findings into a status, a table, JSON and JUnit XML.
+//! `audit.ignore`, and gathers the findings in one typed [`AuditReport`]: its status, tables,
+//! JSON and JUnit XML (`audit::junit`) all read the same findings.
 //!
 //! Status of a target: CRITICAL when a failed check's severity is at least `--fail-on`
 //! (default high) or when the target could not be audited at all; WARNING for any other
@@ -14,16 +15,17 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::audit::{
-    self, junit, severity_str, CheckDef, Finding, FindingStatus, Summary, TargetReport, Verdict,
+    self, junit, severity_str, CheckDef, Finding, FindingStatus, Severity, Summary, TargetReport,
+    Verdict,
 };
 use crate::cli::AuditArgs;
 use crate::config::Target;
 use crate::engine;
 use crate::engine::Driver;
-use crate::output::{Outcome, Status, TableBlock};
+use crate::output::{Outcome, Report, Status, TableBlock};
 use crate::Ctx;
 
 /// How long one target's whole audit (connection included) may take.
@@ -37,9 +39,9 @@ pub async fn run(args: &AuditArgs, ctx: &Ctx) -> Result<Outcome> {
         Ok(s) => s,
         Err(e) => {
             // A usage error of a check: UNKNOWN (exit 3), whatever the command kind.
-            let msg = e.to_string();
-            ctx.log.error(&msg);
-            return Ok(Outcome::new(Status::Unknown).field("error", msg));
+            let error = e.to_string();
+            ctx.log.error(&error);
+            return Ok(Outcome::from_report(&SelectionError { error }));
         }
     };
     for id in audit::unknown_ids(&ctx.config.audit.ignore) {
@@ -47,13 +49,16 @@ pub async fn run(args: &AuditArgs, ctx: &Ctx) -> Result<Outcome> {
             "audit.ignore: `{id}` is not a check id; it ignores nothing"
         ));
     }
-    let reports = futures_util::future::join_all(
+    let targets = futures_util::future::join_all(
         ctx.targets
             .iter()
             .map(|t| audit_target(t, selected.as_ref(), args, ctx)),
     )
     .await;
-    Ok(outcome(&reports, args))
+    Ok(Outcome::from_report(&AuditReport {
+        fail_on: args.fail_on,
+        targets,
+    }))
 }
 
 /// The checks of `target`'s engine that the selection keeps, in catalogue order.
@@ -161,90 +166,158 @@ fn shorten(s: &str, max: usize) -> String {
     out
 }
 
-fn outcome(reports: &[TargetReport], args: &AuditArgs) -> Outcome {
-    let worst = reports.iter().map(|r| r.status).max().unwrap_or(Status::Ok);
-    let mut targets: Vec<Value> = Vec::new();
-    let mut tables = Vec::new();
-    let mut lines = Vec::new();
-    for r in reports {
-        let s = Summary::of(&r.findings);
-        let mut t = json!({
-            "target": r.target,
-            "engine": r.engine.as_str(),
-            "status": r.status.as_str(),
-            "server_version": r.server_version,
-            "seconds": (r.seconds * 1000.0).round() / 1000.0,
-            "findings": r.findings.iter().map(Finding::json).collect::<Vec<_>>(),
-            "summary": s.json(),
-        });
-        if let Some(e) = &r.error {
-            t["error"] = json!(e);
-        }
-        targets.push(t);
+/// `--check` named no audit check: UNKNOWN (exit 3), and why.
+struct SelectionError {
+    error: String,
+}
 
-        let at_or_above = r
-            .findings
-            .iter()
-            .filter(|f| f.status == FindingStatus::Fail && f.check.severity >= args.fail_on)
-            .count();
+impl Report for SelectionError {
+    fn status(&self) -> Status {
+        Status::Unknown
+    }
+
+    fn fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("error".into(), json!(self.error));
+        m
+    }
+}
+
+/// What `audit` found: each target's findings, judged against `--fail-on`.
+struct AuditReport {
+    fail_on: Severity,
+    targets: Vec<TargetReport>,
+}
+
+/// A target in the JSON document.
+#[derive(serde::Serialize)]
+struct TargetJson<'a> {
+    target: &'a str,
+    engine: &'static str,
+    status: &'static str,
+    server_version: Option<&'a str>,
+    seconds: f64,
+    findings: Vec<Value>,
+    summary: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+impl<'a> TargetJson<'a> {
+    fn of(r: &'a TargetReport) -> Self {
+        TargetJson {
+            target: &r.target,
+            engine: r.engine.as_str(),
+            status: r.status.as_str(),
+            server_version: r.server_version.as_deref(),
+            seconds: (r.seconds * 1000.0).round() / 1000.0,
+            findings: r.findings.iter().map(Finding::json).collect(),
+            summary: Summary::of(&r.findings).json(),
+            error: r.error.as_deref(),
+        }
+    }
+}
+
+impl AuditReport {
+    /// One target's line: why it could not be audited, or its counts.
+    fn line(&self, r: &TargetReport) -> String {
         let what = match &r.error {
             Some(e) => format!("could not be audited: {e}"),
             None if r.findings.is_empty() => "no selected check applies to this engine".into(),
-            None => format!(
-                "{} fail ({at_or_above} at or above {}), {} error, {} pass, {} ignored",
-                s.fail,
-                severity_str(args.fail_on),
-                s.error,
-                s.pass,
-                s.ignored
-            ),
+            None => {
+                let s = Summary::of(&r.findings);
+                let at_or_above = r
+                    .findings
+                    .iter()
+                    .filter(|f| f.status == FindingStatus::Fail && f.check.severity >= self.fail_on)
+                    .count();
+                format!(
+                    "{} fail ({at_or_above} at or above {}), {} error, {} pass, {} ignored",
+                    s.fail,
+                    severity_str(self.fail_on),
+                    s.error,
+                    s.pass,
+                    s.ignored
+                )
+            }
         };
-        let version = r
-            .server_version
-            .as_deref()
-            .map(|v| format!(" {v}"))
-            .unwrap_or_default();
-        lines.push(format!(
+        format!(
             "AUDIT {} - {}: {what}",
             r.status.as_str().to_uppercase(),
             r.target
-        ));
-        if r.error.is_none() && !r.findings.is_empty() {
-            let mut table = TableBlock::new(["id", "severity", "status", "title", "detail"])
-                .titled(format!("{} ({}{version})", r.target, r.engine));
-            for f in table_order(&r.findings) {
-                table.row([
-                    f.check.id.to_string(),
-                    severity_str(f.check.severity).to_string(),
-                    f.status.as_str().to_string(),
-                    f.check.title.to_string(),
-                    shorten(&f.detail, TABLE_DETAIL_CHARS),
-                ]);
-            }
-            tables.push(table);
+        )
+    }
+}
+
+impl Report for AuditReport {
+    fn status(&self) -> Status {
+        self.targets
+            .iter()
+            .map(|r| r.status)
+            .max()
+            .unwrap_or(Status::Ok)
+    }
+
+    fn fields(&self) -> Map<String, Value> {
+        let targets: Vec<TargetJson> = self.targets.iter().map(TargetJson::of).collect();
+        let mut m = Map::new();
+        m.insert("fail_on".into(), json!(severity_str(self.fail_on)));
+        m.insert("targets".into(), json!(targets));
+        m
+    }
+
+    /// A table per audited target.
+    fn tables(&self) -> Vec<TableBlock> {
+        self.targets
+            .iter()
+            .filter(|r| r.error.is_none() && !r.findings.is_empty())
+            .map(|r| {
+                let version = r
+                    .server_version
+                    .as_deref()
+                    .map(|v| format!(" {v}"))
+                    .unwrap_or_default();
+                let mut table = TableBlock::new(["id", "severity", "status", "title", "detail"])
+                    .titled(format!("{} ({}{version})", r.target, r.engine));
+                for f in table_order(&r.findings) {
+                    table.row([
+                        f.check.id.to_string(),
+                        severity_str(f.check.severity).to_string(),
+                        f.status.as_str().to_string(),
+                        f.check.title.to_string(),
+                        shorten(&f.detail, TABLE_DETAIL_CHARS),
+                    ]);
+                }
+                table
+            })
+            .collect()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self.targets.iter().map(|r| self.line(r)).collect();
+        if self.targets.iter().any(|r| !r.findings.is_empty()) {
+            lines.push(
+                "remediation, CIS references and the statements that fix each finding: mairie-dba audit --format json"
+                    .into(),
+            );
         }
+        lines
     }
-    if reports.iter().any(|r| !r.findings.is_empty()) {
-        lines.push(
-            "remediation, CIS references and the statements that fix each finding: mairie-dba audit --format json"
-                .into(),
-        );
+
+    fn junit(&self) -> Option<String> {
+        Some(junit::render(&self.targets))
     }
-    let mut o = Outcome::new(worst)
-        .field("fail_on", severity_str(args.fail_on))
-        .field("targets", targets);
-    o.tables = tables;
-    o.lines = lines;
-    o.junit = Some(junit::render(reports));
-    o
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::audit::postgres::CHECKS;
-    use crate::audit::Severity;
     use crate::config::EngineKind;
+
+    fn outcome_of(targets: Vec<TargetReport>, fail_on: Severity) -> Outcome {
+        Outcome::from_report(&AuditReport { fail_on, targets })
+    }
 
     fn report(findings: Vec<Finding>, fail_on: Severity) -> TargetReport {
         TargetReport {
@@ -284,10 +357,6 @@ mod tests {
                 (high.id, FindingStatus::Pass)
             ]
         );
-        let args = AuditArgs {
-            fail_on: Severity::High,
-            checks: vec![],
-        };
         let down = TargetReport {
             target: "my".into(),
             engine: EngineKind::Mysql,
@@ -297,7 +366,7 @@ mod tests {
             findings: vec![],
             seconds: 0.0,
         };
-        let o = outcome(&[report(findings, Severity::High), down], &args);
+        let o = outcome_of(vec![report(findings, Severity::High), down], Severity::High);
         assert_eq!(o.status, Status::Critical);
         let j = o.json();
         let t = &j["targets"][0];
@@ -334,5 +403,113 @@ mod tests {
     fn table_details_are_shortened() {
         assert_eq!(shorten("abc", 5), "abc");
         assert_eq!(shorten("abcdef", 3), "abc…");
+    }
+
+    static HIGH: CheckDef = CheckDef {
+        id: "PG-T-01",
+        title: "Trust lines",
+        severity: Severity::High,
+        rationale: "why",
+        cis: "CIS 1.1",
+        remediation: "edit pg_hba.conf",
+        probe: crate::audit::Probe::Custom,
+    };
+    static LOW: CheckDef = CheckDef {
+        id: "PG-T-02",
+        title: "Logging",
+        severity: Severity::Low,
+        rationale: "because",
+        cis: "",
+        remediation: "ALTER SYSTEM",
+        probe: crate::audit::Probe::Custom,
+    };
+
+    #[test]
+    fn one_report_gives_the_json_the_tables_the_lines_and_the_junit() {
+        let findings = vec![
+            Finding::new(&LOW, Verdict::Pass("logged".into()), false),
+            Finding::new(
+                &HIGH,
+                Verdict::Fail {
+                    detail: "host all all 0.0.0.0/0 trust".into(),
+                    fix: vec!["-- remove the line".into()],
+                },
+                false,
+            ),
+            Finding::new(&LOW, Verdict::Error("permission denied".into()), false),
+            Finding::new(&HIGH, Verdict::fail("x".repeat(250)), true),
+        ];
+        let pg = TargetReport {
+            target: "pg".into(),
+            engine: EngineKind::Postgres,
+            status: audit::target_status(&findings, Severity::Critical),
+            server_version: Some("15.20".into()),
+            error: None,
+            findings,
+            seconds: 0.12345,
+        };
+        let down = TargetReport {
+            target: "my".into(),
+            engine: EngineKind::Mysql,
+            status: Status::Critical,
+            server_version: None,
+            error: Some("connection refused".into()),
+            findings: vec![],
+            seconds: 1.0,
+        };
+        let none = TargetReport {
+            target: "ms".into(),
+            engine: EngineKind::Mssql,
+            status: Status::Ok,
+            server_version: None,
+            error: None,
+            findings: vec![],
+            seconds: 0.0,
+        };
+        let reports = vec![pg, down, none];
+        let xml = junit::render(&reports);
+        let o = outcome_of(reports, Severity::Critical);
+        assert_eq!(o.status, Status::Critical);
+        let expected = concat!(
+            r#"{"status":"critical","fail_on":"critical","targets":["#,
+            r#"{"target":"pg","engine":"postgres","status":"warning","server_version":"15.20","seconds":0.123,"findings":["#,
+            r#"{"id":"PG-T-02","title":"Logging","severity":"low","status":"pass","detail":"logged","remediation":"ALTER SYSTEM","cis":"","rationale":"because"},"#,
+            r#"{"id":"PG-T-01","title":"Trust lines","severity":"high","status":"fail","detail":"host all all 0.0.0.0/0 trust","remediation":"edit pg_hba.conf","cis":"CIS 1.1","rationale":"why","fix":["-- remove the line"]},"#,
+            r#"{"id":"PG-T-02","title":"Logging","severity":"low","status":"error","detail":"permission denied","remediation":"ALTER SYSTEM","cis":"","rationale":"because"},"#,
+            r#"{"id":"PG-T-01","title":"Trust lines","severity":"high","status":"ignored","detail":"accepted risk (audit.ignore), fail: XS","remediation":"edit pg_hba.conf","cis":"CIS 1.1","rationale":"why"}],"#,
+            r#""summary":{"pass":1,"fail":1,"error":1,"ignored":1}},"#,
+            r#"{"target":"my","engine":"mysql","status":"critical","server_version":null,"seconds":1.0,"findings":[],"summary":{"pass":0,"fail":0,"error":0,"ignored":0},"error":"connection refused"},"#,
+            r#"{"target":"ms","engine":"mssql","status":"ok","server_version":null,"seconds":0.0,"findings":[],"summary":{"pass":0,"fail":0,"error":0,"ignored":0}}]}"#,
+        )
+        .replace("XS", &"x".repeat(250));
+        assert_eq!(serde_json::to_string(&o.json()).unwrap(), expected);
+        assert_eq!(o.tables.len(), 1);
+        assert_eq!(o.tables[0].title.as_deref(), Some("pg (postgres 15.20)"));
+        let rows: Vec<String> = o.tables[0].rows.iter().map(|r| r.join("|")).collect();
+        assert_eq!(
+            rows,
+            [
+                "PG-T-01|high|fail|Trust lines|host all all 0.0.0.0/0 trust".to_string(),
+                "PG-T-02|low|error|Logging|permission denied".to_string(),
+                format!(
+                    "PG-T-01|high|ignored|Trust lines|{}…",
+                    format!("accepted risk (audit.ignore), fail: {}", "x".repeat(250))
+                        .chars()
+                        .take(TABLE_DETAIL_CHARS)
+                        .collect::<String>()
+                ),
+                "PG-T-02|low|pass|Logging|logged".to_string(),
+            ]
+        );
+        assert_eq!(
+            o.lines,
+            [
+                "AUDIT WARNING - pg: 1 fail (0 at or above critical), 1 error, 1 pass, 1 ignored",
+                "AUDIT CRITICAL - my: could not be audited: connection refused",
+                "AUDIT OK - ms: no selected check applies to this engine",
+                "remediation, CIS references and the statements that fix each finding: mairie-dba audit --format json",
+            ]
+        );
+        assert_eq!(o.junit.as_deref(), Some(xml.as_str()));
     }
 }

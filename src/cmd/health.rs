@@ -1,23 +1,27 @@
 //! `health`: the checks a monitoring system calls every few minutes.
 //!
 //! This command reads `--check`, runs the health feature (`health/`: the table of checks,
-//! the engines' catalogues, thresholds and judging) and renders its reports: a table, JSON,
-//! or with `--format nagios` the classic plugin line with performance data. The exit code is
-//! the worst status, Nagios-style.
+//! the engines' catalogues, thresholds and judging) and renders its reports, one typed
+//! [`HealthReport`]: a table, JSON, or with `--format nagios` the classic plugin line with
+//! performance data (spelled by `output::nagios`). The exit code is the worst status,
+//! Nagios-style.
 
 use anyhow::Result;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::cli::HealthArgs;
 use crate::error::ConfigError;
 use crate::health::{self, Check, Judged, TargetReport, Unit};
-use crate::output::{Outcome, Status, TableBlock};
+use crate::output::nagios::{NagiosLine, PerfData, Range, Uom};
+use crate::output::{Outcome, Report, Status, TableBlock};
 use crate::Ctx;
 
 pub async fn run(args: &HealthArgs, ctx: &Ctx) -> Result<Outcome> {
     let wanted = selected(&args.checks)?;
-    let reports = health::check_targets(&ctx.config, &ctx.targets, &wanted).await?;
-    Ok(render(&reports))
+    let report = HealthReport {
+        targets: health::check_targets(&ctx.config, &ctx.targets, &wanted).await?,
+    };
+    Ok(Outcome::from_report(&report))
 }
 
 /// The checks `--check` names, or every check when it names none.
@@ -38,52 +42,133 @@ fn selected(names: &[String]) -> Result<Vec<Check>, ConfigError> {
         .collect()
 }
 
-fn render(reports: &[TargetReport<'_>]) -> Outcome {
-    let mut docs = Vec::new();
-    let mut table = TableBlock::new(["target", "check", "status", "value", "message"]);
-    let mut perf = Vec::new();
-    let mut problems = Vec::new();
-    for r in reports {
-        let target = r.target;
-        for j in &r.checks {
-            table.row([
-                target.name.clone(),
-                j.check.name().to_string(),
-                j.status.as_str().to_uppercase(),
-                j.value.map(|v| format_value(v, j.unit)).unwrap_or_default(),
-                j.message.clone(),
-            ]);
-            if j.status != Status::Ok {
-                problems.push(format!("{}: {} {}", target.name, j.check.name(), j.message));
-            }
-            if let Some(v) = j.value {
-                perf.push(perfdata(&target.name, j, v));
+/// What `health` found: each target's checks, judged.
+struct HealthReport<'a> {
+    targets: Vec<TargetReport<'a>>,
+}
+
+/// A target in the JSON document.
+#[derive(serde::Serialize)]
+struct TargetJson<'a> {
+    target: &'a str,
+    engine: &'static str,
+    status: &'static str,
+    seconds: f64,
+    checks: Vec<CheckJson<'a>>,
+}
+
+/// A check in the JSON document.
+#[derive(serde::Serialize)]
+struct CheckJson<'a> {
+    name: &'static str,
+    status: &'static str,
+    value: Option<f64>,
+    unit: &'static str,
+    message: &'a str,
+    warning: Option<f64>,
+    critical: Option<f64>,
+}
+
+impl<'a> CheckJson<'a> {
+    fn of(j: &'a Judged) -> Self {
+        CheckJson {
+            name: j.check.name(),
+            status: j.status.as_str(),
+            value: j.value,
+            unit: unit_symbol(j.unit),
+            message: &j.message,
+            warning: j.threshold.map(|t| t.warning),
+            critical: j.threshold.map(|t| t.critical),
+        }
+    }
+}
+
+impl HealthReport<'_> {
+    /// Every check not OK, or that all are.
+    fn summary(&self) -> String {
+        let problems: Vec<String> = self
+            .targets
+            .iter()
+            .flat_map(|r| {
+                r.checks
+                    .iter()
+                    .filter(|j| j.status != Status::Ok)
+                    .map(|j| format!("{}: {} {}", r.target.name, j.check.name(), j.message))
+            })
+            .collect();
+        if problems.is_empty() {
+            format!("{} target(s), all checks OK", self.targets.len())
+        } else {
+            problems.join("; ")
+        }
+    }
+
+    fn nagios_line(&self) -> NagiosLine {
+        NagiosLine {
+            status: self.status(),
+            message: self.summary(),
+            perfdata: self
+                .targets
+                .iter()
+                .flat_map(|r| {
+                    r.checks
+                        .iter()
+                        .filter_map(|j| j.value.map(|v| perfdata(&r.target.name, j, v)))
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Report for HealthReport<'_> {
+    fn status(&self) -> Status {
+        health::worst(self.targets.iter().map(|r| r.status))
+    }
+
+    fn fields(&self) -> Map<String, Value> {
+        let targets: Vec<TargetJson> = self
+            .targets
+            .iter()
+            .map(|r| TargetJson {
+                target: &r.target.name,
+                engine: r.target.engine.as_str(),
+                status: r.status.as_str(),
+                seconds: (r.took.as_secs_f64() * 1000.0).round() / 1000.0,
+                checks: r.checks.iter().map(CheckJson::of).collect(),
+            })
+            .collect();
+        let mut m = Map::new();
+        m.insert("targets".into(), json!(targets));
+        m
+    }
+
+    fn tables(&self) -> Vec<TableBlock> {
+        let mut table = TableBlock::new(["target", "check", "status", "value", "message"]);
+        for r in &self.targets {
+            for j in &r.checks {
+                table.row([
+                    r.target.name.clone(),
+                    j.check.name().to_string(),
+                    j.status.as_str().to_uppercase(),
+                    j.value.map(|v| format_value(v, j.unit)).unwrap_or_default(),
+                    j.message.clone(),
+                ]);
             }
         }
-        docs.push(json!({
-            "target": target.name, "engine": target.engine.as_str(), "status": r.status.as_str(),
-            "seconds": (r.took.as_secs_f64() * 1000.0).round() / 1000.0,
-            "checks": r.checks.iter().map(check_json).collect::<Vec<Value>>(),
-        }));
+        vec![table]
     }
-    let overall = health::worst(reports.iter().map(|r| r.status));
-    let summary = if problems.is_empty() {
-        format!("{} target(s), all checks OK", reports.len())
-    } else {
-        problems.join("; ")
-    };
-    let mut o = Outcome::new(overall).field("targets", docs);
-    o.tables.push(table);
-    o.lines.push(format!(
-        "HEALTH {} - {summary}",
-        overall.as_str().to_uppercase()
-    ));
-    o.nagios = Some(format!(
-        "MAIRIE-DBA {} - {summary} | {}",
-        overall.as_str().to_uppercase(),
-        perf.join(" ")
-    ));
-    o
+
+    fn lines(&self) -> Vec<String> {
+        vec![format!(
+            "HEALTH {} - {}",
+            self.status().as_str().to_uppercase(),
+            self.summary()
+        )]
+    }
+
+    fn nagios(&self) -> Option<String> {
+        Some(self.nagios_line().to_string())
+    }
 }
 
 fn unit_symbol(unit: Option<Unit>) -> &'static str {
@@ -99,25 +184,17 @@ fn format_value(v: f64, unit: Option<Unit>) -> String {
     }
 }
 
-fn check_json(j: &Judged) -> Value {
-    json!({
-        "name": j.check.name(), "status": j.status.as_str(), "value": j.value,
-        "unit": unit_symbol(j.unit), "message": j.message,
-        "warning": j.threshold.map(|t| t.warning), "critical": j.threshold.map(|t| t.critical),
-    })
-}
-
-/// `'postgres_connections'=83%;80;95` (Nagios plugin guidelines: label, value and unit of
-/// measure among s, %, B or none, then warning and critical).
-fn perfdata(target: &str, j: &Judged, v: f64) -> String {
+/// `'postgres_connections'=83%;80;95`: the plugin guidelines' units of measure are s, %, B or
+/// none, so milliseconds, hours and days are named in the label instead.
+fn perfdata(target: &str, j: &Judged, v: f64) -> PerfData {
     let (uom, suffix) = match j.unit {
-        Some(Unit::Percent) => ("%", ""),
-        Some(Unit::Seconds) => ("s", ""),
-        Some(Unit::Millis) => ("", "_ms"),
-        Some(Unit::Bytes) => ("B", ""),
-        Some(Unit::Hours) => ("", "_hours"),
-        Some(Unit::Days) => ("", "_days"),
-        Some(Unit::Count) | None => ("", ""),
+        Some(Unit::Percent) => (Uom::Percent, ""),
+        Some(Unit::Seconds) => (Uom::Seconds, ""),
+        Some(Unit::Millis) => (Uom::Number, "_ms"),
+        Some(Unit::Bytes) => (Uom::Bytes, ""),
+        Some(Unit::Hours) => (Uom::Number, "_hours"),
+        Some(Unit::Days) => (Uom::Number, "_days"),
+        Some(Unit::Count) | None => (Uom::Number, ""),
     };
     // The version check's value is the server's uptime.
     let label = if j.check == Check::Version {
@@ -125,22 +202,29 @@ fn perfdata(target: &str, j: &Judged, v: f64) -> String {
     } else {
         j.check.name()
     };
-    let mut s = format!("'{target}_{label}{suffix}'={v}{uom}");
-    if let Some(t) = j.threshold {
-        // Nagios ranges: `80` alerts above 80, `90:` alerts below 90.
-        if j.check.def().lower_is_worse {
-            s.push_str(&format!(";{}:;{}:", t.warning, t.critical));
-        } else {
-            s.push_str(&format!(";{};{}", t.warning, t.critical));
-        }
+    let range = if j.check.def().lower_is_worse {
+        Range::Below
+    } else {
+        Range::Above
+    };
+    PerfData {
+        label: format!("{target}_{label}{suffix}"),
+        value: v,
+        uom,
+        warning: j.threshold.map(|t| range(t.warning)),
+        critical: j.threshold.map(|t| range(t.critical)),
     }
-    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Threshold;
+    use crate::config::{Connection, EngineKind, PasswordSource, SslMode, Target, Threshold};
+    use std::time::Duration;
+
+    fn outcome(reports: Vec<TargetReport<'_>>) -> Outcome {
+        Outcome::from_report(&HealthReport { targets: reports })
+    }
 
     #[test]
     fn perfdata_follows_the_plugin_guidelines() {
@@ -156,7 +240,7 @@ mod tests {
             }),
         };
         assert_eq!(
-            perfdata("postgres", &j, 83.0),
+            perfdata("postgres", &j, 83.0).to_string(),
             "'postgres_connections'=83%;80;95"
         );
         let d = Judged {
@@ -165,20 +249,23 @@ mod tests {
             threshold: None,
             ..j.clone()
         };
-        assert_eq!(perfdata("pg", &d, 3.5), "'pg_vacuum_days'=3.5");
+        assert_eq!(perfdata("pg", &d, 3.5).to_string(), "'pg_vacuum_days'=3.5");
         let c = Judged {
             check: Check::CacheHit,
             threshold: Check::CacheHit.def().default_threshold,
             ..j.clone()
         };
-        assert_eq!(perfdata("pg", &c, 99.0), "'pg_cache_hit'=99%;90:;80:");
+        assert_eq!(
+            perfdata("pg", &c, 99.0).to_string(),
+            "'pg_cache_hit'=99%;90:;80:"
+        );
         let up = Judged {
             check: Check::Version,
             unit: Some(Unit::Seconds),
             threshold: None,
             ..j
         };
-        assert_eq!(perfdata("pg", &up, 3600.0), "'pg_uptime'=3600s");
+        assert_eq!(perfdata("pg", &up, 3600.0).to_string(), "'pg_uptime'=3600s");
     }
 
     #[test]
@@ -190,6 +277,135 @@ mod tests {
         assert!(
             e.starts_with("--check nope: no such check (checks: connectivity,"),
             "{e}"
+        );
+    }
+
+    fn target(name: &str, engine: EngineKind) -> Target {
+        Target {
+            name: name.into(),
+            engine,
+            enabled: true,
+            config_file: "config_test.yml".into(),
+            connection: Connection {
+                host: "127.0.0.1".into(),
+                port: 5432,
+                database: "mairie".into(),
+                user: "mairie".into(),
+                password: PasswordSource::Default,
+                sslmode: SslMode::Prefer,
+                connect_timeout: Duration::from_secs(5),
+                statement_timeout: Duration::from_secs(30),
+                encrypt: false,
+                trust_server_certificate: false,
+            },
+        }
+    }
+
+    fn judged(check: Check, status: Status, value: Option<f64>, message: &str) -> Judged {
+        Judged {
+            check,
+            status,
+            value,
+            unit: value.map(|_| check.def().unit),
+            message: message.into(),
+            threshold: check.def().default_threshold,
+        }
+    }
+
+    #[test]
+    fn one_report_gives_the_json_the_table_the_summary_and_the_plugin_line() {
+        let (pg, my) = (
+            target("pg", EngineKind::Postgres),
+            target("my", EngineKind::Mysql),
+        );
+        let reports = vec![
+            TargetReport {
+                target: &pg,
+                status: Status::Warning,
+                checks: vec![
+                    judged(
+                        Check::Connectivity,
+                        Status::Ok,
+                        Some(1.5),
+                        "round trip 1.5 ms",
+                    ),
+                    judged(Check::Connections, Status::Warning, Some(83.0), "83 of 100"),
+                    judged(Check::CacheHit, Status::Ok, Some(99.3), "99.3% hits"),
+                    judged(Check::DatabaseSize, Status::Ok, Some(4096.0), "4 KiB"),
+                    judged(Check::Replication, Status::Ok, None, "standalone"),
+                ],
+                took: Duration::from_millis(12),
+            },
+            TargetReport {
+                target: &my,
+                status: Status::Critical,
+                checks: vec![judged(
+                    Check::Connectivity,
+                    Status::Critical,
+                    None,
+                    "refused",
+                )],
+                took: Duration::from_micros(1500),
+            },
+        ];
+        let o = outcome(reports);
+        assert_eq!(o.status, Status::Critical);
+        assert_eq!(
+            serde_json::to_string(&o.json()).unwrap(),
+            concat!(
+                r#"{"status":"critical","targets":["#,
+                r#"{"target":"pg","engine":"postgres","status":"warning","seconds":0.012,"checks":["#,
+                r#"{"name":"connectivity","status":"ok","value":1.5,"unit":"ms","message":"round trip 1.5 ms","warning":100.0,"critical":1000.0},"#,
+                r#"{"name":"connections","status":"warning","value":83.0,"unit":"%","message":"83 of 100","warning":80.0,"critical":95.0},"#,
+                r#"{"name":"cache_hit","status":"ok","value":99.3,"unit":"%","message":"99.3% hits","warning":90.0,"critical":80.0},"#,
+                r#"{"name":"database_size","status":"ok","value":4096.0,"unit":"B","message":"4 KiB","warning":null,"critical":null},"#,
+                r#"{"name":"replication","status":"ok","value":null,"unit":"","message":"standalone","warning":30.0,"critical":300.0}]},"#,
+                r#"{"target":"my","engine":"mysql","status":"critical","seconds":0.002,"checks":["#,
+                r#"{"name":"connectivity","status":"critical","value":null,"unit":"","message":"refused","warning":100.0,"critical":1000.0}]}]}"#,
+            )
+        );
+        assert_eq!(o.tables.len(), 1);
+        let rows: Vec<String> = o.tables[0].rows.iter().map(|r| r.join("|")).collect();
+        assert_eq!(
+            rows,
+            [
+                "pg|connectivity|OK|1.5 ms|round trip 1.5 ms",
+                "pg|connections|WARNING|83%|83 of 100",
+                "pg|cache_hit|OK|99.3%|99.3% hits",
+                "pg|database_size|OK|4.00 KiB|4 KiB",
+                "pg|replication|OK||standalone",
+                "my|connectivity|CRITICAL||refused",
+            ]
+        );
+        assert_eq!(
+            o.lines,
+            ["HEALTH CRITICAL - pg: connections 83 of 100; my: connectivity refused"]
+        );
+        assert_eq!(
+            o.nagios.as_deref(),
+            Some(concat!(
+                "MAIRIE-DBA CRITICAL - pg: connections 83 of 100; my: connectivity refused | ",
+                "'pg_connectivity_ms'=1.5;100;1000 'pg_connections'=83%;80;95 ",
+                "'pg_cache_hit'=99.3%;90:;80: 'pg_database_size'=4096B"
+            ))
+        );
+
+        let all_ok = vec![TargetReport {
+            target: &my,
+            status: Status::Ok,
+            checks: vec![judged(
+                Check::Replication,
+                Status::Ok,
+                None,
+                "not a replica",
+            )],
+            took: Duration::ZERO,
+        }];
+        let o = outcome(all_ok);
+        assert_eq!(o.lines, ["HEALTH OK - 1 target(s), all checks OK"]);
+        assert_eq!(
+            o.nagios.as_deref(),
+            Some("MAIRIE-DBA OK - 1 target(s), all checks OK | ")
         );
     }
 }

@@ -4,6 +4,8 @@
 //! command gets `--format json` and consistent tables for free. A closed pipe
 //! (`mairie-dba … | head`) is not an error.
 
+pub mod nagios;
+
 use std::io::Write;
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
