@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::catalog::TableRef;
 use crate::cli::{CsvOptions, DateOrder, EncodingArg, LoadCsvArgs};
@@ -18,7 +18,7 @@ use crate::config::{DatasetEntry, Target};
 use crate::engine::Driver;
 use crate::engine::{self, Conn, LoadRequest};
 use crate::load::{self, CsvSpec};
-use crate::output::{Outcome, Status};
+use crate::output::{Outcome, Report, Status};
 use crate::Ctx;
 
 /// One file to load and how.
@@ -43,9 +43,7 @@ pub async fn run(args: &LoadCsvArgs, ctx: &Ctx) -> Result<Outcome> {
     } else {
         file_jobs(args)?
     };
-    let mut status = Status::Success;
-    let mut loads = Vec::new();
-    let mut lines = Vec::new();
+    let mut report = LoadReport { loads: Vec::new() };
     for target in &ctx.targets {
         let results = if args.all {
             load_all(target, &jobs, args.truncate, ctx).await
@@ -53,47 +51,100 @@ pub async fn run(args: &LoadCsvArgs, ctx: &Ctx) -> Result<Outcome> {
             load_files(target, &jobs, args.truncate, ctx).await
         };
         for (job, res) in jobs.iter().zip(results) {
-            let mut item = json!({
-                "target": target.name, "table": job.table.to_string(), "file": job.label,
-            });
-            match res {
-                Ok(l) => {
-                    lines.push(format!(
-                        "{}: {} <- {}: {} rows, {} in {:.2} s ({:.0} rows/s)",
-                        target.name,
-                        job.table,
-                        job.label,
-                        l.rows,
-                        human_bytes(l.bytes),
-                        l.seconds,
-                        l.rows as f64 / l.seconds.max(1e-9)
-                    ));
-                    item["rows"] = json!(l.rows);
-                    item["bytes"] = json!(l.bytes);
-                    item["seconds"] = json!((l.seconds * 1000.0).round() / 1000.0);
-                    item["status"] = json!("success");
-                }
+            let item = match res {
+                Ok(l) => LoadItem {
+                    target: target.name.clone(),
+                    table: job.table.to_string(),
+                    file: job.label.clone(),
+                    rows: l.rows,
+                    bytes: l.bytes,
+                    seconds: l.seconds,
+                    status: "success",
+                    error: None,
+                },
                 Err(e) => {
-                    status = Status::Failed;
                     let msg = format!("{e:#}");
                     ctx.log.error(format!("target `{}`: {msg}", target.name));
-                    lines.push(format!(
-                        "{}: {} <- {}: FAILED, nothing loaded",
-                        target.name, job.table, job.label
-                    ));
-                    item["rows"] = json!(0);
-                    item["bytes"] = json!(file_size(&job.path));
-                    item["seconds"] = json!(0.0);
-                    item["status"] = json!("failed");
-                    item["error"] = json!(msg);
+                    LoadItem {
+                        target: target.name.clone(),
+                        table: job.table.to_string(),
+                        file: job.label.clone(),
+                        rows: 0,
+                        bytes: file_size(&job.path),
+                        seconds: 0.0,
+                        status: "failed",
+                        error: Some(msg),
+                    }
                 }
-            }
-            loads.push(item);
+            };
+            report.loads.push(item);
         }
     }
-    let mut o = Outcome::new(status).field("loads", Value::Array(loads));
-    o.lines = lines;
-    Ok(o)
+    Ok(Outcome::from_report(&report))
+}
+
+/// What `load-csv` did: one load per file and target, in the order they were reported.
+struct LoadReport {
+    loads: Vec<LoadItem>,
+}
+
+/// One file on one target: what it loaded, or why it loaded nothing (then `rows` is 0 and
+/// `bytes` the file's size).
+#[derive(Debug, serde::Serialize)]
+struct LoadItem {
+    target: String,
+    table: String,
+    file: String,
+    rows: u64,
+    bytes: u64,
+    /// Exact here and in the summary line; rounded to the millisecond in the JSON.
+    #[serde(serialize_with = "to_millis")]
+    seconds: f64,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn to_millis<S: serde::Serializer>(seconds: &f64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_f64((seconds * 1000.0).round() / 1000.0)
+}
+
+impl Report for LoadReport {
+    fn status(&self) -> Status {
+        if self.loads.iter().any(|l| l.error.is_some()) {
+            Status::Failed
+        } else {
+            Status::Success
+        }
+    }
+
+    fn fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("loads".into(), json!(self.loads));
+        m
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.loads
+            .iter()
+            .map(|l| match &l.error {
+                None => format!(
+                    "{}: {} <- {}: {} rows, {} in {:.2} s ({:.0} rows/s)",
+                    l.target,
+                    l.table,
+                    l.file,
+                    l.rows,
+                    human_bytes(l.bytes),
+                    l.seconds,
+                    l.rows as f64 / l.seconds.max(1e-9)
+                ),
+                Some(_) => format!(
+                    "{}: {} <- {}: FAILED, nothing loaded",
+                    l.target, l.table, l.file
+                ),
+            })
+            .collect()
+    }
 }
 
 fn file_jobs(args: &LoadCsvArgs) -> Result<Vec<Job>> {
@@ -427,6 +478,44 @@ mod tests {
         let pos = |name: &str| order.iter().position(|&i| tables[i].name == name).unwrap();
         assert!(pos("citoyens") < pos("demandes") && pos("services") < pos("demandes"));
         assert!(pos("demandes") < pos("rdv"));
+    }
+
+    #[test]
+    fn a_report_rounds_seconds_in_json_only_and_fails_on_any_failed_file() {
+        let item = |file: &str, error: Option<&str>| LoadItem {
+            target: "postgres".into(),
+            table: "metier.citoyens".into(),
+            file: file.into(),
+            rows: if error.is_some() { 0 } else { 300 },
+            bytes: 2048,
+            seconds: if error.is_some() { 0.0 } else { 0.123456 },
+            status: if error.is_some() { "failed" } else { "success" },
+            error: error.map(str::to_string),
+        };
+        let ok = Outcome::from_report(&LoadReport {
+            loads: vec![item("a.csv", None)],
+        });
+        assert_eq!(ok.status, Status::Success);
+        assert_eq!(
+            serde_json::to_string(&ok.json()).unwrap(),
+            r#"{"status":"success","loads":[{"target":"postgres","table":"metier.citoyens","file":"a.csv","rows":300,"bytes":2048,"seconds":0.123,"status":"success"}]}"#
+        );
+        assert_eq!(
+            ok.lines,
+            ["postgres: metier.citoyens <- a.csv: 300 rows, 2.00 KiB in 0.12 s (2430 rows/s)"]
+        );
+        let failed = Outcome::from_report(&LoadReport {
+            loads: vec![item("a.csv", None), item("b.csv", Some("bad header"))],
+        });
+        assert_eq!(failed.status, Status::Failed);
+        assert_eq!(
+            serde_json::to_string(&failed.json()["loads"][1]).unwrap(),
+            r#"{"target":"postgres","table":"metier.citoyens","file":"b.csv","rows":0,"bytes":2048,"seconds":0.0,"status":"failed","error":"bad header"}"#
+        );
+        assert_eq!(
+            failed.lines[1],
+            "postgres: metier.citoyens <- b.csv: FAILED, nothing loaded"
+        );
     }
 
     #[test]

@@ -8,16 +8,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Value};
+use chrono::{DateTime, Utc};
+use serde::ser::SerializeMap;
+use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::catalog::{AppliedMigration, Migration};
 use crate::cli::{MigrationsArgs, SchemaCommand};
-use crate::config::Target;
+use crate::config::{EngineKind, Target};
 use crate::engine::Driver;
 use crate::engine::{self};
 use crate::error::ConfigError;
-use crate::output::{Outcome, Status, TableBlock};
+use crate::output::{Outcome, Report, Status, TableBlock};
 use crate::Ctx;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,36 +62,262 @@ pub async fn run(cmd: &SchemaCommand, ctx: &Ctx) -> Result<Outcome> {
         } => (migrations, *dry_run, true),
         SchemaCommand::Status { migrations } => (migrations, false, false),
     };
-    let mut status = Status::Success;
-    let mut results = Vec::new();
-    let mut tables = Vec::new();
-    let mut lines = Vec::new();
+    let mut report = SchemaReport {
+        targets: Vec::new(),
+    };
     for target in &ctx.targets {
         let dir = migrations_dir(args, ctx, target);
         let migrations = discover(&dir)?;
         let res = if apply {
-            apply_target(target, &migrations, dry_run, ctx).await
+            apply_target(target, &migrations, dry_run, ctx)
+                .await
+                .map(TargetItem::Apply)
         } else {
-            status_target(target, &migrations).await
+            status_target(target, &migrations)
+                .await
+                .map(TargetItem::Status)
         };
         match res {
-            Ok((doc, table, summary)) => {
-                results.push(doc);
-                tables.push(table);
-                lines.push(summary);
-            }
+            Ok(item) => report.targets.push(item),
             Err(e) => {
-                status = Status::Failed;
                 let msg = format!("{e:#}");
                 ctx.log.error(format!("target `{}`: {msg}", target.name));
-                results.push(json!({"target": target.name, "status": "failed", "error": msg}));
+                report.targets.push(TargetItem::Failed {
+                    target: target.name.clone(),
+                    status: "failed",
+                    error: msg,
+                });
             }
         }
     }
-    let mut o = Outcome::new(status).field("targets", results);
-    o.tables = tables;
-    o.lines = lines;
-    Ok(o)
+    Ok(Outcome::from_report(&report))
+}
+
+/// What `schema apply` or `schema status` did or found, target by target.
+struct SchemaReport {
+    targets: Vec<TargetItem>,
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+enum TargetItem {
+    Status(StatusDone),
+    Apply(ApplyDone),
+    Failed {
+        target: String,
+        status: &'static str,
+        error: String,
+    },
+}
+
+/// `schema status` on one target: each migration's state.
+#[derive(Debug, serde::Serialize)]
+struct StatusDone {
+    target: String,
+    #[serde(skip)]
+    engine: EngineKind,
+    status: &'static str,
+    migrations: Vec<MigrationState>,
+}
+
+/// One line of `schema status`: a migration file, a history row, or both.
+#[derive(Debug, serde::Serialize)]
+struct MigrationState {
+    version: i64,
+    description: String,
+    file: Option<String>,
+    state: State,
+    checksum: Option<String>,
+    applied_checksum: Option<String>,
+    #[serde(serialize_with = "rfc3339_secs")]
+    applied_at: Option<DateTime<Utc>>,
+    execution_ms: Option<i64>,
+    applied_by: Option<String>,
+}
+
+/// `schema apply` on one target: the migrations it applied, or with `--dry-run` would apply.
+/// Serialized by hand: the list's key is `pending` in a dry run, `applied` otherwise.
+#[derive(Debug)]
+struct ApplyDone {
+    target: String,
+    engine: EngineKind,
+    dry_run: bool,
+    migrations: Vec<ApplyItem>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ApplyItem {
+    version: i64,
+    description: String,
+    file: String,
+    checksum: String,
+    /// None in a dry run.
+    execution_ms: Option<i64>,
+}
+
+impl serde::Serialize for ApplyDone {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("target", &self.target)?;
+        m.serialize_entry("status", "success")?;
+        m.serialize_entry("dry_run", &self.dry_run)?;
+        let key = if self.dry_run { "pending" } else { "applied" };
+        m.serialize_entry(key, &self.migrations)?;
+        m.end()
+    }
+}
+
+impl serde::Serialize for State {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// A history timestamp in the JSON: RFC 3339, whole seconds, `Z`.
+fn rfc3339_secs<S: serde::Serializer>(
+    t: &Option<DateTime<Utc>>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        None => s.serialize_none(),
+    }
+}
+
+impl Report for SchemaReport {
+    fn status(&self) -> Status {
+        if self
+            .targets
+            .iter()
+            .any(|t| matches!(t, TargetItem::Failed { .. }))
+        {
+            Status::Failed
+        } else {
+            Status::Success
+        }
+    }
+
+    fn fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("targets".into(), json!(self.targets));
+        m
+    }
+
+    fn tables(&self) -> Vec<TableBlock> {
+        self.targets
+            .iter()
+            .filter_map(|t| match t {
+                TargetItem::Status(s) => Some(s.table()),
+                TargetItem::Apply(a) => Some(a.table()),
+                TargetItem::Failed { .. } => None,
+            })
+            .collect()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.targets
+            .iter()
+            .filter_map(|t| match t {
+                TargetItem::Status(s) => Some(s.summary()),
+                TargetItem::Apply(a) => Some(a.summary()),
+                TargetItem::Failed { .. } => None,
+            })
+            .collect()
+    }
+}
+
+impl MigrationState {
+    /// A planned entry as `schema status` shows it: the file's name and description, else
+    /// the history's.
+    fn of(e: &Entry) -> MigrationState {
+        let h = e.applied.as_ref();
+        MigrationState {
+            version: e.version,
+            description: e
+                .file
+                .as_ref()
+                .map(|f| f.description.clone())
+                .or_else(|| h.map(|h| h.description.clone()))
+                .unwrap_or_default(),
+            file: e
+                .file
+                .as_ref()
+                .map(|f| f.script.clone())
+                .or_else(|| h.map(|h| h.script.clone())),
+            state: e.state,
+            checksum: e.file.as_ref().map(|f| f.checksum.clone()),
+            applied_checksum: h.map(|h| h.checksum.clone()),
+            applied_at: h.map(|h| h.applied_at),
+            execution_ms: h.map(|h| h.execution_ms),
+            applied_by: h.map(|h| h.applied_by.clone()),
+        }
+    }
+}
+
+impl StatusDone {
+    fn table(&self) -> TableBlock {
+        let mut table =
+            TableBlock::new(["version", "description", "state", "applied at", "ms", "by"])
+                .titled(format!("target {} ({})", self.target, self.engine));
+        for m in &self.migrations {
+            table.row([
+                m.version.to_string(),
+                m.description.clone(),
+                m.state.as_str().to_string(),
+                m.applied_at
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_default(),
+                m.execution_ms.map(|ms| ms.to_string()).unwrap_or_default(),
+                m.applied_by.clone().unwrap_or_default(),
+            ]);
+        }
+        table
+    }
+
+    fn summary(&self) -> String {
+        let count = |s: State| self.migrations.iter().filter(|m| m.state == s).count();
+        format!(
+            "{}: {} applied, {} pending, {} modified, {} failed, {} missing",
+            self.target,
+            count(State::Applied),
+            count(State::Pending),
+            count(State::Modified),
+            count(State::Failed),
+            count(State::Missing)
+        )
+    }
+}
+
+impl ApplyDone {
+    fn table(&self) -> TableBlock {
+        let verb = if self.dry_run {
+            "would apply"
+        } else {
+            "applied"
+        };
+        let mut table = TableBlock::new(["version", "description", "file", "ms"])
+            .titled(format!("target {} ({}): {verb}", self.target, self.engine));
+        for m in &self.migrations {
+            table.row([
+                m.version.to_string(),
+                m.description.clone(),
+                m.file.clone(),
+                m.execution_ms.map(|t| t.to_string()).unwrap_or_default(),
+            ]);
+        }
+        table
+    }
+
+    fn summary(&self) -> String {
+        match (self.migrations.len(), self.dry_run) {
+            (0, _) => format!("{}: schema is up to date", self.target),
+            (n, true) => format!(
+                "{}: {n} migration(s) would be applied (dry run)",
+                self.target
+            ),
+            (n, false) => format!("{}: {n} migration(s) applied", self.target),
+        }
+    }
 }
 
 fn migrations_dir(args: &MigrationsArgs, ctx: &Ctx, target: &Target) -> PathBuf {
@@ -232,66 +460,19 @@ pub fn runnable(entries: &[Entry], failed_blocks: bool) -> Result<Vec<Migration>
     Ok(todo)
 }
 
-type TargetResult = (Value, TableBlock, String);
-
-async fn status_target(target: &Target, files: &[Migration]) -> Result<TargetResult> {
+async fn status_target(target: &Target, files: &[Migration]) -> Result<StatusDone> {
     let conn = engine::connect(target).await?;
     let history = conn.history().await?;
-    let entries = plan(files, &history);
-    let mut table = TableBlock::new(["version", "description", "state", "applied at", "ms", "by"])
-        .titled(format!("target {} ({})", target.name, target.engine));
-    let mut items = Vec::new();
-    for e in &entries {
-        let desc = e
-            .file
-            .as_ref()
-            .map(|f| f.description.clone())
-            .or_else(|| e.applied.as_ref().map(|h| h.description.clone()))
-            .unwrap_or_default();
-        table.row([
-            e.version.to_string(),
-            desc.clone(),
-            e.state.as_str().to_string(),
-            e.applied
-                .as_ref()
-                .map(|h| h.applied_at.format("%Y-%m-%d %H:%M:%S").to_string())
-                .unwrap_or_default(),
-            e.applied
-                .as_ref()
-                .map(|h| h.execution_ms.to_string())
-                .unwrap_or_default(),
-            e.applied
-                .as_ref()
-                .map(|h| h.applied_by.clone())
-                .unwrap_or_default(),
-        ]);
-        items.push(json!({
-            "version": e.version,
-            "description": desc,
-            "file": e.file.as_ref().map(|f| f.script.clone()).or_else(|| e.applied.as_ref().map(|h| h.script.clone())),
-            "state": e.state.as_str(),
-            "checksum": e.file.as_ref().map(|f| f.checksum.clone()),
-            "applied_checksum": e.applied.as_ref().map(|h| h.checksum.clone()),
-            "applied_at": e.applied.as_ref().map(|h| h.applied_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-            "execution_ms": e.applied.as_ref().map(|h| h.execution_ms),
-            "applied_by": e.applied.as_ref().map(|h| h.applied_by.clone()),
-        }));
-    }
-    let count = |s: State| entries.iter().filter(|e| e.state == s).count();
-    let summary = format!(
-        "{}: {} applied, {} pending, {} modified, {} failed, {} missing",
-        target.name,
-        count(State::Applied),
-        count(State::Pending),
-        count(State::Modified),
-        count(State::Failed),
-        count(State::Missing)
-    );
-    Ok((
-        json!({"target": target.name, "status": "success", "migrations": items}),
-        table,
-        summary,
-    ))
+    let migrations = plan(files, &history)
+        .iter()
+        .map(MigrationState::of)
+        .collect();
+    Ok(StatusDone {
+        target: target.name.clone(),
+        engine: target.engine,
+        status: "success",
+        migrations,
+    })
 }
 
 async fn apply_target(
@@ -299,7 +480,7 @@ async fn apply_target(
     files: &[Migration],
     dry_run: bool,
     ctx: &Ctx,
-) -> Result<TargetResult> {
+) -> Result<ApplyDone> {
     let mut conn = engine::connect(target).await?;
     if dry_run {
         let history = conn.history().await?;
@@ -307,7 +488,7 @@ async fn apply_target(
             &plan(files, &history),
             !conn.capabilities().transactional_ddl,
         )?;
-        return Ok(applied_result(target, &todo, &[], true));
+        return Ok(apply_done(target, &todo, &[], true));
     }
     if conn.lock_schema().await? {
         ctx.log.info(format!(
@@ -326,7 +507,7 @@ async fn apply_locked(
     target: &Target,
     files: &[Migration],
     ctx: &Ctx,
-) -> Result<TargetResult> {
+) -> Result<ApplyDone> {
     conn.ensure_history().await?;
     let history = conn.history().await?;
     let todo = runnable(
@@ -346,44 +527,27 @@ async fn apply_locked(
         ));
         done.push(took.as_millis() as i64);
     }
-    Ok(applied_result(target, &todo, &done, false))
+    Ok(apply_done(target, &todo, &done, false))
 }
 
-fn applied_result(target: &Target, todo: &[Migration], ms: &[i64], dry_run: bool) -> TargetResult {
-    let title = if dry_run {
-        format!("target {} ({}): would apply", target.name, target.engine)
-    } else {
-        format!("target {} ({}): applied", target.name, target.engine)
-    };
-    let mut table = TableBlock::new(["version", "description", "file", "ms"]).titled(title);
-    let mut items = Vec::new();
-    for (i, m) in todo.iter().enumerate() {
-        let took = ms.get(i).copied();
-        table.row([
-            m.version.to_string(),
-            m.description.clone(),
-            m.script.clone(),
-            took.map(|t| t.to_string()).unwrap_or_default(),
-        ]);
-        items.push(json!({
-            "version": m.version, "description": m.description, "file": m.script,
-            "checksum": m.checksum, "execution_ms": took,
-        }));
+/// The migrations `todo`, with how long each took (`ms`, empty in a dry run).
+fn apply_done(target: &Target, todo: &[Migration], ms: &[i64], dry_run: bool) -> ApplyDone {
+    ApplyDone {
+        target: target.name.clone(),
+        engine: target.engine,
+        dry_run,
+        migrations: todo
+            .iter()
+            .enumerate()
+            .map(|(i, m)| ApplyItem {
+                version: m.version,
+                description: m.description.clone(),
+                file: m.script.clone(),
+                checksum: m.checksum.clone(),
+                execution_ms: ms.get(i).copied(),
+            })
+            .collect(),
     }
-    let summary = match (todo.len(), dry_run) {
-        (0, _) => format!("{}: schema is up to date", target.name),
-        (n, true) => format!(
-            "{}: {n} migration(s) would be applied (dry run)",
-            target.name
-        ),
-        (n, false) => format!("{}: {n} migration(s) applied", target.name),
-    };
-    let key = if dry_run { "pending" } else { "applied" };
-    (
-        json!({"target": target.name, "status": "success", "dry_run": dry_run, key: items}),
-        table,
-        summary,
-    )
 }
 
 #[cfg(test)]
@@ -470,6 +634,84 @@ mod tests {
         assert!(
             e.contains("V002__m2.sql failed") && e.contains("by hand"),
             "{e}"
+        );
+    }
+
+    fn report(targets: Vec<TargetItem>) -> Outcome {
+        Outcome::from_report(&SchemaReport { targets })
+    }
+
+    #[test]
+    fn a_dry_run_lists_its_migrations_as_pending() {
+        let done = ApplyDone {
+            target: "postgres".into(),
+            engine: EngineKind::Postgres,
+            dry_run: true,
+            migrations: vec![ApplyItem {
+                version: 1,
+                description: "m1".into(),
+                file: "V001__m1.sql".into(),
+                checksum: "ab".into(),
+                execution_ms: None,
+            }],
+        };
+        let o = report(vec![TargetItem::Apply(done)]);
+        assert_eq!(
+            serde_json::to_string(&o.json()).unwrap(),
+            r#"{"status":"success","targets":[{"target":"postgres","status":"success","dry_run":true,"pending":[{"version":1,"description":"m1","file":"V001__m1.sql","checksum":"ab","execution_ms":null}]}]}"#
+        );
+        assert_eq!(
+            o.tables[0].title.as_deref(),
+            Some("target postgres (postgres): would apply")
+        );
+        assert_eq!(o.tables[0].rows, [["1", "m1", "V001__m1.sql", ""]]);
+        assert_eq!(
+            o.lines,
+            ["postgres: 1 migration(s) would be applied (dry run)"]
+        );
+    }
+
+    #[test]
+    fn status_counts_states_and_a_failed_target_fails_the_run() {
+        let p = plan(&[mig(1, "aa"), mig(2, "bb")], &[hist(1, "aa", true)]);
+        let applied_at = p[0].applied.as_ref().map(|h| h.applied_at);
+        let migrations = p.iter().map(MigrationState::of).collect();
+        let o = report(vec![
+            TargetItem::Status(StatusDone {
+                target: "mysql".into(),
+                engine: EngineKind::Mysql,
+                status: "success",
+                migrations,
+            }),
+            TargetItem::Failed {
+                target: "other".into(),
+                status: "failed",
+                error: "unreachable".into(),
+            },
+        ]);
+        assert_eq!(o.status, Status::Failed);
+        let doc = o.json();
+        let first = &doc["targets"][0]["migrations"][0];
+        assert_eq!(first["state"], "applied");
+        assert_eq!(
+            first["applied_at"].as_str(),
+            applied_at
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .as_deref()
+        );
+        assert_eq!(
+            doc["targets"][0]["migrations"][1]["applied_at"],
+            Value::Null
+        );
+        assert_eq!(
+            serde_json::to_string(&doc["targets"][1]).unwrap(),
+            r#"{"target":"other","status":"failed","error":"unreachable"}"#
+        );
+        assert_eq!(o.tables.len(), 1);
+        assert_eq!(o.tables[0].rows[1], ["2", "m2", "pending", "", "", ""]);
+        assert_eq!(
+            o.lines,
+            ["mysql: 1 applied, 1 pending, 0 modified, 0 failed, 0 missing"]
         );
     }
 
