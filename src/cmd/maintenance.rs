@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
 
 use crate::catalog::TableRef;
 use crate::cli::{MaintenanceCommand, MaintenanceTables};
@@ -16,7 +17,7 @@ use crate::config::Target;
 use crate::engine::{self, Conn};
 use crate::error::ConfigError;
 use crate::maintenance::{self as m, Finding, Work};
-use crate::output::{Outcome, Status, TableBlock};
+use crate::output::{Outcome, Report, Status, TableBlock};
 use crate::Ctx;
 
 pub async fn run(cmd: &MaintenanceCommand, ctx: &Ctx) -> Result<Outcome> {
@@ -38,14 +39,52 @@ fn secs(start: Instant) -> f64 {
     (start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
 }
 
-/// A target that could not be worked on at all: logged once, reported in the JSON.
-fn target_failure(ctx: &Ctx, target: &Target, e: &anyhow::Error) -> (String, Value) {
-    let msg = format!("{e:#}");
-    ctx.log.error(format!("target `{}`: {msg}", target.name));
-    (
-        msg.clone(),
-        json!({"target": target.name, "status": "failed", "error": msg}),
-    )
+/// How a target, or one of its tables, came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum State {
+    Success,
+    Failed,
+    /// `--dry-run`: listed, not run.
+    Planned,
+}
+
+/// A target's entry in a report: what was done on it, or why nothing could be.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum PerTarget<T> {
+    Done(T),
+    Failed(TargetFailed),
+}
+
+/// A target that could not be worked on at all.
+#[derive(Debug, Serialize)]
+struct TargetFailed {
+    target: String,
+    status: State,
+    error: String,
+}
+
+/// Logs, once, a target that could not be worked on at all.
+fn target_failure(ctx: &Ctx, target: &Target, e: &anyhow::Error) -> TargetFailed {
+    let error = format!("{e:#}");
+    ctx.log.error(format!("target `{}`: {error}", target.name));
+    TargetFailed {
+        target: target.name.clone(),
+        status: State::Failed,
+        error,
+    }
+}
+
+fn failure_line(f: &TargetFailed) -> String {
+    format!("{}: FAILED: {}", f.target, f.error)
+}
+
+/// The document's `targets` field.
+fn targets_field<T: Serialize>(targets: &[PerTarget<T>]) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("targets".into(), json!(targets));
+    m
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -57,74 +96,169 @@ async fn tables(ctx: &Ctx, work: Work, args: &MaintenanceTables) -> Result<Outco
         .iter()
         .map(|t| TableRef::parse(t))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut status = Status::Success;
-    let mut targets = Vec::new();
-    let mut blocks = Vec::new();
-    let mut lines = Vec::new();
+    let mut report = TablesReport {
+        targets: Vec::new(),
+        dry_run: args.dry_run,
+    };
     for target in &ctx.targets {
-        match tables_on(ctx, target, work, &named, args.dry_run).await {
-            Ok((item, block, failed)) => {
-                if failed > 0 {
-                    status = Status::Failed;
-                    lines.push(format!("{}: {failed} table(s) failed", target.name));
-                }
-                targets.push(item);
-                blocks.push(block);
-            }
-            Err(e) => {
-                status = Status::Failed;
-                let (msg, item) = target_failure(ctx, target, &e);
-                lines.push(format!("{}: FAILED: {msg}", target.name));
-                targets.push(item);
-            }
-        }
+        let item = match tables_on(ctx, target, work, &named, args.dry_run).await {
+            Ok(done) => PerTarget::Done(done),
+            Err(e) => PerTarget::Failed(target_failure(ctx, target, &e)),
+        };
+        report.targets.push(item);
     }
-    let mut o = Outcome::new(status).field("targets", targets);
-    if args.dry_run {
-        o = o.field("dry_run", true);
-    }
-    o.tables = blocks;
-    o.lines = lines;
-    Ok(o)
+    Ok(Outcome::from_report(&report))
 }
 
-/// One target: plan, then each table in turn. Returns the JSON entry, the table for people
-/// and how many tables failed.
+/// What `analyze` or `vacuum` did (or, with `--dry-run`, would do) on each target.
+struct TablesReport {
+    targets: Vec<PerTarget<TablesDone>>,
+    dry_run: bool,
+}
+
+/// One target's tables: failed as soon as one of them failed.
+#[derive(Debug, Serialize)]
+struct TablesDone {
+    target: String,
+    status: State,
+    tables: Vec<TableDone>,
+}
+
+impl TablesDone {
+    fn failed(&self) -> usize {
+        self.tables
+            .iter()
+            .filter(|t| t.status == State::Failed)
+            .count()
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct TableDone {
+    table: String,
+    action: String,
+    seconds: f64,
+    status: State,
+    /// What the server said, the error, or (planned) why the table is refused or its note.
+    detail: String,
+    statements: Vec<String>,
+    /// What is known before anything runs: the dry run shows it when there is nothing to run.
+    #[serde(skip)]
+    note: String,
+}
+
+impl Report for TablesReport {
+    fn status(&self) -> Status {
+        let failed = self.targets.iter().any(|t| match t {
+            PerTarget::Done(d) => d.status == State::Failed,
+            PerTarget::Failed(_) => true,
+        });
+        if failed {
+            Status::Failed
+        } else {
+            Status::Success
+        }
+    }
+
+    fn fields(&self) -> Map<String, Value> {
+        let mut m = targets_field(&self.targets);
+        if self.dry_run {
+            m.insert("dry_run".into(), json!(true));
+        }
+        m
+    }
+
+    fn tables(&self) -> Vec<TableBlock> {
+        self.targets
+            .iter()
+            .filter_map(|t| match t {
+                PerTarget::Done(d) if self.dry_run => Some(planned_block(d)),
+                PerTarget::Done(d) => Some(done_block(d)),
+                PerTarget::Failed(_) => None,
+            })
+            .collect()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.targets
+            .iter()
+            .filter_map(|t| match t {
+                PerTarget::Done(d) => {
+                    let failed = d.failed();
+                    (failed > 0).then(|| format!("{}: {failed} table(s) failed", d.target))
+                }
+                PerTarget::Failed(f) => Some(failure_line(f)),
+            })
+            .collect()
+    }
+}
+
+fn planned_block(d: &TablesDone) -> TableBlock {
+    let mut block = TableBlock::new(["table", "action", "statement"])
+        .titled(format!("{} (dry run: nothing runs)", d.target));
+    for t in &d.tables {
+        let shown = if t.statements.is_empty() {
+            format!("-- nothing to do ({})", t.note)
+        } else {
+            t.statements.join("\n")
+        };
+        block.row([t.table.clone(), t.action.clone(), shown]);
+    }
+    block
+}
+
+fn done_block(d: &TablesDone) -> TableBlock {
+    let mut block =
+        TableBlock::new(["table", "action", "seconds", "result"]).titled(d.target.clone());
+    for t in &d.tables {
+        let result = match (t.status, t.detail.is_empty()) {
+            (State::Success, true) => "ok".to_string(),
+            (State::Success, false) => format!("ok: {}", t.detail),
+            _ => format!("FAILED: {}", t.detail),
+        };
+        block.row([
+            t.table.clone(),
+            t.action.clone(),
+            format!("{:.2}", t.seconds),
+            result,
+        ]);
+    }
+    block
+}
+
+/// One target: plan, then each table in turn (with `dry_run`, only the plan).
 async fn tables_on(
     ctx: &Ctx,
     target: &Target,
     work: Work,
     named: &[TableRef],
     dry_run: bool,
-) -> Result<(Value, TableBlock, usize)> {
+) -> Result<TablesDone> {
     let mut conn = engine::connect(target).await?;
     let tasks = m::plan(&mut conn, work, named).await?;
-    let mut items = Vec::with_capacity(tasks.len());
-    let mut failed = 0;
+    let mut done = TablesDone {
+        target: target.name.clone(),
+        status: State::Success,
+        tables: Vec::with_capacity(tasks.len()),
+    };
     if dry_run {
-        let mut block = TableBlock::new(["table", "action", "statement"])
-            .titled(format!("{} (dry run: nothing runs)", target.name));
-        for t in &tasks {
-            let shown = if t.statements.is_empty() {
-                format!("-- nothing to do ({})", t.note)
-            } else {
-                t.statements.join("\n")
-            };
-            block.row([t.table.clone(), t.action.clone(), shown]);
-            items.push(json!({
-                "table": t.table, "action": t.action, "seconds": 0.0, "status": "planned",
-                "detail": t.refused.clone().unwrap_or_else(|| t.note.clone()),
-                "statements": t.statements,
-            }));
-        }
-        let item = json!({"target": target.name, "status": "success", "tables": items});
-        return Ok((item, block, 0));
+        done.tables = tasks
+            .into_iter()
+            .map(|t| TableDone {
+                detail: t.refused.unwrap_or_else(|| t.note.clone()),
+                table: t.table,
+                action: t.action,
+                seconds: 0.0,
+                status: State::Planned,
+                statements: t.statements,
+                note: t.note,
+            })
+            .collect();
+        return Ok(done);
     }
     m::lift_statement_timeout(&mut conn).await?;
     let bar = progress_bar(ctx, &target.name, tasks.len() as u64);
-    let mut block =
-        TableBlock::new(["table", "action", "seconds", "result"]).titled(target.name.clone());
-    for t in &tasks {
+    for t in tasks {
         if let Some(pb) = &bar {
             pb.set_message(t.table.clone());
         }
@@ -132,36 +266,30 @@ async fn tables_on(
             ctx.log.debug(format!("{}: {s}", target.name));
         }
         let start = Instant::now();
-        let res = m::run_task(&mut conn, t).await;
+        let res = m::run_task(&mut conn, &t).await;
         let seconds = secs(start);
-        let (state, detail) = match res {
-            Ok(detail) => ("success", detail),
+        let (status, detail) = match res {
+            Ok(detail) => (State::Success, detail),
             Err(e) => {
-                failed += 1;
+                done.status = State::Failed;
                 let msg = format!("{e:#}");
                 let line = format!("target `{}`: {}: {msg}", target.name, t.table);
                 match &bar {
                     Some(pb) => pb.suspend(|| ctx.log.error(&line)),
                     None => ctx.log.error(&line),
                 }
-                ("failed", msg)
+                (State::Failed, msg)
             }
         };
-        let result = match (state, detail.is_empty()) {
-            ("success", true) => "ok".to_string(),
-            ("success", false) => format!("ok: {detail}"),
-            _ => format!("FAILED: {detail}"),
-        };
-        block.row([
-            t.table.clone(),
-            t.action.clone(),
-            format!("{seconds:.2}"),
-            result,
-        ]);
-        items.push(json!({
-            "table": t.table, "action": t.action, "seconds": seconds, "status": state,
-            "detail": detail, "statements": t.statements,
-        }));
+        done.tables.push(TableDone {
+            table: t.table,
+            action: t.action,
+            seconds,
+            status,
+            detail,
+            statements: t.statements,
+            note: t.note,
+        });
         if let Some(pb) = &bar {
             pb.inc(1);
         }
@@ -169,9 +297,7 @@ async fn tables_on(
     if let Some(pb) = bar {
         pb.finish_and_clear();
     }
-    let state = if failed > 0 { "failed" } else { "success" };
-    let item = json!({"target": target.name, "status": state, "tables": items});
-    Ok((item, block, failed))
+    Ok(done)
 }
 
 fn progress_bar(ctx: &Ctx, target: &str, len: u64) -> Option<ProgressBar> {
@@ -229,9 +355,9 @@ async fn index_report(ctx: &Ctx) -> Result<Outcome> {
             }
             Err(e) => {
                 status = Status::Failed;
-                let (msg, item) = target_failure(ctx, target, &e);
-                lines.push(format!("{}: FAILED: {msg}", target.name));
-                targets.push(item);
+                let f = target_failure(ctx, target, &e);
+                lines.push(failure_line(&f));
+                targets.push(json!(f));
             }
         }
     }
@@ -294,9 +420,9 @@ async fn slow_queries(ctx: &Ctx, top: u32) -> Result<Outcome> {
             }
             Err(e) => {
                 status = Status::Failed;
-                let (msg, item) = target_failure(ctx, target, &e);
-                lines.push(format!("{}: FAILED: {msg}", target.name));
-                targets.push(item);
+                let f = target_failure(ctx, target, &e);
+                lines.push(failure_line(&f));
+                targets.push(json!(f));
             }
         }
     }
@@ -389,7 +515,8 @@ async fn cleanup(ctx: &Ctx, dry_run: bool, older_than_days: Option<u32>) -> Resu
             }
             Err(e) => {
                 status = Status::Failed;
-                let (msg, mut item) = target_failure(ctx, target, &e);
+                let f = target_failure(ctx, target, &e);
+                let mut item = json!(f);
                 item["deleted"] = json!(e
                     .downcast_ref::<Interrupted>()
                     .map(|i| i.deleted)
@@ -404,7 +531,7 @@ async fn cleanup(ctx: &Ctx, dry_run: bool, older_than_days: Option<u32>) -> Resu
                     format!("{:.2}", secs(start)),
                     "FAILED".into(),
                 ]);
-                lines.push(format!("{}: FAILED: {msg}", target.name));
+                lines.push(failure_line(&f));
                 targets.push(item);
             }
         }
