@@ -80,11 +80,31 @@ fn failure_line(f: &TargetFailed) -> String {
     format!("{}: FAILED: {}", f.target, f.error)
 }
 
+/// The status of a command whose targets either succeed or fail as a whole.
+fn status_of<T>(targets: &[PerTarget<T>]) -> Status {
+    if targets.iter().any(|t| matches!(t, PerTarget::Failed(_))) {
+        Status::Failed
+    } else {
+        Status::Success
+    }
+}
+
 /// The document's `targets` field.
 fn targets_field<T: Serialize>(targets: &[PerTarget<T>]) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("targets".into(), json!(targets));
     m
+}
+
+/// A summary line per target that failed as a whole.
+fn failure_lines<T>(targets: &[PerTarget<T>]) -> Vec<String> {
+    targets
+        .iter()
+        .filter_map(|t| match t {
+            PerTarget::Done(_) => None,
+            PerTarget::Failed(f) => Some(failure_line(f)),
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -320,55 +340,80 @@ fn progress_bar(ctx: &Ctx, target: &str, len: u64) -> Option<ProgressBar> {
 // index-report
 
 async fn index_report(ctx: &Ctx) -> Result<Outcome> {
-    let mut status = Status::Success;
-    let mut targets = Vec::new();
-    let mut blocks = Vec::new();
-    let mut lines = Vec::new();
+    let mut report = IndexReport {
+        targets: Vec::new(),
+    };
     for target in &ctx.targets {
         let res = async {
             let mut conn = engine::connect(target).await?;
             m::index_report(&mut conn, target.connection.statement_timeout).await
         }
         .await;
-        match res {
-            Ok(findings) => {
-                let mut block =
-                    TableBlock::new(["kind", "table", "index", "size", "detail", "fix"])
-                        .titled(format!("{}: {} finding(s)", target.name, findings.len()));
-                for f in &findings {
-                    block.row([
-                        f.kind.clone(),
-                        f.table.clone(),
-                        f.index.clone().unwrap_or_default(),
-                        f.size_bytes
-                            .map(|b| indicatif::HumanBytes(b.max(0) as u64).to_string())
-                            .unwrap_or_default(),
-                        f.detail.clone(),
-                        f.fix.clone().unwrap_or_default(),
-                    ]);
-                }
-                blocks.push(block);
-                targets.push(json!({
-                    "target": target.name, "status": "success",
-                    "findings": findings.iter().map(finding_json).collect::<Vec<_>>(),
-                }));
-            }
-            Err(e) => {
-                status = Status::Failed;
-                let f = target_failure(ctx, target, &e);
-                lines.push(failure_line(&f));
-                targets.push(json!(f));
-            }
-        }
+        let item = match res {
+            Ok(findings) => PerTarget::Done(IndexDone {
+                target: target.name.clone(),
+                status: State::Success,
+                findings,
+            }),
+            Err(e) => PerTarget::Failed(target_failure(ctx, target, &e)),
+        };
+        report.targets.push(item);
     }
-    let mut o = Outcome::new(status).field("targets", targets);
-    o.tables = blocks;
-    o.lines = lines;
-    Ok(o)
+    Ok(Outcome::from_report(&report))
 }
 
-fn finding_json(f: &Finding) -> Value {
-    serde_json::to_value(f).unwrap_or_else(|_| json!({"kind": f.kind}))
+/// What `index-report` found on each target.
+struct IndexReport {
+    targets: Vec<PerTarget<IndexDone>>,
+}
+
+#[derive(Debug, Serialize)]
+struct IndexDone {
+    target: String,
+    status: State,
+    findings: Vec<Finding>,
+}
+
+impl Report for IndexReport {
+    fn status(&self) -> Status {
+        status_of(&self.targets)
+    }
+
+    fn fields(&self) -> Map<String, Value> {
+        targets_field(&self.targets)
+    }
+
+    fn tables(&self) -> Vec<TableBlock> {
+        self.targets
+            .iter()
+            .filter_map(|t| match t {
+                PerTarget::Done(d) => Some(findings_block(d)),
+                PerTarget::Failed(_) => None,
+            })
+            .collect()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        failure_lines(&self.targets)
+    }
+}
+
+fn findings_block(d: &IndexDone) -> TableBlock {
+    let mut block = TableBlock::new(["kind", "table", "index", "size", "detail", "fix"])
+        .titled(format!("{}: {} finding(s)", d.target, d.findings.len()));
+    for f in &d.findings {
+        block.row([
+            f.kind.clone(),
+            f.table.clone(),
+            f.index.clone().unwrap_or_default(),
+            f.size_bytes
+                .map(|b| indicatif::HumanBytes(b.max(0) as u64).to_string())
+                .unwrap_or_default(),
+            f.detail.clone(),
+            f.fix.clone().unwrap_or_default(),
+        ]);
+    }
+    block
 }
 
 // ---------------------------------------------------------------------------------------------
