@@ -16,7 +16,7 @@ use crate::cli::{MaintenanceCommand, MaintenanceTables};
 use crate::config::Target;
 use crate::engine::{self, Conn};
 use crate::error::ConfigError;
-use crate::maintenance::{self as m, Finding, Work};
+use crate::maintenance::{self as m, Finding, SlowQuery, Work};
 use crate::output::{Outcome, Report, Status, TableBlock};
 use crate::Ctx;
 
@@ -420,61 +420,111 @@ fn findings_block(d: &IndexDone) -> TableBlock {
 // slow-queries
 
 async fn slow_queries(ctx: &Ctx, top: u32) -> Result<Outcome> {
-    let mut status = Status::Success;
-    let mut targets = Vec::new();
-    let mut blocks = Vec::new();
-    let mut lines = Vec::new();
+    let mut report = SlowReport {
+        targets: Vec::new(),
+    };
     for target in &ctx.targets {
         let res = async {
             let mut conn = engine::connect(target).await?;
             m::slow_queries(&mut conn, top, target.connection.statement_timeout).await
         }
         .await;
-        match res {
+        let item = match res {
             Ok(m::SlowQueries { queries, notes }) => {
                 for n in &notes {
                     ctx.log.warn(format!("{}: {n}", target.name));
                 }
-                let mut block = TableBlock::new(["calls", "total ms", "mean ms", "rows", "query"])
-                    .titled(format!(
-                        "{}: top {} statements by total time",
-                        target.name,
-                        queries.len()
-                    ));
-                for q in &queries {
-                    block.row([
-                        q.calls.to_string(),
-                        format!("{:.1}", q.total_ms),
-                        format!("{:.2}", q.mean_ms),
-                        q.rows.to_string(),
-                        one_line(&q.query, 300),
-                    ]);
-                }
-                blocks.push(block);
-                targets.push(json!({
-                    "target": target.name, "status": "success",
-                    "queries": queries.iter().map(|q| json!({
-                        "calls": q.calls,
-                        "total_ms": (q.total_ms * 1000.0).round() / 1000.0,
-                        "mean_ms": (q.mean_ms * 1000.0).round() / 1000.0,
-                        "rows": q.rows,
-                        "query": q.query,
-                    })).collect::<Vec<_>>(),
-                    "notes": notes,
-                }));
+                PerTarget::Done(SlowDone {
+                    target: target.name.clone(),
+                    status: State::Success,
+                    queries,
+                    notes,
+                })
             }
-            Err(e) => {
-                status = Status::Failed;
-                let f = target_failure(ctx, target, &e);
-                lines.push(failure_line(&f));
-                targets.push(json!(f));
-            }
-        }
+            Err(e) => PerTarget::Failed(target_failure(ctx, target, &e)),
+        };
+        report.targets.push(item);
     }
-    let mut o = Outcome::new(status).field("targets", targets);
-    o.tables = blocks;
-    o.lines = lines;
-    Ok(o)
+    Ok(Outcome::from_report(&report))
+}
+
+/// The most expensive statements of each target.
+struct SlowReport {
+    targets: Vec<PerTarget<SlowDone>>,
+}
+
+#[derive(Debug, Serialize)]
+struct SlowDone {
+    target: String,
+    status: State,
+    /// As measured: the document rounds the times to the microsecond, the table to its own
+    /// precision.
+    #[serde(serialize_with = "rounded_queries")]
+    queries: Vec<SlowQuery>,
+    notes: Vec<String>,
+}
+
+/// The statements with their times rounded to the microsecond.
+fn rounded_queries<S: serde::Serializer>(queries: &[SlowQuery], s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Rounded<'a> {
+        calls: i64,
+        total_ms: f64,
+        mean_ms: f64,
+        rows: i64,
+        query: &'a str,
+    }
+    let micro = |ms: f64| (ms * 1000.0).round() / 1000.0;
+    s.collect_seq(queries.iter().map(|q| Rounded {
+        calls: q.calls,
+        total_ms: micro(q.total_ms),
+        mean_ms: micro(q.mean_ms),
+        rows: q.rows,
+        query: &q.query,
+    }))
+}
+
+impl Report for SlowReport {
+    fn status(&self) -> Status {
+        status_of(&self.targets)
+    }
+
+    fn fields(&self) -> Map<String, Value> {
+        targets_field(&self.targets)
+    }
+
+    fn tables(&self) -> Vec<TableBlock> {
+        self.targets
+            .iter()
+            .filter_map(|t| match t {
+                PerTarget::Done(d) => Some(queries_block(d)),
+                PerTarget::Failed(_) => None,
+            })
+            .collect()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        failure_lines(&self.targets)
+    }
+}
+
+fn queries_block(d: &SlowDone) -> TableBlock {
+    let mut block =
+        TableBlock::new(["calls", "total ms", "mean ms", "rows", "query"]).titled(format!(
+            "{}: top {} statements by total time",
+            d.target,
+            d.queries.len()
+        ));
+    for q in &d.queries {
+        block.row([
+            q.calls.to_string(),
+            format!("{:.1}", q.total_ms),
+            format!("{:.2}", q.mean_ms),
+            q.rows.to_string(),
+            one_line(&q.query, 300),
+        ]);
+    }
+    block
 }
 
 /// A statement on one line, whitespace collapsed, cut at `max` characters.
@@ -685,6 +735,30 @@ mod tests {
     fn statements_are_shown_on_one_line() {
         assert_eq!(one_line("SELECT  a\n  FROM t", 100), "SELECT a FROM t");
         assert_eq!(one_line("abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn slow_query_times_are_rounded_in_the_document_only() {
+        let d = SlowDone {
+            target: "pg".into(),
+            status: State::Success,
+            queries: vec![SlowQuery {
+                calls: 3,
+                total_ms: 0.049_96,
+                mean_ms: 0.016_653_3,
+                rows: 1,
+                query: "SELECT\n  1".into(),
+            }],
+            notes: Vec::new(),
+        };
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            r#"{"target":"pg","status":"success","queries":[{"calls":3,"total_ms":0.05,"mean_ms":0.017,"rows":1,"query":"SELECT\n  1"}],"notes":[]}"#
+        );
+        assert_eq!(
+            queries_block(&d).rows[0],
+            ["3", "0.0", "0.02", "1", "SELECT 1"]
+        );
     }
 
     #[test]
