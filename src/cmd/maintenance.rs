@@ -566,80 +566,155 @@ async fn cleanup(ctx: &Ctx, dry_run: bool, older_than_days: Option<u32>) -> Resu
     if i32::try_from(days).is_err() {
         return Err(ConfigError::new(format!("--older-than-days {days}: too large")).into());
     }
-    let mut status = Status::Success;
-    let mut targets = Vec::new();
-    let mut block = TableBlock::new([
-        "target",
-        "table",
-        "older than",
-        "deleted",
-        "batches",
-        "seconds",
-        "status",
-    ]);
-    let mut lines = Vec::new();
+    let mut report = CleanupReport {
+        targets: Vec::new(),
+        journal_table: table.to_string(),
+        older_than_days: days,
+        dry_run,
+    };
     for target in &ctx.targets {
         let start = Instant::now();
-        let res = cleanup_on(ctx, target, &table, days, dry_run).await;
-        match res {
-            Ok(r) => {
-                let seconds = secs(start);
-                let counted = if dry_run {
-                    format!("{} (would delete)", r.would_delete)
-                } else {
-                    r.deleted.to_string()
-                };
-                block.row([
-                    target.name.clone(),
-                    r.table.clone(),
-                    r.cutoff.clone(),
-                    counted,
-                    r.batches.to_string(),
-                    format!("{seconds:.2}"),
-                    "success".into(),
-                ]);
-                let mut item = json!({
-                    "target": target.name, "status": "success", "table": r.table,
-                    "cutoff": r.cutoff, "deleted": r.deleted, "batches": r.batches,
-                    "seconds": seconds,
-                });
-                if dry_run {
-                    item["would_delete"] = json!(r.would_delete);
-                }
-                targets.push(item);
-            }
+        let item = match cleanup_on(ctx, target, &table, days, dry_run).await {
+            Ok(r) => CleanupItem::Done(CleanupDone {
+                target: target.name.clone(),
+                status: State::Success,
+                table: r.table,
+                cutoff: r.cutoff,
+                deleted: r.deleted,
+                batches: r.batches,
+                seconds: secs(start),
+                would_delete: dry_run.then_some(r.would_delete),
+            }),
             Err(e) => {
-                status = Status::Failed;
                 let f = target_failure(ctx, target, &e);
-                let mut item = json!(f);
-                item["deleted"] = json!(e
-                    .downcast_ref::<Interrupted>()
-                    .map(|i| i.deleted)
-                    .unwrap_or(0));
-                item["seconds"] = json!(secs(start));
-                block.row([
-                    target.name.clone(),
-                    table.to_string(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    format!("{:.2}", secs(start)),
-                    "FAILED".into(),
-                ]);
-                lines.push(failure_line(&f));
-                targets.push(item);
+                CleanupItem::Failed {
+                    target: f.target,
+                    status: f.status,
+                    error: f.error,
+                    deleted: e
+                        .downcast_ref::<Interrupted>()
+                        .map(|i| i.deleted)
+                        .unwrap_or(0),
+                    seconds: secs(start),
+                }
             }
+        };
+        report.targets.push(item);
+    }
+    Ok(Outcome::from_report(&report))
+}
+
+/// What `cleanup` purged (or, with `--dry-run`, would purge) on each target.
+struct CleanupReport {
+    targets: Vec<CleanupItem>,
+    /// The configured journal table, shown in the row of a target that failed.
+    journal_table: String,
+    older_than_days: u32,
+    dry_run: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum CleanupItem {
+    Done(CleanupDone),
+    /// A target that failed, with the rows an interrupted purge deleted for good.
+    Failed {
+        target: String,
+        status: State,
+        error: String,
+        deleted: u64,
+        seconds: f64,
+    },
+}
+
+#[derive(Debug, Serialize)]
+struct CleanupDone {
+    target: String,
+    status: State,
+    table: String,
+    cutoff: String,
+    deleted: u64,
+    batches: u64,
+    seconds: f64,
+    /// With `--dry-run`: the rows a purge would delete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    would_delete: Option<u64>,
+}
+
+impl Report for CleanupReport {
+    fn status(&self) -> Status {
+        if self
+            .targets
+            .iter()
+            .any(|t| matches!(t, CleanupItem::Failed { .. }))
+        {
+            Status::Failed
+        } else {
+            Status::Success
         }
     }
-    let mut o = Outcome::new(status)
-        .field("targets", targets)
-        .field("older_than_days", days);
-    if dry_run {
-        o = o.field("dry_run", true);
+
+    fn fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("targets".into(), json!(self.targets));
+        m.insert("older_than_days".into(), json!(self.older_than_days));
+        if self.dry_run {
+            m.insert("dry_run".into(), json!(true));
+        }
+        m
     }
-    o.tables.push(block);
-    o.lines = lines;
-    Ok(o)
+
+    fn tables(&self) -> Vec<TableBlock> {
+        let mut block = TableBlock::new([
+            "target",
+            "table",
+            "older than",
+            "deleted",
+            "batches",
+            "seconds",
+            "status",
+        ]);
+        for t in &self.targets {
+            match t {
+                CleanupItem::Done(d) => block.row([
+                    d.target.clone(),
+                    d.table.clone(),
+                    d.cutoff.clone(),
+                    match d.would_delete {
+                        Some(n) => format!("{n} (would delete)"),
+                        None => d.deleted.to_string(),
+                    },
+                    d.batches.to_string(),
+                    format!("{:.2}", d.seconds),
+                    "success".into(),
+                ]),
+                CleanupItem::Failed {
+                    target, seconds, ..
+                } => block.row([
+                    target.clone(),
+                    self.journal_table.clone(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    format!("{seconds:.2}"),
+                    "FAILED".into(),
+                ]),
+            }
+        }
+        vec![block]
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.targets
+            .iter()
+            .filter_map(|t| match t {
+                CleanupItem::Done(_) => None,
+                CleanupItem::Failed { target, error, .. } => {
+                    Some(format!("{target}: FAILED: {error}"))
+                }
+            })
+            .collect()
+    }
 }
 
 struct Cleaned {
@@ -759,6 +834,51 @@ mod tests {
             queries_block(&d).rows[0],
             ["3", "0.0", "0.02", "1", "SELECT 1"]
         );
+    }
+
+    #[test]
+    fn a_cleanup_report_says_what_would_go_and_what_failed() {
+        let r = CleanupReport {
+            targets: vec![
+                CleanupItem::Done(CleanupDone {
+                    target: "pg".into(),
+                    status: State::Success,
+                    table: "metier.journal_audit".into(),
+                    cutoff: "2025-01-01 00:00:00+00".into(),
+                    deleted: 0,
+                    batches: 0,
+                    seconds: 0.0125,
+                    would_delete: Some(7),
+                }),
+                CleanupItem::Failed {
+                    target: "my".into(),
+                    status: State::Failed,
+                    error: "lock timeout".into(),
+                    deleted: 4,
+                    seconds: 1.5,
+                },
+            ],
+            journal_table: "metier.journal_audit".into(),
+            older_than_days: 30,
+            dry_run: true,
+        };
+        assert_eq!(r.status(), Status::Failed);
+        assert_eq!(
+            serde_json::to_string(&r.fields()).unwrap(),
+            concat!(
+                r#"{"targets":[{"target":"pg","status":"success","table":"metier.journal_audit","#,
+                r#""cutoff":"2025-01-01 00:00:00+00","deleted":0,"batches":0,"seconds":0.0125,"#,
+                r#""would_delete":7},{"target":"my","status":"failed","error":"lock timeout","#,
+                r#""deleted":4,"seconds":1.5}],"older_than_days":30,"dry_run":true}"#
+            )
+        );
+        let rows = &r.tables()[0].rows;
+        assert_eq!(rows[0][3], "7 (would delete)");
+        assert_eq!(
+            rows[1],
+            ["my", "metier.journal_audit", "", "", "", "1.50", "FAILED"]
+        );
+        assert_eq!(r.lines(), ["my: FAILED: lock timeout"]);
     }
 
     #[test]
