@@ -8,15 +8,16 @@ use std::time::Instant;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
 
 use crate::catalog::TableRef;
 use crate::cli::{MaintenanceCommand, MaintenanceTables};
 use crate::config::Target;
 use crate::engine::{self, Conn};
 use crate::error::ConfigError;
-use crate::maintenance::{self as m, Finding, Work};
-use crate::output::{Outcome, Status, TableBlock};
+use crate::maintenance::{self as m, Finding, SlowQuery, Work};
+use crate::output::{Outcome, Report, Status, TableBlock};
 use crate::Ctx;
 
 pub async fn run(cmd: &MaintenanceCommand, ctx: &Ctx) -> Result<Outcome> {
@@ -38,14 +39,72 @@ fn secs(start: Instant) -> f64 {
     (start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
 }
 
-/// A target that could not be worked on at all: logged once, reported in the JSON.
-fn target_failure(ctx: &Ctx, target: &Target, e: &anyhow::Error) -> (String, Value) {
-    let msg = format!("{e:#}");
-    ctx.log.error(format!("target `{}`: {msg}", target.name));
-    (
-        msg.clone(),
-        json!({"target": target.name, "status": "failed", "error": msg}),
-    )
+/// How a target, or one of its tables, came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum State {
+    Success,
+    Failed,
+    /// `--dry-run`: listed, not run.
+    Planned,
+}
+
+/// A target's entry in a report: what was done on it, or why nothing could be.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum PerTarget<T> {
+    Done(T),
+    Failed(TargetFailed),
+}
+
+/// A target that could not be worked on at all.
+#[derive(Debug, Serialize)]
+struct TargetFailed {
+    target: String,
+    status: State,
+    error: String,
+}
+
+/// Logs, once, a target that could not be worked on at all.
+fn target_failure(ctx: &Ctx, target: &Target, e: &anyhow::Error) -> TargetFailed {
+    let error = format!("{e:#}");
+    ctx.log.error(format!("target `{}`: {error}", target.name));
+    TargetFailed {
+        target: target.name.clone(),
+        status: State::Failed,
+        error,
+    }
+}
+
+fn failure_line(f: &TargetFailed) -> String {
+    format!("{}: FAILED: {}", f.target, f.error)
+}
+
+/// The status of a command whose targets either succeed or fail as a whole.
+fn status_of<T>(targets: &[PerTarget<T>]) -> Status {
+    if targets.iter().any(|t| matches!(t, PerTarget::Failed(_))) {
+        Status::Failed
+    } else {
+        Status::Success
+    }
+}
+
+/// The document's `targets` field.
+fn targets_field<T: Serialize>(targets: &[PerTarget<T>]) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("targets".into(), json!(targets));
+    m
+}
+
+/// A summary line per target that failed as a whole.
+fn failure_lines<T>(targets: &[PerTarget<T>]) -> Vec<String> {
+    targets
+        .iter()
+        .filter_map(|t| match t {
+            PerTarget::Done(_) => None,
+            PerTarget::Failed(f) => Some(failure_line(f)),
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -57,74 +116,169 @@ async fn tables(ctx: &Ctx, work: Work, args: &MaintenanceTables) -> Result<Outco
         .iter()
         .map(|t| TableRef::parse(t))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut status = Status::Success;
-    let mut targets = Vec::new();
-    let mut blocks = Vec::new();
-    let mut lines = Vec::new();
+    let mut report = TablesReport {
+        targets: Vec::new(),
+        dry_run: args.dry_run,
+    };
     for target in &ctx.targets {
-        match tables_on(ctx, target, work, &named, args.dry_run).await {
-            Ok((item, block, failed)) => {
-                if failed > 0 {
-                    status = Status::Failed;
-                    lines.push(format!("{}: {failed} table(s) failed", target.name));
-                }
-                targets.push(item);
-                blocks.push(block);
-            }
-            Err(e) => {
-                status = Status::Failed;
-                let (msg, item) = target_failure(ctx, target, &e);
-                lines.push(format!("{}: FAILED: {msg}", target.name));
-                targets.push(item);
-            }
-        }
+        let item = match tables_on(ctx, target, work, &named, args.dry_run).await {
+            Ok(done) => PerTarget::Done(done),
+            Err(e) => PerTarget::Failed(target_failure(ctx, target, &e)),
+        };
+        report.targets.push(item);
     }
-    let mut o = Outcome::new(status).field("targets", targets);
-    if args.dry_run {
-        o = o.field("dry_run", true);
-    }
-    o.tables = blocks;
-    o.lines = lines;
-    Ok(o)
+    Ok(Outcome::from_report(&report))
 }
 
-/// One target: plan, then each table in turn. Returns the JSON entry, the table for people
-/// and how many tables failed.
+/// What `analyze` or `vacuum` did (or, with `--dry-run`, would do) on each target.
+struct TablesReport {
+    targets: Vec<PerTarget<TablesDone>>,
+    dry_run: bool,
+}
+
+/// One target's tables: failed as soon as one of them failed.
+#[derive(Debug, Serialize)]
+struct TablesDone {
+    target: String,
+    status: State,
+    tables: Vec<TableDone>,
+}
+
+impl TablesDone {
+    fn failed(&self) -> usize {
+        self.tables
+            .iter()
+            .filter(|t| t.status == State::Failed)
+            .count()
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct TableDone {
+    table: String,
+    action: String,
+    seconds: f64,
+    status: State,
+    /// What the server said, the error, or (planned) why the table is refused or its note.
+    detail: String,
+    statements: Vec<String>,
+    /// What is known before anything runs: the dry run shows it when there is nothing to run.
+    #[serde(skip)]
+    note: String,
+}
+
+impl Report for TablesReport {
+    fn status(&self) -> Status {
+        let failed = self.targets.iter().any(|t| match t {
+            PerTarget::Done(d) => d.status == State::Failed,
+            PerTarget::Failed(_) => true,
+        });
+        if failed {
+            Status::Failed
+        } else {
+            Status::Success
+        }
+    }
+
+    fn fields(&self) -> Map<String, Value> {
+        let mut m = targets_field(&self.targets);
+        if self.dry_run {
+            m.insert("dry_run".into(), json!(true));
+        }
+        m
+    }
+
+    fn tables(&self) -> Vec<TableBlock> {
+        self.targets
+            .iter()
+            .filter_map(|t| match t {
+                PerTarget::Done(d) if self.dry_run => Some(planned_block(d)),
+                PerTarget::Done(d) => Some(done_block(d)),
+                PerTarget::Failed(_) => None,
+            })
+            .collect()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.targets
+            .iter()
+            .filter_map(|t| match t {
+                PerTarget::Done(d) => {
+                    let failed = d.failed();
+                    (failed > 0).then(|| format!("{}: {failed} table(s) failed", d.target))
+                }
+                PerTarget::Failed(f) => Some(failure_line(f)),
+            })
+            .collect()
+    }
+}
+
+fn planned_block(d: &TablesDone) -> TableBlock {
+    let mut block = TableBlock::new(["table", "action", "statement"])
+        .titled(format!("{} (dry run: nothing runs)", d.target));
+    for t in &d.tables {
+        let shown = if t.statements.is_empty() {
+            format!("-- nothing to do ({})", t.note)
+        } else {
+            t.statements.join("\n")
+        };
+        block.row([t.table.clone(), t.action.clone(), shown]);
+    }
+    block
+}
+
+fn done_block(d: &TablesDone) -> TableBlock {
+    let mut block =
+        TableBlock::new(["table", "action", "seconds", "result"]).titled(d.target.clone());
+    for t in &d.tables {
+        let result = match (t.status, t.detail.is_empty()) {
+            (State::Success, true) => "ok".to_string(),
+            (State::Success, false) => format!("ok: {}", t.detail),
+            _ => format!("FAILED: {}", t.detail),
+        };
+        block.row([
+            t.table.clone(),
+            t.action.clone(),
+            format!("{:.2}", t.seconds),
+            result,
+        ]);
+    }
+    block
+}
+
+/// One target: plan, then each table in turn (with `dry_run`, only the plan).
 async fn tables_on(
     ctx: &Ctx,
     target: &Target,
     work: Work,
     named: &[TableRef],
     dry_run: bool,
-) -> Result<(Value, TableBlock, usize)> {
+) -> Result<TablesDone> {
     let mut conn = engine::connect(target).await?;
     let tasks = m::plan(&mut conn, work, named).await?;
-    let mut items = Vec::with_capacity(tasks.len());
-    let mut failed = 0;
+    let mut done = TablesDone {
+        target: target.name.clone(),
+        status: State::Success,
+        tables: Vec::with_capacity(tasks.len()),
+    };
     if dry_run {
-        let mut block = TableBlock::new(["table", "action", "statement"])
-            .titled(format!("{} (dry run: nothing runs)", target.name));
-        for t in &tasks {
-            let shown = if t.statements.is_empty() {
-                format!("-- nothing to do ({})", t.note)
-            } else {
-                t.statements.join("\n")
-            };
-            block.row([t.table.clone(), t.action.clone(), shown]);
-            items.push(json!({
-                "table": t.table, "action": t.action, "seconds": 0.0, "status": "planned",
-                "detail": t.refused.clone().unwrap_or_else(|| t.note.clone()),
-                "statements": t.statements,
-            }));
-        }
-        let item = json!({"target": target.name, "status": "success", "tables": items});
-        return Ok((item, block, 0));
+        done.tables = tasks
+            .into_iter()
+            .map(|t| TableDone {
+                detail: t.refused.unwrap_or_else(|| t.note.clone()),
+                table: t.table,
+                action: t.action,
+                seconds: 0.0,
+                status: State::Planned,
+                statements: t.statements,
+                note: t.note,
+            })
+            .collect();
+        return Ok(done);
     }
     m::lift_statement_timeout(&mut conn).await?;
     let bar = progress_bar(ctx, &target.name, tasks.len() as u64);
-    let mut block =
-        TableBlock::new(["table", "action", "seconds", "result"]).titled(target.name.clone());
-    for t in &tasks {
+    for t in tasks {
         if let Some(pb) = &bar {
             pb.set_message(t.table.clone());
         }
@@ -132,36 +286,30 @@ async fn tables_on(
             ctx.log.debug(format!("{}: {s}", target.name));
         }
         let start = Instant::now();
-        let res = m::run_task(&mut conn, t).await;
+        let res = m::run_task(&mut conn, &t).await;
         let seconds = secs(start);
-        let (state, detail) = match res {
-            Ok(detail) => ("success", detail),
+        let (status, detail) = match res {
+            Ok(detail) => (State::Success, detail),
             Err(e) => {
-                failed += 1;
+                done.status = State::Failed;
                 let msg = format!("{e:#}");
                 let line = format!("target `{}`: {}: {msg}", target.name, t.table);
                 match &bar {
                     Some(pb) => pb.suspend(|| ctx.log.error(&line)),
                     None => ctx.log.error(&line),
                 }
-                ("failed", msg)
+                (State::Failed, msg)
             }
         };
-        let result = match (state, detail.is_empty()) {
-            ("success", true) => "ok".to_string(),
-            ("success", false) => format!("ok: {detail}"),
-            _ => format!("FAILED: {detail}"),
-        };
-        block.row([
-            t.table.clone(),
-            t.action.clone(),
-            format!("{seconds:.2}"),
-            result,
-        ]);
-        items.push(json!({
-            "table": t.table, "action": t.action, "seconds": seconds, "status": state,
-            "detail": detail, "statements": t.statements,
-        }));
+        done.tables.push(TableDone {
+            table: t.table,
+            action: t.action,
+            seconds,
+            status,
+            detail,
+            statements: t.statements,
+            note: t.note,
+        });
         if let Some(pb) = &bar {
             pb.inc(1);
         }
@@ -169,9 +317,7 @@ async fn tables_on(
     if let Some(pb) = bar {
         pb.finish_and_clear();
     }
-    let state = if failed > 0 { "failed" } else { "success" };
-    let item = json!({"target": target.name, "status": state, "tables": items});
-    Ok((item, block, failed))
+    Ok(done)
 }
 
 fn progress_bar(ctx: &Ctx, target: &str, len: u64) -> Option<ProgressBar> {
@@ -194,116 +340,191 @@ fn progress_bar(ctx: &Ctx, target: &str, len: u64) -> Option<ProgressBar> {
 // index-report
 
 async fn index_report(ctx: &Ctx) -> Result<Outcome> {
-    let mut status = Status::Success;
-    let mut targets = Vec::new();
-    let mut blocks = Vec::new();
-    let mut lines = Vec::new();
+    let mut report = IndexReport {
+        targets: Vec::new(),
+    };
     for target in &ctx.targets {
         let res = async {
             let mut conn = engine::connect(target).await?;
             m::index_report(&mut conn, target.connection.statement_timeout).await
         }
         .await;
-        match res {
-            Ok(findings) => {
-                let mut block =
-                    TableBlock::new(["kind", "table", "index", "size", "detail", "fix"])
-                        .titled(format!("{}: {} finding(s)", target.name, findings.len()));
-                for f in &findings {
-                    block.row([
-                        f.kind.clone(),
-                        f.table.clone(),
-                        f.index.clone().unwrap_or_default(),
-                        f.size_bytes
-                            .map(|b| indicatif::HumanBytes(b.max(0) as u64).to_string())
-                            .unwrap_or_default(),
-                        f.detail.clone(),
-                        f.fix.clone().unwrap_or_default(),
-                    ]);
-                }
-                blocks.push(block);
-                targets.push(json!({
-                    "target": target.name, "status": "success",
-                    "findings": findings.iter().map(finding_json).collect::<Vec<_>>(),
-                }));
-            }
-            Err(e) => {
-                status = Status::Failed;
-                let (msg, item) = target_failure(ctx, target, &e);
-                lines.push(format!("{}: FAILED: {msg}", target.name));
-                targets.push(item);
-            }
-        }
+        let item = match res {
+            Ok(findings) => PerTarget::Done(IndexDone {
+                target: target.name.clone(),
+                status: State::Success,
+                findings,
+            }),
+            Err(e) => PerTarget::Failed(target_failure(ctx, target, &e)),
+        };
+        report.targets.push(item);
     }
-    let mut o = Outcome::new(status).field("targets", targets);
-    o.tables = blocks;
-    o.lines = lines;
-    Ok(o)
+    Ok(Outcome::from_report(&report))
 }
 
-fn finding_json(f: &Finding) -> Value {
-    serde_json::to_value(f).unwrap_or_else(|_| json!({"kind": f.kind}))
+/// What `index-report` found on each target.
+struct IndexReport {
+    targets: Vec<PerTarget<IndexDone>>,
+}
+
+#[derive(Debug, Serialize)]
+struct IndexDone {
+    target: String,
+    status: State,
+    findings: Vec<Finding>,
+}
+
+impl Report for IndexReport {
+    fn status(&self) -> Status {
+        status_of(&self.targets)
+    }
+
+    fn fields(&self) -> Map<String, Value> {
+        targets_field(&self.targets)
+    }
+
+    fn tables(&self) -> Vec<TableBlock> {
+        self.targets
+            .iter()
+            .filter_map(|t| match t {
+                PerTarget::Done(d) => Some(findings_block(d)),
+                PerTarget::Failed(_) => None,
+            })
+            .collect()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        failure_lines(&self.targets)
+    }
+}
+
+fn findings_block(d: &IndexDone) -> TableBlock {
+    let mut block = TableBlock::new(["kind", "table", "index", "size", "detail", "fix"])
+        .titled(format!("{}: {} finding(s)", d.target, d.findings.len()));
+    for f in &d.findings {
+        block.row([
+            f.kind.clone(),
+            f.table.clone(),
+            f.index.clone().unwrap_or_default(),
+            f.size_bytes
+                .map(|b| indicatif::HumanBytes(b.max(0) as u64).to_string())
+                .unwrap_or_default(),
+            f.detail.clone(),
+            f.fix.clone().unwrap_or_default(),
+        ]);
+    }
+    block
 }
 
 // ---------------------------------------------------------------------------------------------
 // slow-queries
 
 async fn slow_queries(ctx: &Ctx, top: u32) -> Result<Outcome> {
-    let mut status = Status::Success;
-    let mut targets = Vec::new();
-    let mut blocks = Vec::new();
-    let mut lines = Vec::new();
+    let mut report = SlowReport {
+        targets: Vec::new(),
+    };
     for target in &ctx.targets {
         let res = async {
             let mut conn = engine::connect(target).await?;
             m::slow_queries(&mut conn, top, target.connection.statement_timeout).await
         }
         .await;
-        match res {
+        let item = match res {
             Ok(m::SlowQueries { queries, notes }) => {
                 for n in &notes {
                     ctx.log.warn(format!("{}: {n}", target.name));
                 }
-                let mut block = TableBlock::new(["calls", "total ms", "mean ms", "rows", "query"])
-                    .titled(format!(
-                        "{}: top {} statements by total time",
-                        target.name,
-                        queries.len()
-                    ));
-                for q in &queries {
-                    block.row([
-                        q.calls.to_string(),
-                        format!("{:.1}", q.total_ms),
-                        format!("{:.2}", q.mean_ms),
-                        q.rows.to_string(),
-                        one_line(&q.query, 300),
-                    ]);
-                }
-                blocks.push(block);
-                targets.push(json!({
-                    "target": target.name, "status": "success",
-                    "queries": queries.iter().map(|q| json!({
-                        "calls": q.calls,
-                        "total_ms": (q.total_ms * 1000.0).round() / 1000.0,
-                        "mean_ms": (q.mean_ms * 1000.0).round() / 1000.0,
-                        "rows": q.rows,
-                        "query": q.query,
-                    })).collect::<Vec<_>>(),
-                    "notes": notes,
-                }));
+                PerTarget::Done(SlowDone {
+                    target: target.name.clone(),
+                    status: State::Success,
+                    queries,
+                    notes,
+                })
             }
-            Err(e) => {
-                status = Status::Failed;
-                let (msg, item) = target_failure(ctx, target, &e);
-                lines.push(format!("{}: FAILED: {msg}", target.name));
-                targets.push(item);
-            }
-        }
+            Err(e) => PerTarget::Failed(target_failure(ctx, target, &e)),
+        };
+        report.targets.push(item);
     }
-    let mut o = Outcome::new(status).field("targets", targets);
-    o.tables = blocks;
-    o.lines = lines;
-    Ok(o)
+    Ok(Outcome::from_report(&report))
+}
+
+/// The most expensive statements of each target.
+struct SlowReport {
+    targets: Vec<PerTarget<SlowDone>>,
+}
+
+#[derive(Debug, Serialize)]
+struct SlowDone {
+    target: String,
+    status: State,
+    /// As measured: the document rounds the times to the microsecond, the table to its own
+    /// precision.
+    #[serde(serialize_with = "rounded_queries")]
+    queries: Vec<SlowQuery>,
+    notes: Vec<String>,
+}
+
+/// The statements with their times rounded to the microsecond.
+fn rounded_queries<S: serde::Serializer>(queries: &[SlowQuery], s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Rounded<'a> {
+        calls: i64,
+        total_ms: f64,
+        mean_ms: f64,
+        rows: i64,
+        query: &'a str,
+    }
+    let micro = |ms: f64| (ms * 1000.0).round() / 1000.0;
+    s.collect_seq(queries.iter().map(|q| Rounded {
+        calls: q.calls,
+        total_ms: micro(q.total_ms),
+        mean_ms: micro(q.mean_ms),
+        rows: q.rows,
+        query: &q.query,
+    }))
+}
+
+impl Report for SlowReport {
+    fn status(&self) -> Status {
+        status_of(&self.targets)
+    }
+
+    fn fields(&self) -> Map<String, Value> {
+        targets_field(&self.targets)
+    }
+
+    fn tables(&self) -> Vec<TableBlock> {
+        self.targets
+            .iter()
+            .filter_map(|t| match t {
+                PerTarget::Done(d) => Some(queries_block(d)),
+                PerTarget::Failed(_) => None,
+            })
+            .collect()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        failure_lines(&self.targets)
+    }
+}
+
+fn queries_block(d: &SlowDone) -> TableBlock {
+    let mut block =
+        TableBlock::new(["calls", "total ms", "mean ms", "rows", "query"]).titled(format!(
+            "{}: top {} statements by total time",
+            d.target,
+            d.queries.len()
+        ));
+    for q in &d.queries {
+        block.row([
+            q.calls.to_string(),
+            format!("{:.1}", q.total_ms),
+            format!("{:.2}", q.mean_ms),
+            q.rows.to_string(),
+            one_line(&q.query, 300),
+        ]);
+    }
+    block
 }
 
 /// A statement on one line, whitespace collapsed, cut at `max` characters.
@@ -345,79 +566,155 @@ async fn cleanup(ctx: &Ctx, dry_run: bool, older_than_days: Option<u32>) -> Resu
     if i32::try_from(days).is_err() {
         return Err(ConfigError::new(format!("--older-than-days {days}: too large")).into());
     }
-    let mut status = Status::Success;
-    let mut targets = Vec::new();
-    let mut block = TableBlock::new([
-        "target",
-        "table",
-        "older than",
-        "deleted",
-        "batches",
-        "seconds",
-        "status",
-    ]);
-    let mut lines = Vec::new();
+    let mut report = CleanupReport {
+        targets: Vec::new(),
+        journal_table: table.to_string(),
+        older_than_days: days,
+        dry_run,
+    };
     for target in &ctx.targets {
         let start = Instant::now();
-        let res = cleanup_on(ctx, target, &table, days, dry_run).await;
-        match res {
-            Ok(r) => {
-                let seconds = secs(start);
-                let counted = if dry_run {
-                    format!("{} (would delete)", r.would_delete)
-                } else {
-                    r.deleted.to_string()
-                };
-                block.row([
-                    target.name.clone(),
-                    r.table.clone(),
-                    r.cutoff.clone(),
-                    counted,
-                    r.batches.to_string(),
-                    format!("{seconds:.2}"),
-                    "success".into(),
-                ]);
-                let mut item = json!({
-                    "target": target.name, "status": "success", "table": r.table,
-                    "cutoff": r.cutoff, "deleted": r.deleted, "batches": r.batches,
-                    "seconds": seconds,
-                });
-                if dry_run {
-                    item["would_delete"] = json!(r.would_delete);
-                }
-                targets.push(item);
-            }
+        let item = match cleanup_on(ctx, target, &table, days, dry_run).await {
+            Ok(r) => CleanupItem::Done(CleanupDone {
+                target: target.name.clone(),
+                status: State::Success,
+                table: r.table,
+                cutoff: r.cutoff,
+                deleted: r.deleted,
+                batches: r.batches,
+                seconds: secs(start),
+                would_delete: dry_run.then_some(r.would_delete),
+            }),
             Err(e) => {
-                status = Status::Failed;
-                let (msg, mut item) = target_failure(ctx, target, &e);
-                item["deleted"] = json!(e
-                    .downcast_ref::<Interrupted>()
-                    .map(|i| i.deleted)
-                    .unwrap_or(0));
-                item["seconds"] = json!(secs(start));
-                block.row([
-                    target.name.clone(),
-                    table.to_string(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    format!("{:.2}", secs(start)),
-                    "FAILED".into(),
-                ]);
-                lines.push(format!("{}: FAILED: {msg}", target.name));
-                targets.push(item);
+                let f = target_failure(ctx, target, &e);
+                CleanupItem::Failed {
+                    target: f.target,
+                    status: f.status,
+                    error: f.error,
+                    deleted: e
+                        .downcast_ref::<Interrupted>()
+                        .map(|i| i.deleted)
+                        .unwrap_or(0),
+                    seconds: secs(start),
+                }
             }
+        };
+        report.targets.push(item);
+    }
+    Ok(Outcome::from_report(&report))
+}
+
+/// What `cleanup` purged (or, with `--dry-run`, would purge) on each target.
+struct CleanupReport {
+    targets: Vec<CleanupItem>,
+    /// The configured journal table, shown in the row of a target that failed.
+    journal_table: String,
+    older_than_days: u32,
+    dry_run: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum CleanupItem {
+    Done(CleanupDone),
+    /// A target that failed, with the rows an interrupted purge deleted for good.
+    Failed {
+        target: String,
+        status: State,
+        error: String,
+        deleted: u64,
+        seconds: f64,
+    },
+}
+
+#[derive(Debug, Serialize)]
+struct CleanupDone {
+    target: String,
+    status: State,
+    table: String,
+    cutoff: String,
+    deleted: u64,
+    batches: u64,
+    seconds: f64,
+    /// With `--dry-run`: the rows a purge would delete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    would_delete: Option<u64>,
+}
+
+impl Report for CleanupReport {
+    fn status(&self) -> Status {
+        if self
+            .targets
+            .iter()
+            .any(|t| matches!(t, CleanupItem::Failed { .. }))
+        {
+            Status::Failed
+        } else {
+            Status::Success
         }
     }
-    let mut o = Outcome::new(status)
-        .field("targets", targets)
-        .field("older_than_days", days);
-    if dry_run {
-        o = o.field("dry_run", true);
+
+    fn fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("targets".into(), json!(self.targets));
+        m.insert("older_than_days".into(), json!(self.older_than_days));
+        if self.dry_run {
+            m.insert("dry_run".into(), json!(true));
+        }
+        m
     }
-    o.tables.push(block);
-    o.lines = lines;
-    Ok(o)
+
+    fn tables(&self) -> Vec<TableBlock> {
+        let mut block = TableBlock::new([
+            "target",
+            "table",
+            "older than",
+            "deleted",
+            "batches",
+            "seconds",
+            "status",
+        ]);
+        for t in &self.targets {
+            match t {
+                CleanupItem::Done(d) => block.row([
+                    d.target.clone(),
+                    d.table.clone(),
+                    d.cutoff.clone(),
+                    match d.would_delete {
+                        Some(n) => format!("{n} (would delete)"),
+                        None => d.deleted.to_string(),
+                    },
+                    d.batches.to_string(),
+                    format!("{:.2}", d.seconds),
+                    "success".into(),
+                ]),
+                CleanupItem::Failed {
+                    target, seconds, ..
+                } => block.row([
+                    target.clone(),
+                    self.journal_table.clone(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    format!("{seconds:.2}"),
+                    "FAILED".into(),
+                ]),
+            }
+        }
+        vec![block]
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.targets
+            .iter()
+            .filter_map(|t| match t {
+                CleanupItem::Done(_) => None,
+                CleanupItem::Failed { target, error, .. } => {
+                    Some(format!("{target}: FAILED: {error}"))
+                }
+            })
+            .collect()
+    }
 }
 
 struct Cleaned {
@@ -513,6 +810,75 @@ mod tests {
     fn statements_are_shown_on_one_line() {
         assert_eq!(one_line("SELECT  a\n  FROM t", 100), "SELECT a FROM t");
         assert_eq!(one_line("abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn slow_query_times_are_rounded_in_the_document_only() {
+        let d = SlowDone {
+            target: "pg".into(),
+            status: State::Success,
+            queries: vec![SlowQuery {
+                calls: 3,
+                total_ms: 0.049_96,
+                mean_ms: 0.016_653_3,
+                rows: 1,
+                query: "SELECT\n  1".into(),
+            }],
+            notes: Vec::new(),
+        };
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            r#"{"target":"pg","status":"success","queries":[{"calls":3,"total_ms":0.05,"mean_ms":0.017,"rows":1,"query":"SELECT\n  1"}],"notes":[]}"#
+        );
+        assert_eq!(
+            queries_block(&d).rows[0],
+            ["3", "0.0", "0.02", "1", "SELECT 1"]
+        );
+    }
+
+    #[test]
+    fn a_cleanup_report_says_what_would_go_and_what_failed() {
+        let r = CleanupReport {
+            targets: vec![
+                CleanupItem::Done(CleanupDone {
+                    target: "pg".into(),
+                    status: State::Success,
+                    table: "metier.journal_audit".into(),
+                    cutoff: "2025-01-01 00:00:00+00".into(),
+                    deleted: 0,
+                    batches: 0,
+                    seconds: 0.0125,
+                    would_delete: Some(7),
+                }),
+                CleanupItem::Failed {
+                    target: "my".into(),
+                    status: State::Failed,
+                    error: "lock timeout".into(),
+                    deleted: 4,
+                    seconds: 1.5,
+                },
+            ],
+            journal_table: "metier.journal_audit".into(),
+            older_than_days: 30,
+            dry_run: true,
+        };
+        assert_eq!(r.status(), Status::Failed);
+        assert_eq!(
+            serde_json::to_string(&r.fields()).unwrap(),
+            concat!(
+                r#"{"targets":[{"target":"pg","status":"success","table":"metier.journal_audit","#,
+                r#""cutoff":"2025-01-01 00:00:00+00","deleted":0,"batches":0,"seconds":0.0125,"#,
+                r#""would_delete":7},{"target":"my","status":"failed","error":"lock timeout","#,
+                r#""deleted":4,"seconds":1.5}],"older_than_days":30,"dry_run":true}"#
+            )
+        );
+        let rows = &r.tables()[0].rows;
+        assert_eq!(rows[0][3], "7 (would delete)");
+        assert_eq!(
+            rows[1],
+            ["my", "metier.journal_audit", "", "", "", "1.50", "FAILED"]
+        );
+        assert_eq!(r.lines(), ["my: FAILED: lock timeout"]);
     }
 
     #[test]

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use serde_json::json;
+use serde_json::{json, Map, Value};
 
 use crate::cli::MetricsCommand;
 use crate::metrics::{server, Exporter};
-use crate::output::{Outcome, Status};
+use crate::output::{Outcome, Report, Status};
 use crate::Ctx;
 
 pub async fn run(cmd: &MetricsCommand, ctx: &Ctx) -> Result<Outcome> {
@@ -38,44 +38,150 @@ pub async fn run(cmd: &MetricsCommand, ctx: &Ctx) -> Result<Outcome> {
                 })
                 .await
                 .context("serving /metrics")?;
-            Ok(Outcome::new(Status::Success).field("stopped", true))
+            Ok(Outcome::from_report(&Stopped))
         }
         MetricsCommand::Collect { output } => {
             let results = exporter.scrape().await;
             let text = exporter.render(&results)?;
-            let down: Vec<String> = results
+            let targets: Vec<TargetUp> = results
                 .iter()
-                .filter(|(_, o)| o.round.is_none())
-                .map(|(t, o)| format!("{}: {}", t.name, o.error.clone().unwrap_or_default()))
+                .map(|(t, o)| TargetUp {
+                    target: t.name.clone(),
+                    up: o.round.is_some(),
+                    error: o.error.clone(),
+                })
                 .collect();
-            for d in &down {
-                ctx.log.warn(format!("target {d}"));
+            for t in targets.iter().filter(|t| !t.up) {
+                ctx.log.warn(format!(
+                    "target {}: {}",
+                    t.target,
+                    t.error.as_deref().unwrap_or_default()
+                ));
             }
-            let mut o = Outcome::new(Status::Success);
-            match output {
+            let metrics = match output {
                 Some(path) => {
                     crate::backup::write_atomic(path, text.as_bytes())?;
                     // node_exporter runs as another user: the file holds no secret.
                     use std::os::unix::fs::PermissionsExt;
                     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))?;
-                    o = o.field("output", path.display().to_string());
-                    o.lines.push(format!(
-                        "{} bytes of metrics written to {}",
-                        text.len(),
-                        path.display()
-                    ));
+                    Metrics::Written {
+                        path: path.display().to_string(),
+                        bytes: text.len(),
+                    }
                 }
-                None => o.lines.push(text.trim_end().to_string()),
-            }
-            Ok(o.field(
-                "targets",
-                json!(results
-                    .iter()
-                    .map(|(t, o)| json!({
-                        "target": t.name, "up": o.round.is_some(), "error": o.error,
-                    }))
-                    .collect::<Vec<_>>()),
-            ))
+                None => Metrics::Printed(text),
+            };
+            Ok(Outcome::from_report(&CollectReport { metrics, targets }))
         }
+    }
+}
+
+/// `serve` once stopped (Ctrl-C).
+struct Stopped;
+
+impl Report for Stopped {
+    fn status(&self) -> Status {
+        Status::Success
+    }
+
+    fn fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("stopped".into(), json!(true));
+        m
+    }
+}
+
+/// One round of `collect`: the exposition, and whether each target answered.
+struct CollectReport {
+    metrics: Metrics,
+    targets: Vec<TargetUp>,
+}
+
+/// Where the exposition went.
+enum Metrics {
+    /// On stdout, after any table (not in the JSON document).
+    Printed(String),
+    /// To this file, this many bytes.
+    Written { path: String, bytes: usize },
+}
+
+#[derive(Debug, serde::Serialize)]
+struct TargetUp {
+    target: String,
+    up: bool,
+    error: Option<String>,
+}
+
+impl Report for CollectReport {
+    fn status(&self) -> Status {
+        Status::Success
+    }
+
+    fn fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        if let Metrics::Written { path, .. } = &self.metrics {
+            m.insert("output".into(), json!(path));
+        }
+        m.insert("targets".into(), json!(self.targets));
+        m
+    }
+
+    fn lines(&self) -> Vec<String> {
+        vec![match &self.metrics {
+            Metrics::Printed(text) => text.trim_end().to_string(),
+            Metrics::Written { path, bytes } => {
+                format!("{bytes} bytes of metrics written to {path}")
+            }
+        }]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(target: &str, error: Option<&str>) -> TargetUp {
+        TargetUp {
+            target: target.into(),
+            up: error.is_none(),
+            error: error.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn a_written_round_names_its_file_before_the_targets() {
+        let r = CollectReport {
+            metrics: Metrics::Written {
+                path: "/var/lib/node_exporter/mairie.prom".into(),
+                bytes: 1234,
+            },
+            targets: vec![up("pg", None), up("my", Some("refused"))],
+        };
+        assert_eq!(
+            serde_json::to_string(&r.fields()).unwrap(),
+            concat!(
+                r#"{"output":"/var/lib/node_exporter/mairie.prom","targets":["#,
+                r#"{"target":"pg","up":true,"error":null},"#,
+                r#"{"target":"my","up":false,"error":"refused"}]}"#
+            )
+        );
+        assert_eq!(
+            r.lines(),
+            ["1234 bytes of metrics written to /var/lib/node_exporter/mairie.prom"]
+        );
+    }
+
+    #[test]
+    fn a_printed_round_is_a_line_not_a_field() {
+        let r = CollectReport {
+            metrics: Metrics::Printed("# HELP x\nx 1\n\n".into()),
+            targets: vec![up("pg", None)],
+        };
+        assert_eq!(
+            serde_json::to_string(&r.fields()).unwrap(),
+            r#"{"targets":[{"target":"pg","up":true,"error":null}]}"#
+        );
+        assert_eq!(r.lines(), ["# HELP x\nx 1"]);
+        assert_eq!(Outcome::from_report(&Stopped).json()["stopped"], true);
     }
 }
