@@ -1,7 +1,7 @@
 //! Messages for people on stderr, at the verbosity the user asked for.
 //!
 //! Results never go through here: commands return an [`crate::output::Outcome`] and only
-//! `output.rs` writes stdout. Progress bars share stderr, so messages are printed through
+//! `output/` writes stdout. Progress bars share stderr, so messages are printed through
 //! indicatif's `suspend` when a bar is showing.
 
 use std::io::IsTerminal;
