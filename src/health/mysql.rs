@@ -30,10 +30,7 @@ async fn my_nums(
     sql: &str,
     params: mysql_async::Params,
 ) -> Result<Vec<Option<f64>>> {
-    let row: Option<mysql_async::Row> = g
-        .exec_first(sql, params)
-        .await
-        .map_err(|e| anyhow!(mysql::describe(&e)))?;
+    let row: Option<mysql_async::Row> = g.exec_first(sql, params).await.map_err(mysql::my_err)?;
     Ok(match row {
         Some(r) => (0..r.len()).map(|i| num_value(r.as_ref(i))).collect(),
         None => Vec::new(),
@@ -52,7 +49,7 @@ async fn my_status(g: &mut mysql_async::Conn, var: &str) -> Result<f64> {
     let row: Option<mysql_async::Row> = g
         .exec_first("SHOW GLOBAL STATUS WHERE Variable_name = ?", (var,))
         .await
-        .map_err(|e| anyhow!(mysql::describe(&e)))?;
+        .map_err(mysql::my_err)?;
     row.and_then(|r| num_value(r.as_ref(1)))
         .ok_or_else(|| anyhow!("status variable {var} is not available"))
 }
@@ -69,18 +66,13 @@ pub(super) async fn measure(c: &MyConn, check: Check, key_tables: &[TableRef]) -
     };
     let probe = match check {
         Check::Connectivity => {
-            round_trip(async {
-                g.query_drop("SELECT 1")
-                    .await
-                    .map_err(|e| anyhow!(mysql::describe(&e)))
-            })
-            .await?
+            round_trip(async { g.query_drop("SELECT 1").await.map_err(mysql::my_err) }).await?
         }
         Check::Version => {
             let v: Option<String> = g
                 .query_first("SELECT VERSION()")
                 .await
-                .map_err(|e| anyhow!(mysql::describe(&e)))?;
+                .map_err(mysql::my_err)?;
             let up = my_status(g, "Uptime").await?;
             let flavour = if c.mariadb() { "MariaDB" } else { "MySQL" };
             Probe::new(
@@ -212,10 +204,7 @@ pub(super) async fn measure(c: &MyConn, check: Check, key_tables: &[TableRef]) -
             } else {
                 "SHOW REPLICA STATUS"
             };
-            let rows: Vec<mysql_async::Row> = g
-                .query(sql)
-                .await
-                .map_err(|e| anyhow!(mysql::describe(&e)))?;
+            let rows: Vec<mysql_async::Row> = g.query(sql).await.map_err(mysql::my_err)?;
             match rows.first() {
                 None => Probe::note(check, "not a replica"),
                 Some(r) => {

@@ -3,7 +3,7 @@
 //! `pg_stat_replication`), `pg_database` for transaction ID wraparound, and the size
 //! functions. Every check applies to PostgreSQL but the backup directory's.
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 
 use super::{human_duration, pct, round_trip, Answer, Check, Probe};
 use crate::catalog::TableRef;
@@ -13,7 +13,7 @@ async fn pg_row(c: &PgConn, sql: &str) -> Result<tokio_postgres::Row> {
     c.client()
         .query_one(sql, &[])
         .await
-        .map_err(|e| anyhow!(postgres::describe(&e)))
+        .map_err(postgres::db_err)
 }
 
 /// Measures one check on the connection; every arm says how, or that it does not apply.
@@ -25,7 +25,7 @@ pub(super) async fn measure(c: &PgConn, check: Check, key_tables: &[TableRef]) -
                     .simple_query("SELECT 1")
                     .await
                     .map(drop)
-                    .map_err(|e| anyhow!(postgres::describe(&e)))
+                    .map_err(postgres::db_err)
             })
             .await?
         }
@@ -137,7 +137,7 @@ pub(super) async fn measure(c: &PgConn, check: Check, key_tables: &[TableRef]) -
                         &[&postgres::quoted_table(t)],
                     )
                     .await
-                    .map_err(|e| anyhow!(postgres::describe(&e)))?;
+                    .map_err(postgres::db_err)?;
                 let b: f64 = row.get(0);
                 if b >= 0.0 {
                     total += b;
@@ -267,7 +267,7 @@ async fn key_table_age(
                 &[&postgres::quoted_table(t)],
             )
             .await
-            .map_err(|e| anyhow!(postgres::describe(&e)))?;
+            .map_err(postgres::db_err)?;
         let Some(r) = rows.first() else { continue };
         seen += 1;
         let (age, rows_n): (Option<f64>, f64) = (r.get(0), r.get(1));

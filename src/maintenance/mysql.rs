@@ -29,15 +29,11 @@ use super::{
 };
 use crate::catalog::TableRef;
 use crate::engine::bounded;
-use crate::engine::mysql::{describe, quote_ident, MyConn};
+use crate::engine::mysql::{my_err, quote_ident, MyConn};
 
 /// How to turn performance_schema on, in one line.
 pub const PERFORMANCE_SCHEMA_HINT: &str = "set performance_schema = ON in the [mysqld] \
      section of the server's option file (my.cnf) and restart the server";
-
-fn my_err(e: mysql_async::Error) -> anyhow::Error {
-    anyhow!(describe(&e))
-}
 
 /// Text rows of a MySQL query (the text protocol: administration statements such as
 /// ANALYZE TABLE are not all preparable).

@@ -10,12 +10,8 @@ use mysql_async::{Row, Value};
 
 use super::{zero_states, Round, Rows};
 use crate::catalog::TableRef;
-use crate::engine::mysql::{describe, MyConn};
+use crate::engine::mysql::{my_err, MyConn};
 use crate::engine::Driver;
-
-fn my_err(e: mysql_async::Error) -> anyhow::Error {
-    anyhow!(describe(&e))
-}
 
 /// A value as the text the server would print; None for NULL.
 fn text(v: Option<&Value>) -> Option<String> {

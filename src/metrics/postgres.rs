@@ -4,16 +4,12 @@
 //! any statement's rows come back as text. The families themselves (names, help, types) and
 //! what is done with the values are the core's (`metrics/mod.rs`).
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use tokio_postgres::SimpleQueryMessage;
 
 use super::{zero_states, Round, Rows};
 use crate::catalog::TableRef;
-use crate::engine::postgres::{describe, quoted_table, PgConn};
-
-fn pg_err(e: tokio_postgres::Error) -> anyhow::Error {
-    anyhow!(describe(&e))
-}
+use crate::engine::postgres::{db_err, quoted_table, PgConn};
 
 /// The standard families' values.
 pub async fn round(c: &PgConn, key_tables: &[TableRef]) -> Result<Round> {
@@ -31,7 +27,7 @@ pub async fn round(c: &PgConn, key_tables: &[TableRef]) -> Result<Round> {
             &[],
         )
         .await
-        .map_err(pg_err)?;
+        .map_err(db_err)?;
     let mut r = Round {
         version: row.get(0),
         start_time: row.get(1),
@@ -51,7 +47,7 @@ pub async fn round(c: &PgConn, key_tables: &[TableRef]) -> Result<Round> {
             &[],
         )
         .await
-        .map_err(pg_err)?;
+        .map_err(db_err)?;
     r.connections = zero_states(
         states
             .iter()
@@ -68,7 +64,7 @@ pub async fn round(c: &PgConn, key_tables: &[TableRef]) -> Result<Round> {
             &[&names],
         )
         .await
-        .map_err(pg_err)?;
+        .map_err(db_err)?;
     for (t, row) in key_tables.iter().filter_map(|t| {
         rows.iter()
             .find(|row| row.get::<_, String>(0) == quoted_table(t))
@@ -81,7 +77,7 @@ pub async fn round(c: &PgConn, key_tables: &[TableRef]) -> Result<Round> {
 
 /// A probe's or a custom metric's rows, every value as text.
 pub async fn rows(c: &PgConn, sql: &str) -> Result<Rows> {
-    let msgs = c.client().simple_query(sql).await.map_err(pg_err)?;
+    let msgs = c.client().simple_query(sql).await.map_err(db_err)?;
     Ok(msgs
         .into_iter()
         .filter_map(|m| match m {
