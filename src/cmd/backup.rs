@@ -44,7 +44,6 @@ pub async fn run(args: &BackupArgs, ctx: &Ctx) -> Result<Outcome> {
 
 async fn run_backups(args: &BackupRunArgs, ctx: &Ctx) -> Result<Outcome> {
     let mut report = BackupRunReport {
-        status: Status::Success,
         backups: Vec::new(),
         retention: Vec::new(),
         dry_run: args.dry_run,
@@ -57,7 +56,6 @@ async fn run_backups(args: &BackupRunArgs, ctx: &Ctx) -> Result<Outcome> {
                 report.retention.push((p.target.name.clone(), gone));
             }
             Err(e) => {
-                report.status = Status::Failed;
                 let msg = format!("{e:#}");
                 ctx.log.error(format!("target `{}`: {msg}", p.target.name));
                 report.backups.push(BackupItem::Failed {
@@ -73,7 +71,6 @@ async fn run_backups(args: &BackupRunArgs, ctx: &Ctx) -> Result<Outcome> {
 
 /// What `backup` did: a backup (or a failure) per target, and what retention removed.
 struct BackupRunReport {
-    status: Status,
     backups: Vec<BackupItem>,
     /// Per target, the files retention removed (or would remove, with `--dry-run`).
     retention: Vec<(String, Vec<String>)>,
@@ -106,7 +103,11 @@ struct BackupDone {
 
 impl Report for BackupRunReport {
     fn status(&self) -> Status {
-        self.status
+        Status::of_operation(
+            self.backups
+                .iter()
+                .any(|b| matches!(b, BackupItem::Failed { .. })),
+        )
     }
 
     fn fields(&self) -> serde_json::Map<String, Value> {
@@ -567,11 +568,7 @@ impl Report for VerifyReport {
             .verified
             .iter()
             .any(|v| matches!(v, Verified::Failed { .. }));
-        if failed || self.verified.is_empty() {
-            Status::Failed
-        } else {
-            Status::Success
-        }
+        Status::of_operation(failed || self.verified.is_empty())
     }
 
     fn fields(&self) -> serde_json::Map<String, Value> {

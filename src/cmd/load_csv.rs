@@ -111,11 +111,7 @@ fn to_millis<S: serde::Serializer>(seconds: &f64, s: S) -> std::result::Result<S
 
 impl Report for LoadReport {
     fn status(&self) -> Status {
-        if self.loads.iter().any(|l| l.error.is_some()) {
-            Status::Failed
-        } else {
-            Status::Success
-        }
+        Status::of_operation(self.loads.iter().any(|l| l.error.is_some()))
     }
 
     fn fields(&self) -> Map<String, Value> {

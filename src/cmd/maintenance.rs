@@ -82,11 +82,7 @@ fn failure_line(f: &TargetFailed) -> String {
 
 /// The status of a command whose targets either succeed or fail as a whole.
 fn status_of<T>(targets: &[PerTarget<T>]) -> Status {
-    if targets.iter().any(|t| matches!(t, PerTarget::Failed(_))) {
-        Status::Failed
-    } else {
-        Status::Success
-    }
+    Status::of_operation(targets.iter().any(|t| matches!(t, PerTarget::Failed(_))))
 }
 
 /// The document's `targets` field.
@@ -173,11 +169,7 @@ impl Report for TablesReport {
             PerTarget::Done(d) => d.status == State::Failed,
             PerTarget::Failed(_) => true,
         });
-        if failed {
-            Status::Failed
-        } else {
-            Status::Success
-        }
+        Status::of_operation(failed)
     }
 
     fn fields(&self) -> Map<String, Value> {
@@ -643,15 +635,11 @@ struct CleanupDone {
 
 impl Report for CleanupReport {
     fn status(&self) -> Status {
-        if self
-            .targets
-            .iter()
-            .any(|t| matches!(t, CleanupItem::Failed { .. }))
-        {
-            Status::Failed
-        } else {
-            Status::Success
-        }
+        Status::of_operation(
+            self.targets
+                .iter()
+                .any(|t| matches!(t, CleanupItem::Failed { .. })),
+        )
     }
 
     fn fields(&self) -> Map<String, Value> {

@@ -174,15 +174,11 @@ enum Restored {
 
 impl Report for RestoreReport {
     fn status(&self) -> Status {
-        if self
-            .restores
-            .iter()
-            .any(|r| matches!(r, Restored::Failed { .. }))
-        {
-            Status::Failed
-        } else {
-            Status::Success
-        }
+        Status::of_operation(
+            self.restores
+                .iter()
+                .any(|r| matches!(r, Restored::Failed { .. })),
+        )
     }
 
     fn fields(&self) -> Map<String, Value> {

@@ -186,15 +186,11 @@ fn rfc3339_secs<S: serde::Serializer>(
 
 impl Report for SchemaReport {
     fn status(&self) -> Status {
-        if self
-            .targets
-            .iter()
-            .any(|t| matches!(t, TargetItem::Failed { .. }))
-        {
-            Status::Failed
-        } else {
-            Status::Success
-        }
+        Status::of_operation(
+            self.targets
+                .iter()
+                .any(|t| matches!(t, TargetItem::Failed { .. })),
+        )
     }
 
     fn fields(&self) -> Map<String, Value> {

@@ -48,6 +48,15 @@ impl Status {
         }
     }
 
+    /// An operation's status: failed when any of its items failed.
+    pub fn of_operation(any_failed: bool) -> Status {
+        if any_failed {
+            Status::Failed
+        } else {
+            Status::Success
+        }
+    }
+
     /// The process exit code for this status (0 done · 1 failed; Nagios 0/1/2/3 for checks).
     pub fn exit_code(self) -> u8 {
         match self {
