@@ -73,6 +73,20 @@ pub struct SlowQuery {
     pub query: String,
 }
 
+impl SlowQuery {
+    /// A text row whose columns are, in order: calls, total ms, mean ms, rows, query (the
+    /// order every engine's catalogue query gives them).
+    pub fn from_text_row(r: &[Option<String>]) -> SlowQuery {
+        SlowQuery {
+            calls: int(r, 0),
+            total_ms: num(r, 1),
+            mean_ms: num(r, 2),
+            rows: int(r, 3),
+            query: text(r, 4),
+        }
+    }
+}
+
 /// What `slow-queries` found: the statements, and what the DBA should know about how
 /// complete they are.
 #[derive(Debug, Clone, Default)]

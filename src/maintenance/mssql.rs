@@ -481,16 +481,7 @@ pub fn slow_queries_sql(top: u32) -> String {
 pub async fn slow_queries(c: &MsConn, top: u32) -> Result<SlowQueries> {
     // Times are in microseconds; converted to milliseconds by the query.
     let rows = c.text_rows(&slow_queries_sql(top)).await?;
-    let queries = rows
-        .iter()
-        .map(|r| SlowQuery {
-            calls: int(r, 0),
-            total_ms: num(r, 1),
-            mean_ms: num(r, 2),
-            rows: int(r, 3),
-            query: text(r, 4),
-        })
-        .collect();
+    let queries = rows.iter().map(|r| SlowQuery::from_text_row(r)).collect();
     Ok(SlowQueries {
         queries,
         notes: Vec::new(),

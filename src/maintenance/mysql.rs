@@ -23,7 +23,7 @@ use anyhow::{anyhow, bail, Result};
 use mysql_async::prelude::Queryable;
 
 use super::{
-    ago, find_redundant, human, int, missing_tables_error, num, redundancy_findings, text,
+    ago, find_redundant, human, int, missing_tables_error, redundancy_findings, text,
     unused_verdict, ColumnRows, Dialect, Finding, ForeignKey, IndexDef, KeyCol, Purge, SlowQueries,
     SlowQuery, TableTask, Work,
 };
@@ -492,16 +492,7 @@ async fn read_digests(c: &MyConn, top: u32) -> Result<SlowQueries> {
         (u64::from(top),),
     )
     .await?;
-    let queries = rows
-        .iter()
-        .map(|r| SlowQuery {
-            calls: int(r, 0),
-            total_ms: num(r, 1),
-            mean_ms: num(r, 2),
-            rows: int(r, 3),
-            query: text(r, 4),
-        })
-        .collect();
+    let queries = rows.iter().map(|r| SlowQuery::from_text_row(r)).collect();
     Ok(SlowQueries { queries, notes })
 }
 
