@@ -443,6 +443,7 @@ pub struct Evaluate<'a> {
 
 impl crate::engine::Visitor for Evaluate<'_> {
     type Output = Vec<Verdict>;
+    const WHAT: &'static str = "audit rules";
 
     async fn postgres(
         self,

@@ -19,6 +19,7 @@ use crate::backup::{
     TargetLock, PARTIAL,
 };
 use crate::cli::{BackupArgs, BackupCommand, BackupRunArgs, VerifyArgs};
+use crate::cmd::{each, failure, PerTarget};
 use crate::config::{EngineKind, Target};
 use crate::engine::{self, BackupStyle};
 use crate::error::ConfigError;
@@ -49,21 +50,23 @@ async fn run_backups(args: &BackupRunArgs, ctx: &Ctx) -> Result<Outcome> {
         dry_run: args.dry_run,
         prune_only: args.prune_only,
     };
-    for p in places(ctx)? {
-        match backup_target(&p, args, ctx).await {
-            Ok((done, gone)) => {
-                report.backups.extend(done.map(BackupItem::Done));
-                report.retention.push((p.target.name.clone(), gone));
+    let runs = each(
+        ctx,
+        places(ctx)?,
+        |p| p.target,
+        |p| async move {
+            let (done, gone) = backup_target(&p, args, ctx).await?;
+            Ok((p.target.name.clone(), done, gone))
+        },
+    )
+    .await;
+    for run in runs {
+        match run {
+            PerTarget::Done((target, done, gone)) => {
+                report.backups.extend(done.map(PerTarget::Done));
+                report.retention.push((target, gone));
             }
-            Err(e) => {
-                let msg = format!("{e:#}");
-                ctx.log.error(format!("target `{}`: {msg}", p.target.name));
-                report.backups.push(BackupItem::Failed {
-                    target: p.target.name.clone(),
-                    status: "failed",
-                    error: msg,
-                });
-            }
+            PerTarget::Failed(f) => report.backups.push(PerTarget::Failed(f)),
         }
     }
     Ok(Outcome::from_report(&report))
@@ -71,22 +74,11 @@ async fn run_backups(args: &BackupRunArgs, ctx: &Ctx) -> Result<Outcome> {
 
 /// What `backup` did: a backup (or a failure) per target, and what retention removed.
 struct BackupRunReport {
-    backups: Vec<BackupItem>,
+    backups: Vec<PerTarget<BackupDone>>,
     /// Per target, the files retention removed (or would remove, with `--dry-run`).
     retention: Vec<(String, Vec<String>)>,
     dry_run: bool,
     prune_only: bool,
-}
-
-#[derive(Debug, serde::Serialize)]
-#[serde(untagged)]
-enum BackupItem {
-    Done(BackupDone),
-    Failed {
-        target: String,
-        status: &'static str,
-        error: String,
-    },
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -103,11 +95,7 @@ struct BackupDone {
 
 impl Report for BackupRunReport {
     fn status(&self) -> Status {
-        Status::of_operation(
-            self.backups
-                .iter()
-                .any(|b| matches!(b, BackupItem::Failed { .. })),
-        )
+        Status::of_operation(self.backups.iter().any(PerTarget::failed))
     }
 
     fn fields(&self) -> serde_json::Map<String, Value> {
@@ -128,7 +116,7 @@ impl Report for BackupRunReport {
         let mut table = TableBlock::new(["target", "file", "size", "seconds", "sha256", "status"]);
         for b in &self.backups {
             match b {
-                BackupItem::Done(d) => table.row([
+                PerTarget::Done(d) => table.row([
                     d.target.clone(),
                     d.file.clone(),
                     indicatif::HumanBytes(d.size_bytes).to_string(),
@@ -136,8 +124,8 @@ impl Report for BackupRunReport {
                     d.sha256.chars().take(16).collect(),
                     "success".into(),
                 ]),
-                BackupItem::Failed { target, .. } => table.row([
-                    target.clone(),
+                PerTarget::Failed(f) => table.row([
+                    f.target.clone(),
                     String::new(),
                     String::new(),
                     String::new(),
@@ -517,16 +505,12 @@ async fn verify(args: &VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
                 sha256: m.sha256,
                 tables: m.tables.len(),
             },
-            Err(err) => {
-                let msg = format!("{err:#}");
-                ctx.log.error(&msg);
-                Verified::Failed {
-                    target,
-                    file: e.file_name(),
-                    status: "failed",
-                    error: msg,
-                }
-            }
+            Err(err) => Verified::Failed {
+                error: failure(ctx, &target, &err),
+                target,
+                file: e.file_name(),
+                status: "failed",
+            },
         };
         report.verified.push(item);
     }

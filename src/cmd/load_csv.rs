@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 
 use crate::catalog::TableRef;
 use crate::cli::{CsvOptions, DateOrder, EncodingArg, LoadCsvArgs};
+use crate::cmd::failure;
 use crate::config::{DatasetEntry, Target};
 use crate::engine::Driver;
 use crate::engine::{self, Conn, LoadRequest};
@@ -63,8 +64,7 @@ pub async fn run(args: &LoadCsvArgs, ctx: &Ctx) -> Result<Outcome> {
                     error: None,
                 },
                 Err(e) => {
-                    let msg = format!("{e:#}");
-                    ctx.log.error(format!("target `{}`: {msg}", target.name));
+                    let msg = failure(ctx, &target.name, &e);
                     LoadItem {
                         target: target.name.clone(),
                         table: job.table.to_string(),

@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 
 use crate::catalog::TableRef;
 use crate::cli::{MaintenanceCommand, MaintenanceTables};
+use crate::cmd::{each, failure, failure_lines, PerTarget};
 use crate::config::Target;
 use crate::engine::{self, Conn};
 use crate::error::ConfigError;
@@ -49,40 +50,9 @@ enum State {
     Planned,
 }
 
-/// A target's entry in a report: what was done on it, or why nothing could be.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-enum PerTarget<T> {
-    Done(T),
-    Failed(TargetFailed),
-}
-
-/// A target that could not be worked on at all.
-#[derive(Debug, Serialize)]
-struct TargetFailed {
-    target: String,
-    status: State,
-    error: String,
-}
-
-/// Logs, once, a target that could not be worked on at all.
-fn target_failure(ctx: &Ctx, target: &Target, e: &anyhow::Error) -> TargetFailed {
-    let error = format!("{e:#}");
-    ctx.log.error(format!("target `{}`: {error}", target.name));
-    TargetFailed {
-        target: target.name.clone(),
-        status: State::Failed,
-        error,
-    }
-}
-
-fn failure_line(f: &TargetFailed) -> String {
-    format!("{}: FAILED: {}", f.target, f.error)
-}
-
 /// The status of a command whose targets either succeed or fail as a whole.
 fn status_of<T>(targets: &[PerTarget<T>]) -> Status {
-    Status::of_operation(targets.iter().any(|t| matches!(t, PerTarget::Failed(_))))
+    Status::of_operation(targets.iter().any(PerTarget::failed))
 }
 
 /// The document's `targets` field.
@@ -90,17 +60,6 @@ fn targets_field<T: Serialize>(targets: &[PerTarget<T>]) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("targets".into(), json!(targets));
     m
-}
-
-/// A summary line per target that failed as a whole.
-fn failure_lines<T>(targets: &[PerTarget<T>]) -> Vec<String> {
-    targets
-        .iter()
-        .filter_map(|t| match t {
-            PerTarget::Done(_) => None,
-            PerTarget::Failed(f) => Some(failure_line(f)),
-        })
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -116,13 +75,13 @@ async fn tables(ctx: &Ctx, work: Work, args: &MaintenanceTables) -> Result<Outco
         targets: Vec::new(),
         dry_run: args.dry_run,
     };
-    for target in &ctx.targets {
-        let item = match tables_on(ctx, target, work, &named, args.dry_run).await {
-            Ok(done) => PerTarget::Done(done),
-            Err(e) => PerTarget::Failed(target_failure(ctx, target, &e)),
-        };
-        report.targets.push(item);
-    }
+    report.targets = each(
+        ctx,
+        &ctx.targets,
+        |t| t,
+        |target| tables_on(ctx, target, work, &named, args.dry_run),
+    )
+    .await;
     Ok(Outcome::from_report(&report))
 }
 
@@ -199,7 +158,7 @@ impl Report for TablesReport {
                     let failed = d.failed();
                     (failed > 0).then(|| format!("{}: {failed} table(s) failed", d.target))
                 }
-                PerTarget::Failed(f) => Some(failure_line(f)),
+                PerTarget::Failed(f) => Some(f.line()),
             })
             .collect()
     }
@@ -335,22 +294,21 @@ async fn index_report(ctx: &Ctx) -> Result<Outcome> {
     let mut report = IndexReport {
         targets: Vec::new(),
     };
-    for target in &ctx.targets {
-        let res = async {
+    report.targets = each(
+        ctx,
+        &ctx.targets,
+        |t| t,
+        |target| async move {
             let mut conn = engine::connect(target).await?;
-            m::index_report(&mut conn, target.connection.statement_timeout).await
-        }
-        .await;
-        let item = match res {
-            Ok(findings) => PerTarget::Done(IndexDone {
+            let findings = m::index_report(&mut conn, target.connection.statement_timeout).await?;
+            Ok(IndexDone {
                 target: target.name.clone(),
                 status: State::Success,
                 findings,
-            }),
-            Err(e) => PerTarget::Failed(target_failure(ctx, target, &e)),
-        };
-        report.targets.push(item);
-    }
+            })
+        },
+    )
+    .await;
     Ok(Outcome::from_report(&report))
 }
 
@@ -415,28 +373,26 @@ async fn slow_queries(ctx: &Ctx, top: u32) -> Result<Outcome> {
     let mut report = SlowReport {
         targets: Vec::new(),
     };
-    for target in &ctx.targets {
-        let res = async {
+    report.targets = each(
+        ctx,
+        &ctx.targets,
+        |t| t,
+        |target| async move {
             let mut conn = engine::connect(target).await?;
-            m::slow_queries(&mut conn, top, target.connection.statement_timeout).await
-        }
-        .await;
-        let item = match res {
-            Ok(m::SlowQueries { queries, notes }) => {
-                for n in &notes {
-                    ctx.log.warn(format!("{}: {n}", target.name));
-                }
-                PerTarget::Done(SlowDone {
-                    target: target.name.clone(),
-                    status: State::Success,
-                    queries,
-                    notes,
-                })
+            let m::SlowQueries { queries, notes } =
+                m::slow_queries(&mut conn, top, target.connection.statement_timeout).await?;
+            for n in &notes {
+                ctx.log.warn(format!("{}: {n}", target.name));
             }
-            Err(e) => PerTarget::Failed(target_failure(ctx, target, &e)),
-        };
-        report.targets.push(item);
-    }
+            Ok(SlowDone {
+                target: target.name.clone(),
+                status: State::Success,
+                queries,
+                notes,
+            })
+        },
+    )
+    .await;
     Ok(Outcome::from_report(&report))
 }
 
@@ -577,19 +533,16 @@ async fn cleanup(ctx: &Ctx, dry_run: bool, older_than_days: Option<u32>) -> Resu
                 seconds: secs(start),
                 would_delete: dry_run.then_some(r.would_delete),
             }),
-            Err(e) => {
-                let f = target_failure(ctx, target, &e);
-                CleanupItem::Failed {
-                    target: f.target,
-                    status: f.status,
-                    error: f.error,
-                    deleted: e
-                        .downcast_ref::<Interrupted>()
-                        .map(|i| i.deleted)
-                        .unwrap_or(0),
-                    seconds: secs(start),
-                }
-            }
+            Err(e) => CleanupItem::Failed {
+                target: target.name.clone(),
+                status: "failed",
+                error: failure(ctx, &target.name, &e),
+                deleted: e
+                    .downcast_ref::<Interrupted>()
+                    .map(|i| i.deleted)
+                    .unwrap_or(0),
+                seconds: secs(start),
+            },
         };
         report.targets.push(item);
     }
@@ -612,7 +565,7 @@ enum CleanupItem {
     /// A target that failed, with the rows an interrupted purge deleted for good.
     Failed {
         target: String,
-        status: State,
+        status: &'static str,
         error: String,
         deleted: u64,
         seconds: f64,
@@ -840,7 +793,7 @@ mod tests {
                 }),
                 CleanupItem::Failed {
                     target: "my".into(),
-                    status: State::Failed,
+                    status: "failed",
                     error: "lock timeout".into(),
                     deleted: 4,
                     seconds: 1.5,

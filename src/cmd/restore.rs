@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 use crate::backup::places;
 use crate::backup::{self, Entry};
 use crate::cli::RestoreArgs;
+use crate::cmd::failure;
 use crate::config::Target;
 use crate::engine;
 use crate::output::{Outcome, Report, Status, TableBlock};
@@ -122,18 +123,14 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
                     parallel_tables,
                 }
             }
-            Err(err) => {
-                let msg = format!("{err:#}");
-                ctx.log.error(format!("target `{}`: {msg}", target.name));
-                Restored::Failed {
-                    target: target.name.clone(),
-                    file: e.file_name(),
-                    into,
-                    seconds,
-                    status: "failed",
-                    error: msg,
-                }
-            }
+            Err(err) => Restored::Failed {
+                target: target.name.clone(),
+                file: e.file_name(),
+                into,
+                seconds,
+                status: "failed",
+                error: failure(ctx, &target.name, &err),
+            },
         };
         report.restores.push(item);
     }
@@ -295,18 +292,13 @@ async fn drill(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
                     differences,
                 }
             }
-            Err(err) => {
-                let msg = format!("{err:#}");
-                ctx.log
-                    .error(format!("target `{}`: drill failed: {msg}", p.target.name));
-                Drilled::Failed {
-                    target: p.target.name.clone(),
-                    database: scratch,
-                    seconds,
-                    status: "failed",
-                    error: msg,
-                }
-            }
+            Err(err) => Drilled::Failed {
+                target: p.target.name.clone(),
+                database: scratch,
+                seconds,
+                status: "failed",
+                error: failure(ctx, &p.target.name, &err),
+            },
         };
         report.drills.push(item);
     }

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::catalog::{AppliedMigration, Migration};
 use crate::cli::{MigrationsArgs, SchemaCommand};
+use crate::cmd::{each, PerTarget};
 use crate::config::{EngineKind, Target};
 use crate::engine::Driver;
 use crate::engine::{self};
@@ -65,37 +66,35 @@ pub async fn run(cmd: &SchemaCommand, ctx: &Ctx) -> Result<Outcome> {
     let mut report = SchemaReport {
         targets: Vec::new(),
     };
-    for target in &ctx.targets {
-        let dir = migrations_dir(args, ctx, target);
-        let migrations = discover(&dir)?;
-        let res = if apply {
-            apply_target(target, &migrations, dry_run, ctx)
-                .await
-                .map(TargetItem::Apply)
-        } else {
-            status_target(target, &migrations)
-                .await
-                .map(TargetItem::Status)
-        };
-        match res {
-            Ok(item) => report.targets.push(item),
-            Err(e) => {
-                let msg = format!("{e:#}");
-                ctx.log.error(format!("target `{}`: {msg}", target.name));
-                report.targets.push(TargetItem::Failed {
-                    target: target.name.clone(),
-                    status: "failed",
-                    error: msg,
-                });
+    // Every target's migrations are read before any runs: a bad directory stops the command
+    // before it has changed anything.
+    let work = ctx
+        .targets
+        .iter()
+        .map(|target| Ok((target, discover(&migrations_dir(args, ctx, target))?)))
+        .collect::<Result<Vec<_>>>()?;
+    report.targets = each(
+        ctx,
+        work,
+        |(t, _)| t,
+        |(target, migrations)| async move {
+            if apply {
+                let done = apply_target(target, &migrations, dry_run, ctx).await?;
+                Ok(TargetItem::Apply(done))
+            } else {
+                Ok(TargetItem::Status(
+                    status_target(target, &migrations).await?,
+                ))
             }
-        }
-    }
+        },
+    )
+    .await;
     Ok(Outcome::from_report(&report))
 }
 
 /// What `schema apply` or `schema status` did or found, target by target.
 struct SchemaReport {
-    targets: Vec<TargetItem>,
+    targets: Vec<PerTarget<TargetItem>>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -103,11 +102,6 @@ struct SchemaReport {
 enum TargetItem {
     Status(StatusDone),
     Apply(ApplyDone),
-    Failed {
-        target: String,
-        status: &'static str,
-        error: String,
-    },
 }
 
 /// `schema status` on one target: each migration's state.
@@ -186,11 +180,7 @@ fn rfc3339_secs<S: serde::Serializer>(
 
 impl Report for SchemaReport {
     fn status(&self) -> Status {
-        Status::of_operation(
-            self.targets
-                .iter()
-                .any(|t| matches!(t, TargetItem::Failed { .. })),
-        )
+        Status::of_operation(self.targets.iter().any(PerTarget::failed))
     }
 
     fn fields(&self) -> Map<String, Value> {
@@ -202,10 +192,10 @@ impl Report for SchemaReport {
     fn tables(&self) -> Vec<TableBlock> {
         self.targets
             .iter()
-            .filter_map(|t| match t {
-                TargetItem::Status(s) => Some(s.table()),
-                TargetItem::Apply(a) => Some(a.table()),
-                TargetItem::Failed { .. } => None,
+            .filter_map(PerTarget::done)
+            .map(|t| match t {
+                TargetItem::Status(s) => s.table(),
+                TargetItem::Apply(a) => a.table(),
             })
             .collect()
     }
@@ -213,10 +203,10 @@ impl Report for SchemaReport {
     fn lines(&self) -> Vec<String> {
         self.targets
             .iter()
-            .filter_map(|t| match t {
-                TargetItem::Status(s) => Some(s.summary()),
-                TargetItem::Apply(a) => Some(a.summary()),
-                TargetItem::Failed { .. } => None,
+            .filter_map(PerTarget::done)
+            .map(|t| match t {
+                TargetItem::Status(s) => s.summary(),
+                TargetItem::Apply(a) => a.summary(),
             })
             .collect()
     }
@@ -549,6 +539,7 @@ fn apply_done(target: &Target, todo: &[Migration], ms: &[i64], dry_run: bool) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cmd::TargetFailed;
 
     fn mig(v: i64, sum: &str) -> Migration {
         Migration {
@@ -633,7 +624,7 @@ mod tests {
         );
     }
 
-    fn report(targets: Vec<TargetItem>) -> Outcome {
+    fn report(targets: Vec<PerTarget<TargetItem>>) -> Outcome {
         Outcome::from_report(&SchemaReport { targets })
     }
 
@@ -651,7 +642,7 @@ mod tests {
                 execution_ms: None,
             }],
         };
-        let o = report(vec![TargetItem::Apply(done)]);
+        let o = report(vec![PerTarget::Done(TargetItem::Apply(done))]);
         assert_eq!(
             serde_json::to_string(&o.json()).unwrap(),
             r#"{"status":"success","targets":[{"target":"postgres","status":"success","dry_run":true,"pending":[{"version":1,"description":"m1","file":"V001__m1.sql","checksum":"ab","execution_ms":null}]}]}"#
@@ -673,17 +664,17 @@ mod tests {
         let applied_at = p[0].applied.as_ref().map(|h| h.applied_at);
         let migrations = p.iter().map(MigrationState::of).collect();
         let o = report(vec![
-            TargetItem::Status(StatusDone {
+            PerTarget::Done(TargetItem::Status(StatusDone {
                 target: "mysql".into(),
                 engine: EngineKind::Mysql,
                 status: "success",
                 migrations,
-            }),
-            TargetItem::Failed {
+            })),
+            PerTarget::Failed(TargetFailed {
                 target: "other".into(),
                 status: "failed",
                 error: "unreachable".into(),
-            },
+            }),
         ]);
         assert_eq!(o.status, Status::Failed);
         let doc = o.json();

@@ -55,27 +55,54 @@ pub trait Driver {
 
     /// Takes the lock that makes concurrent `schema apply` runs take turns; false when
     /// another run holds it.
-    async fn lock_schema(&self) -> Result<bool>;
-    async fn unlock_schema(&self) -> Result<()>;
+    ///
+    /// Migrations and bulk loads are for engines with tables: an engine without them keeps
+    /// these defaults, which say so ([`NotSupported`]), and the commands report it per target.
+    async fn lock_schema(&self) -> Result<bool> {
+        self.not_supported("schema migrations")
+    }
+    async fn unlock_schema(&self) -> Result<()> {
+        self.not_supported("schema migrations")
+    }
 
     /// Creates the schema history table when it is missing.
-    async fn ensure_history(&self) -> Result<()>;
-    async fn history(&self) -> Result<Vec<AppliedMigration>>;
+    async fn ensure_history(&self) -> Result<()> {
+        self.not_supported("schema migrations")
+    }
+    async fn history(&self) -> Result<Vec<AppliedMigration>> {
+        self.not_supported("schema migrations")
+    }
 
     /// Runs one migration and records it (success or failure) in the history table.
-    async fn apply_migration(&mut self, m: &Migration) -> Result<Duration>;
+    async fn apply_migration(&mut self, m: &Migration) -> Result<Duration> {
+        let _ = m;
+        self.not_supported("schema migrations")
+    }
 
-    async fn columns(&self, table: &TableRef) -> Result<Vec<Column>>;
+    async fn columns(&self, table: &TableRef) -> Result<Vec<Column>> {
+        let _ = table;
+        self.not_supported("tables")
+    }
 
     /// (child, parent) pairs among `tables`.
-    async fn foreign_keys(&self, tables: &[TableRef]) -> Result<Vec<(TableRef, TableRef)>>;
+    async fn foreign_keys(&self, tables: &[TableRef]) -> Result<Vec<(TableRef, TableRef)>> {
+        let _ = tables;
+        self.not_supported("tables")
+    }
 
-    async fn begin(&self) -> Result<()>;
-    async fn commit(&self) -> Result<()>;
-    async fn rollback(&self);
+    async fn begin(&self) -> Result<()> {
+        self.not_supported("transactions")
+    }
+    async fn commit(&self) -> Result<()> {
+        self.not_supported("transactions")
+    }
+    async fn rollback(&self) {}
 
     /// Empties the tables (children first), inside the current transaction.
-    async fn truncate(&self, tables: &[TableRef]) -> Result<()>;
+    async fn truncate(&self, tables: &[TableRef]) -> Result<()> {
+        let _ = tables;
+        self.not_supported("tables")
+    }
 
     /// The time zone of timestamps without an offset, until the end of the transaction
     /// (None: the server's own). Engines without a session time zone need nothing: the
@@ -92,7 +119,19 @@ pub trait Driver {
         req: &LoadRequest<'_>,
         chunks: mpsc::Receiver<Result<Bytes, LoadError>>,
         lines: Arc<LineMap>,
-    ) -> Result<u64>;
+    ) -> Result<u64> {
+        let _ = (req, chunks, lines);
+        self.not_supported("bulk loads")
+    }
+
+    /// The error of a default method: `what` does not exist on this engine.
+    fn not_supported<T>(&self, what: &'static str) -> Result<T> {
+        Err(NotSupported {
+            engine: self.capabilities().engine,
+            what,
+        }
+        .into())
+    }
 }
 
 /// What an engine can and cannot do, as callers need to know it.
@@ -133,24 +172,42 @@ impl Capabilities {
 #[allow(async_fn_in_trait)]
 pub trait Visitor: Sized {
     type Output;
+    /// The feature, as a noun for "… not supported on <engine>".
+    const WHAT: &'static str;
 
     async fn postgres(self, _conn: &mut postgres::PgConn) -> Result<Self::Output> {
-        Err(NotSupported(EngineKind::Postgres).into())
+        Err(NotSupported {
+            engine: EngineKind::Postgres,
+            what: Self::WHAT,
+        }
+        .into())
     }
 
     async fn mysql(self, _conn: &mut mysql::MyConn) -> Result<Self::Output> {
-        Err(NotSupported(EngineKind::Mysql).into())
+        Err(NotSupported {
+            engine: EngineKind::Mysql,
+            what: Self::WHAT,
+        }
+        .into())
     }
 
     async fn mssql(self, _conn: &mut mssql::MsConn) -> Result<Self::Output> {
-        Err(NotSupported(EngineKind::Mssql).into())
+        Err(NotSupported {
+            engine: EngineKind::Mssql,
+            what: Self::WHAT,
+        }
+        .into())
     }
 }
 
 /// A feature has nothing for this engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("not supported on {}", .0.as_str())]
-pub struct NotSupported(pub EngineKind);
+#[error("{what} not supported on {}", .engine.as_str())]
+pub struct NotSupported {
+    pub engine: EngineKind,
+    /// The feature, as a noun: "health checks", "schema migrations".
+    pub what: &'static str,
+}
 
 /// What a dump reports besides its bytes.
 #[derive(Debug, Clone)]
@@ -191,7 +248,11 @@ pub async fn server_backup(
             let (info, size) = mssql::backup::backup(target, &location).await?;
             Ok((info, size, location))
         }
-        other => Err(NotSupported(other).into()),
+        other => Err(NotSupported {
+            engine: other,
+            what: "server-side backups",
+        }
+        .into()),
     }
 }
 

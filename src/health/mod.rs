@@ -448,6 +448,7 @@ struct Ask<'a> {
 
 impl engine::Visitor for Ask<'_> {
     type Output = Answer;
+    const WHAT: &'static str = "health checks";
 
     async fn postgres(self, conn: &mut engine::postgres::PgConn) -> Result<Answer> {
         postgres::measure(conn, self.check, self.key_tables).await

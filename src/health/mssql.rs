@@ -87,7 +87,7 @@ pub(super) async fn measure(c: &MsConn, check: Check, key_tables: &[TableRef]) -
             for t in key_tables {
                 let sql = format!(
                     "SELECT CAST(SUM(reserved_page_count) * 8192 AS bigint) FROM sys.dm_db_partition_stats WHERE object_id = OBJECT_ID({})",
-                    mssql::backup::nstring(&mssql::quoted_table(t))
+                    mssql::nstring(&mssql::quoted_table(t))
                 );
                 if let Some(b) = c.scalar_i64(&sql).await? {
                     total += b as f64;

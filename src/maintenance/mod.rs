@@ -667,6 +667,7 @@ struct LiftStatementTimeout;
 
 impl Visitor for LiftStatementTimeout {
     type Output = ();
+    const WHAT: &'static str = "maintenance";
 
     async fn postgres(self, c: &mut PgConn) -> Result<()> {
         postgres::lift_statement_timeout(c).await
@@ -694,6 +695,7 @@ struct Plan<'a> {
 
 impl Visitor for Plan<'_> {
     type Output = Vec<TableTask>;
+    const WHAT: &'static str = "maintenance";
 
     async fn postgres(self, c: &mut PgConn) -> Result<Vec<TableTask>> {
         postgres::plan(c, self.work, self.named).await
@@ -720,6 +722,7 @@ struct RunTask<'a>(&'a TableTask);
 
 impl Visitor for RunTask<'_> {
     type Output = String;
+    const WHAT: &'static str = "maintenance";
 
     async fn postgres(self, c: &mut PgConn) -> Result<String> {
         postgres::run_task(c, self.0).await
@@ -749,6 +752,7 @@ struct IndexReport {
 
 impl Visitor for IndexReport {
     type Output = Vec<Finding>;
+    const WHAT: &'static str = "index reports";
 
     async fn postgres(self, c: &mut PgConn) -> Result<Vec<Finding>> {
         postgres::index_report(c).await
@@ -775,6 +779,7 @@ struct SlowQueryReport {
 
 impl Visitor for SlowQueryReport {
     type Output = SlowQueries;
+    const WHAT: &'static str = "slow-query reports";
 
     async fn postgres(self, c: &mut PgConn) -> Result<SlowQueries> {
         postgres::slow_queries(c, self.top).await
@@ -817,6 +822,7 @@ struct PurgePlan<'a> {
 
 impl Visitor for PurgePlan<'_> {
     type Output = Purge;
+    const WHAT: &'static str = "cleanup";
 
     async fn postgres(self, c: &mut PgConn) -> Result<Purge> {
         postgres::purge_plan(c, self.table, self.column, self.days, self.batch).await
@@ -840,6 +846,7 @@ struct PurgeCount<'a>(&'a Purge);
 
 impl Visitor for PurgeCount<'_> {
     type Output = u64;
+    const WHAT: &'static str = "cleanup";
 
     async fn postgres(self, c: &mut PgConn) -> Result<u64> {
         postgres::purge_count(c, self.0).await
@@ -863,6 +870,7 @@ struct PurgeBatch<'a>(&'a Purge);
 
 impl Visitor for PurgeBatch<'_> {
     type Output = u64;
+    const WHAT: &'static str = "cleanup";
 
     async fn postgres(self, c: &mut PgConn) -> Result<u64> {
         postgres::purge_batch(c, self.0).await

@@ -24,7 +24,7 @@ use super::{
     KeyCol, Purge, SlowQueries, SlowQuery, TableTask, Work,
 };
 use crate::catalog::TableRef;
-use crate::engine::mssql::backup::nstring;
+use crate::engine::mssql::nstring;
 use crate::engine::mssql::{quote_ident, quoted_table, MsConn};
 
 // ---------------------------------------------------------------------------------------------

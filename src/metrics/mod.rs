@@ -105,6 +105,7 @@ struct Standard<'a> {
 
 impl engine::Visitor for Standard<'_> {
     type Output = Round;
+    const WHAT: &'static str = "metrics";
 
     async fn postgres(self, conn: &mut engine::postgres::PgConn) -> Result<Round> {
         postgres::round(conn, self.key_tables).await
@@ -126,6 +127,7 @@ struct Query<'a> {
 
 impl engine::Visitor for Query<'_> {
     type Output = Rows;
+    const WHAT: &'static str = "custom metric queries";
 
     async fn postgres(self, conn: &mut engine::postgres::PgConn) -> Result<Rows> {
         postgres::rows(conn, self.sql).await

@@ -8,7 +8,7 @@ use anyhow::{anyhow, Result};
 
 use super::{zero_states, Round, Rows};
 use crate::catalog::TableRef;
-use crate::engine::mssql::backup::nstring;
+use crate::engine::mssql::nstring;
 use crate::engine::mssql::{quoted_table, MsConn};
 use crate::engine::Driver;
 

@@ -8,14 +8,9 @@ use std::collections::BTreeMap;
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::config::Target;
-use crate::engine::mssql::{self, quote_ident, BackupFile};
+use crate::engine::mssql::{self, nstring, quote_ident, BackupFile};
 use crate::engine::Driver;
 use crate::engine::DumpInfo;
-
-/// `N'…'` with quotes doubled.
-pub fn nstring(s: &str) -> String {
-    format!("N'{}'", s.replace('\'', "''"))
-}
 
 /// The full path of a backup file in the server's directory, with the server's separator.
 pub fn server_path(server_dir: &str, file: &str) -> String {

@@ -201,6 +201,11 @@ pub fn ms_err(e: tiberius::error::Error) -> anyhow::Error {
     err.into()
 }
 
+/// `N'…'` with quotes doubled.
+pub fn nstring(s: &str) -> String {
+    format!("N'{}'", s.replace('\'', "''"))
+}
+
 /// `[identifier]`, inner `]` doubled — SQL Server's QUOTENAME.
 pub fn quote_ident(s: &str) -> String {
     format!("[{}]", s.replace(']', "]]"))
