@@ -483,6 +483,38 @@ pub fn line_of_char_offset(text: &str, pos: usize) -> usize {
 mod tests {
     use super::*;
 
+    /// A driver that implements only the connection part, as a key-value engine would.
+    struct Bare;
+
+    impl Driver for Bare {
+        fn capabilities(&self) -> Capabilities {
+            Capabilities {
+                engine: EngineKind::Mssql,
+                transactional_ddl: false,
+                values: ValueStyle::Utc,
+            }
+        }
+        fn target(&self) -> &str {
+            "bare"
+        }
+        async fn server_version(&self) -> Result<String> {
+            Ok("1".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn schema_and_load_methods_default_to_not_supported() {
+        let bare = Bare;
+        let e = bare.history().await.unwrap_err();
+        assert_eq!(e.to_string(), "schema migrations not supported on mssql");
+        assert!(e.downcast_ref::<NotSupported>().is_some());
+        let e = bare.begin().await.unwrap_err();
+        assert_eq!(e.to_string(), "transactions not supported on mssql");
+        let e = bare.columns(&TableRef::new("a", "b")).await.unwrap_err();
+        assert_eq!(e.to_string(), "tables not supported on mssql");
+        assert!(bare.lock_schema().await.is_err());
+    }
+
     #[test]
     fn table_refs_parse() {
         assert_eq!(
