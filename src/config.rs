@@ -399,6 +399,10 @@ struct ConnectionEntry {
     /// Seconds an inspection query may run before it is cancelled.
     #[serde(default = "default_statement_timeout")]
     statement_timeout: u64,
+    /// Seconds an inspection query (health, metrics, audit, reports) may wait for a lock
+    /// before it gives up: a probe never queues behind a DBA's `LOCK TABLE`.
+    #[serde(default = "default_lock_timeout")]
+    lock_timeout: u64,
     /// SQL Server: encrypt the connection (TLS).
     #[serde(default)]
     encrypt: Option<bool>,
@@ -415,6 +419,9 @@ fn default_connect_timeout() -> u64 {
 }
 fn default_statement_timeout() -> u64 {
     30
+}
+fn default_lock_timeout() -> u64 {
+    2
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -471,6 +478,8 @@ pub struct Connection {
     pub sslmode: SslMode,
     pub connect_timeout: std::time::Duration,
     pub statement_timeout: std::time::Duration,
+    /// How long an inspection session waits for a lock ([`crate::engine::Session::Probe`]).
+    pub lock_timeout: std::time::Duration,
     pub encrypt: bool,
     pub trust_server_certificate: bool,
 }
@@ -686,6 +695,9 @@ fn resolve_connection(
     if c.connect_timeout == 0 {
         return Err(bad("connect_timeout", "must be at least 1 second".into()));
     }
+    if c.lock_timeout == 0 {
+        return Err(bad("lock_timeout", "must be at least 1 second".into()));
+    }
     if c.database.is_empty() {
         return Err(bad("database", "must not be empty".into()));
     }
@@ -718,6 +730,7 @@ fn resolve_connection(
         sslmode: c.sslmode.unwrap_or(SslMode::Prefer),
         connect_timeout: std::time::Duration::from_secs(c.connect_timeout),
         statement_timeout: std::time::Duration::from_secs(c.statement_timeout),
+        lock_timeout: std::time::Duration::from_secs(c.lock_timeout),
         encrypt: c.encrypt.unwrap_or(true),
         trust_server_certificate: c.trust_server_certificate.unwrap_or(false),
     })

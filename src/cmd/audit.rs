@@ -137,7 +137,7 @@ async fn evaluate(
     target: &Target,
     checks: &[&'static CheckDef],
 ) -> Result<(Option<String>, Vec<Verdict>)> {
-    let mut conn = engine::connect(target).await?;
+    let mut conn = engine::connect_probe(target).await?;
     let version = conn.server_version().await.ok();
     let verdicts = conn
         .visit(audit::Evaluate {

@@ -295,6 +295,7 @@ mod tests {
                 sslmode: SslMode::Prefer,
                 connect_timeout: Duration::from_secs(5),
                 statement_timeout: Duration::from_secs(30),
+                lock_timeout: Duration::from_secs(2),
                 encrypt: false,
                 trust_server_certificate: false,
             },

@@ -299,7 +299,7 @@ async fn index_report(ctx: &Ctx) -> Result<Outcome> {
         &ctx.targets,
         |t| t,
         |target| async move {
-            let mut conn = engine::connect(target).await?;
+            let mut conn = engine::connect_probe(target).await?;
             let findings = m::index_report(&mut conn, target.connection.statement_timeout).await?;
             Ok(IndexDone {
                 target: target.name.clone(),
@@ -378,7 +378,7 @@ async fn slow_queries(ctx: &Ctx, top: u32) -> Result<Outcome> {
         &ctx.targets,
         |t| t,
         |target| async move {
-            let mut conn = engine::connect(target).await?;
+            let mut conn = engine::connect_probe(target).await?;
             let m::SlowQueries { queries, notes } =
                 m::slow_queries(&mut conn, top, target.connection.statement_timeout).await?;
             for n in &notes {

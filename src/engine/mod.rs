@@ -41,6 +41,79 @@ pub async fn connect(target: &Target) -> Result<Conn> {
     }
 }
 
+/// What a session is opened for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Session {
+    /// Migrations, loads, maintenance work: waits for locks as any client does.
+    Work,
+    /// Inspection (health, metrics, audit, reports): never waits for a lock longer than the
+    /// target's `lock_timeout`; run its queries through [`Conn::probe`].
+    Probe,
+}
+
+/// Connects a [`Session::Probe`] to a target, within its connect timeout.
+pub async fn connect_probe(target: &Target) -> Result<Conn> {
+    match target.engine {
+        EngineKind::Postgres => Ok(Conn::Postgres(postgres::connect_probe(target).await?)),
+        EngineKind::Mysql => Ok(Conn::Mysql(mysql::connect_probe(target).await?)),
+        EngineKind::Mssql => Ok(Conn::Mssql(Box::new(mssql::connect_probe(target).await?))),
+    }
+}
+
+/// How to stop, from another connection, the statement a session is running.
+pub enum Canceller {
+    /// PostgreSQL's cancel request.
+    Postgres {
+        token: tokio_postgres::CancelToken,
+        tls: bool,
+    },
+    /// `KILL QUERY <thread id>` on a new connection with the same options.
+    Mysql { opts: mysql_async::Opts, id: u32 },
+    /// The TDS client has no cancel request: the session's `SET LOCK_TIMEOUT` and the
+    /// connection being dropped end the statement.
+    None,
+}
+
+impl Canceller {
+    /// Sends the cancellation, within `timeout`; true when the server was told.
+    pub async fn cancel(&self, timeout: Duration) -> Result<bool> {
+        match self {
+            Canceller::Postgres { token, tls } => {
+                tokio::time::timeout(timeout, postgres::cancel(token, *tls))
+                    .await
+                    .map_err(|_| anyhow::anyhow!("timed out after {} s", timeout.as_secs()))??;
+                Ok(true)
+            }
+            Canceller::Mysql { opts, id } => {
+                mysql::kill_query(opts, *id, timeout).await?;
+                Ok(true)
+            }
+            Canceller::None => Ok(false),
+        }
+    }
+}
+
+/// A probe that did not finish within its budget; the statement was cancelled on the server
+/// (`cancelled`) or, where the engine cannot, left to its lock timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("did not finish within {budget_ms} ms{}", if *.cancelled { " (cancelled on the server)" } else { "" })]
+pub struct ProbeTimedOut {
+    pub budget_ms: u128,
+    pub cancelled: bool,
+}
+
+/// Whether an inspection session sees every other session's activity, and if not, what the
+/// role lacks: PostgreSQL hides other roles' `pg_stat_activity` rows, MySQL other users'
+/// threads without `PROCESS`, SQL Server other sessions without `VIEW SERVER STATE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Visibility {
+    All,
+    /// Only its own sessions; the grant that would show every one.
+    OwnOnly {
+        missing: String,
+    },
+}
+
 /// What every engine's connection does: written once per engine (`postgres/mod.rs`,
 /// `mysql/mod.rs`, `mssql/mod.rs`) and delegated once for [`Conn`]. The engine's differences
 /// that callers must know are [`Capabilities`], not matches on the engine.
@@ -52,6 +125,11 @@ pub trait Driver {
     fn target(&self) -> &str;
 
     async fn server_version(&self) -> Result<String>;
+
+    /// Whether this session sees every session's activity ([`Visibility`]).
+    async fn activity_visibility(&self) -> Result<Visibility> {
+        self.not_supported("activity views")
+    }
 
     /// Takes the lock that makes concurrent `schema apply` runs take turns; false when
     /// another run holds it.
@@ -364,6 +442,35 @@ pub struct LoadRequest<'a> {
 
 impl Conn {
     /// Runs a feature's catalogue code for this connection's engine.
+    /// Runs a feature's question as a probe: within `budget`, and past it the statement in
+    /// flight is cancelled on the server, so nothing the tool started is left waiting there.
+    /// A probe session ([`connect_probe`]) also gives up on any lock after `lock_timeout`.
+    pub async fn probe<V: Visitor>(&mut self, budget: Duration, v: V) -> Result<V::Output> {
+        let canceller = self.canceller();
+        match tokio::time::timeout(budget, self.visit(v)).await {
+            Ok(r) => r,
+            Err(_) => {
+                let cancelled = canceller
+                    .cancel(Duration::from_secs(5))
+                    .await
+                    .unwrap_or(false);
+                Err(ProbeTimedOut {
+                    budget_ms: budget.as_millis(),
+                    cancelled,
+                }
+                .into())
+            }
+        }
+    }
+
+    fn canceller(&self) -> Canceller {
+        match self {
+            Conn::Postgres(c) => c.canceller(),
+            Conn::Mysql(c) => c.canceller(),
+            Conn::Mssql(_) => Canceller::None,
+        }
+    }
+
     pub async fn visit<V: Visitor>(&mut self, v: V) -> Result<V::Output> {
         match self {
             Conn::Postgres(c) => v.postgres(c).await,
@@ -399,6 +506,10 @@ impl Driver for Conn {
 
     async fn server_version(&self) -> Result<String> {
         delegate!(self, c => c.server_version().await)
+    }
+
+    async fn activity_visibility(&self) -> Result<Visibility> {
+        delegate!(self, c => c.activity_visibility().await)
     }
 
     async fn lock_schema(&self) -> Result<bool> {

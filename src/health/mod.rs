@@ -478,7 +478,7 @@ async fn measure_target(
         message,
         critical: true,
     };
-    let mut conn = match tokio::time::timeout_at(deadline, engine::connect(target)).await {
+    let mut conn = match tokio::time::timeout_at(deadline, engine::connect_probe(target)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return vec![Err(unreachable(format!("{e:#}")))],
         Err(_) => {

@@ -516,7 +516,7 @@ impl Exporter {
         let conn = slot.inner.lock().await.conn.take();
         let conn = match conn {
             Some(c) => Ok(c),
-            None => engine::connect(&slot.target).await,
+            None => engine::connect_probe(&slot.target).await,
         };
         let (outcome, keep) = match conn {
             Err(e) => (

@@ -35,7 +35,7 @@ use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 use crate::catalog::{AppliedMigration, Column, ColumnKind, Migration, TableRef};
 use crate::config::{EngineKind, Target};
 use crate::engine::script::split_go;
-use crate::engine::{Capabilities, DbError, Driver, LoadRequest, ValueStyle};
+use crate::engine::{Capabilities, DbError, Driver, LoadRequest, Session, ValueStyle, Visibility};
 use crate::load::{LineMap, LoadError};
 
 const HISTORY_TABLE: &str = "dbo.mairie_dba_schema_history";
@@ -117,6 +117,15 @@ impl MsType {
 }
 
 pub async fn connect(target: &Target) -> Result<MsConn> {
+    connect_session(target, Session::Work).await
+}
+
+/// A session for inspection queries: `SET LOCK_TIMEOUT`, so that none queues behind a lock.
+pub async fn connect_probe(target: &Target) -> Result<MsConn> {
+    connect_session(target, Session::Probe).await
+}
+
+async fn connect_session(target: &Target, session: Session) -> Result<MsConn> {
     let c = &target.connection;
     let password = target.password()?;
     let where_ = format!(
@@ -165,6 +174,16 @@ pub async fn connect(target: &Target) -> Result<MsConn> {
     }
     .await
     .with_context(|| where_.clone())?;
+    let mut client = client;
+    if session == Session::Probe {
+        client
+            .simple_query(format!("SET LOCK_TIMEOUT {}", c.lock_timeout.as_millis()))
+            .await
+            .map_err(ms_err)?
+            .into_results()
+            .await
+            .map_err(ms_err)?;
+    }
     Ok(MsConn {
         client: AsyncMutex::new(client),
         target: target.name.clone(),
@@ -466,6 +485,29 @@ impl Driver for MsConn {
             .scalar_string("SELECT CAST(SERVERPROPERTY('ProductVersion') AS NVARCHAR(128))")
             .await?
             .unwrap_or_default())
+    }
+
+    /// Without `VIEW SERVER STATE`, `sys.dm_exec_requests` and `sys.dm_exec_sessions` show
+    /// only the login's own sessions.
+    async fn activity_visibility(&self) -> Result<Visibility> {
+        let granted = self
+            .scalar_i64("SELECT CAST(HAS_PERMS_BY_NAME(NULL, NULL, 'VIEW SERVER STATE') AS BIGINT)")
+            .await?
+            .unwrap_or(0);
+        Ok(if granted == 1 {
+            Visibility::All
+        } else {
+            let login = self
+                .scalar_string("SELECT CAST(SUSER_SNAME() AS NVARCHAR(256))")
+                .await?
+                .unwrap_or_default();
+            Visibility::OwnOnly {
+                missing: format!(
+                    "login {login} lacks VIEW SERVER STATE: GRANT VIEW SERVER STATE TO {}",
+                    quote_ident(&login)
+                ),
+            }
+        })
     }
 
     async fn lock_schema(&self) -> Result<bool> {

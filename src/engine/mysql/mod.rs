@@ -29,7 +29,9 @@ use tokio::sync::{mpsc, Mutex as AsyncMutex};
 use crate::catalog::{AppliedMigration, Column, ColumnKind, Migration, TableRef};
 use crate::config::{EngineKind, SslMode, Target};
 use crate::engine::script::split_mysql;
-use crate::engine::{Capabilities, DbError, Driver, LoadRequest, ValueStyle};
+use crate::engine::{
+    Canceller, Capabilities, DbError, Driver, LoadRequest, Session, ValueStyle, Visibility,
+};
 use crate::load::{LineMap, LoadError};
 
 const HISTORY_TABLE: &str = "mairie_dba_schema_history";
@@ -41,10 +43,34 @@ pub struct MyConn {
     database: String,
     mariadb: bool,
     statement_timeout: Duration,
+    /// How this session was opened and its thread id: what `KILL QUERY` needs
+    /// ([`MyConn::canceller`]).
+    opts: mysql_async::Opts,
+    id: u32,
 }
 
 pub async fn connect(target: &Target) -> Result<MyConn> {
+    connect_session(target, Session::Work).await
+}
+
+/// A session for inspection queries: `lock_wait_timeout` and `innodb_lock_wait_timeout`
+/// set, so that none queues behind a lock.
+pub async fn connect_probe(target: &Target) -> Result<MyConn> {
+    connect_session(target, Session::Probe).await
+}
+
+async fn connect_session(target: &Target, session: Session) -> Result<MyConn> {
     let c = &target.connection;
+    let mut init = vec![
+        "SET NAMES utf8mb4".to_string(),
+        format!("SET SESSION sql_mode = '{SQL_MODE}'"),
+        "SET SESSION time_zone = '+00:00'".to_string(),
+    ];
+    if session == Session::Probe {
+        let secs = c.lock_timeout.as_secs().max(1);
+        init.push(format!("SET SESSION lock_wait_timeout = {secs}"));
+        init.push(format!("SET SESSION innodb_lock_wait_timeout = {secs}"));
+    }
     let password = target.password()?;
     let where_ = format!(
         "connecting to target `{}` (mysql {}@{}:{}/{})",
@@ -58,11 +84,7 @@ pub async fn connect(target: &Target) -> Result<MyConn> {
             .pass(password.as_ref().map(|p| p.expose().to_string()))
             .db_name(Some(c.database.clone()))
             .prefer_socket(false)
-            .init(vec![
-                "SET NAMES utf8mb4".to_string(),
-                format!("SET SESSION sql_mode = '{SQL_MODE}'"),
-                "SET SESSION time_zone = '+00:00'".to_string(),
-            ]);
+            .init(init.clone());
         if tls {
             // Like libpq's `require`: encrypted, certificate not verified.
             o = o.ssl_opts(Some(
@@ -91,6 +113,8 @@ pub async fn connect(target: &Target) -> Result<MyConn> {
     }
     .with_context(|| where_.clone())?;
     let mut conn = conn;
+    let opts = conn.opts().clone();
+    let id = conn.id();
     let version: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(my_err)?;
     let mariadb = version
         .unwrap_or_default()
@@ -102,7 +126,23 @@ pub async fn connect(target: &Target) -> Result<MyConn> {
         database: c.database.clone(),
         mariadb,
         statement_timeout: c.statement_timeout,
+        opts,
+        id,
     })
+}
+
+/// Stops the statement thread `id` is running, from a new connection made with `opts`.
+pub(crate) async fn kill_query(opts: &mysql_async::Opts, id: u32, timeout: Duration) -> Result<()> {
+    let work = async {
+        let mut c = Conn::new(opts.clone()).await.map_err(my_err)?;
+        c.query_drop(format!("KILL QUERY {id}"))
+            .await
+            .map_err(my_err)?;
+        c.disconnect().await.map_err(my_err)
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| anyhow!("timed out after {} s", timeout.as_secs()))?
 }
 
 /// `ERROR 1045 (28000): Access denied for user …`, as the mysql client prints it.
@@ -165,6 +205,14 @@ impl Physical {
 }
 
 impl MyConn {
+    /// Cancels, from a new connection, whatever statement this session is running.
+    pub(crate) fn canceller(&self) -> Canceller {
+        Canceller::Mysql {
+            opts: self.opts.clone(),
+            id: self.id,
+        }
+    }
+
     pub(crate) async fn conn(&self) -> tokio::sync::MutexGuard<'_, Conn> {
         self.conn.lock().await
     }
@@ -258,6 +306,32 @@ impl Driver for MyConn {
         let mut c = self.conn.lock().await;
         let v: Option<String> = c.query_first("SELECT VERSION()").await.map_err(my_err)?;
         Ok(v.unwrap_or_default())
+    }
+
+    /// Without the `PROCESS` privilege (or `SUPER`), the process list and
+    /// `information_schema.PROCESSLIST` show only the user's own threads.
+    async fn activity_visibility(&self) -> Result<Visibility> {
+        let mut c = self.conn.lock().await;
+        let (n, user): (i64, String) = c
+            .query_first(
+                r#"SELECT (SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES
+                           WHERE PRIVILEGE_TYPE IN ('PROCESS', 'SUPER')
+                             AND GRANTEE = CONCAT('''', REPLACE(SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''', ''''''),
+                                                  '''@''', SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''')),
+                          CURRENT_USER()"#,
+            )
+            .await
+            .map_err(my_err)?
+            .unwrap_or((0, String::new()));
+        Ok(if n > 0 {
+            Visibility::All
+        } else {
+            Visibility::OwnOnly {
+                missing: format!(
+                    "user {user} lacks the PROCESS privilege: GRANT PROCESS ON *.* TO {user}"
+                ),
+            }
+        })
     }
 
     async fn lock_schema(&self) -> Result<bool> {

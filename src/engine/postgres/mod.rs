@@ -24,7 +24,9 @@ use tokio_postgres::{error::SqlState, Client, Config, NoTls};
 
 use crate::catalog::{AppliedMigration, Column, ColumnKind, Migration, TableRef};
 use crate::config::{EngineKind, SslMode, Target};
-use crate::engine::{Capabilities, DbError, Driver, LoadRequest, ValueStyle};
+use crate::engine::{
+    Canceller, Capabilities, DbError, Driver, LoadRequest, Session, ValueStyle, Visibility,
+};
 use crate::load::LineMap;
 
 /// The advisory lock key of `schema apply`: two concurrent runs on one database take turns.
@@ -137,10 +139,25 @@ where
 pub struct PgConn {
     client: Client,
     target: String,
+    /// How to cancel the statement in flight from another connection ([`PgConn::canceller`]).
+    tls: bool,
 }
 
 pub async fn connect(target: &Target) -> Result<PgConn> {
+    connect_session(target, Session::Work).await
+}
+
+/// A session for inspection queries: `lock_timeout` set, so that none queues behind a lock.
+pub async fn connect_probe(target: &Target) -> Result<PgConn> {
+    connect_session(target, Session::Probe).await
+}
+
+async fn connect_session(target: &Target, session: Session) -> Result<PgConn> {
     let c = &target.connection;
+    let mut options = format!("-c statement_timeout={}", c.statement_timeout.as_millis());
+    if session == Session::Probe {
+        options.push_str(&format!(" -c lock_timeout={}", c.lock_timeout.as_millis()));
+    }
     let password = target.password()?;
     let mut cfg = Config::new();
     cfg.host(&c.host)
@@ -149,10 +166,7 @@ pub async fn connect(target: &Target) -> Result<PgConn> {
         .user(&c.user)
         .application_name("mairie-dba")
         .connect_timeout(c.connect_timeout)
-        .options(format!(
-            "-c statement_timeout={}",
-            c.statement_timeout.as_millis()
-        ));
+        .options(&options);
     if let Some(pw) = &password {
         cfg.password(pw.expose());
     }
@@ -173,6 +187,7 @@ pub async fn connect(target: &Target) -> Result<PgConn> {
     Ok(PgConn {
         client,
         target: target.name.clone(),
+        tls: c.sslmode != SslMode::Disable,
     })
 }
 
@@ -202,6 +217,25 @@ pub fn db_err(e: tokio_postgres::Error) -> anyhow::Error {
         err = err.with_sqlstate(s);
     }
     err.into()
+}
+
+impl PgConn {
+    /// Cancels, from a new connection, whatever statement this session is running.
+    pub(crate) fn canceller(&self) -> Canceller {
+        Canceller::Postgres {
+            token: self.client.cancel_token(),
+            tls: self.tls,
+        }
+    }
+}
+
+/// Sends the cancel request of `token` (TLS as the session was).
+pub(crate) async fn cancel(token: &tokio_postgres::CancelToken, tls_on: bool) -> Result<()> {
+    if tls_on {
+        token.cancel_query(tls::connector()?).await.map_err(db_err)
+    } else {
+        token.cancel_query(NoTls).await.map_err(db_err)
+    }
 }
 
 impl PgConn {
@@ -276,6 +310,30 @@ impl Driver for PgConn {
             .await
             .map_err(db_err)?;
         Ok(row.get(0))
+    }
+
+    /// Superusers and members of `pg_read_all_stats` (which `pg_monitor` includes) see every
+    /// role's rows of `pg_stat_activity`; others see only their own role's queries.
+    async fn activity_visibility(&self) -> Result<Visibility> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'), current_user::text",
+                &[],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(if row.get::<_, bool>(0) {
+            Visibility::All
+        } else {
+            let role: String = row.get(1);
+            Visibility::OwnOnly {
+                missing: format!(
+                    "role {role} is not a member of pg_monitor (or pg_read_all_stats): GRANT pg_monitor TO {}",
+                    quote_ident(&role)
+                ),
+            }
+        })
     }
 
     /// Takes the schema lock, waiting for another `apply` to finish. Returns whether it had
