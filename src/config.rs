@@ -100,6 +100,11 @@ pub struct MetricsSection {
     /// Seconds during which scrapes reuse the last round of queries.
     #[serde(default = "default_min_interval")]
     pub min_interval: u64,
+    /// Seconds one family's probe may take (also bounded by what is left of the scrape
+    /// timeout); past it the statement is cancelled on the server and the family reported
+    /// failed.
+    #[serde(default = "default_family_timeout")]
+    pub family_timeout: u64,
     /// Queries whose response time is measured (a histogram per probe).
     #[serde(default = "default_probes")]
     pub probes: Vec<ProbeQuery>,
@@ -114,6 +119,7 @@ impl Default for MetricsSection {
             listen: default_listen(),
             scrape_timeout: default_scrape_timeout(),
             min_interval: default_min_interval(),
+            family_timeout: default_family_timeout(),
             probes: default_probes(),
             custom: Vec::new(),
         }
@@ -125,6 +131,9 @@ fn default_listen() -> String {
 }
 fn default_scrape_timeout() -> u64 {
     5
+}
+fn default_family_timeout() -> u64 {
+    3
 }
 fn default_min_interval() -> u64 {
     10

@@ -1,8 +1,13 @@
 //! The Prometheus exporter against real servers: what it emits, that promtool finds it
-//! clean, that a dead target answers `up 0` quickly while the others report, and that many
-//! scrapers cost one connection and one round of queries.
+//! clean, that a dead target answers `up 0` quickly while the others report, that many
+//! scrapers cost one connection and one round of queries, and that it tells the truth: a
+//! lock costs one family (and leaves nothing of ours waiting on the server), a role that
+//! cannot see every session is not made to count them, an unreachable target fails
+//! `collect`.
 
 mod common;
+#[path = "common/pg_sessions.rs"]
+mod pg_sessions;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -17,21 +22,61 @@ per_engine!(
     custom_metrics_come_from_yaml,
 );
 
-/// The families every scrape of a live target has (the dashboards rely on them).
+/// The families every scrape of a live target has, whatever the engine and the role (the
+/// dashboards rely on them).
 const FAMILIES: &[&str] = &[
     "mairie_dba_up",
     "mairie_dba_scrape_duration_seconds",
+    "mairie_dba_scrape_error",
+    "mairie_dba_activity_visibility",
     "mairie_dba_server_info",
     "mairie_dba_server_start_time_seconds",
     "mairie_dba_database_size_bytes",
     "mairie_dba_table_size_bytes",
     "mairie_dba_table_rows_estimated",
-    "mairie_dba_connections",
+    "mairie_dba_table_rows_written_total",
+    "mairie_dba_transactions_total",
+    "mairie_dba_deadlocks_total",
+    "mairie_dba_sequence_used_ratio",
     "mairie_dba_connections_max",
-    "mairie_dba_longest_transaction_seconds",
     "mairie_dba_probe_duration_seconds",
     "mairie_dba_scrapes_total",
     "mairie_dba_scrape_errors_total",
+];
+
+/// The families of one engine only (on the project's servers, with the demo data).
+const POSTGRES_FAMILIES: &[&str] = &[
+    "mairie_dba_recovery_conflicts_total",
+    "mairie_dba_temp_bytes_total",
+    "mairie_dba_temp_files_total",
+    "mairie_dba_database_xid_age",
+    "mairie_dba_database_mxid_age",
+    "mairie_dba_checkpoints_total",
+    "mairie_dba_checkpoint_write_seconds_total",
+    "mairie_dba_checkpoint_sync_seconds_total",
+    "mairie_dba_buffers_written_total",
+    "mairie_dba_bgwriter_maxwritten_clean_total",
+    "mairie_dba_buffers_allocated_total",
+    "mairie_dba_wal_bytes_total",
+    "mairie_dba_archiver_archived_total",
+    "mairie_dba_archiver_failed_total",
+    "mairie_dba_archiver_failing",
+    "mairie_dba_table_scans_total",
+    "mairie_dba_table_rows_read_total",
+    "mairie_dba_table_dead_rows",
+    "mairie_dba_locks",
+    "mairie_dba_locks_waiting",
+];
+const MYSQL_FAMILIES: &[&str] = &[
+    "mairie_dba_threads",
+    "mairie_dba_threads_created_total",
+    "mairie_dba_lock_waits_total",
+    "mairie_dba_lock_wait_seconds_total",
+    "mairie_dba_locks_waiting",
+    "mairie_dba_table_rows_read_total",
+    // The project's `mairie` user has PROCESS: it sees every session.
+    "mairie_dba_connections",
+    "mairie_dba_longest_transaction_seconds",
 ];
 
 fn free_port() -> u16 {
@@ -149,10 +194,52 @@ fn collect_emits_the_families_and_promtool_finds_them_clean(engine: Engine) {
     out.success();
     let text = out.stdout.clone();
     let fams = families(&text);
-    for f in FAMILIES {
+    let own = match engine {
+        Engine::Postgres => POSTGRES_FAMILIES,
+        Engine::Mysql => MYSQL_FAMILIES,
+    };
+    for f in FAMILIES.iter().chain(own) {
         assert!(fams.iter().any(|x| x == f), "{f} missing from:\n{text}");
     }
     let t = engine.name();
+    // Every family measured: no scrape error.
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("mairie_dba_scrape_error{") && !l.ends_with(" 0"))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}\n{}", out.stderr);
+    for family in [
+        "server",
+        "database_size",
+        "table_sizes",
+        "table_stats",
+        "sequences",
+    ] {
+        assert_eq!(
+            sample(
+                &text,
+                &format!("mairie_dba_scrape_error{{family=\"{family}\",target=\"{t}\"}}")
+            ),
+            Some(0.0),
+            "{family}"
+        );
+    }
+    // The demo data's inserts are counted, and its ids used a little of their range.
+    assert!(
+        sample(
+            &text,
+            &format!("mairie_dba_table_rows_written_total{{op=\"insert\",table=\"metier.citoyens\",target=\"{t}\"}}")
+        )
+        .unwrap_or(0.0)
+            > 0.0,
+        "{text}"
+    );
+    let used = text
+        .lines()
+        .filter(|l| l.starts_with("mairie_dba_sequence_used_ratio{") && l.contains("citoyens"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(0.0, f64::max);
+    assert!(used > 0.0 && used < 0.01, "{used}\n{text}");
     assert_eq!(
         sample(
             &text,
@@ -234,7 +321,24 @@ fn custom_metrics_come_from_yaml(engine: Engine) {
         "{}",
         out.stdout
     );
-    // A failing custom query costs its own metric, not the target.
+    // A failing custom query costs its own metric, not the target, and says so.
+    assert_eq!(
+        sample(
+            &out.stdout,
+            &format!("mairie_dba_scrape_error{{family=\"custom:broken\",target=\"{t}\"}}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &out.stdout,
+            &format!(
+                "mairie_dba_scrape_error{{family=\"custom:demandes_par_statut\",target=\"{t}\"}}"
+            )
+        ),
+        Some(0.0)
+    );
+    out.stderr_has("custom:broken");
     assert_eq!(
         sample(
             &out.stdout,
@@ -368,4 +472,338 @@ impl Server {
         s.read_to_string(&mut raw).unwrap();
         raw
     }
+}
+
+/// The value of every sample of `family` whose labels include all of `labels`.
+fn values(text: &str, family: &str, labels: &[&str]) -> Vec<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")) || l.starts_with(&format!("{family} ")))
+        .filter(|l| labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect()
+}
+
+fn scrape_error(text: &str, target: &str, family: &str) -> Option<f64> {
+    sample(
+        text,
+        &format!("mairie_dba_scrape_error{{family=\"{family}\",target=\"{target}\"}}"),
+    )
+}
+
+/// Sessions of the tool (application_name `mairie-dba`) in `db` waiting for a lock.
+fn ours_waiting(db: &str) -> i64 {
+    pg_sessions::pg_su_scalar(
+        "postgres",
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mairie-dba'
+             AND datname = '{db}' AND wait_event_type = 'Lock'"
+        ),
+    )
+    .unwrap()
+    .parse()
+    .unwrap()
+}
+
+/// Another session holds `BEGIN; LOCK metier.citoyens` (ACCESS EXCLUSIVE) while `collect`
+/// runs: the table sizes (which open the table) hit the target's lock timeout and are
+/// reported failed, every other family is there, the target is up, and nothing of ours is
+/// left waiting on the server.
+#[test]
+fn a_locked_key_table_costs_its_family_only() {
+    let env = Env::with_schema(Engine::Postgres);
+    env.run(&["load-csv", "--all"]).success();
+    let db = env.db().name().to_string();
+    let holder = pg_sessions::PgSession::start(
+        &format!("{} dbname={db}", pg_admin_dsn()),
+        "BEGIN; LOCK metier.citoyens IN ACCESS EXCLUSIVE MODE",
+    );
+    pg_sessions::wait_until(
+        &db,
+        &format!("SELECT count(*) = 1 FROM pg_locks WHERE pid = {} AND mode = 'AccessExclusiveLock' AND granted AND relation = 'metier.citoyens'::regclass", holder.pid),
+    );
+
+    let start = Instant::now();
+    let out = env.run(&["metrics", "collect"]);
+    let took = start.elapsed();
+    out.success();
+    let text = &out.stdout;
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+        "the lock timeout (2 s) bounds the wait: {took:?}"
+    );
+    assert_eq!(
+        sample(
+            text,
+            "mairie_dba_up{engine=\"postgres\",target=\"postgres\"}"
+        ),
+        Some(1.0),
+        "a lock is not down"
+    );
+    assert_eq!(scrape_error(text, "postgres", "table_sizes"), Some(1.0));
+    assert!(
+        !text.contains("mairie_dba_table_size_bytes{"),
+        "a failed family is absent, not zero:\n{text}"
+    );
+    out.stderr_has("table_sizes").stderr_has("lock timeout");
+    for family in [
+        "server",
+        "database_size",
+        "database_stats",
+        "wraparound",
+        "checkpoints",
+        "wal",
+        "archiver",
+        "locks",
+        "table_stats",
+        "sequences",
+        "probe:select_1",
+    ] {
+        assert_eq!(
+            scrape_error(text, "postgres", family),
+            Some(0.0),
+            "{family}: {}",
+            out.stderr
+        );
+    }
+    for family in [
+        "mairie_dba_server_info",
+        "mairie_dba_database_size_bytes",
+        "mairie_dba_transactions_total",
+        "mairie_dba_table_rows_written_total",
+        "mairie_dba_database_xid_age",
+    ] {
+        assert!(!values(text, family, &[]).is_empty(), "{family} missing");
+    }
+    // The lock is seen for what it is: held, by the other session.
+    assert!(
+        values(
+            text,
+            "mairie_dba_locks",
+            &["mode=\"AccessExclusiveLock\"", "granted=\"true\""]
+        )[0] >= 1.0
+    );
+    let doc = env.run(&["--format", "json", "metrics", "collect"]);
+    doc.success();
+    let doc = doc.json();
+    assert_eq!(doc["status"], "success");
+    assert_eq!(doc["targets"][0]["up"], true);
+    assert_eq!(
+        doc["targets"][0]["scrape_errors"][0]["family"], "table_sizes",
+        "{doc}"
+    );
+
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(ours_waiting(&db), 0, "a probe of ours is still waiting");
+    // The lock was still held all along: nothing waited it out.
+    assert_eq!(
+        pg_sessions::pg_su_scalar(
+            &db,
+            &format!("SELECT count(*) FROM pg_locks WHERE pid = {} AND granted AND mode = 'AccessExclusiveLock'", holder.pid)
+        )
+        .as_deref(),
+        Some("1")
+    );
+    drop(holder);
+}
+
+/// With a lock timeout longer than the family's budget, the probe is cancelled on the server
+/// when its budget runs out: nothing of ours stays queued behind the lock.
+#[test]
+fn a_probe_past_its_budget_is_cancelled_on_the_server() {
+    let env = Env::with_schema(Engine::Postgres);
+    let db = env.db().name().to_string();
+    env.write_pg_config(&db, "  lock_timeout: 60\n");
+    env.write_global("metrics:\n  family_timeout: 1\n  scrape_timeout: 10\n");
+    let holder = pg_sessions::PgSession::start(
+        &format!("{} dbname={db}", pg_admin_dsn()),
+        "BEGIN; LOCK metier.demandes IN ACCESS EXCLUSIVE MODE",
+    );
+    pg_sessions::wait_until(
+        &db,
+        &format!("SELECT count(*) = 1 FROM pg_locks WHERE pid = {} AND mode = 'AccessExclusiveLock' AND granted AND relation = 'metier.demandes'::regclass", holder.pid),
+    );
+    let start = Instant::now();
+    let out = env.run(&["metrics", "collect"]);
+    out.success();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        scrape_error(&out.stdout, "postgres", "table_sizes"),
+        Some(1.0)
+    );
+    out.stderr_has("did not finish within 1000 ms (cancelled on the server)");
+    assert_eq!(
+        scrape_error(&out.stdout, "postgres", "sequences"),
+        Some(0.0)
+    );
+    // The process is gone, but a backend waiting for a lock would not notice: only the
+    // cancel request ends its wait.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(ours_waiting(&db), 0, "the cancelled probe is still waiting");
+    drop(holder);
+}
+
+/// As `mairie` (no pg_monitor), other roles' sessions are invisible: the session families
+/// are left out rather than claiming "1 active session" (our own), visibility is 0, and the
+/// missing grant is logged once. As a member of pg_monitor, they are counted.
+#[test]
+fn sessions_are_counted_only_by_a_role_that_sees_them_all() {
+    let env = Env::with_schema(Engine::Postgres);
+    let db = env.db().name().to_string();
+    let other = pg_sessions::PgRole::new("mdba_t_sleeper", &[]);
+    let sleepers: Vec<_> = (0..2)
+        .map(|_| pg_sessions::PgSession::start(&other.dsn(&db), "SELECT pg_sleep(60)"))
+        .collect();
+    pg_sessions::wait_until(
+        "postgres",
+        &format!(
+            "SELECT count(*) = 2 FROM pg_stat_activity WHERE usename = '{}' AND state = 'active' AND wait_event = 'PgSleep'",
+            other.name
+        ),
+    );
+
+    let out = env.run(&["metrics", "collect"]);
+    out.success();
+    let text = &out.stdout;
+    assert_eq!(
+        sample(text, "mairie_dba_activity_visibility{target=\"postgres\"}"),
+        Some(0.0)
+    );
+    assert!(
+        !text.contains("mairie_dba_connections{")
+            && !text.contains("mairie_dba_longest_transaction_seconds{"),
+        "session families from a role that sees only itself:\n{text}"
+    );
+    assert_eq!(
+        scrape_error(text, "postgres", "sessions"),
+        None,
+        "left out, not failed"
+    );
+    assert_eq!(
+        sample(
+            text,
+            "mairie_dba_up{engine=\"postgres\",target=\"postgres\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        out.stderr.matches("GRANT pg_monitor TO").count(),
+        1,
+        "the missing grant, once: {}",
+        out.stderr
+    );
+
+    let monitor = pg_sessions::PgRole::new("mdba_t_monitor", &["pg_monitor"]);
+    let mut env = env;
+    let admin = pg_admin_dsn();
+    env.write(
+        "config_postgres.yml",
+        format!(
+            "connection:\n  host: {}\n  port: {}\n  database: {db}\n  user: {}\n  password_env: MDBA_T_MONITOR_PASSWORD\n",
+            dsn_value(&admin, "host").unwrap_or_else(|| "127.0.0.1".into()),
+            pg_port(),
+            monitor.name
+        ),
+    );
+    env.set_env("MDBA_T_MONITOR_PASSWORD", &monitor.password);
+    let out = env.run(&["metrics", "collect"]);
+    out.success();
+    let text = &out.stdout;
+    assert_eq!(
+        sample(text, "mairie_dba_activity_visibility{target=\"postgres\"}"),
+        Some(1.0)
+    );
+    let active = sample(
+        text,
+        "mairie_dba_connections{state=\"active\",target=\"postgres\"}",
+    )
+    .expect("sessions counted");
+    assert!(active >= 2.0, "the two sleeping sessions: {active}\n{text}");
+    assert!(
+        sample(
+            text,
+            "mairie_dba_longest_transaction_seconds{target=\"postgres\"}"
+        )
+        .unwrap()
+            > 0.0
+    );
+    assert_eq!(scrape_error(text, "postgres", "sessions"), Some(0.0));
+    // The key tables are found by name: no privilege on their schema is needed.
+    assert!(
+        sample(
+            text,
+            "mairie_dba_table_size_bytes{table=\"metier.citoyens\",target=\"postgres\"}"
+        )
+        .is_some(),
+        "{text}"
+    );
+    // pg_monitor also reads the WAL directory.
+    assert!(sample(text, "mairie_dba_wal_size_bytes{target=\"postgres\"}").unwrap() > 0.0);
+    out.lacks("GRANT pg_monitor");
+    drop(sleepers);
+}
+
+/// Replication slots, sequences near their end and every database's transaction id age, as
+/// the alerts read them.
+#[test]
+fn slots_sequences_and_wraparound_are_measured() {
+    let env = Env::with_schema(Engine::Postgres);
+    let db = env.db().name().to_string();
+    env.db()
+        .query("CREATE SEQUENCE public.presque_fini AS smallint; SELECT setval('public.presque_fini', 32000)");
+    let slot = format!("mdba_t_slot_{}", std::process::id());
+    pg_sessions::pg_su(
+        "postgres",
+        &format!("SELECT pg_create_physical_replication_slot('{slot}', true)"),
+    );
+    struct DropSlot(String);
+    impl Drop for DropSlot {
+        fn drop(&mut self) {
+            pg_sessions::pg_su(
+                "postgres",
+                &format!("SELECT pg_drop_replication_slot('{}')", self.0),
+            );
+        }
+    }
+    let _slot = DropSlot(slot.clone());
+
+    let out = env.run(&["metrics", "collect"]);
+    out.success();
+    let text = &out.stdout;
+    assert_eq!(
+        sample(
+            text,
+            &format!("mairie_dba_replication_slot_active{{slot=\"{slot}\",slot_type=\"physical\",target=\"postgres\"}}")
+        ),
+        Some(0.0)
+    );
+    assert!(
+        sample(
+            text,
+            &format!("mairie_dba_replication_slot_retained_wal_bytes{{slot=\"{slot}\",slot_type=\"physical\",target=\"postgres\"}}")
+        )
+        .expect("a reserved slot retains WAL")
+            >= 0.0
+    );
+    let used = sample(
+        text,
+        "mairie_dba_sequence_used_ratio{sequence=\"public.presque_fini\",target=\"postgres\"}",
+    )
+    .unwrap();
+    assert!((used - 31999.0 / 32766.0).abs() < 1e-9, "{used}");
+    let age = sample(
+        text,
+        &format!("mairie_dba_database_xid_age{{database=\"{db}\",target=\"postgres\"}}"),
+    )
+    .unwrap();
+    assert!(age > 0.0 && age < 2_147_483_648.0, "{age}");
+    assert!(sample(
+        text,
+        "mairie_dba_database_xid_age{database=\"template0\",target=\"postgres\"}"
+    )
+    .is_some());
+    promtool_clean(text);
 }

@@ -1,5 +1,6 @@
 //! `metrics serve | collect`: the Prometheus exporter, or one round written for
-//! node_exporter's textfile collector.
+//! node_exporter's textfile collector. A family that failed on a reachable target is in the
+//! metrics and the JSON document, not a failure of the command.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ pub async fn run(cmd: &MetricsCommand, ctx: &Ctx) -> Result<Outcome> {
     let exporter = Arc::new(Exporter::new(
         Arc::new(ctx.config.clone()),
         ctx.targets.clone(),
+        ctx.log.clone(),
     )?);
     match cmd {
         MetricsCommand::Serve { listen } => {
@@ -49,6 +51,15 @@ pub async fn run(cmd: &MetricsCommand, ctx: &Ctx) -> Result<Outcome> {
                     target: t.name.clone(),
                     up: o.round.is_some(),
                     error: o.error.clone(),
+                    scrape_errors: o
+                        .round
+                        .iter()
+                        .flat_map(|r| r.failures())
+                        .map(|(family, error)| FamilyError {
+                            family: family.to_string(),
+                            error: error.to_string(),
+                        })
+                        .collect(),
                 })
                 .collect();
             for t in targets.iter().filter(|t| !t.up) {
@@ -110,6 +121,14 @@ struct TargetUp {
     target: String,
     up: bool,
     error: Option<String>,
+    /// The families that failed on a reachable target.
+    scrape_errors: Vec<FamilyError>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct FamilyError {
+    family: String,
+    error: String,
 }
 
 impl Report for CollectReport {
@@ -145,6 +164,7 @@ mod tests {
             target: target.into(),
             up: error.is_none(),
             error: error.map(Into::into),
+            scrape_errors: Vec::new(),
         }
     }
 
@@ -161,8 +181,8 @@ mod tests {
             serde_json::to_string(&r.fields()).unwrap(),
             concat!(
                 r#"{"output":"/var/lib/node_exporter/mairie.prom","targets":["#,
-                r#"{"target":"pg","up":true,"error":null},"#,
-                r#"{"target":"my","up":false,"error":"refused"}]}"#
+                r#"{"target":"pg","up":true,"error":null,"scrape_errors":[]},"#,
+                r#"{"target":"my","up":false,"error":"refused","scrape_errors":[]}]}"#
             )
         );
         assert_eq!(
@@ -179,7 +199,7 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&r.fields()).unwrap(),
-            r#"{"targets":[{"target":"pg","up":true,"error":null}]}"#
+            r#"{"targets":[{"target":"pg","up":true,"error":null,"scrape_errors":[]}]}"#
         );
         assert_eq!(r.lines(), ["# HELP x\nx 1"]);
         assert_eq!(Outcome::from_report(&Stopped).json()["stopped"], true);
