@@ -746,6 +746,47 @@ fn sessions_are_counted_only_by_a_role_that_sees_them_all() {
     drop(sleepers);
 }
 
+/// `collect` is an operation: a target it cannot reach fails it (exit 1), and the file is
+/// written all the same, that target `up 0`, the others measured.
+#[test]
+fn collect_fails_when_a_target_is_unreachable_and_writes_the_file() {
+    let env = Env::with_schema(Engine::Postgres);
+    env.write(
+        "config_dead.yml",
+        "connection:\n  host: 127.0.0.1\n  port: 1\n  database: x\n  user: x\n  connect_timeout: 2\n",
+    );
+    env.write(
+        "config_global.yml",
+        format!(
+            "base_dir: {ROOT}\ntargets:\n  postgres:\n    engine: postgres\n    config: config_postgres.yml\n  dead:\n    engine: postgres\n    config: config_dead.yml\n"
+        ),
+    );
+    let file = env.path("mairie_dba.prom");
+    let out = env.run(&["metrics", "collect", "--output", file.to_str().unwrap()]);
+    out.code(1).stderr_has("target dead");
+    let text = std::fs::read_to_string(&file).expect("the file is written");
+    assert_eq!(
+        sample(&text, "mairie_dba_up{engine=\"postgres\",target=\"dead\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "mairie_dba_up{engine=\"postgres\",target=\"postgres\"}"
+        ),
+        Some(1.0)
+    );
+    promtool_clean(&text);
+    let out = env.run(&["--format", "json", "metrics", "collect"]);
+    out.code(1);
+    let doc = out.json();
+    assert_eq!(doc["status"], "failed");
+    assert_eq!(doc["targets"][1]["target"], "dead");
+    assert_eq!(doc["targets"][1]["up"], false);
+    // The live target alone: done.
+    env.run(&["-t", "postgres", "metrics", "collect"]).success();
+}
+
 /// Replication slots, sequences near their end and every database's transaction id age, as
 /// the alerts read them.
 #[test]

@@ -1,6 +1,8 @@
 //! `metrics serve | collect`: the Prometheus exporter, or one round written for
-//! node_exporter's textfile collector. A family that failed on a reachable target is in the
-//! metrics and the JSON document, not a failure of the command.
+//! node_exporter's textfile collector. `collect` is an operation: it fails (exit 1) when a
+//! target cannot be reached, after writing the round (with `mairie_dba_up 0`) all the same;
+//! a family that failed on a reachable target is in the metrics and the JSON document, not
+//! a failure of the command.
 
 use std::sync::Arc;
 
@@ -132,8 +134,9 @@ struct FamilyError {
 }
 
 impl Report for CollectReport {
+    /// Failed when a target could not be reached (its metrics still say `up 0`).
     fn status(&self) -> Status {
-        Status::Success
+        Status::of_operation(self.targets.iter().any(|t| !t.up))
     }
 
     fn fields(&self) -> Map<String, Value> {
@@ -189,6 +192,7 @@ mod tests {
             r.lines(),
             ["1234 bytes of metrics written to /var/lib/node_exporter/mairie.prom"]
         );
+        assert_eq!(r.status(), Status::Failed, "a target could not be reached");
     }
 
     #[test]
@@ -202,6 +206,7 @@ mod tests {
             r#"{"targets":[{"target":"pg","up":true,"error":null,"scrape_errors":[]}]}"#
         );
         assert_eq!(r.lines(), ["# HELP x\nx 1"]);
+        assert_eq!(r.status(), Status::Success);
         assert_eq!(Outcome::from_report(&Stopped).json()["stopped"], true);
     }
 }
