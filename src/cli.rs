@@ -212,7 +212,7 @@ pub struct AuditArgs {
 pub enum MetricsCommand {
     /// Serve /metrics (Prometheus text, or OpenMetrics when asked) and /healthz over HTTP
     Serve {
-        /// Address to listen on [default: metrics.listen of the config, 127.0.0.1:9187]
+        /// Address to listen on [default: metrics.listen of the config, 127.0.0.1:19187]
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },

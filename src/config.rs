@@ -126,8 +126,11 @@ impl Default for MetricsSection {
     }
 }
 
+/// Outside 9100-9999, Prometheus' exporter port allocations (exhausted since 2023; 9187 is
+/// postgres_exporter's, often on the same host), below the ephemeral ports, not in the IANA
+/// services list: see docs/reference.md, `metrics serve`.
 fn default_listen() -> String {
-    "127.0.0.1:9187".into()
+    "127.0.0.1:19187".into()
 }
 fn default_scrape_timeout() -> u64 {
     5
@@ -912,6 +915,10 @@ mod tests {
             "{e}"
         );
         assert_eq!(c.migrations_dir, d.join("sql"));
+        // The exporter's defaults: a port outside postgres_exporter's (9187) and the whole
+        // exhausted 9100-9999 allocation range (docs/reference.md, metrics serve).
+        assert_eq!(c.metrics.listen, "127.0.0.1:19187");
+        assert_eq!(c.metrics.family_timeout, 3);
     }
 
     #[test]
