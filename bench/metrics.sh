@@ -6,6 +6,7 @@
 # of queries like the peer does (in production its cache makes scrapes cheaper still).
 #
 #   bench/metrics.sh            # RUNS=50, database mairie (with the demo data)
+#   BENCH_DB=other bench/metrics.sh    # another database of the project's server
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # The project's own servers (scripts/dev-services.sh): ports and throwaway passwords.
@@ -74,11 +75,23 @@ read -r m_rss m_hwm <<<"$(mem "$M_PID")"
 read -r e_rss e_hwm <<<"$(mem "$E_PID")"
 m_series=$(curl -s "http://127.0.0.1:$P1/metrics" | grep -vc '^#')
 e_series=$(curl -s "http://127.0.0.1:$P2/metrics" | grep -vc '^#')
+# Metric families (# TYPE lines), and those about the database rather than the exporter
+# itself (the peer's go_*, process_*, promhttp_* and postgres_exporter_*; our own scrape
+# counters and probe histogram).
+m_families=$(curl -s "http://127.0.0.1:$P1/metrics" | grep -c '^# TYPE')
+e_families=$(curl -s "http://127.0.0.1:$P2/metrics" | grep -c '^# TYPE')
+m_db_families=$(curl -s "http://127.0.0.1:$P1/metrics" | grep '^# TYPE' \
+    | grep -vcE ' mairie_dba_(scrapes_total|scrape_errors_total|probe_duration_seconds|scrape_duration_seconds|scrape_error|up) ')
+e_db_families=$(curl -s "http://127.0.0.1:$P2/metrics" | grep '^# TYPE' \
+    | grep -vcE ' (go_|process_|promhttp_|postgres_exporter_|pg_exporter_|pg_up |pg_scrape_)')
+# The peer exposes each server setting as a family of its own (pg_settings_*).
+e_settings=$(curl -s "http://127.0.0.1:$P2/metrics" | grep -c '^# TYPE pg_settings_')
 
 echo "== mairie-dba metrics benchmark =="
 echo "date        $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "machine     $(nproc) CPU(s), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), RAM $(free -g | awk '/Mem:/ {print $2}') GiB"
-echo "postgres    $(PGPASSWORD=$MAIRIE_PG_PASSWORD psql -h 127.0.0.1 -U mairie -d "$DB" -AtXc 'SHOW server_version')"
+echo "postgres    $(PGPASSWORD=$MAIRIE_PG_PASSWORD psql -h 127.0.0.1 -p "$MAIRIE_DEV_PG_PORT" -U mairie -d "$DB" -AtXc 'SHOW server_version')"
+echo "load        $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min, at the end)"
 echo "peer        $("$PEER" --version 2>&1 | head -1)"
 echo "runs        $RUNS sequential scrapes each, after 5 warm-up scrapes"
 echo
@@ -88,3 +101,6 @@ printf '%-30s %14s %14s %8s\n' "scrape latency p95 (ms)" "$m_p95" "$e_p95" "$(aw
 printf '%-30s %14s %14s %8s\n' "RSS after scrapes (MB)" "$m_rss" "$e_rss" "$(awk "BEGIN {printf \"%.2f\", $m_rss / $e_rss}")"
 printf '%-30s %14s %14s %8s\n' "peak RSS (MB)" "$m_hwm" "$e_hwm" "$(awk "BEGIN {printf \"%.2f\", $m_hwm / $e_hwm}")"
 printf '%-30s %14s %14s\n' "series exposed" "$m_series" "$e_series"
+printf '%-30s %14s %14s\n' "metric families" "$m_families" "$e_families"
+printf '%-30s %14s %14s\n' "  about the database" "$m_db_families" "$e_db_families"
+printf '%-30s %14s %14s\n' "  without pg_settings_*" "$m_db_families" "$((e_db_families - e_settings))"
