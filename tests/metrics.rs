@@ -848,3 +848,71 @@ fn slots_sequences_and_wraparound_are_measured() {
     .is_some());
     promtool_clean(text);
 }
+
+/// MySQL: a user without PROCESS sees only its own threads; its session families are left
+/// out and the missing privilege named, the target still up.
+#[test]
+fn mysql_sessions_need_the_process_privilege() {
+    let env = Env::with_schema(Engine::Mysql);
+    let db = env.db().name().to_string();
+    let user = format!("mdba_t_np_{}", std::process::id());
+    let password = "Np-Metrics-4417";
+    my_query(None, &format!("DROP USER IF EXISTS '{user}'@'%'"));
+    my_query(
+        None,
+        &format!("CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"),
+    );
+    struct DropUser(String);
+    impl Drop for DropUser {
+        fn drop(&mut self) {
+            my_query(None, &format!("DROP USER IF EXISTS '{}'@'%'", self.0));
+        }
+    }
+    let _user = DropUser(user.clone());
+    // Database-level privileges straight into mysql.db: the test user has no GRANT OPTION.
+    my_query(
+        None,
+        &format!(
+            "INSERT INTO mysql.db SET Host = '%', Db = '{db}', User = '{user}', Select_priv = 'Y'"
+        ),
+    );
+    my_query(None, "FLUSH PRIVILEGES");
+    let mut env = env;
+    env.write_engine_config(&db, "");
+    let text = std::fs::read_to_string(env.path("config_mysql.yml"))
+        .unwrap()
+        .replace(
+            &format!(
+                "user: {}\n",
+                mysql_async::Opts::from_url(&mysql_url())
+                    .unwrap()
+                    .user()
+                    .unwrap_or("mairie")
+            ),
+            &format!("user: {user}\n"),
+        );
+    env.write("config_mysql.yml", text);
+    env.set_env("MAIRIE_MYSQL_PASSWORD", password);
+
+    let out = env.run(&["metrics", "collect"]);
+    out.success();
+    let text = &out.stdout;
+    assert_eq!(
+        sample(text, "mairie_dba_up{engine=\"mysql\",target=\"mysql\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(text, "mairie_dba_activity_visibility{target=\"mysql\"}"),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(!text.contains("mairie_dba_connections{"), "{text}");
+    assert!(!text.contains("mairie_dba_longest_transaction_seconds{"));
+    out.stderr_has("lacks the PROCESS privilege");
+    // Server-wide counters need no privilege: still there.
+    assert!(sample(
+        text,
+        "mairie_dba_threads{state=\"connected\",target=\"mysql\"}"
+    )
+    .is_some());
+}
