@@ -512,14 +512,22 @@ impl Exporter {
             }
             _ => {
                 // Connected but not finished: the families measured so far, the others
-                // reported as not finished. Not connected: the server is not reachable.
-                if let Some(round) = slot.inner.lock().await.progress.clone() {
+                // reported as not finished. Finished just now: that round. Not connected:
+                // the server is not reachable.
+                let inner = slot.inner.lock().await;
+                if let Some(round) = inner.progress.clone() {
                     return Arc::new(Outcome {
                         round: Some(round),
                         error: None,
                         seconds: start.elapsed().as_secs_f64(),
                     });
                 }
+                if rx.has_changed().unwrap_or(false) {
+                    if let Some((_, o)) = &inner.last {
+                        return Arc::clone(o);
+                    }
+                }
+                drop(inner);
                 self.scrape_errors
                     .with_label_values(&[&slot.target.name])
                     .inc();
@@ -1115,6 +1123,98 @@ mod tests {
             to_openmetrics(text),
             "# HELP a Things.\n# TYPE a counter\na_total 3\n# HELP g A gauge.\n# TYPE g gauge\ng{x=\"1\"} 2\n# EOF\n"
         );
+    }
+
+    #[test]
+    fn a_round_reports_what_it_did_not_finish() {
+        let mut r = Round::planned(
+            vec![
+                "visibility".into(),
+                "server".into(),
+                "sessions".into(),
+                "table_sizes".into(),
+            ],
+            "did not finish",
+        );
+        r.set("visibility", None);
+        r.set("server", None);
+        r.skip("sessions");
+        r.set(
+            "table_sizes",
+            Some("canceling statement due to lock timeout".into()),
+        );
+        assert_eq!(
+            r.failures().collect::<Vec<_>>(),
+            [("table_sizes", "canceling statement due to lock timeout")]
+        );
+        assert!(
+            !r.families.iter().any(|(f, _)| f == "sessions"),
+            "left out, neither measured nor failed"
+        );
+        let unfinished = Round::planned(vec!["server".into()], "did not finish");
+        assert_eq!(
+            unfinished.failures().collect::<Vec<_>>(),
+            [("server", "did not finish")]
+        );
+    }
+
+    #[test]
+    fn the_server_answered_errors_keep_the_session() {
+        use crate::config::EngineKind;
+        let io = || std::io::Error::other("x");
+        let db = |state: &str| -> anyhow::Error {
+            DbError::new(EngineKind::Postgres, "m".into(), io())
+                .with_sqlstate(state)
+                .into()
+        };
+        assert!(server_answered(&db("55P03")), "lock timeout");
+        assert!(server_answered(&db("57014")), "cancelled");
+        assert!(
+            server_answered(&db("42501").context("probe")),
+            "permission denied"
+        );
+        assert!(!server_answered(&db("08006")), "connection failure");
+        assert!(!server_answered(&db("57P01")), "admin shutdown");
+        let closed: anyhow::Error =
+            DbError::new(EngineKind::Postgres, "closed".into(), io()).into();
+        assert!(!server_answered(&closed), "a driver error without a code");
+        let late: anyhow::Error = engine::ProbeTimedOut {
+            budget_ms: 1000,
+            cancelled: true,
+        }
+        .into();
+        assert!(!server_answered(&late), "an abandoned probe");
+        let mysql: anyhow::Error = DbError::new(EngineKind::Mysql, "m".into(), io())
+            .with_number(1205)
+            .into();
+        assert!(server_answered(&mysql), "MySQL lock wait timeout");
+    }
+
+    #[test]
+    fn only_the_sessions_group_needs_full_visibility() {
+        let all = postgres::GROUPS
+            .iter()
+            .chain(mysql::GROUPS)
+            .chain(mssql::GROUPS);
+        for g in all {
+            assert_eq!(g.reads_activity(), *g == Group::Sessions, "{}", g.name());
+        }
+    }
+
+    #[test]
+    fn a_custom_metric_may_not_take_a_family_name() {
+        let mut m = MetricsSection::default();
+        let mut c = metric();
+        c.name = "locks".into();
+        m.custom = vec![c];
+        let e = validate(&m).unwrap_err().to_string();
+        assert!(e.contains("mairie_dba_locks"), "{e}");
+        m.custom = vec![metric(), metric()];
+        assert!(validate(&m).is_err(), "twice the same name");
+        m.custom = vec![metric()];
+        assert!(validate(&m).is_ok());
+        m.family_timeout = 0;
+        assert!(validate(&m).is_err());
     }
 
     #[test]
