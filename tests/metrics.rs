@@ -916,3 +916,54 @@ fn mysql_sessions_need_the_process_privilege() {
     )
     .is_some());
 }
+
+/// A lock that outlasts the scrape timeout (lock_timeout and family_timeout longer): the
+/// scrape still answers in time, the server up, the groups measured before the lock present,
+/// the blocked one and those after it reported as scrape errors; the blocked statement is
+/// cancelled on the server.
+#[test]
+fn a_scrape_that_cannot_wait_reports_what_was_measured() {
+    let env = Env::with_schema(Engine::Postgres);
+    let db = env.db().name().to_string();
+    env.write_pg_config(&db, "  lock_timeout: 60\n");
+    env.write_global("metrics:\n  scrape_timeout: 2\n  family_timeout: 30\n");
+    let holder = pg_sessions::PgSession::start(
+        &format!("{} dbname={db}", pg_admin_dsn()),
+        "BEGIN; LOCK metier.rendez_vous IN ACCESS EXCLUSIVE MODE",
+    );
+    pg_sessions::wait_until(
+        &db,
+        &format!("SELECT count(*) = 1 FROM pg_locks WHERE pid = {} AND mode = 'AccessExclusiveLock' AND granted AND relation = 'metier.rendez_vous'::regclass", holder.pid),
+    );
+    let start = Instant::now();
+    let out = env.run(&["metrics", "collect"]);
+    out.success();
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    let text = &out.stdout;
+    assert_eq!(
+        sample(
+            text,
+            "mairie_dba_up{engine=\"postgres\",target=\"postgres\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(scrape_error(text, "postgres", "server"), Some(0.0));
+    assert!(text.contains("mairie_dba_server_info{"));
+    assert_eq!(scrape_error(text, "postgres", "table_sizes"), Some(1.0));
+    assert_eq!(
+        scrape_error(text, "postgres", "sequences"),
+        Some(1.0),
+        "asked after the blocked group: not measured"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        ours_waiting(&db),
+        0,
+        "the blocked statement is still waiting"
+    );
+    drop(holder);
+}

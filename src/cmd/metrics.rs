@@ -5,6 +5,7 @@
 //! a failure of the command.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
@@ -84,6 +85,9 @@ pub async fn run(cmd: &MetricsCommand, ctx: &Ctx) -> Result<Outcome> {
                 }
                 None => Metrics::Printed(text),
             };
+            // A round the scrape could not wait for is still cancelling its probe on the
+            // server: let it, rather than leave a statement of ours waiting there.
+            exporter.settle(Duration::from_secs(10)).await;
             Ok(Outcome::from_report(&CollectReport { metrics, targets }))
         }
     }

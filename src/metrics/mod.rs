@@ -467,6 +467,29 @@ impl Exporter {
         Duration::from_secs(self.settings().scrape_timeout.max(1))
     }
 
+    /// How long a round may run: a little less than the scrape timeout (a tenth, at most
+    /// half a second), so that a probe cancelled at the end of its budget is reported with
+    /// the round, and the scrape need not fall back on the round's progress.
+    fn round_time(&self) -> Duration {
+        let t = self.scrape_timeout();
+        t - (t / 10).min(Duration::from_millis(500))
+    }
+
+    /// Waits, at most `max`, for the rounds still running (a scrape that could not wait for
+    /// them returned their progress): before a one-shot `collect` exits, so that a probe past
+    /// its budget is cancelled on the server rather than left waiting there.
+    pub async fn settle(&self, max: Duration) {
+        let until = tokio::time::Instant::now() + max;
+        for slot in &self.slots {
+            let mut rx = slot.done.subscribe();
+            while slot.inner.lock().await.running {
+                if tokio::time::timeout_at(until, rx.changed()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
     /// One scrape: every target at once, each within the scrape timeout.
     pub async fn scrape(self: &Arc<Self>) -> Vec<(Target, Arc<Outcome>)> {
         self.scrapes.inc();
@@ -617,7 +640,7 @@ impl Exporter {
         reused: bool,
         start: Instant,
     ) -> (Outcome, Option<Conn>) {
-        let deadline = start + self.scrape_timeout();
+        let deadline = start + self.round_time();
         let target = &slot.target;
         let mut conn = Some(conn);
         let groups: &[Group] = match conn.as_mut() {
