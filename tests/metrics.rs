@@ -651,7 +651,8 @@ fn a_probe_past_its_budget_is_cancelled_on_the_server() {
 /// missing grant is logged once. As a member of pg_monitor, they are counted.
 #[test]
 fn sessions_are_counted_only_by_a_role_that_sees_them_all() {
-    let env = Env::with_schema(Engine::Postgres);
+    // Declared first, dropped last: its database goes once the other roles' sessions have.
+    let mut env = Env::with_schema(Engine::Postgres);
     let db = env.db().name().to_string();
     let other = pg_sessions::PgRole::new("mdba_t_sleeper", &[]);
     let sleepers: Vec<_> = (0..2)
@@ -697,7 +698,6 @@ fn sessions_are_counted_only_by_a_role_that_sees_them_all() {
     );
 
     let monitor = pg_sessions::PgRole::new("mdba_t_monitor", &["pg_monitor"]);
-    let mut env = env;
     let admin = pg_admin_dsn();
     env.write(
         "config_postgres.yml",
@@ -853,7 +853,7 @@ fn slots_sequences_and_wraparound_are_measured() {
 /// out and the missing privilege named, the target still up.
 #[test]
 fn mysql_sessions_need_the_process_privilege() {
-    let env = Env::with_schema(Engine::Mysql);
+    let mut env = Env::with_schema(Engine::Mysql);
     let db = env.db().name().to_string();
     let user = format!("mdba_t_np_{}", std::process::id());
     let password = "Np-Metrics-4417";
@@ -877,7 +877,6 @@ fn mysql_sessions_need_the_process_privilege() {
         ),
     );
     my_query(None, "FLUSH PRIVILEGES");
-    let mut env = env;
     env.write_engine_config(&db, "");
     let text = std::fs::read_to_string(env.path("config_mysql.yml"))
         .unwrap()

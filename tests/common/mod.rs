@@ -142,7 +142,12 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Runs SQL on a database as the test role; rows as text (None for NULL).
 pub fn pg_query(dbname: &str, sql: &str) -> Vec<Vec<Option<String>>> {
-    let dsn = format!("{} dbname={dbname}", pg_admin_dsn());
+    pg_query_with(&pg_admin_dsn(), dbname, sql)
+}
+
+/// Runs SQL on a database with the role of `base_dsn`.
+fn pg_query_with(base_dsn: &str, dbname: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    let dsn = format!("{base_dsn} dbname={dbname}");
     runtime().block_on(async {
         let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
             .await
@@ -200,8 +205,12 @@ impl PgDb {
 }
 
 impl Drop for PgDb {
+    /// As the superuser: the test role may not end the sessions FORCE must end when they are
+    /// not its own (an autovacuum worker visiting the new database's catalogues, another
+    /// role's session of a test still closing), and the drop would then fail.
     fn drop(&mut self) {
-        pg_query(
+        pg_query_with(
+            &pg_superuser_dsn(),
             "postgres",
             &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
         );
