@@ -369,6 +369,9 @@ pub struct DatasetEntry {
     pub decimal_comma: bool,
     #[serde(default)]
     pub timezone: Option<String>,
+    /// As `--max-field-size` (e.g. `64MiB`).
+    #[serde(default)]
+    pub max_field_size: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
