@@ -215,6 +215,13 @@ pub enum MetricsCommand {
         /// Address to listen on [default: metrics.listen of the config, 127.0.0.1:9187]
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// TLS and basic-auth users, in the format of the Prometheus exporters' web
+        /// configuration file (exporter-toolkit)
+        #[arg(long = "web.config.file", value_name = "PATH")]
+        web_config_file: Option<PathBuf>,
+        /// Serve in clear text on an address other than loopback
+        #[arg(long)]
+        insecure_listen: bool,
     },
     /// One round of queries, printed, or written atomically to FILE (node_exporter textfile)
     Collect {

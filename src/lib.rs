@@ -18,6 +18,7 @@ pub mod log;
 pub mod maintenance;
 pub mod metrics;
 pub mod output;
+pub mod web;
 
 use std::path::PathBuf;
 
