@@ -132,7 +132,21 @@ pub fn run(cli: Cli) -> u8 {
             return kind.failure().1;
         }
     };
-    let res = runtime.block_on(dispatch(cli, log.clone()));
+    // An operation stopped by Ctrl-C or SIGTERM stops its tools (and theirs), and drops the
+    // databases it created, before the process ends. `metrics serve` stops on its own.
+    let stoppable = !matches!(
+        &cli.command,
+        Command::Metrics(cli::MetricsCommand::Serve { .. })
+    );
+    let res = runtime.block_on(async {
+        if !stoppable {
+            return dispatch(cli, log.clone()).await;
+        }
+        tokio::select! {
+            r = dispatch(cli, log.clone()) => r,
+            sig = stop_signal() => Err(stopped(sig, &log).await),
+        }
+    });
     // Don't wait for connection tasks still winding down.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match res {
@@ -164,6 +178,40 @@ pub fn run(cli: Cli) -> u8 {
     }
 }
 
+/// Waits for SIGINT or SIGTERM; returns its name.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+/// What is done after a stop: the operation's future is already dropped (its tools told to
+/// stop); wait for them, drop what it created, and say so.
+async fn stopped(sig: &str, log: &log::Log) -> anyhow::Error {
+    let left = engine::tools::stop_children(std::time::Duration::from_secs(5)).await;
+    let dropped = engine::cleanup::drop_created().await;
+    let mut msg = format!("stopped by {sig}");
+    if !dropped.is_empty() {
+        msg.push_str(&format!(
+            "; dropped the database(s) this run had created: {}",
+            dropped.join(", ")
+        ));
+    }
+    if left > 0 {
+        msg.push_str(&format!("; {left} tool(s) still stopping"));
+    }
+    let _ = log;
+    anyhow::anyhow!(msg)
+}
+
 async fn dispatch(cli: Cli, log: log::Log) -> Result<Outcome> {
     check_format(&cli.command, cli.global.format)?;
     let path = cli
@@ -172,6 +220,11 @@ async fn dispatch(cli: Cli, log: log::Log) -> Result<Outcome> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG));
     let config = Config::load(&path)?;
+    for t in &config.targets {
+        if let config::PasswordSource::Env { var } = &t.connection.password {
+            engine::tools::register_secret_var(var);
+        }
+    }
     let targets = config.select_targets(&cli.global.targets)?;
     // Resolve the secrets up front: a missing variable is a configuration error (exit 2),
     // reported before anything is touched.

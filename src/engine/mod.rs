@@ -4,6 +4,7 @@
 //! dialect, catalogue queries, bulk-load protocol) and nothing else. An engine never reads
 //! CLI arguments and never prints.
 
+pub mod cleanup;
 pub mod error;
 pub mod mssql;
 pub mod mysql;

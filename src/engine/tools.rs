@@ -183,21 +183,240 @@ impl Drop for PrivateTemp {
     }
 }
 
-/// Starts a tool with piped stdout and stderr (and stdin when asked).
-pub fn spawn(cmd: &mut Command, stdin: bool) -> Result<Child> {
-    cmd.stdout(Stdio::piped())
+/// Starts a tool with piped stdout and stderr (and stdin when asked), under a supervisor
+/// ([`supervise`]) that stops the tool and everything it started (pg_restore's parallel
+/// workers) when this process stops, dies, or drops the returned handle; the child's
+/// environment holds no password variable of the config but the one it was given.
+pub fn spawn(cmd: &mut Command, stdin: bool) -> Result<Supervised> {
+    let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+    let mut wrapped = Command::from(supervised(cmd.as_std())?);
+    wrapped
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
-        .kill_on_drop(true);
-    let program = cmd.as_std().get_program().to_string_lossy().into_owned();
-    let child = cmd.spawn().with_context(|| format!("starting {program}"))?;
+        .kill_on_drop(false);
+    let child = wrapped
+        .spawn()
+        .with_context(|| format!("starting {program}"))?;
     if let Some(out) = &child.stdout {
         widen_pipe(out.as_raw_fd());
     }
     if let Some(input) = &child.stdin {
         widen_pipe(input.as_raw_fd());
     }
-    Ok(child)
+    Ok(Supervised::new(child))
+}
+
+/// The hidden first argument that makes the binary a supervisor.
+pub const SUPERVISE_ARG: &str = "__supervise";
+
+/// `cmd` run through this binary's supervisor, with the config's password variables
+/// removed from its environment (except those `cmd` sets itself).
+pub fn supervised(cmd: &std::process::Command) -> Result<std::process::Command> {
+    let me = std::env::current_exe().context("finding this program to supervise a tool")?;
+    let mut out = std::process::Command::new(me);
+    out.arg(SUPERVISE_ARG).arg(cmd.get_program()).args(cmd.get_args());
+    let set: Vec<&std::ffi::OsStr> = cmd.get_envs().map(|(k, _)| k).collect();
+    for var in secret_vars() {
+        if !set.iter().any(|k| *k == std::ffi::OsStr::new(&var)) {
+            out.env_remove(&var);
+        }
+    }
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => out.env(k, v),
+            None => out.env_remove(k),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        out.current_dir(dir);
+    }
+    Ok(out)
+}
+
+fn secret_registry() -> &'static std::sync::Mutex<std::collections::BTreeSet<String>> {
+    static VARS: std::sync::OnceLock<std::sync::Mutex<std::collections::BTreeSet<String>>> =
+        std::sync::OnceLock::new();
+    VARS.get_or_init(Default::default)
+}
+
+/// Notes an environment variable that holds a secret (a target's `password_env`): no child
+/// inherits it unless given it explicitly.
+pub fn register_secret_var(name: &str) {
+    secret_registry()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(name.to_string());
+}
+
+fn secret_vars() -> Vec<String> {
+    let mut v: Vec<String> = secret_registry()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .cloned()
+        .collect();
+    // The libpq and MySQL client variables are passed explicitly when a child needs them.
+    v.extend(["PGPASSWORD", "MYSQL_PWD"].map(String::from));
+    v
+}
+
+fn live() -> &'static std::sync::Mutex<Vec<u32>> {
+    static LIVE: std::sync::OnceLock<std::sync::Mutex<Vec<u32>>> = std::sync::OnceLock::new();
+    LIVE.get_or_init(Default::default)
+}
+
+/// A supervised tool: dropping it before it has been waited for tells the supervisor to
+/// stop the tool (SIGTERM), which then stops the tool's whole process group.
+pub struct Supervised {
+    child: Child,
+    pid: Option<u32>,
+}
+
+impl Supervised {
+    fn new(child: Child) -> Supervised {
+        let pid = child.id();
+        if let Some(p) = pid {
+            live().lock().unwrap_or_else(|e| e.into_inner()).push(p);
+        }
+        Supervised { child, pid }
+    }
+
+    pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        let status = self.child.wait().await?;
+        self.forget();
+        Ok(status)
+    }
+
+    fn forget(&mut self) {
+        if let Some(p) = self.pid.take() {
+            live()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|x| *x != p);
+        }
+    }
+}
+
+impl std::ops::Deref for Supervised {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.child
+    }
+}
+
+impl std::ops::DerefMut for Supervised {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            if matches!(self.child.try_wait(), Ok(None)) {
+                // SAFETY: kill on our own child, not yet reaped (try_wait said running).
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGTERM);
+                }
+                // Left in the live list: `stop_children` waits for it.
+            } else {
+                self.forget();
+            }
+        }
+    }
+}
+
+/// After a stop (Ctrl-C, SIGTERM): tells every supervised tool still running to stop and
+/// waits up to `within` for them to be gone. Returns how many were still there then.
+pub async fn stop_children(within: std::time::Duration) -> usize {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let pids: Vec<u32> = live().lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut left = Vec::new();
+        for p in pids {
+            // SAFETY: waitpid/kill on our own children; an already reaped pid gives ECHILD.
+            let r = unsafe { libc::waitpid(p as i32, std::ptr::null_mut(), libc::WNOHANG) };
+            if r == 0 {
+                unsafe {
+                    libc::kill(p as i32, libc::SIGTERM);
+                }
+                left.push(p);
+            }
+        }
+        *live().lock().unwrap_or_else(|e| e.into_inner()) = left.clone();
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            return left.len();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The supervisor (`mairie-dba __supervise PROGRAM ARGS…`): runs the tool in its own process
+/// group and stays between it and this program. When told to stop (SIGTERM, SIGINT, SIGHUP)
+/// or when this program dies (even by SIGKILL: the kernel sends it SIGTERM then), it kills
+/// the tool's whole group — pg_restore's workers included — and waits for the tool. When
+/// the tool ends, whatever it left in its group is killed too. Returns the exit code.
+pub fn supervise(args: &[std::ffi::OsString]) -> i32 {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let Some((program, rest)) = args.split_first() else {
+        eprintln!("error: {SUPERVISE_ARG} needs a program");
+        return 2;
+    };
+    // SAFETY: plain libc calls on this process's own signal state, before any thread.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        let parent = libc::getppid();
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+        if libc::getppid() != parent {
+            return 1; // the parent died before the death signal was armed
+        }
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    let child = std::process::Command::new(program)
+        .args(rest)
+        .process_group(0)
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: starting {}: {e}", program.to_string_lossy());
+            return 127;
+        }
+    };
+    let pid = child.id() as i32;
+    loop {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: sigwait on a set of signals blocked above.
+        unsafe {
+            libc::sigwait(&set, &mut sig);
+        }
+        if sig == libc::SIGCHLD {
+            let mut status = 0;
+            // SAFETY: waitpid on our one child.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                // SAFETY: the group may hold workers the tool left behind.
+                unsafe {
+                    libc::killpg(pid, libc::SIGKILL);
+                }
+                let st = std::process::ExitStatus::from_raw(status);
+                return st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
+            }
+            continue;
+        }
+        // Told to stop, or the parent died: the whole group goes, then the tool is reaped.
+        // SAFETY: killpg/waitpid on our child's group and our child.
+        unsafe {
+            libc::killpg(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        return 128 + sig;
+    }
 }
 
 /// Grows a pipe from the default 64 KiB to 1 MiB where the system allows it: a dump or a
@@ -233,6 +452,42 @@ pub fn collect_stderr(child: &mut Child) -> tokio::task::JoinHandle<String> {
     })
 }
 
+/// How many of the last lines of a tool's stderr an error quotes, and how much of each.
+const SUMMARY_LINES: usize = 4;
+const SUMMARY_LINE_CHARS: usize = 200;
+
+/// The end of a tool's stderr as an error quotes it: its last few lines, each cut short
+/// with control characters escaped. A client that echoes the statement it failed on (rows of
+/// citizens' data, megabytes of them) gives a line the cut keeps to its start.
+pub fn summarise(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let skipped = lines.len().saturating_sub(SUMMARY_LINES);
+    let mut out: Vec<String> = lines[skipped..]
+        .iter()
+        .map(|l| {
+            let mut s: String = l
+                .chars()
+                .take(SUMMARY_LINE_CHARS)
+                .flat_map(|c| {
+                    if c.is_control() {
+                        c.escape_default().collect::<Vec<_>>()
+                    } else {
+                        vec![c]
+                    }
+                })
+                .collect();
+            if l.chars().count() > SUMMARY_LINE_CHARS {
+                s.push_str(&format!("… ({} bytes)", l.len()));
+            }
+            s
+        })
+        .collect();
+    if skipped > 0 {
+        out.insert(0, format!("({skipped} earlier line(s) not shown)"));
+    }
+    out.join(" | ")
+}
+
 /// Copies a child's stdout into `sink` in large blocks (the sink hashes, compresses, writes).
 pub async fn pump<R: AsyncRead + Unpin>(mut from: R, sink: &mut impl Write) -> Result<u64> {
     let mut buf = vec![0u8; 256 * 1024];
@@ -253,7 +508,7 @@ pub async fn pump<R: AsyncRead + Unpin>(mut from: R, sink: &mut impl Write) -> R
 
 /// Waits for a tool; a non-zero exit becomes an error carrying its stderr.
 pub async fn finish(
-    mut child: Child,
+    mut child: Supervised,
     stderr: tokio::task::JoinHandle<String>,
     what: &str,
 ) -> Result<()> {
@@ -270,10 +525,7 @@ pub async fn finish(
         if err.is_empty() {
             bail!("{what} failed ({code})");
         }
-        return Err(anyhow!(
-            "{what} failed ({code}): {}",
-            err.replace('\n', " | ")
-        ));
+        return Err(anyhow!("{what} failed ({code}): {}", summarise(&err)));
     }
     Ok(())
 }
@@ -281,6 +533,17 @@ pub async fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tools_stderr_is_summarised_short() {
+        let rows = format!("ERROR 2013 (HY000) at line 40: Lost connection ({})", "('Estève',12),".repeat(50_000));
+        let text = format!("line a\nline b\nline c\nline d\n{rows}\n");
+        let s = summarise(&text);
+        assert!(s.len() < 1000, "{} bytes", s.len());
+        assert!(s.starts_with("(1 earlier line(s) not shown) | line b | line c | line d | ERROR 2013"));
+        assert!(s.ends_with(&format!("… ({} bytes)", rows.len())));
+        assert_eq!(summarise("bad \u{1b}[2J"), "bad \\u{1b}[2J");
+    }
 
     #[test]
     fn majors_from_version_lines() {

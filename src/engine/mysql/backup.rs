@@ -10,6 +10,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use mysql_async::prelude::Queryable;
 use tokio::process::Command;
 
+use crate::engine::cleanup::Created;
 use crate::config::Target;
 use crate::engine::mysql::{self, quote_ident};
 use crate::engine::tools::{self, PrivateTemp};
@@ -132,6 +133,7 @@ pub async fn verify(path: &Path) -> Result<()> {
 /// Restores a dump into `into` (created when absent) through the `mariadb` client.
 pub async fn restore(target: &Target, path: &Path, into: &str, force: bool) -> Result<()> {
     let conn = mysql::connect(target).await?;
+    let existed;
     {
         let mut c = conn.conn().await;
         let exists: Option<i64> = c
@@ -141,7 +143,8 @@ pub async fn restore(target: &Target, path: &Path, into: &str, force: bool) -> R
             )
             .await
             .map_err(mysql::my_err)?;
-        if exists.unwrap_or(0) == 0 {
+        existed = exists.unwrap_or(0) > 0;
+        if !existed {
             c.query_drop(format!(
                 "CREATE DATABASE {} CHARACTER SET utf8mb4",
                 quote_ident(into)
@@ -163,56 +166,110 @@ pub async fn restore(target: &Target, path: &Path, into: &str, force: bool) -> R
             }
         }
     }
+    drop(conn);
+    let created = (!existed).then(|| Created::register(target, into));
+    match feed(target, path, into).await {
+        Ok(()) => {
+            if let Some(c) = created {
+                c.keep();
+            }
+            Ok(())
+        }
+        Err(e) => match created {
+            Some(c) => {
+                let note = c.abandon().await;
+                Err(e.context(note))
+            }
+            None if force => Err(e.context(format!(
+                "database {into} was being replaced (--force) and is left incomplete: restore it again"
+            ))),
+            None => Err(e),
+        },
+    }
+}
+
+/// Streams the decompressed dump into the `mariadb` client, supervised like every tool.
+async fn feed(target: &Target, path: &Path, into: &str) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
     let (bin, _) = tools::find_tool(&["mariadb", "mysql"])?;
     let temp = PrivateTemp::new()?;
     let options = temp.mysql_options(target.password()?.as_ref().map(|p| p.expose()))?;
-    let c = target.connection.clone();
+    let c = &target.connection;
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!("--defaults-extra-file={}", options.display()))
+        .args([
+            "--protocol=TCP",
+            "-h",
+            &c.host,
+            "-P",
+            &c.port.to_string(),
+            "-u",
+            &c.user,
+        ])
+        .args(["--default-character-set=utf8mb4", "--binary-mode"])
+        .arg(into);
+    let mut child = tools::spawn(&mut cmd, true)?;
+    child.stdout.take();
+    let stderr = tools::collect_stderr(&mut child);
+    let mut stdin = child.stdin.take().context("client stdin")?;
+    // Decompressed on a blocking thread, a few blocks ahead of the client.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
     let path = path.to_path_buf();
-    let into = into.to_string();
-    tokio::task::spawn_blocking(move || {
-        let mut child = std::process::Command::new(bin)
-            .arg(format!("--defaults-extra-file={}", options.display()))
-            .args([
-                "--protocol=TCP",
-                "-h",
-                &c.host,
-                "-P",
-                &c.port.to_string(),
-                "-u",
-                &c.user,
-            ])
-            .args(["--default-character-set=utf8mb4", "--binary-mode"])
-            .arg(&into)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .context("starting the mariadb client")?;
-        let mut stderr = child.stderr.take().context("client stderr")?;
-        let err_reader = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s);
-            s
-        });
-        let f =
-            std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        let mut dec = zstd::stream::read::Decoder::new(f)?;
-        let mut stdin = child.stdin.take().context("client stdin")?;
-        let copied = std::io::copy(&mut dec, &mut stdin);
-        drop(stdin);
-        let status = child.wait()?;
-        let err = err_reader.join().unwrap_or_default();
-        if !status.success() {
-            bail!(
-                "mariadb client failed ({status}): {}",
-                err.trim().replace('\n', " | ")
-            );
+    let reader = tokio::task::spawn_blocking(move || {
+        let f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        let mut dec = match zstd::stream::read::Decoder::new(f) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        loop {
+            let mut buf = vec![0u8; 256 * 1024];
+            match dec.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.blocking_send(Ok(buf)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
         }
-        copied.map_err(|e| anyhow!("feeding the dump to the client: {e}"))?;
-        drop(temp);
-        Ok(())
-    })
-    .await?
+    });
+    let mut fed: Result<()> = Ok(());
+    while let Some(block) = rx.recv().await {
+        match block {
+            Ok(b) => {
+                if let Err(e) = stdin.write_all(&b).await {
+                    fed = Err(anyhow!("feeding the dump to the client: {e}"));
+                    break;
+                }
+            }
+            Err(e) => {
+                fed = Err(anyhow!("reading the dump: {e}"));
+                break;
+            }
+        }
+    }
+    drop(rx);
+    drop(stdin);
+    let _ = reader.await;
+    let finished = tools::finish(child, stderr, "the mariadb client").await;
+    drop(temp);
+    // The client's own error says more than a broken pipe.
+    finished?;
+    fed
 }
 
 async fn count_tables(c: &mut mysql_async::Conn) -> Result<BTreeMap<String, u64>> {

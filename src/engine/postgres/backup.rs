@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use tokio::process::Command;
 use tokio_postgres::Client;
 
+use crate::engine::cleanup::Created;
 use crate::config::Target;
 use crate::engine::postgres::client::{connection_args, run_pg_restore};
 use crate::engine::postgres::{self, quote_ident};
@@ -255,6 +256,44 @@ pub async fn restore(
     };
     let (listing, destination) = tokio::join!(listing, destination);
     let (exists, server_num, existing) = destination?;
+    // A database made here is dropped if the restore fails or is stopped.
+    let created = (!exists).then(|| Created::register(target, into));
+    let res = load(
+        target, path, into, force, jobs, rows, listing, exists, &server_num, &existing,
+    )
+    .await;
+    match (res, created) {
+        (Ok(split), c) => {
+            if let Some(c) = c {
+                c.keep();
+            }
+            Ok(split)
+        }
+        (Err(e), Some(c)) => {
+            let note = c.abandon().await;
+            Err(e.context(note))
+        }
+        (Err(e), None) if exists && force => Err(e.context(format!(
+            "database {into} was being replaced (--force) and is left incomplete: restore it again"
+        ))),
+        (Err(e), None) => Err(e),
+    }
+}
+
+/// The archive into the destination database, once it exists.
+#[allow(clippy::too_many_arguments)]
+async fn load(
+    target: &Target,
+    path: &Path,
+    into: &str,
+    force: bool,
+    jobs: u32,
+    rows: &BTreeMap<String, u64>,
+    listing: std::io::Result<std::process::Output>,
+    exists: bool,
+    server_num: &str,
+    existing: &[String],
+) -> Result<Vec<String>> {
     let pg_restore = tools::find_pg_tool(
         "pg_restore",
         server_num.parse::<u32>().unwrap_or(0) / 10_000,
@@ -263,11 +302,11 @@ pub async fn restore(
     if !listing.status.success() {
         bail!(
             "pg_restore --list: {}",
-            String::from_utf8_lossy(&listing.stderr).trim()
+            tools::summarise(&String::from_utf8_lossy(&listing.stderr))
         );
     }
     let full = String::from_utf8_lossy(&listing.stdout);
-    let filtered = without_extensions(&full, &existing);
+    let filtered = without_extensions(&full, existing);
     let clean = exists && force;
     if !clean {
         let list = filtered.as_deref().unwrap_or(&full);
