@@ -16,6 +16,7 @@ use crate::backup::places;
 use crate::backup::{self, Entry};
 use crate::cli::RestoreArgs;
 use crate::cmd::failure;
+use crate::engine::cleanup::Created;
 use crate::config::Target;
 use crate::engine;
 use crate::output::{Outcome, Report, Status, TableBlock};
@@ -83,6 +84,13 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         let start = Instant::now();
         let m = e.manifest.clone().map_err(|why| anyhow!(why))?;
         let into = args.into.clone().unwrap_or_else(|| m.database.clone());
+        if args.force {
+            ctx.log.warn(format!(
+                "{}: --force: the tables of database {into} are dropped and replaced, if it \
+                 exists; should this restore stop midway, {into} is left incomplete",
+                target.name
+            ));
+        }
         let res = async {
             backup::check_hash(&e).context("refusing to restore a damaged backup")?;
             let source = m
@@ -236,6 +244,30 @@ pub fn compare(expected: &BTreeMap<String, u64>, found: &BTreeMap<String, u64>) 
     out
 }
 
+/// Drops the scratch databases that drills killed earlier on this target left behind.
+async fn sweep_scratch(target: &Target, ctx: &Ctx) {
+    match engine::leftover_scratch(target, &target.connection.database).await {
+        Ok(names) => {
+            for n in names {
+                match engine::drop_database(target, &n).await {
+                    Ok(()) => ctx.log.warn(format!(
+                        "{}: dropped {n}, the scratch database of an earlier drill that was stopped",
+                        target.name
+                    )),
+                    Err(e) => ctx.log.warn(format!(
+                        "{}: could not drop {n}, left by an earlier drill: {e:#}",
+                        target.name
+                    )),
+                }
+            }
+        }
+        Err(e) => ctx.log.debug(format!(
+            "{}: looking for scratch databases of earlier drills: {e:#}",
+            target.name
+        )),
+    }
+}
+
 async fn drill(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     let mut report = DrillReport { drills: Vec::new() };
     for p in places(ctx)? {
@@ -247,9 +279,14 @@ async fn drill(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
             chrono::Utc::now().format("%Y%m%d%H%M%S")
         );
         let latest = entries.into_iter().find(|e| e.is_good_for(&p.target.name));
+        sweep_scratch(p.target, ctx).await;
+        // The scratch database is dropped on a stop too; a kill leaves it to the next drill.
+        let mut guard: Option<Created> = None;
         let res: Result<(String, usize, Vec<String>)> = async {
             let e = latest.ok_or_else(|| anyhow!("no good backup in {}", p.dir.display()))?;
             let m = backup::check_hash(&e).context("the latest backup is damaged")?;
+            engine::create_scratch(p.target, &scratch).await?;
+            guard = Some(Created::register(p.target, &scratch));
             let source = m
                 .location
                 .clone()
@@ -272,6 +309,9 @@ async fn drill(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
             Ok((e.file_name(), m.tables.len(), compare(&m.tables, &counts)))
         }
         .await;
+        if let Some(g) = guard {
+            g.keep(); // dropped above already
+        }
         let seconds = start.elapsed().as_secs_f64();
         let item = match res {
             Ok((file, tables, differences)) => {

@@ -298,6 +298,42 @@ pub async fn count_rows(target: &Target, database: &str) -> Result<BTreeMap<Stri
     count_tables(&mut c).await
 }
 
+/// Creates an empty database carrying `marker` as its comment (MariaDB 10.5 and later; on
+/// MySQL, which has no database comments, the database is created unmarked and never swept).
+pub async fn create_marked(target: &Target, name: &str, marker: &str) -> Result<()> {
+    let conn = mysql::connect(target).await?;
+    let mut c = conn.conn().await;
+    let comment = if conn.is_mariadb() {
+        format!(" COMMENT '{}'", marker.replace('\\', "\\\\").replace('\'', "''"))
+    } else {
+        String::new()
+    };
+    c.query_drop(format!(
+        "CREATE DATABASE {} CHARACTER SET utf8mb4{comment}",
+        quote_ident(name)
+    ))
+    .await
+    .map_err(mysql::my_err)
+    .with_context(|| format!("creating database {name}"))
+}
+
+/// Databases whose comment is a drill's marker: (name, comment).
+pub async fn marked_databases(target: &Target) -> Result<Vec<(String, String)>> {
+    let conn = mysql::connect(target).await?;
+    if !conn.is_mariadb() {
+        return Ok(Vec::new());
+    }
+    let mut c = conn.conn().await;
+    let rows: Vec<(String, String)> = c
+        .query(
+            "SELECT SCHEMA_NAME, SCHEMA_COMMENT FROM information_schema.SCHEMATA
+             WHERE SCHEMA_COMMENT LIKE 'mairie-dba drill scratch: %'",
+        )
+        .await
+        .map_err(mysql::my_err)?;
+    Ok(rows)
+}
+
 pub async fn drop_database(target: &Target, name: &str) -> Result<()> {
     let conn = mysql::connect(target).await?;
     let mut c = conn.conn().await;

@@ -413,6 +413,43 @@ pub async fn count_rows(target: &Target, database: &str) -> Result<BTreeMap<Stri
     count_tables(conn.client()).await
 }
 
+/// Creates an empty database carrying `marker` as its comment.
+pub async fn create_marked(target: &Target, name: &str, marker: &str) -> Result<()> {
+    let admin = postgres::connect(&target.with_database("postgres")).await?;
+    admin
+        .client()
+        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(name)))
+        .await
+        .map_err(postgres::db_err)
+        .with_context(|| format!("creating database {name}"))?;
+    admin
+        .client()
+        .batch_execute(&format!(
+            "COMMENT ON DATABASE {} IS '{}'",
+            quote_ident(name),
+            marker.replace('\'', "''")
+        ))
+        .await
+        .map_err(postgres::db_err)
+        .with_context(|| format!("marking database {name}"))
+}
+
+/// Databases whose comment is a drill's marker: (name, comment).
+pub async fn marked_databases(target: &Target) -> Result<Vec<(String, String)>> {
+    let admin = postgres::connect(&target.with_database("postgres")).await?;
+    let rows = admin
+        .client()
+        .query(
+            "SELECT d.datname::text, shobj_description(d.oid, 'pg_database')
+             FROM pg_database d
+             WHERE shobj_description(d.oid, 'pg_database') LIKE 'mairie-dba drill scratch: %'",
+            &[],
+        )
+        .await
+        .map_err(postgres::db_err)?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
 pub async fn drop_database(target: &Target, name: &str) -> Result<()> {
     let admin = postgres::connect(&target.with_database("postgres")).await?;
     admin
