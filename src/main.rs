@@ -7,7 +7,8 @@ use clap::Parser;
 fn main() -> ExitCode {
     // The supervisor of a child tool (see engine::tools::supervise): nothing else runs.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).map(|a| a.as_os_str()) == Some(mairie_dba::engine::tools::SUPERVISE_ARG.as_ref()) {
+    if args.get(1).map(|a| a.as_os_str()) == Some(mairie_dba::engine::tools::SUPERVISE_ARG.as_ref())
+    {
         let code = mairie_dba::engine::tools::supervise(&args[2..]);
         return ExitCode::from(code.clamp(0, 255) as u8);
     }

@@ -16,9 +16,9 @@ use crate::backup::places;
 use crate::backup::{self, Entry};
 use crate::cli::RestoreArgs;
 use crate::cmd::failure;
-use crate::engine::cleanup::Created;
 use crate::config::Target;
 use crate::engine;
+use crate::engine::cleanup::Created;
 use crate::output::{Outcome, Report, Status, TableBlock};
 use crate::Ctx;
 

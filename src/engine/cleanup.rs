@@ -25,10 +25,11 @@ impl Created {
     pub fn register(target: &Target, name: &str) -> Created {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        registry()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((id, target.clone(), name.to_string()));
+        registry().lock().unwrap_or_else(|e| e.into_inner()).push((
+            id,
+            target.clone(),
+            name.to_string(),
+        ));
         Created {
             id,
             target: target.clone(),
@@ -45,7 +46,10 @@ impl Created {
     pub async fn abandon(self) -> String {
         forget(self.id);
         match super::drop_database(&self.target, &self.name).await {
-            Ok(()) => format!("database {} (created by this restore) was dropped", self.name),
+            Ok(()) => format!(
+                "database {} (created by this restore) was dropped",
+                self.name
+            ),
             Err(e) => format!(
                 "database {} (created by this restore) could not be dropped: {e:#}",
                 self.name

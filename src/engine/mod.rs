@@ -502,9 +502,9 @@ fn is_leftover(
     let made = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d%H%M%S").ok();
     let old = made.is_some_and(|t| now - t > chrono::Duration::hours(24));
     let gone = on == host
-        && pid
-            .parse::<u32>()
-            .is_ok_and(|p| p != std::process::id() && !std::path::Path::new(&format!("/proc/{p}")).exists());
+        && pid.parse::<u32>().is_ok_and(|p| {
+            p != std::process::id() && !std::path::Path::new(&format!("/proc/{p}")).exists()
+        });
     gone || old
 }
 
@@ -696,19 +696,55 @@ mod tests {
             .and_hms_opt(12, 0, 0)
             .unwrap();
         let dead = "mairie-dba drill scratch: pid 4000000 on h1";
-        assert!(is_leftover("mairie_drill_20261206110000", dead, "mairie", "h1", now));
+        assert!(is_leftover(
+            "mairie_drill_20261206110000",
+            dead,
+            "mairie",
+            "h1",
+            now
+        ));
         // Not our name pattern, or another database's: never.
         assert!(!is_leftover("mairie_drill_2026", dead, "mairie", "h1", now));
         assert!(!is_leftover("mairie_prod", dead, "mairie", "h1", now));
-        assert!(!is_leftover("other_drill_20261206110000", dead, "mairie", "h1", now));
+        assert!(!is_leftover(
+            "other_drill_20261206110000",
+            dead,
+            "mairie",
+            "h1",
+            now
+        ));
         // No marker: a user's database with a look-alike name.
-        assert!(!is_leftover("mairie_drill_20261206110000", "", "mairie", "h1", now));
+        assert!(!is_leftover(
+            "mairie_drill_20261206110000",
+            "",
+            "mairie",
+            "h1",
+            now
+        ));
         // A live drill (this very process) is left alone, unless a day old.
         let alive = format!("mairie-dba drill scratch: pid {} on h1", std::process::id());
-        assert!(!is_leftover("mairie_drill_20261206110000", &alive, "mairie", "h1", now));
-        assert!(is_leftover("mairie_drill_20261204110000", &alive, "mairie", "h1", now));
+        assert!(!is_leftover(
+            "mairie_drill_20261206110000",
+            &alive,
+            "mairie",
+            "h1",
+            now
+        ));
+        assert!(is_leftover(
+            "mairie_drill_20261204110000",
+            &alive,
+            "mairie",
+            "h1",
+            now
+        ));
         // Another host's drill: only when old.
-        assert!(!is_leftover("mairie_drill_20261206110000", dead, "mairie", "h2", now));
+        assert!(!is_leftover(
+            "mairie_drill_20261206110000",
+            dead,
+            "mairie",
+            "h2",
+            now
+        ));
     }
 
     #[tokio::test]

@@ -215,9 +215,16 @@ pub const SUPERVISE_ARG: &str = "__supervise";
 pub fn supervised(cmd: &std::process::Command) -> Result<std::process::Command> {
     let me = std::env::current_exe().context("finding this program to supervise a tool")?;
     let mut out = std::process::Command::new(me);
-    out.arg(SUPERVISE_ARG).arg(cmd.get_program()).args(cmd.get_args());
+    out.arg(SUPERVISE_ARG)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
     let set: Vec<&std::ffi::OsStr> = cmd.get_envs().map(|(k, _)| k).collect();
-    for var in secret_vars() {
+    // The tool's own variables (MAIRIE_*: passwords of every target, the config's path)
+    // mean nothing to a child.
+    let ours = std::env::vars_os()
+        .map(|(k, _)| k.to_string_lossy().into_owned())
+        .filter(|k| k.starts_with("MAIRIE_"));
+    for var in secret_vars().into_iter().chain(ours) {
         if !set.iter().any(|k| *k == std::ffi::OsStr::new(&var)) {
             out.env_remove(&var);
         }
@@ -456,11 +463,53 @@ pub fn collect_stderr(child: &mut Child) -> tokio::task::JoinHandle<String> {
 const SUMMARY_LINES: usize = 4;
 const SUMMARY_LINE_CHARS: usize = 200;
 
-/// The end of a tool's stderr as an error quotes it: its last few lines, each cut short
-/// with control characters escaped. A client that echoes the statement it failed on (rows of
-/// citizens' data, megabytes of them) gives a line the cut keeps to its start.
+/// How a tool's diagnostics start; other lines of its stderr (the mariadb client echoing
+/// the statement it failed on, rows included; PostgreSQL's `CONTEXT` quoting a row) are not
+/// quoted.
+const DIAGNOSTIC_PREFIXES: &[&str] = &[
+    "ERROR",
+    "error:",
+    "FATAL",
+    "PANIC",
+    "WARNING",
+    "DETAIL:",
+    "HINT:",
+    "pg_restore:",
+    "pg_dump:",
+    "pg_basebackup:",
+    "pg_verifybackup:",
+    "mariadb:",
+    "mysql:",
+    "mysqldump:",
+    "mariadb-dump:",
+    "mariadb-backup:",
+    "zstd:",
+    "Msg ",
+];
+
+/// The end of a tool's stderr as an error quotes it: its last few diagnostic lines, each cut
+/// short with control characters escaped; lines that are not diagnostics (echoed statements
+/// and their rows) are left out, and so is what follows `CONTEXT:` or a quoted `line N:`.
 pub fn summarise(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let all: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut lines: Vec<&str> = all
+        .iter()
+        .copied()
+        .filter(|l| DIAGNOSTIC_PREFIXES.iter().any(|p| l.starts_with(p)))
+        .map(|l| match l.find("CONTEXT:") {
+            Some(i) => l[..i].trim_end(),
+            None => l,
+        })
+        .collect();
+    if lines.is_empty() {
+        // No line looks like a diagnostic: the last one, cut, is all that is said.
+        lines = all.last().copied().into_iter().collect();
+    }
+    let left_out = all.len() - lines.len().min(all.len());
     let skipped = lines.len().saturating_sub(SUMMARY_LINES);
     let mut out: Vec<String> = lines[skipped..]
         .iter()
@@ -482,8 +531,11 @@ pub fn summarise(stderr: &str) -> String {
             s
         })
         .collect();
-    if skipped > 0 {
-        out.insert(0, format!("({skipped} earlier line(s) not shown)"));
+    if skipped + left_out > 0 {
+        out.insert(
+            0,
+            format!("({} other line(s) not shown)", skipped + left_out),
+        );
     }
     out.join(" | ")
 }
@@ -536,13 +588,29 @@ mod tests {
 
     #[test]
     fn a_tools_stderr_is_summarised_short() {
-        let rows = format!("ERROR 2013 (HY000) at line 40: Lost connection ({})", "('Estève',12),".repeat(50_000));
-        let text = format!("line a\nline b\nline c\nline d\n{rows}\n");
-        let s = summarise(&text);
-        assert!(s.len() < 1000, "{} bytes", s.len());
-        assert!(s.starts_with("(1 earlier line(s) not shown) | line b | line c | line d | ERROR 2013"));
-        assert!(s.ends_with(&format!("… ({} bytes)", rows.len())));
-        assert_eq!(summarise("bad \u{1b}[2J"), "bad \\u{1b}[2J");
+        // The mariadb client echoes the statement it failed on, rows included.
+        let echo = "(17336,'e900ad Estève-row-data'),\n".repeat(1000);
+        let text = format!(
+            "--------------\nINSERT INTO `big` VALUES {echo}--------------\n\
+             ERROR 2006 (HY000) at line 39: Server has gone away\n"
+        );
+        assert_eq!(
+            summarise(&text),
+            "(1002 other line(s) not shown) | ERROR 2006 (HY000) at line 39: Server has gone away"
+        );
+        // PostgreSQL's CONTEXT quotes the row: cut there.
+        let pg = "pg_restore: error: COPY failed for table \"big\": ERROR:  value too long \
+                  CONTEXT:  COPY big, line 3: \"7 Estève-row-data\"";
+        assert_eq!(
+            summarise(pg),
+            "pg_restore: error: COPY failed for table \"big\": ERROR:  value too long"
+        );
+        // A long diagnostic is cut; escapes are shown escaped.
+        let long = format!("ERROR: {}", "x".repeat(5000));
+        assert!(summarise(&long).len() < 300);
+        assert_eq!(summarise("error: bad \u{1b}[2J"), "error: bad \\u{1b}[2J");
+        // Nothing that looks like a diagnostic: the last line, cut.
+        assert_eq!(summarise("a\nb"), "(1 other line(s) not shown) | b");
     }
 
     #[test]

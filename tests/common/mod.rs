@@ -201,11 +201,41 @@ impl PgDb {
 
 impl Drop for PgDb {
     fn drop(&mut self) {
-        pg_query(
-            "postgres",
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
+        drop_pg_database(&self.name);
     }
+}
+
+/// Drops a test database whoever is connected to it. An autovacuum worker (after a test
+/// loaded a big table) belongs to no role the test role is a member of, so FORCE may be
+/// refused for a moment: retry, then as the superuser.
+pub fn drop_pg_database(name: &str) {
+    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    let dsn = format!("{} dbname=postgres", pg_admin_dsn());
+    for _ in 0..20 {
+        let done = runtime().block_on(async {
+            let Ok((client, conn)) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls).await
+            else {
+                return false;
+            };
+            tokio::spawn(conn);
+            client.simple_query(&sql).await.is_ok()
+        });
+        if done {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let su = format!("{} dbname=postgres", pg_superuser_dsn());
+    runtime().block_on(async {
+        let (client, conn) = tokio_postgres::connect(&su, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connecting as the superuser to drop {name}: {e}"));
+        tokio::spawn(conn);
+        client
+            .simple_query(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    });
 }
 
 fn dev_mysql_url(user: &str, password: &str) -> String {

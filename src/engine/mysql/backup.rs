@@ -10,8 +10,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use mysql_async::prelude::Queryable;
 use tokio::process::Command;
 
-use crate::engine::cleanup::Created;
 use crate::config::Target;
+use crate::engine::cleanup::Created;
 use crate::engine::mysql::{self, quote_ident};
 use crate::engine::tools::{self, PrivateTemp};
 use crate::engine::Driver;
@@ -304,7 +304,10 @@ pub async fn create_marked(target: &Target, name: &str, marker: &str) -> Result<
     let conn = mysql::connect(target).await?;
     let mut c = conn.conn().await;
     let comment = if conn.is_mariadb() {
-        format!(" COMMENT '{}'", marker.replace('\\', "\\\\").replace('\'', "''"))
+        format!(
+            " COMMENT '{}'",
+            marker.replace('\\', "\\\\").replace('\'', "''")
+        )
     } else {
         String::new()
     };

@@ -9,8 +9,8 @@ use anyhow::{bail, Context, Result};
 use tokio::process::Command;
 use tokio_postgres::Client;
 
-use crate::engine::cleanup::Created;
 use crate::config::Target;
+use crate::engine::cleanup::Created;
 use crate::engine::postgres::client::{connection_args, run_pg_restore};
 use crate::engine::postgres::{self, quote_ident};
 use crate::engine::postgres::{archive, split};
@@ -259,7 +259,16 @@ pub async fn restore(
     // A database made here is dropped if the restore fails or is stopped.
     let created = (!exists).then(|| Created::register(target, into));
     let res = load(
-        target, path, into, force, jobs, rows, listing, exists, &server_num, &existing,
+        target,
+        path,
+        into,
+        force,
+        jobs,
+        rows,
+        listing,
+        exists,
+        &server_num,
+        &existing,
     )
     .await;
     match (res, created) {
