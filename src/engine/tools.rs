@@ -295,6 +295,19 @@ impl Supervised {
         Ok(status)
     }
 
+    /// Stops the tool (and its process group) through its supervisor, and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(pid) = self.pid {
+            if matches!(self.child.try_wait(), Ok(None)) {
+                // SAFETY: kill on our own child, not yet reaped.
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGTERM);
+                }
+            }
+            let _ = self.wait().await;
+        }
+    }
+
     fn forget(&mut self) {
         if let Some(p) = self.pid.take() {
             live()

@@ -101,18 +101,18 @@ pub async fn dump(target: &Target, level: Option<u32>, out: &mut impl Write) -> 
 /// Stops pg_dump when its output could not be taken (disk full…) or the tables could
 /// not be read, and says which.
 async fn stop_on_error<T>(
-    child: &mut tokio::process::Child,
+    child: &mut tools::Supervised,
     pumped: Result<u64>,
     tables: Result<T>,
 ) -> Result<T> {
     if let Err(e) = pumped {
-        let _ = child.kill().await;
+        child.stop().await;
         return Err(e);
     }
     match tables {
         Ok(t) => Ok(t),
         Err(e) => {
-            let _ = child.kill().await;
+            child.stop().await;
             Err(e.context("reading the tables in the dump's snapshot"))
         }
     }
