@@ -46,7 +46,7 @@ enum Kind {
 impl Kind {
     fn of(cmd: &Command) -> Kind {
         match cmd {
-            Command::Backup(b) if matches!(b.command, Some(cli::BackupCommand::Check)) => {
+            Command::Backup(b) if matches!(b.command, Some(cli::BackupCommand::Check(_))) => {
                 Kind::Check
             }
             Command::Health(_) | Command::Audit(_) => Kind::Check,
@@ -131,7 +131,7 @@ fn check_format(cmd: &Command, format: Format) -> Result<(), error::ConfigError>
         Format::Table | Format::Json => true,
         Format::Nagios => {
             matches!(cmd, Command::Health(_))
-                || matches!(cmd, Command::Backup(b) if matches!(b.command, Some(cli::BackupCommand::Check)))
+                || matches!(cmd, Command::Backup(b) if matches!(b.command, Some(cli::BackupCommand::Check(_))))
         }
         Format::Junit => matches!(cmd, Command::Audit(_)),
     };
