@@ -123,7 +123,15 @@ pub enum BackupCommand {
     /// Re-hash backups against their manifests and read them through with the engine's tool
     Verify(VerifyArgs),
     /// Is each target's latest backup present, recent and intact? (Nagios exit codes)
-    Check,
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct CheckArgs {
+    /// Re-hash the latest backup of each target in full, instead of comparing its size and
+    /// modification time with the manifest (the cost then grows with the backup's size)
+    #[arg(long)]
+    pub deep: bool,
 }
 
 #[derive(Debug, Clone, Default, Args)]

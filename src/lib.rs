@@ -47,7 +47,7 @@ enum Kind {
 impl Kind {
     fn of(cmd: &Command) -> Kind {
         match cmd {
-            Command::Backup(b) if matches!(b.command, Some(cli::BackupCommand::Check)) => {
+            Command::Backup(b) if matches!(b.command, Some(cli::BackupCommand::Check(_))) => {
                 Kind::Check
             }
             Command::Health(_) | Command::Audit(_) => Kind::Check,
@@ -79,13 +79,60 @@ pub fn is_check_command_line(args: &[String]) -> bool {
         || args.iter().any(|a| a == "health" || a == "audit")
 }
 
+/// A command line the parser refused (unknown option, bad value): its exit code (2, or 3
+/// UNKNOWN for a check) and, when the line asks for `--format json` or `--format nagios`,
+/// what stdout must still hold (one document, one plugin line), since a monitoring system
+/// or a script reads stdout, not stderr. `message` is the parser's error.
+pub fn refused_command_line(args: &[String], message: &str) -> (u8, Option<String>) {
+    let (status, code) = if is_check_command_line(args) {
+        Kind::Check.usage_error()
+    } else {
+        Kind::Operation.usage_error()
+    };
+    let first = message
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("usage error");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let out = match format_in(args) {
+        Some(Format::Json) => {
+            serde_json::to_string_pretty(&Outcome::new(status).field("error", first).json()).ok()
+        }
+        Some(Format::Nagios) => Some(output::nagios::NagiosLine::plain(status, first).to_string()),
+        _ => None,
+    };
+    (code, out)
+}
+
+/// The `--format` a raw command line asks for (the last one wins, as the parser reads it).
+fn format_in(args: &[String]) -> Option<Format> {
+    use clap::ValueEnum;
+    let mut found = None;
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        if a == "--" {
+            break;
+        }
+        let value = match a.strip_prefix("--format") {
+            Some("") => it.next().map(String::as_str),
+            Some(rest) => rest.strip_prefix('='),
+            None => None,
+        };
+        if let Some(v) = value {
+            found = Format::from_str(v, true).ok();
+        }
+    }
+    found
+}
+
 /// `--format nagios` and `--format junit` belong to the commands that can speak them.
 fn check_format(cmd: &Command, format: Format) -> Result<(), error::ConfigError> {
     let ok = match format {
         Format::Table | Format::Json => true,
         Format::Nagios => {
             matches!(cmd, Command::Health(_))
-                || matches!(cmd, Command::Backup(b) if matches!(b.command, Some(cli::BackupCommand::Check)))
+                || matches!(cmd, Command::Backup(b) if matches!(b.command, Some(cli::BackupCommand::Check(_))))
         }
         Format::Junit => matches!(cmd, Command::Audit(_)),
     };
@@ -170,7 +217,7 @@ pub fn run(cli: Cli) -> u8 {
                     let _ = output::render(&Outcome::new(status).field("error", msg), format);
                 }
                 // A monitoring system reads stdout: give it a plugin line even on failure.
-                Format::Nagios => println!("MAIRIE-DBA {} - {msg}", status.as_str().to_uppercase()),
+                Format::Nagios => println!("{}", output::nagios::NagiosLine::plain(status, &msg)),
                 _ => {}
             }
             code

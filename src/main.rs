@@ -21,14 +21,17 @@ fn main() -> ExitCode {
     let cli = match mairie_dba::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            // --help and --version are not errors; a usage error is exit 2 (3 for a check).
-            let args: Vec<String> = std::env::args().collect();
-            let code = match (e.use_stderr(), mairie_dba::is_check_command_line(&args)) {
-                (false, _) => 0,
-                (true, true) => 3,
-                (true, false) => 2,
-            };
+            // --help and --version are not errors; a usage error is exit 2 (3 for a check),
+            // with one JSON document or plugin line on stdout when the format asks for it.
             let _ = e.print();
+            if !e.use_stderr() {
+                return ExitCode::from(0);
+            }
+            let args: Vec<String> = std::env::args().collect();
+            let (code, stdout) = mairie_dba::refused_command_line(&args, &e.to_string());
+            if let Some(out) = stdout {
+                println!("{out}");
+            }
             return ExitCode::from(code);
         }
     };

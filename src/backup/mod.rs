@@ -1,13 +1,17 @@
 //! Backups on disk, whatever the engine: file names, manifests, hashing while writing,
-//! atomic writes, the per-target lock, the record of the last run, and retention.
+//! atomic writes, the per-target lock, the record of the last run, and retention; the
+//! record kept outside the backup directory is `state`, the judgement of `backup check` is
+//! `check`.
 //!
 //! The rules that make a backup directory trustworthy live here: a file is a backup only if
 //! its name follows the pattern and a manifest with `status: success` sits beside it; a file
 //! is written as `<name>.partial` and renamed only once complete and fsynced; retention only
-//! ever touches files that are backups of the same target, and never the newest good ones.
+//! ever touches files that are backups of the same target, and never the newest good ones; a
+//! backup dated in the future (a wrong clock) is never taken for the latest.
 
 pub mod check;
 pub mod retention;
+pub mod state;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -115,6 +119,10 @@ pub struct Manifest {
     pub verified_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub mairie_dba_version: String,
+    /// The backup file's modification time once complete: with the size, what `backup
+    /// check` compares without reading the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<DateTime<Utc>>,
 }
 
 impl Manifest {
@@ -257,6 +265,27 @@ pub struct Entry {
     pub size: u64,
     /// The manifest, or why it could not be read (absent, unreadable).
     pub manifest: Result<Manifest, String>,
+    /// The date the entry claims, when it lies more than [`FUTURE_SLACK_MINUTES`] ahead of
+    /// the clock at the time of the scan (its name's or its manifest's): a backup from a
+    /// machine whose clock was wrong, never taken for the latest.
+    pub dated_ahead: Option<DateTime<Utc>>,
+}
+
+/// How far ahead of the clock a backup may be dated (clocks of two machines, a backup
+/// finishing as the check reads it) before it is taken for a clock error.
+pub const FUTURE_SLACK_MINUTES: i64 = 5;
+
+/// The latest date an entry claims, if it is more than [`FUTURE_SLACK_MINUTES`] after `now`.
+fn dated_ahead(
+    name: &BackupName,
+    manifest: &Result<Manifest, String>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let mut claimed = name.taken.and_utc();
+    if let Ok(m) = manifest {
+        claimed = claimed.max(m.started_at).max(m.finished_at);
+    }
+    (claimed > now + chrono::Duration::minutes(FUTURE_SLACK_MINUTES)).then_some(claimed)
 }
 
 impl Entry {
@@ -284,14 +313,23 @@ impl Entry {
         Ok(Entry {
             path: path.to_path_buf(),
             size: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            dated_ahead: dated_ahead(&name, &manifest, Utc::now()),
             name,
             manifest,
         })
     }
 
-    /// A finished, successful backup of this target, per its manifest.
+    /// A finished, successful backup of this target, per its manifest, and not dated in the
+    /// future: only such a backup may be the latest, be restored by `--latest`, or count
+    /// toward `keep_min`.
     pub fn is_good_for(&self, target: &str) -> bool {
-        matches!(&self.manifest, Ok(m) if m.status == "success" && m.target == target)
+        self.dated_ahead.is_none()
+            && matches!(&self.manifest, Ok(m) if m.status == "success" && m.target == target)
+    }
+
+    /// Not a backup of another target (by its manifest): ours, or nobody's.
+    pub fn is_ours_or_unclaimed(&self, target: &str) -> bool {
+        !matches!(&self.manifest, Ok(m) if m.target != target)
     }
 
     pub fn file_name(&self) -> String {
@@ -302,6 +340,11 @@ impl Entry {
 /// The backup files of `dir` for `database`, newest first. Manifests of SQL Server backups
 /// (whose file lives on the server) are listed too.
 pub fn scan(dir: &Path, database: &str) -> Result<Vec<Entry>> {
+    scan_at(dir, database, Utc::now())
+}
+
+/// [`scan`], with the clock that decides which entries are dated in the future.
+pub fn scan_at(dir: &Path, database: &str, now: DateTime<Utc>) -> Result<Vec<Entry>> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -333,6 +376,7 @@ pub fn scan(dir: &Path, database: &str) -> Result<Vec<Entry>> {
         };
         out.push(Entry {
             path,
+            dated_ahead: dated_ahead(&name, &manifest, now),
             name,
             size,
             manifest,
@@ -376,6 +420,115 @@ pub fn check_hash(entry: &Entry) -> Result<Manifest> {
     Ok(m)
 }
 
+/// A file's size and modification time, as [`Manifest::mtime`] and the state's hash records
+/// keep them.
+pub fn file_stamp(path: &Path) -> io::Result<(u64, DateTime<Utc>)> {
+    let md = std::fs::metadata(path)?;
+    Ok((md.len(), DateTime::<Utc>::from(md.modified()?)))
+}
+
+/// What [`quick_check`] could tell without reading the file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Quick {
+    /// As the manifest (or the last hash of these very bytes) says: intact.
+    Unchanged,
+    /// Written since it was last hashed, same size: only reading it can tell.
+    Changed { size: u64, mtime: DateTime<Utc> },
+}
+
+/// Checks a backup against its manifest without reading it: present, of the manifest's
+/// size, and with the modification time it had when written (or when it was last hashed and
+/// found intact or not, per `hashed`). The cost is a `stat`, whatever the size of the file.
+pub fn quick_check(entry: &Entry, hashed: Option<&state::HashRecord>) -> Result<Quick> {
+    let m = entry
+        .manifest
+        .as_ref()
+        .map_err(|e| anyhow!("{}: {e}", entry.path.display()))?;
+    if m.location.is_some() {
+        return Ok(Quick::Unchanged); // on the server: checked by the engine
+    }
+    let (size, mtime) = match file_stamp(&entry.path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(
+            "{}: the file is missing (its manifest is there)",
+            entry.path.display()
+        ),
+        Err(e) => bail!("{}: {e}", entry.path.display()),
+    };
+    if size != m.size_bytes {
+        bail!(
+            "{}: size {size} bytes, the manifest says {} (truncated or altered)",
+            entry.path.display(),
+            m.size_bytes
+        );
+    }
+    // The last hash of these very bytes is the freshest evidence; then the manifest's.
+    match hashed {
+        Some(h) if h.size == size && h.mtime == mtime => {
+            if h.intact {
+                Ok(Quick::Unchanged)
+            } else {
+                Err(anyhow!(
+                    "{}",
+                    h.error.clone().unwrap_or_else(|| format!(
+                        "{}: SHA-256 does not match the manifest's (altered)",
+                        entry.path.display()
+                    ))
+                ))
+            }
+        }
+        _ if m.mtime == Some(mtime) => Ok(Quick::Unchanged),
+        _ => Ok(Quick::Changed { size, mtime }),
+    }
+}
+
+/// Why a backup could not be written into `dir` now, if it could not: a file in its place,
+/// a read-only filesystem, no permission for this user. A directory that does not exist
+/// yet is fine when its nearest existing parent is a directory this user may write in
+/// (`backup` creates it).
+pub fn unwritable(dir: &Path) -> Option<String> {
+    let mut p = dir;
+    loop {
+        match std::fs::metadata(p) {
+            Ok(md) if md.is_dir() => break,
+            Ok(_) => return Some(format!("{} is not a directory", p.display())),
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
+            {
+                p = match p.parent() {
+                    Some(parent) if parent.as_os_str().is_empty() => Path::new("."),
+                    Some(parent) => parent,
+                    None => return None,
+                }
+            }
+            Err(e) => return Some(format!("{}: {e}", p.display())),
+        }
+    }
+    let c = match std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) {
+        Ok(c) => c,
+        Err(_) => return Some(format!("{}: the path holds a NUL byte", p.display())),
+    };
+    // The effective user's right to create files there, as `backup` will need it; a
+    // read-only mount answers EROFS even to root.
+    // SAFETY: `c` is a valid C string that outlives the call.
+    let rc = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::W_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    (rc != 0).then(|| {
+        format!(
+            "{}: cannot be written: {}",
+            p.display(),
+            io::Error::last_os_error()
+        )
+    })
+}
+
 /// Removes `.partial` files left by a backup that was killed. Called with the target's lock
 /// held, so none of them is being written.
 pub fn remove_stale_partials(dir: &Path, database: &str) -> Vec<PathBuf> {
@@ -396,7 +549,7 @@ pub fn remove_stale_partials(dir: &Path, database: &str) -> Vec<PathBuf> {
 }
 
 /// The outcome of the last backup run of a target, kept for `backup check`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LastRun {
     pub target: String,
     pub status: String,

@@ -1,7 +1,8 @@
 //! Which backups retention deletes: those older than `retention_days`, except the
 //! `keep_min` newest good ones (never fewer than one). Only good backups of the same target
 //! are ever candidates: a file without a manifest, with a failed one, or of another target
-//! is not ours to delete.
+//! is not ours to delete. A backup dated in the future is not good either: it neither counts
+//! toward `keep_min` (it would push a real backup out) nor is ever deleted.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -69,9 +70,11 @@ mod tests {
             location: None,
             verified_at: None,
             mairie_dba_version: String::new(),
+            mtime: None,
         };
         Entry {
             path: PathBuf::from(name.file_name()),
+            dated_ahead: (taken > now + Duration::minutes(5)).then_some(taken),
             name,
             size: 1,
             manifest: if manifest {
@@ -124,5 +127,19 @@ mod tests {
             entry(80, "pg", true, "success"),
         ];
         assert_eq!(ages(plan(&es, "pg", now(), 14, 1)), vec![80]);
+    }
+
+    #[test]
+    fn a_future_dated_backup_neither_counts_toward_keep_min_nor_goes() {
+        // Without the clock check, the one dated next year would be among the three kept
+        // and the 40-day-old backup deleted.
+        let es = vec![
+            entry(-365, "pg", true, "success"),
+            entry(1, "pg", true, "success"),
+            entry(20, "pg", true, "success"),
+            entry(40, "pg", true, "success"),
+        ];
+        assert_eq!(ages(plan(&es, "pg", now(), 14, 3)), Vec::<i64>::new());
+        assert_eq!(ages(plan(&es, "pg", now(), 14, 2)), vec![40]);
     }
 }

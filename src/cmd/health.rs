@@ -404,9 +404,10 @@ mod tests {
         }];
         let o = outcome(all_ok);
         assert_eq!(o.lines, ["HEALTH OK - 1 target(s), all checks OK"]);
+        // No performance data: no ` | ` separator either.
         assert_eq!(
             o.nagios.as_deref(),
-            Some("MAIRIE-DBA OK - 1 target(s), all checks OK | ")
+            Some("MAIRIE-DBA OK - 1 target(s), all checks OK")
         );
     }
 }

@@ -640,7 +640,8 @@ fn backup_age(config: &Config, target: &Target) -> Judged {
                 j.message = format!("no backup in {}", dir.display());
             }
             Some(m) => {
-                let hours = (Utc::now() - m.finished_at).num_minutes() as f64 / 60.0;
+                // Never negative: a backup finishing as the check reads it is 0 h old.
+                let hours = (Utc::now() - m.finished_at).num_minutes().max(0) as f64 / 60.0;
                 let hours = (hours * 10.0).round() / 10.0;
                 j.value = Some(hours);
                 j.status = judge(check, Some(hours), th);
@@ -658,13 +659,22 @@ fn backup_dir_space(config: &Config, target: &Target) -> Option<Judged> {
     let dir = config.resolve(&cfg.dir);
     let th = threshold(&config.health, target, check);
     let unit = Some(check.def().unit);
+    // Free space means nothing if the next backup cannot be written there at all.
+    if let Some(why) = backup::unwritable(&dir) {
+        return Some(Judged {
+            check,
+            status: Status::Critical,
+            value: free_space(&dir)
+                .ok()
+                .map(|(free, total)| percent(free, total)),
+            unit,
+            message: format!("backup directory not writable: {why}"),
+            threshold: th,
+        });
+    }
     Some(match free_space(&dir) {
         Ok((free, total)) => {
-            let p = if total == 0 {
-                0.0
-            } else {
-                (free as f64 * 1000.0 / total as f64).round() / 10.0
-            };
+            let p = percent(free, total);
             Judged {
                 check,
                 status: judge(check, Some(p), th),
@@ -688,6 +698,15 @@ fn backup_dir_space(config: &Config, target: &Target) -> Option<Judged> {
             threshold: th,
         },
     })
+}
+
+/// Free space in percent, to a tenth.
+fn percent(free: u64, total: u64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        (free as f64 * 1000.0 / total as f64).round() / 10.0
+    }
 }
 
 /// (available, total) bytes of the filesystem holding `path` (or its nearest existing parent).

@@ -551,7 +551,10 @@ impl Env {
             .env_remove("PGPASSWORD")
             .env_remove("MAIRIE_PG_PASSWORD")
             .env_remove("MAIRIE_MYSQL_PASSWORD");
-        cmd.env("HOME", &self.dir);
+        // Records (the state directory) default under HOME: inside this test's directory.
+        cmd.env("HOME", &self.dir)
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("MAIRIE_DBA_STATE_DIR");
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
