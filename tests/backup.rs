@@ -652,19 +652,21 @@ fn retention_deletes_only_old_good_backups_of_its_own_target(engine: Engine) {
         .collect();
     let notes = dir.join("notes.txt");
     std::fs::write(&notes, "sauvegardes de la mairie\n").unwrap();
+    // A backup file without its manifest: what a run killed between the rename of the file
+    // and that of its manifest leaves. Never a finished backup: the next run removes it.
+    let orphan = fixture(&env, 90, &db, None, now);
     let foreign = [
         "notes.txt".to_string(),
-        fixture(&env, 90, &db, None, now),
         fixture(&env, 91, &db, Some(("staging", "success")), now),
         fixture(&env, 92, &db, Some((t, "failed")), now),
         fixture(&env, 93, "autre_base", Some((t, "success")), now),
     ];
     let mut foreign_files: BTreeSet<String> = foreign.iter().cloned().collect();
-    for f in &foreign[2..] {
+    for f in &foreign[1..] {
         foreign_files.insert(format!("{f}.json"));
     }
     let old: BTreeSet<String> = [20, 30, 40].iter().map(|d| ours[d].clone()).collect();
-    let all_before = backup_files(&env);
+    let mut all_before = backup_files(&env);
 
     // --dry-run lists, deletes nothing. Of 1, 2, 10, 20, 30, 40 days, keep_min 3 keeps the
     // three newest; 20, 30, 40 are past 14 days.
@@ -682,9 +684,13 @@ fn retention_deletes_only_old_good_backups_of_its_own_target(engine: Engine) {
         "a dry run deleted something"
     );
 
-    // A real run: a new backup, then retention.
+    // A real run: a new backup (which removes the orphan, saying so), then retention.
     let out = env.run(&["--format", "json", "backup"]);
-    out.success();
+    out.success().stderr_has(&format!(
+        "{orphan}, left by a backup killed before it finished (no manifest)"
+    ));
+    assert!(!backup_files(&env).contains(&orphan));
+    all_before.remove(&orphan);
     let j = out.json();
     assert_eq!(rotated(&j), old, "{}", out.stdout);
     let new = j["backups"][0]["file"].as_str().unwrap().to_string();

@@ -150,11 +150,15 @@ fn a_restore_stopped_by_sigterm_stops_its_tools_and_drops_its_database() {
         sessions(Engine::Postgres, &into) > 0
     });
     // The tool got its own password and none of the tool's variables.
-    let tools = processes_naming(&into);
-    let tool = tools
-        .iter()
-        .find(|(_, c)| c.contains("pg_restore") && !c.contains("__supervise"))
-        .unwrap_or_else(|| panic!("no pg_restore among {tools:?}"));
+    let tool_of = |into: &str| {
+        processes_naming(into)
+            .into_iter()
+            .find(|(_, c)| c.contains("pg_restore") && !c.contains("__supervise"))
+    };
+    wait_until("pg_restore started", Duration::from_secs(60), || {
+        tool_of(&into).is_some()
+    });
+    let tool = tool_of(&into).unwrap();
     let environ = std::fs::read(format!("/proc/{}/environ", tool.0)).unwrap();
     let environ = String::from_utf8_lossy(&environ);
     assert!(environ.contains("PGPASSWORD="), "the tool has its password");

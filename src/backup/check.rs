@@ -198,6 +198,20 @@ pub fn assess(
         ),
         _ => {}
     }
+    // Entries that claim to be this target's but are not (a manifest naming a location or
+    // another database, a symbolic link): skipped, and said.
+    let foreign: Vec<&str> = entries_ok
+        .iter()
+        .filter(|e| e.is_ours_or_unclaimed(facts.target))
+        .filter_map(|e| e.foreign.as_deref())
+        .collect();
+    if !foreign.is_empty() {
+        push(
+            "FOREIGN",
+            Status::Warning,
+            format!("skipped: {}", foreign.join("; ")),
+        );
+    }
     if facts.report_future {
         let ahead: Vec<String> = entries_ok
             .iter()
@@ -301,6 +315,8 @@ mod tests {
             dated_ahead: (t > now() + chrono::Duration::minutes(5)).then_some(t),
             manifest,
             name,
+            foreign: None,
+            present: true,
         }
     }
 

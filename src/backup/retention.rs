@@ -2,7 +2,9 @@
 //! `keep_min` newest good ones (never fewer than one). Only good backups of the same target
 //! are ever candidates: a file without a manifest, with a failed one, or of another target
 //! is not ours to delete. A backup dated in the future is not good either: it neither counts
-//! toward `keep_min` (it would push a real backup out) nor is ever deleted.
+//! toward `keep_min` (it would push a real backup out) nor is ever deleted. Only a backup
+//! whose file is there with its manifest's size counts toward `keep_min`: two lost files
+//! must not let retention delete the last intact one.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -16,7 +18,10 @@ pub fn plan<'a>(
     retention_days: u32,
     keep_min: u32,
 ) -> Vec<&'a Entry> {
-    let mut good: Vec<&Entry> = entries.iter().filter(|e| e.is_good_for(target)).collect();
+    let mut good: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| e.is_good_for(target) && e.is_whole())
+        .collect();
     good.sort_by_key(|e| std::cmp::Reverse(e.name.taken));
     let keep = keep_min.max(1) as usize;
     let cutoff = now.naive_utc() - Duration::days(retention_days as i64);
@@ -77,6 +82,8 @@ mod tests {
             dated_ahead: (taken > now + Duration::minutes(5)).then_some(taken),
             name,
             size: 1,
+            foreign: None,
+            present: true,
             manifest: if manifest {
                 Ok(m)
             } else {

@@ -239,6 +239,13 @@ async fn take_backup(
             stale.display()
         ));
     }
+    for left in backup::remove_leftovers(&p.dir, &database, Utc::now()) {
+        ctx.log.warn(format!(
+            "{}: removed {}, left by a backup killed before it finished (no manifest)",
+            target.name,
+            left.display()
+        ));
+    }
     let started = Utc::now();
     let clock = Instant::now();
     let name = BackupName::new(&database, started, engine::backup_extension(target.engine));
@@ -353,7 +360,7 @@ async fn server_backup(
 }
 
 fn apply_retention(p: &Place<'_>, dry_run: bool, ctx: &Ctx) -> Result<Vec<String>> {
-    let entries = backup::scan(&p.dir, &p.target.connection.database)?;
+    let entries = backup::scan(&p.dir, p.target, p.cfg.server_dir.as_deref())?;
     let doomed = retention::plan(
         &entries,
         &p.target.name,
@@ -379,13 +386,22 @@ fn apply_retention(p: &Place<'_>, dry_run: bool, ctx: &Ctx) -> Result<Vec<String
 // ---------------------------------------------------------------------------------------------
 // backup list
 
-/// What `backup list` says of a file: `good`, `damaged` (its last `backup verify` failed),
-/// `dated in the future`, `no manifest`, `bad manifest`, `other target (…)`, or the
-/// manifest's own status.
+/// What `backup list` says of a file: `good`, `damaged` (its last `backup verify` failed,
+/// or its file is missing or not of the manifest's size), `foreign (skipped)` (a manifest
+/// that does not match the configuration, or a symbolic link), `dated in the future`,
+/// `no manifest`, `bad manifest`, `other target (…)`, or the manifest's own status.
 fn entry_state(e: &Entry, target: &str, verify: Option<&VerifyRecord>) -> String {
     match &e.manifest {
         Ok(m) if m.target != target => format!("other target ({})", m.target),
+        _ if e.foreign.is_some() => "foreign (skipped)".into(),
         _ if e.dated_ahead.is_some() => "dated in the future".into(),
+        Ok(m) if m.status == "success" && !e.is_whole() => {
+            if e.present {
+                "damaged (size differs from the manifest)".into()
+            } else {
+                "damaged (file missing)".into()
+            }
+        }
         Ok(m) if m.status == "success" => match verify {
             Some(v) if v.failed() && m.verified_at.is_none_or(|ok| v.at > ok) => "damaged".into(),
             _ => "good".into(),
@@ -403,7 +419,7 @@ fn list(ctx: &Ctx) -> Result<Outcome> {
     };
     for p in places(ctx)? {
         let record = read_record(&p, ctx);
-        for e in backup::scan_at(&p.dir, &p.target.connection.database, now)? {
+        for e in backup::scan_at(&p.dir, p.target, p.cfg.server_dir.as_deref(), now)? {
             let file = e.file_name();
             let verify = record
                 .as_ref()
@@ -583,7 +599,7 @@ async fn verify(args: &VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
         }
         None => {
             for p in places(ctx)? {
-                let entries = backup::scan(&p.dir, &p.target.connection.database)?;
+                let entries = backup::scan(&p.dir, p.target, p.cfg.server_dir.as_deref())?;
                 if entries.is_empty() {
                     ctx.log.warn(format!(
                         "{}: no backup in {}",
@@ -757,7 +773,7 @@ fn check(args: &CheckArgs, ctx: &Ctx) -> Result<Outcome> {
         let name = &p.target.name;
         let store = StateStore::new(&ctx.config.state_dir, name, &p.dir);
         let record = read_record(&p, ctx);
-        let entries = backup::scan_at(&p.dir, &p.target.connection.database, now)
+        let entries = backup::scan_at(&p.dir, p.target, p.cfg.server_dir.as_deref(), now)
             .map_err(|e| format!("{e:#}"));
         // The newest of the two records of the last run: the state directory's, and the one
         // beside the backups (written by an older version, or by a run as another user).

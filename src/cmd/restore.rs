@@ -6,7 +6,6 @@
 //! the scratch database is dropped whatever happened.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -29,7 +28,7 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     let mut jobs: Vec<(&Target, Entry)> = Vec::new();
     match &args.file {
         Some(f) => {
-            let e = Entry::for_file(f)?;
+            let mut e = Entry::for_file(f)?;
             let m = e
                 .manifest
                 .as_ref()
@@ -55,11 +54,20 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
                     target.name
                 );
             }
+            let server_dir = ctx
+                .config
+                .backup
+                .get(&target.name)
+                .and_then(|c| c.server_dir.clone());
+            e.check_restorable_on(target, server_dir.as_deref());
+            if let Some(why) = &e.foreign {
+                bail!("{why}");
+            }
             jobs.push((target, e));
         }
         None => {
             for p in places(ctx)? {
-                let entries = backup::scan(&p.dir, &p.target.connection.database)?;
+                let entries = backup::scan(&p.dir, p.target, p.cfg.server_dir.as_deref())?;
                 let latest = entries
                     .into_iter()
                     .find(|e| e.is_good_for(&p.target.name))
@@ -83,7 +91,11 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     for (target, e) in jobs {
         let start = Instant::now();
         let m = e.manifest.clone().map_err(|why| anyhow!(why))?;
-        let into = args.into.clone().unwrap_or_else(|| m.database.clone());
+        // The configuration says where a restore goes, never the manifest.
+        let into = args
+            .into
+            .clone()
+            .unwrap_or_else(|| target.connection.database.clone());
         if args.force {
             ctx.log.warn(format!(
                 "{}: --force: the tables of database {into} are dropped and replaced, if it \
@@ -93,11 +105,7 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         }
         let res = async {
             backup::check_hash(&e).context("refusing to restore a damaged backup")?;
-            let source = m
-                .location
-                .clone()
-                .map(PathBuf::from)
-                .unwrap_or_else(|| e.path.clone());
+            let source = e.source();
             let split =
                 engine::restore(target, &source, &into, args.force, args.jobs, &m.tables).await?;
             for t in &split {
@@ -272,7 +280,7 @@ async fn drill(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     let mut report = DrillReport { drills: Vec::new() };
     for p in places(ctx)? {
         let start = Instant::now();
-        let entries = backup::scan(&p.dir, &p.target.connection.database)?;
+        let entries = backup::scan(&p.dir, p.target, p.cfg.server_dir.as_deref())?;
         let scratch = format!(
             "{}_drill_{}",
             p.target.connection.database,
@@ -287,11 +295,7 @@ async fn drill(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
             let m = backup::check_hash(&e).context("the latest backup is damaged")?;
             engine::create_scratch(p.target, &scratch).await?;
             guard = Some(Created::register(p.target, &scratch));
-            let source = m
-                .location
-                .clone()
-                .map(PathBuf::from)
-                .unwrap_or_else(|| e.path.clone());
+            let source = e.source();
             let restored =
                 engine::restore(p.target, &source, &scratch, false, args.jobs, &m.tables).await;
             let counted = match restored {

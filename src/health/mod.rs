@@ -625,7 +625,7 @@ fn backup_age(config: &Config, target: &Target) -> Judged {
         })
         .or(check.def().default_threshold);
     j.threshold = th;
-    match backup::scan(&dir, &target.connection.database) {
+    match backup::scan(&dir, target, cfg.server_dir.as_deref()) {
         Err(e) => {
             j.status = Status::Unknown;
             j.message = format!("{e:#}");

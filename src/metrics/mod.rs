@@ -752,7 +752,7 @@ fn per_scrape_registry(config: &Config, results: &[(Target, Arc<Outcome>)]) -> R
         // Backups: read from the manifests, whether or not the server answers.
         if let Some(cfg) = config.backup.get(name).filter(|c| c.enabled) {
             let dir = config.resolve(&cfg.dir);
-            if let Ok(entries) = backup::scan(&dir, &t.connection.database) {
+            if let Ok(entries) = backup::scan(&dir, t, cfg.server_dir.as_deref()) {
                 if let Some(m) = entries
                     .iter()
                     .find(|e| e.is_good_for(name))
