@@ -23,7 +23,7 @@ pub struct NagiosLine {
 /// One performance data item: `'label'=value[UOM];[warn];[crit]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PerfData {
-    /// Written between single quotes.
+    /// Written between single quotes (a quote in it doubled).
     pub label: String,
     pub value: f64,
     pub uom: Uom,
@@ -72,7 +72,14 @@ impl fmt::Display for Range {
 
 impl fmt::Display for PerfData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "'{}'={}{}", self.label, self.value, self.uom.symbol())?;
+        // A quote inside a quoted label is doubled, as the plugin guidelines say.
+        write!(
+            f,
+            "'{}'={}{}",
+            self.label.replace('\'', "''"),
+            self.value,
+            self.uom.symbol()
+        )?;
         // Trailing empty fields are left out: `;80` without a critical, nothing without either.
         if self.warning.is_some() || self.critical.is_some() {
             f.write_str(";")?;
@@ -143,6 +150,15 @@ mod tests {
             item("pg_locks", 0.0, Uom::Number).to_string(),
             "'pg_locks'=0"
         );
+    }
+
+    #[test]
+    fn a_quote_in_a_label_is_doubled() {
+        assert_eq!(
+            item("l'hôtel-de-ville_locks", 2.0, Uom::Number).to_string(),
+            "'l''hôtel-de-ville_locks'=2"
+        );
+        assert_eq!(item("a''b", 1.0, Uom::Number).to_string(), "'a''''b'=1");
     }
 
     #[test]
