@@ -191,9 +191,20 @@ pub struct RestoreArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct HealthArgs {
-    /// Run only this check (repeatable), e.g. --check connections --check locks
+    /// Run only this check (repeatable), e.g. --check connections --check locks. A check
+    /// named here that does not apply to a target's engine is UNKNOWN there
     #[arg(long = "check", value_name = "NAME")]
     pub checks: Vec<String>,
+
+    /// Warning threshold of a check, for every target, over the configuration's
+    /// (repeatable), e.g. --warning connections=70 --warning long_queries=30s
+    #[arg(long = "warning", value_name = "CHECK=VALUE")]
+    pub warning: Vec<String>,
+
+    /// Critical threshold of a check, for every target, over the configuration's
+    /// (repeatable), e.g. --critical connections=90
+    #[arg(long = "critical", value_name = "CHECK=VALUE")]
+    pub critical: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
