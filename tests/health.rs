@@ -1367,6 +1367,42 @@ fn a_locked_key_table_is_unknown_and_nothing_of_ours_is_left_waiting() {
     health(&env, &["--check", "table_sizes"]).code(0);
 }
 
+/// The monitoring account has no privilege on the application's schemas, even those made
+/// after it: the key tables are found in the catalogue, never through the schema.
+#[test]
+fn postgres_key_tables_of_any_schema_are_measured_by_the_monitoring_account() {
+    let (env, _monitor) = monitored(Engine::Postgres);
+    env.db().query(
+        "CREATE SCHEMA ailleurs; CREATE TABLE ailleurs.registre (id int); \
+         INSERT INTO ailleurs.registre SELECT generate_series(1, 100); ANALYZE ailleurs.registre",
+    );
+    env.write_global("health:\n  key_tables: [ailleurs.registre]\n");
+    let r = health(
+        &env,
+        &[
+            "--check",
+            "table_sizes",
+            "--check",
+            "vacuum",
+            "--check",
+            "analyze",
+        ],
+    );
+    r.code(0);
+    let doc = r.json();
+    let sizes = check(&doc, "postgres", "table_sizes");
+    assert!(sizes["value"].as_f64().unwrap() > 0.0, "{sizes:#}");
+    assert!(
+        sizes["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("ailleurs.registre "),
+        "{sizes:#}"
+    );
+    let analyze = check(&doc, "postgres", "analyze");
+    assert_eq!(analyze["value"], 0.0, "{analyze:#}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 9. Not applicable is not OK
 

@@ -174,8 +174,12 @@ pub(super) async fn measure(
                 let row = c
                     .client()
                     .query_one(
-                        "SELECT coalesce(pg_total_relation_size(to_regclass($1)), -1)::float8",
-                        &[&postgres::quoted_table(t)],
+                        // Found by name in the catalogue rather than to_regclass, which
+                        // needs USAGE on the schema: the monitoring role has none.
+                        "SELECT coalesce((SELECT pg_total_relation_size(c.oid) FROM pg_class c
+                                          JOIN pg_namespace n ON n.oid = c.relnamespace
+                                          WHERE n.nspname = $1 AND c.relname = $2), -1)::float8",
+                        &[&t.schema, &t.name],
                     )
                     .await
                     .map_err(postgres::db_err)
@@ -301,10 +305,11 @@ async fn key_table_age(
             .client()
             .query(
                 &format!(
-                    "SELECT extract(epoch FROM now() - {cols})::float8, (n_live_tup + n_dead_tup)::float8
-                     FROM pg_stat_user_tables WHERE relid = to_regclass($1)"
+                    "SELECT greatest(0, extract(epoch FROM clock_timestamp() - {cols}))::float8,
+                            (n_live_tup + n_dead_tup)::float8
+                     FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = $2"
                 ),
-                &[&postgres::quoted_table(t)],
+                &[&t.schema, &t.name],
             )
             .await
             .map_err(postgres::db_err)
