@@ -81,7 +81,7 @@ pub enum Command {
     Restore(RestoreArgs),
 
     /// Health checks with Nagios exit codes: connectivity, connections, long queries, locks,
-    /// space, cache, wraparound, replication, vacuum, backup age
+    /// space, cache, wraparound, sequences, replication, vacuum, backup age
     Health(HealthArgs),
 
     /// Security audit of each target (CIS-style checks), with remediation
