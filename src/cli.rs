@@ -81,7 +81,7 @@ pub enum Command {
     Restore(RestoreArgs),
 
     /// Health checks with Nagios exit codes: connectivity, connections, long queries, locks,
-    /// space, cache, wraparound, replication, vacuum, backup age
+    /// space, cache, wraparound, sequences, replication, vacuum, backup age
     Health(HealthArgs),
 
     /// Security audit of each target (CIS-style checks), with remediation
@@ -199,9 +199,20 @@ pub struct RestoreArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct HealthArgs {
-    /// Run only this check (repeatable), e.g. --check connections --check locks
+    /// Run only this check (repeatable), e.g. --check connections --check locks. A check
+    /// named here that does not apply to a target's engine is UNKNOWN there
     #[arg(long = "check", value_name = "NAME")]
     pub checks: Vec<String>,
+
+    /// Warning threshold of a check, for every target, over the configuration's
+    /// (repeatable), e.g. --warning connections=70 --warning long_queries=30s
+    #[arg(long = "warning", value_name = "CHECK=VALUE")]
+    pub warning: Vec<String>,
+
+    /// Critical threshold of a check, for every target, over the configuration's
+    /// (repeatable), e.g. --critical connections=90
+    #[arg(long = "critical", value_name = "CHECK=VALUE")]
+    pub critical: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -23,7 +23,7 @@ pub struct NagiosLine {
 /// One performance data item: `'label'=value[UOM];[warn];[crit]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PerfData {
-    /// Written between single quotes.
+    /// Written between single quotes (a quote in it doubled).
     pub label: String,
     pub value: f64,
     pub uom: Uom,
@@ -171,6 +171,15 @@ mod tests {
             item("pg_locks", 0.0, Uom::Number).to_string(),
             "'pg_locks'=0"
         );
+    }
+
+    #[test]
+    fn a_quote_in_a_label_is_doubled() {
+        assert_eq!(
+            item("l'hôtel-de-ville_locks", 2.0, Uom::Number).to_string(),
+            "'l''hôtel-de-ville_locks'=2"
+        );
+        assert_eq!(item("a''b", 1.0, Uom::Number).to_string(), "'a''''b'=1");
     }
 
     #[test]
