@@ -245,7 +245,18 @@ async fn stop_signal() -> &'static str {
 async fn stopped(sig: &str, log: &log::Log) -> anyhow::Error {
     let left = engine::tools::stop_children(std::time::Duration::from_secs(5)).await;
     let dropped = engine::cleanup::drop_created().await;
+    let removed = engine::cleanup::remove_in_progress();
     let mut msg = format!("stopped by {sig}");
+    if !removed.is_empty() {
+        msg.push_str(&format!(
+            "; removed the unfinished file(s): {}",
+            removed
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     if !dropped.is_empty() {
         msg.push_str(&format!(
             "; dropped the database(s) this run had created: {}",

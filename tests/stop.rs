@@ -262,7 +262,10 @@ fn a_killed_drill_leaves_its_scratch_database_to_the_next_drill() {
     );
 }
 
-per_engine!(a_failed_restore_drops_its_database_and_quotes_no_rows);
+per_engine!(
+    a_failed_restore_drops_its_database_and_quotes_no_rows,
+    a_backup_stopped_or_killed_leaves_no_tool_no_file_no_secret,
+);
 
 fn a_failed_restore_drops_its_database_and_quotes_no_rows(engine: Engine) {
     let env = with_big_backup(engine, 400_000);
@@ -314,4 +317,65 @@ fn a_failed_restore_drops_its_database_and_quotes_no_rows(engine: Engine) {
         out.stderr
     );
     assert!(!database_exists(engine, &into));
+}
+
+/// The backup files of the env's directory (no hidden files: lock, run record).
+fn backup_files(env: &Env) -> Vec<String> {
+    std::fs::read_dir(env.path("backups"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The private option-file directories of a process (`mairie-dba-<pid>-…` in the temp dir).
+fn private_dirs_of(pid: u32) -> Vec<String> {
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("mairie-dba-{pid}-")))
+        .collect()
+}
+
+fn a_backup_stopped_or_killed_leaves_no_tool_no_file_no_secret(engine: Engine) {
+    let env = with_big_backup(engine, 1_500_000);
+    let db = env.db().name().to_string();
+    let before = backup_files(&env);
+    let dumping = |db: &str| {
+        processes_naming(db)
+            .into_iter()
+            .any(|(_, c)| c.contains("dump") && !c.contains("__supervise"))
+    };
+    for sig in [libc::SIGTERM, libc::SIGKILL] {
+        std::thread::sleep(Duration::from_millis(1100)); // a new file name
+        let child = start(&env, &["backup"]);
+        let pid = child.id();
+        wait_until("the dump running", Duration::from_secs(60), || dumping(&db));
+        signal(&child, sig);
+        let out = finish(child);
+        wait_until("no dump left", Duration::from_secs(5), || !dumping(&db));
+        if sig == libc::SIGTERM {
+            out.code(1)
+                .stderr_has("stopped by SIGTERM")
+                .stderr_has("removed the unfinished file(s)");
+            assert_eq!(backup_files(&env), before, "a stopped backup left a file");
+            assert_eq!(
+                private_dirs_of(pid),
+                Vec::<String>::new(),
+                "option files left"
+            );
+        }
+    }
+    // After the kill, the next run clears what it left (the .partial) and succeeds.
+    std::thread::sleep(Duration::from_millis(1100));
+    env.run(&["backup"]).success();
+    assert!(
+        backup_files(&env).iter().all(|f| !f.ends_with(".partial")),
+        "{:?}",
+        backup_files(&env)
+    );
 }

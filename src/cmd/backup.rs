@@ -22,6 +22,7 @@ use crate::backup::{
 use crate::cli::{BackupArgs, BackupCommand, BackupRunArgs, CheckArgs, VerifyArgs};
 use crate::cmd::{each, failure, PerTarget};
 use crate::config::{EngineKind, Target};
+use crate::engine::cleanup::InProgress;
 use crate::engine::{self, BackupStyle};
 use crate::error::ConfigError;
 use crate::output::nagios::{NagiosLine, PerfData, Range, Uom};
@@ -259,6 +260,8 @@ async fn take_backup(
     }
     ctx.log
         .debug(format!("{}: writing {}", target.name, partial.display()));
+    // Stopped before its manifest is written, the backup leaves neither file behind.
+    let in_progress = [InProgress::register(&partial), InProgress::register(&path)];
     let res = match engine::backup_style(target.engine) {
         BackupStyle::ServerSide => server_backup(p, &name).await,
         BackupStyle::Streamed => write_backup(target, p.cfg.compression_level, &partial, &path)
@@ -270,6 +273,9 @@ async fn take_backup(
         Ok(v) => v,
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
+            for f in in_progress {
+                f.finished();
+            }
             return Err(e);
         }
     };
@@ -306,6 +312,9 @@ async fn take_backup(
         // Without its manifest the file is not a backup: remove it rather than leave a trap.
         let _ = std::fs::remove_file(&path);
         return Err(e.context("writing the manifest"));
+    }
+    for f in in_progress {
+        f.finished();
     }
     let seconds = clock.elapsed().as_secs_f64();
     let done = BackupDone {

@@ -1,5 +1,6 @@
 //! What an operation must undo if it does not finish: the databases it created (a restore's
-//! destination, a drill's scratch database). Each is registered when created and forgotten
+//! destination, a drill's scratch database) and the files it was writing (a backup's
+//! `.partial`). Each is registered when created and forgotten
 //! once the operation no longer needs it undone; a failure drops it at once
 //! ([`Created::abandon`]), and a stop (Ctrl-C, SIGTERM) drops whatever is still registered
 //! ([`drop_created`]) after the operation's future is gone.
@@ -76,4 +77,43 @@ pub async fn drop_created() -> Vec<String> {
         }
     }
     out
+}
+
+fn files() -> &'static Mutex<Vec<std::path::PathBuf>> {
+    static F: OnceLock<Mutex<Vec<std::path::PathBuf>>> = OnceLock::new();
+    F.get_or_init(Default::default)
+}
+
+/// A file being written that is removed if the run stops before it is finished.
+#[must_use = "a file in progress is removed on a stop until finished"]
+pub struct InProgress(std::path::PathBuf);
+
+impl InProgress {
+    pub fn register(path: &std::path::Path) -> InProgress {
+        files()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(path.to_path_buf());
+        InProgress(path.to_path_buf())
+    }
+}
+
+impl InProgress {
+    /// The file is finished (or already removed by the operation): a stop leaves it.
+    /// Dropping without this keeps it registered, so that a stop — which drops the
+    /// operation — still finds it.
+    pub fn finished(self) {
+        files()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| p != &self.0);
+    }
+}
+
+/// Removes the files still in progress (after a stop); returns them.
+pub fn remove_in_progress() -> Vec<std::path::PathBuf> {
+    let all = std::mem::take(&mut *files().lock().unwrap_or_else(|e| e.into_inner()));
+    all.into_iter()
+        .filter(|p| std::fs::remove_file(p).is_ok())
+        .collect()
 }
