@@ -261,3 +261,26 @@ fn a_database_name_that_is_a_path_stays_in_the_backup_directory() {
     let _r = Drop2(into.clone());
     env.run(&["restore", "--latest", "--into", &into]).success();
 }
+
+#[test]
+fn force_is_announced_before_it_starts_and_said_in_json() {
+    let env = Env::with_schema(Engine::Postgres);
+    configure(&env, 3);
+    take(&env);
+    let into = format!("{}_f", env.db().name());
+    struct D(String);
+    impl Drop for D {
+        fn drop(&mut self) {
+            drop_pg_database(&self.0);
+        }
+    }
+    let _d = D(into.clone());
+    env.run(&["restore", "--latest", "--into", &into]).success();
+    let out = env.run(&[
+        "--format", "json", "restore", "--latest", "--into", &into, "--force",
+    ]);
+    out.success().stderr_has(&format!(
+        "--force: the tables of database {into} are dropped and replaced"
+    ));
+    assert_eq!(out.json()["restores"][0]["force"], true, "{}", out.stdout);
+}

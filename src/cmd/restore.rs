@@ -137,9 +137,11 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
                     status: "success",
                     differences,
                     parallel_tables,
+                    force: args.force,
                 }
             }
             Err(err) => Restored::Failed {
+                force: args.force,
                 target: target.name.clone(),
                 file: e.file_name(),
                 into,
@@ -172,11 +174,15 @@ enum Restored {
         differences: Vec<String>,
         /// The tables loaded over several connections.
         parallel_tables: Vec<String>,
+        /// `--force`: the database's existing objects were dropped and replaced.
+        force: bool,
     },
     Failed {
         target: String,
         file: String,
         into: String,
+        /// `--force`: a failure may have left the database half replaced (the error says).
+        force: bool,
         /// For the table only.
         #[serde(skip)]
         seconds: f64,
