@@ -81,7 +81,7 @@ pub enum Command {
     Restore(RestoreArgs),
 
     /// Health checks with Nagios exit codes: connectivity, connections, long queries, locks,
-    /// space, cache, wraparound, replication, vacuum, backup age
+    /// space, cache, wraparound, sequences, replication, vacuum, backup age
     Health(HealthArgs),
 
     /// Security audit of each target (CIS-style checks), with remediation
@@ -123,7 +123,15 @@ pub enum BackupCommand {
     /// Re-hash backups against their manifests and read them through with the engine's tool
     Verify(VerifyArgs),
     /// Is each target's latest backup present, recent and intact? (Nagios exit codes)
-    Check,
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct CheckArgs {
+    /// Re-hash the latest backup of each target in full, instead of comparing its size and
+    /// modification time with the manifest (the cost then grows with the backup's size)
+    #[arg(long)]
+    pub deep: bool,
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -191,9 +199,20 @@ pub struct RestoreArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct HealthArgs {
-    /// Run only this check (repeatable), e.g. --check connections --check locks
+    /// Run only this check (repeatable), e.g. --check connections --check locks. A check
+    /// named here that does not apply to a target's engine is UNKNOWN there
     #[arg(long = "check", value_name = "NAME")]
     pub checks: Vec<String>,
+
+    /// Warning threshold of a check, for every target, over the configuration's
+    /// (repeatable), e.g. --warning connections=70 --warning long_queries=30s
+    #[arg(long = "warning", value_name = "CHECK=VALUE")]
+    pub warning: Vec<String>,
+
+    /// Critical threshold of a check, for every target, over the configuration's
+    /// (repeatable), e.g. --critical connections=90
+    #[arg(long = "critical", value_name = "CHECK=VALUE")]
+    pub critical: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -215,6 +234,13 @@ pub enum MetricsCommand {
         /// Address to listen on [default: metrics.listen of the config, 127.0.0.1:19187]
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// TLS and basic-auth users, in the format of the Prometheus exporters' web
+        /// configuration file (exporter-toolkit)
+        #[arg(long = "web.config.file", value_name = "PATH")]
+        web_config_file: Option<PathBuf>,
+        /// Serve in clear text on an address other than loopback
+        #[arg(long)]
+        insecure_listen: bool,
     },
     /// One round of queries, printed, or written atomically to FILE (node_exporter textfile)
     Collect {

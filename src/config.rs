@@ -72,6 +72,10 @@ struct GlobalFile {
     /// Where `sql/<engine>/` lives, relative to the base directory.
     #[serde(default)]
     migrations_dir: Option<PathBuf>,
+    /// Where mairie-dba keeps its records (the outcome of backup runs and verifications),
+    /// relative to the base directory.
+    #[serde(default)]
+    state_dir: Option<PathBuf>,
     targets: IndexMap<String, TargetEntry>,
     #[serde(default)]
     backup: IndexMap<String, BackupEntry>,
@@ -317,6 +321,10 @@ pub struct BackupEntry {
     /// The age after which `backup check` calls the latest backup stale.
     #[serde(default)]
     pub max_age_hours: Option<u32>,
+    /// The age of the latest backup's last full verification after which `backup check`
+    /// warns (UNVERIFIED); default 168 (a week).
+    #[serde(default)]
+    pub verify_max_age_hours: Option<u32>,
     /// SQL Server: the directory on the server where BACKUP DATABASE writes (`dir` then
     /// keeps the manifests).
     #[serde(default)]
@@ -381,6 +389,9 @@ pub struct DatasetEntry {
     pub decimal_comma: bool,
     #[serde(default)]
     pub timezone: Option<String>,
+    /// As `--max-field-size` (e.g. `64MiB`).
+    #[serde(default)]
+    pub max_field_size: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -511,6 +522,8 @@ pub struct Config {
     pub path: PathBuf,
     pub base_dir: PathBuf,
     pub migrations_dir: PathBuf,
+    /// Where the records of backup runs and verifications are kept (see `backup::state`).
+    pub state_dir: PathBuf,
     pub targets: Vec<Target>,
     pub backup: IndexMap<String, BackupEntry>,
     pub datasets: Vec<DatasetEntry>,
@@ -535,6 +548,10 @@ impl Config {
         };
         let migrations_dir =
             base_dir.join(global.migrations_dir.as_deref().unwrap_or(Path::new("sql")));
+        let state_dir = match &global.state_dir {
+            Some(d) => base_dir.join(d),
+            None => default_state_dir(),
+        };
 
         let mut targets = Vec::with_capacity(global.targets.len());
         for (name, entry) in global.targets {
@@ -571,6 +588,7 @@ impl Config {
             path: path.to_path_buf(),
             base_dir,
             migrations_dir,
+            state_dir,
             targets,
             backup: global.backup,
             datasets: global.datasets,
@@ -630,6 +648,27 @@ impl Config {
     }
 }
 
+/// The state directory when the configuration names none: `MAIRIE_DBA_STATE_DIR`, else
+/// `$XDG_STATE_HOME/mairie-dba`, else `~/.local/state/mairie-dba`, else
+/// `/var/lib/mairie-dba/state`.
+pub fn default_state_dir() -> PathBuf {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(d) = var("MAIRIE_DBA_STATE_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = var("XDG_STATE_HOME").map(PathBuf::from) {
+        if d.is_absolute() {
+            return d.join("mairie-dba");
+        }
+    }
+    if let Some(h) = var("HOME").map(PathBuf::from) {
+        if h.is_absolute() {
+            return h.join(".local/state/mairie-dba");
+        }
+    }
+    PathBuf::from("/var/lib/mairie-dba/state")
+}
+
 fn target_names(targets: &[Target]) -> String {
     if targets.is_empty() {
         return "none".to_string();
@@ -659,7 +698,7 @@ fn default_base_dir(config_dir: &Path) -> PathBuf {
     }
 }
 
-fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+pub(crate) fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(DEFAULT_CONFIG)
         {

@@ -18,6 +18,7 @@ pub mod log;
 pub mod maintenance;
 pub mod metrics;
 pub mod output;
+pub mod web;
 
 use std::path::PathBuf;
 
@@ -46,7 +47,7 @@ enum Kind {
 impl Kind {
     fn of(cmd: &Command) -> Kind {
         match cmd {
-            Command::Backup(b) if matches!(b.command, Some(cli::BackupCommand::Check)) => {
+            Command::Backup(b) if matches!(b.command, Some(cli::BackupCommand::Check(_))) => {
                 Kind::Check
             }
             Command::Health(_) | Command::Audit(_) => Kind::Check,
@@ -78,13 +79,60 @@ pub fn is_check_command_line(args: &[String]) -> bool {
         || args.iter().any(|a| a == "health" || a == "audit")
 }
 
+/// A command line the parser refused (unknown option, bad value): its exit code (2, or 3
+/// UNKNOWN for a check) and, when the line asks for `--format json` or `--format nagios`,
+/// what stdout must still hold (one document, one plugin line), since a monitoring system
+/// or a script reads stdout, not stderr. `message` is the parser's error.
+pub fn refused_command_line(args: &[String], message: &str) -> (u8, Option<String>) {
+    let (status, code) = if is_check_command_line(args) {
+        Kind::Check.usage_error()
+    } else {
+        Kind::Operation.usage_error()
+    };
+    let first = message
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("usage error");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let out = match format_in(args) {
+        Some(Format::Json) => {
+            serde_json::to_string_pretty(&Outcome::new(status).field("error", first).json()).ok()
+        }
+        Some(Format::Nagios) => Some(output::nagios::NagiosLine::plain(status, first).to_string()),
+        _ => None,
+    };
+    (code, out)
+}
+
+/// The `--format` a raw command line asks for (the last one wins, as the parser reads it).
+fn format_in(args: &[String]) -> Option<Format> {
+    use clap::ValueEnum;
+    let mut found = None;
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        if a == "--" {
+            break;
+        }
+        let value = match a.strip_prefix("--format") {
+            Some("") => it.next().map(String::as_str),
+            Some(rest) => rest.strip_prefix('='),
+            None => None,
+        };
+        if let Some(v) = value {
+            found = Format::from_str(v, true).ok();
+        }
+    }
+    found
+}
+
 /// `--format nagios` and `--format junit` belong to the commands that can speak them.
 fn check_format(cmd: &Command, format: Format) -> Result<(), error::ConfigError> {
     let ok = match format {
         Format::Table | Format::Json => true,
         Format::Nagios => {
             matches!(cmd, Command::Health(_))
-                || matches!(cmd, Command::Backup(b) if matches!(b.command, Some(cli::BackupCommand::Check)))
+                || matches!(cmd, Command::Backup(b) if matches!(b.command, Some(cli::BackupCommand::Check(_))))
         }
         Format::Junit => matches!(cmd, Command::Audit(_)),
     };
@@ -131,7 +179,21 @@ pub fn run(cli: Cli) -> u8 {
             return kind.failure().1;
         }
     };
-    let res = runtime.block_on(dispatch(cli, log.clone()));
+    // An operation stopped by Ctrl-C or SIGTERM stops its tools (and theirs), and drops the
+    // databases it created, before the process ends. `metrics serve` stops on its own.
+    let stoppable = !matches!(
+        &cli.command,
+        Command::Metrics(cli::MetricsCommand::Serve { .. })
+    );
+    let res = runtime.block_on(async {
+        if !stoppable {
+            return dispatch(cli, log.clone()).await;
+        }
+        tokio::select! {
+            r = dispatch(cli, log.clone()) => r,
+            sig = stop_signal() => Err(stopped(sig, &log).await),
+        }
+    });
     // Don't wait for connection tasks still winding down.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match res {
@@ -155,12 +217,57 @@ pub fn run(cli: Cli) -> u8 {
                     let _ = output::render(&Outcome::new(status).field("error", msg), format);
                 }
                 // A monitoring system reads stdout: give it a plugin line even on failure.
-                Format::Nagios => println!("MAIRIE-DBA {} - {msg}", status.as_str().to_uppercase()),
+                Format::Nagios => println!("{}", output::nagios::NagiosLine::plain(status, &msg)),
                 _ => {}
             }
             code
         }
     }
+}
+
+/// Waits for SIGINT or SIGTERM; returns its name.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+/// What is done after a stop: the operation's future is already dropped (its tools told to
+/// stop); wait for them, drop what it created, and say so.
+async fn stopped(sig: &str, log: &log::Log) -> anyhow::Error {
+    let left = engine::tools::stop_children(std::time::Duration::from_secs(5)).await;
+    let dropped = engine::cleanup::drop_created().await;
+    let removed = engine::cleanup::remove_in_progress();
+    let mut msg = format!("stopped by {sig}");
+    if !removed.is_empty() {
+        msg.push_str(&format!(
+            "; removed the unfinished file(s): {}",
+            removed
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if !dropped.is_empty() {
+        msg.push_str(&format!(
+            "; dropped the database(s) this run had created: {}",
+            dropped.join(", ")
+        ));
+    }
+    if left > 0 {
+        msg.push_str(&format!("; {left} tool(s) still stopping"));
+    }
+    let _ = log;
+    anyhow::anyhow!(msg)
 }
 
 async fn dispatch(cli: Cli, log: log::Log) -> Result<Outcome> {
@@ -171,6 +278,11 @@ async fn dispatch(cli: Cli, log: log::Log) -> Result<Outcome> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG));
     let config = Config::load(&path)?;
+    for t in &config.targets {
+        if let config::PasswordSource::Env { var } = &t.connection.password {
+            engine::tools::register_secret_var(var);
+        }
+    }
     let targets = config.select_targets(&cli.global.targets)?;
     // Resolve the secrets up front: a missing variable is a configuration error (exit 2),
     // reported before anything is touched.

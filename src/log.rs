@@ -34,24 +34,59 @@ impl Log {
 
     pub fn info(&self, msg: impl AsRef<str>) {
         if self.level >= Level::Normal {
-            eprintln!("{}", msg.as_ref());
+            eprintln!("{}", printable(msg.as_ref()));
         }
     }
 
     pub fn warn(&self, msg: impl AsRef<str>) {
         if self.level >= Level::Normal {
-            eprintln!("warning: {}", msg.as_ref());
+            eprintln!("warning: {}", printable(msg.as_ref()));
         }
     }
 
     pub fn debug(&self, msg: impl AsRef<str>) {
         if self.level >= Level::Verbose {
-            eprintln!("{}", msg.as_ref());
+            eprintln!("{}", printable(msg.as_ref()));
         }
     }
 
     /// Errors are always shown, quiet or not.
     pub fn error(&self, msg: impl AsRef<str>) {
-        eprintln!("error: {}", msg.as_ref());
+        eprintln!("error: {}", printable(msg.as_ref()));
+    }
+}
+
+/// A message as the terminal may show it: control characters (escape sequences, carriage
+/// returns, NUL) that could come from a file, a server or a report are shown escaped, so
+/// no input can rewrite the operator's screen. Line breaks and tabs stay.
+pub fn printable(msg: &str) -> std::borrow::Cow<'_, str> {
+    if !msg
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return std::borrow::Cow::Borrowed(msg);
+    }
+    let mut out = String::with_capacity(msg.len() + 8);
+    for c in msg.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_escapes_are_shown_escaped() {
+        assert_eq!(printable("plain é"), "plain é");
+        assert_eq!(
+            printable("bad \u{1b}[2J value\r\u{0}"),
+            "bad \\u{1b}[2J value\\r\\u{0}"
+        );
     }
 }

@@ -30,6 +30,11 @@ per_engine!(
     a_drill_restores_compares_and_drops_its_scratch_database,
     restoring_over_a_database_that_holds_tables_needs_force,
     the_compression_level_trades_size_and_is_checked,
+    backup_check_speaks_nagios_in_one_line_with_age_and_size,
+    a_backup_dated_in_the_future_is_reported_and_never_the_latest,
+    a_failed_run_is_critical_whatever_stopped_it,
+    a_backup_that_failed_verification_is_damaged_until_a_newer_one,
+    an_old_backup_not_verified_since_is_a_warning,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -647,19 +652,21 @@ fn retention_deletes_only_old_good_backups_of_its_own_target(engine: Engine) {
         .collect();
     let notes = dir.join("notes.txt");
     std::fs::write(&notes, "sauvegardes de la mairie\n").unwrap();
+    // A backup file without its manifest: what a run killed between the rename of the file
+    // and that of its manifest leaves. Never a finished backup: the next run removes it.
+    let orphan = fixture(&env, 90, &db, None, now);
     let foreign = [
         "notes.txt".to_string(),
-        fixture(&env, 90, &db, None, now),
         fixture(&env, 91, &db, Some(("staging", "success")), now),
         fixture(&env, 92, &db, Some((t, "failed")), now),
         fixture(&env, 93, "autre_base", Some((t, "success")), now),
     ];
     let mut foreign_files: BTreeSet<String> = foreign.iter().cloned().collect();
-    for f in &foreign[2..] {
+    for f in &foreign[1..] {
         foreign_files.insert(format!("{f}.json"));
     }
     let old: BTreeSet<String> = [20, 30, 40].iter().map(|d| ours[d].clone()).collect();
-    let all_before = backup_files(&env);
+    let mut all_before = backup_files(&env);
 
     // --dry-run lists, deletes nothing. Of 1, 2, 10, 20, 30, 40 days, keep_min 3 keeps the
     // three newest; 20, 30, 40 are past 14 days.
@@ -677,9 +684,13 @@ fn retention_deletes_only_old_good_backups_of_its_own_target(engine: Engine) {
         "a dry run deleted something"
     );
 
-    // A real run: a new backup, then retention.
+    // A real run: a new backup (which removes the orphan, saying so), then retention.
     let out = env.run(&["--format", "json", "backup"]);
-    out.success();
+    out.success().stderr_has(&format!(
+        "{orphan}, left by a backup killed before it finished (no manifest)"
+    ));
+    assert!(!backup_files(&env).contains(&orphan));
+    all_before.remove(&orphan);
     let j = out.json();
     assert_eq!(rotated(&j), old, "{}", out.stdout);
     let new = j["backups"][0]["file"].as_str().unwrap().to_string();
@@ -1511,4 +1522,504 @@ fn the_compression_level_trades_size_and_is_checked(engine: Engine) {
         top + 1
     ));
     assert_eq!(backup_files(&env), before, "nothing written");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. Monitoring that tells the truth: one plugin line, trustworthy dates, visible failures,
+//    a check whose cost does not grow with the backup.
+
+/// The global config with a backup section for the env's target and extra keys in it.
+fn configure_backups_with(env: &Env, extra: &str) {
+    env.write_global(&format!(
+        "backup:\n  {}:\n    dir: {}\n    retention_days: 14\n    keep_min: 3\n{extra}",
+        env.engine.name(),
+        backup_dir(env).display()
+    ));
+}
+
+/// The check of the first target in a `backup check --format json` document.
+fn backup_check_of(j: &Value) -> Value {
+    j["targets"][0]["checks"][0].clone()
+}
+
+/// The states of every problem a check lists.
+fn problem_states(c: &Value) -> Vec<String> {
+    c["problems"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no problems[] in {c}"))
+        .iter()
+        .map(|p| p["state"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The one line `--format nagios backup check` prints, with its exit code checked.
+fn nagios_line(env: &Env, code: i32) -> String {
+    let out = env.run(&["--format", "nagios", "backup", "check"]);
+    out.code(code);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "not one line: {:?}", out.stdout);
+    assert!(
+        lines[0].starts_with("MAIRIE-DBA ")
+            && !lines[0].ends_with(" | ")
+            && !lines[0].ends_with('|'),
+        "{:?}",
+        lines[0]
+    );
+    lines[0].to_string()
+}
+
+/// A backup moved in time by `shift`: renamed (`keep` false, its modification time kept) or
+/// copied (`keep` true), with its manifest's name and times moved alike. Returns the new path.
+fn shift_backup(env: &Env, path: &Path, shift: chrono::Duration, keep: bool) -> PathBuf {
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let (db, rest) = name.split_once("_full_").unwrap();
+    let taken = NaiveDateTime::parse_from_str(&rest[..15], "%Y%m%d_%H%M%S")
+        .unwrap()
+        .and_utc();
+    let new_name = format!(
+        "{db}_full_{}.{}",
+        (taken + shift).format("%Y%m%d_%H%M%S"),
+        ext(env.engine)
+    );
+    let new_path = backup_dir(env).join(&new_name);
+    let mut m = read_json(&manifest_path(path));
+    m["file"] = json!(new_name);
+    for k in ["started_at", "finished_at"] {
+        let t: DateTime<Utc> = m[k].as_str().unwrap().parse().unwrap();
+        m[k] = json!((t + shift).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
+    }
+    if keep {
+        std::fs::copy(path, &new_path).unwrap();
+    } else {
+        std::fs::rename(path, &new_path).unwrap();
+        std::fs::remove_file(manifest_path(path)).unwrap();
+    }
+    std::fs::write(manifest_path(&new_path), m.to_string()).unwrap();
+    new_path
+}
+
+/// The state records of this test (`~/.local/state/mairie-dba`, HOME being the test's dir).
+fn state_records(env: &Env) -> Vec<Value> {
+    let dir = env.path(".local/state/mairie-dba");
+    names_in(&dir)
+        .into_iter()
+        .filter(|n| n.starts_with(&format!("{}-", env.engine.name())) && n.ends_with(".json"))
+        .map(|n| read_json(&dir.join(n)))
+        .collect()
+}
+
+/// The `name` check of the env's target in a `health --format json` document.
+fn health_check(env: &Env, name: &str) -> (i32, Value) {
+    let out = env.run(&["--format", "json", "health", "--check", name]);
+    let j = out.json();
+    let c = j["targets"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {}", out.stdout))
+        .clone();
+    (out.code, c)
+}
+
+fn set_mtime(path: &Path, t: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(t))
+        .unwrap();
+}
+
+fn backup_check_speaks_nagios_in_one_line_with_age_and_size(engine: Engine) {
+    let env = Env::new(engine);
+    configure_backups(&env, 14, 3);
+    let t = engine.name();
+
+    // Nothing yet: CRITICAL, and no performance data to give (no trailing separator).
+    let line = nagios_line(&env, 2);
+    assert_eq!(
+        line,
+        format!("MAIRIE-DBA CRITICAL - backup: {t} MISSING: no backup with a manifest")
+    );
+
+    // One line, the plugin's, and nothing else: no table.
+    let path = take_backup(&env);
+    let size = std::fs::metadata(&path).unwrap().len();
+    let line = nagios_line(&env, 0);
+    assert_eq!(
+        line,
+        format!("MAIRIE-DBA OK - backup: {t} OK | '{t}_backup_age_hours'=0;26;52 '{t}_backup_size'={size}B")
+    );
+    // The table format keeps its table and summary line.
+    env.run(&["backup", "check"])
+        .success()
+        .stdout_has("│")
+        .stdout_has(&format!("BACKUP OK - {t} OK"));
+
+    // A quote in a target's name is doubled in the labels, as the plugin guidelines say.
+    let dir2 = env.path("annexe");
+    env.write(
+        "config_global.yml",
+        format!(
+            "base_dir: {ROOT}\ntargets:\n  l'annexe:\n    engine: {t}\n    config: config_{t}.yml\nbackup:\n  l'annexe:\n    dir: {}\n",
+            dir2.display()
+        ),
+    );
+    env.run(&["backup"]).success();
+    let line = nagios_line(&env, 0);
+    assert!(
+        line.contains(" | 'l''annexe_backup_age_hours'=0;26;52 'l''annexe_backup_size'="),
+        "{line}"
+    );
+}
+
+fn a_backup_dated_in_the_future_is_reported_and_never_the_latest(engine: Engine) {
+    let env = Env::with_schema(engine);
+    configure_backups(&env, 14, 2);
+    let db = env.db().name().to_string();
+    let t = engine.name();
+    let real = take_backup(&env);
+    let real_name = real.file_name().unwrap().to_string_lossy().into_owned();
+    // A copy dated a year ahead (a machine whose clock was wrong), and an older backup.
+    let future = shift_backup(&env, &real, chrono::Duration::days(365), true);
+    let future_name = future.file_name().unwrap().to_string_lossy().into_owned();
+    let old = fixture(&env, 20, &db, Some((t, "success")), Utc::now());
+
+    // backup check: WARNING naming it; the latest is still the real one.
+    let out = env.run(&["--format", "json", "backup", "check"]);
+    out.code(1);
+    let c = backup_check_of(&out.json());
+    assert_eq!(c["state"], "FUTURE_DATED", "{c:#}");
+    assert_eq!(c["latest"], real_name.as_str(), "{c:#}");
+    let msg = c["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&future_name) && msg.contains("dated in the future, clock skew?"),
+        "{msg}"
+    );
+    let age = c["value"].as_f64().unwrap();
+    assert!((0.0..1.0).contains(&age), "{c:#}");
+    let line = nagios_line(&env, 1);
+    assert!(line.starts_with("MAIRIE-DBA WARNING - "), "{line}");
+    assert!(
+        line.contains(&format!("'{t}_backup_age_hours'=0;")),
+        "{line}"
+    );
+
+    // backup list: no negative age; the file says what it is.
+    let out = env.run(&["--format", "json", "backup", "list"]);
+    out.success();
+    for b in out.json()["backups"].as_array().unwrap() {
+        assert!(b["age_hours"].as_f64().unwrap() >= 0.0, "{b}");
+        let expected = if b["file"] == future_name.as_str() {
+            "dated in the future"
+        } else {
+            "good"
+        };
+        assert_eq!(b["status"], expected, "{b}");
+    }
+    env.run(&["backup", "list"]).success().lacks("-52");
+
+    // restore --latest and verify --latest take the real one.
+    let into = format!("{db}_f");
+    let _drop = DropDb::new(engine, &into);
+    let out = env.run(&["--format", "json", "restore", "--latest", "--into", &into]);
+    out.success();
+    assert_eq!(out.json()["restores"][0]["file"], real_name.as_str());
+    let out = env.run(&["--format", "json", "backup", "verify", "--latest"]);
+    out.success();
+    assert_eq!(out.json()["verified"][0]["file"], real_name.as_str());
+
+    // health's backup_age: the real one's age.
+    let (code, c) = health_check(&env, "backup_age");
+    assert_eq!(code, 0, "{c:#}");
+    let hours = c["value"].as_f64().unwrap();
+    assert!((0.0..1.0).contains(&hours), "{c:#}");
+    assert!(c["message"].as_str().unwrap().contains(&real_name), "{c:#}");
+
+    // Retention (keep_min 2, 14 days): the real and the 20-day-old backup are the two kept;
+    // the future one neither counts nor goes.
+    let out = env.run(&["--format", "json", "backup", "--prune-only"]);
+    out.success();
+    assert_eq!(rotated(&out.json()), BTreeSet::new(), "{}", out.stdout);
+    let left = backup_files(&env);
+    for f in [&real_name, &future_name, &old] {
+        assert!(left.contains(f.as_str()), "{f} deleted: {left:?}");
+    }
+}
+
+fn a_failed_run_is_critical_whatever_stopped_it(engine: Engine) {
+    let env = Env::new(engine);
+    configure_backups(&env, 14, 3);
+    let dir = backup_dir(&env);
+    let t = engine.name();
+    take_backup(&env);
+    check_state(&env, 0, "OK");
+
+    // A hung backup holds the target's lock: the next run fails at once, and says so.
+    let held = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(dir.join(format!(".{t}.lock")))
+        .unwrap();
+    held.lock().unwrap();
+    next_second();
+    env.run(&["backup"])
+        .code(1)
+        .stderr_has("another backup of target");
+    let out = check_state(&env, 2, "FAILED");
+    let c = backup_check_of(&out.json());
+    assert!(
+        c["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("another backup of target `{t}` is running")),
+        "{c:#}"
+    );
+    let line = nagios_line(&env, 2);
+    assert!(
+        line.starts_with(&format!(
+            "MAIRIE-DBA CRITICAL - backup: {t} FAILED: the last backup run failed at "
+        )),
+        "{line}"
+    );
+    assert!(line.contains("another backup of target"), "{line}");
+    drop(held);
+    // A good backup since: the failure is history.
+    next_second();
+    take_backup(&env);
+    check_state(&env, 0, "OK");
+
+    // The backup directory replaced by a file (as root, a chmod would not stop a write).
+    let moved = env.path("backups.moved");
+    std::fs::rename(&dir, &moved).unwrap();
+    std::fs::write(&dir, "not a directory\n").unwrap();
+    next_second();
+    env.run(&["backup"])
+        .code(1)
+        .one_line_error()
+        .stderr_has(&dir.display().to_string());
+    let out = check_state(&env, 2, "FAILED");
+    let c = backup_check_of(&out.json());
+    assert_eq!(problem_states(&c), ["FAILED", "UNWRITABLE"], "{c:#}");
+    let msg = c["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!("creating {}", dir.display())) && msg.contains("not a directory"),
+        "{msg}"
+    );
+    // The run was recorded where the broken directory could not matter.
+    let records = state_records(&env);
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(
+        records[0]["last_run"]["status"], "failed",
+        "{:#}",
+        records[0]
+    );
+    assert_eq!(records[0]["target"], t);
+    // health says the directory cannot take a backup.
+    let (code, c) = health_check(&env, "backup_dir_space");
+    assert_eq!(code, 2, "{c:#}");
+    assert_eq!(c["status"], "critical", "{c:#}");
+    assert!(
+        c["message"].as_str().unwrap().contains("not writable"),
+        "{c:#}"
+    );
+
+    // Put back: a backup, and all is well again.
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::rename(&moved, &dir).unwrap();
+    next_second();
+    take_backup(&env);
+    check_state(&env, 0, "OK");
+    let (_, c) = health_check(&env, "backup_dir_space");
+    assert!(
+        !c["message"].as_str().unwrap().contains("not writable"),
+        "{c:#}"
+    );
+
+    // Not root: a read-only directory fails the run the same way.
+    if unsafe { libc::geteuid() } != 0 {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        next_second();
+        env.run(&["backup"]).code(1);
+        let out = check_state(&env, 2, "FAILED");
+        assert!(problem_states(&backup_check_of(&out.json())).contains(&"UNWRITABLE".to_string()));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+}
+
+fn a_backup_that_failed_verification_is_damaged_until_a_newer_one(engine: Engine) {
+    let env = Env::new(engine);
+    configure_backups(&env, 14, 3);
+    let path = take_backup(&env);
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+
+    // Touched (same bytes, a new time): read once by the check, found intact, remembered.
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    set_mtime(&path, an_hour_ago);
+    check_state(&env, 0, "OK");
+    let records = state_records(&env);
+    assert_eq!(
+        records[0]["files"][&name]["hashed"]["intact"], true,
+        "{:#}",
+        records[0]
+    );
+
+    // Altered in place, its size and time kept: a stat cannot see it...
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    std::fs::write(&path, &bytes).unwrap();
+    set_mtime(&path, an_hour_ago);
+    check_state(&env, 0, "OK");
+    // ...a full verification can, and its failure is remembered.
+    env.run(&["backup", "verify", "--latest"])
+        .code(1)
+        .stderr_has("SHA-256");
+    let out = check_state(&env, 2, "DAMAGED");
+    let c = backup_check_of(&out.json());
+    let msg = c["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!("{name} failed verification at ")) && msg.contains("SHA-256"),
+        "{msg}"
+    );
+    let out = env.run(&["--format", "json", "backup", "list"]);
+    let listed = out.json()["backups"][0].clone();
+    assert_eq!(listed["status"], "damaged", "{listed:#}");
+    assert!(
+        listed["verify_error"].as_str().unwrap().contains("SHA-256"),
+        "{listed:#}"
+    );
+    // --deep re-hashes it; that result is kept for these bytes.
+    let out = env.run(&["--format", "json", "backup", "check", "--deep"]);
+    out.code(2);
+    assert_eq!(backup_check_of(&out.json())["state"], "HASH_MISMATCH");
+    check_state(&env, 2, "HASH_MISMATCH");
+
+    // A newer good backup replaces it as the latest; the damaged one stays marked.
+    next_second();
+    let newer = take_backup(&env);
+    check_state(&env, 0, "OK");
+    let out = env.run(&["--format", "json", "backup", "list"]);
+    let listed = out.json()["backups"].as_array().unwrap().clone();
+    let status_of = |f: &str| {
+        listed
+            .iter()
+            .find(|b| b["file"] == f)
+            .map(|b| b["status"].clone())
+    };
+    let newer_name = newer.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(status_of(&newer_name), Some(json!("good")));
+    assert_eq!(status_of(&name), Some(json!("damaged")));
+}
+
+fn an_old_backup_not_verified_since_is_a_warning(engine: Engine) {
+    let env = Env::new(engine);
+    configure_backups_with(&env, "    max_age_hours: 400\n");
+    let path = take_backup(&env);
+    // 200 hours old, never verified since its own run: more than a week.
+    let old = shift_backup(&env, &path, -chrono::Duration::hours(200), false);
+    let out = check_state(&env, 1, "UNVERIFIED");
+    let msg = backup_check_of(&out.json())["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("last verified 200.0 h ago (max 168 h)"),
+        "{msg}"
+    );
+    // A longer limit in the config: no warning.
+    configure_backups_with(
+        &env,
+        "    max_age_hours: 400\n    verify_max_age_hours: 240\n",
+    );
+    check_state(&env, 0, "OK");
+    // The default limit again, and a full verification: OK, verified now.
+    configure_backups_with(&env, "    max_age_hours: 400\n");
+    env.run(&["backup", "verify", old.to_str().unwrap()])
+        .success();
+    let out = check_state(&env, 0, "OK");
+    let verified: DateTime<Utc> = backup_check_of(&out.json())["verified_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(Utc::now() - verified < chrono::Duration::minutes(5));
+}
+
+/// Writes `size` pseudo-random bytes as a backup of `database` taken `hours_ago`, with a
+/// manifest that matches it (size, SHA-256, modification time).
+fn craft_backup(env: &Env, database: &str, size: usize, hours_ago: i64) -> PathBuf {
+    use std::io::Write;
+    let taken = Utc::now() - chrono::Duration::hours(hours_ago);
+    let name = format!("{database}_full_{}.dump", taken.format("%Y%m%d_%H%M%S"));
+    let path = backup_dir(env).join(&name);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let mut h = Sha256::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ size as u64;
+    let mut block = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        for chunk in block.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+        let n = left.min(block.len());
+        f.write_all(&block[..n]).unwrap();
+        h.update(&block[..n]);
+        left -= n;
+    }
+    f.into_inner().unwrap().sync_all().unwrap();
+    let mtime: DateTime<Utc> = std::fs::metadata(&path).unwrap().modified().unwrap().into();
+    let stamp = taken.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let m = json!({
+        "engine": "postgres", "target": "postgres", "database": database, "file": name,
+        "size_bytes": size, "sha256": hex::encode(h.finalize()), "started_at": stamp,
+        "finished_at": stamp, "status": "success", "tool": "crafted", "tables": {},
+        "mtime": mtime.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+    });
+    std::fs::write(manifest_path(&path), m.to_string()).unwrap();
+    path
+}
+
+/// The median time of `n` runs of `backup check` (exit 0 expected), in seconds, each run
+/// without the state record, so that none profits from a hash an earlier one remembered.
+fn time_check(env: &Env, args: &[&str], n: usize) -> f64 {
+    let mut times: Vec<f64> = (0..n)
+        .map(|_| {
+            let _ = std::fs::remove_dir_all(env.path(".local/state"));
+            let start = Instant::now();
+            env.run(args).success();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[n / 2]
+}
+
+#[test]
+fn backup_check_costs_the_same_for_1_mb_and_200_mb() {
+    // Never connects: a config is enough, and crafted backups with valid manifests.
+    let env = Env::empty();
+    env.write_pg_config("mairie_bench", "");
+    configure_backups(&env, 14, 3);
+    std::fs::create_dir_all(backup_dir(&env)).unwrap();
+    craft_backup(&env, "mairie_bench", 1 << 20, 2);
+    let check = ["backup", "check"];
+    let small = time_check(&env, &check, 5);
+    craft_backup(&env, "mairie_bench", 200 << 20, 1);
+    let large = time_check(&env, &check, 5);
+    let deep = time_check(&env, &["backup", "check", "--deep"], 3);
+    eprintln!("backup check: 1 MB {small:.3} s, 200 MB {large:.3} s; --deep 200 MB {deep:.3} s");
+    // Reading 200 MB takes a few tenths of a second; starting the binary, a hundredth.
+    assert!(
+        large <= 3.0 * small + 0.1,
+        "200 MB: {large:.3} s, 1 MB: {small:.3} s"
+    );
+    assert!(
+        deep > 2.0 * large,
+        "--deep reads the whole file: {deep:.3} s against {large:.3} s"
+    );
 }

@@ -179,6 +179,73 @@ fn usage_errors_exit_2() {
     bin(&["load-csv", "x.csv"]).code(2).stderr_has("--table");
 }
 
+/// A command line the parser refuses still gives a monitoring system or a script what it
+/// reads on stdout: one plugin line (`--format nagios`) or one JSON document (`--format
+/// json`), UNKNOWN and exit 3 for a check, `failed` and exit 2 for an operation.
+#[test]
+fn usage_errors_under_nagios_and_json_still_answer_on_stdout() {
+    let nagios_cases: [&[&str]; 5] = [
+        &["--format", "nagios", "backup", "check", "--bogus"],
+        &["backup", "check", "--format=nagios", "--deep=yes"],
+        &["--format", "nagios", "health", "--check"],
+        &["health", "--no-such-option", "--format", "nagios"],
+        &["--format", "nagios", "audit", "--fail-on", "whenever"],
+    ];
+    for args in nagios_cases {
+        let out = bin(args);
+        out.code(3);
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: not one line: {:?}", out.stdout);
+        assert!(
+            lines[0].starts_with("MAIRIE-DBA UNKNOWN - ") && !lines[0].contains(" | "),
+            "{args:?}: {:?}",
+            lines[0]
+        );
+        assert!(
+            !out.stderr.is_empty(),
+            "{args:?}: the error is on stderr too"
+        );
+    }
+    let line = bin(&["--format", "nagios", "backup", "check", "--bogus"]).stdout;
+    assert!(
+        line.contains("--bogus"),
+        "the line says what is wrong: {line}"
+    );
+
+    let json_cases: [(&[&str], i32, &str); 4] = [
+        (
+            &["--format", "json", "backup", "check", "--bogus"],
+            3,
+            "unknown",
+        ),
+        (&["health", "--format=json", "--check"], 3, "unknown"),
+        (&["--format", "json", "backup", "--bogus"], 2, "failed"),
+        (
+            &["--format", "json", "restore", "--latest", "--jobs", "many"],
+            2,
+            "failed",
+        ),
+    ];
+    for (args, code, status) in json_cases {
+        let out = bin(args);
+        out.code(code);
+        let doc = out.json();
+        assert_eq!(doc["status"], status, "{args:?}: {}", out.stdout);
+        assert!(
+            doc["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{args:?}: {}",
+            out.stdout
+        );
+    }
+    // Without a machine format, stdout stays empty; --help is no error.
+    let out = bin(&["backup", "check", "--bogus"]);
+    out.code(3);
+    assert_eq!(out.stdout, "");
+    bin(&["--format", "nagios", "backup", "check", "--help"])
+        .success()
+        .stdout_has("--deep");
+}
+
 #[test]
 fn a_missing_config_file_is_exit_2_with_a_hint() {
     let env = Env::empty();

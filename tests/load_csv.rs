@@ -22,6 +22,7 @@ per_engine!(
     a_missing_table_is_named,
     no_header_maps_fields_in_table_order,
     a_bad_row_at_the_very_end_of_a_large_file_rolls_back_everything,
+    endless_lines_and_giant_fields_stop_at_the_limit_with_memory_bounded,
 );
 
 const CITOYENS_HEADER: &str =
@@ -489,4 +490,153 @@ fn a_bad_row_at_the_very_end_of_a_large_file_rolls_back_everything(engine: Engin
         &[],
         "big.csv:20002: column date_naissance: invalid date \"1990-02-30\"",
     );
+}
+
+/// Runs a load and returns it with the peak resident memory of the binary, in MiB (from
+/// `wait4`, which reports on that one child).
+#[allow(clippy::zombie_processes)] // waited by wait4, which std does not offer
+fn load_measured(env: &Env, file: &str, extra: &[&str]) -> (Run, f64) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let f = if file.starts_with('/') {
+        file.to_string()
+    } else {
+        env.path(file).display().to_string()
+    };
+    let mut args = vec!["load-csv", "--table", "metier.citoyens"];
+    args.extend_from_slice(extra);
+    args.push(&f);
+    let mut child = env
+        .command(&[], &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mairie-dba");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).unwrap();
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        stderr.read_to_string(&mut s).unwrap();
+        s
+    });
+    let mut status = 0;
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: the pid is our own unwaited child; wait4 fills status and usage.
+    let usage = unsafe {
+        let pid = libc::wait4(child.id() as i32, &mut status, 0, usage.as_mut_ptr());
+        assert_eq!(pid, child.id() as i32);
+        usage.assume_init()
+    };
+    let run = Run {
+        code: if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            -1
+        },
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    let rss = usage.ru_maxrss as f64 / 1024.0;
+    eprintln!("{file} {extra:?}: peak RSS {rss:.1} MiB");
+    (run, rss)
+}
+
+/// Writes `len` bytes of `byte` into a FIFO from a thread (as a pipe from another program
+/// would): nothing of the size ever sits on disk.
+fn fifo_of(
+    env: &Env,
+    name: &str,
+    head: &'static [u8],
+    byte: u8,
+    len: usize,
+) -> std::thread::JoinHandle<()> {
+    let path = env.path(name);
+    let c = std::ffi::CString::new(path.display().to_string()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&path) else {
+            return;
+        };
+        if f.write_all(head).is_err() {
+            return;
+        }
+        let block = vec![byte; 1 << 20];
+        for _ in 0..len / block.len() {
+            if f.write_all(&block).is_err() {
+                return; // the reader stopped, as it should
+            }
+        }
+    })
+}
+
+fn endless_lines_and_giant_fields_stop_at_the_limit_with_memory_bounded(engine: Engine) {
+    let env = Env::with_schema(engine);
+    // /dev/zero: one endless line of NUL bytes.
+    let (out, rss) = load_measured(&env, "/dev/zero", &[]);
+    out.code(1)
+        .one_line_error()
+        .stderr_has("/dev/zero:1: field 1 is larger than --max-field-size (64.00 MiB)");
+    assert!(rss < 64.0 + 48.0, "peak RSS {rss:.0} MiB on /dev/zero");
+    assert!(out.stderr.len() < 2048, "short error: {}", out.stderr.len());
+
+    // A 1 GiB header line without a line break: the error quotes none of it.
+    let w = fifo_of(&env, "header.csv", b"", b'a', 1 << 30);
+    let (out, rss) = load_measured(&env, "header.csv", &["--max-field-size", "16MiB"]);
+    w.join().unwrap();
+    out.code(1)
+        .one_line_error()
+        .stderr_has("header.csv:1: field 1 is larger than --max-field-size (16.00 MiB)");
+    assert!(
+        out.stderr.len() < 2048,
+        "short error: {} bytes",
+        out.stderr.len()
+    );
+    assert!(rss < 64.0, "peak RSS {rss:.0} MiB on a 1 GiB header line");
+
+    // A 1 GiB quoted field in a data row: named by its line and column.
+    let w = fifo_of(
+        &env,
+        "field.csv",
+        b"id,nom,prenom,civilite\n1,\"",
+        b'b',
+        1 << 30,
+    );
+    let (out, rss) = load_measured(&env, "field.csv", &["--max-field-size", "16MiB"]);
+    w.join().unwrap();
+    out.code(1)
+        .one_line_error()
+        .stderr_has("field.csv:2")
+        .stderr_has("nom")
+        .stderr_has("field 2 is larger than --max-field-size (16.00 MiB)");
+    assert!(rss < 64.0, "peak RSS {rss:.0} MiB on a 1 GiB field");
+    assert_eq!(env.db().count("metier.citoyens"), 0, "nothing committed");
+
+    // A bad value is quoted short and with its control characters escaped.
+    env.write(
+        "esc.csv",
+        format!(
+            "id,nom,prenom,civilite,date_naissance\n1,A,B,M,\"{}[2J{}\"\n",
+            '\u{1b}',
+            "9".repeat(5000)
+        ),
+    );
+    let out = load(&env, "esc.csv", &[]);
+    out.code(1).one_line_error().stderr_has("\\u{1b}[2J");
+    assert!(!out.stderr.contains('\u{1b}'), "raw escape echoed");
+    assert!(
+        out.stderr.len() < 1024,
+        "short error: {} bytes",
+        out.stderr.len()
+    );
+    // Bad sizes are usage errors.
+    load(&env, "esc.csv", &["--max-field-size", "lots"])
+        .code(2)
+        .stderr_has("--max-field-size `lots`");
 }

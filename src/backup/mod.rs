@@ -1,13 +1,17 @@
 //! Backups on disk, whatever the engine: file names, manifests, hashing while writing,
-//! atomic writes, the per-target lock, the record of the last run, and retention.
+//! atomic writes, the per-target lock, the record of the last run, and retention; the
+//! record kept outside the backup directory is `state`, the judgement of `backup check` is
+//! `check`.
 //!
 //! The rules that make a backup directory trustworthy live here: a file is a backup only if
 //! its name follows the pattern and a manifest with `status: success` sits beside it; a file
 //! is written as `<name>.partial` and renamed only once complete and fsynced; retention only
-//! ever touches files that are backups of the same target, and never the newest good ones.
+//! ever touches files that are backups of the same target, and never the newest good ones; a
+//! backup dated in the future (a wrong clock) is never taken for the latest.
 
 pub mod check;
 pub mod retention;
+pub mod state;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -38,10 +42,27 @@ pub struct BackupName {
 /// The extensions a backup file may have.
 pub const EXTENSIONS: [&str; 4] = ["dump", "sql.zst", "sql.gz", "bak"];
 
+/// A database name as it appears in a file name: one safe path component whatever the name
+/// (`../x`, `a/b`, a leading dot): bytes other than ASCII letters, digits, `_`, `-` and a
+/// non-leading `.` are written `%XX`, and so is `%`.
+pub fn file_component(database: &str) -> String {
+    let mut out = String::with_capacity(database.len());
+    for (i, b) in database.bytes().enumerate() {
+        let safe = b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0);
+        if safe {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 impl BackupName {
+    /// The name of a backup of `database` (escaped by [`file_component`]).
     pub fn new(database: &str, taken: DateTime<Utc>, ext: &str) -> Self {
         BackupName {
-            database: database.to_string(),
+            database: file_component(database),
             taken: taken.naive_utc().with_nanosecond_zero(),
             ext: ext.to_string(),
         }
@@ -85,6 +106,9 @@ impl NanoZero for NaiveDateTime {
     }
 }
 
+/// A manifest is a few kilobytes (a row count per table); past this it is not one.
+const MANIFEST_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
 /// `<file>.json`, beside every finished backup.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
@@ -115,6 +139,10 @@ pub struct Manifest {
     pub verified_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub mairie_dba_version: String,
+    /// The backup file's modification time once complete: with the size, what `backup
+    /// check` compares without reading the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<DateTime<Utc>>,
 }
 
 impl Manifest {
@@ -125,8 +153,14 @@ impl Manifest {
     }
 
     pub fn read(path: &Path) -> Result<Manifest> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut text = String::new();
+        open_nofollow(path)?
+            .take(MANIFEST_MAX_BYTES)
+            .read_to_string(&mut text)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if text.len() as u64 >= MANIFEST_MAX_BYTES {
+            bail!("{}: larger than a manifest can be", path.display());
+        }
         serde_json::from_str(&text)
             .with_context(|| format!("{}: not a valid manifest", path.display()))
     }
@@ -184,6 +218,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     res
 }
 
+/// Opens a file for reading without following a symbolic link in its last component.
+pub fn open_nofollow(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                anyhow!("{} is a symbolic link: not followed", path.display())
+            } else {
+                anyhow!("opening {}: {e}", path.display())
+            }
+        })
+}
+
 /// Makes a rename durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
@@ -232,7 +281,7 @@ impl<W: Write> Write for HashingWriter<W> {
 
 /// The SHA-256 and size of a file, read in large blocks.
 pub fn hash_file(path: &Path) -> Result<(String, u64)> {
-    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut f = open_nofollow(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
@@ -257,6 +306,33 @@ pub struct Entry {
     pub size: u64,
     /// The manifest, or why it could not be read (absent, unreadable).
     pub manifest: Result<Manifest, String>,
+    /// The date the entry claims, when it lies more than [`FUTURE_SLACK_MINUTES`] ahead of
+    /// the clock at the time of the scan (its name's or its manifest's): a backup from a
+    /// machine whose clock was wrong, never taken for the latest.
+    pub dated_ahead: Option<DateTime<Utc>>,
+    /// Why this is not a backup of the target reading it, if it is not: a manifest whose
+    /// engine, target, database or file does not match the configuration, one that names a
+    /// location it may not, or a symbolic link. Never good, never read, never deleted.
+    pub foreign: Option<String>,
+    /// The backup file is there, a regular file (not a symbolic link).
+    pub present: bool,
+}
+
+/// How far ahead of the clock a backup may be dated (clocks of two machines, a backup
+/// finishing as the check reads it) before it is taken for a clock error.
+pub const FUTURE_SLACK_MINUTES: i64 = 5;
+
+/// The latest date an entry claims, if it is more than [`FUTURE_SLACK_MINUTES`] after `now`.
+fn dated_ahead(
+    name: &BackupName,
+    manifest: &Result<Manifest, String>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let mut claimed = name.taken.and_utc();
+    if let Ok(m) = manifest {
+        claimed = claimed.max(m.started_at).max(m.finished_at);
+    }
+    (claimed > now + chrono::Duration::minutes(FUTURE_SLACK_MINUTES)).then_some(claimed)
 }
 
 impl Entry {
@@ -281,17 +357,71 @@ impl Entry {
         } else {
             Err("no manifest beside it: not a finished backup".to_string())
         };
+        let present = regular_file(path);
         Ok(Entry {
             path: path.to_path_buf(),
-            size: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            size: std::fs::symlink_metadata(path)
+                .map(|m| m.len())
+                .unwrap_or(0),
+            dated_ahead: dated_ahead(&name, &manifest, Utc::now()),
+            foreign: (!present).then(|| format!("{}: not a regular file", path.display())),
+            present,
             name,
             manifest,
         })
     }
 
-    /// A finished, successful backup of this target, per its manifest.
+    /// Marks the entry foreign when it is not a backup of `target` ([`foreign_reason`]).
+    pub fn check_belongs(&mut self, target: &Target, server_dir: Option<&str>) {
+        if self.foreign.is_none() {
+            self.foreign = foreign_reason(self, target, server_dir, true);
+        }
+    }
+
+    /// For a file the operator names to restore on `target` (perhaps another target than
+    /// the one it was taken from): the same rules but the manifest's target, database and
+    /// file name, which the operator overrides by naming it.
+    pub fn check_restorable_on(&mut self, target: &Target, server_dir: Option<&str>) {
+        if self.foreign.is_none() {
+            self.foreign = foreign_reason(self, target, server_dir, false);
+        }
+    }
+
+    /// Where the backup's bytes are: the file itself, or for SQL Server the location on the
+    /// server the manifest names (checked against `server_dir` by [`foreign_reason`]).
+    pub fn source(&self) -> PathBuf {
+        match &self.manifest {
+            Ok(m) if self.foreign.is_none() => m
+                .location
+                .clone()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| self.path.clone()),
+            _ => self.path.clone(),
+        }
+    }
+
+    /// A finished, successful backup of this target, per its manifest, and not dated in the
+    /// future: only such a backup may be the latest, be restored by `--latest`, or count
+    /// toward `keep_min`.
     pub fn is_good_for(&self, target: &str) -> bool {
-        matches!(&self.manifest, Ok(m) if m.status == "success" && m.target == target)
+        self.dated_ahead.is_none()
+            && self.foreign.is_none()
+            && matches!(&self.manifest, Ok(m) if m.status == "success" && m.target == target)
+    }
+
+    /// Its file is here with the manifest's size (or lives on the server, for SQL Server):
+    /// only such a backup counts toward `keep_min`.
+    pub fn is_whole(&self) -> bool {
+        match &self.manifest {
+            Ok(m) if m.location.is_some() => true,
+            Ok(m) => self.present && self.size == m.size_bytes,
+            Err(_) => false,
+        }
+    }
+
+    /// Not a backup of another target (by its manifest): ours, or nobody's.
+    pub fn is_ours_or_unclaimed(&self, target: &str) -> bool {
+        !matches!(&self.manifest, Ok(m) if m.target != target)
     }
 
     pub fn file_name(&self) -> String {
@@ -299,9 +429,22 @@ impl Entry {
     }
 }
 
-/// The backup files of `dir` for `database`, newest first. Manifests of SQL Server backups
-/// (whose file lives on the server) are listed too.
-pub fn scan(dir: &Path, database: &str) -> Result<Vec<Entry>> {
+/// The backup files of `dir` for `target`, newest first. Manifests of SQL Server backups
+/// (whose file lives on the server, in `server_dir`) are listed too. Every path comes from
+/// the directory and the file name pattern, never from a manifest; entries whose manifest
+/// does not match the target, and symbolic links, are listed as foreign.
+pub fn scan(dir: &Path, target: &Target, server_dir: Option<&str>) -> Result<Vec<Entry>> {
+    scan_at(dir, target, server_dir, Utc::now())
+}
+
+/// [`scan`], with the clock that decides which entries are dated in the future.
+pub fn scan_at(
+    dir: &Path,
+    target: &Target,
+    server_dir: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Entry>> {
+    let database = file_component(&target.connection.database);
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -324,31 +467,108 @@ pub fn scan(dir: &Path, database: &str) -> Result<Vec<Entry>> {
             continue;
         }
         let path = dir.join(&backup_name);
-        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let present = regular_file(&path);
+        let size = std::fs::symlink_metadata(&path)
+            .map(|m| m.len())
+            .unwrap_or(0);
         let mpath = Manifest::path_for(&path);
-        let manifest = if mpath.exists() {
-            Manifest::read(&mpath).map_err(|e| format!("{e:#}"))
-        } else {
-            Err("no manifest: not a finished backup".to_string())
+        let manifest = match std::fs::symlink_metadata(&mpath) {
+            Ok(md) if md.file_type().is_symlink() => {
+                Err("the manifest is a symbolic link: not followed".to_string())
+            }
+            Ok(_) => Manifest::read(&mpath).map_err(|e| format!("{e:#}")),
+            Err(_) => Err("no manifest: not a finished backup".to_string()),
         };
-        out.push(Entry {
+        let mut entry = Entry {
             path,
+            dated_ahead: dated_ahead(&name, &manifest, now),
             name,
             size,
             manifest,
-        });
+            foreign: None,
+            present,
+        };
+        entry.check_belongs(target, server_dir);
+        out.push(entry);
     }
     out.sort_by_key(|e| std::cmp::Reverse(e.name.taken));
     Ok(out)
 }
 
+/// A regular file, not a symbolic link (to anything).
+fn regular_file(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+}
+
+/// Why `entry` is not a backup of `target`, if it is not.
+pub fn foreign_reason(
+    entry: &Entry,
+    target: &Target,
+    server_dir: Option<&str>,
+    same_target: bool,
+) -> Option<String> {
+    let file = entry.file_name();
+    if std::fs::symlink_metadata(&entry.path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Some(format!("{file} is a symbolic link: not followed"));
+    }
+    let expected_ext = crate::engine::backup_extension(target.engine);
+    if entry.name.ext != expected_ext {
+        return Some(format!(
+            "{file} is not a {} backup (.{expected_ext})",
+            target.engine.as_str()
+        ));
+    }
+    let m = entry.manifest.as_ref().ok()?;
+    let mismatch = |what: &str, found: &str, expected: &str| {
+        Some(format!(
+            "{file}: its manifest's {what} is `{found}`, the configuration's `{expected}`: a foreign backup, skipped"
+        ))
+    };
+    if m.engine != target.engine.as_str() {
+        return mismatch("engine", &m.engine, target.engine.as_str());
+    }
+    if same_target {
+        if m.target != target.name {
+            return mismatch("target", &m.target, &target.name);
+        }
+        if m.database != target.connection.database {
+            return mismatch("database", &m.database, &target.connection.database);
+        }
+        if m.file != file {
+            return mismatch("file", &m.file, &file);
+        }
+    }
+    match (&m.location, crate::engine::backup_style(target.engine)) {
+        (None, crate::engine::BackupStyle::Streamed) => None,
+        (Some(l), crate::engine::BackupStyle::Streamed) => Some(format!(
+            "{file}: its manifest names a location ({l}), but {} backups are files of the \
+             backup directory: refused",
+            target.engine.as_str()
+        )),
+        (Some(l), crate::engine::BackupStyle::ServerSide) => {
+            let expected = server_dir.map(|d| crate::engine::mssql::backup::server_path(d, &file));
+            (expected.as_deref() != Some(l.as_str())).then(|| {
+                format!(
+                    "{file}: its manifest's location ({l}) is not {} in the configured server_dir: refused",
+                    file
+                )
+            })
+        }
+        (None, crate::engine::BackupStyle::ServerSide) => None,
+    }
+}
+
 /// Checks a backup file against its manifest: size and SHA-256. Returns the manifest.
 pub fn check_hash(entry: &Entry) -> Result<Manifest> {
+    if let Some(why) = &entry.foreign {
+        bail!("{why}");
+    }
     let m = entry
         .manifest
         .clone()
         .map_err(|e| anyhow!("{}: {e}", entry.path.display()))?;
-    if m.location.is_some() {
+    if let Some(l) = &m.location {
+        server_side_location(entry, &m.engine, l)?;
         return Ok(m); // on the server: checked by the engine (RESTORE VERIFYONLY)
     }
     if !entry.path.exists() {
@@ -376,15 +596,147 @@ pub fn check_hash(entry: &Entry) -> Result<Manifest> {
     Ok(m)
 }
 
+/// A manifest may name where its file is only for an engine whose backups are written on
+/// the server's own disk: anything else would make the tool read, hash or restore a file it
+/// was pointed to by the manifest rather than the backup directory.
+fn server_side_location(entry: &Entry, engine: &str, location: &str) -> Result<()> {
+    let server_side = crate::config::EngineKind::parse(engine)
+        .is_some_and(|k| crate::engine::backup_style(k) == crate::engine::BackupStyle::ServerSide);
+    if !server_side {
+        bail!(
+            "{}: its manifest names a location ({location}), but {engine} backups are files \
+             of the backup directory: refused",
+            entry.path.display()
+        );
+    }
+    Ok(())
+}
+
+/// A file's size and modification time, as [`Manifest::mtime`] and the state's hash records
+/// keep them.
+pub fn file_stamp(path: &Path) -> io::Result<(u64, DateTime<Utc>)> {
+    let md = std::fs::metadata(path)?;
+    Ok((md.len(), DateTime::<Utc>::from(md.modified()?)))
+}
+
+/// What [`quick_check`] could tell without reading the file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Quick {
+    /// As the manifest (or the last hash of these very bytes) says: intact.
+    Unchanged,
+    /// Written since it was last hashed, same size: only reading it can tell.
+    Changed { size: u64, mtime: DateTime<Utc> },
+}
+
+/// Checks a backup against its manifest without reading it: present, of the manifest's
+/// size, and with the modification time it had when written (or when it was last hashed and
+/// found intact or not, per `hashed`). The cost is a `stat`, whatever the size of the file.
+pub fn quick_check(entry: &Entry, hashed: Option<&state::HashRecord>) -> Result<Quick> {
+    if let Some(why) = &entry.foreign {
+        bail!("{why}");
+    }
+    let m = entry
+        .manifest
+        .as_ref()
+        .map_err(|e| anyhow!("{}: {e}", entry.path.display()))?;
+    if let Some(l) = &m.location {
+        server_side_location(entry, &m.engine, l)?;
+        return Ok(Quick::Unchanged); // on the server: checked by the engine
+    }
+    let (size, mtime) = match file_stamp(&entry.path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(
+            "{}: the file is missing (its manifest is there)",
+            entry.path.display()
+        ),
+        Err(e) => bail!("{}: {e}", entry.path.display()),
+    };
+    if size != m.size_bytes {
+        bail!(
+            "{}: size {size} bytes, the manifest says {} (truncated or altered)",
+            entry.path.display(),
+            m.size_bytes
+        );
+    }
+    // The last hash of these very bytes is the freshest evidence; then the manifest's.
+    match hashed {
+        Some(h) if h.size == size && h.mtime == mtime => {
+            if h.intact {
+                Ok(Quick::Unchanged)
+            } else {
+                Err(anyhow!(
+                    "{}",
+                    h.error.clone().unwrap_or_else(|| format!(
+                        "{}: SHA-256 does not match the manifest's (altered)",
+                        entry.path.display()
+                    ))
+                ))
+            }
+        }
+        _ if m.mtime == Some(mtime) => Ok(Quick::Unchanged),
+        _ => Ok(Quick::Changed { size, mtime }),
+    }
+}
+
+/// Why a backup could not be written into `dir` now, if it could not: a file in its place,
+/// a read-only filesystem, no permission for this user. A directory that does not exist
+/// yet is fine when its nearest existing parent is a directory this user may write in
+/// (`backup` creates it).
+pub fn unwritable(dir: &Path) -> Option<String> {
+    let mut p = dir;
+    loop {
+        match std::fs::metadata(p) {
+            Ok(md) if md.is_dir() => break,
+            Ok(_) => return Some(format!("{} is not a directory", p.display())),
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
+            {
+                p = match p.parent() {
+                    Some(parent) if parent.as_os_str().is_empty() => Path::new("."),
+                    Some(parent) => parent,
+                    None => return None,
+                }
+            }
+            Err(e) => return Some(format!("{}: {e}", p.display())),
+        }
+    }
+    let c = match std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) {
+        Ok(c) => c,
+        Err(_) => return Some(format!("{}: the path holds a NUL byte", p.display())),
+    };
+    // The effective user's right to create files there, as `backup` will need it; a
+    // read-only mount answers EROFS even to root.
+    // SAFETY: `c` is a valid C string that outlives the call.
+    let rc = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::W_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    (rc != 0).then(|| {
+        format!(
+            "{}: cannot be written: {}",
+            p.display(),
+            io::Error::last_os_error()
+        )
+    })
+}
+
 /// Removes `.partial` files left by a backup that was killed. Called with the target's lock
 /// held, so none of them is being written.
 pub fn remove_stale_partials(dir: &Path, database: &str) -> Vec<PathBuf> {
+    let database = file_component(database);
     let mut removed = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if let Some(base) = name.strip_suffix(PARTIAL) {
+                // A regular file only: a planted symbolic link is left for the operator.
                 if BackupName::parse(base).is_some_and(|n| n.database == database)
+                    && regular_file(&e.path())
                     && std::fs::remove_file(e.path()).is_ok()
                 {
                     removed.push(e.path());
@@ -395,8 +747,45 @@ pub fn remove_stale_partials(dir: &Path, database: &str) -> Vec<PathBuf> {
     removed
 }
 
+/// What runs killed at the wrong moment left in `dir` for `database`, removed (call with
+/// the target's lock held, so that nothing of it is being written): temporary files of an
+/// atomic write (`.<name>.tmp<pid>`) whose process is gone, and backup files without a
+/// manifest (killed between the rename of the file and that of its manifest: never a
+/// finished backup). Regular files only.
+pub fn remove_leftovers(dir: &Path, database: &str, now: DateTime<Utc>) -> Vec<PathBuf> {
+    let database = file_component(database);
+    let mut removed = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return removed;
+    };
+    for e in rd.flatten() {
+        let path = e.path();
+        if !regular_file(&path) {
+            continue;
+        }
+        let name = e.file_name().to_string_lossy().into_owned();
+        let dead_tmp = name.starts_with('.')
+            && name.rsplit_once(".tmp").is_some_and(|(head, pid)| {
+                head.contains(&database)
+                    && !pid.is_empty()
+                    && pid.bytes().all(|b| b.is_ascii_digit())
+                    && pid != std::process::id().to_string()
+                    && !Path::new(&format!("/proc/{pid}")).exists()
+            });
+        let orphan = BackupName::parse(&name).is_some_and(|n| {
+            n.database == database
+                && n.taken.and_utc() < now - chrono::Duration::minutes(1)
+                && !Manifest::path_for(&path).exists()
+        });
+        if (dead_tmp || orphan) && std::fs::remove_file(&path).is_ok() {
+            removed.push(path);
+        }
+    }
+    removed
+}
+
 /// The outcome of the last backup run of a target, kept for `backup check`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LastRun {
     pub target: String,
     pub status: String,
@@ -435,14 +824,32 @@ pub struct TargetLock {
 impl TargetLock {
     pub fn acquire(dir: &Path, target: &str, wait: bool) -> Result<TargetLock> {
         let path = dir.join(format!(".{target}.lock"));
+        // Never through a symbolic link planted in a shared directory: the holder's line
+        // would be written into whatever it points to.
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    anyhow!(
+                        "{} is a symbolic link: refusing to write through it (remove it)",
+                        path.display()
+                    )
+                } else {
+                    anyhow!("opening {}: {e}", path.display())
+                }
+            })?;
+        if !file.metadata().is_ok_and(|m| m.file_type().is_file()) {
+            bail!(
+                "{} is not a regular file: refusing to use it as a lock",
+                path.display()
+            );
+        }
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {

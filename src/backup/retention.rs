@@ -1,7 +1,10 @@
 //! Which backups retention deletes: those older than `retention_days`, except the
 //! `keep_min` newest good ones (never fewer than one). Only good backups of the same target
 //! are ever candidates: a file without a manifest, with a failed one, or of another target
-//! is not ours to delete.
+//! is not ours to delete. A backup dated in the future is not good either: it neither counts
+//! toward `keep_min` (it would push a real backup out) nor is ever deleted. Only a backup
+//! whose file is there with its manifest's size counts toward `keep_min`: two lost files
+//! must not let retention delete the last intact one.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -15,7 +18,10 @@ pub fn plan<'a>(
     retention_days: u32,
     keep_min: u32,
 ) -> Vec<&'a Entry> {
-    let mut good: Vec<&Entry> = entries.iter().filter(|e| e.is_good_for(target)).collect();
+    let mut good: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| e.is_good_for(target) && e.is_whole())
+        .collect();
     good.sort_by_key(|e| std::cmp::Reverse(e.name.taken));
     let keep = keep_min.max(1) as usize;
     let cutoff = now.naive_utc() - Duration::days(retention_days as i64);
@@ -69,11 +75,15 @@ mod tests {
             location: None,
             verified_at: None,
             mairie_dba_version: String::new(),
+            mtime: None,
         };
         Entry {
             path: PathBuf::from(name.file_name()),
+            dated_ahead: (taken > now + Duration::minutes(5)).then_some(taken),
             name,
             size: 1,
+            foreign: None,
+            present: true,
             manifest: if manifest {
                 Ok(m)
             } else {
@@ -124,5 +134,19 @@ mod tests {
             entry(80, "pg", true, "success"),
         ];
         assert_eq!(ages(plan(&es, "pg", now(), 14, 1)), vec![80]);
+    }
+
+    #[test]
+    fn a_future_dated_backup_neither_counts_toward_keep_min_nor_goes() {
+        // Without the clock check, the one dated next year would be among the three kept
+        // and the 40-day-old backup deleted.
+        let es = vec![
+            entry(-365, "pg", true, "success"),
+            entry(1, "pg", true, "success"),
+            entry(20, "pg", true, "success"),
+            entry(40, "pg", true, "success"),
+        ];
+        assert_eq!(ages(plan(&es, "pg", now(), 14, 3)), Vec::<i64>::new());
+        assert_eq!(ages(plan(&es, "pg", now(), 14, 2)), vec![40]);
     }
 }

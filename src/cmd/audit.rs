@@ -139,11 +139,15 @@ async fn evaluate(
 ) -> Result<(Option<String>, Vec<Verdict>)> {
     let mut conn = engine::connect_probe(target).await?;
     let version = conn.server_version().await.ok();
+    // Within the target's budget, and cancelled on the server past it.
     let verdicts = conn
-        .visit(audit::Evaluate {
-            checks,
-            statement_timeout: target.connection.statement_timeout,
-        })
+        .probe(
+            TARGET_TIMEOUT.saturating_sub(Duration::from_secs(2)),
+            audit::Evaluate {
+                checks,
+                statement_timeout: target.connection.statement_timeout,
+            },
+        )
         .await
         .map_err(|e| e.context(format!("auditing target `{}`", target.name)))?;
     Ok((version, verdicts))

@@ -13,16 +13,19 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
-use crate::backup::check::{judge, Finding};
+use crate::backup::check::{assess, Facts, Finding};
+use crate::backup::state::{HashRecord, StateStore, TargetState, VerifyRecord};
 use crate::backup::{
-    self, places, retention, BackupName, Entry, HashingWriter, LastRun, Manifest, Place,
+    self, places, retention, BackupName, Entry, HashingWriter, LastRun, Manifest, Place, Quick,
     TargetLock, PARTIAL,
 };
-use crate::cli::{BackupArgs, BackupCommand, BackupRunArgs, VerifyArgs};
+use crate::cli::{BackupArgs, BackupCommand, BackupRunArgs, CheckArgs, VerifyArgs};
 use crate::cmd::{each, failure, PerTarget};
 use crate::config::{EngineKind, Target};
+use crate::engine::cleanup::InProgress;
 use crate::engine::{self, BackupStyle};
 use crate::error::ConfigError;
+use crate::output::nagios::{NagiosLine, PerfData, Range, Uom};
 use crate::output::{Outcome, Report, Status, TableBlock};
 use crate::Ctx;
 
@@ -30,13 +33,17 @@ use crate::Ctx;
 /// `max_age_hours`: a nightly backup plus two hours of slack.
 const DEFAULT_MAX_AGE_HOURS: u32 = 26;
 
+/// Hours after which `backup check` warns that the latest backup was not fully verified
+/// (its own run counts): a week, the cadence of the scheduled `backup verify` in deploy/.
+const DEFAULT_VERIFY_MAX_AGE_HOURS: u32 = 168;
+
 pub async fn run(args: &BackupArgs, ctx: &Ctx) -> Result<Outcome> {
     match &args.command {
         None => run_backups(&args.run, ctx).await,
         Some(BackupCommand::Run(r)) => run_backups(r, ctx).await,
         Some(BackupCommand::List) => list(ctx),
         Some(BackupCommand::Verify(v)) => verify(v, ctx).await,
-        Some(BackupCommand::Check) => check(ctx),
+        Some(BackupCommand::Check(c)) => check(c, ctx),
     }
 }
 
@@ -157,27 +164,87 @@ impl Report for BackupRunReport {
     }
 }
 
-/// One target's backup (None with `--prune-only`) and the files retention removed.
+/// One target's backup (None with `--prune-only`) and the files retention removed. Every
+/// run that tries to back up is recorded, whatever stops it (see [`record_run`]).
 async fn backup_target(
     p: &Place<'_>,
     args: &BackupRunArgs,
     ctx: &Ctx,
 ) -> Result<(Option<BackupDone>, Vec<String>)> {
+    if args.prune_only {
+        backup::private_dir(&p.dir)?;
+        let _lock = lock(p, args.wait).await?;
+        return Ok((None, apply_retention(p, args.dry_run, ctx)?));
+    }
+    let started = Utc::now();
+    let res = take_backup(p, args, ctx).await;
+    record_run(p, ctx, started, &res);
+    // Retention under the same lock, after a successful backup only.
+    let (done, _lock) = res?;
+    let gone = apply_retention(p, false, ctx)?;
+    Ok((Some(done), gone))
+}
+
+async fn lock(p: &Place<'_>, wait: bool) -> Result<TargetLock> {
+    let (dir, name) = (p.dir.clone(), p.target.name.clone());
+    tokio::task::spawn_blocking(move || TargetLock::acquire(&dir, &name, wait)).await?
+}
+
+/// Records the outcome of a run in the state directory, where `backup check` finds it even
+/// when the backup directory itself is what failed (read-only, a file in its place, full),
+/// and beside the backups (`.<target>.last_run.json`) when that directory can take it.
+fn record_run(
+    p: &Place<'_>,
+    ctx: &Ctx,
+    started: DateTime<Utc>,
+    res: &Result<(BackupDone, TargetLock)>,
+) {
+    let name = &p.target.name;
+    let run = LastRun {
+        target: name.clone(),
+        status: if res.is_ok() { "success" } else { "failed" }.into(),
+        started_at: started,
+        finished_at: Utc::now(),
+        file: res.as_ref().ok().map(|(d, _)| d.file.clone()),
+        error: res.as_ref().err().map(|e| format!("{e:#}")),
+    };
+    let store = StateStore::new(&ctx.config.state_dir, name, &p.dir);
+    if let Err(e) = store.update(|s| s.last_run = Some(run.clone())) {
+        ctx.log.warn(format!(
+            "{name}: could not record the run in {}: {e:#}",
+            store.path().display()
+        ));
+    }
+    if p.dir.is_dir() {
+        if let Err(e) = run.write(&p.dir) {
+            ctx.log
+                .debug(format!("{name}: no run record beside the backups: {e:#}"));
+        }
+    }
+}
+
+/// Takes the lock, dumps, writes the manifest: the backup itself, without retention.
+async fn take_backup(
+    p: &Place<'_>,
+    args: &BackupRunArgs,
+    ctx: &Ctx,
+) -> Result<(BackupDone, TargetLock)> {
     let target = p.target;
     let database = target.connection.database.clone();
     backup::private_dir(&p.dir)?;
-    let (dir, name, wait) = (p.dir.clone(), target.name.clone(), args.wait);
-    let _lock =
-        tokio::task::spawn_blocking(move || TargetLock::acquire(&dir, &name, wait)).await??;
-
-    if args.prune_only {
-        return Ok((None, apply_retention(p, args.dry_run, ctx)?));
-    }
+    let lock = lock(p, args.wait).await?;
     for stale in backup::remove_stale_partials(&p.dir, &database) {
         ctx.log.info(format!(
             "{}: removed {} left by an interrupted backup",
             target.name,
             stale.display()
+        ));
+    }
+    for left in backup::remove_leftovers(&p.dir, &database, Utc::now()) {
+        ctx.log.warn(format!(
+            "{}: removed {}, left by a backup killed before it finished (no manifest)",
+            target.name,
+            left.display()
         ));
     }
     let started = Utc::now();
@@ -193,6 +260,8 @@ async fn backup_target(
     }
     ctx.log
         .debug(format!("{}: writing {}", target.name, partial.display()));
+    // Stopped before its manifest is written, the backup leaves neither file behind.
+    let in_progress = [InProgress::register(&partial), InProgress::register(&path)];
     let res = match engine::backup_style(target.engine) {
         BackupStyle::ServerSide => server_backup(p, &name).await,
         BackupStyle::Streamed => write_backup(target, p.cfg.compression_level, &partial, &path)
@@ -204,17 +273,20 @@ async fn backup_target(
         Ok(v) => v,
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
-            let _ = LastRun {
-                target: target.name.clone(),
-                status: "failed".into(),
-                started_at: started,
-                finished_at: finished,
-                file: None,
-                error: Some(format!("{e:#}")),
+            for f in in_progress {
+                f.finished();
             }
-            .write(&p.dir);
             return Err(e);
         }
+    };
+    // What `backup check` compares without reading the file.
+    let mtime = match location {
+        None => Some(
+            backup::file_stamp(&path)
+                .map(|(_, t)| t)
+                .with_context(|| format!("reading the modification time of {}", path.display()))?,
+        ),
+        Some(_) => None,
     };
     let manifest = Manifest {
         engine: target.engine.to_string(),
@@ -234,23 +306,17 @@ async fn backup_target(
         location,
         verified_at: None,
         mairie_dba_version: env!("CARGO_PKG_VERSION").to_string(),
+        mtime,
     };
     if let Err(e) = manifest.write(&Manifest::path_for(&path)) {
         // Without its manifest the file is not a backup: remove it rather than leave a trap.
         let _ = std::fs::remove_file(&path);
         return Err(e.context("writing the manifest"));
     }
-    LastRun {
-        target: target.name.clone(),
-        status: "success".into(),
-        started_at: started,
-        finished_at: finished,
-        file: Some(name.file_name()),
-        error: None,
+    for f in in_progress {
+        f.finished();
     }
-    .write(&p.dir)?;
     let seconds = clock.elapsed().as_secs_f64();
-    let gone = apply_retention(p, false, ctx)?;
     let done = BackupDone {
         target: target.name.clone(),
         file: name.file_name(),
@@ -261,7 +327,7 @@ async fn backup_target(
         status: "success",
         tables: manifest.tables.len(),
     };
-    Ok((Some(done), gone))
+    Ok((done, lock))
 }
 
 /// Dumps into `partial`, then makes it durable and gives it its final name.
@@ -303,7 +369,7 @@ async fn server_backup(
 }
 
 fn apply_retention(p: &Place<'_>, dry_run: bool, ctx: &Ctx) -> Result<Vec<String>> {
-    let entries = backup::scan(&p.dir, &p.target.connection.database)?;
+    let entries = backup::scan(&p.dir, p.target, p.cfg.server_dir.as_deref())?;
     let doomed = retention::plan(
         &entries,
         &p.target.name,
@@ -329,10 +395,26 @@ fn apply_retention(p: &Place<'_>, dry_run: bool, ctx: &Ctx) -> Result<Vec<String
 // ---------------------------------------------------------------------------------------------
 // backup list
 
-fn entry_state(e: &Entry, target: &str) -> String {
+/// What `backup list` says of a file: `good`, `damaged` (its last `backup verify` failed,
+/// or its file is missing or not of the manifest's size), `foreign (skipped)` (a manifest
+/// that does not match the configuration, or a symbolic link), `dated in the future`,
+/// `no manifest`, `bad manifest`, `other target (…)`, or the manifest's own status.
+fn entry_state(e: &Entry, target: &str, verify: Option<&VerifyRecord>) -> String {
     match &e.manifest {
         Ok(m) if m.target != target => format!("other target ({})", m.target),
-        Ok(m) if m.status == "success" => "good".into(),
+        _ if e.foreign.is_some() => "foreign (skipped)".into(),
+        _ if e.dated_ahead.is_some() => "dated in the future".into(),
+        Ok(m) if m.status == "success" && !e.is_whole() => {
+            if e.present {
+                "damaged (size differs from the manifest)".into()
+            } else {
+                "damaged (file missing)".into()
+            }
+        }
+        Ok(m) if m.status == "success" => match verify {
+            Some(v) if v.failed() && m.verified_at.is_none_or(|ok| v.at > ok) => "damaged".into(),
+            _ => "good".into(),
+        },
         Ok(m) => m.status.clone(),
         Err(why) if why.starts_with("no manifest") => "no manifest".into(),
         Err(_) => "bad manifest".into(),
@@ -345,20 +427,44 @@ fn list(ctx: &Ctx) -> Result<Outcome> {
         backups: Vec::new(),
     };
     for p in places(ctx)? {
-        for e in backup::scan(&p.dir, &p.target.connection.database)? {
+        let record = read_record(&p, ctx);
+        for e in backup::scan_at(&p.dir, p.target, p.cfg.server_dir.as_deref(), now)? {
+            let file = e.file_name();
+            let verify = record
+                .as_ref()
+                .and_then(|r| r.files.get(&file))
+                .and_then(|f| f.verify.as_ref());
+            let m = e.manifest.as_ref().ok();
             report.backups.push(ListedBackup {
                 target: p.target.name.clone(),
-                file: e.file_name(),
                 path: e.path.display().to_string(),
                 taken_at: e.name.taken.and_utc(),
-                age_hours: (now.naive_utc() - e.name.taken).num_minutes() as f64 / 60.0,
+                // A file dated in the future is not -525599 min old: it is reported as such.
+                age_hours: (now.naive_utc() - e.name.taken).num_seconds().max(0) as f64 / 3600.0,
                 size_bytes: e.size,
-                status: entry_state(&e, &p.target.name),
-                verified_at: e.manifest.as_ref().ok().and_then(|m| m.verified_at),
+                status: entry_state(&e, &p.target.name, verify),
+                verified_at: [
+                    m.and_then(|m| m.verified_at),
+                    verify.filter(|v| !v.failed()).map(|v| v.at),
+                ]
+                .into_iter()
+                .flatten()
+                .max(),
+                verify_error: verify.filter(|v| v.failed()).and_then(|v| v.error.clone()),
+                file,
             });
         }
     }
     Ok(Outcome::from_report(&report))
+}
+
+/// The target's state record, or None (with a warning when it exists but cannot be read).
+fn read_record(p: &Place<'_>, ctx: &Ctx) -> Option<TargetState> {
+    let store = StateStore::new(&ctx.config.state_dir, &p.target.name, &p.dir);
+    store.read().unwrap_or_else(|e| {
+        ctx.log.warn(format!("{}: {e:#}", p.target.name));
+        None
+    })
 }
 
 /// What `backup list` found: every backup file of every target, newest first per target.
@@ -377,10 +483,14 @@ struct ListedBackup {
     #[serde(serialize_with = "tenths")]
     age_hours: f64,
     size_bytes: u64,
-    /// `good`, `no manifest`, `bad manifest`, `other target (…)` or the manifest's status.
+    /// `good`, `damaged`, `dated in the future`, `no manifest`, `bad manifest`,
+    /// `other target (…)` or the manifest's status.
     status: String,
     #[serde(serialize_with = "rfc3339_opt")]
     verified_at: Option<DateTime<Utc>>,
+    /// Why its last `backup verify` failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verify_error: Option<String>,
 }
 
 impl Report for BackupListReport {
@@ -446,9 +556,9 @@ fn rfc3339_opt<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<
 // backup verify
 
 /// Re-hashes against the manifest, then reads the archive through with the engine's own
-/// tool (the server, for SQL Server); records the success in the manifest.
+/// tool (the server, for SQL Server). Returns the manifest.
 pub async fn verify_entry(e: &Entry, target: Option<&Target>) -> Result<Manifest> {
-    let mut m = backup::check_hash(e)?;
+    let m = backup::check_hash(e)?;
     let kind = EngineKind::parse(&m.engine).ok_or_else(|| {
         anyhow!(
             "{}: manifest names an unknown engine `{}`",
@@ -458,13 +568,33 @@ pub async fn verify_entry(e: &Entry, target: Option<&Target>) -> Result<Manifest
     })?;
     let read = engine::verify_backup(kind, &e.path, m.location.as_deref(), target).await;
     read.with_context(|| format!("{}: the archive is not readable", e.path.display()))?;
-    m.verified_at = Some(Utc::now());
-    m.write(&Manifest::path_for(&e.path))?;
     Ok(m)
 }
 
+/// Where a backup file's verification is recorded: the state of its manifest's target and
+/// of the configured backup directory holding it (or, for a file elsewhere, of its own
+/// directory).
+fn store_for_file(ctx: &Ctx, target: &str, file: &Path) -> StateStore {
+    let parent = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let dir = ctx
+        .config
+        .backup
+        .get(target)
+        .map(|cfg| ctx.config.resolve(&cfg.dir))
+        .filter(|d| same(d, parent))
+        .unwrap_or_else(|| parent.to_path_buf());
+    StateStore::new(&ctx.config.state_dir, target, &dir)
+}
+
 async fn verify(args: &VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
-    let mut todo: Vec<(String, Entry)> = Vec::new();
+    let mut todo: Vec<(String, Entry, StateStore)> = Vec::new();
     match &args.file {
         Some(f) => {
             let e = Entry::for_file(f)?;
@@ -473,11 +603,12 @@ async fn verify(args: &VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
                 .as_ref()
                 .map(|m| m.target.clone())
                 .unwrap_or_default();
-            todo.push((target, e));
+            let store = store_for_file(ctx, &target, f);
+            todo.push((target, e, store));
         }
         None => {
             for p in places(ctx)? {
-                let entries = backup::scan(&p.dir, &p.target.connection.database)?;
+                let entries = backup::scan(&p.dir, p.target, p.cfg.server_dir.as_deref())?;
                 if entries.is_empty() {
                     ctx.log.warn(format!(
                         "{}: no backup in {}",
@@ -485,9 +616,15 @@ async fn verify(args: &VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
                         p.dir.display()
                     ));
                 }
+                // The latest is the newest one not dated in the future.
                 let take = if args.all { entries.len() } else { 1 };
-                for e in entries.into_iter().take(take) {
-                    todo.push((p.target.name.clone(), e));
+                for e in entries
+                    .into_iter()
+                    .filter(|e| args.all || e.dated_ahead.is_none())
+                    .take(take)
+                {
+                    let store = StateStore::new(&ctx.config.state_dir, &p.target.name, &p.dir);
+                    todo.push((p.target.name.clone(), e, store));
                 }
             }
         }
@@ -495,20 +632,69 @@ async fn verify(args: &VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
     let mut report = VerifyReport {
         verified: Vec::new(),
     };
-    for (target, e) in todo {
+    for (target, e, store) in todo {
         let t = ctx.targets.iter().find(|t| t.name == target);
-        let item = match verify_entry(&e, t).await {
-            Ok(m) => Verified::Done {
-                target,
-                file: e.file_name(),
-                status: "success",
-                sha256: m.sha256,
-                tables: m.tables.len(),
+        // The size and time of the bytes about to be read: what a later check compares.
+        let stamp = backup::file_stamp(&e.path).ok();
+        let res = verify_entry(&e, t).await;
+        let at = Utc::now();
+        let file = e.file_name();
+        let record = match &res {
+            Ok(_) => VerifyRecord {
+                at,
+                status: "success".into(),
+                error: None,
             },
+            Err(err) => VerifyRecord {
+                at,
+                status: "failed".into(),
+                error: Some(format!("{err:#}")),
+            },
+        };
+        let hashed = match (&res, stamp) {
+            (Ok(m), Some((size, mtime))) if m.location.is_none() => Some(HashRecord {
+                at,
+                size,
+                mtime,
+                intact: true,
+                error: None,
+            }),
+            _ => None,
+        };
+        if let Err(err) = store.update(|s| {
+            let f = s.files.entry(file.clone()).or_default();
+            f.verify = Some(record);
+            if hashed.is_some() {
+                f.hashed = hashed;
+            }
+        }) {
+            ctx.log.warn(format!(
+                "{target}: could not record the verification in {}: {err:#}",
+                store.path().display()
+            ));
+        }
+        let item = match res {
+            Ok(mut m) => {
+                // Also in the manifest, for readers of the directory alone; the state record
+                // above is what counts when the directory cannot be written.
+                m.verified_at = Some(at);
+                if let Err(err) = m.write(&Manifest::path_for(&e.path)) {
+                    ctx.log.warn(format!(
+                        "{target}: {file} verified, but its manifest could not record it: {err:#}"
+                    ));
+                }
+                Verified::Done {
+                    target,
+                    file,
+                    status: "success",
+                    sha256: m.sha256,
+                    tables: m.tables.len(),
+                }
+            }
             Err(err) => Verified::Failed {
                 error: failure(ctx, &target, &err),
                 target,
-                file: e.file_name(),
+                file,
                 status: "failed",
             },
         };
@@ -587,25 +773,60 @@ impl Report for VerifyReport {
 // ---------------------------------------------------------------------------------------------
 // backup check
 
-fn check(ctx: &Ctx) -> Result<Outcome> {
+fn check(args: &CheckArgs, ctx: &Ctx) -> Result<Outcome> {
     let now = Utc::now();
     let mut report = BackupCheckReport {
         targets: Vec::new(),
     };
     for p in places(ctx)? {
-        let entries = backup::scan(&p.dir, &p.target.connection.database)?;
-        let last_run = LastRun::read(&p.dir, &p.target.name);
+        let name = &p.target.name;
+        let store = StateStore::new(&ctx.config.state_dir, name, &p.dir);
+        let record = read_record(&p, ctx);
+        let entries = backup::scan_at(&p.dir, p.target, p.cfg.server_dir.as_deref(), now)
+            .map_err(|e| format!("{e:#}"));
+        // The newest of the two records of the last run: the state directory's, and the one
+        // beside the backups (written by an older version, or by a run as another user).
+        let last_run = [
+            record.as_ref().and_then(|r| r.last_run.clone()),
+            LastRun::read(&p.dir, name),
+        ]
+        .into_iter()
+        .flatten()
+        .max_by_key(|r| r.finished_at);
         let max_age = p.cfg.max_age_hours.unwrap_or(DEFAULT_MAX_AGE_HOURS);
-        let finding = judge(
-            &entries,
-            &p.target.name,
-            last_run.as_ref(),
-            max_age,
+        let facts = Facts {
+            target: name,
+            last_run: last_run.as_ref(),
+            max_age_hours: max_age,
+            verify_max_age_hours: Some(
+                p.cfg
+                    .verify_max_age_hours
+                    .unwrap_or(DEFAULT_VERIFY_MAX_AGE_HOURS),
+            ),
+            record: record.as_ref(),
+            unwritable: backup::unwritable(&p.dir),
+            report_future: true,
             now,
-            |e| backup::check_hash(e).map(|_| ()),
-        );
+        };
+        let mut hashed = Vec::new();
+        let finding = assess(entries.as_deref().map_err(Clone::clone), &facts, |e| {
+            intact(e, record.as_ref(), args.deep, &mut hashed)
+        });
+        if !hashed.is_empty() {
+            let res = store.update(|s| {
+                for (file, h) in hashed {
+                    s.files.entry(file).or_default().hashed = Some(h);
+                }
+            });
+            if let Err(e) = res {
+                ctx.log.warn(format!(
+                    "{name}: could not record the hash in {}: {e:#}",
+                    store.path().display()
+                ));
+            }
+        }
         let checked = CheckedTarget {
-            target: p.target.name.clone(),
+            target: name.clone(),
             max_age_hours: max_age,
             checked_at: now,
             finding,
@@ -614,19 +835,49 @@ fn check(ctx: &Ctx) -> Result<Outcome> {
             let mut text = serde_json::to_vec_pretty(&checked.status_file())?;
             text.push(b'\n');
             if let Err(e) = backup::write_atomic(&p.dir.join("STATUS.json"), &text) {
-                ctx.log.warn(format!(
-                    "{}: could not write STATUS.json: {e:#}",
-                    p.target.name
-                ));
+                ctx.log
+                    .warn(format!("{name}: could not write STATUS.json: {e:#}"));
             }
         }
         report.targets.push(checked);
     }
-    let mut o = Outcome::from_report(&report);
-    // `--format nagios` still prints the table and the `BACKUP …` line, as documented
-    // (reference §3): the plugin line alone is for a later change.
-    o.nagios = None;
-    Ok(o)
+    Ok(Outcome::from_report(&report))
+}
+
+/// Whether the latest backup's bytes are still those of its manifest. Without `--deep`, a
+/// `stat` answers (present, same size, same modification time as when it was written or
+/// last hashed); the file is read only when it was written since with the same size, or
+/// with `--deep`. A hash taken here is recorded, so that it is not taken again while the
+/// file stays as it is.
+fn intact(
+    e: &Entry,
+    record: Option<&TargetState>,
+    deep: bool,
+    hashed: &mut Vec<(String, HashRecord)>,
+) -> Result<()> {
+    let file = e.file_name();
+    let prior = record
+        .and_then(|r| r.files.get(&file))
+        .and_then(|f| f.hashed.as_ref());
+    if !deep && backup::quick_check(e, prior)? == Quick::Unchanged {
+        return Ok(());
+    }
+    let local = e.manifest.as_ref().is_ok_and(|m| m.location.is_none());
+    let stamp = backup::file_stamp(&e.path).ok().filter(|_| local);
+    let res = backup::check_hash(e).map(|_| ());
+    if let Some((size, mtime)) = stamp {
+        hashed.push((
+            file,
+            HashRecord {
+                at: Utc::now(),
+                size,
+                mtime,
+                intact: res.is_ok(),
+                error: res.as_ref().err().map(|e| format!("{e:#}")),
+            },
+        ));
+    }
+    res
 }
 
 /// What `backup check` found: one judgement per target, Nagios-style.
@@ -648,6 +899,18 @@ impl CheckedTarget {
         self.finding.age_hours.map(round_tenths)
     }
 
+    fn problems(&self) -> Vec<ProblemDoc<'_>> {
+        self.finding
+            .problems
+            .iter()
+            .map(|p| ProblemDoc {
+                state: p.state,
+                status: p.status.as_str(),
+                message: &p.message,
+            })
+            .collect()
+    }
+
     /// The target's entry in the command's JSON document.
     fn doc(&self) -> CheckedDoc<'_> {
         let f = &self.finding;
@@ -662,6 +925,9 @@ impl CheckedTarget {
                 unit: "h",
                 message: &f.message,
                 latest: f.latest.as_deref(),
+                size_bytes: f.size_bytes,
+                verified_at: f.verified_at,
+                problems: self.problems(),
             }],
         }
     }
@@ -678,7 +944,36 @@ impl CheckedTarget {
             max_age_hours: self.max_age_hours,
             message: &f.message,
             checked_at: self.checked_at,
+            size_bytes: f.size_bytes,
+            verified_at: f.verified_at,
+            problems: self.problems(),
         }
+    }
+
+    /// The plugin line's performance data: the latest backup's age and size.
+    fn perfdata(&self) -> Vec<PerfData> {
+        let f = &self.finding;
+        let mut out = Vec::new();
+        if let Some(age) = self.age_tenths() {
+            let max = self.max_age_hours as f64;
+            out.push(PerfData {
+                label: format!("{}_backup_age_hours", self.target),
+                value: age,
+                uom: Uom::Number,
+                warning: Some(Range::Above(max)),
+                critical: Some(Range::Above(2.0 * max)),
+            });
+        }
+        if let Some(size) = f.size_bytes {
+            out.push(PerfData {
+                label: format!("{}_backup_size", self.target),
+                value: size as f64,
+                uom: Uom::Bytes,
+                warning: None,
+                critical: None,
+            });
+        }
+        out
     }
 }
 
@@ -698,6 +993,17 @@ struct CheckDoc<'a> {
     unit: &'static str,
     message: &'a str,
     latest: Option<&'a str>,
+    size_bytes: Option<u64>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    verified_at: Option<DateTime<Utc>>,
+    problems: Vec<ProblemDoc<'a>>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ProblemDoc<'a> {
+    state: &'static str,
+    status: &'static str,
+    message: &'a str,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -711,6 +1017,10 @@ struct StatusFile<'a> {
     message: &'a str,
     #[serde(serialize_with = "rfc3339")]
     checked_at: DateTime<Utc>,
+    size_bytes: Option<u64>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    verified_at: Option<DateTime<Utc>>,
+    problems: Vec<ProblemDoc<'a>>,
 }
 
 impl Report for BackupCheckReport {
@@ -730,7 +1040,9 @@ impl Report for BackupCheckReport {
     }
 
     fn tables(&self) -> Vec<TableBlock> {
-        let mut table = TableBlock::new(["target", "state", "latest", "age", "message"]);
+        let mut table = TableBlock::new([
+            "target", "state", "latest", "age", "size", "verified", "message",
+        ]);
         for t in &self.targets {
             let f = &t.finding;
             table.row([
@@ -738,27 +1050,52 @@ impl Report for BackupCheckReport {
                 f.state.to_string(),
                 f.latest.clone().unwrap_or_default(),
                 f.age_hours.map(human_age).unwrap_or_default(),
+                f.size_bytes
+                    .map(|b| indicatif::HumanBytes(b).to_string())
+                    .unwrap_or_default(),
+                f.verified_at
+                    .map(|v| v.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_default(),
                 f.message.clone(),
             ]);
         }
         vec![table]
     }
 
-    /// The summary line is the plugin line: `BACKUP <STATUS> - <target> <STATE>, …`.
+    /// After the table: `BACKUP <STATUS> - <target> <STATE>, …`.
     fn lines(&self) -> Vec<String> {
-        self.nagios().into_iter().collect()
-    }
-
-    fn nagios(&self) -> Option<String> {
         let summary: Vec<String> = self
             .targets
             .iter()
             .map(|t| format!("{} {}", t.target, t.finding.state))
             .collect();
-        Some(format!(
+        vec![format!(
             "BACKUP {} - {}",
             self.status().as_str().to_uppercase(),
             summary.join(", ")
-        ))
+        )]
+    }
+
+    /// One plugin line: each target's state (and what is wrong), then the age and size of
+    /// each latest backup as performance data.
+    fn nagios(&self) -> Option<String> {
+        let summary: Vec<String> = self
+            .targets
+            .iter()
+            .map(|t| match t.finding.status {
+                Status::Ok => format!("{} {}", t.target, t.finding.state),
+                _ => format!("{} {}: {}", t.target, t.finding.state, t.finding.message),
+            })
+            .collect();
+        let line = NagiosLine {
+            status: self.status(),
+            message: format!("backup: {}", summary.join("; ")),
+            perfdata: self
+                .targets
+                .iter()
+                .flat_map(CheckedTarget::perfdata)
+                .collect(),
+        };
+        Some(line.to_string())
     }
 }

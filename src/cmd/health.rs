@@ -1,27 +1,80 @@
 //! `health`: the checks a monitoring system calls every few minutes.
 //!
-//! This command reads `--check`, runs the health feature (`health/`: the table of checks,
-//! the engines' catalogues, thresholds and judging) and renders its reports, one typed
-//! [`HealthReport`]: a table, JSON, or with `--format nagios` the classic plugin line with
-//! performance data (spelled by `output::nagios`). The exit code is the worst status,
-//! Nagios-style.
+//! This command reads `--check`, `--warning` and `--critical`, runs the health feature
+//! (`health/`: the table of checks, the engines' catalogues, thresholds and judging) and
+//! renders its reports, one typed [`HealthReport`]: a table, JSON, or with `--format nagios`
+//! the classic plugin line with performance data (spelled by `output::nagios`). The exit
+//! code is the worst status, Nagios-style; checks skipped as not applicable do not count.
 
 use anyhow::Result;
 use serde_json::{json, Map, Value};
 
 use crate::cli::HealthArgs;
 use crate::error::ConfigError;
-use crate::health::{self, Check, Judged, TargetReport, Unit};
+use crate::health::{self, Check, Judged, Overrides, Selection, Skipped, TargetReport, Unit};
 use crate::output::nagios::{NagiosLine, PerfData, Range, Uom};
 use crate::output::{Outcome, Report, Status, TableBlock};
 use crate::Ctx;
 
 pub async fn run(args: &HealthArgs, ctx: &Ctx) -> Result<Outcome> {
-    let wanted = selected(&args.checks)?;
+    let selection = Selection {
+        checks: selected(&args.checks)?,
+        explicit: !args.checks.is_empty(),
+        overrides: overrides(&args.warning, &args.critical)?,
+    };
     let report = HealthReport {
-        targets: health::check_targets(&ctx.config, &ctx.targets, &wanted).await?,
+        targets: health::check_targets(&ctx.config, &ctx.targets, &selection).await?,
     };
     Ok(Outcome::from_report(&report))
+}
+
+/// `--warning CHECK=VALUE` and `--critical CHECK=VALUE`, as check_postgres takes them.
+fn overrides(warning: &[String], critical: &[String]) -> Result<Overrides, ConfigError> {
+    let mut o = Overrides::default();
+    for arg in warning {
+        let (check, v) = threshold_arg("--warning", arg)?;
+        o.set(check, Some(v), None);
+    }
+    for arg in critical {
+        let (check, v) = threshold_arg("--critical", arg)?;
+        o.set(check, None, Some(v));
+    }
+    Ok(o)
+}
+
+/// One `CHECK=VALUE`: a known check and a number, optionally followed by the check's unit
+/// (`connections=80%`, `long_queries=30s`).
+fn threshold_arg(flag: &str, arg: &str) -> Result<(Check, f64), ConfigError> {
+    let Some((name, value)) = arg.split_once('=') else {
+        return Err(ConfigError::new(format!(
+            "{flag} {arg}: expected CHECK=VALUE, e.g. {flag} connections=80"
+        )));
+    };
+    let check = Check::from_name(name.trim()).ok_or_else(|| {
+        ConfigError::new(format!(
+            "{flag} {arg}: no such check `{}` (checks: {})",
+            name.trim(),
+            health::check_names()
+        ))
+    })?;
+    let unit = check.def().unit.symbol();
+    let value = value.trim();
+    let number = if unit.is_empty() {
+        value
+    } else {
+        value.strip_suffix(unit).unwrap_or(value).trim_end()
+    };
+    match number.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok((check, v)),
+        _ => Err(ConfigError::new(format!(
+            "{flag} {arg}: `{value}` is not a number{}",
+            if unit.is_empty() {
+                String::new()
+            } else {
+                format!(" (of {unit}, the unit of {})", check.name())
+            }
+        ))),
+    }
 }
 
 /// The checks `--check` names, or every check when it names none.
@@ -55,6 +108,24 @@ struct TargetJson<'a> {
     status: &'static str,
     seconds: f64,
     checks: Vec<CheckJson<'a>>,
+    /// The checks that do not apply to this target, with why.
+    skipped: Vec<SkippedJson<'a>>,
+}
+
+/// A check that does not apply, in the JSON document.
+#[derive(serde::Serialize)]
+struct SkippedJson<'a> {
+    name: &'static str,
+    reason: &'a str,
+}
+
+impl<'a> SkippedJson<'a> {
+    fn of(s: &'a Skipped) -> Self {
+        SkippedJson {
+            name: s.check.name(),
+            reason: &s.reason,
+        }
+    }
 }
 
 /// A check in the JSON document.
@@ -107,6 +178,8 @@ impl HealthReport<'_> {
         NagiosLine {
             status: self.status(),
             message: self.summary(),
+            // Every target has at least the time its checks took (as check_postgres' `time`),
+            // so the performance data is never empty.
             perfdata: self
                 .targets
                 .iter()
@@ -114,6 +187,7 @@ impl HealthReport<'_> {
                     r.checks
                         .iter()
                         .filter_map(|j| j.value.map(|v| perfdata(&r.target.name, j, v)))
+                        .chain(std::iter::once(time_perfdata(r)))
                 })
                 .collect(),
         }
@@ -135,6 +209,7 @@ impl Report for HealthReport<'_> {
                 status: r.status.as_str(),
                 seconds: (r.took.as_secs_f64() * 1000.0).round() / 1000.0,
                 checks: r.checks.iter().map(CheckJson::of).collect(),
+                skipped: r.skipped.iter().map(SkippedJson::of).collect(),
             })
             .collect();
         let mut m = Map::new();
@@ -152,6 +227,15 @@ impl Report for HealthReport<'_> {
                     j.status.as_str().to_uppercase(),
                     j.value.map(|v| format_value(v, j.unit)).unwrap_or_default(),
                     j.message.clone(),
+                ]);
+            }
+            for s in &r.skipped {
+                table.row([
+                    r.target.name.clone(),
+                    s.check.name().to_string(),
+                    "SKIPPED".to_string(),
+                    String::new(),
+                    s.reason.clone(),
                 ]);
             }
         }
@@ -181,6 +265,17 @@ fn format_value(v: f64, unit: Option<Unit>) -> String {
         "%" => format!("{v}%"),
         "" => format!("{v}"),
         u => format!("{v} {u}"),
+    }
+}
+
+/// `'postgres_time'=0.052s`: how long the target's checks took.
+fn time_perfdata(r: &TargetReport<'_>) -> PerfData {
+    PerfData {
+        label: format!("{}_time", r.target.name),
+        value: (r.took.as_secs_f64() * 1000.0).round() / 1000.0,
+        uom: Uom::Seconds,
+        warning: None,
+        critical: None,
     }
 }
 
@@ -335,6 +430,7 @@ mod tests {
                     judged(Check::DatabaseSize, Status::Ok, Some(4096.0), "4 KiB"),
                     judged(Check::Replication, Status::Ok, None, "standalone"),
                 ],
+                skipped: Vec::new(),
                 took: Duration::from_millis(12),
             },
             TargetReport {
@@ -346,6 +442,10 @@ mod tests {
                     None,
                     "refused",
                 )],
+                skipped: vec![Skipped {
+                    check: Check::Wraparound,
+                    reason: "InnoDB has no transaction ID wraparound to watch".into(),
+                }],
                 took: Duration::from_micros(1500),
             },
         ];
@@ -360,9 +460,10 @@ mod tests {
                 r#"{"name":"connections","status":"warning","value":83.0,"unit":"%","message":"83 of 100","warning":80.0,"critical":95.0},"#,
                 r#"{"name":"cache_hit","status":"ok","value":99.3,"unit":"%","message":"99.3% hits","warning":90.0,"critical":80.0},"#,
                 r#"{"name":"database_size","status":"ok","value":4096.0,"unit":"B","message":"4 KiB","warning":null,"critical":null},"#,
-                r#"{"name":"replication","status":"ok","value":null,"unit":"","message":"standalone","warning":30.0,"critical":300.0}]},"#,
+                r#"{"name":"replication","status":"ok","value":null,"unit":"","message":"standalone","warning":30.0,"critical":300.0}],"skipped":[]},"#,
                 r#"{"target":"my","engine":"mysql","status":"critical","seconds":0.002,"checks":["#,
-                r#"{"name":"connectivity","status":"critical","value":null,"unit":"","message":"refused","warning":100.0,"critical":1000.0}]}]}"#,
+                r#"{"name":"connectivity","status":"critical","value":null,"unit":"","message":"refused","warning":100.0,"critical":1000.0}],"#,
+                r#""skipped":[{"name":"wraparound","reason":"InnoDB has no transaction ID wraparound to watch"}]}]}"#,
             )
         );
         assert_eq!(o.tables.len(), 1);
@@ -376,6 +477,7 @@ mod tests {
                 "pg|database_size|OK|4.00 KiB|4 KiB",
                 "pg|replication|OK||standalone",
                 "my|connectivity|CRITICAL||refused",
+                "my|wraparound|SKIPPED||InnoDB has no transaction ID wraparound to watch",
             ]
         );
         assert_eq!(
@@ -387,7 +489,8 @@ mod tests {
             Some(concat!(
                 "MAIRIE-DBA CRITICAL - pg: connections 83 of 100; my: connectivity refused | ",
                 "'pg_connectivity_ms'=1.5;100;1000 'pg_connections'=83%;80;95 ",
-                "'pg_cache_hit'=99.3%;90:;80: 'pg_database_size'=4096B"
+                "'pg_cache_hit'=99.3%;90:;80: 'pg_database_size'=4096B 'pg_time'=0.012s ",
+                "'my_time'=0.002s"
             ))
         );
 
@@ -400,13 +503,87 @@ mod tests {
                 None,
                 "not a replica",
             )],
+            skipped: Vec::new(),
             took: Duration::ZERO,
         }];
         let o = outcome(all_ok);
         assert_eq!(o.lines, ["HEALTH OK - 1 target(s), all checks OK"]);
+        // No performance data: no ` | ` separator either.
         assert_eq!(
             o.nagios.as_deref(),
-            Some("MAIRIE-DBA OK - 1 target(s), all checks OK | ")
+            Some("MAIRIE-DBA OK - 1 target(s), all checks OK | 'my_time'=0s")
         );
+    }
+
+    #[test]
+    fn skipped_checks_do_not_count_and_the_perfdata_is_never_empty() {
+        let my = target("l'annexe", EngineKind::Mysql);
+        let o = outcome(vec![TargetReport {
+            target: &my,
+            status: Status::Ok,
+            checks: Vec::new(),
+            skipped: vec![Skipped {
+                check: Check::Vacuum,
+                reason: "no vacuum".into(),
+            }],
+            took: Duration::from_millis(31),
+        }]);
+        assert_eq!(o.status, Status::Ok);
+        assert_eq!(
+            o.nagios.as_deref(),
+            Some("MAIRIE-DBA OK - 1 target(s), all checks OK | 'l''annexe_time'=0.031s")
+        );
+    }
+
+    #[test]
+    fn thresholds_on_the_command_line_are_check_equals_number() {
+        let o = overrides(
+            &["connections=70".into(), "long_queries=30s".into()],
+            &["connections=90%".into(), "locks=3".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            o.get(Check::Connections),
+            Some(health::Override {
+                warning: Some(70.0),
+                critical: Some(90.0)
+            })
+        );
+        assert_eq!(
+            o.get(Check::LongQueries),
+            Some(health::Override {
+                warning: Some(30.0),
+                critical: None
+            })
+        );
+        assert_eq!(o.get(Check::Locks).unwrap().critical, Some(3.0));
+        assert_eq!(o.get(Check::Version), None);
+        // The side not given keeps the configuration's (or the default) value.
+        let t = o.apply(
+            Check::LongQueries,
+            Check::LongQueries.def().default_threshold,
+        );
+        assert_eq!(
+            t,
+            Some(Threshold {
+                warning: 30.0,
+                critical: 60.0
+            })
+        );
+        let errors = [
+            (vec!["connections"], "--warning connections: expected CHECK=VALUE"),
+            (vec!["conections=80"], "--warning conections=80: no such check `conections` (checks: connectivity,"),
+            (vec!["connections=lots"], "--warning connections=lots: `lots` is not a number (of %, the unit of connections)"),
+            (vec!["locks=2s"], "--warning locks=2s: `2s` is not a number"),
+            (vec!["connections=NaN"], "--warning connections=NaN: `NaN` is not a number"),
+        ];
+        for (args, expected) in errors {
+            let args: Vec<String> = args.into_iter().map(String::from).collect();
+            let e = overrides(&args, &[]).unwrap_err().to_string();
+            assert!(e.starts_with(expected), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        let e = overrides(&[], &["x".into()]).unwrap_err().to_string();
+        assert!(e.starts_with("--critical x: expected CHECK=VALUE"), "{e}");
     }
 }

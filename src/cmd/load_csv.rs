@@ -204,6 +204,10 @@ fn dataset_options(d: &DatasetEntry) -> CsvOptions {
         date_order: d.date_order.unwrap_or(DateOrder::Ymd),
         decimal_comma: d.decimal_comma,
         timezone: d.timezone.clone(),
+        max_field_size: d
+            .max_field_size
+            .clone()
+            .unwrap_or_else(|| crate::load::options::DEFAULT_MAX_FIELD_SIZE.into()),
     }
 }
 

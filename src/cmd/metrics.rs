@@ -11,8 +11,10 @@ use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
 
 use crate::cli::MetricsCommand;
+use crate::error::ConfigError;
 use crate::metrics::{server, Exporter};
 use crate::output::{Outcome, Report, Status};
+use crate::web::{self, WebConfig};
 use crate::Ctx;
 
 pub async fn run(cmd: &MetricsCommand, ctx: &Ctx) -> Result<Outcome> {
@@ -22,27 +24,51 @@ pub async fn run(cmd: &MetricsCommand, ctx: &Ctx) -> Result<Outcome> {
         ctx.log.clone(),
     )?);
     match cmd {
-        MetricsCommand::Serve { listen } => {
+        MetricsCommand::Serve {
+            listen,
+            web_config_file,
+            insecure_listen,
+        } => {
             let addr = listen
                 .clone()
                 .unwrap_or_else(|| ctx.config.metrics.listen.clone());
-            let listener = tokio::net::TcpListener::bind(&addr)
+            let web = match web_config_file {
+                Some(p) => WebConfig::load(p)?,
+                None => WebConfig::default(),
+            };
+            let sock: std::net::SocketAddr = tokio::net::lookup_host(&addr)
+                .await
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| ConfigError::new(format!("--listen `{addr}`: not an address")))?;
+            web::check_listen(sock, &web, *insecure_listen)
+                .map_err(|e| ConfigError::new(e.to_string()))?;
+            let listener = tokio::net::TcpListener::bind(sock)
                 .await
                 .with_context(|| format!("listening on {addr}"))?;
             ctx.log.info(format!(
-                "mairie-dba exporter on http://{}/metrics ({} target(s))",
+                "mairie-dba exporter on {}://{}/metrics ({} target(s){})",
+                if web.tls.is_some() { "https" } else { "http" },
                 listener
                     .local_addr()
                     .map(|a| a.to_string())
                     .unwrap_or(addr.clone()),
-                ctx.targets.len()
+                ctx.targets.len(),
+                if web.users.is_empty() {
+                    ""
+                } else {
+                    ", basic auth"
+                }
             ));
-            axum::serve(listener, server::router(exporter))
-                .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await
-                .context("serving /metrics")?;
+            web::serve(
+                listener,
+                server::router(exporter),
+                web,
+                web::Limits::default(),
+                stop_signal(),
+            )
+            .await
+            .context("serving /metrics")?;
             Ok(Outcome::from_report(&Stopped))
         }
         MetricsCommand::Collect { output } => {
@@ -159,6 +185,21 @@ impl Report for CollectReport {
                 format!("{bytes} bytes of metrics written to {path}")
             }
         }]
+    }
+}
+
+/// Ctrl-C or SIGTERM (systemd's and Kubernetes' stop).
+async fn stop_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 

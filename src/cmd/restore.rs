@@ -6,7 +6,6 @@
 //! the scratch database is dropped whatever happened.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -18,6 +17,7 @@ use crate::cli::RestoreArgs;
 use crate::cmd::failure;
 use crate::config::Target;
 use crate::engine;
+use crate::engine::cleanup::Created;
 use crate::output::{Outcome, Report, Status, TableBlock};
 use crate::Ctx;
 
@@ -28,7 +28,7 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     let mut jobs: Vec<(&Target, Entry)> = Vec::new();
     match &args.file {
         Some(f) => {
-            let e = Entry::for_file(f)?;
+            let mut e = Entry::for_file(f)?;
             let m = e
                 .manifest
                 .as_ref()
@@ -54,11 +54,20 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
                     target.name
                 );
             }
+            let server_dir = ctx
+                .config
+                .backup
+                .get(&target.name)
+                .and_then(|c| c.server_dir.clone());
+            e.check_restorable_on(target, server_dir.as_deref());
+            if let Some(why) = &e.foreign {
+                bail!("{why}");
+            }
             jobs.push((target, e));
         }
         None => {
             for p in places(ctx)? {
-                let entries = backup::scan(&p.dir, &p.target.connection.database)?;
+                let entries = backup::scan(&p.dir, p.target, p.cfg.server_dir.as_deref())?;
                 let latest = entries
                     .into_iter()
                     .find(|e| e.is_good_for(&p.target.name))
@@ -82,14 +91,21 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     for (target, e) in jobs {
         let start = Instant::now();
         let m = e.manifest.clone().map_err(|why| anyhow!(why))?;
-        let into = args.into.clone().unwrap_or_else(|| m.database.clone());
+        // The configuration says where a restore goes, never the manifest.
+        let into = args
+            .into
+            .clone()
+            .unwrap_or_else(|| target.connection.database.clone());
+        if args.force {
+            ctx.log.warn(format!(
+                "{}: --force: the tables of database {into} are dropped and replaced, if it \
+                 exists; should this restore stop midway, {into} is left incomplete",
+                target.name
+            ));
+        }
         let res = async {
             backup::check_hash(&e).context("refusing to restore a damaged backup")?;
-            let source = m
-                .location
-                .clone()
-                .map(PathBuf::from)
-                .unwrap_or_else(|| e.path.clone());
+            let source = e.source();
             let split =
                 engine::restore(target, &source, &into, args.force, args.jobs, &m.tables).await?;
             for t in &split {
@@ -121,9 +137,11 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
                     status: "success",
                     differences,
                     parallel_tables,
+                    force: args.force,
                 }
             }
             Err(err) => Restored::Failed {
+                force: args.force,
                 target: target.name.clone(),
                 file: e.file_name(),
                 into,
@@ -156,11 +174,15 @@ enum Restored {
         differences: Vec<String>,
         /// The tables loaded over several connections.
         parallel_tables: Vec<String>,
+        /// `--force`: the database's existing objects were dropped and replaced.
+        force: bool,
     },
     Failed {
         target: String,
         file: String,
         into: String,
+        /// `--force`: a failure may have left the database half replaced (the error says).
+        force: bool,
         /// For the table only.
         #[serde(skip)]
         seconds: f64,
@@ -236,25 +258,50 @@ pub fn compare(expected: &BTreeMap<String, u64>, found: &BTreeMap<String, u64>) 
     out
 }
 
+/// Drops the scratch databases that drills killed earlier on this target left behind.
+async fn sweep_scratch(target: &Target, ctx: &Ctx) {
+    match engine::leftover_scratch(target, &target.connection.database).await {
+        Ok(names) => {
+            for n in names {
+                match engine::drop_database(target, &n).await {
+                    Ok(()) => ctx.log.warn(format!(
+                        "{}: dropped {n}, the scratch database of an earlier drill that was stopped",
+                        target.name
+                    )),
+                    Err(e) => ctx.log.warn(format!(
+                        "{}: could not drop {n}, left by an earlier drill: {e:#}",
+                        target.name
+                    )),
+                }
+            }
+        }
+        Err(e) => ctx.log.debug(format!(
+            "{}: looking for scratch databases of earlier drills: {e:#}",
+            target.name
+        )),
+    }
+}
+
 async fn drill(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     let mut report = DrillReport { drills: Vec::new() };
     for p in places(ctx)? {
         let start = Instant::now();
-        let entries = backup::scan(&p.dir, &p.target.connection.database)?;
+        let entries = backup::scan(&p.dir, p.target, p.cfg.server_dir.as_deref())?;
         let scratch = format!(
             "{}_drill_{}",
             p.target.connection.database,
             chrono::Utc::now().format("%Y%m%d%H%M%S")
         );
         let latest = entries.into_iter().find(|e| e.is_good_for(&p.target.name));
+        sweep_scratch(p.target, ctx).await;
+        // The scratch database is dropped on a stop too; a kill leaves it to the next drill.
+        let mut guard: Option<Created> = None;
         let res: Result<(String, usize, Vec<String>)> = async {
             let e = latest.ok_or_else(|| anyhow!("no good backup in {}", p.dir.display()))?;
             let m = backup::check_hash(&e).context("the latest backup is damaged")?;
-            let source = m
-                .location
-                .clone()
-                .map(PathBuf::from)
-                .unwrap_or_else(|| e.path.clone());
+            engine::create_scratch(p.target, &scratch).await?;
+            guard = Some(Created::register(p.target, &scratch));
+            let source = e.source();
             let restored =
                 engine::restore(p.target, &source, &scratch, false, args.jobs, &m.tables).await;
             let counted = match restored {
@@ -272,6 +319,9 @@ async fn drill(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
             Ok((e.file_name(), m.tables.len(), compare(&m.tables, &counts)))
         }
         .await;
+        if let Some(g) = guard {
+            g.keep(); // dropped above already
+        }
         let seconds = start.elapsed().as_secs_f64();
         let item = match res {
             Ok((file, tables, differences)) => {

@@ -4,6 +4,7 @@
 //! dialect, catalogue queries, bulk-load protocol) and nothing else. An engine never reads
 //! CLI arguments and never prints.
 
+pub mod cleanup;
 pub mod error;
 pub mod mssql;
 pub mod mysql;
@@ -432,6 +433,81 @@ pub async fn drop_database(target: &Target, name: &str) -> Result<()> {
     }
 }
 
+/// The marker a drill's scratch database carries (its comment): which process made it.
+pub fn scratch_marker() -> String {
+    format!(
+        "mairie-dba drill scratch: pid {} on {}",
+        std::process::id(),
+        hostname()
+    )
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Creates an empty scratch database for a drill, marked with [`scratch_marker`].
+pub async fn create_scratch(target: &Target, name: &str) -> Result<()> {
+    let marker = scratch_marker();
+    match target.engine {
+        EngineKind::Postgres => postgres::backup::create_marked(target, name, &marker).await,
+        EngineKind::Mysql => mysql::backup::create_marked(target, name, &marker).await,
+        // The restore creates it; SQL Server drills are not swept.
+        EngineKind::Mssql => Ok(()),
+    }
+}
+
+/// Scratch databases of earlier drills on this target that were killed before they could
+/// drop them: named `<database>_drill_<14 digits>`, carrying the marker, and made by a process
+/// of this host that is gone, or more than a day ago. Never anything else.
+pub async fn leftover_scratch(target: &Target, database: &str) -> Result<Vec<String>> {
+    let found = match target.engine {
+        EngineKind::Postgres => postgres::backup::marked_databases(target).await?,
+        EngineKind::Mysql => mysql::backup::marked_databases(target).await?,
+        EngineKind::Mssql => Vec::new(),
+    };
+    let now = chrono::Utc::now().naive_utc();
+    let host = hostname();
+    Ok(found
+        .into_iter()
+        .filter(|(name, marker)| is_leftover(name, marker, database, &host, now))
+        .map(|(name, _)| name)
+        .collect())
+}
+
+fn is_leftover(
+    name: &str,
+    marker: &str,
+    database: &str,
+    host: &str,
+    now: chrono::NaiveDateTime,
+) -> bool {
+    let Some(stamp) = name
+        .strip_prefix(database)
+        .and_then(|r| r.strip_prefix("_drill_"))
+    else {
+        return false;
+    };
+    if stamp.len() != 14 || !stamp.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let Some(rest) = marker.strip_prefix("mairie-dba drill scratch: pid ") else {
+        return false;
+    };
+    let Some((pid, on)) = rest.split_once(" on ") else {
+        return false;
+    };
+    let made = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d%H%M%S").ok();
+    let old = made.is_some_and(|t| now - t > chrono::Duration::hours(24));
+    let gone = on == host
+        && pid.parse::<u32>().is_ok_and(|p| {
+            p != std::process::id() && !std::path::Path::new(&format!("/proc/{p}")).exists()
+        });
+    gone || old
+}
+
 /// One bulk load: the table, its columns in the order the encoded rows carry them, and the
 /// file's name for messages.
 pub struct LoadRequest<'a> {
@@ -611,6 +687,64 @@ mod tests {
         async fn server_version(&self) -> Result<String> {
             Ok("1".into())
         }
+    }
+
+    #[test]
+    fn only_marked_scratch_databases_of_dead_drills_are_leftovers() {
+        let now = chrono::NaiveDate::from_ymd_opt(2026, 12, 6)
+            .unwrap()
+            .and_hms_opt(12, 0, 0)
+            .unwrap();
+        let dead = "mairie-dba drill scratch: pid 4000000 on h1";
+        assert!(is_leftover(
+            "mairie_drill_20261206110000",
+            dead,
+            "mairie",
+            "h1",
+            now
+        ));
+        // Not our name pattern, or another database's: never.
+        assert!(!is_leftover("mairie_drill_2026", dead, "mairie", "h1", now));
+        assert!(!is_leftover("mairie_prod", dead, "mairie", "h1", now));
+        assert!(!is_leftover(
+            "other_drill_20261206110000",
+            dead,
+            "mairie",
+            "h1",
+            now
+        ));
+        // No marker: a user's database with a look-alike name.
+        assert!(!is_leftover(
+            "mairie_drill_20261206110000",
+            "",
+            "mairie",
+            "h1",
+            now
+        ));
+        // A live drill (this very process) is left alone, unless a day old.
+        let alive = format!("mairie-dba drill scratch: pid {} on h1", std::process::id());
+        assert!(!is_leftover(
+            "mairie_drill_20261206110000",
+            &alive,
+            "mairie",
+            "h1",
+            now
+        ));
+        assert!(is_leftover(
+            "mairie_drill_20261204110000",
+            &alive,
+            "mairie",
+            "h1",
+            now
+        ));
+        // Another host's drill: only when old.
+        assert!(!is_leftover(
+            "mairie_drill_20261206110000",
+            dead,
+            "mairie",
+            "h2",
+            now
+        ));
     }
 
     #[tokio::test]

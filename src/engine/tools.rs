@@ -183,21 +183,260 @@ impl Drop for PrivateTemp {
     }
 }
 
-/// Starts a tool with piped stdout and stderr (and stdin when asked).
-pub fn spawn(cmd: &mut Command, stdin: bool) -> Result<Child> {
-    cmd.stdout(Stdio::piped())
+/// Starts a tool with piped stdout and stderr (and stdin when asked), under a supervisor
+/// ([`supervise`]) that stops the tool and everything it started (pg_restore's parallel
+/// workers) when this process stops, dies, or drops the returned handle; the child's
+/// environment holds no password variable of the config but the one it was given.
+pub fn spawn(cmd: &mut Command, stdin: bool) -> Result<Supervised> {
+    let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+    let mut wrapped = Command::from(supervised(cmd.as_std())?);
+    wrapped
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
-        .kill_on_drop(true);
-    let program = cmd.as_std().get_program().to_string_lossy().into_owned();
-    let child = cmd.spawn().with_context(|| format!("starting {program}"))?;
+        .kill_on_drop(false);
+    let child = wrapped
+        .spawn()
+        .with_context(|| format!("starting {program}"))?;
     if let Some(out) = &child.stdout {
         widen_pipe(out.as_raw_fd());
     }
     if let Some(input) = &child.stdin {
         widen_pipe(input.as_raw_fd());
     }
-    Ok(child)
+    Ok(Supervised::new(child))
+}
+
+/// The hidden first argument that makes the binary a supervisor.
+pub const SUPERVISE_ARG: &str = "__supervise";
+
+/// `cmd` run through this binary's supervisor, with the config's password variables
+/// removed from its environment (except those `cmd` sets itself).
+pub fn supervised(cmd: &std::process::Command) -> Result<std::process::Command> {
+    let me = std::env::current_exe().context("finding this program to supervise a tool")?;
+    let mut out = std::process::Command::new(me);
+    out.arg(SUPERVISE_ARG)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    let set: Vec<&std::ffi::OsStr> = cmd.get_envs().map(|(k, _)| k).collect();
+    // The tool's own variables (MAIRIE_*: passwords of every target, the config's path)
+    // mean nothing to a child.
+    let ours = std::env::vars_os()
+        .map(|(k, _)| k.to_string_lossy().into_owned())
+        .filter(|k| k.starts_with("MAIRIE_"));
+    for var in secret_vars().into_iter().chain(ours) {
+        if !set.iter().any(|k| *k == std::ffi::OsStr::new(&var)) {
+            out.env_remove(&var);
+        }
+    }
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => out.env(k, v),
+            None => out.env_remove(k),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        out.current_dir(dir);
+    }
+    Ok(out)
+}
+
+fn secret_registry() -> &'static std::sync::Mutex<std::collections::BTreeSet<String>> {
+    static VARS: std::sync::OnceLock<std::sync::Mutex<std::collections::BTreeSet<String>>> =
+        std::sync::OnceLock::new();
+    VARS.get_or_init(Default::default)
+}
+
+/// Notes an environment variable that holds a secret (a target's `password_env`): no child
+/// inherits it unless given it explicitly.
+pub fn register_secret_var(name: &str) {
+    secret_registry()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(name.to_string());
+}
+
+fn secret_vars() -> Vec<String> {
+    let mut v: Vec<String> = secret_registry()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .cloned()
+        .collect();
+    // The libpq and MySQL client variables are passed explicitly when a child needs them.
+    v.extend(["PGPASSWORD", "MYSQL_PWD"].map(String::from));
+    v
+}
+
+fn live() -> &'static std::sync::Mutex<Vec<u32>> {
+    static LIVE: std::sync::OnceLock<std::sync::Mutex<Vec<u32>>> = std::sync::OnceLock::new();
+    LIVE.get_or_init(Default::default)
+}
+
+/// A supervised tool: dropping it before it has been waited for tells the supervisor to
+/// stop the tool (SIGTERM), which then stops the tool's whole process group.
+pub struct Supervised {
+    child: Child,
+    pid: Option<u32>,
+}
+
+impl Supervised {
+    fn new(child: Child) -> Supervised {
+        let pid = child.id();
+        if let Some(p) = pid {
+            live().lock().unwrap_or_else(|e| e.into_inner()).push(p);
+        }
+        Supervised { child, pid }
+    }
+
+    pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        let status = self.child.wait().await?;
+        self.forget();
+        Ok(status)
+    }
+
+    /// Stops the tool (and its process group) through its supervisor, and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(pid) = self.pid {
+            if matches!(self.child.try_wait(), Ok(None)) {
+                // SAFETY: kill on our own child, not yet reaped.
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGTERM);
+                }
+            }
+            let _ = self.wait().await;
+        }
+    }
+
+    fn forget(&mut self) {
+        if let Some(p) = self.pid.take() {
+            live()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|x| *x != p);
+        }
+    }
+}
+
+impl std::ops::Deref for Supervised {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.child
+    }
+}
+
+impl std::ops::DerefMut for Supervised {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            if matches!(self.child.try_wait(), Ok(None)) {
+                // SAFETY: kill on our own child, not yet reaped (try_wait said running).
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGTERM);
+                }
+                // Left in the live list: `stop_children` waits for it.
+            } else {
+                self.forget();
+            }
+        }
+    }
+}
+
+/// After a stop (Ctrl-C, SIGTERM): tells every supervised tool still running to stop and
+/// waits up to `within` for them to be gone. Returns how many were still there then.
+pub async fn stop_children(within: std::time::Duration) -> usize {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let pids: Vec<u32> = live().lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut left = Vec::new();
+        for p in pids {
+            // SAFETY: waitpid/kill on our own children; an already reaped pid gives ECHILD.
+            let r = unsafe { libc::waitpid(p as i32, std::ptr::null_mut(), libc::WNOHANG) };
+            if r == 0 {
+                unsafe {
+                    libc::kill(p as i32, libc::SIGTERM);
+                }
+                left.push(p);
+            }
+        }
+        *live().lock().unwrap_or_else(|e| e.into_inner()) = left.clone();
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            return left.len();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The supervisor (`mairie-dba __supervise PROGRAM ARGS…`): runs the tool in its own process
+/// group and stays between it and this program. When told to stop (SIGTERM, SIGINT, SIGHUP)
+/// or when this program dies (even by SIGKILL: the kernel sends it SIGTERM then), it kills
+/// the tool's whole group — pg_restore's workers included — and waits for the tool. When
+/// the tool ends, whatever it left in its group is killed too. Returns the exit code.
+pub fn supervise(args: &[std::ffi::OsString]) -> i32 {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let Some((program, rest)) = args.split_first() else {
+        eprintln!("error: {SUPERVISE_ARG} needs a program");
+        return 2;
+    };
+    // SAFETY: plain libc calls on this process's own signal state, before any thread.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        let parent = libc::getppid();
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+        if libc::getppid() != parent {
+            return 1; // the parent died before the death signal was armed
+        }
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    let child = std::process::Command::new(program)
+        .args(rest)
+        .process_group(0)
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: starting {}: {e}", program.to_string_lossy());
+            return 127;
+        }
+    };
+    let pid = child.id() as i32;
+    loop {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: sigwait on a set of signals blocked above.
+        unsafe {
+            libc::sigwait(&set, &mut sig);
+        }
+        if sig == libc::SIGCHLD {
+            let mut status = 0;
+            // SAFETY: waitpid on our one child.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                // SAFETY: the group may hold workers the tool left behind.
+                unsafe {
+                    libc::killpg(pid, libc::SIGKILL);
+                }
+                let st = std::process::ExitStatus::from_raw(status);
+                return st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
+            }
+            continue;
+        }
+        // Told to stop, or the parent died: the whole group goes, then the tool is reaped.
+        // SAFETY: killpg/waitpid on our child's group and our child.
+        unsafe {
+            libc::killpg(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        return 128 + sig;
+    }
 }
 
 /// Grows a pipe from the default 64 KiB to 1 MiB where the system allows it: a dump or a
@@ -233,6 +472,87 @@ pub fn collect_stderr(child: &mut Child) -> tokio::task::JoinHandle<String> {
     })
 }
 
+/// How many of the last lines of a tool's stderr an error quotes, and how much of each.
+const SUMMARY_LINES: usize = 4;
+const SUMMARY_LINE_CHARS: usize = 200;
+
+/// How a tool's diagnostics start; other lines of its stderr (the mariadb client echoing
+/// the statement it failed on, rows included; PostgreSQL's `CONTEXT` quoting a row) are not
+/// quoted.
+const DIAGNOSTIC_PREFIXES: &[&str] = &[
+    "ERROR",
+    "error:",
+    "FATAL",
+    "PANIC",
+    "WARNING",
+    "DETAIL:",
+    "HINT:",
+    "pg_restore:",
+    "pg_dump:",
+    "pg_basebackup:",
+    "pg_verifybackup:",
+    "mariadb:",
+    "mysql:",
+    "mysqldump:",
+    "mariadb-dump:",
+    "mariadb-backup:",
+    "zstd:",
+    "Msg ",
+];
+
+/// The end of a tool's stderr as an error quotes it: its last few diagnostic lines, each cut
+/// short with control characters escaped; lines that are not diagnostics (echoed statements
+/// and their rows) are left out, and so is what follows `CONTEXT:` or a quoted `line N:`.
+pub fn summarise(stderr: &str) -> String {
+    let all: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut lines: Vec<&str> = all
+        .iter()
+        .copied()
+        .filter(|l| DIAGNOSTIC_PREFIXES.iter().any(|p| l.starts_with(p)))
+        .map(|l| match l.find("CONTEXT:") {
+            Some(i) => l[..i].trim_end(),
+            None => l,
+        })
+        .collect();
+    if lines.is_empty() {
+        // No line looks like a diagnostic: the last one, cut, is all that is said.
+        lines = all.last().copied().into_iter().collect();
+    }
+    let left_out = all.len() - lines.len().min(all.len());
+    let skipped = lines.len().saturating_sub(SUMMARY_LINES);
+    let mut out: Vec<String> = lines[skipped..]
+        .iter()
+        .map(|l| {
+            let mut s: String = l
+                .chars()
+                .take(SUMMARY_LINE_CHARS)
+                .flat_map(|c| {
+                    if c.is_control() {
+                        c.escape_default().collect::<Vec<_>>()
+                    } else {
+                        vec![c]
+                    }
+                })
+                .collect();
+            if l.chars().count() > SUMMARY_LINE_CHARS {
+                s.push_str(&format!("… ({} bytes)", l.len()));
+            }
+            s
+        })
+        .collect();
+    if skipped + left_out > 0 {
+        out.insert(
+            0,
+            format!("({} other line(s) not shown)", skipped + left_out),
+        );
+    }
+    out.join(" | ")
+}
+
 /// Copies a child's stdout into `sink` in large blocks (the sink hashes, compresses, writes).
 pub async fn pump<R: AsyncRead + Unpin>(mut from: R, sink: &mut impl Write) -> Result<u64> {
     let mut buf = vec![0u8; 256 * 1024];
@@ -253,7 +573,7 @@ pub async fn pump<R: AsyncRead + Unpin>(mut from: R, sink: &mut impl Write) -> R
 
 /// Waits for a tool; a non-zero exit becomes an error carrying its stderr.
 pub async fn finish(
-    mut child: Child,
+    mut child: Supervised,
     stderr: tokio::task::JoinHandle<String>,
     what: &str,
 ) -> Result<()> {
@@ -270,10 +590,7 @@ pub async fn finish(
         if err.is_empty() {
             bail!("{what} failed ({code})");
         }
-        return Err(anyhow!(
-            "{what} failed ({code}): {}",
-            err.replace('\n', " | ")
-        ));
+        return Err(anyhow!("{what} failed ({code}): {}", summarise(&err)));
     }
     Ok(())
 }
@@ -281,6 +598,33 @@ pub async fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tools_stderr_is_summarised_short() {
+        // The mariadb client echoes the statement it failed on, rows included.
+        let echo = "(17336,'e900ad Estève-row-data'),\n".repeat(1000);
+        let text = format!(
+            "--------------\nINSERT INTO `big` VALUES {echo}--------------\n\
+             ERROR 2006 (HY000) at line 39: Server has gone away\n"
+        );
+        assert_eq!(
+            summarise(&text),
+            "(1002 other line(s) not shown) | ERROR 2006 (HY000) at line 39: Server has gone away"
+        );
+        // PostgreSQL's CONTEXT quotes the row: cut there.
+        let pg = "pg_restore: error: COPY failed for table \"big\": ERROR:  value too long \
+                  CONTEXT:  COPY big, line 3: \"7 Estève-row-data\"";
+        assert_eq!(
+            summarise(pg),
+            "pg_restore: error: COPY failed for table \"big\": ERROR:  value too long"
+        );
+        // A long diagnostic is cut; escapes are shown escaped.
+        let long = format!("ERROR: {}", "x".repeat(5000));
+        assert!(summarise(&long).len() < 300);
+        assert_eq!(summarise("error: bad \u{1b}[2J"), "error: bad \\u{1b}[2J");
+        // Nothing that looks like a diagnostic: the last line, cut.
+        assert_eq!(summarise("a\nb"), "(1 other line(s) not shown) | b");
+    }
 
     #[test]
     fn majors_from_version_lines() {

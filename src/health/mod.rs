@@ -9,11 +9,24 @@
 //! without a wildcard arm, so a new check does not compile until every engine says how it
 //! measures it, or that it does not apply there.
 //!
-//! Every target is checked at the same time, each on one connection and within
-//! `health.timeout` seconds, so one slow or dead server never delays the report on the
-//! others. A value is judged against its warning and critical thresholds: the target's own
-//! in `config_global.yml`, else those for every target, else the defaults of the table.
-//! Rendering the result (table, JSON, Nagios line) is the command's (`cmd/health.rs`).
+//! Every target is checked at the same time, each on one probe session
+//! ([`engine::connect_probe`]) and within `health.timeout` seconds, so one slow or dead
+//! server never delays the report on the others. Each check runs through [`Conn::probe`]
+//! within its share of that budget: one that waits for a lock or runs too long is cancelled
+//! on the server and reported UNKNOWN with the reason, and the next one runs. Only a target
+//! that cannot be reached, or does not answer a trivial query, is CRITICAL.
+//!
+//! Monitoring must not mistake blindness for health: a check that reads other sessions'
+//! activity runs only when the session sees every session ([`Visibility`]), and is UNKNOWN,
+//! naming the missing grant, otherwise; a check that does not exist on an engine is listed
+//! as skipped, never OK.
+//!
+//! A value is judged against its warning and critical thresholds: the command line's
+//! (`--warning`, `--critical`), else the target's own in `config_global.yml`, else those
+//! for every target, else the defaults of the table. Rendering the result (table, JSON,
+//! Nagios line) is the command's (`cmd/health.rs`).
+//!
+//! [`Conn::probe`]: engine::Conn::probe
 
 pub mod mssql;
 pub mod mysql;
@@ -29,8 +42,8 @@ use futures_util::future::join_all;
 
 use crate::backup;
 use crate::catalog::TableRef;
-use crate::config::{Config, HealthSection, Target, Threshold};
-use crate::engine::{self, Conn};
+use crate::config::{Config, EngineKind, HealthSection, Target, Threshold};
+use crate::engine::{self, Driver, Visibility};
 use crate::error::ConfigError;
 use crate::output::Status;
 
@@ -156,10 +169,16 @@ checks! {
         name: "cache_hit", unit: Unit::Percent, lower_is_worse: true,
         default_threshold: limits(90.0, 80.0), source: Source::Server,
     }
-    /// The oldest transaction ID age, in % of the 2^31 limit.
+    /// The oldest transaction ID (or multixact) age of the cluster's databases, in % of the
+    /// 2^31 limit.
     Wraparound {
         name: "wraparound", unit: Unit::Percent, lower_is_worse: false,
         default_threshold: limits(50.0, 75.0), source: Source::Server,
+    }
+    /// The sequence (identity, AUTO_INCREMENT) nearest its maximum, in % of its range used.
+    Sequences {
+        name: "sequences", unit: Unit::Percent, lower_is_worse: false,
+        default_threshold: limits(75.0, 90.0), source: Source::Server,
     }
     /// Replication lag.
     Replication {
@@ -221,6 +240,10 @@ pub struct Probe {
     pub check: Check,
     pub value: Option<f64>,
     pub message: String,
+    /// What the measurement could not see (sequences the role may not read, standbys whose
+    /// lag is hidden) and the grant that would show it: a value that would be OK is then
+    /// UNKNOWN, since what is hidden may be worse.
+    pub unseen: Option<String>,
 }
 
 impl Probe {
@@ -229,6 +252,7 @@ impl Probe {
             check,
             value: Some(value),
             message: message.into(),
+            unseen: None,
         }
     }
 
@@ -238,7 +262,14 @@ impl Probe {
             check,
             value: None,
             message: message.into(),
+            unseen: None,
         }
+    }
+
+    /// The same probe, with what it could not see.
+    pub fn unseen(mut self, unseen: Option<String>) -> Probe {
+        self.unseen = unseen;
+        self
     }
 
     /// The check's unit when there is a value; a note has none.
@@ -251,9 +282,43 @@ impl Probe {
 #[derive(Debug)]
 pub enum Answer {
     Probe(Probe),
-    /// The check means nothing on this engine (InnoDB has no vacuum), or is not the server's
-    /// to answer (the backup directory's): it is not shown.
-    DoesNotApply,
+    /// Not measured: the check reads every session's activity and this session sees only
+    /// its own (or could not tell); why, naming the grant it lacks.
+    Blind(String),
+    /// The check does not exist on this engine (InnoDB has no vacuum), or is not the
+    /// server's to answer (the backup directory's); why, for the report.
+    DoesNotApply(&'static str),
+}
+
+/// Whether the session sees every session's activity, as asked once before the checks
+/// ([`Driver::activity_visibility`]); Err: it could not tell, and why.
+pub type Sight = std::result::Result<Visibility, String>;
+
+/// For a check that reads other sessions' activity: [`Answer::Blind`] unless this session
+/// sees every session. A catalogue calls it first for those checks, so that a role that
+/// sees only its own sessions never reports "no long query" for lack of seeing them.
+pub(crate) fn unless_all_seen(sight: &Sight) -> Option<Answer> {
+    match sight {
+        Ok(Visibility::All) => None,
+        Ok(Visibility::OwnOnly { missing }) => Some(Answer::Blind(format!(
+            "cannot see other sessions: {missing}"
+        ))),
+        Err(e) => Some(Answer::Blind(format!(
+            "cannot tell whether other sessions are visible: {e}"
+        ))),
+    }
+}
+
+/// What a check was reading when it failed, for the message: `table metier.citoyens`. A
+/// catalogue adds it as context to the queries that touch one object, so that a lock wait
+/// given up names what was locked.
+#[derive(Debug)]
+pub(crate) struct Reading(pub String);
+
+impl std::fmt::Display for Reading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "reading {}", self.0)
+    }
 }
 
 /// Why a check has no measurement.
@@ -261,12 +326,26 @@ pub enum Answer {
 pub struct Failed {
     pub check: Check,
     pub message: String,
-    /// The target is in trouble (unreachable, too slow), not merely the check.
+    /// The target is in trouble (unreachable, not answering a trivial query), not merely
+    /// the check.
     pub critical: bool,
 }
 
-/// The result of one check: its probe, or why it could not be measured.
-pub type Measured = Result<Probe, Failed>;
+/// What became of one check of a target.
+#[derive(Debug, Clone)]
+pub enum Finding {
+    Measured(Probe),
+    Failed(Failed),
+    /// The check does not exist here and was not asked for by name: listed, not judged.
+    Skipped(Skipped),
+}
+
+/// A check that does not apply to a target, and why.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub check: Check,
+    pub reason: String,
+}
 
 /// One judged check.
 #[derive(Debug, Clone)]
@@ -287,7 +366,66 @@ pub struct TargetReport<'a> {
     /// The worst of its checks.
     pub status: Status,
     pub checks: Vec<Judged>,
+    /// The checks that do not apply to it (not judged, no effect on the status).
+    pub skipped: Vec<Skipped>,
     pub took: Duration,
+}
+
+/// What to run: the checks, whether they were named (`--check`), and thresholds given on
+/// the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub checks: Vec<Check>,
+    /// Named one by one: a check that does not apply is then UNKNOWN, not merely skipped.
+    pub explicit: bool,
+    pub overrides: Overrides,
+}
+
+/// Thresholds given on the command line (`--warning CHECK=V`, `--critical CHECK=V`): they
+/// win over the configuration for every target; the side not given keeps its value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides(Vec<(Check, Override)>);
+
+/// One check's command-line thresholds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Override {
+    pub warning: Option<f64>,
+    pub critical: Option<f64>,
+}
+
+impl Overrides {
+    /// Sets one side of a check's threshold (the last given wins).
+    pub fn set(&mut self, check: Check, warning: Option<f64>, critical: Option<f64>) {
+        let i = match self.0.iter().position(|(c, _)| *c == check) {
+            Some(i) => i,
+            None => {
+                self.0.push((check, Override::default()));
+                self.0.len() - 1
+            }
+        };
+        let o = &mut self.0[i].1;
+        o.warning = warning.or(o.warning);
+        o.critical = critical.or(o.critical);
+    }
+
+    pub fn get(&self, check: Check) -> Option<Override> {
+        self.0.iter().find(|(c, _)| *c == check).map(|(_, o)| *o)
+    }
+
+    /// `base` with the command line's sides put in; None when neither gives both sides.
+    pub fn apply(&self, check: Check, base: Option<Threshold>) -> Option<Threshold> {
+        let Some(o) = self.get(check) else {
+            return base;
+        };
+        match (base, o.warning, o.critical) {
+            (Some(t), w, c) => Some(Threshold {
+                warning: w.unwrap_or(t.warning),
+                critical: c.unwrap_or(t.critical),
+            }),
+            (None, Some(warning), Some(critical)) => Some(Threshold { warning, critical }),
+            (None, _, _) => None,
+        }
+    }
 }
 
 /// Compares a value with its thresholds, in the direction the check's row says.
@@ -321,16 +459,18 @@ pub fn worst(statuses: impl IntoIterator<Item = Status>) -> Status {
         .unwrap_or(Status::Ok)
 }
 
-/// Runs the `wanted` checks on every target at once and judges them; a report per target,
-/// in the targets' order. Fails only on a configuration mistake in the `health:` section.
+/// Runs the selected checks on every target at once and judges them; a report per target,
+/// in the targets' order. Fails only on a configuration mistake in the `health:` section or
+/// in the command line's thresholds.
 pub async fn check_targets<'a>(
     config: &Config,
     targets: &'a [Target],
-    wanted: &[Check],
+    selection: &Selection,
 ) -> Result<Vec<TargetReport<'a>>> {
     validate(config)?;
+    validate_overrides(config, targets, &selection.overrides)?;
     let key_tables = key_tables(config)?;
-    let wanted = |check: Check| wanted.contains(&check);
+    let wanted = |check: Check| selection.checks.contains(&check);
     let budget = Duration::from_secs(config.health.timeout.max(1));
 
     let runs = targets.iter().map(|t| {
@@ -338,45 +478,52 @@ pub async fn check_targets<'a>(
         async move {
             let start = Instant::now();
             let deadline = tokio::time::Instant::now() + budget;
-            // The checks stop at the deadline themselves and keep what they measured; this
-            // bound only catches a connection attempt slower than the whole budget.
-            let measured = match tokio::time::timeout(
-                budget + Duration::from_millis(200),
-                measure_target(t, key_tables, &wanted, deadline, budget.as_secs()),
-            )
-            .await
-            {
-                Ok(m) => m,
-                Err(_) => vec![Err(Failed {
-                    check: Check::Connectivity,
-                    message: format!(
-                        "the checks did not finish within {} s (health.timeout)",
-                        budget.as_secs()
-                    ),
-                    critical: true,
-                })],
-            };
-            (t, measured, start.elapsed())
+            // Every wait inside is bounded by the deadline (plus the time to cancel a query
+            // on the server), so what was measured is always kept.
+            let findings =
+                measure_target(t, key_tables, &wanted, selection.explicit, deadline, budget).await;
+            (t, findings, start.elapsed())
         }
     });
     let results = join_all(runs).await;
 
     Ok(results
         .into_iter()
-        .map(|(target, measured, took)| {
-            let mut checks: Vec<Judged> = measured
-                .into_iter()
-                .map(|m| judge_measured(&config.health, target, m))
-                .collect();
+        .map(|(target, findings, took)| {
+            let mut checks = Vec::new();
+            let mut skipped = Vec::new();
+            for f in findings {
+                match f {
+                    Finding::Skipped(s) => skipped.push(s),
+                    other => checks.push(judge_finding(
+                        &config.health,
+                        &selection.overrides,
+                        target,
+                        other,
+                    )),
+                }
+            }
             for check in BACKUP_DIR_SHOWN {
-                if wanted(check) {
-                    checks.extend(measure_backup_dir(config, target, check));
+                if !wanted(check) {
+                    continue;
+                }
+                match measure_backup_dir(config, target, check) {
+                    Some(j) => checks.push(overridden(j, &selection.overrides)),
+                    None => {
+                        let reason = "no enabled backup section for this target".to_string();
+                        if selection.explicit {
+                            checks.push(not_applicable(check, &reason));
+                        } else {
+                            skipped.push(Skipped { check, reason });
+                        }
+                    }
                 }
             }
             TargetReport {
                 target,
                 status: worst(checks.iter().map(|j| j.status)),
                 checks,
+                skipped,
                 took,
             }
         })
@@ -412,6 +559,56 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The command line's thresholds make sense with what they complete: a check without
+/// thresholds (a fact) needs both sides, and warning comes before critical the way worse
+/// goes, for every target.
+fn validate_overrides(
+    config: &Config,
+    targets: &[Target],
+    overrides: &Overrides,
+) -> Result<(), ConfigError> {
+    for (check, o) in &overrides.0 {
+        let name = check.name();
+        for target in targets {
+            let base = threshold(&config.health, target, *check);
+            let Some(t) = overrides.apply(*check, base) else {
+                let missing = if o.warning.is_none() {
+                    "--warning"
+                } else {
+                    "--critical"
+                };
+                return Err(ConfigError::new(format!(
+                    "{name} has no thresholds of its own: give {missing} {name}=VALUE too"
+                )));
+            };
+            let lower = check.def().lower_is_worse;
+            let misordered = if lower {
+                t.warning < t.critical
+            } else {
+                t.warning > t.critical
+            };
+            if misordered {
+                let (way, word) = if lower {
+                    ("lower", "below")
+                } else {
+                    ("higher", "above")
+                };
+                return Err(ConfigError::new(format!(
+                    "{name}: warning {} is {word} critical {} (for {name}, {way} is worse){}",
+                    t.warning,
+                    t.critical,
+                    if targets.len() > 1 {
+                        format!(" on target `{}`", target.name)
+                    } else {
+                        String::new()
+                    }
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `health.key_tables`, parsed.
 fn key_tables(config: &Config) -> Result<Vec<TableRef>, ConfigError> {
     config
@@ -440,10 +637,11 @@ fn threshold(h: &HealthSection, target: &Target, check: Check) -> Option<Thresho
     configured_threshold(h, target, check).or(check.def().default_threshold)
 }
 
-/// One check, asked of the engine's catalogue through [`Conn::visit`].
+/// One check, asked of the engine's catalogue through [`Conn::probe`].
 struct Ask<'a> {
     check: Check,
     key_tables: &'a [TableRef],
+    sight: &'a Sight,
 }
 
 impl engine::Visitor for Ask<'_> {
@@ -451,89 +649,202 @@ impl engine::Visitor for Ask<'_> {
     const WHAT: &'static str = "health checks";
 
     async fn postgres(self, conn: &mut engine::postgres::PgConn) -> Result<Answer> {
-        postgres::measure(conn, self.check, self.key_tables).await
+        postgres::measure(conn, self.check, self.key_tables, self.sight).await
     }
 
     async fn mysql(self, conn: &mut engine::mysql::MyConn) -> Result<Answer> {
-        mysql::measure(conn, self.check, self.key_tables).await
+        mysql::measure(conn, self.check, self.key_tables, self.sight).await
     }
 
     async fn mssql(self, conn: &mut engine::mssql::MsConn) -> Result<Answer> {
-        mssql::measure(conn, self.check, self.key_tables).await
+        mssql::measure(conn, self.check, self.key_tables, self.sight).await
     }
 }
 
-/// Connects, then measures the connection and the server's checks, one after the other on
-/// that connection, until `deadline`: a check still running then is reported as too slow
-/// (CRITICAL) and the ones after it as not run, while those already measured are kept.
+/// How much of `health.timeout` one check may use at most: a third, so that one check
+/// that hangs (a lock, a slow catalogue) leaves time for the others.
+fn share_of(budget: Duration) -> Duration {
+    budget / 3
+}
+
+/// How long past its share a check may take for its query to be cancelled on the server
+/// before it is abandoned.
+const CANCEL_GRACE: Duration = Duration::from_secs(1);
+
+/// Connects as a probe session ([`engine::connect_probe`]: its lock waits end after the
+/// target's `lock_timeout`), asks whether it sees every session, then measures the
+/// connection and the server's checks one after the other, each through [`Conn::probe`]
+/// within its share of the budget: a check that runs out of time is cancelled on the server
+/// and UNKNOWN, and the next one runs. Only a target that cannot be reached or does not
+/// answer a trivial query is CRITICAL.
 async fn measure_target(
     target: &Target,
     key_tables: &[TableRef],
     wanted: &dyn Fn(Check) -> bool,
+    explicit: bool,
     deadline: tokio::time::Instant,
-    budget_secs: u64,
-) -> Vec<Measured> {
-    let unreachable = |message: String| Failed {
-        check: Check::Connectivity,
-        message,
-        critical: true,
+    budget: Duration,
+) -> Vec<Finding> {
+    let budget_secs = budget.as_secs();
+    let unreachable = |message: String| {
+        Finding::Failed(Failed {
+            check: Check::Connectivity,
+            message,
+            critical: true,
+        })
     };
     let mut conn = match tokio::time::timeout_at(deadline, engine::connect_probe(target)).await {
         Ok(Ok(c)) => c,
-        Ok(Err(e)) => return vec![Err(unreachable(format!("{e:#}")))],
+        Ok(Err(e)) => return vec![unreachable(format!("{e:#}"))],
         Err(_) => {
-            return vec![Err(unreachable(format!(
+            return vec![unreachable(format!(
             "the checks did not finish within {budget_secs} s (health.timeout): still connecting"
-        )))]
+        ))]
         }
     };
+    let engine_name = conn.engine().as_str();
+    let lock_timeout = target.connection.lock_timeout;
+    let max_share = share_of(budget);
+    let share = || {
+        deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(max_share)
+    };
+
+    let sight: Sight = if CHECKS
+        .iter()
+        .any(|d| d.source == Source::Server && wanted(d.check))
+    {
+        match tokio::time::timeout(share(), conn.activity_visibility()).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(format!("{e:#}")),
+            Err(_) => Err("the question did not get an answer in time".into()),
+        }
+    } else {
+        Ok(Visibility::All)
+    };
+
     let mut out = Vec::new();
-    let mut out_of_time = false;
+    // Why the remaining checks are not run, once one of them left the session unusable.
+    let mut stopped: Option<String> = None;
     for def in CHECKS {
         let check = def.check;
-        if !wanted(check) {
+        if !wanted(check) || def.source == Source::BackupDir {
             continue;
         }
-        match def.source {
-            Source::BackupDir => {}
-            Source::Connection => match ask(&mut conn, check, key_tables).await {
-                Ok(Answer::Probe(p)) => out.push(Ok(p)),
-                Ok(Answer::DoesNotApply) => {}
-                Err(e) => out.push(Err(unreachable(format!("{e:#}")))),
-            },
-            Source::Server if out_of_time => out.push(Err(Failed {
+        let critical = def.source == Source::Connection;
+        let failed = |message: String| {
+            Finding::Failed(Failed {
                 check,
-                message: format!("not run: the target used up health.timeout ({budget_secs} s)"),
+                message,
+                critical,
+            })
+        };
+        let share = share();
+        if let Some(why) = &stopped {
+            out.push(failed(why.clone()));
+            continue;
+        }
+        if share.is_zero() {
+            out.push(failed(format!(
+                "not run: the target used up health.timeout ({budget_secs} s)"
+            )));
+            continue;
+        }
+        let ask = Ask {
+            check,
+            key_tables,
+            sight: &sight,
+        };
+        let answer = tokio::time::timeout(share + CANCEL_GRACE, conn.probe(share, ask)).await;
+        let finding = match answer {
+            Ok(Ok(Answer::Probe(p))) => Finding::Measured(p),
+            Ok(Ok(Answer::Blind(why))) => failed(why),
+            Ok(Ok(Answer::DoesNotApply(reason))) if explicit => Finding::Failed(Failed {
+                check,
+                message: format!("does not apply to {engine_name}: {reason}"),
                 critical: false,
-            })),
-            Source::Server => {
-                match tokio::time::timeout_at(deadline, ask(&mut conn, check, key_tables)).await {
-                    Ok(Ok(Answer::Probe(p))) => out.push(Ok(p)),
-                    Ok(Ok(Answer::DoesNotApply)) => {}
-                    Ok(Err(e)) => out.push(Err(Failed {
-                        check,
-                        message: format!("{e:#}"),
-                        critical: false,
-                    })),
-                    Err(_) => {
-                        out_of_time = true;
-                        out.push(Err(Failed {
-                            check,
-                            message: format!(
-                                "did not finish within {budget_secs} s (health.timeout)"
-                            ),
-                            critical: true,
-                        }));
-                    }
-                }
+            }),
+            Ok(Ok(Answer::DoesNotApply(reason))) => Finding::Skipped(Skipped {
+                check,
+                reason: reason.to_string(),
+            }),
+            Ok(Err(e)) => failed(why_failed(&e, share, budget, lock_timeout)),
+            Err(_) => {
+                // The server did not even take the cancellation: the session is in an
+                // unknown state, ask it nothing more.
+                stopped = Some(format!(
+                    "not run: the query of {} could not be cancelled",
+                    check.name()
+                ));
+                failed(format!(
+                    "gave up after {} (its share of health.timeout, {budget_secs} s); the query could not be cancelled",
+                    secs(share)
+                ))
             }
+        };
+        // A server that does not answer a trivial query is unreachable: asked nothing else.
+        let unreachable = critical && matches!(finding, Finding::Failed(_));
+        out.push(finding);
+        if unreachable {
+            return out;
         }
     }
     out
 }
 
-async fn ask(conn: &mut Conn, check: Check, key_tables: &[TableRef]) -> Result<Answer> {
-    conn.visit(Ask { check, key_tables }).await
+/// A check's failure as a monitoring message: a lock wait given up names the object, a
+/// query past its share of the budget says it was cancelled; anything else is the error.
+fn why_failed(
+    e: &anyhow::Error,
+    share: Duration,
+    budget: Duration,
+    lock_timeout: Duration,
+) -> String {
+    if let Some(t) = e.downcast_ref::<engine::ProbeTimedOut>() {
+        return format!(
+            "no answer within {} (its share of health.timeout, {} s){}",
+            secs(share),
+            budget.as_secs(),
+            if t.cancelled {
+                "; the query was cancelled on the server"
+            } else {
+                ""
+            }
+        );
+    }
+    if gave_up_on_a_lock(e) {
+        let what = e
+            .downcast_ref::<Reading>()
+            .map_or_else(|| "an object it reads".to_string(), |r| r.0.clone());
+        return format!(
+            "{what} is locked by another session; gave up after {} (connection.lock_timeout)",
+            secs(lock_timeout)
+        );
+    }
+    format!("{e:#}")
+}
+
+/// A lock wait the probe session gave up after its `lock_timeout`: PostgreSQL SQLSTATE
+/// 55P03 (lock_not_available), MySQL/MariaDB error 1205 (lock wait timeout exceeded, for
+/// row and metadata locks alike), SQL Server error 1222 (lock request time out period
+/// exceeded).
+fn gave_up_on_a_lock(e: &anyhow::Error) -> bool {
+    engine::DbError::find(e).is_some_and(|d| {
+        d.sqlstate.as_deref() == Some("55P03")
+            || (d.engine == EngineKind::Mysql && d.number == Some(1205))
+            || (d.engine == EngineKind::Mssql && d.number == Some(1222))
+    })
+}
+
+/// `2 s`, `0.3 s`: a duration for messages.
+fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if (s - s.round()).abs() < 0.05 {
+        format!("{} s", s.round())
+    } else {
+        format!("{s:.1} s")
+    }
 }
 
 /// The connectivity probe of an engine: the round trip of `ping`, a trivial query.
@@ -548,22 +859,34 @@ pub(crate) async fn round_trip(ping: impl Future<Output = Result<()>>) -> Result
     ))
 }
 
-fn judge_measured(h: &HealthSection, target: &Target, m: Measured) -> Judged {
-    match m {
-        Ok(p) => {
-            let th = threshold(h, target, p.check);
+/// A finding judged against its threshold (the command line's, else the configured one,
+/// else the default).
+fn judge_finding(h: &HealthSection, overrides: &Overrides, target: &Target, f: Finding) -> Judged {
+    match f {
+        Finding::Measured(p) => {
+            let th = overrides.apply(p.check, threshold(h, target, p.check));
+            let status = judge(p.check, p.value, th);
+            let unit = p.unit();
+            // What it could not see may be worse than what it saw: never OK then.
+            let (status, message) = match p.unseen {
+                None => (status, p.message),
+                Some(u) if status == Status::Ok => {
+                    (Status::Unknown, format!("{}; but {u}", p.message))
+                }
+                Some(u) => (status, format!("{}; and {u}", p.message)),
+            };
             Judged {
-                status: judge(p.check, p.value, th),
+                status,
                 check: p.check,
                 value: p.value,
-                unit: p.unit(),
-                message: p.message,
+                unit,
+                message,
                 threshold: th,
             }
         }
-        // A target that cannot be reached or answers too slowly is CRITICAL; a check that
-        // cannot be evaluated (a permission, an old server) is UNKNOWN.
-        Err(f) => Judged {
+        // A target that cannot be reached or does not answer is CRITICAL; a check that
+        // cannot be evaluated (a grant, a lock, its share of time) is UNKNOWN.
+        Finding::Failed(f) => Judged {
             status: if f.critical {
                 Status::Critical
             } else {
@@ -575,7 +898,32 @@ fn judge_measured(h: &HealthSection, target: &Target, m: Measured) -> Judged {
             message: f.message,
             threshold: None,
         },
+        Finding::Skipped(s) => not_applicable(s.check, &s.reason),
     }
+}
+
+/// A check asked for by name that does not apply: UNKNOWN, with the reason.
+fn not_applicable(check: Check, reason: &str) -> Judged {
+    Judged {
+        check,
+        status: Status::Unknown,
+        value: None,
+        unit: None,
+        message: format!("does not apply: {reason}"),
+        threshold: None,
+    }
+}
+
+/// A backup directory check judged again with the command line's thresholds, if any.
+fn overridden(mut j: Judged, overrides: &Overrides) -> Judged {
+    if overrides.get(j.check).is_none() {
+        return j;
+    }
+    j.threshold = overrides.apply(j.check, j.threshold.or(j.check.def().default_threshold));
+    if j.value.is_some() {
+        j.status = judge(j.check, j.value, j.threshold);
+    }
+    j
 }
 
 /// A check of the backup directory (None: not shown, e.g. no backup configured for the
@@ -594,6 +942,7 @@ fn measure_backup_dir(config: &Config, target: &Target, check: Check) -> Option<
         | Check::TableSizes
         | Check::CacheHit
         | Check::Wraparound
+        | Check::Sequences
         | Check::Replication
         | Check::Vacuum
         | Check::Analyze => None,
@@ -625,7 +974,7 @@ fn backup_age(config: &Config, target: &Target) -> Judged {
         })
         .or(check.def().default_threshold);
     j.threshold = th;
-    match backup::scan(&dir, &target.connection.database) {
+    match backup::scan(&dir, target, cfg.server_dir.as_deref()) {
         Err(e) => {
             j.status = Status::Unknown;
             j.message = format!("{e:#}");
@@ -640,7 +989,8 @@ fn backup_age(config: &Config, target: &Target) -> Judged {
                 j.message = format!("no backup in {}", dir.display());
             }
             Some(m) => {
-                let hours = (Utc::now() - m.finished_at).num_minutes() as f64 / 60.0;
+                // Never negative: a backup finishing as the check reads it is 0 h old.
+                let hours = (Utc::now() - m.finished_at).num_minutes().max(0) as f64 / 60.0;
                 let hours = (hours * 10.0).round() / 10.0;
                 j.value = Some(hours);
                 j.status = judge(check, Some(hours), th);
@@ -658,13 +1008,22 @@ fn backup_dir_space(config: &Config, target: &Target) -> Option<Judged> {
     let dir = config.resolve(&cfg.dir);
     let th = threshold(&config.health, target, check);
     let unit = Some(check.def().unit);
+    // Free space means nothing if the next backup cannot be written there at all.
+    if let Some(why) = backup::unwritable(&dir) {
+        return Some(Judged {
+            check,
+            status: Status::Critical,
+            value: free_space(&dir)
+                .ok()
+                .map(|(free, total)| percent(free, total)),
+            unit,
+            message: format!("backup directory not writable: {why}"),
+            threshold: th,
+        });
+    }
     Some(match free_space(&dir) {
         Ok((free, total)) => {
-            let p = if total == 0 {
-                0.0
-            } else {
-                (free as f64 * 1000.0 / total as f64).round() / 10.0
-            };
+            let p = percent(free, total);
             Judged {
                 check,
                 status: judge(check, Some(p), th),
@@ -688,6 +1047,15 @@ fn backup_dir_space(config: &Config, target: &Target) -> Option<Judged> {
             threshold: th,
         },
     })
+}
+
+/// Free space in percent, to a tenth.
+fn percent(free: u64, total: u64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        (free as f64 * 1000.0 / total as f64).round() / 10.0
+    }
 }
 
 /// (available, total) bytes of the filesystem holding `path` (or its nearest existing parent).
@@ -753,7 +1121,8 @@ mod tests {
         assert_eq!(
             check_names(),
             "connectivity, version, connections, long_queries, idle_in_transaction, locks, \
-             database_size, table_sizes, cache_hit, wraparound, replication, vacuum, analyze, \
+             database_size, table_sizes, cache_hit, wraparound, sequences, replication, vacuum, \
+             analyze, \
              backup_dir_space, backup_age"
         );
     }
@@ -874,6 +1243,154 @@ mod tests {
     }
 
     #[test]
+    fn command_line_thresholds_complete_the_configured_ones() {
+        let mut o = Overrides::default();
+        let base = Check::Connections.def().default_threshold;
+        assert_eq!(o.apply(Check::Connections, base), base);
+        o.set(Check::Connections, Some(70.0), None);
+        assert_eq!(
+            o.apply(Check::Connections, base),
+            Some(Threshold {
+                warning: 70.0,
+                critical: 95.0
+            })
+        );
+        o.set(Check::Connections, None, Some(90.0));
+        o.set(Check::Connections, Some(60.0), None);
+        assert_eq!(
+            o.get(Check::Connections),
+            Some(Override {
+                warning: Some(60.0),
+                critical: Some(90.0)
+            })
+        );
+        // A fact has no thresholds: both sides are needed to judge it.
+        o.set(Check::DatabaseSize, Some(1e9), None);
+        assert_eq!(o.apply(Check::DatabaseSize, None), None);
+        o.set(Check::DatabaseSize, None, Some(2e9));
+        assert_eq!(
+            o.apply(Check::DatabaseSize, None),
+            Some(Threshold {
+                warning: 1e9,
+                critical: 2e9
+            })
+        );
+    }
+
+    fn target() -> Target {
+        use crate::config::{Connection, PasswordSource, SslMode};
+        Target {
+            name: "pg".into(),
+            engine: EngineKind::Postgres,
+            enabled: true,
+            config_file: "config_postgres.yml".into(),
+            connection: Connection {
+                host: "127.0.0.1".into(),
+                port: 5432,
+                database: "mairie".into(),
+                user: "mairie".into(),
+                password: PasswordSource::Default,
+                sslmode: SslMode::Prefer,
+                connect_timeout: Duration::from_secs(5),
+                statement_timeout: Duration::from_secs(30),
+                lock_timeout: Duration::from_secs(2),
+                encrypt: false,
+                trust_server_certificate: false,
+            },
+        }
+    }
+
+    #[test]
+    fn what_a_probe_could_not_see_keeps_it_from_being_ok() {
+        let h = HealthSection::default();
+        let t = target();
+        let none = Overrides::default();
+        let hidden = Some("2 sequence(s) this role may not read".to_string());
+        let p = Probe::new(Check::Sequences, 10.0, "s has used 10% of its range").unseen(hidden);
+        let j = judge_finding(&h, &none, &t, Finding::Measured(p.clone()));
+        assert_eq!(j.status, Status::Unknown);
+        assert_eq!(
+            j.message,
+            "s has used 10% of its range; but 2 sequence(s) this role may not read"
+        );
+        // What it saw is already critical: that is reported as such.
+        let p = Probe {
+            value: Some(95.0),
+            ..p
+        };
+        let j = judge_finding(&h, &none, &t, Finding::Measured(p));
+        assert_eq!(j.status, Status::Critical);
+        // The command line's thresholds judge it.
+        let mut o = Overrides::default();
+        o.set(Check::Sequences, Some(5.0), Some(8.0));
+        let p = Probe::new(Check::Sequences, 6.0, "six");
+        let j = judge_finding(&h, &o, &t, Finding::Measured(p));
+        assert_eq!(j.status, Status::Warning);
+        assert_eq!(j.threshold.unwrap().critical, 8.0);
+    }
+
+    #[test]
+    fn a_session_that_sees_only_its_own_names_the_grant() {
+        assert!(unless_all_seen(&Ok(Visibility::All)).is_none());
+        let own = Ok(Visibility::OwnOnly {
+            missing: "GRANT pg_monitor TO mairie".into(),
+        });
+        match unless_all_seen(&own) {
+            Some(Answer::Blind(m)) => {
+                assert_eq!(m, "cannot see other sessions: GRANT pg_monitor TO mairie")
+            }
+            other => panic!("{other:?}"),
+        }
+        match unless_all_seen(&Err("permission denied".into())) {
+            Some(Answer::Blind(m)) => assert!(m.contains("permission denied"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_timed_out_probe_and_a_lock_given_up_say_so() {
+        let budget = Duration::from_secs(10);
+        let share = share_of(budget);
+        let lock = Duration::from_secs(2);
+        let e: anyhow::Error = engine::ProbeTimedOut {
+            budget_ms: share.as_millis(),
+            cancelled: true,
+        }
+        .into();
+        assert_eq!(
+            why_failed(&e, share, budget, lock),
+            "no answer within 3.3 s (its share of health.timeout, 10 s); the query was cancelled on the server"
+        );
+        let db = engine::DbError::new(
+            EngineKind::Postgres,
+            "canceling statement due to lock timeout".into(),
+            std::io::Error::other("x"),
+        )
+        .with_sqlstate("55P03");
+        let e = anyhow::Error::new(db).context(Reading("table metier.citoyens".into()));
+        assert_eq!(
+            why_failed(&e, share, budget, lock),
+            "table metier.citoyens is locked by another session; gave up after 2 s (connection.lock_timeout)"
+        );
+        let my = engine::DbError::new(
+            EngineKind::Mysql,
+            "ERROR 1205 (HY000): Lock wait timeout exceeded".into(),
+            std::io::Error::other("x"),
+        )
+        .with_number(1205);
+        let e = anyhow::Error::new(my);
+        assert_eq!(
+            why_failed(&e, share, budget, Duration::from_millis(1500)),
+            "an object it reads is locked by another session; gave up after 1.5 s (connection.lock_timeout)"
+        );
+        let other: anyhow::Error = anyhow::anyhow!("permission denied for table x");
+        assert_eq!(
+            why_failed(&other, share, budget, lock),
+            "permission denied for table x"
+        );
+    }
+
+    #[test]
     fn percentages_and_durations_read_well() {
         assert_eq!(pct(83.0, 100.0), 83.0);
         assert_eq!(pct(1.0, 3.0), 33.3);
@@ -882,5 +1399,8 @@ mod tests {
         assert_eq!(human_duration(600.0), "10 min");
         assert_eq!(human_duration(10_800.0), "3 h");
         assert_eq!(human_duration(259_200.0), "3 d");
+        assert_eq!(secs(Duration::from_secs(2)), "2 s");
+        assert_eq!(secs(Duration::from_millis(333)), "0.3 s");
+        assert_eq!(secs(Duration::from_millis(3333)), "3.3 s");
     }
 }

@@ -1,13 +1,44 @@
 //! How PostgreSQL measures each check of the table (`health/mod.rs`): its statistics
 //! views (`pg_stat_activity`, `pg_stat_database`, `pg_stat_user_tables`,
-//! `pg_stat_replication`), `pg_database` for transaction ID wraparound, and the size
-//! functions. Every check applies to PostgreSQL but the backup directory's.
+//! `pg_stat_replication`), `pg_database` for transaction ID and multixact wraparound across
+//! the cluster, `pg_sequences` for sequence exhaustion, and the size functions. Every check
+//! applies to PostgreSQL but the backup directory's.
+//!
+//! A role outside `pg_monitor` (`pg_read_all_stats`) sees other roles' rows of
+//! `pg_stat_activity` with their state, query, timings and even backend type hidden: the
+//! checks that read them ([`reads_activity`]) are not run then. Durations are measured
+//! against `clock_timestamp()` (not the transaction's `now()`) and never below zero.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
-use super::{human_duration, pct, round_trip, Answer, Check, Probe};
+use super::{
+    human_duration, pct, round_trip, unless_all_seen, Answer, Check, Probe, Reading, Sight,
+};
 use crate::catalog::TableRef;
 use crate::engine::postgres::{self, PgConn};
+use crate::engine::Visibility;
+
+/// Whether a check reads other sessions' rows of `pg_stat_activity`, which a role outside
+/// `pg_read_all_stats` sees without state, query, timings or backend type. `locks` does
+/// not: `pg_blocking_pids` reads the lock manager, which shows every backend to every role.
+fn reads_activity(check: Check) -> bool {
+    match check {
+        Check::Connections | Check::LongQueries | Check::IdleInTransaction => true,
+        Check::Connectivity
+        | Check::Version
+        | Check::Locks
+        | Check::DatabaseSize
+        | Check::TableSizes
+        | Check::CacheHit
+        | Check::Wraparound
+        | Check::Sequences
+        | Check::Replication
+        | Check::Vacuum
+        | Check::Analyze
+        | Check::BackupDirSpace
+        | Check::BackupAge => false,
+    }
+}
 
 async fn pg_row(c: &PgConn, sql: &str) -> Result<tokio_postgres::Row> {
     c.client()
@@ -17,7 +48,17 @@ async fn pg_row(c: &PgConn, sql: &str) -> Result<tokio_postgres::Row> {
 }
 
 /// Measures one check on the connection; every arm says how, or that it does not apply.
-pub(super) async fn measure(c: &PgConn, check: Check, key_tables: &[TableRef]) -> Result<Answer> {
+pub(super) async fn measure(
+    c: &PgConn,
+    check: Check,
+    key_tables: &[TableRef],
+    sight: &Sight,
+) -> Result<Answer> {
+    if reads_activity(check) {
+        if let Some(blind) = unless_all_seen(sight) {
+            return Ok(blind);
+        }
+    }
     let probe = match check {
         Check::Connectivity => {
             round_trip(async {
@@ -32,7 +73,7 @@ pub(super) async fn measure(c: &PgConn, check: Check, key_tables: &[TableRef]) -
         Check::Version => {
             let r = pg_row(
                 c,
-                "SELECT current_setting('server_version'), extract(epoch FROM now() - pg_postmaster_start_time())::float8",
+                "SELECT current_setting('server_version'), greatest(0, extract(epoch FROM clock_timestamp() - pg_postmaster_start_time()))::float8",
             )
             .await?;
             let (v, up): (String, f64) = (r.get(0), r.get(1));
@@ -60,7 +101,7 @@ pub(super) async fn measure(c: &PgConn, check: Check, key_tables: &[TableRef]) -
         Check::LongQueries => {
             let r = pg_row(
                 c,
-                "SELECT coalesce(max(extract(epoch FROM now() - query_start)), 0)::float8, count(*)::float8,
+                "SELECT coalesce(max(greatest(0, extract(epoch FROM clock_timestamp() - query_start))), 0)::float8, count(*)::float8,
                         (array_agg(pid::text || ' ' || coalesce(usename, '?') || ': ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 60)
                                    ORDER BY query_start))[1]
                  FROM pg_stat_activity
@@ -83,7 +124,7 @@ pub(super) async fn measure(c: &PgConn, check: Check, key_tables: &[TableRef]) -
         Check::IdleInTransaction => {
             let r = pg_row(
                 c,
-                "SELECT coalesce(max(extract(epoch FROM now() - state_change)), 0)::float8, count(*)::float8,
+                "SELECT coalesce(max(greatest(0, extract(epoch FROM clock_timestamp() - state_change))), 0)::float8, count(*)::float8,
                         string_agg(pid::text || ' ' || coalesce(usename, '?'), ', ')
                  FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'",
             )
@@ -133,11 +174,16 @@ pub(super) async fn measure(c: &PgConn, check: Check, key_tables: &[TableRef]) -
                 let row = c
                     .client()
                     .query_one(
-                        "SELECT coalesce(pg_total_relation_size(to_regclass($1)), -1)::float8",
-                        &[&postgres::quoted_table(t)],
+                        // Found by name in the catalogue rather than to_regclass, which
+                        // needs USAGE on the schema: the monitoring role has none.
+                        "SELECT coalesce((SELECT pg_total_relation_size(c.oid) FROM pg_class c
+                                          JOIN pg_namespace n ON n.oid = c.relnamespace
+                                          WHERE n.nspname = $1 AND c.relname = $2), -1)::float8",
+                        &[&t.schema, &t.name],
                     )
                     .await
-                    .map_err(postgres::db_err)?;
+                    .map_err(postgres::db_err)
+                    .context(Reading(format!("table {t}")))?;
                 let b: f64 = row.get(0);
                 if b >= 0.0 {
                     total += b;
@@ -171,32 +217,27 @@ pub(super) async fn measure(c: &PgConn, check: Check, key_tables: &[TableRef]) -
                 )
             }
         }
-        Check::Wraparound => {
-            let r = pg_row(
-                c,
-                "SELECT max(age(datfrozenxid))::float8, (array_agg(datname ORDER BY age(datfrozenxid) DESC))[1]
-                 FROM pg_database WHERE datallowconn",
-            )
-            .await?;
-            let (age, db): (f64, String) = (r.get(0), r.get(1));
-            let p = pct(age, 2_147_483_648.0);
-            Probe::new(
-                check,
-                p,
-                format!("oldest transaction ID age {age} ({p}% of the 2^31 limit) in {db}"),
-            )
-        }
+        Check::Wraparound => wraparound(c).await?,
+        Check::Sequences => sequences(c).await?,
         Check::Replication => {
             let r = pg_row(
                 c,
                 "SELECT pg_is_in_recovery(),
-                        coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0)::float8,
+                        coalesce(greatest(0, extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())), 0)::float8,
                         (SELECT count(*) FROM pg_stat_replication)::float8,
-                        (SELECT coalesce(max(extract(epoch FROM replay_lag)), 0) FROM pg_stat_replication)::float8",
+                        (SELECT coalesce(max(extract(epoch FROM replay_lag)), 0) FROM pg_stat_replication)::float8,
+                        (SELECT count(*) FROM pg_stat_replication WHERE state IS NULL)::float8",
             )
             .await?;
-            let (replica, replay, standbys, lag): (bool, f64, f64, f64) =
-                (r.get(0), r.get(1), r.get(2), r.get(3));
+            let (replica, replay, standbys, lag, hidden): (bool, f64, f64, f64, f64) =
+                (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+            // Without pg_read_all_stats the standbys are listed with their lag hidden.
+            let unseen = (hidden > 0.0).then(|| {
+                format!(
+                    "the lag of {hidden} standby(s) is hidden from this role ({})",
+                    missing_grant(sight)
+                )
+            });
             if replica {
                 Probe::new(
                     check,
@@ -215,6 +256,7 @@ pub(super) async fn measure(c: &PgConn, check: Check, key_tables: &[TableRef]) -
                         human_duration(lag)
                     ),
                 )
+                .unseen(unseen)
             } else {
                 Probe::note(check, "standalone: no replica, not a replica")
             }
@@ -240,7 +282,9 @@ pub(super) async fn measure(c: &PgConn, check: Check, key_tables: &[TableRef]) -
             .await?
         }
         // Read from the backup directory, whatever the engine (`health/mod.rs`).
-        Check::BackupDirSpace | Check::BackupAge => return Ok(Answer::DoesNotApply),
+        Check::BackupDirSpace | Check::BackupAge => {
+            return Ok(Answer::DoesNotApply("read from the backup directory"))
+        }
     };
     Ok(Answer::Probe(probe))
 }
@@ -261,13 +305,15 @@ async fn key_table_age(
             .client()
             .query(
                 &format!(
-                    "SELECT extract(epoch FROM now() - {cols})::float8, (n_live_tup + n_dead_tup)::float8
-                     FROM pg_stat_user_tables WHERE relid = to_regclass($1)"
+                    "SELECT greatest(0, extract(epoch FROM clock_timestamp() - {cols}))::float8,
+                            (n_live_tup + n_dead_tup)::float8
+                     FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = $2"
                 ),
-                &[&postgres::quoted_table(t)],
+                &[&t.schema, &t.name],
             )
             .await
-            .map_err(postgres::db_err)?;
+            .map_err(postgres::db_err)
+            .context(Reading(format!("table {t}")))?;
         let Some(r) = rows.first() else { continue };
         seen += 1;
         let (age, rows_n): (Option<f64>, f64) = (r.get(0), r.get(1));
@@ -295,4 +341,120 @@ async fn key_table_age(
             format!("oldest {what} among key tables: {t}, {:.1} days ago", d),
         ),
     })
+}
+
+/// The grant the session lacks to see everything, for messages.
+fn missing_grant(sight: &Sight) -> String {
+    match sight {
+        Ok(Visibility::OwnOnly { missing }) => missing.clone(),
+        _ => "GRANT pg_monitor to the monitoring role".into(),
+    }
+}
+
+/// The oldest transaction ID and multixact ages among every database of the cluster
+/// (template0 included: autovacuum must freeze it too), whichever is nearer the 2^31
+/// limit; the worst database is named.
+async fn wraparound(c: &PgConn) -> Result<Probe> {
+    let r = pg_row(
+        c,
+        "WITH d AS (SELECT datname::text AS db, age(datfrozenxid)::float8 AS xid,
+                           mxid_age(datminmxid)::float8 AS mxid
+                    FROM pg_database)
+         SELECT (SELECT max(xid) FROM d), (SELECT db FROM d ORDER BY xid DESC, db LIMIT 1),
+                (SELECT max(mxid) FROM d), (SELECT db FROM d ORDER BY mxid DESC, db LIMIT 1),
+                (SELECT count(*) FROM d)::float8",
+    )
+    .await?;
+    let (xid, xid_db, mxid, mxid_db, n): (f64, String, f64, String, f64) =
+        (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+    let limit = 2_147_483_648.0;
+    let (p, q) = (pct(xid, limit), pct(mxid, limit));
+    Ok(Probe::new(
+        Check::Wraparound,
+        p.max(q),
+        format!(
+            "oldest transaction ID age {xid} ({p}% of the 2^31 limit) in database {xid_db}; \
+             oldest multixact age {mxid} ({q}%) in database {mxid_db}; {n} databases"
+        ),
+    ))
+}
+
+/// The query of [`sequences`]: every non-cycling sequence of the database, with the range
+/// its owning column's type allows when that is narrower (a bigint sequence behind an
+/// integer column runs out at the column's 2^31 - 1), the share of the range used, and
+/// whether this role may read it (`pg_sequences` shows NULL otherwise).
+const SEQUENCES_SQL: &str = "
+WITH s AS (
+    SELECT format('%I.%I', q.schemaname, q.sequencename) AS name, q.last_value,
+           q.increment_by > 0 AS ascending,
+           has_sequence_privilege(c.oid, 'SELECT,USAGE') AS readable,
+           CASE WHEN q.increment_by < 0 THEN greatest(q.min_value, col.lo) ELSE q.min_value END AS lo,
+           CASE WHEN q.increment_by > 0 THEN least(q.max_value, col.hi) ELSE q.max_value END AS hi,
+           col.name AS col, q.schemaname::text AS schema
+    FROM pg_sequences q
+    JOIN pg_namespace n ON n.nspname = q.schemaname
+    JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = q.sequencename
+    LEFT JOIN LATERAL (
+        SELECT format('%s.%I %s', d.refobjid::regclass, a.attname, format_type(a.atttypid, NULL)) AS name,
+               CASE a.atttypid WHEN 'int2'::regtype THEN -32768 WHEN 'int4'::regtype THEN -2147483648 END::bigint AS lo,
+               CASE a.atttypid WHEN 'int2'::regtype THEN 32767 WHEN 'int4'::regtype THEN 2147483647 END::bigint AS hi
+        FROM pg_depend d
+        JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+        WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+          AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+        LIMIT 1
+    ) col ON true
+    WHERE NOT q.cycle
+), used AS (
+    SELECT name, col, readable, schema,
+           CASE WHEN NOT readable THEN NULL
+                WHEN last_value IS NULL THEN 0
+                WHEN hi <= lo THEN 100
+                WHEN ascending THEN least(100, greatest(0, 100 * (last_value::numeric - lo) / (hi::numeric - lo)))
+                ELSE least(100, greatest(0, 100 * (hi::numeric - last_value) / (hi::numeric - lo)))
+           END::float8 AS pct
+    FROM s
+)
+SELECT count(*)::float8, count(*) FILTER (WHERE NOT readable)::float8,
+       (array_agg(name ORDER BY pct DESC NULLS LAST, name))[1],
+       (array_agg(col ORDER BY pct DESC NULLS LAST, name))[1],
+       max(pct),
+       string_agg(DISTINCT quote_ident(schema), ', ') FILTER (WHERE NOT readable),
+       current_user::text
+FROM used";
+
+/// Sequence exhaustion: the sequence that has used the most of its range (its own, or its
+/// column's when narrower), of every non-cycling sequence of the database. Sequences this
+/// role may not read leave the check UNKNOWN unless what it sees is already a problem.
+async fn sequences(c: &PgConn) -> Result<Probe> {
+    let r = pg_row(c, SEQUENCES_SQL).await?;
+    let (n, hidden): (f64, f64) = (r.get(0), r.get(1));
+    let (name, col, worst): (Option<String>, Option<String>, Option<f64>) =
+        (r.get(2), r.get(3), r.get(4));
+    let (schemas, role): (Option<String>, String) = (r.get(5), r.get(6));
+    let unseen = (hidden > 0.0).then(|| {
+        format!(
+            "{hidden} sequence(s) this role may not read: GRANT SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}",
+            schemas.unwrap_or_default(),
+            postgres::quote_ident(&role)
+        )
+    });
+    let probe = match (name, worst) {
+        (Some(name), Some(p)) => {
+            let p = (p * 10.0).round() / 10.0;
+            let of = col.map(|c| format!(" (column {c})")).unwrap_or_default();
+            Probe::new(
+                Check::Sequences,
+                p,
+                format!("{name}{of} has used {p}% of its range; {n} sequence(s)"),
+            )
+        }
+        _ if n > 0.0 => Probe::new(
+            Check::Sequences,
+            0.0,
+            format!("none of the {n} sequence(s) is readable"),
+        ),
+        _ => Probe::new(Check::Sequences, 0.0, "no sequence in this database"),
+    };
+    Ok(probe.unseen(unseen))
 }

@@ -12,7 +12,7 @@ use chrono::NaiveDate;
 use crate::catalog::ColumnKind;
 use crate::load::options::DateOrder;
 use crate::load::parser::Record;
-use crate::load::Dialect;
+use crate::load::{excerpt, Dialect};
 
 /// A field that could not be converted: the field's index and why.
 #[derive(Debug, PartialEq, Eq)]
@@ -126,7 +126,7 @@ impl Converter {
             format!(
                 "invalid {} \"{}\" (expected {}{})",
                 if timestamp { "timestamp" } else { "date" },
-                text,
+                excerpt(text),
                 self.date_order.pattern(),
                 match self.date_order {
                     DateOrder::Ymd => "; use --date-order dmy for 31/12/2024",
@@ -139,7 +139,8 @@ impl Converter {
             Dialect::Utc { tz } if timestamp && !rest.trim().is_empty() => {
                 let utc = utc_timestamp(d, rest, tz).ok_or_else(|| {
                     format!(
-                        "invalid timestamp \"{text}\" (expected {} hh:mm[:ss][+hh:mm])",
+                        "invalid timestamp \"{}\" (expected {} hh:mm[:ss][+hh:mm])",
+                        excerpt(text),
                         self.date_order.pattern()
                     )
                 })?;
@@ -168,7 +169,8 @@ impl Converter {
                 }
                 '.' => {
                     return Err(format!(
-                        "number \"{text}\" has a '.' but --decimal-comma was given (write 1234,5)"
+                        "number \"{}\" has a '.' but --decimal-comma was given (write 1234,5)",
+                        excerpt(text)
                     ))
                 }
                 c => {
@@ -179,7 +181,10 @@ impl Converter {
             }
         }
         if commas > 1 {
-            return Err(format!("number \"{text}\" has more than one decimal comma"));
+            return Err(format!(
+                "number \"{}\" has more than one decimal comma",
+                excerpt(text)
+            ));
         }
         Ok(())
     }
@@ -200,7 +205,7 @@ impl Converter {
             (None, Dialect::Utc { .. }) => {
                 return Err(format!(
                     "invalid boolean \"{}\" (expected true/false, oui/non, 1/0)",
-                    String::from_utf8_lossy(field)
+                    excerpt(&String::from_utf8_lossy(field))
                 ))
             }
             (None, Dialect::Postgres) => field,

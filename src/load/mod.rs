@@ -125,6 +125,8 @@ pub struct CsvSpec {
     pub decimal_comma: bool,
     pub timezone: Option<String>,
     pub tz: Option<chrono_tz::Tz>,
+    /// The largest field or record, in bytes ([`Parser`] stops past it).
+    pub max_field_size: usize,
 }
 
 impl CsvSpec {
@@ -148,6 +150,8 @@ impl CsvSpec {
             date_order: o.date_order,
             decimal_comma: o.decimal_comma,
             timezone: o.timezone.clone(),
+            max_field_size: options::parse_max_field_size(&o.max_field_size)
+                .map_err(ConfigError::new)?,
             tz: match &o.timezone {
                 None => None,
                 Some(name) => Some(name.parse::<chrono_tz::Tz>().map_err(|_| {
@@ -261,7 +265,12 @@ impl Job<'_> {
         let label = self.label;
         let (input, detected) = decode::open(path, self.spec.encoding, Arc::clone(&self.raw))
             .map_err(|e| LoadError::file(label, format!("cannot read: {}", io_message(&e))))?;
-        let mut parser = Parser::new(input, self.spec.delimiter, self.spec.quote);
+        let mut parser = Parser::new(
+            input,
+            self.spec.delimiter,
+            self.spec.quote,
+            self.spec.max_field_size,
+        );
         let mut rec = Record::default();
         let parse_err = |e: ParseError| parse_error(label, e);
 
@@ -278,6 +287,17 @@ impl Job<'_> {
             (0..table.len()).collect()
         };
         let names: Vec<String> = mapping.iter().map(|&i| table[i].name.clone()).collect();
+        // Past the header, a field too large is named by its column.
+        let parse_err = |e: ParseError| {
+            let column = match &e {
+                ParseError::TooLarge { field, .. } => names.get(field.wrapping_sub(1)).cloned(),
+                _ => None,
+            };
+            LoadError {
+                column,
+                ..parse_error(label, e)
+            }
+        };
         let kinds = mapping.iter().map(|&i| table[i].kind).collect();
         if let Some(c) = col_tx.take() {
             if c.send(Ok(names.clone())).is_err() {
@@ -397,7 +417,10 @@ fn map_header(label: &str, rec: &Record, table: &[Column]) -> Result<Vec<usize>,
                 return Err(LoadError::at(
                     label,
                     rec.line,
-                    format!("unknown column \"{name}\" in header (the table has: {cols})"),
+                    format!(
+                        "unknown column \"{}\" in header (the table has: {cols})",
+                        excerpt(name)
+                    ),
                 ));
             }
         }
@@ -432,6 +455,15 @@ fn parse_error(label: &str, e: ParseError) -> LoadError {
             line,
             "unterminated quoted field: the quote opened on this line is never closed",
         ),
+        ParseError::TooLarge { line, field, limit } => LoadError::at(
+            label,
+            line,
+            format!(
+                "field {field} is larger than --max-field-size ({}): is this a CSV file, and are \
+                 its quotes and line breaks right?",
+                indicatif::HumanBytes(limit as u64)
+            ),
+        ),
         ParseError::AfterQuote { line, found } => LoadError::at(
             label,
             line,
@@ -444,6 +476,27 @@ fn parse_error(label: &str, e: ParseError) -> LoadError {
             ),
         ),
     }
+}
+
+/// How much of an input value an error message quotes.
+const EXCERPT_CHARS: usize = 200;
+
+/// A value from the input as an error message may quote it: at most [`EXCERPT_CHARS`]
+/// characters, control characters (terminal escapes, CR, NUL) shown escaped.
+pub fn excerpt(s: &str) -> String {
+    let mut out = String::new();
+    for (n, c) in s.chars().enumerate() {
+        if n == EXCERPT_CHARS {
+            out.push_str(&format!("… ({} bytes in all)", s.len()));
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn io_message(e: &std::io::Error) -> String {

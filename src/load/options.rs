@@ -38,6 +38,29 @@ pub struct CsvOptions {
     /// [default: the server's]
     #[arg(long, value_name = "TZ")]
     pub timezone: Option<String>,
+
+    /// The largest field or record read (e.g. 64MiB, 1G, 500000); past it the load fails at
+    /// once, naming the line and column, so memory stays bounded whatever the file holds
+    #[arg(long, value_name = "SIZE", default_value = "64MiB")]
+    pub max_field_size: String,
+}
+
+/// The default of `--max-field-size`.
+pub const DEFAULT_MAX_FIELD_SIZE: &str = "64MiB";
+
+/// `64MiB`, `1G`, `500000` as bytes (units are powers of 1024); at least 1 KiB.
+pub fn parse_max_field_size(s: &str) -> Result<usize, String> {
+    let cfg = parse_size::Config::new().with_binary();
+    let n = cfg.parse_size(s).map_err(|e| {
+        format!(
+            "--max-field-size `{}`: {e} (write e.g. 64MiB or 1G)",
+            s.escape_debug()
+        )
+    })?;
+    if n < 1024 {
+        return Err(format!("--max-field-size `{s}`: must be at least 1KiB"));
+    }
+    usize::try_from(n).map_err(|_| format!("--max-field-size `{s}`: too large"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]

@@ -64,6 +64,13 @@ pub enum ParseError {
     Unterminated { line: u64 },
     /// A closing quote was followed by something other than a delimiter or a line end.
     AfterQuote { line: u64, found: char },
+    /// Field `field` (1-based) of the record starting on `line` grew past `limit` bytes (the
+    /// record as a whole when `field` is 0): nothing more is read.
+    TooLarge {
+        line: u64,
+        field: usize,
+        limit: usize,
+    },
 }
 
 pub struct Parser<R> {
@@ -75,10 +82,14 @@ pub struct Parser<R> {
     delim: u8,
     quote: u8,
     line: u64,
+    /// The largest record (its fields' bytes together), hence the largest field.
+    max: usize,
 }
 
 impl<R: Read> Parser<R> {
-    pub fn new(src: R, delim: u8, quote: u8) -> Self {
+    /// A parser whose records never hold more than `max` bytes: memory stays bounded by it
+    /// whatever the input (a file without line breaks, `/dev/zero`).
+    pub fn new(src: R, delim: u8, quote: u8, max: usize) -> Self {
         Parser {
             src,
             buf: vec![0; BUF_SIZE].into_boxed_slice(),
@@ -88,7 +99,21 @@ impl<R: Read> Parser<R> {
             delim,
             quote,
             line: 1,
+            max,
         }
+    }
+
+    /// Appends `bytes` to the field being read, unless the record would pass the limit.
+    fn push(&self, rec: &mut Record, bytes: &[u8]) -> Result<(), ParseError> {
+        if rec.buf.len() + bytes.len() > self.max {
+            return Err(ParseError::TooLarge {
+                line: rec.line,
+                field: rec.ends.len() + 1,
+                limit: self.max,
+            });
+        }
+        rec.buf.extend_from_slice(bytes);
+        Ok(())
     }
 
     /// The physical line the parser is on (for errors raised between records).
@@ -152,13 +177,13 @@ impl<R: Read> Parser<R> {
                     match memchr(self.quote, chunk) {
                         None => {
                             self.line += memchr_iter(b'\n', chunk).count() as u64;
-                            rec.buf.extend_from_slice(chunk);
+                            self.push(rec, chunk)?;
                             self.pos = self.len;
                         }
                         Some(q) => {
                             let part = &chunk[..q];
                             self.line += memchr_iter(b'\n', part).count() as u64;
-                            rec.buf.extend_from_slice(part);
+                            self.push(rec, part)?;
                             self.pos += q + 1;
                             if !self.fill()? {
                                 rec.end_field(true);
@@ -166,7 +191,7 @@ impl<R: Read> Parser<R> {
                             }
                             let b = self.buf[self.pos];
                             if b == self.quote {
-                                rec.buf.push(self.quote);
+                                self.push(rec, &[self.quote])?;
                                 self.pos += 1;
                             } else if b == self.delim {
                                 self.pos += 1;
@@ -208,12 +233,12 @@ impl<R: Read> Parser<R> {
                     let chunk = &self.buf[self.pos..self.len];
                     match memchr2(self.delim, b'\n', chunk) {
                         None => {
-                            rec.buf.extend_from_slice(chunk);
+                            self.push(rec, chunk)?;
                             self.pos = self.len;
                         }
                         Some(i) => {
                             let is_delim = chunk[i] == self.delim;
-                            rec.buf.extend_from_slice(&chunk[..i]);
+                            self.push(rec, &chunk[..i])?;
                             self.pos += i + 1;
                             if is_delim {
                                 rec.end_field(false);
@@ -284,8 +309,13 @@ mod tests {
     }
 
     fn parse(input: &str, delim: u8) -> Result<Parsed, ParseError> {
-        let whole = parse_with(&mut Parser::new(input.as_bytes(), delim, b'"'));
-        let trickled = parse_with(&mut Parser::new(Trickle(input.as_bytes()), delim, b'"'));
+        let whole = parse_with(&mut Parser::new(input.as_bytes(), delim, b'"', 1 << 20));
+        let trickled = parse_with(&mut Parser::new(
+            Trickle(input.as_bytes()),
+            delim,
+            b'"',
+            1 << 20,
+        ));
         if let (Ok(a), Ok(b)) = (&whole, &trickled) {
             assert_eq!(a, b, "byte-at-a-time reading must give the same records");
         }
@@ -354,11 +384,47 @@ mod tests {
 
     #[test]
     fn blank_lines_are_visible() {
-        let mut p = Parser::new("a\n\nb\n".as_bytes(), b',', b'"');
+        let mut p = Parser::new("a\n\nb\n".as_bytes(), b',', b'"', 1 << 20);
         let mut rec = Record::default();
         assert!(p.next_record(&mut rec).unwrap());
         assert!(p.next_record(&mut rec).unwrap() && rec.is_blank() && rec.line == 2);
         assert!(p.next_record(&mut rec).unwrap() && rec.line == 3);
         assert!(!p.next_record(&mut rec).unwrap());
+    }
+
+    #[test]
+    fn a_record_past_the_limit_stops_the_parser_naming_line_and_field() {
+        let long = format!("a,b\n1,{}\n", "x".repeat(5000));
+        let mut p = Parser::new(long.as_bytes(), b',', b'"', 4096);
+        let mut rec = Record::default();
+        assert!(p.next_record(&mut rec).unwrap());
+        match p.next_record(&mut rec) {
+            Err(ParseError::TooLarge { line, field, limit }) => {
+                assert_eq!((line, field, limit), (2, 2, 4096));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Quoted, and an endless line: the same.
+        let quoted = format!("\"{}", "y".repeat(10_000));
+        let mut p = Parser::new(quoted.as_bytes(), b',', b'"', 4096);
+        assert!(matches!(
+            p.next_record(&mut rec),
+            Err(ParseError::TooLarge {
+                line: 1,
+                field: 1,
+                ..
+            })
+        ));
+        let endless = std::io::repeat(0).take(1 << 20);
+        let mut p = Parser::new(endless, b',', b'"', 4096);
+        assert!(matches!(
+            p.next_record(&mut rec),
+            Err(ParseError::TooLarge {
+                line: 1,
+                field: 1,
+                ..
+            })
+        ));
+        assert!(rec.buf.capacity() <= 2 * 4096 + BUF_SIZE);
     }
 }

@@ -741,7 +741,8 @@ impl Visitor for RunTask<'_> {
 /// fragmentation and missing indexes, each with the SQL that fixes it. `timeout` bounds each
 /// catalogue query where the server has no session setting for it (MySQL).
 pub async fn index_report(conn: &mut Conn, timeout: Duration) -> Result<Vec<Finding>> {
-    let mut findings = conn.visit(IndexReport { timeout }).await?;
+    // A report inspects: within its timeout, and cancelled on the server past it.
+    let mut findings = conn.probe(timeout, IndexReport { timeout }).await?;
     sort_findings(&mut findings);
     Ok(findings)
 }
@@ -769,7 +770,7 @@ impl Visitor for IndexReport {
 
 /// The `top` statements of the target's database by total time.
 pub async fn slow_queries(conn: &mut Conn, top: u32, timeout: Duration) -> Result<SlowQueries> {
-    conn.visit(SlowQueryReport { top, timeout }).await
+    conn.probe(timeout, SlowQueryReport { top, timeout }).await
 }
 
 struct SlowQueryReport {

@@ -111,6 +111,18 @@ impl Group {
     }
 }
 
+/// A group the exporter's role may not measure at all (a missing grant, not a failure): it
+/// is left out like the session families without full visibility, and the grant that would
+/// measure it is logged once.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {grant}")]
+pub struct NotGranted {
+    /// What is left out.
+    pub what: String,
+    /// The statement that would measure it.
+    pub grant: String,
+}
+
 /// The `family` label of the visibility check itself.
 pub const VISIBILITY: &str = "visibility";
 
@@ -397,6 +409,8 @@ struct Slot {
     failing: Mutex<BTreeSet<String>>,
     /// Whether the missing grant was logged (once per process).
     visibility_told: AtomicBool,
+    /// The groups left out for a missing grant, logged once per process.
+    grants_told: Mutex<BTreeSet<String>>,
 }
 
 /// The state `metrics serve` keeps between scrapes.
@@ -444,6 +458,7 @@ impl Exporter {
                     done: watch::channel(0).0,
                     failing: Mutex::new(BTreeSet::new()),
                     visibility_told: AtomicBool::new(false),
+                    grants_told: Mutex::new(BTreeSet::new()),
                 })
             })
             .collect();
@@ -736,10 +751,23 @@ impl Exporter {
                     round.samples.extend(s.0);
                     round.set(group.name(), None);
                 }
-                Err(e) => {
-                    round.set(group.name(), Some(format!("{e:#}")));
-                    self.recover(target, deadline, &e, &mut conn).await;
-                }
+                Err(e) => match e.downcast_ref::<NotGranted>() {
+                    Some(missing) => {
+                        round.skip(group.name());
+                        if slot.grants_told.lock().await.insert(group.name().into()) {
+                            self.log.warn(format!(
+                                "target {}: {} left out: {}",
+                                target.name,
+                                group.name(),
+                                missing
+                            ));
+                        }
+                    }
+                    None => {
+                        round.set(group.name(), Some(format!("{e:#}")));
+                        self.recover(target, deadline, &e, &mut conn).await;
+                    }
+                },
             }
             self.publish(slot, &round).await;
         }
@@ -997,7 +1025,7 @@ fn per_scrape_registry(config: &Config, results: &[(Target, Arc<Outcome>)]) -> R
         // Backups: read from the manifests, whether or not the server answers.
         if let Some(cfg) = config.backup.get(name).filter(|c| c.enabled) {
             let dir = config.resolve(&cfg.dir);
-            if let Ok(entries) = backup::scan(&dir, &t.connection.database) {
+            if let Ok(entries) = backup::scan(&dir, t, cfg.server_dir.as_deref()) {
                 if let Some(m) = entries
                     .iter()
                     .find(|e| e.is_good_for(name))

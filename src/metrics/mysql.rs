@@ -180,6 +180,20 @@ pub async fn probe(c: &MyConn, group: Group, key_tables: &[TableRef]) -> Result<
                 return Ok(s);
             }
             let marks = vec!["?"; names.len()].join(", ");
+            // performance_schema is readable only with a grant on it, which a least-privilege
+            // account (deploy/monitoring-role/mysql.sql) does not have: left out, not failed.
+            let denied = |e: anyhow::Error| match crate::engine::DbError::find(&e)
+                .and_then(|d| d.number)
+            {
+                Some(1142 | 1143) => super::NotGranted {
+                    what: "rows read and written per key table (performance_schema)".into(),
+                    grant: "GRANT SELECT ON performance_schema.table_io_waits_summary_by_table \
+                            and performance_schema.table_io_waits_summary_by_index_usage"
+                        .into(),
+                }
+                .into(),
+                _ => e,
+            };
             let read: Vec<Row> = g
                 .exec(
                     format!(
@@ -190,7 +204,8 @@ pub async fn probe(c: &MyConn, group: Group, key_tables: &[TableRef]) -> Result<
                     names.clone(),
                 )
                 .await
-                .map_err(my_err)?;
+                .map_err(my_err)
+                .map_err(denied)?;
             let written: Vec<Row> = g
                 .exec(
                     format!(
@@ -201,7 +216,8 @@ pub async fn probe(c: &MyConn, group: Group, key_tables: &[TableRef]) -> Result<
                     names.clone(),
                 )
                 .await
-                .map_err(my_err)?;
+                .map_err(my_err)
+                .map_err(denied)?;
             for t in key_tables {
                 let (model, physical) = (t.to_string(), t.prefixed());
                 for r in read.iter().filter(|r| col(r, 0) == Some(physical.clone())) {

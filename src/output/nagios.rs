@@ -23,7 +23,7 @@ pub struct NagiosLine {
 /// One performance data item: `'label'=value[UOM];[warn];[crit]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PerfData {
-    /// Written between single quotes.
+    /// Written between single quotes (a quote in it doubled).
     pub label: String,
     pub value: f64,
     pub uom: Uom,
@@ -72,7 +72,18 @@ impl fmt::Display for Range {
 
 impl fmt::Display for PerfData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "'{}'={}{}", self.label, self.value, self.uom.symbol())?;
+        // The guidelines: a quote in a label is written twice; `=` ends a label and a line
+        // break ends the line, so they cannot be in one at all.
+        let label: String = self
+            .label
+            .chars()
+            .map(|c| match c {
+                '=' | '\n' | '\r' => '_',
+                c => c,
+            })
+            .collect::<String>()
+            .replace('\'', "''");
+        write!(f, "'{label}'={}{}", self.value, self.uom.symbol())?;
         // Trailing empty fields are left out: `;80` without a critical, nothing without either.
         if self.warning.is_some() || self.critical.is_some() {
             f.write_str(";")?;
@@ -87,20 +98,37 @@ impl fmt::Display for PerfData {
     }
 }
 
-/// The line, without its line break. The ` | ` separator is written even when there is no
-/// performance data (every target unreachable), as the line has always been.
+impl NagiosLine {
+    /// A line without performance data: a usage or configuration error, for instance.
+    pub fn plain(status: Status, message: impl Into<String>) -> NagiosLine {
+        NagiosLine {
+            status,
+            message: message.into(),
+            perfdata: Vec::new(),
+        }
+    }
+}
+
+/// The line, without its line break: exactly one line whatever the message holds (its line
+/// breaks become spaces, and a `|`, which would start the performance data, a `/`). The
+/// ` | ` separator is written only before performance data: never a trailing one.
 impl fmt::Display for NagiosLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message: String = self
+            .message
+            .split(['\n', '\r'])
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+            .replace('|', "/");
         write!(
             f,
-            "{SERVICE} {} - {} | ",
+            "{SERVICE} {} - {message}",
             self.status.as_str().to_uppercase(),
-            self.message
         )?;
         for (i, p) in self.perfdata.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" ")?;
-            }
+            f.write_str(if i == 0 { " | " } else { " " })?;
             write!(f, "{p}")?;
         }
         Ok(())
@@ -146,6 +174,15 @@ mod tests {
     }
 
     #[test]
+    fn a_quote_in_a_label_is_doubled() {
+        assert_eq!(
+            item("l'hôtel-de-ville_locks", 2.0, Uom::Number).to_string(),
+            "'l''hôtel-de-ville_locks'=2"
+        );
+        assert_eq!(item("a''b", 1.0, Uom::Number).to_string(), "'a''''b'=1");
+    }
+
+    #[test]
     fn the_line_is_status_message_then_perfdata() {
         let line = NagiosLine {
             status: Status::Warning,
@@ -166,7 +203,26 @@ mod tests {
         };
         assert_eq!(
             none.to_string(),
-            "MAIRIE-DBA CRITICAL - pg: connectivity refused | "
+            "MAIRIE-DBA CRITICAL - pg: connectivity refused",
+            "no performance data, no separator"
+        );
+    }
+
+    #[test]
+    fn labels_are_escaped_and_the_line_stays_one_line() {
+        assert_eq!(
+            item("o'brien_connections", 3.0, Uom::Number).to_string(),
+            "'o''brien_connections'=3"
+        );
+        assert_eq!(item("a=b", 1.0, Uom::Number).to_string(), "'a_b'=1");
+        let line = NagiosLine {
+            status: Status::Unknown,
+            message: "error: bad | value\n\nUsage: x".into(),
+            perfdata: vec![item("x", 1.0, Uom::Number)],
+        };
+        assert_eq!(
+            line.to_string(),
+            "MAIRIE-DBA UNKNOWN - error: bad / value Usage: x | 'x'=1"
         );
     }
 }

@@ -142,12 +142,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Runs SQL on a database as the test role; rows as text (None for NULL).
 pub fn pg_query(dbname: &str, sql: &str) -> Vec<Vec<Option<String>>> {
-    pg_query_with(&pg_admin_dsn(), dbname, sql)
-}
-
-/// Runs SQL on a database with the role of `base_dsn`.
-fn pg_query_with(base_dsn: &str, dbname: &str, sql: &str) -> Vec<Vec<Option<String>>> {
-    let dsn = format!("{base_dsn} dbname={dbname}");
+    let dsn = format!("{} dbname={dbname}", pg_admin_dsn());
     runtime().block_on(async {
         let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
             .await
@@ -205,16 +200,42 @@ impl PgDb {
 }
 
 impl Drop for PgDb {
-    /// As the superuser: the test role may not end the sessions FORCE must end when they are
-    /// not its own (an autovacuum worker visiting the new database's catalogues, another
-    /// role's session of a test still closing), and the drop would then fail.
     fn drop(&mut self) {
-        pg_query_with(
-            &pg_superuser_dsn(),
-            "postgres",
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
+        drop_pg_database(&self.name);
     }
+}
+
+/// Drops a test database whoever is connected to it. An autovacuum worker (after a test
+/// loaded a big table) belongs to no role the test role is a member of, so FORCE may be
+/// refused for a moment: retry, then as the superuser.
+pub fn drop_pg_database(name: &str) {
+    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    let dsn = format!("{} dbname=postgres", pg_admin_dsn());
+    for _ in 0..20 {
+        let done = runtime().block_on(async {
+            let Ok((client, conn)) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls).await
+            else {
+                return false;
+            };
+            tokio::spawn(conn);
+            client.simple_query(&sql).await.is_ok()
+        });
+        if done {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let su = format!("{} dbname=postgres", pg_superuser_dsn());
+    runtime().block_on(async {
+        let (client, conn) = tokio_postgres::connect(&su, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connecting as the superuser to drop {name}: {e}"));
+        tokio::spawn(conn);
+        client
+            .simple_query(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    });
 }
 
 fn dev_mysql_url(user: &str, password: &str) -> String {
@@ -530,7 +551,10 @@ impl Env {
             .env_remove("PGPASSWORD")
             .env_remove("MAIRIE_PG_PASSWORD")
             .env_remove("MAIRIE_MYSQL_PASSWORD");
-        cmd.env("HOME", &self.dir);
+        // Records (the state directory) default under HOME: inside this test's directory.
+        cmd.env("HOME", &self.dir)
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("MAIRIE_DBA_STATE_DIR");
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }

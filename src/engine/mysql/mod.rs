@@ -205,6 +205,11 @@ impl Physical {
 }
 
 impl MyConn {
+    /// Whether the server is MariaDB (rather than MySQL).
+    pub(crate) fn is_mariadb(&self) -> bool {
+        self.mariadb
+    }
+
     /// Cancels, from a new connection, whatever statement this session is running.
     pub(crate) fn canceller(&self) -> Canceller {
         Canceller::Mysql {

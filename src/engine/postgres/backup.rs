@@ -10,6 +10,7 @@ use tokio::process::Command;
 use tokio_postgres::Client;
 
 use crate::config::Target;
+use crate::engine::cleanup::Created;
 use crate::engine::postgres::client::{connection_args, run_pg_restore};
 use crate::engine::postgres::{self, quote_ident};
 use crate::engine::postgres::{archive, split};
@@ -100,18 +101,18 @@ pub async fn dump(target: &Target, level: Option<u32>, out: &mut impl Write) -> 
 /// Stops pg_dump when its output could not be taken (disk full…) or the tables could
 /// not be read, and says which.
 async fn stop_on_error<T>(
-    child: &mut tokio::process::Child,
+    child: &mut tools::Supervised,
     pumped: Result<u64>,
     tables: Result<T>,
 ) -> Result<T> {
     if let Err(e) = pumped {
-        let _ = child.kill().await;
+        child.stop().await;
         return Err(e);
     }
     match tables {
         Ok(t) => Ok(t),
         Err(e) => {
-            let _ = child.kill().await;
+            child.stop().await;
             Err(e.context("reading the tables in the dump's snapshot"))
         }
     }
@@ -255,6 +256,53 @@ pub async fn restore(
     };
     let (listing, destination) = tokio::join!(listing, destination);
     let (exists, server_num, existing) = destination?;
+    // A database made here is dropped if the restore fails or is stopped.
+    let created = (!exists).then(|| Created::register(target, into));
+    let res = load(
+        target,
+        path,
+        into,
+        force,
+        jobs,
+        rows,
+        listing,
+        exists,
+        &server_num,
+        &existing,
+    )
+    .await;
+    match (res, created) {
+        (Ok(split), c) => {
+            if let Some(c) = c {
+                c.keep();
+            }
+            Ok(split)
+        }
+        (Err(e), Some(c)) => {
+            let note = c.abandon().await;
+            Err(e.context(note))
+        }
+        (Err(e), None) if exists && force => Err(e.context(format!(
+            "database {into} was being replaced (--force) and is left incomplete: restore it again"
+        ))),
+        (Err(e), None) => Err(e),
+    }
+}
+
+/// The archive into the destination database, once it exists.
+#[allow(clippy::too_many_arguments)]
+async fn load(
+    target: &Target,
+    path: &Path,
+    into: &str,
+    force: bool,
+    jobs: u32,
+    rows: &BTreeMap<String, u64>,
+    listing: std::io::Result<std::process::Output>,
+    exists: bool,
+    server_num: &str,
+    existing: &[String],
+) -> Result<Vec<String>> {
     let pg_restore = tools::find_pg_tool(
         "pg_restore",
         server_num.parse::<u32>().unwrap_or(0) / 10_000,
@@ -263,11 +311,11 @@ pub async fn restore(
     if !listing.status.success() {
         bail!(
             "pg_restore --list: {}",
-            String::from_utf8_lossy(&listing.stderr).trim()
+            tools::summarise(&String::from_utf8_lossy(&listing.stderr))
         );
     }
     let full = String::from_utf8_lossy(&listing.stdout);
-    let filtered = without_extensions(&full, &existing);
+    let filtered = without_extensions(&full, existing);
     let clean = exists && force;
     if !clean {
         let list = filtered.as_deref().unwrap_or(&full);
@@ -372,6 +420,43 @@ pub async fn count_rows(target: &Target, database: &str) -> Result<BTreeMap<Stri
         .await
         .map_err(postgres::db_err)?;
     count_tables(conn.client()).await
+}
+
+/// Creates an empty database carrying `marker` as its comment.
+pub async fn create_marked(target: &Target, name: &str, marker: &str) -> Result<()> {
+    let admin = postgres::connect(&target.with_database("postgres")).await?;
+    admin
+        .client()
+        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(name)))
+        .await
+        .map_err(postgres::db_err)
+        .with_context(|| format!("creating database {name}"))?;
+    admin
+        .client()
+        .batch_execute(&format!(
+            "COMMENT ON DATABASE {} IS '{}'",
+            quote_ident(name),
+            marker.replace('\'', "''")
+        ))
+        .await
+        .map_err(postgres::db_err)
+        .with_context(|| format!("marking database {name}"))
+}
+
+/// Databases whose comment is a drill's marker: (name, comment).
+pub async fn marked_databases(target: &Target) -> Result<Vec<(String, String)>> {
+    let admin = postgres::connect(&target.with_database("postgres")).await?;
+    let rows = admin
+        .client()
+        .query(
+            "SELECT d.datname::text, shobj_description(d.oid, 'pg_database')
+             FROM pg_database d
+             WHERE shobj_description(d.oid, 'pg_database') LIKE 'mairie-dba drill scratch: %'",
+            &[],
+        )
+        .await
+        .map_err(postgres::db_err)?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 pub async fn drop_database(target: &Target, name: &str) -> Result<()> {
