@@ -268,16 +268,24 @@ per_engine!(
 );
 
 fn a_failed_restore_drops_its_database_and_quotes_no_rows(engine: Engine) {
-    let env = with_big_backup(engine, 400_000);
+    let env = with_big_backup(engine, 1_500_000);
     let into = format!("{}_failed", env.db().name());
     let _g = DropDb(engine, into.clone());
-    let child = start(&env, &["restore", "--latest", "--into", &into]);
-    wait_until("the restore loading", Duration::from_secs(60), || {
-        sessions(engine, &into) > 0
+    let mut child = start(&env, &["restore", "--latest", "--into", &into]);
+    // Once the tool loads, the server ends its sessions (a crash, an administrator), again
+    // and again until the restore gives up.
+    let loading = |into: &str| {
+        processes_naming(into).into_iter().any(|(_, c)| {
+            let program = c.split(' ').next().unwrap_or_default();
+            !c.contains("__supervise")
+                && (program.ends_with("pg_restore") || program.ends_with("mariadb"))
+        })
+    };
+    wait_until("the tool loading", Duration::from_secs(60), || {
+        loading(&into) && sessions(engine, &into) > 0
     });
-    // The server ends the restore's session mid-load (a crash, an administrator).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sessions(engine, &into) > 0 && Instant::now() < deadline {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
         match engine {
             Engine::Postgres => {
                 pg_query(
