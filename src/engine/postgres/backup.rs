@@ -11,6 +11,7 @@ use tokio_postgres::Client;
 
 use crate::config::Target;
 use crate::engine::cleanup::Created;
+use tokio_postgres::error::SqlState;
 use crate::engine::postgres::client::{connection_args, run_pg_restore};
 use crate::engine::postgres::{self, quote_ident};
 use crate::engine::postgres::{archive, split};
@@ -459,17 +460,30 @@ pub async fn marked_databases(target: &Target) -> Result<Vec<(String, String)>> 
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+/// Drops a database, ending the sessions on it. `WITH (FORCE)` refuses, for a role that is
+/// not a superuser, when an autovacuum worker is in the database (it belongs to no role):
+/// common right after a restore loaded big tables. A plain DROP then asks the worker to
+/// leave and waits for it, so it is retried that way a few times.
 pub async fn drop_database(target: &Target, name: &str) -> Result<()> {
     let admin = postgres::connect(&target.with_database("postgres")).await?;
-    admin
-        .client()
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_ident(name)
-        ))
-        .await
-        .map_err(postgres::db_err)
-        .with_context(|| format!("dropping database {name}"))
+    let force = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name));
+    let plain = format!("DROP DATABASE IF EXISTS {}", quote_ident(name));
+    let mut last = match admin.client().batch_execute(&force).await {
+        Ok(()) => return Ok(()),
+        Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => e,
+        Err(e) => {
+            return Err(postgres::db_err(e)).with_context(|| format!("dropping database {name}"))
+        }
+    };
+    for _ in 0..5 {
+        match admin.client().batch_execute(&plain).await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
+        }
+        let _ = admin.client().batch_execute(&force).await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    Err(postgres::db_err(last)).with_context(|| format!("dropping database {name}"))
 }
 
 /// The archive's table of contents (`pg_restore --list`) without the entries of the
