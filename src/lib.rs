@@ -17,6 +17,7 @@ pub mod load;
 pub mod log;
 pub mod maintenance;
 pub mod metrics;
+pub mod monitor;
 pub mod output;
 pub mod web;
 
