@@ -9,6 +9,7 @@ pub mod health;
 pub mod load_csv;
 pub mod maintenance;
 pub mod metrics;
+pub mod monitor;
 pub mod restore;
 pub mod schema;
 

@@ -212,8 +212,31 @@ impl Job {
         [&self.company, &self.city, &self.site].iter().collect()
     }
 
-    pub fn site_key(&self) -> (String, String, String) {
-        (self.company.clone(), self.city.clone(), self.site.clone())
+    /// The schedule in words: `daily 02:00 UTC`, `weekly monday 23:30 Europe/Paris`.
+    pub fn schedule_text(&self) -> String {
+        let zone = self.timezone.map(|t| t.name()).unwrap_or("UTC");
+        let hm = |t: &NaiveTime| t.format("%H:%M").to_string();
+        match &self.when {
+            When::Hourly { minute } => format!("hourly :{minute:02} {zone}"),
+            When::Daily { time } => format!("daily {} {zone}", hm(time)),
+            When::Weekly { day, time } => {
+                format!("weekly {} {} {zone}", weekday_name(*day), hm(time))
+            }
+            When::Monthly { day, time } => format!("monthly day {day} {} {zone}", hm(time)),
+            When::Once { at } => format!("once {} {zone}", at.format("%Y-%m-%d %H:%M")),
+        }
+    }
+}
+
+fn weekday_name(d: Weekday) -> &'static str {
+    match d {
+        Weekday::Mon => "monday",
+        Weekday::Tue => "tuesday",
+        Weekday::Wed => "wednesday",
+        Weekday::Thu => "thursday",
+        Weekday::Fri => "friday",
+        Weekday::Sat => "saturday",
+        Weekday::Sun => "sunday",
     }
 }
 

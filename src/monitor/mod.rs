@@ -13,8 +13,12 @@
 //! hash (bit rot found when re-verifying the validated store).
 
 pub mod config;
+pub mod hash;
+pub mod history;
 pub mod report;
+pub mod scan;
 pub mod schedule;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 
