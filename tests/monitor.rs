@@ -274,6 +274,12 @@ fn scenario_1_two_databases_both_ok_and_promoted(b: Backend) {
         ]
     );
     assert_eq!(m.validated(CENTRE, "etat_civil").len(), 3);
+    // The processed report is archived once.
+    assert_eq!(
+        files(&m.dir.join("validated/.reports/ville/marseille/centre")),
+        ["STATUS-20261206T020500Z.json"]
+    );
+    assert_eq!(v["archived"].as_array().unwrap().len(), 1);
     assert!(m.deposited(CENTRE, "mairie").is_empty());
     assert_eq!(
         std::fs::read(
@@ -795,4 +801,53 @@ fn a_scan_killed_during_promotion_is_finished_by_the_next(b: Backend) {
     // A rerun records nothing twice.
     let (code, v) = m.scan(&t(6, "02:30"));
     assert_eq!((code, judged(&v).len()), (0, 0), "{v:#}");
+}
+
+/// `monitor serve` scans on its own, and stops on SIGTERM after its scan, exiting 0.
+#[test]
+fn serve_scans_until_sigterm() {
+    let now = chrono::Utc::now();
+    let due = (now - chrono::Duration::minutes(10))
+        .format("%Y-%m-%dT%H:%M:00Z")
+        .to_string();
+    let job = format!(
+        "    - {{id: once-mairie, company: ville, city: marseille, site: centre, database: mairie, engine: postgres, frequency: once, at: \"{due}\", grace_minutes: 60}}\n"
+    );
+    let m = Mon::new(Backend::Sqlite, &job);
+    let a = m.deposit(CENTRE, "mairie", "postgres", "m.dump", b"served bytes");
+    m.report(
+        CENTRE,
+        &now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        vec![a],
+    );
+    let child = m
+        .command(&["monitor", "serve", "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let promoted = m.site("validated", CENTRE).join("mairie/m.dump");
+    let start = std::time::Instant::now();
+    while !promoted.exists() && start.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(promoted.exists(), "serve did not promote within 20 s");
+    // The record is written after the promotion: give the scan its end.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SAFETY: signalling our own child by its pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["stopped"].clone(), v["scans"].clone()),
+        (json!(true), json!(1))
+    );
+    let s = m.json(&["monitor", "status"]);
+    assert_eq!(s["jobs"][0]["status"], "OK", "{s:#}");
 }

@@ -173,6 +173,7 @@ impl Report for ScanReport {
         m.insert("pending".into(), json!(self.outcome.pending));
         m.insert("unexpected".into(), json!(self.outcome.unexpected));
         m.insert("cleaned".into(), json!(self.outcome.cleaned));
+        m.insert("archived".into(), json!(self.outcome.archived));
         m
     }
 

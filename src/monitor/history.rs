@@ -205,13 +205,21 @@ impl History {
         ids: &[&str],
         now: DateTime<Utc>,
     ) -> Result<HashMap<String, JobState>> {
+        // One transaction: a thousand jobs cost one commit, not a thousand.
+        self.batch("BEGIN").await?;
         for id in ids {
-            self.exec(
-                "INSERT INTO monitor_jobs (job_id, first_seen) VALUES ($1, $2) ON CONFLICT (job_id) DO NOTHING",
-                &[text(*id), text(stamp(now))],
-            )
-            .await?;
+            let r = self
+                .exec(
+                    "INSERT INTO monitor_jobs (job_id, first_seen) VALUES ($1, $2) ON CONFLICT (job_id) DO NOTHING",
+                    &[text(*id), text(stamp(now))],
+                )
+                .await;
+            if let Err(e) = r {
+                let _ = self.batch("ROLLBACK").await;
+                return Err(e);
+            }
         }
+        self.batch("COMMIT").await?;
         let rows = self
             .query(
                 "SELECT j.job_id, j.first_seen, (SELECT max(o.due_at) FROM monitor_occurrences o WHERE o.job_id = j.job_id) FROM monitor_jobs j",

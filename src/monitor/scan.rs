@@ -113,6 +113,8 @@ pub struct ScanOutcome {
     pub unexpected: Vec<Unexpected>,
     /// Files removed: leftovers of killed scans, versions beyond `keep_validated`.
     pub cleaned: Vec<String>,
+    /// Site reports archived by this scan.
+    pub archived: Vec<String>,
 }
 
 /// An exclusive lock on `<validated_dir>/.monitor.lock`, held for the whole scan.
@@ -407,6 +409,20 @@ pub fn scan(
         push(&mut out, j);
     }
     out.unexpected = unexpected(cfg, &reports);
+    // Processed reports are archived beside the validated store (the deposit's copy is the
+    // agent's to overwrite).
+    for (site, r) in &reports {
+        if let Ok(Some((_, report))) = r {
+            let bytes = serde_json::to_vec_pretty(report).unwrap_or_default();
+            match store::archive_report(&cfg.validated_dir, site, report.generated_at, &bytes) {
+                Ok(Some(p)) => out.archived.push(p.display().to_string()),
+                Ok(None) => {}
+                Err(e) => out
+                    .archived
+                    .push(format!("{}: not archived: {e}", site.display())),
+            }
+        }
+    }
     out
 }
 

@@ -109,7 +109,7 @@ fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(temp_name(name));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -210,6 +210,36 @@ fn copy_verified(mut file: &File, hashed: &Hashed, dir: &Path, name: &str) -> st
     out.sync_all()?;
     drop(out);
     std::fs::rename(&tmp, dir.join(name))
+}
+
+/// How many processed site reports are archived per site.
+pub const REPORTS_KEPT: usize = 1000;
+
+/// Archives a processed site report under `<validated_dir>/.reports/<company>/<city>/<site>/`
+/// as `STATUS-<generated_at>.json` (once; the oldest beyond [`REPORTS_KEPT`] removed).
+/// Returns the archive's path when it was written now.
+pub fn archive_report(
+    validated_dir: &Path,
+    site: &Path,
+    generated_at: DateTime<Utc>,
+    bytes: &[u8],
+) -> std::io::Result<Option<PathBuf>> {
+    let dir = validated_dir.join(".reports").join(site);
+    let name = format!("STATUS-{}.json", generated_at.format("%Y%m%dT%H%M%SZ"));
+    if std::fs::symlink_metadata(dir.join(&name)).is_ok() {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&dir)?;
+    write_atomically(&dir, &name, bytes)?;
+    let mut all: Vec<String> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("STATUS-") && n.ends_with(".json"))
+        .collect();
+    all.sort();
+    for old in &all[..all.len().saturating_sub(REPORTS_KEPT)] {
+        let _ = std::fs::remove_file(dir.join(old));
+    }
+    Ok(Some(dir.join(name)))
 }
 
 /// Keeps the `keep` newest backups of a directory; returns the files removed.
