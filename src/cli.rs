@@ -96,6 +96,10 @@ pub enum Command {
     #[command(subcommand)]
     Maintenance(MaintenanceCommand),
 
+    /// A site's agent: deposit the latest good backups and STATUS.json for the central monitor
+    #[command(subcommand)]
+    Agent(AgentCommand),
+
     /// The central backup monitor: judge what the sites' agents deposited, validate and
     /// promote it, keep the history (scan, status, jobs, history, serve)
     #[command(subcommand)]
@@ -253,6 +257,13 @@ pub enum MetricsCommand {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Deposit each target's latest good backup and its manifest, then the site's
+    /// STATUS.json, last (run after `backup`)
+    Push,
 }
 
 #[derive(Debug, Subcommand)]

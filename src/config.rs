@@ -94,6 +94,9 @@ struct GlobalFile {
     /// The central backup monitor (`monitor *`): see `crate::monitor::config`.
     #[serde(default)]
     monitor: Option<crate::monitor::config::MonitorSection>,
+    /// A site's agent (`agent push`).
+    #[serde(default)]
+    agent: Option<crate::monitor::config::AgentSection>,
 }
 
 /// The `metrics:` section of the exporter.
@@ -526,6 +529,8 @@ pub struct Config {
     pub metrics: MetricsSection,
     /// The `monitor:` section, its paths resolved (None: no monitor configured).
     pub monitor: Option<crate::monitor::MonitorConfig>,
+    /// The `agent:` section (None: this site pushes nothing).
+    pub agent: Option<crate::monitor::config::AgentSection>,
 }
 
 impl Config {
@@ -602,6 +607,7 @@ impl Config {
             audit: global.audit,
             metrics: global.metrics,
             monitor,
+            agent: global.agent,
         })
     }
 

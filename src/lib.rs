@@ -314,6 +314,7 @@ async fn dispatch(cli: Cli, log: log::Log) -> Result<Outcome> {
         Command::Health(args) => cmd::health::run(args, &ctx).await,
         Command::Audit(args) => cmd::audit::run(args, &ctx).await,
         Command::Monitor(cmd) => cmd::monitor::run(cmd, &ctx).await,
+        Command::Agent(cmd) => cmd::agent::run(cmd, &ctx).await,
         Command::Completions { .. } => unreachable!("handled before the config is read"),
     }
 }

@@ -851,3 +851,75 @@ fn serve_scans_until_sigterm() {
     let s = m.json(&["monitor", "status"]);
     assert_eq!(s["jobs"][0]["status"], "OK", "{s:#}");
 }
+
+/// The whole chain on a real PostgreSQL database: `backup`, `restore --drill`, `agent push`
+/// into a deposit, `monitor scan` validating and promoting what the agent sent.
+#[test]
+fn agent_push_deposits_what_the_monitor_validates() {
+    let env = common::Env::pg_with_schema();
+    let db = env.db().name().to_string();
+    let d = |p: &str| env.dir.join(p).display().to_string();
+    let due = (chrono::Utc::now() - chrono::Duration::minutes(5))
+        .format("%Y-%m-%dT%H:%M:00Z")
+        .to_string();
+    env.write_global(&format!(
+        "backup:\n  postgres:\n    dir: {}\n\
+         agent:\n  company: ville\n  city: marseille\n  site: centre\n  deposit: {}\n\
+         monitor:\n  deposit_dir: {}\n  validated_dir: {}\n  history: sqlite:{}\n  jobs:\n\
+         \x20   - {{id: centre-db, company: ville, city: marseille, site: centre, database: {db}, engine: postgres, frequency: once, at: \"{due}\"}}\n",
+        d("backups"),
+        d("deposits"),
+        d("deposits"),
+        d("validated"),
+        d("monitor.db"),
+    ));
+    env.run(&["backup"]).success();
+    env.run(&["restore", "--drill"]).success();
+    let r = env.run(&["agent", "push", "--format", "json"]);
+    r.success();
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["databases"][0]["status"], "success", "{v:#}");
+    let file = v["databases"][0]["file"].as_str().unwrap().to_string();
+    let site = env.dir.join("deposits/ville/marseille/centre");
+    let status: Value =
+        serde_json::from_slice(&std::fs::read(site.join("STATUS.json")).unwrap()).unwrap();
+    let line = &status["databases"][0];
+    assert_eq!(
+        (line["database"].as_str(), line["engine"].as_str()),
+        (Some(db.as_str()), Some("postgres"))
+    );
+    assert_eq!(line["last_drill"]["status"], "success", "{status:#}");
+    let bytes = std::fs::read(site.join(&db).join(&file)).unwrap();
+    assert_eq!(line["sha256"], sha(&bytes));
+    assert!(site.join(&db).join(format!("{file}.json")).exists());
+    // The monitor validates it and promotes it.
+    let r = env.run(&["monitor", "scan", "--format", "json"]);
+    r.success();
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["judged"][0]["status"], "OK", "{v:#}");
+    assert!(env
+        .dir
+        .join("validated/ville/marseille/centre")
+        .join(&db)
+        .join(&file)
+        .exists());
+    // A later failed run is reported as such, with its error; the push itself succeeds.
+    let run = json!({"target": "postgres", "status": "failed",
+                     "started_at": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                     "finished_at": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                     "error": "pg_dump: error: connection refused"});
+    std::fs::write(
+        env.dir.join("backups/.postgres.last_run.json"),
+        run.to_string(),
+    )
+    .unwrap();
+    let r = env.run(&["agent", "push", "--format", "json"]);
+    r.success();
+    let status: Value =
+        serde_json::from_slice(&std::fs::read(site.join("STATUS.json")).unwrap()).unwrap();
+    assert_eq!(status["databases"][0]["status"], "failed", "{status:#}");
+    assert_eq!(
+        status["databases"][0]["error"],
+        "pg_dump: error: connection refused"
+    );
+}

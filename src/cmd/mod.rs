@@ -3,6 +3,7 @@
 //! Commands that work target by target share [`each`]: one target failing is logged once,
 //! reported in its place, and does not stop the others.
 
+pub mod agent;
 pub mod audit;
 pub mod backup;
 pub mod health;

@@ -48,6 +48,53 @@ fn default_scan_interval_minutes() -> ScanInterval {
     ScanInterval(5)
 }
 
+/// The `agent:` section, on a site that sends its backups to the monitor.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    pub company: Component,
+    pub city: Component,
+    pub site: Component,
+    /// A local path (an NFS mount; relative: to the base directory) or an rsync destination
+    /// `user@host:/path` (rsync over ssh).
+    pub deposit: String,
+    /// rsync's options for an rsync destination.
+    #[serde(default = "default_rsync_options")]
+    pub rsync_options: Vec<String>,
+    /// The targets whose backups are pushed (default: every target with a `backup:` section).
+    #[serde(default)]
+    pub targets: Vec<String>,
+}
+
+fn default_rsync_options() -> Vec<String> {
+    vec!["--archive".into(), "--mkpath".into()]
+}
+
+/// One directory name, checked as it is read.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Component(pub String);
+
+impl TryFrom<String> for Component {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if is_path_component(&s) {
+            Ok(Component(s))
+        } else {
+            Err(format!(
+                "`{s}` must be one directory name (not empty, no `/`, not `..`)"
+            ))
+        }
+    }
+}
+
+impl std::ops::Deref for Component {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// How many validated versions of a database are kept: at least 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "u32")]

@@ -12,6 +12,7 @@
 //! `HASH_MISMATCH` keeps this product's meaning, bytes that no longer match their recorded
 //! hash (bit rot found when re-verifying the validated store).
 
+pub mod agent;
 pub mod config;
 pub mod hash;
 pub mod history;
