@@ -237,7 +237,33 @@ both!(
     malformed_and_huge_reports_are_unknown,
     two_scans_never_run_at_once,
     a_scan_killed_during_promotion_is_finished_by_the_next,
+    an_open_occurrence_is_judged_after_a_later_one_became_ok,
 );
+
+fn an_open_occurrence_is_judged_after_a_later_one_became_ok(b: Backend) {
+    let job = "    - {id: h, company: ville, city: marseille, site: centre, database: mairie, engine: postgres, frequency: hourly, at: \":00\", grace_minutes: 60}\n";
+    let m = Mon::new(b, job);
+    assert_eq!(m.scan(&t(6, "10:05")).0, 0);
+    // At 10:50 a report of 10:45 counts for 11:00 (the closest), which is OK at once; 10:00
+    // is still open (its deadline is 11:00).
+    let a = m.deposit(CENTRE, "mairie", "postgres", "h.dump", b"hourly");
+    m.report(CENTRE, &t(6, "10:45"), vec![a]);
+    let (code, v) = m.scan(&t(6, "10:50"));
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(judged(&v), [("h".into(), t(6, "11:00"), "OK".into())]);
+    assert!(
+        v["pending"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["due"] == t(6, "10:00")),
+        "{v:#}"
+    );
+    // Past its deadline, 10:00 is judged, not forgotten; 11:00 is not judged twice.
+    let (code, v) = m.scan(&t(6, "11:05"));
+    assert_eq!(code, 2, "{v:#}");
+    assert_eq!(judged(&v), [("h".into(), t(6, "10:00"), "MISSING".into())]);
+}
 
 fn scenario_1_two_databases_both_ok_and_promoted(b: Backend) {
     let m = Mon::new(b, &two_jobs());

@@ -76,7 +76,13 @@ pub async fn scan_once(cfg: &MonitorConfig, now: DateTime<Utc>) -> Result<ScanRe
     let _lock = ScanLock::acquire(&cfg.validated_dir)?;
     let history = History::open(&cfg.history).await?;
     let ids: Vec<&str> = cfg.jobs.iter().map(|j| j.id.as_str()).collect();
-    let states = history.register(&ids, now).await?;
+    let mut states = history.register(&ids, now).await?;
+    history
+        .load_recorded(&mut states, |id, last| {
+            cfg.job(id)
+                .map(|j| scan::recheck_from(j, last, cfg.collection_window_minutes))
+        })
+        .await?;
     let owned = cfg.clone();
     // Hashing and promotion are blocking file work, on their own threads.
     let mut outcome = tokio::task::spawn_blocking(move || scan::scan(&owned, now, &states)).await?;

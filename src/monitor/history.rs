@@ -135,7 +135,14 @@ impl History {
                 History::Postgres(connect_pg(url, password_env.as_deref()).await?)
             }
         };
-        h.batch(SCHEMA)
+        // Two processes opening a new history at once (a scan and a `monitor status`) must not
+        // both create its tables: one transaction, serialised (SQLite's write lock, a
+        // PostgreSQL advisory lock).
+        let serialise = match &h {
+            History::Sqlite(_) => "BEGIN IMMEDIATE;",
+            History::Postgres(_) => "BEGIN; SELECT pg_advisory_xact_lock(7311846210);",
+        };
+        h.batch(&format!("{serialise}{SCHEMA}COMMIT;"))
             .await
             .context("applying the history's schema")?;
         Ok(h)
@@ -236,10 +243,41 @@ impl History {
                 JobState {
                     first_seen: first,
                     last_final_due: r[2].as_deref().and_then(unstamp),
+                    recorded: Default::default(),
                 },
             );
         }
         Ok(out)
+    }
+
+    /// Adds to each state the occurrences recorded since `since(job id, last final due)`.
+    pub async fn load_recorded(
+        &self,
+        states: &mut HashMap<String, JobState>,
+        since: impl Fn(&str, DateTime<Utc>) -> Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let Some(bound) = states
+            .iter()
+            .filter_map(|(id, s)| since(id, s.last_final_due?))
+            .min()
+        else {
+            return Ok(());
+        };
+        let rows = self
+            .query(
+                "SELECT job_id, due_at FROM monitor_occurrences WHERE due_at >= $1",
+                &[text(stamp(bound))],
+            )
+            .await?;
+        for r in rows {
+            let (Some(id), Some(due)) = (&r[0], r[1].as_deref().and_then(unstamp)) else {
+                continue;
+            };
+            if let Some(s) = states.get_mut(id) {
+                s.recorded.insert(due);
+            }
+        }
+        Ok(())
     }
 
     /// Records a final judgement (once: a second time is a no-op) and, when the job's status

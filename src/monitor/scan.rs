@@ -31,11 +31,26 @@ use super::store::{self, Record};
 use super::{JobStatus, MonitorConfig};
 
 /// What the history knows of a job before a scan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobState {
     pub first_seen: DateTime<Utc>,
     /// The latest occurrence judged for good.
     pub last_final_due: Option<DateTime<Utc>>,
+    /// Occurrences judged for good from [`recheck_from`] on: an earlier occurrence may still
+    /// have been open when a later one became OK, so those are looked at again, these
+    /// skipped.
+    pub recorded: HashSet<DateTime<Utc>>,
+}
+
+/// From when a job's occurrences must be looked at again: an occurrence due before
+/// `last_final_due - window - grace` had its deadline passed when the later one's window
+/// opened, so it was judged for good then; later ones may still be open.
+pub fn recheck_from(
+    job: &Job,
+    last_final_due: DateTime<Utc>,
+    window_minutes: u32,
+) -> DateTime<Utc> {
+    last_final_due - Duration::minutes(i64::from(window_minutes) + i64::from(job.grace_minutes))
 }
 
 /// One occurrence judged.
@@ -226,17 +241,24 @@ pub fn scan(
         if dirs_cleaned.insert(dest.clone()) {
             out.cleaned.extend(store::clean_leftovers(&dest));
         }
-        let state = states.get(&job.id).copied().unwrap_or(JobState {
+        let fresh = JobState {
             first_seen: now,
             last_final_due: None,
-        });
-        let occurrences = schedule::open_occurrences(
+            recorded: HashSet::new(),
+        };
+        let state = states.get(&job.id).unwrap_or(&fresh);
+        let occurrences: Vec<Occurrence> = schedule::open_occurrences(
             job,
             state.first_seen,
-            state.last_final_due,
+            state
+                .last_final_due
+                .map(|d| recheck_from(job, d, cfg.collection_window_minutes)),
             now,
             cfg.collection_window_minutes,
-        );
+        )
+        .into_iter()
+        .filter(|o| !state.recorded.contains(&o.due))
+        .collect();
         if occurrences.is_empty() {
             continue;
         }
