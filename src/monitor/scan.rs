@@ -426,8 +426,24 @@ pub fn scan(
     let hashes: HashMap<PathBuf, Result<Hashed, String>> =
         paths.iter().cloned().zip(hash::hash_all(&paths)).collect();
 
-    for t in todo {
-        let j = finish(cfg, now, t, &hashes, &mut out.cleaned);
+    let mut finished: Vec<Judgement> = todo
+        .into_iter()
+        .map(|t| finish(cfg, now, t, &hashes, &mut out.cleaned))
+        .collect();
+    // Nothing promoted is recorded before it is durable: one flush of the filesystem.
+    if finished.iter().any(|j| j.promoted) {
+        if let Err(e) = store::sync_filesystem(&cfg.validated_dir) {
+            for j in finished.iter_mut().filter(|j| j.promoted) {
+                j.status = JobStatus::Unknown;
+                j.message = format!(
+                    "promoted, but syncing {} failed: {e}",
+                    cfg.validated_dir.display()
+                );
+                j.is_final = false;
+            }
+        }
+    }
+    for j in finished {
         push(&mut out, j);
     }
     out.unexpected = unexpected(cfg, &reports);
@@ -498,6 +514,33 @@ fn finish(
                         );
                         j.promoted = true;
                         return j;
+                    }
+                }
+                // Promoted by a scan whose record a crash lost: the bytes decide.
+                if !kept.iter().any(|r| r.file == t.file) {
+                    let there = t.dest.join(&t.file);
+                    if let Ok(h) = hash::hash_file(&there) {
+                        if h.size_bytes == t.size_bytes && h.sha256 == t.sha256 {
+                            let record = Record {
+                                file: t.file.clone(),
+                                size_bytes: h.size_bytes,
+                                sha256: h.sha256,
+                                validated_at: now.max(Utc::now()),
+                                job: j.job.clone(),
+                                due: j.due,
+                            };
+                            if store::rewrite_record(&t.dest, &record).is_ok() {
+                                let (s, m) = verdict_good(previous);
+                                let m = if m.is_empty() {
+                                    "promoted by an earlier scan; its record rewritten".to_string()
+                                } else {
+                                    m
+                                };
+                                j.set(s, m, now);
+                                j.promoted = true;
+                                return j;
+                            }
+                        }
                     }
                 }
                 j.set(
