@@ -90,6 +90,8 @@ missing_packages() {
     command -v zstd >/dev/null 2>&1 || missing+=(zstd)
     command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
     [ -e /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+    # The monitor's SQLite history links the system's libsqlite3 (rusqlite without "bundled").
+    [ -e /usr/include/sqlite3.h ] || missing+=(libsqlite3-dev)
     [ -e /etc/ssl/private/ssl-cert-snakeoil.key ] || missing+=(ssl-cert)
     command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
     command -v start-stop-daemon >/dev/null 2>&1 || missing+=(dpkg)
@@ -129,7 +131,7 @@ install_missing() {
     local apt_log
     apt_log=$(mktemp /tmp/mairie-dba-apt.XXXXXX)
     if ! { apt-get update -q && apt-get install -y -q postgresql postgresql-contrib \
-        mariadb-server mariadb-client zstd libssl-dev pkg-config ssl-cert util-linux \
+        mariadb-server mariadb-client zstd libssl-dev libsqlite3-dev pkg-config ssl-cert util-linux \
         prometheus; } >"$apt_log" 2>&1; then
         tail -n 30 "$apt_log" >&2
         die "apt-get failed (its output is above, whole in $apt_log)"

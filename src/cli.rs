@@ -96,6 +96,15 @@ pub enum Command {
     #[command(subcommand)]
     Maintenance(MaintenanceCommand),
 
+    /// A site's agent: deposit the latest good backups and STATUS.json for the central monitor
+    #[command(subcommand)]
+    Agent(AgentCommand),
+
+    /// The central backup monitor: judge what the sites' agents deposited, validate and
+    /// promote it, keep the history (scan, status, jobs, history, serve)
+    #[command(subcommand)]
+    Monitor(MonitorCommand),
+
     /// Print a shell completion script (bash, zsh, fish, …) on stdout
     Completions {
         /// The shell to complete for
@@ -248,6 +257,49 @@ pub enum MetricsCommand {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Deposit each target's latest good backup and its manifest, then the site's
+    /// STATUS.json, last (run after `backup`)
+    Push,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MonitorCommand {
+    /// One scan now: judge the due occurrences, validate and promote the deposits, record
+    /// (exit code: Nagios, of the worst new status)
+    Scan {
+        /// Judge as if it were TIME (RFC 3339, or `YYYY-MM-DD HH:MM` in UTC)
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+    },
+    /// Every expected job's current status, last OK, next due time and last restore drill
+    Status {
+        /// Only this job
+        #[arg(long, value_name = "ID")]
+        job: Option<String>,
+        /// Compute next due times as if it were TIME
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+    },
+    /// The expected jobs and their next due time
+    Jobs {
+        /// Compute next due times as if it were TIME
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+    },
+    /// A job's judged occurrences, newest first, with its status changes
+    History {
+        /// The job's id
+        job: String,
+        /// At most this many occurrences
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        limit: u32,
+    },
+    /// Scan every `scan_interval_minutes` until stopped (SIGTERM, Ctrl-C)
+    Serve,
 }
 
 #[derive(Debug, Subcommand)]

@@ -76,6 +76,8 @@ struct GlobalFile {
     /// relative to the base directory.
     #[serde(default)]
     state_dir: Option<PathBuf>,
+    /// A central monitor's configuration may name no target at all.
+    #[serde(default)]
     targets: IndexMap<String, TargetEntry>,
     #[serde(default)]
     backup: IndexMap<String, BackupEntry>,
@@ -89,6 +91,12 @@ struct GlobalFile {
     audit: AuditSection,
     #[serde(default)]
     metrics: MetricsSection,
+    /// The central backup monitor (`monitor *`): see `crate::monitor::config`.
+    #[serde(default)]
+    monitor: Option<crate::monitor::config::MonitorSection>,
+    /// A site's agent (`agent push`).
+    #[serde(default)]
+    agent: Option<crate::monitor::config::AgentSection>,
 }
 
 /// The `metrics:` section of the exporter.
@@ -531,6 +539,10 @@ pub struct Config {
     pub health: HealthSection,
     pub audit: AuditSection,
     pub metrics: MetricsSection,
+    /// The `monitor:` section, its paths resolved (None: no monitor configured).
+    pub monitor: Option<crate::monitor::MonitorConfig>,
+    /// The `agent:` section (None: this site pushes nothing).
+    pub agent: Option<crate::monitor::config::AgentSection>,
 }
 
 impl Config {
@@ -584,6 +596,16 @@ impl Config {
                 .check_compression(name, target.engine)
                 .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
         }
+        let monitor = match global.monitor {
+            None => None,
+            Some(m) => {
+                crate::monitor::config::check_jobs(&m.jobs)
+                    .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
+                Some(crate::monitor::MonitorConfig::resolve(
+                    m, &base_dir, &state_dir,
+                ))
+            }
+        };
         Ok(Config {
             path: path.to_path_buf(),
             base_dir,
@@ -596,6 +618,8 @@ impl Config {
             health: global.health,
             audit: global.audit,
             metrics: global.metrics,
+            monitor,
+            agent: global.agent,
         })
     }
 
@@ -1067,6 +1091,48 @@ mod tests {
             Some("fallback")
         );
         assert_eq!(pgpass_lookup("h:1:d:u:p\n", "h", 2, "d", "u"), None);
+    }
+
+    #[test]
+    fn a_monitor_only_config_loads_and_its_errors_name_file_line_and_key() {
+        let d = tempdir();
+        let g = write(
+            &d,
+            "g.yml",
+            "monitor:\n  deposit_dir: deposits\n  validated_dir: /srv/validated\n  jobs:\n    - {company: c, city: x, site: s, database: db, engine: postgres, frequency: daily, at: \"02:00\"}\n",
+        );
+        let c = Config::load(&g).unwrap();
+        assert!(c.targets.is_empty());
+        let m = c.monitor.unwrap();
+        assert_eq!(m.deposit_dir, d.join("deposits"));
+        assert_eq!(m.validated_dir, PathBuf::from("/srv/validated"));
+        assert_eq!(
+            m.history,
+            crate::monitor::config::HistorySetting::Sqlite(c.state_dir.join("monitor.db"))
+        );
+        let g = write(
+            &d,
+            "g2.yml",
+            "monitor:\n  deposit_dir: d\n  validated_dir: v\n  jobs:\n    - company: c\n      city: x\n      site: s\n      database: db\n      engine: postgres\n      frequency: weekly\n      at: \"02:00\"\n",
+        );
+        let e = Config::load(&g).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{}:5:5: monitor.jobs: day: required for a weekly job",
+                g.display()
+            )),
+            "{e}"
+        );
+        let g = write(
+            &d,
+            "g3.yml",
+            "monitor:\n  deposit_dir: d\n  validated_dir: v\n  scan_every: 3\n",
+        );
+        let e = Config::load(&g).unwrap_err().to_string();
+        assert!(
+            e.contains("g3.yml:4:") && e.contains("unknown field `scan_every`"),
+            "{e}"
+        );
     }
 
     #[test]

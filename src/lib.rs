@@ -17,6 +17,7 @@ pub mod load;
 pub mod log;
 pub mod maintenance;
 pub mod metrics;
+pub mod monitor;
 pub mod output;
 pub mod web;
 
@@ -51,6 +52,9 @@ impl Kind {
                 Kind::Check
             }
             Command::Health(_) | Command::Audit(_) => Kind::Check,
+            Command::Monitor(
+                cli::MonitorCommand::Scan { .. } | cli::MonitorCommand::Status { .. },
+            ) => Kind::Check,
             _ => Kind::Operation,
         }
     }
@@ -75,8 +79,10 @@ impl Kind {
 /// Whether a command line (as typed) asks for a check, whose usage errors exit 3 (UNKNOWN)
 /// rather than 2: used when clap itself refuses the line.
 pub fn is_check_command_line(args: &[String]) -> bool {
-    args.windows(2).any(|w| w[0] == "backup" && w[1] == "check")
-        || args.iter().any(|a| a == "health" || a == "audit")
+    args.windows(2).any(|w| {
+        (w[0] == "backup" && w[1] == "check")
+            || (w[0] == "monitor" && (w[1] == "scan" || w[1] == "status"))
+    }) || args.iter().any(|a| a == "health" || a == "audit")
 }
 
 /// A command line the parser refused (unknown option, bad value): its exit code (2, or 3
@@ -133,6 +139,12 @@ fn check_format(cmd: &Command, format: Format) -> Result<(), error::ConfigError>
         Format::Nagios => {
             matches!(cmd, Command::Health(_))
                 || matches!(cmd, Command::Backup(b) if matches!(b.command, Some(cli::BackupCommand::Check(_))))
+                || matches!(
+                    cmd,
+                    Command::Monitor(
+                        cli::MonitorCommand::Scan { .. } | cli::MonitorCommand::Status { .. }
+                    )
+                )
         }
         Format::Junit => matches!(cmd, Command::Audit(_)),
     };
@@ -140,7 +152,9 @@ fn check_format(cmd: &Command, format: Format) -> Result<(), error::ConfigError>
         Ok(())
     } else {
         Err(error::ConfigError::new(match format {
-            Format::Nagios => "--format nagios is for `health` and `backup check`",
+            Format::Nagios => {
+                "--format nagios is for `health`, `backup check`, `monitor scan` and `monitor status`"
+            }
             _ => "--format junit is for `audit`",
         }))
     }
@@ -184,6 +198,7 @@ pub fn run(cli: Cli) -> u8 {
     let stoppable = !matches!(
         &cli.command,
         Command::Metrics(cli::MetricsCommand::Serve { .. })
+            | Command::Monitor(cli::MonitorCommand::Serve)
     );
     let res = runtime.block_on(async {
         if !stoppable {
@@ -283,7 +298,12 @@ async fn dispatch(cli: Cli, log: log::Log) -> Result<Outcome> {
             engine::tools::register_secret_var(var);
         }
     }
-    let targets = config.select_targets(&cli.global.targets)?;
+    // The monitor reads deposits, not the city's databases: it needs no target.
+    let targets = if matches!(cli.command, Command::Monitor(_)) && cli.global.targets.is_empty() {
+        Vec::new()
+    } else {
+        config.select_targets(&cli.global.targets)?
+    };
     // Resolve the secrets up front: a missing variable is a configuration error (exit 2),
     // reported before anything is touched.
     for t in &targets {
@@ -304,6 +324,8 @@ async fn dispatch(cli: Cli, log: log::Log) -> Result<Outcome> {
         Command::Metrics(cmd) => cmd::metrics::run(cmd, &ctx).await,
         Command::Health(args) => cmd::health::run(args, &ctx).await,
         Command::Audit(args) => cmd::audit::run(args, &ctx).await,
+        Command::Monitor(cmd) => cmd::monitor::run(cmd, &ctx).await,
+        Command::Agent(cmd) => cmd::agent::run(cmd, &ctx).await,
         Command::Completions { .. } => unreachable!("handled before the config is read"),
     }
 }

@@ -35,6 +35,20 @@ pub struct TargetState {
     /// Per backup file name.
     #[serde(default)]
     pub files: BTreeMap<String, FileRecord>,
+    /// The last `restore --drill` of the target, whatever its outcome (read by `agent push`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drill: Option<DrillRecord>,
+}
+
+/// The outcome of a `restore --drill`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DrillRecord {
+    pub at: DateTime<Utc>,
+    /// `success` or `failed`.
+    pub status: String,
+    /// The backup restored, when one was.
+    #[serde(default)]
+    pub file: Option<String>,
 }
 
 /// What is known of one backup file beyond its manifest.

@@ -3,12 +3,14 @@
 //! Commands that work target by target share [`each`]: one target failing is logged once,
 //! reported in its place, and does not stop the others.
 
+pub mod agent;
 pub mod audit;
 pub mod backup;
 pub mod health;
 pub mod load_csv;
 pub mod maintenance;
 pub mod metrics;
+pub mod monitor;
 pub mod restore;
 pub mod schema;
 

@@ -350,6 +350,26 @@ async fn drill(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
                 error: failure(ctx, &p.target.name, &err),
             },
         };
+        // Recorded for the agent, which tells the central monitor when each database was
+        // last proven restorable.
+        let (status, file) = match &item {
+            Drilled::Done { status, file, .. } => (*status, Some(file.clone())),
+            Drilled::Failed { .. } => ("failed", None),
+        };
+        let record = backup::state::DrillRecord {
+            at: chrono::Utc::now(),
+            status: status.to_string(),
+            file,
+        };
+        if let Err(e) =
+            backup::state::StateStore::new(&ctx.config.state_dir, &p.target.name, &p.dir)
+                .update(|s| s.last_drill = Some(record))
+        {
+            ctx.log.warn(format!(
+                "{}: the drill could not be recorded: {e:#}",
+                p.target.name
+            ));
+        }
         report.drills.push(item);
     }
     Ok(Outcome::from_report(&report))

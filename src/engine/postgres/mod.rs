@@ -41,7 +41,7 @@ const HISTORY_TABLE: &str = "public.mairie_dba_schema_history";
 /// rustls rather than OpenSSL: OpenSSL's connector reads the whole system CA bundle each
 /// time one is built (about 40 ms here, on every command), for a check that these modes
 /// never make.
-mod tls {
+pub(crate) mod tls {
     use std::sync::{Arc, OnceLock};
 
     use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};

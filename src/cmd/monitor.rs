@@ -1,0 +1,493 @@
+//! `monitor scan | status | jobs | history | serve`: the central backup monitor's commands.
+//!
+//! `scan` and `status` are checks (Nagios exit codes, `--format nagios`); `jobs` and
+//! `history` are reports. `serve` runs the scan every `scan_interval_minutes` until SIGTERM
+//! or Ctrl-C, finishing the scan in progress first.
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::cli::MonitorCommand;
+use crate::error::ConfigError;
+use crate::monitor::config::parse_utc;
+use crate::monitor::history::{Entry, History, UnexpectedSeen};
+use crate::monitor::scan::{self, Judgement, ScanLock, ScanOutcome, Unexpected};
+use crate::monitor::{schedule, stamp, JobStatus, MonitorConfig};
+use crate::output::nagios::NagiosLine;
+use crate::output::{Outcome, Report, Status, TableBlock};
+use crate::Ctx;
+
+pub async fn run(cmd: &MonitorCommand, ctx: &Ctx) -> Result<Outcome> {
+    let cfg = ctx.config.monitor.as_ref().ok_or_else(|| {
+        ConfigError::new(format!(
+            "{}: no `monitor:` section (deposit_dir, validated_dir, jobs)",
+            ctx.config.path.display()
+        ))
+    })?;
+    match cmd {
+        MonitorCommand::Scan { now } => {
+            let now = now_or(now.as_deref())?;
+            Ok(Outcome::from_report(&scan_once(cfg, now).await?))
+        }
+        MonitorCommand::Status { job, now } => {
+            let now = now_or(now.as_deref())?;
+            Ok(Outcome::from_report(
+                &status(cfg, job.as_deref(), now).await?,
+            ))
+        }
+        MonitorCommand::Jobs { now } => {
+            let now = now_or(now.as_deref())?;
+            Ok(Outcome::from_report(&JobsReport::new(cfg, now)))
+        }
+        MonitorCommand::History { job, limit } => {
+            let history = History::open(&cfg.history).await?;
+            let entries = history.entries(job, *limit).await?;
+            if entries.is_empty() && cfg.job(job).is_none() {
+                return Err(ConfigError::new(format!(
+                    "no job `{job}` in {} and none in the history",
+                    ctx.config.path.display()
+                ))
+                .into());
+            }
+            Ok(Outcome::from_report(&HistoryReport {
+                job: job.clone(),
+                entries,
+            }))
+        }
+        MonitorCommand::Serve => serve(cfg, ctx).await,
+    }
+}
+
+fn now_or(arg: Option<&str>) -> Result<DateTime<Utc>, ConfigError> {
+    match arg {
+        None => Ok(Utc::now()),
+        Some(s) => parse_utc(s).ok_or_else(|| {
+            ConfigError::new(format!(
+                "--now `{s}`: not a time (2026-12-06T10:00:00Z or 2026-12-06 10:00, UTC)"
+            ))
+        }),
+    }
+}
+
+/// One scan under the lock: register new jobs, judge, record.
+pub async fn scan_once(cfg: &MonitorConfig, now: DateTime<Utc>) -> Result<ScanReport> {
+    let _lock = ScanLock::acquire(&cfg.validated_dir)?;
+    let history = History::open(&cfg.history).await?;
+    let ids: Vec<&str> = cfg.jobs.iter().map(|j| j.id.as_str()).collect();
+    let mut states = history.register(&ids, now).await?;
+    history
+        .load_recorded(&mut states, |id, last| {
+            cfg.job(id)
+                .map(|j| scan::recheck_from(j, last, cfg.collection_window_minutes))
+        })
+        .await?;
+    let owned = cfg.clone();
+    // Hashing and promotion are blocking file work, on their own threads.
+    let mut outcome = tokio::task::spawn_blocking(move || scan::scan(&owned, now, &states)).await?;
+    let mut new = Vec::new();
+    for j in std::mem::take(&mut outcome.judged) {
+        let is_new = history.record(&j, now).await?;
+        new.push(Recorded {
+            judgement: j,
+            new: is_new,
+        });
+    }
+    for u in &outcome.unexpected {
+        history.record_unexpected(u, now).await?;
+    }
+    Ok(ScanReport {
+        now,
+        judged: new,
+        outcome,
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct Recorded {
+    #[serde(flatten)]
+    judgement: Judgement,
+    /// False: recorded by an earlier scan already (a rerun after a kill).
+    new: bool,
+}
+
+/// What `monitor scan` reports.
+#[derive(Debug)]
+pub struct ScanReport {
+    now: DateTime<Utc>,
+    judged: Vec<Recorded>,
+    outcome: ScanOutcome,
+}
+
+impl ScanReport {
+    fn count(&self, s: JobStatus) -> usize {
+        self.new_ones().filter(|j| j.status == s).count()
+    }
+
+    fn new_ones(&self) -> impl Iterator<Item = &Judgement> {
+        self.judged.iter().filter(|r| r.new).map(|r| &r.judgement)
+    }
+
+    fn summary(&self) -> String {
+        let mut parts: Vec<String> = JobStatus::ALL
+            .iter()
+            .filter_map(|s| match self.count(*s) {
+                0 => None,
+                n => Some(format!("{n} {s}")),
+            })
+            .collect();
+        if parts.is_empty() {
+            parts.push("nothing new to judge".into());
+        }
+        let mut line = format!("scan at {}: {}", stamp(self.now), parts.join(", "));
+        if !self.outcome.pending.is_empty() {
+            line.push_str(&format!("; {} pending", self.outcome.pending.len()));
+        }
+        if !self.outcome.unexpected.is_empty() {
+            line.push_str(&format!(
+                "; {} unexpected deposit(s)",
+                self.outcome.unexpected.len()
+            ));
+        }
+        line
+    }
+}
+
+fn judgement_row(j: &Judgement) -> Vec<String> {
+    vec![
+        j.job.clone(),
+        stamp(j.due),
+        j.status.to_string(),
+        if j.promoted { "yes" } else { "" }.to_string(),
+        j.message.clone(),
+    ]
+}
+
+impl Report for ScanReport {
+    fn status(&self) -> Status {
+        self.new_ones()
+            .map(|j| j.status.check_status())
+            .max()
+            .unwrap_or(Status::Ok)
+    }
+
+    fn fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("now".into(), json!(stamp(self.now)));
+        m.insert("judged".into(), json!(self.judged));
+        m.insert("pending".into(), json!(self.outcome.pending));
+        m.insert("unexpected".into(), json!(self.outcome.unexpected));
+        m.insert("cleaned".into(), json!(self.outcome.cleaned));
+        m.insert("archived".into(), json!(self.outcome.archived));
+        m
+    }
+
+    fn tables(&self) -> Vec<TableBlock> {
+        let header = ["job", "due", "status", "promoted", "message"];
+        let mut judged = TableBlock::new(header).titled("Judged");
+        for r in &self.judged {
+            judged.row(judgement_row(&r.judgement));
+        }
+        let mut out = vec![judged];
+        if !self.outcome.pending.is_empty() {
+            let mut p = TableBlock::new(header).titled("Pending (before their deadline)");
+            for j in &self.outcome.pending {
+                p.row(judgement_row(j));
+            }
+            out.push(p);
+        }
+        if !self.outcome.unexpected.is_empty() {
+            out.push(unexpected_table(&self.outcome.unexpected));
+        }
+        out
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let mut l: Vec<String> = self
+            .outcome
+            .cleaned
+            .iter()
+            .map(|c| format!("removed {c}"))
+            .collect();
+        l.push(self.summary());
+        l
+    }
+
+    fn nagios(&self) -> Option<String> {
+        Some(NagiosLine::plain(self.status(), self.summary()).to_string())
+    }
+}
+
+fn unexpected_table(u: &[Unexpected]) -> TableBlock {
+    let mut t = TableBlock::new(["path", "reason"]).titled("Unexpected deposits");
+    for x in u {
+        t.row([x.path.clone(), x.reason.clone()]);
+    }
+    t
+}
+
+/// One job in `monitor status`.
+#[derive(Debug, Serialize)]
+struct JobLine {
+    id: String,
+    company: String,
+    city: String,
+    site: String,
+    database: String,
+    engine: String,
+    status: JobStatus,
+    due: Option<String>,
+    last_ok: Option<String>,
+    next_due: Option<String>,
+    last_drill: Option<Drill>,
+    message: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Drill {
+    at: String,
+    status: Option<String>,
+}
+
+struct StatusReport {
+    jobs: Vec<JobLine>,
+    unexpected: Vec<UnexpectedSeen>,
+}
+
+async fn status(
+    cfg: &MonitorConfig,
+    only: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<StatusReport> {
+    if let Some(id) = only {
+        if cfg.job(id).is_none() {
+            return Err(
+                ConfigError::new(format!("--job `{id}`: no such job in monitor.jobs")).into(),
+            );
+        }
+    }
+    let history = History::open(&cfg.history).await?;
+    let mut jobs = Vec::new();
+    for job in cfg.jobs.iter().filter(|j| only.is_none_or(|id| j.id == id)) {
+        let c = history.current(&job.id).await?;
+        jobs.push(JobLine {
+            id: job.id.clone(),
+            company: job.company.clone(),
+            city: job.city.clone(),
+            site: job.site.clone(),
+            database: job.database.clone(),
+            engine: job.engine.clone(),
+            status: c.status.unwrap_or(JobStatus::Pending),
+            due: c.due.map(stamp),
+            last_ok: c.last_ok.map(stamp),
+            next_due: schedule::next_due(job, now).map(stamp),
+            last_drill: c.last_drill_at.map(|at| Drill {
+                at: stamp(at),
+                status: c.last_drill_status.clone(),
+            }),
+            message: c
+                .message
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| match c.status {
+                    None => "not judged yet".into(),
+                    Some(_) => String::new(),
+                }),
+        });
+    }
+    let unexpected = if only.is_none() {
+        history.unexpected().await?
+    } else {
+        Vec::new()
+    };
+    Ok(StatusReport { jobs, unexpected })
+}
+
+impl Report for StatusReport {
+    fn status(&self) -> Status {
+        self.jobs
+            .iter()
+            .map(|j| j.status.check_status())
+            .max()
+            .unwrap_or(Status::Ok)
+    }
+
+    fn fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("jobs".into(), json!(self.jobs));
+        m.insert("unexpected".into(), json!(self.unexpected));
+        m
+    }
+
+    fn tables(&self) -> Vec<TableBlock> {
+        let mut t = TableBlock::new([
+            "job",
+            "site",
+            "database",
+            "status",
+            "last OK",
+            "next due",
+            "last drill",
+            "message",
+        ]);
+        for j in &self.jobs {
+            t.row([
+                j.id.clone(),
+                format!("{}/{}/{}", j.company, j.city, j.site),
+                format!("{} ({})", j.database, j.engine),
+                j.status.to_string(),
+                j.last_ok.clone().unwrap_or_default(),
+                j.next_due.clone().unwrap_or_default(),
+                j.last_drill
+                    .as_ref()
+                    .map(|d| format!("{} {}", d.at, d.status.as_deref().unwrap_or("")))
+                    .unwrap_or_default(),
+                j.message.clone(),
+            ]);
+        }
+        let mut out = vec![t];
+        if !self.unexpected.is_empty() {
+            let mut u =
+                TableBlock::new(["path", "reason", "last seen"]).titled("Unexpected deposits");
+            for x in &self.unexpected {
+                u.row([x.path.clone(), x.reason.clone(), x.last_seen.clone()]);
+            }
+            out.push(u);
+        }
+        out
+    }
+
+    fn nagios(&self) -> Option<String> {
+        let bad: Vec<String> = self
+            .jobs
+            .iter()
+            .filter(|j| j.status.check_status() != Status::Ok)
+            .map(|j| format!("{} {}", j.id, j.status))
+            .collect();
+        let msg = if bad.is_empty() {
+            format!("{} job(s), none failing", self.jobs.len())
+        } else {
+            format!(
+                "{} of {} job(s): {}",
+                bad.len(),
+                self.jobs.len(),
+                bad.join(", ")
+            )
+        };
+        Some(NagiosLine::plain(self.status(), msg).to_string())
+    }
+}
+
+struct JobsReport {
+    rows: Vec<Value>,
+    table: TableBlock,
+}
+
+impl JobsReport {
+    fn new(cfg: &MonitorConfig, now: DateTime<Utc>) -> JobsReport {
+        let mut table =
+            TableBlock::new(["job", "site", "database", "schedule", "grace", "next due"]);
+        let mut rows = Vec::new();
+        for j in &cfg.jobs {
+            let next = schedule::next_due(j, now).map(stamp);
+            table.row([
+                j.id.clone(),
+                format!("{}/{}/{}", j.company, j.city, j.site),
+                format!("{} ({})", j.database, j.engine),
+                j.schedule_text(),
+                format!("{} min", j.grace_minutes),
+                next.clone().unwrap_or_else(|| "never again".into()),
+            ]);
+            rows.push(json!({
+                "id": j.id, "company": j.company, "city": j.city, "site": j.site,
+                "database": j.database, "engine": j.engine,
+                "frequency": j.frequency.as_str(), "schedule": j.schedule_text(),
+                "grace_minutes": j.grace_minutes,
+                "timezone": j.timezone.map(|t| t.name()),
+                "next_due": next,
+            }));
+        }
+        JobsReport { rows, table }
+    }
+}
+
+impl Report for JobsReport {
+    fn status(&self) -> Status {
+        Status::Success
+    }
+
+    fn fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("jobs".into(), Value::Array(self.rows.clone()));
+        m
+    }
+
+    fn tables(&self) -> Vec<TableBlock> {
+        vec![self.table.clone()]
+    }
+}
+
+struct HistoryReport {
+    job: String,
+    entries: Vec<Entry>,
+}
+
+impl Report for HistoryReport {
+    fn status(&self) -> Status {
+        Status::Success
+    }
+
+    fn fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("job".into(), json!(self.job));
+        m.insert("history".into(), json!(self.entries));
+        m
+    }
+
+    fn tables(&self) -> Vec<TableBlock> {
+        let mut t = TableBlock::new(["due", "status", "was", "file", "size", "message"])
+            .titled(format!("History of {}", self.job));
+        for e in &self.entries {
+            t.row([
+                e.due.clone(),
+                e.status.clone(),
+                e.previous_status.clone().unwrap_or_default(),
+                e.file.clone().unwrap_or_default(),
+                e.size_bytes.map(|s| s.to_string()).unwrap_or_default(),
+                e.message.clone(),
+            ]);
+        }
+        vec![t]
+    }
+}
+
+/// `monitor serve`: a scan every interval; a stop waits for the scan in progress.
+async fn serve(cfg: &MonitorConfig, ctx: &Ctx) -> Result<Outcome> {
+    let every = std::time::Duration::from_secs(u64::from(cfg.scan_interval_minutes) * 60);
+    ctx.log.info(format!(
+        "monitor: scanning {} every {} min ({} job(s))",
+        cfg.deposit_dir.display(),
+        cfg.scan_interval_minutes,
+        cfg.jobs.len()
+    ));
+    // Registered before the first scan: a stop during a scan waits for its end.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut scans = 0u64;
+    loop {
+        match scan_once(cfg, Utc::now()).await {
+            Ok(r) => ctx.log.info(r.summary()),
+            Err(e) => ctx.log.error(format!("monitor scan: {e:#}")),
+        }
+        scans += 1;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    Ok(Outcome::new(Status::Success)
+        .field("stopped", true)
+        .field("scans", scans))
+}

@@ -1,0 +1,653 @@
+//! The `monitor:` section of `config_global.yml`: where agents deposit, where validated
+//! backups go, where the history is kept, and the expected jobs.
+//!
+//! The YAML shapes deny unknown keys like the rest of the configuration. A job is checked as
+//! it is read (`try_from`), so that its errors carry the parser's `file:line:column` and key
+//! path (`monitor.jobs[2]: …`) exactly like a typo does.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc, Weekday};
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+/// The `monitor:` section as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorSection {
+    pub deposit_dir: PathBuf,
+    pub validated_dir: PathBuf,
+    /// `sqlite:PATH` (default: `sqlite:<state_dir>/monitor.db`), `postgres://user@host:port/db`,
+    /// or `{url: postgres://…, password_env: VAR}`.
+    #[serde(default)]
+    pub history: Option<HistorySetting>,
+    #[serde(default = "default_report_max_age_days")]
+    pub report_max_age_days: u32,
+    #[serde(default = "default_collection_window_minutes")]
+    pub collection_window_minutes: u32,
+    #[serde(default = "default_keep_validated")]
+    pub keep_validated: KeepValidated,
+    #[serde(default = "default_scan_interval_minutes")]
+    pub scan_interval_minutes: ScanInterval,
+    #[serde(default)]
+    pub jobs: Vec<Job>,
+}
+
+fn default_report_max_age_days() -> u32 {
+    2
+}
+fn default_collection_window_minutes() -> u32 {
+    120
+}
+fn default_keep_validated() -> KeepValidated {
+    KeepValidated(1)
+}
+fn default_scan_interval_minutes() -> ScanInterval {
+    ScanInterval(5)
+}
+
+/// The `agent:` section, on a site that sends its backups to the monitor.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    pub company: Component,
+    pub city: Component,
+    pub site: Component,
+    /// A local path (an NFS mount; relative: to the base directory) or an rsync destination
+    /// `user@host:/path` (rsync over ssh).
+    pub deposit: String,
+    /// rsync's options for an rsync destination.
+    #[serde(default = "default_rsync_options")]
+    pub rsync_options: Vec<String>,
+    /// The targets whose backups are pushed (default: every target with a `backup:` section).
+    #[serde(default)]
+    pub targets: Vec<String>,
+}
+
+fn default_rsync_options() -> Vec<String> {
+    vec!["--archive".into(), "--mkpath".into()]
+}
+
+/// One directory name, checked as it is read.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Component(pub String);
+
+impl TryFrom<String> for Component {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if is_path_component(&s) {
+            Ok(Component(s))
+        } else {
+            Err(format!(
+                "`{s}` must be one directory name (not empty, no `/`, not `..`)"
+            ))
+        }
+    }
+}
+
+impl std::ops::Deref for Component {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// How many validated versions of a database are kept: at least 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u32")]
+pub struct KeepValidated(pub u32);
+
+impl TryFrom<u32> for KeepValidated {
+    type Error = String;
+    fn try_from(n: u32) -> Result<Self, String> {
+        if n == 0 {
+            return Err(
+                "keep_validated must be at least 1: the last healthy backup is always kept".into(),
+            );
+        }
+        Ok(KeepValidated(n))
+    }
+}
+
+/// Minutes between two scans of `monitor serve`: at least 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u32")]
+pub struct ScanInterval(pub u32);
+
+impl TryFrom<u32> for ScanInterval {
+    type Error = String;
+    fn try_from(n: u32) -> Result<Self, String> {
+        if n == 0 {
+            return Err("scan_interval_minutes must be at least 1".into());
+        }
+        Ok(ScanInterval(n))
+    }
+}
+
+/// Where the history is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "HistoryEntry")]
+pub enum HistorySetting {
+    /// A SQLite file (relative: to the configuration's base directory).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database; the password only from the environment.
+    Postgres {
+        url: String,
+        password_env: Option<String>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum HistoryEntry {
+    Text(String),
+    Map(HistoryMap),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryMap {
+    url: String,
+    #[serde(default)]
+    password_env: Option<String>,
+}
+
+impl TryFrom<HistoryEntry> for HistorySetting {
+    type Error = String;
+    fn try_from(e: HistoryEntry) -> Result<Self, String> {
+        let (url, password_env) = match e {
+            HistoryEntry::Text(t) => (t, None),
+            HistoryEntry::Map(m) => (m.url, m.password_env),
+        };
+        if let Some(path) = url.strip_prefix("sqlite:") {
+            if password_env.is_some() {
+                return Err("history: password_env is for a PostgreSQL history".into());
+            }
+            if path.is_empty() {
+                return Err(
+                    "history: `sqlite:` needs a path (sqlite:/var/lib/mairie-dba/monitor.db)"
+                        .into(),
+                );
+            }
+            return Ok(HistorySetting::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let cfg = tokio_postgres::Config::from_str(&url)
+                .map_err(|e| format!("history: not a PostgreSQL URL: {e}"))?;
+            if cfg.get_password().is_some() {
+                return Err("history: a password never sits in the configuration: remove it from the URL and name its environment variable with password_env".into());
+            }
+            return Ok(HistorySetting::Postgres { url, password_env });
+        }
+        Err(format!(
+            "history: `{}` is neither sqlite:PATH nor postgres://user@host:port/database",
+            url.chars().take(40).collect::<String>()
+        ))
+    }
+}
+
+/// How often a job is expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Frequency {
+    Hourly,
+    Daily,
+    Weekly,
+    Monthly,
+    Once,
+}
+
+impl Frequency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Frequency::Hourly => "hourly",
+            Frequency::Daily => "daily",
+            Frequency::Weekly => "weekly",
+            Frequency::Monthly => "monthly",
+            Frequency::Once => "once",
+        }
+    }
+}
+
+/// When, within its period, a job is expected (in the job's time zone, UTC by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// Minute past each hour.
+    Hourly {
+        minute: u32,
+    },
+    Daily {
+        time: NaiveTime,
+    },
+    Weekly {
+        day: Weekday,
+        time: NaiveTime,
+    },
+    /// Day 1 to 31; a month shorter than `day` is expected on its last day.
+    Monthly {
+        day: u32,
+        time: NaiveTime,
+    },
+    Once {
+        at: NaiveDateTime,
+    },
+}
+
+/// One expected job.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "JobEntry")]
+pub struct Job {
+    pub id: String,
+    pub company: String,
+    pub city: String,
+    pub site: String,
+    pub database: String,
+    pub engine: String,
+    pub frequency: Frequency,
+    pub when: When,
+    pub grace_minutes: u32,
+    /// The zone `at` is read in (DST-correct); None: UTC.
+    pub timezone: Option<Tz>,
+}
+
+impl Job {
+    /// `company/city/site`, the site's directory under the deposit and validated trees.
+    pub fn site_path(&self) -> PathBuf {
+        [&self.company, &self.city, &self.site].iter().collect()
+    }
+
+    /// The schedule in words: `daily 02:00 UTC`, `weekly monday 23:30 Europe/Paris`.
+    pub fn schedule_text(&self) -> String {
+        let zone = self.timezone.map(|t| t.name()).unwrap_or("UTC");
+        let hm = |t: &NaiveTime| t.format("%H:%M").to_string();
+        match &self.when {
+            When::Hourly { minute } => format!("hourly :{minute:02} {zone}"),
+            When::Daily { time } => format!("daily {} {zone}", hm(time)),
+            When::Weekly { day, time } => {
+                format!("weekly {} {} {zone}", weekday_name(*day), hm(time))
+            }
+            When::Monthly { day, time } => format!("monthly day {day} {} {zone}", hm(time)),
+            When::Once { at } => format!("once {} {zone}", at.format("%Y-%m-%d %H:%M")),
+        }
+    }
+}
+
+fn weekday_name(d: Weekday) -> &'static str {
+    match d {
+        Weekday::Mon => "monday",
+        Weekday::Tue => "tuesday",
+        Weekday::Wed => "wednesday",
+        Weekday::Thu => "thursday",
+        Weekday::Fri => "friday",
+        Weekday::Sat => "saturday",
+        Weekday::Sun => "sunday",
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobEntry {
+    #[serde(default)]
+    id: Option<String>,
+    company: String,
+    city: String,
+    site: String,
+    database: String,
+    engine: String,
+    frequency: Frequency,
+    #[serde(default)]
+    at: Option<String>,
+    #[serde(default)]
+    day: Option<DayEntry>,
+    #[serde(default = "default_grace_minutes")]
+    grace_minutes: u32,
+    #[serde(default)]
+    timezone: Option<String>,
+}
+
+fn default_grace_minutes() -> u32 {
+    60
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum DayEntry {
+    Number(u32),
+    Name(String),
+}
+
+impl fmt::Display for DayEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DayEntry::Number(n) => write!(f, "{n}"),
+            DayEntry::Name(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A name that becomes one directory: not empty, no separator, not `.` or `..`, no NUL.
+pub fn is_path_component(s: &str) -> bool {
+    !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\\', '\0'])
+}
+
+const ENGINES: [&str; 3] = ["postgres", "mysql", "mssql"];
+
+impl TryFrom<JobEntry> for Job {
+    type Error = String;
+    fn try_from(e: JobEntry) -> Result<Self, String> {
+        for (key, v) in [
+            ("company", &e.company),
+            ("city", &e.city),
+            ("site", &e.site),
+            ("database", &e.database),
+        ] {
+            if !is_path_component(v) {
+                return Err(format!(
+                    "{key}: `{v}` must be one directory name (not empty, no `/`, not `..`)"
+                ));
+            }
+        }
+        if !ENGINES.contains(&e.engine.as_str()) {
+            return Err(format!(
+                "engine: `{}` is not one of {}",
+                e.engine,
+                ENGINES.join(", ")
+            ));
+        }
+        let id =
+            e.id.unwrap_or_else(|| format!("{}-{}-{}-{}", e.company, e.city, e.site, e.database));
+        if id.is_empty() || id.contains(['/', '\0']) || id.chars().any(char::is_whitespace) {
+            return Err(format!("id: `{id}` must be a word (no spaces, no `/`)"));
+        }
+        let timezone = match &e.timezone {
+            None => None,
+            Some(name) => Some(Tz::from_str(name).map_err(|_| {
+                format!("timezone: `{name}` is not an IANA time zone (Europe/Paris, UTC …)")
+            })?),
+        };
+        let time = |at: &Option<String>| -> Result<NaiveTime, String> {
+            let at = at.as_deref().ok_or_else(|| {
+                format!("at: required for a {} job (HH:MM)", e.frequency.as_str())
+            })?;
+            NaiveTime::parse_from_str(at, "%H:%M")
+                .map_err(|_| format!("at: `{at}` is not a time of day HH:MM (00:00 to 23:59)"))
+        };
+        let no_day = |what: &str| -> Result<(), String> {
+            match &e.day {
+                Some(d) => Err(format!(
+                    "day: `{d}` is only for weekly and monthly jobs, not {what}"
+                )),
+                None => Ok(()),
+            }
+        };
+        let when = match e.frequency {
+            Frequency::Hourly => {
+                no_day("hourly")?;
+                let minute = match e.at.as_deref() {
+                    None => 0,
+                    Some(at) => at
+                        .strip_prefix(':')
+                        .and_then(|m| (m.len() == 2).then_some(m))
+                        .and_then(|m| m.parse::<u32>().ok())
+                        .filter(|m| *m < 60)
+                        .ok_or_else(|| {
+                            format!("at: `{at}` is not a minute past the hour (:MM, e.g. \":15\")")
+                        })?,
+                };
+                When::Hourly { minute }
+            }
+            Frequency::Daily => {
+                no_day("daily")?;
+                When::Daily { time: time(&e.at)? }
+            }
+            Frequency::Weekly => {
+                let day = match &e.day {
+                    Some(DayEntry::Name(n)) => Weekday::from_str(n).map_err(|_| {
+                        format!("day: `{n}` is not a day of the week (monday … sunday)")
+                    })?,
+                    Some(d) => {
+                        return Err(format!(
+                            "day: `{d}` is not a day of the week (monday … sunday)"
+                        ))
+                    }
+                    None => return Err("day: required for a weekly job (monday … sunday)".into()),
+                };
+                When::Weekly {
+                    day,
+                    time: time(&e.at)?,
+                }
+            }
+            Frequency::Monthly => {
+                let day = match &e.day {
+                    Some(DayEntry::Number(n)) if (1..=31).contains(n) => *n,
+                    Some(d) => {
+                        return Err(format!("day: `{d}` is not a day of the month (1 to 31)"))
+                    }
+                    None => return Err("day: required for a monthly job (1 to 31)".into()),
+                };
+                When::Monthly {
+                    day,
+                    time: time(&e.at)?,
+                }
+            }
+            Frequency::Once => {
+                no_day("once")?;
+                let at =
+                    e.at.as_deref()
+                        .ok_or("at: required for a once job (a full time, 2026-12-06T02:00:00Z)")?;
+                When::Once {
+                    at: parse_full_time(at, timezone.is_some()).ok_or_else(|| {
+                        format!("at: `{at}` is not a full time (2026-12-06T02:00:00Z or 2026-12-06 02:00)")
+                    })?,
+                }
+            }
+        };
+        Ok(Job {
+            id,
+            company: e.company,
+            city: e.city,
+            site: e.site,
+            database: e.database,
+            engine: e.engine,
+            frequency: e.frequency,
+            when,
+            grace_minutes: e.grace_minutes,
+            timezone,
+        })
+    }
+}
+
+/// A full time: RFC 3339 (its offset applied, giving UTC; refused with a time zone) or a
+/// naive `YYYY-MM-DD HH:MM[:SS]` / `YYYY-MM-DDTHH:MM[:SS]`, read in the job's zone.
+fn parse_full_time(s: &str, zoned: bool) -> Option<NaiveDateTime> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return (!zoned).then(|| t.with_timezone(&Utc).naive_utc());
+    }
+    parse_naive(s)
+}
+
+fn parse_naive(s: &str) -> Option<NaiveDateTime> {
+    for f in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+            return Some(t);
+        }
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+}
+
+/// A time given on the command line (`--now`): RFC 3339, or `YYYY-MM-DD[ HH:MM[:SS]]` in UTC.
+pub fn parse_utc(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    parse_naive(s.trim_end_matches('Z')).map(|t| t.and_utc())
+}
+
+/// The checks that span jobs: unique ids.
+pub fn check_jobs(jobs: &[Job]) -> Result<(), String> {
+    for (i, j) in jobs.iter().enumerate() {
+        if let Some(k) = jobs[..i].iter().position(|o| o.id == j.id) {
+            return Err(format!(
+                "monitor.jobs[{i}]: id `{}` is already the id of monitor.jobs[{k}] (give each job its own `id`)",
+                j.id
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(yaml: &str) -> Result<MonitorSection, String> {
+        serde_norway::from_str::<MonitorSection>(yaml).map_err(|e| e.to_string())
+    }
+
+    const BASE: &str = "deposit_dir: /d\nvalidated_dir: /v\n";
+
+    #[test]
+    fn defaults_and_a_full_daily_job() {
+        let s = section(&format!(
+            "{BASE}jobs:\n  - {{id: centre-mairie, company: ville, city: marseille, site: centre, database: mairie, engine: postgres, frequency: daily, at: \"02:00\", grace_minutes: 30}}\n"
+        ))
+        .unwrap();
+        assert_eq!(s.report_max_age_days, 2);
+        assert_eq!(s.collection_window_minutes, 120);
+        assert_eq!(s.keep_validated, KeepValidated(1));
+        assert_eq!(s.scan_interval_minutes, ScanInterval(5));
+        assert_eq!(s.history, None);
+        let j = &s.jobs[0];
+        assert_eq!(j.id, "centre-mairie");
+        assert_eq!(
+            j.when,
+            When::Daily {
+                time: NaiveTime::from_hms_opt(2, 0, 0).unwrap()
+            }
+        );
+        assert_eq!(j.grace_minutes, 30);
+        assert_eq!(j.site_path(), PathBuf::from("ville/marseille/centre"));
+    }
+
+    #[test]
+    fn every_frequency_reads_its_at_and_day() {
+        let s = section(&format!(
+            "{BASE}jobs:\n\
+             - {{company: c, city: x, site: s, database: a, engine: mysql, frequency: hourly, at: \":15\"}}\n\
+             - {{company: c, city: x, site: s, database: b, engine: mssql, frequency: weekly, day: sunday, at: \"23:30\", timezone: Europe/Paris}}\n\
+             - {{company: c, city: x, site: s, database: d, engine: postgres, frequency: monthly, day: 31, at: \"01:00\"}}\n\
+             - {{company: c, city: x, site: s, database: e, engine: postgres, frequency: once, at: \"2026-12-06T02:00:00+01:00\"}}\n"
+        ))
+        .unwrap();
+        assert_eq!(s.jobs[0].id, "c-x-s-a");
+        assert_eq!(s.jobs[0].when, When::Hourly { minute: 15 });
+        assert!(matches!(
+            s.jobs[1].when,
+            When::Weekly {
+                day: Weekday::Sun,
+                ..
+            }
+        ));
+        assert_eq!(s.jobs[1].timezone, Some(chrono_tz::Europe::Paris));
+        assert!(matches!(s.jobs[2].when, When::Monthly { day: 31, .. }));
+        assert_eq!(
+            s.jobs[3].when,
+            When::Once {
+                at: parse_naive("2026-12-06 01:00").unwrap()
+            }
+        );
+    }
+
+    #[test]
+    fn errors_name_line_and_key() {
+        let job = |extra: &str| {
+            section(&format!(
+                "{BASE}jobs:\n  - company: c\n    city: x\n    site: s\n    database: a\n    engine: postgres\n{extra}"
+            ))
+            .unwrap_err()
+        };
+        let e = job("    frequency: daily\n    at: \"25:00\"\n");
+        assert!(e.contains("jobs: at: `25:00` is not a time of day"), "{e}");
+        assert!(e.contains("line "), "{e}");
+        let e = job("    frequency: daily\n");
+        assert!(e.contains("at: required for a daily job"), "{e}");
+        let e = job("    frequency: weekly\n    at: \"02:00\"\n    day: funday\n");
+        assert!(e.contains("`funday` is not a day of the week"), "{e}");
+        let e = job("    frequency: monthly\n    at: \"02:00\"\n    day: 32\n");
+        assert!(e.contains("`32` is not a day of the month"), "{e}");
+        let e = job("    frequency: daily\n    at: \"02:00\"\n    day: 3\n");
+        assert!(e.contains("only for weekly and monthly"), "{e}");
+        let e = job("    frequency: fortnightly\n");
+        assert!(e.contains("fortnightly"), "{e}");
+        let e = job("    frequency: daily\n    at: \"02:00\"\n    timezone: Mars/Olympus\n");
+        assert!(e.contains("not an IANA time zone"), "{e}");
+        let e = job("    frequency: daily\n    at: \"02:00\"\n    gracce_minutes: 3\n");
+        assert!(e.contains("unknown field `gracce_minutes`"), "{e}");
+        let e = section(&format!(
+            "{BASE}jobs:\n  - {{company: c, city: x, site: \"..\", database: a, engine: postgres, frequency: daily, at: \"02:00\"}}\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("site: `..` must be one directory name"), "{e}");
+        let e = section(&format!("{BASE}keep_validated: 0\n")).unwrap_err();
+        assert!(e.contains("at least 1"), "{e}");
+        let e = section(&format!("{BASE}listen_here: 1\n")).unwrap_err();
+        assert!(e.contains("unknown field `listen_here`"), "{e}");
+    }
+
+    #[test]
+    fn history_forms() {
+        let h = |v: &str| section(&format!("{BASE}history: {v}\n")).map(|s| s.history.unwrap());
+        assert_eq!(
+            h("sqlite:/var/lib/m.db").unwrap(),
+            HistorySetting::Sqlite("/var/lib/m.db".into())
+        );
+        assert_eq!(
+            h("{url: \"postgres://mon@db:5432/monitor\", password_env: MON_PW}").unwrap(),
+            HistorySetting::Postgres {
+                url: "postgres://mon@db:5432/monitor".into(),
+                password_env: Some("MON_PW".into())
+            }
+        );
+        let e = h("\"postgres://mon:secret@db/monitor\"").unwrap_err();
+        assert!(
+            e.contains("never sits in the configuration") && !e.contains("secret@"),
+            "{e}"
+        );
+        assert!(h("mysql://x").unwrap_err().contains("neither sqlite"));
+    }
+
+    #[test]
+    fn duplicate_ids_are_refused() {
+        let s = section(&format!(
+            "{BASE}jobs:\n\
+             - {{id: a, company: c, city: x, site: s, database: a, engine: mysql, frequency: hourly}}\n\
+             - {{id: a, company: c, city: x, site: s, database: b, engine: mysql, frequency: hourly}}\n"
+        ))
+        .unwrap();
+        let e = check_jobs(&s.jobs).unwrap_err();
+        assert!(e.contains("monitor.jobs[1]: id `a`"), "{e}");
+    }
+
+    #[test]
+    fn command_line_times() {
+        assert_eq!(
+            parse_utc("2026-12-06T10:00:00Z").unwrap().to_rfc3339(),
+            "2026-12-06T10:00:00+00:00"
+        );
+        assert_eq!(
+            parse_utc("2026-12-06 10:00").unwrap(),
+            parse_utc("2026-12-06T10:00:00+00:00").unwrap()
+        );
+        assert!(parse_utc("tomorrow").is_none());
+    }
+}
