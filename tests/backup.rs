@@ -247,12 +247,7 @@ impl DropDb {
 impl Drop for DropDb {
     fn drop(&mut self) {
         match self.engine {
-            Engine::Postgres => {
-                pg_query(
-                    "postgres",
-                    &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-                );
-            }
+            Engine::Postgres => drop_pg_database(&self.name),
             Engine::Mysql => {
                 my_query(None, &format!("DROP DATABASE IF EXISTS `{}`", self.name));
             }

@@ -11,13 +11,13 @@ use tokio_postgres::Client;
 
 use crate::config::Target;
 use crate::engine::cleanup::Created;
-use tokio_postgres::error::SqlState;
 use crate::engine::postgres::client::{connection_args, run_pg_restore};
 use crate::engine::postgres::{self, quote_ident};
 use crate::engine::postgres::{archive, split};
 use crate::engine::tools;
 use crate::engine::Driver;
 use crate::engine::DumpInfo;
+use tokio_postgres::error::SqlState;
 
 /// Dumps the target's database into `out`, with the exact rows of every table in the
 /// dump's snapshot.
