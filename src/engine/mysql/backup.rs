@@ -206,20 +206,9 @@ pub async fn dump(target: &Target, level: Option<u32>, out: &mut impl Write) -> 
     };
     let (bin, tool) = tools::find_tool(&["mariadb-dump", "mysqldump"])?;
     let temp = PrivateTemp::new()?;
-    let options = temp.mysql_options(target.password()?.as_ref().map(|p| p.expose()))?;
     let c = &target.connection;
-    let mut cmd = Command::new(bin);
-    cmd.arg(format!("--defaults-extra-file={}", options.display()))
-        .args([
-            "--protocol=TCP",
-            "-h",
-            &c.host,
-            "-P",
-            &c.port.to_string(),
-            "-u",
-            &c.user,
-        ])
-        .args([
+    let mut cmd = client_command(target, &bin, &temp)?;
+    cmd.args([
             "--single-transaction",
             "--routines",
             "--triggers",
@@ -344,11 +333,9 @@ pub async fn restore(target: &Target, path: &Path, into: &str, force: bool) -> R
     }
 }
 
-/// Streams the decompressed dump into the `mariadb` client, supervised like every tool.
-async fn feed(target: &Target, path: &Path, into: &str) -> Result<()> {
-    use tokio::io::AsyncWriteExt;
-    let (bin, _) = tools::find_tool(&["mariadb", "mysql"])?;
-    let temp = PrivateTemp::new()?;
+/// A MySQL client program (`bin`) connected to the target over TCP, its password in an
+/// option file of `temp` (never on the command line).
+fn client_command(target: &Target, bin: &Path, temp: &PrivateTemp) -> Result<Command> {
     let options = temp.mysql_options(target.password()?.as_ref().map(|p| p.expose()))?;
     let c = &target.connection;
     let mut cmd = Command::new(bin);
@@ -361,8 +348,17 @@ async fn feed(target: &Target, path: &Path, into: &str) -> Result<()> {
             &c.port.to_string(),
             "-u",
             &c.user,
-        ])
-        .args(["--default-character-set=utf8mb4", "--binary-mode"])
+        ]);
+    Ok(cmd)
+}
+
+/// Streams the decompressed dump into the `mariadb` client, supervised like every tool.
+async fn feed(target: &Target, path: &Path, into: &str) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let (bin, _) = tools::find_tool(&["mariadb", "mysql"])?;
+    let temp = PrivateTemp::new()?;
+    let mut cmd = client_command(target, &bin, &temp)?;
+    cmd.args(["--default-character-set=utf8mb4", "--binary-mode"])
         .arg(into);
     let mut child = tools::spawn(&mut cmd, true)?;
     child.stdout.take();
