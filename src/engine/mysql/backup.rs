@@ -209,15 +209,15 @@ pub async fn dump(target: &Target, level: Option<u32>, out: &mut impl Write) -> 
     let c = &target.connection;
     let mut cmd = client_command(target, &bin, &temp)?;
     cmd.args([
-            "--single-transaction",
-            "--routines",
-            "--triggers",
-            "--events",
-            "--hex-blob",
-            "--default-character-set=utf8mb4",
-            "--skip-dump-date",
-        ])
-        .arg(&c.database);
+        "--single-transaction",
+        "--routines",
+        "--triggers",
+        "--events",
+        "--hex-blob",
+        "--default-character-set=utf8mb4",
+        "--skip-dump-date",
+    ])
+    .arg(&c.database);
     let mut child = tools::spawn(&mut cmd, false)?;
     let stderr = tools::collect_stderr(&mut child);
     let stdout = child.stdout.take().context("the dump's output")?;
