@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 
 use crate::catalog::TableRef;
 use crate::cli::{MaintenanceCommand, MaintenanceTables};
-use crate::cmd::{each, failure, failure_lines, PerTarget};
+use crate::cmd::{done_blocks, each, failure, failure_lines, PerTarget};
 use crate::config::Target;
 use crate::engine::{self, Conn};
 use crate::error::ConfigError;
@@ -334,13 +334,7 @@ impl Report for IndexReport {
     }
 
     fn tables(&self) -> Vec<TableBlock> {
-        self.targets
-            .iter()
-            .filter_map(|t| match t {
-                PerTarget::Done(d) => Some(findings_block(d)),
-                PerTarget::Failed(_) => None,
-            })
-            .collect()
+        done_blocks(&self.targets, findings_block)
     }
 
     fn lines(&self) -> Vec<String> {
@@ -442,13 +436,7 @@ impl Report for SlowReport {
     }
 
     fn tables(&self) -> Vec<TableBlock> {
-        self.targets
-            .iter()
-            .filter_map(|t| match t {
-                PerTarget::Done(d) => Some(queries_block(d)),
-                PerTarget::Failed(_) => None,
-            })
-            .collect()
+        done_blocks(&self.targets, queries_block)
     }
 
     fn lines(&self) -> Vec<String> {

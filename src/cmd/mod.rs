@@ -100,3 +100,15 @@ pub(crate) fn failure_lines<T>(targets: &[PerTarget<T>]) -> Vec<String> {
         })
         .collect()
 }
+
+/// A table per target that was worked on (the failed ones are summary lines instead).
+pub(crate) fn done_blocks<T>(
+    targets: &[PerTarget<T>],
+    block: impl Fn(&T) -> crate::output::TableBlock,
+) -> Vec<crate::output::TableBlock> {
+    targets
+        .iter()
+        .filter_map(PerTarget::done)
+        .map(block)
+        .collect()
+}

@@ -142,7 +142,13 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Runs SQL on a database as the test role; rows as text (None for NULL).
 pub fn pg_query(dbname: &str, sql: &str) -> Vec<Vec<Option<String>>> {
-    let dsn = format!("{} dbname={dbname}", pg_admin_dsn());
+    pg_query_as(&pg_admin_dsn(), dbname, sql)
+}
+
+/// Runs SQL on a database with the connection string `base` (a role's DSN, without
+/// `dbname`); rows as text (None for NULL).
+pub fn pg_query_as(base: &str, dbname: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    let dsn = format!("{base} dbname={dbname}");
     runtime().block_on(async {
         let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
             .await

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::common::{dsn_value, pg_admin_dsn, pg_superuser_dsn};
+use crate::common::{dsn_value, pg_admin_dsn, pg_query_as, pg_superuser_dsn};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -20,25 +20,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Runs SQL on `db` as the superuser; rows as text.
 pub fn pg_su(db: &str, sql: &str) -> Vec<Vec<Option<String>>> {
-    let dsn = format!("{} dbname={db}", pg_superuser_dsn());
-    runtime().block_on(async {
-        let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL superuser `{dsn}`: {e}"));
-        tokio::spawn(conn);
-        let msgs = client
-            .simple_query(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-        msgs.into_iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => {
-                    Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
-                }
-                _ => None,
-            })
-            .collect()
-    })
+    pg_query_as(&pg_superuser_dsn(), db, sql)
 }
 
 /// The first column of the first row, as the superuser.
