@@ -31,6 +31,9 @@ pub struct MonitorSection {
     pub keep_validated: KeepValidated,
     #[serde(default = "default_scan_interval_minutes")]
     pub scan_interval_minutes: ScanInterval,
+    /// Where `monitor serve` listens (default 127.0.0.1:8480).
+    #[serde(default)]
+    pub listen: Option<String>,
     #[serde(default)]
     pub jobs: Vec<Job>,
 }

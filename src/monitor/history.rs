@@ -69,17 +69,17 @@ CREATE TABLE IF NOT EXISTS monitor_unexpected (
 
 /// A parameter, typed the same way on both databases.
 #[derive(Debug, Clone)]
-enum Val {
+pub(crate) enum Val {
     Text(Option<String>),
     Int(Option<i64>),
     Real(Option<f64>),
 }
 
-fn text(s: impl Into<String>) -> Val {
+pub(crate) fn text(s: impl Into<String>) -> Val {
     Val::Text(Some(s.into()))
 }
 
-fn opt_time(t: Option<DateTime<Utc>>) -> Val {
+pub(crate) fn opt_time(t: Option<DateTime<Utc>>) -> Val {
     Val::Text(t.map(stamp))
 }
 
@@ -148,7 +148,7 @@ impl History {
         Ok(h)
     }
 
-    async fn batch(&self, sql: &str) -> Result<()> {
+    pub(crate) async fn batch(&self, sql: &str) -> Result<()> {
         match self {
             History::Sqlite(c) => c.execute_batch(sql).map_err(Into::into),
             History::Postgres(c) => c
@@ -158,7 +158,7 @@ impl History {
         }
     }
 
-    async fn exec(&self, sql: &str, params: &[Val]) -> Result<u64> {
+    pub(crate) async fn exec(&self, sql: &str, params: &[Val]) -> Result<u64> {
         match self {
             History::Sqlite(c) => {
                 let n = c.execute(
@@ -177,7 +177,7 @@ impl History {
     }
 
     /// Rows of text columns (the statement casts every column to text).
-    async fn query(&self, sql: &str, params: &[Val]) -> Result<Vec<Vec<Option<String>>>> {
+    pub(crate) async fn query(&self, sql: &str, params: &[Val]) -> Result<Vec<Vec<Option<String>>>> {
         match self {
             History::Sqlite(c) => {
                 let mut st = c.prepare(sql)?;

@@ -38,6 +38,7 @@ pub struct MonitorConfig {
     pub collection_window_minutes: u32,
     pub keep_validated: u32,
     pub scan_interval_minutes: u32,
+    pub listen: Option<String>,
     pub jobs: Vec<Job>,
 }
 
@@ -58,6 +59,7 @@ impl MonitorConfig {
             collection_window_minutes: m.collection_window_minutes,
             keep_validated: m.keep_validated.0,
             scan_interval_minutes: m.scan_interval_minutes.0,
+            listen: m.listen,
             jobs: m.jobs,
         }
     }
