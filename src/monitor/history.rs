@@ -65,6 +65,13 @@ CREATE TABLE IF NOT EXISTS monitor_unexpected (
     last_seen TEXT NOT NULL,
     PRIMARY KEY (path, reason)
 );
+CREATE TABLE IF NOT EXISTS monitor_scans (
+    started_at TEXT PRIMARY KEY,
+    finished_at TEXT NOT NULL,
+    seconds DOUBLE PRECISION NOT NULL,
+    judged BIGINT NOT NULL,
+    error TEXT
+);
 ";
 
 /// A parameter, typed the same way on both databases.
@@ -85,7 +92,9 @@ pub(crate) fn opt_time(t: Option<DateTime<Utc>>) -> Val {
 
 /// An open history.
 pub enum History {
-    Sqlite(rusqlite::Connection),
+    /// Behind a mutex so that a `&History` can cross an `.await` on any thread (a rusqlite
+    /// connection is not `Sync`); every SQLite call is synchronous and holds it briefly.
+    Sqlite(std::sync::Mutex<rusqlite::Connection>),
     Postgres(tokio_postgres::Client),
 }
 
@@ -126,11 +135,25 @@ pub struct UnexpectedSeen {
     pub last_seen: String,
 }
 
+/// One scan, as recorded for the scanner's heartbeat and `/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScanRun {
+    pub started_at: String,
+    pub finished_at: String,
+    pub seconds: f64,
+    /// Occurrences judged for good by the scan.
+    pub judged: u64,
+    /// Why the scan failed (None: it finished).
+    pub error: Option<String>,
+}
+
 impl History {
     /// Opens (creating when needed) the history and applies the schema.
     pub async fn open(setting: &HistorySetting) -> Result<History> {
         let h = match setting {
-            HistorySetting::Sqlite(path) => History::Sqlite(open_sqlite(path)?),
+            HistorySetting::Sqlite(path) => {
+                History::Sqlite(std::sync::Mutex::new(open_sqlite(path)?))
+            }
             HistorySetting::Postgres { url, password_env } => {
                 History::Postgres(connect_pg(url, password_env.as_deref()).await?)
             }
@@ -150,7 +173,7 @@ impl History {
 
     pub(crate) async fn batch(&self, sql: &str) -> Result<()> {
         match self {
-            History::Sqlite(c) => c.execute_batch(sql).map_err(Into::into),
+            History::Sqlite(c) => lock(c).execute_batch(sql).map_err(Into::into),
             History::Postgres(c) => c
                 .batch_execute(sql)
                 .await
@@ -161,7 +184,7 @@ impl History {
     pub(crate) async fn exec(&self, sql: &str, params: &[Val]) -> Result<u64> {
         match self {
             History::Sqlite(c) => {
-                let n = c.execute(
+                let n = lock(c).execute(
                     sql,
                     rusqlite::params_from_iter(params.iter().map(sqlite_val)),
                 )?;
@@ -177,9 +200,14 @@ impl History {
     }
 
     /// Rows of text columns (the statement casts every column to text).
-    pub(crate) async fn query(&self, sql: &str, params: &[Val]) -> Result<Vec<Vec<Option<String>>>> {
+    pub(crate) async fn query(
+        &self,
+        sql: &str,
+        params: &[Val],
+    ) -> Result<Vec<Vec<Option<String>>>> {
         match self {
             History::Sqlite(c) => {
+                let c = lock(c);
                 let mut st = c.prepare(sql)?;
                 let n = st.column_count();
                 let rows = st.query_map(
@@ -403,6 +431,125 @@ impl History {
         })
     }
 
+    /// Every job's current state in three statements (latest occurrence, last good one,
+    /// last drill), whatever the number of jobs.
+    pub async fn currents(&self) -> Result<crate::monitor::view::Currents> {
+        use crate::monitor::view::CurrentRow;
+        let mut out: crate::monitor::view::Currents = HashMap::new();
+        let latest = self
+            .query(
+                "SELECT o.job_id, o.status, o.due_at, o.message FROM monitor_occurrences o \
+                 JOIN (SELECT job_id, max(due_at) AS d FROM monitor_occurrences GROUP BY job_id) m \
+                 ON m.job_id = o.job_id AND m.d = o.due_at",
+                &[],
+            )
+            .await?;
+        for r in latest {
+            let Some(id) = r[0].clone() else { continue };
+            let row = out.entry(id).or_insert_with(CurrentRow::default);
+            row.status = r[1].as_deref().and_then(JobStatus::parse);
+            row.due = r[2].as_deref().and_then(unstamp);
+            row.message = r[3].clone();
+        }
+        let good = self
+            .query(
+                "SELECT o.job_id, o.due_at, CAST(o.size_bytes AS TEXT) FROM monitor_occurrences o \
+                 JOIN (SELECT job_id, max(due_at) AS d FROM monitor_occurrences \
+                 WHERE status IN ('OK', 'UNCHANGED') GROUP BY job_id) m \
+                 ON m.job_id = o.job_id AND m.d = o.due_at",
+                &[],
+            )
+            .await?;
+        for r in good {
+            let Some(id) = r[0].clone() else { continue };
+            let row = out.entry(id).or_insert_with(CurrentRow::default);
+            row.last_ok = r[1].as_deref().and_then(unstamp);
+            row.last_ok_size = r[2].as_deref().and_then(|s| s.parse().ok());
+        }
+        let drills = self
+            .query(
+                "SELECT o.job_id, o.last_drill_at, o.last_drill_status FROM monitor_occurrences o \
+                 JOIN (SELECT job_id, max(last_drill_at) AS d FROM monitor_occurrences \
+                 WHERE last_drill_at IS NOT NULL GROUP BY job_id) m \
+                 ON m.job_id = o.job_id AND m.d = o.last_drill_at ORDER BY o.due_at DESC",
+                &[],
+            )
+            .await?;
+        for r in drills {
+            let Some(id) = r[0].clone() else { continue };
+            let row = out.entry(id).or_insert_with(CurrentRow::default);
+            if row.last_drill_at.is_none() {
+                row.last_drill_at = r[1].as_deref().and_then(unstamp);
+                row.last_drill_status = r[2].clone();
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records one scan (finished or failed).
+    pub async fn record_scan(&self, run: &ScanRun) -> Result<()> {
+        self.exec(
+            "INSERT INTO monitor_scans (started_at, finished_at, seconds, judged, error) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (started_at) DO NOTHING",
+            &[
+                text(&run.started_at),
+                text(&run.finished_at),
+                Val::Real(Some(run.seconds)),
+                Val::Int(Some(i64::try_from(run.judged).unwrap_or(i64::MAX))),
+                Val::Text(run.error.clone()),
+            ],
+        )
+        .await?;
+        // The heartbeat needs the last scans only: a year of 5-minute scans is 100,000 rows
+        // nobody reads.
+        self.exec(
+            "DELETE FROM monitor_scans WHERE started_at < $1",
+            &[text(stamp(
+                unstamp(&run.started_at).unwrap_or_else(Utc::now) - chrono::Duration::days(31),
+            ))],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The last scan recorded.
+    pub async fn last_scan(&self) -> Result<Option<ScanRun>> {
+        let rows = self
+            .query(
+                "SELECT started_at, finished_at, CAST(seconds AS TEXT), CAST(judged AS TEXT), error \
+                 FROM monitor_scans ORDER BY started_at DESC LIMIT 1",
+                &[],
+            )
+            .await?;
+        Ok(rows.into_iter().next().map(|r| ScanRun {
+            started_at: r[0].clone().unwrap_or_default(),
+            finished_at: r[1].clone().unwrap_or_default(),
+            seconds: r[2].as_deref().and_then(|s| s.parse().ok()).unwrap_or(0.0),
+            judged: r[3].as_deref().and_then(|s| s.parse().ok()).unwrap_or(0),
+            error: r[4].clone(),
+        }))
+    }
+
+    /// Failed scans recorded in the last 31 days.
+    pub async fn scan_errors(&self) -> Result<u64> {
+        let rows = self
+            .query(
+                "SELECT CAST(count(*) AS TEXT) FROM monitor_scans WHERE error IS NOT NULL",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|r| r[0].as_deref().and_then(|s| s.parse().ok()))
+            .unwrap_or(0))
+    }
+
+    /// Whether the history answers.
+    pub async fn ping(&self) -> Result<()> {
+        self.query("SELECT CAST(1 AS TEXT)", &[]).await.map(|_| ())
+    }
+
     /// Every unexpected deposit recorded, the most recently seen first.
     pub async fn unexpected(&self) -> Result<Vec<UnexpectedSeen>> {
         let rows = self
@@ -427,6 +574,16 @@ impl History {
 
     /// A job's recorded occurrences, newest first.
     pub async fn entries(&self, job: &str, limit: u32) -> Result<Vec<Entry>> {
+        self.entries_since(job, limit, None).await
+    }
+
+    /// A job's recorded occurrences due at or after `since`, newest first.
+    pub async fn entries_since(
+        &self,
+        job: &str,
+        limit: u32,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Entry>> {
         let rows = self
             .query(
                 "SELECT o.due_at, o.status, o.judged_at, o.message, o.file, CAST(o.size_bytes AS TEXT), o.sha256, \
@@ -434,8 +591,12 @@ impl History {
                  CAST(o.transfer_seconds AS TEXT), c.old_status \
                  FROM monitor_occurrences o LEFT JOIN monitor_status_changes c \
                  ON c.job_id = o.job_id AND c.due_at = o.due_at \
-                 WHERE o.job_id = $1 ORDER BY o.due_at DESC LIMIT $2",
-                &[text(job), Val::Int(Some(i64::from(limit)))],
+                 WHERE o.job_id = $1 AND o.due_at >= $2 ORDER BY o.due_at DESC LIMIT $3",
+                &[
+                    text(job),
+                    text(since.map(stamp).unwrap_or_default()),
+                    Val::Int(Some(i64::from(limit))),
+                ],
             )
             .await?;
         Ok(rows
@@ -460,6 +621,12 @@ impl History {
             })
             .collect())
     }
+}
+
+fn lock(
+    c: &std::sync::Mutex<rusqlite::Connection>,
+) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
+    c.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn sqlite_val(v: &Val) -> rusqlite::types::Value {

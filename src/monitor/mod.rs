@@ -20,6 +20,8 @@ pub mod report;
 pub mod scan;
 pub mod schedule;
 pub mod store;
+pub mod view;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 
