@@ -434,7 +434,6 @@ impl History {
     /// Every job's current state in three statements (latest occurrence, last good one,
     /// last drill), whatever the number of jobs.
     pub async fn currents(&self) -> Result<crate::monitor::view::Currents> {
-        use crate::monitor::view::CurrentRow;
         let mut out: crate::monitor::view::Currents = HashMap::new();
         let latest = self
             .query(
@@ -446,7 +445,7 @@ impl History {
             .await?;
         for r in latest {
             let Some(id) = r[0].clone() else { continue };
-            let row = out.entry(id).or_insert_with(CurrentRow::default);
+            let row = out.entry(id).or_default();
             row.status = r[1].as_deref().and_then(JobStatus::parse);
             row.due = r[2].as_deref().and_then(unstamp);
             row.message = r[3].clone();
@@ -462,7 +461,7 @@ impl History {
             .await?;
         for r in good {
             let Some(id) = r[0].clone() else { continue };
-            let row = out.entry(id).or_insert_with(CurrentRow::default);
+            let row = out.entry(id).or_default();
             row.last_ok = r[1].as_deref().and_then(unstamp);
             row.last_ok_size = r[2].as_deref().and_then(|s| s.parse().ok());
         }
@@ -477,7 +476,7 @@ impl History {
             .await?;
         for r in drills {
             let Some(id) = r[0].clone() else { continue };
-            let row = out.entry(id).or_insert_with(CurrentRow::default);
+            let row = out.entry(id).or_default();
             if row.last_drill_at.is_none() {
                 row.last_drill_at = r[1].as_deref().and_then(unstamp);
                 row.last_drill_status = r[2].clone();

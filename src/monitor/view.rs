@@ -172,9 +172,7 @@ impl Snapshot {
 
     /// The jobs grouped by company, then city, then site, in the configuration's order
     /// within a site.
-    pub fn grouped<'a>(
-        jobs: impl Iterator<Item = &'a JobView>,
-    ) -> Vec<((String, String, String), Vec<&'a JobView>)> {
+    pub fn grouped<'a>(jobs: impl Iterator<Item = &'a JobView>) -> Vec<SiteGroup<'a>> {
         let mut groups: BTreeMap<(String, String, String), Vec<&JobView>> = BTreeMap::new();
         for j in jobs {
             groups
@@ -185,6 +183,9 @@ impl Snapshot {
         groups.into_iter().collect()
     }
 }
+
+/// A site's jobs: `((company, city, site), jobs)`.
+pub type SiteGroup<'a> = ((String, String, String), Vec<&'a JobView>);
 
 /// Orders statuses from good to worst: OK, PENDING, UNCHANGED, UNKNOWN, then the critical
 /// ones (a missing backup above a failed one: nothing at all arrived).

@@ -172,19 +172,20 @@ async fn history(
             }
         },
     };
-    let since =
-        match q.get("since").map(|s| s.trim()) {
-            None | Some("") => None,
-            Some(s) => match parse_utc(s) {
-                Some(t) => Some(t),
-                None => return json_error(
+    let since = match q.get("since").map(|s| s.trim()) {
+        None | Some("") => None,
+        Some(s) => match parse_utc(s) {
+            Some(t) => Some(t),
+            None => {
+                return json_error(
                     StatusCode::BAD_REQUEST,
                     format!(
                         "since `{s}`: not a time (2026-12-06T10:00:00Z or 2026-12-06 10:00, UTC)"
                     ),
-                ),
-            },
-        };
+                )
+            }
+        },
+    };
     let id2 = id.clone();
     let entries = match st
         .with_history(async move |h| h.entries_since(&id2, limit, since).await)
