@@ -298,8 +298,23 @@ pub enum MonitorCommand {
         #[arg(long, default_value_t = 20, value_name = "N")]
         limit: u32,
     },
-    /// Scan every `scan_interval_minutes` until stopped (SIGTERM, Ctrl-C)
-    Serve,
+    /// Scan every `scan_interval_minutes` and serve the dashboard, the JSON API, /health and
+    /// /metrics until stopped (SIGTERM, Ctrl-C)
+    Serve {
+        /// Address to listen on [default: monitor.listen of the config, 127.0.0.1:8480]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// TLS and basic-auth users, in the format of the Prometheus exporters' web
+        /// configuration file (exporter-toolkit)
+        #[arg(long = "web.config.file", value_name = "PATH")]
+        web_config_file: Option<std::path::PathBuf>,
+        /// Serve in clear text on an address other than loopback
+        #[arg(long)]
+        insecure_listen: bool,
+        /// Serve the page and API only; another process (cron's `monitor scan`) scans
+        #[arg(long)]
+        no_scan: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

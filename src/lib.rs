@@ -198,7 +198,7 @@ pub fn run(cli: Cli) -> u8 {
     let stoppable = !matches!(
         &cli.command,
         Command::Metrics(cli::MetricsCommand::Serve { .. })
-            | Command::Monitor(cli::MonitorCommand::Serve)
+            | Command::Monitor(cli::MonitorCommand::Serve { .. })
     );
     let res = runtime.block_on(async {
         if !stoppable {

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use crate::cli::MonitorCommand;
 use crate::error::ConfigError;
 use crate::monitor::config::parse_utc;
-use crate::monitor::history::{Entry, History, UnexpectedSeen};
+use crate::monitor::history::{Entry, History, ScanRun, UnexpectedSeen};
 use crate::monitor::scan::{self, Judgement, ScanLock, ScanOutcome, Unexpected};
 use crate::monitor::{schedule, stamp, JobStatus, MonitorConfig};
 use crate::output::nagios::NagiosLine;
@@ -29,7 +29,7 @@ pub async fn run(cmd: &MonitorCommand, ctx: &Ctx) -> Result<Outcome> {
     match cmd {
         MonitorCommand::Scan { now } => {
             let now = now_or(now.as_deref())?;
-            Ok(Outcome::from_report(&scan_once(cfg, now).await?))
+            Ok(Outcome::from_report(&scan_recorded(cfg, now).await?))
         }
         MonitorCommand::Status { job, now } => {
             let now = now_or(now.as_deref())?;
@@ -56,7 +56,23 @@ pub async fn run(cmd: &MonitorCommand, ctx: &Ctx) -> Result<Outcome> {
                 entries,
             }))
         }
-        MonitorCommand::Serve => serve(cfg, ctx).await,
+        MonitorCommand::Serve {
+            listen,
+            web_config_file,
+            insecure_listen,
+            no_scan,
+        } => {
+            let opts = ServeOptions {
+                listen: listen
+                    .clone()
+                    .or_else(|| cfg.listen.clone())
+                    .unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
+                web_config_file: web_config_file.clone(),
+                insecure_listen: *insecure_listen,
+                scan: !*no_scan,
+            };
+            serve(cfg, &opts, ctx).await
+        }
     }
 }
 
@@ -461,32 +477,157 @@ impl Report for HistoryReport {
     }
 }
 
-/// `monitor serve`: a scan every interval; a stop waits for the scan in progress.
-async fn serve(cfg: &MonitorConfig, ctx: &Ctx) -> Result<Outcome> {
-    let every = std::time::Duration::from_secs(u64::from(cfg.scan_interval_minutes) * 60);
+/// Where `monitor serve` listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8480";
+
+/// A scan, then its record in the history's scan log (the scanner's heartbeat): finished
+/// or failed, with how long it took.
+pub async fn scan_recorded(cfg: &MonitorConfig, now: DateTime<Utc>) -> Result<ScanReport> {
+    let started = Utc::now();
+    let clock = std::time::Instant::now();
+    let res = scan_once(cfg, now).await;
+    let run = ScanRun {
+        started_at: stamp(started),
+        finished_at: stamp(Utc::now()),
+        seconds: clock.elapsed().as_secs_f64(),
+        judged: res
+            .as_ref()
+            .map(|r| r.judged.iter().filter(|j| j.new).count() as u64)
+            .unwrap_or(0),
+        error: res.as_ref().err().map(|e| format!("{e:#}")),
+    };
+    // A history that cannot record the scan is the scan's own error already, or will be the
+    // next one's: it never hides the report.
+    if let Ok(h) = History::open(&cfg.history).await {
+        let _ = h.record_scan(&run).await;
+    }
+    res
+}
+
+struct ServeOptions {
+    listen: String,
+    web_config_file: Option<std::path::PathBuf>,
+    insecure_listen: bool,
+    scan: bool,
+}
+
+/// `monitor serve`: a scan every interval, and the web side on the same snapshot; a stop
+/// waits for the scan in progress.
+async fn serve(cfg: &MonitorConfig, opts: &ServeOptions, ctx: &Ctx) -> Result<Outcome> {
+    use crate::monitor::web::{self as mweb, AppState};
+    use crate::web::{self, WebConfig};
+    use anyhow::Context as _;
+    let webcfg = match &opts.web_config_file {
+        Some(p) => WebConfig::load(p)?,
+        None => WebConfig::default(),
+    };
+    let addr = &opts.listen;
+    let sock: std::net::SocketAddr = tokio::net::lookup_host(addr)
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| ConfigError::new(format!("--listen `{addr}`: not an address")))?;
+    web::check_listen(sock, &webcfg, opts.insecure_listen)
+        .map_err(|e| ConfigError::new(e.to_string()))?;
+    // The history must open before the server says it is up.
+    History::open(&cfg.history).await?;
+    let listener = tokio::net::TcpListener::bind(sock)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let state = AppState::new(cfg.clone(), opts.scan);
     ctx.log.info(format!(
-        "monitor: scanning {} every {} min ({} job(s))",
-        cfg.deposit_dir.display(),
-        cfg.scan_interval_minutes,
-        cfg.jobs.len()
+        "monitor on {}://{}/ ({} job(s){}{})",
+        if webcfg.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or(addr.clone()),
+        cfg.jobs.len(),
+        if webcfg.users.is_empty() {
+            ""
+        } else {
+            ", basic auth"
+        },
+        if opts.scan {
+            format!(
+                ", scanning {} every {} min",
+                cfg.deposit_dir.display(),
+                cfg.scan_interval_minutes
+            )
+        } else {
+            ", not scanning".to_string()
+        }
     ));
     // Registered before the first scan: a stop during a scan waits for its end.
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut scans = 0u64;
-    loop {
-        match scan_once(cfg, Utc::now()).await {
-            Ok(r) => ctx.log.info(r.summary()),
-            Err(e) => ctx.log.error(format!("monitor scan: {e:#}")),
-        }
-        scans += 1;
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        }
-    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let scanner = {
+        let state = std::sync::Arc::clone(&state);
+        let log = ctx.log.clone();
+        let every = std::time::Duration::from_secs(u64::from(cfg.scan_interval_minutes) * 60);
+        let mut stop = stop_rx.clone();
+        let enabled = opts.scan;
+        tokio::spawn(async move {
+            let mut scans = 0u64;
+            while enabled && !*stop.borrow() {
+                let res = scan_recorded(&state.cfg, Utc::now()).await;
+                {
+                    let mut hb = state.heartbeat.lock().unwrap_or_else(|e| e.into_inner());
+                    hb.last_at = Some(Utc::now());
+                    match &res {
+                        Ok(_) => {
+                            hb.scans_ok += 1;
+                            hb.last_error = None;
+                        }
+                        Err(e) => {
+                            hb.scans_failed += 1;
+                            hb.last_error = Some(format!("{e:#}"));
+                        }
+                    }
+                }
+                match res {
+                    Ok(r) => log.info(r.summary()),
+                    Err(e) => log.error(format!("monitor scan: {e:#}")),
+                }
+                state.invalidate();
+                scans += 1;
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            scans
+        })
+    };
+    let mut web_stop = stop_rx.clone();
+    let server = web::serve(
+        listener,
+        mweb::router(state),
+        webcfg,
+        web::Limits::default(),
+        async move {
+            let _ = web_stop.changed().await;
+        },
+    );
+    tokio::pin!(server);
+    let served = tokio::select! {
+        r = &mut server => Some(r),
+        _ = term.recv() => None,
+        _ = int.recv() => None,
+    };
+    let _ = stop_tx.send(true);
+    let served = match served {
+        Some(r) => r,
+        None => server.await,
+    };
+    let scans = scanner.await.unwrap_or(0);
+    served.context("serving the monitor")?;
     Ok(Outcome::new(Status::Success)
         .field("stopped", true)
         .field("scans", scans))
