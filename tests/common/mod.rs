@@ -18,6 +18,8 @@
 
 #![allow(dead_code)]
 
+pub mod monitor;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
