@@ -13,6 +13,7 @@ use crate::cli::MonitorCommand;
 use crate::error::ConfigError;
 use crate::monitor::config::parse_utc;
 use crate::monitor::history::{Entry, History, UnexpectedSeen};
+use crate::monitor::notify;
 use crate::monitor::scan::{self, Judgement, ScanLock, ScanOutcome, Unexpected};
 use crate::monitor::{schedule, stamp, JobStatus, MonitorConfig};
 use crate::output::nagios::NagiosLine;
@@ -29,7 +30,11 @@ pub async fn run(cmd: &MonitorCommand, ctx: &Ctx) -> Result<Outcome> {
     match cmd {
         MonitorCommand::Scan { now } => {
             let now = now_or(now.as_deref())?;
-            Ok(Outcome::from_report(&scan_once(cfg, now).await?))
+            let report = scan_once(cfg, now).await?;
+            for e in report.notify.iter().flat_map(|n| &n.errors) {
+                ctx.log.warn(e);
+            }
+            Ok(Outcome::from_report(&report))
         }
         MonitorCommand::Status { job, now } => {
             let now = now_or(now.as_deref())?;
@@ -97,10 +102,13 @@ pub async fn scan_once(cfg: &MonitorConfig, now: DateTime<Utc>) -> Result<ScanRe
     for u in &outcome.unexpected {
         history.record_unexpected(u, now).await?;
     }
+    let judged = new.iter().filter(|r| r.new).map(|r| &r.judgement);
+    let notify = notify::after_scan(cfg, &history, judged, now).await;
     Ok(ScanReport {
         now,
         judged: new,
         outcome,
+        notify,
     })
 }
 
@@ -118,6 +126,8 @@ pub struct ScanReport {
     now: DateTime<Utc>,
     judged: Vec<Recorded>,
     outcome: ScanOutcome,
+    /// The alerts' work (None: no `monitor.notify`).
+    notify: Option<notify::Outcome>,
 }
 
 impl ScanReport {
@@ -150,6 +160,9 @@ impl ScanReport {
                 self.outcome.unexpected.len()
             ));
         }
+        if let Some(n) = self.notify.as_ref().filter(|n| !n.errors.is_empty()) {
+            line.push_str(&format!("; {}", n.summary()));
+        }
         line
     }
 }
@@ -180,6 +193,9 @@ impl Report for ScanReport {
         m.insert("unexpected".into(), json!(self.outcome.unexpected));
         m.insert("cleaned".into(), json!(self.outcome.cleaned));
         m.insert("archived".into(), json!(self.outcome.archived));
+        if let Some(n) = &self.notify {
+            m.insert("notify".into(), json!(n));
+        }
         m
     }
 
@@ -211,6 +227,10 @@ impl Report for ScanReport {
             .map(|c| format!("removed {c}"))
             .collect();
         l.push(self.summary());
+        // A delivery error is in the summary already.
+        if let Some(n) = self.notify.as_ref().filter(|n| n.errors.is_empty()) {
+            l.push(n.summary());
+        }
         l
     }
 
@@ -253,6 +273,8 @@ struct Drill {
 struct StatusReport {
     jobs: Vec<JobLine>,
     unexpected: Vec<UnexpectedSeen>,
+    /// The alerts' deliveries (when configured, or when notices are left pending).
+    notify: Option<notify::DeliveryStatus>,
 }
 
 async fn status(
@@ -300,7 +322,14 @@ async fn status(
     } else {
         Vec::new()
     };
-    Ok(StatusReport { jobs, unexpected })
+    let notify = notify::delivery_status(&history)
+        .await?
+        .filter_shown(cfg.notify.is_some());
+    Ok(StatusReport {
+        jobs,
+        unexpected,
+        notify,
+    })
 }
 
 impl Report for StatusReport {
@@ -316,7 +345,14 @@ impl Report for StatusReport {
         let mut m = Map::new();
         m.insert("jobs".into(), json!(self.jobs));
         m.insert("unexpected".into(), json!(self.unexpected));
+        if let Some(n) = &self.notify {
+            m.insert("notify".into(), json!(n));
+        }
         m
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.notify.iter().map(|n| n.line()).collect()
     }
 
     fn tables(&self) -> Vec<TableBlock> {

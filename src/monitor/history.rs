@@ -1,6 +1,7 @@
 //! The monitor's history: when each job was first seen, every occurrence judged for good
 //! (status, times, sizes, hashes, the agent's durations, the error), every status change,
-//! and the unexpected deposits.
+//! the unexpected deposits, and the alerts' state (each job's last notified status, the
+//! notices waiting to be delivered: [`super::notify`]).
 //!
 //! One schema, one set of statements, on SQLite (the embedded default, the system's
 //! libsqlite3 through rusqlite) and on PostgreSQL (tokio-postgres): only standard SQL both
@@ -65,6 +66,27 @@ CREATE TABLE IF NOT EXISTS monitor_unexpected (
     last_seen TEXT NOT NULL,
     PRIMARY KEY (path, reason)
 );
+CREATE TABLE IF NOT EXISTS monitor_notify_state (
+    job_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    since TEXT NOT NULL,
+    notified_at TEXT
+);
+CREATE TABLE IF NOT EXISTS monitor_notify_outbox (
+    id BIGINT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    state TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    html TEXT,
+    attempts BIGINT NOT NULL,
+    last_attempt_at TEXT,
+    last_error TEXT,
+    last_error_at TEXT,
+    sent_at TEXT
+);
+CREATE INDEX IF NOT EXISTS monitor_notify_outbox_pending ON monitor_notify_outbox (state, channel, id);
 ";
 
 /// A parameter, typed the same way on both databases.
@@ -177,7 +199,11 @@ impl History {
     }
 
     /// Rows of text columns (the statement casts every column to text).
-    pub(crate) async fn query(&self, sql: &str, params: &[Val]) -> Result<Vec<Vec<Option<String>>>> {
+    pub(crate) async fn query(
+        &self,
+        sql: &str,
+        params: &[Val],
+    ) -> Result<Vec<Vec<Option<String>>>> {
         match self {
             History::Sqlite(c) => {
                 let mut st = c.prepare(sql)?;

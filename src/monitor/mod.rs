@@ -16,6 +16,7 @@ pub mod agent;
 pub mod config;
 pub mod hash;
 pub mod history;
+pub mod notify;
 pub mod report;
 pub mod scan;
 pub mod schedule;
