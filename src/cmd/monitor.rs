@@ -31,7 +31,7 @@ pub async fn run(cmd: &MonitorCommand, ctx: &Ctx) -> Result<Outcome> {
         MonitorCommand::Scan { now } => {
             let now = now_or(now.as_deref())?;
             let report = scan_once(cfg, now).await?;
-            for e in report.notify.iter().flat_map(|n| &n.errors) {
+            for e in report.alert_errors() {
                 ctx.log.warn(e);
             }
             Ok(Outcome::from_report(&report))
@@ -131,6 +131,11 @@ pub struct ScanReport {
 }
 
 impl ScanReport {
+    /// The alerts' delivery errors, for the log.
+    pub fn alert_errors(&self) -> impl Iterator<Item = &String> {
+        self.notify.iter().flat_map(|n| &n.errors)
+    }
+
     fn count(&self, s: JobStatus) -> usize {
         self.new_ones().filter(|j| j.status == s).count()
     }
@@ -513,7 +518,12 @@ async fn serve(cfg: &MonitorConfig, ctx: &Ctx) -> Result<Outcome> {
     let mut scans = 0u64;
     loop {
         match scan_once(cfg, Utc::now()).await {
-            Ok(r) => ctx.log.info(r.summary()),
+            Ok(r) => {
+                for e in r.alert_errors() {
+                    ctx.log.warn(e);
+                }
+                ctx.log.info(r.summary())
+            }
             Err(e) => ctx.log.error(format!("monitor scan: {e:#}")),
         }
         scans += 1;
