@@ -955,3 +955,91 @@ fn notify_settings_are_checked_with_file_line_and_column() {
         r.lacks("hunter2");
     }
 }
+
+/// An https server in Python's standard library: answers 200 to every POST and appends its
+/// body to `bodies.jsonl`; prints `PORT n` once it listens.
+const HTTPS_SINK: &str = r#"
+import http.server, ssl, sys, os
+cert, key, out = sys.argv[1], sys.argv[2], sys.argv[3]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with open(out, "ab") as f:
+            f.write(body + b"\n")
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(cert, key)
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+print("PORT %d" % s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+/// A child process stopped when dropped (a failed assertion included).
+struct Stopped(Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_webhook_over_https_with_its_url_from_the_environment() {
+    let m = Mon::new(Backend::Sqlite, &daily("nord-mairie", NORD, "mairie"));
+    let (ca, cert, key) = certificate(&m.dir);
+    let bodies = m.dir.join("bodies.jsonl");
+    let mut child = Stopped(
+        Command::new(python())
+            .args(["-c", HTTPS_SINK])
+            .arg(&cert)
+            .arg(&key)
+            .arg(&bodies)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().strip_prefix("PORT ").unwrap().parse().unwrap();
+    m.notify(&format!(
+        "    webhook:\n      url_env: MON_HOOK_URL\n      ca_file: {}\n",
+        ca.display()
+    ));
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg(m.dir.join("config_global.yml"))
+        .args([
+            "monitor",
+            "scan",
+            "--now",
+            &t(6, "03:05"),
+            "--format",
+            "json",
+        ])
+        .env_remove("MAIRIE_DBA_CONFIG")
+        .env(
+            "MON_HOOK_URL",
+            format!("https://localhost:{port}/hooks/t0ken"),
+        )
+        .current_dir(&m.dir)
+        .output()
+        .unwrap();
+    drop(child);
+    let r = Run::from(out);
+    r.code(2).lacks("t0ken");
+    let v = r.json();
+    assert!(notify_errors(&v).is_empty(), "{v:#}");
+    assert_eq!(v["notify"]["sent"][0]["channel"], "webhook");
+    let got: Value =
+        serde_json::from_str(std::fs::read_to_string(&bodies).unwrap().trim()).unwrap();
+    assert_eq!(got["subject"], "[mairie-dba monitor] CRITICAL: 1 MISSING");
+    assert_eq!(got["changes"][0]["old_status"], Value::Null);
+}
