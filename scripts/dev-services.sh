@@ -99,6 +99,10 @@ missing_packages() {
     command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
     # curl, which the HTTP tests (exporter, monitor API) drive the servers with.
     command -v curl >/dev/null 2>&1 || missing+=(curl)
+    # The monitor's alert tests: a real SMTP server (aiosmtpd, for Debian's python3) and
+    # certificates made by openssl.
+    [ -e /usr/lib/python3/dist-packages/aiosmtpd/__init__.py ] || missing+=(python3-aiosmtpd)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     echo "${missing[*]}"
 }
 
@@ -134,7 +138,7 @@ install_missing() {
     apt_log=$(mktemp /tmp/mairie-dba-apt.XXXXXX)
     if ! { apt-get update -q && apt-get install -y -q postgresql postgresql-contrib \
         mariadb-server mariadb-client zstd libssl-dev libsqlite3-dev pkg-config ssl-cert util-linux \
-        prometheus curl; } >"$apt_log" 2>&1; then
+        prometheus curl python3-aiosmtpd openssl; } >"$apt_log" 2>&1; then
         tail -n 30 "$apt_log" >&2
         die "apt-get failed (its output is above, whole in $apt_log)"
     fi

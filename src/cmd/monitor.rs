@@ -13,6 +13,7 @@ use crate::cli::MonitorCommand;
 use crate::error::ConfigError;
 use crate::monitor::config::parse_utc;
 use crate::monitor::history::{Entry, History, ScanRun, UnexpectedSeen};
+use crate::monitor::notify;
 use crate::monitor::scan::{self, Judgement, ScanLock, ScanOutcome, Unexpected};
 use crate::monitor::{schedule, stamp, JobStatus, MonitorConfig};
 use crate::output::nagios::NagiosLine;
@@ -29,7 +30,11 @@ pub async fn run(cmd: &MonitorCommand, ctx: &Ctx) -> Result<Outcome> {
     match cmd {
         MonitorCommand::Scan { now } => {
             let now = now_or(now.as_deref())?;
-            Ok(Outcome::from_report(&scan_recorded(cfg, now).await?))
+            let report = scan_recorded(cfg, now).await?;
+            for e in report.alert_errors() {
+                ctx.log.warn(e);
+            }
+            Ok(Outcome::from_report(&report))
         }
         MonitorCommand::Status { job, now } => {
             let now = now_or(now.as_deref())?;
@@ -113,10 +118,13 @@ pub async fn scan_once(cfg: &MonitorConfig, now: DateTime<Utc>) -> Result<ScanRe
     for u in &outcome.unexpected {
         history.record_unexpected(u, now).await?;
     }
+    let judged = new.iter().filter(|r| r.new).map(|r| &r.judgement);
+    let notify = notify::after_scan(cfg, &history, judged, now).await;
     Ok(ScanReport {
         now,
         judged: new,
         outcome,
+        notify,
     })
 }
 
@@ -134,9 +142,16 @@ pub struct ScanReport {
     now: DateTime<Utc>,
     judged: Vec<Recorded>,
     outcome: ScanOutcome,
+    /// The alerts' work (None: no `monitor.notify`).
+    notify: Option<notify::Outcome>,
 }
 
 impl ScanReport {
+    /// The alerts' delivery errors, for the log.
+    pub fn alert_errors(&self) -> impl Iterator<Item = &String> {
+        self.notify.iter().flat_map(|n| &n.errors)
+    }
+
     fn count(&self, s: JobStatus) -> usize {
         self.new_ones().filter(|j| j.status == s).count()
     }
@@ -165,6 +180,9 @@ impl ScanReport {
                 "; {} unexpected deposit(s)",
                 self.outcome.unexpected.len()
             ));
+        }
+        if let Some(n) = self.notify.as_ref().filter(|n| !n.errors.is_empty()) {
+            line.push_str(&format!("; {}", n.summary()));
         }
         line
     }
@@ -196,6 +214,9 @@ impl Report for ScanReport {
         m.insert("unexpected".into(), json!(self.outcome.unexpected));
         m.insert("cleaned".into(), json!(self.outcome.cleaned));
         m.insert("archived".into(), json!(self.outcome.archived));
+        if let Some(n) = &self.notify {
+            m.insert("notify".into(), json!(n));
+        }
         m
     }
 
@@ -227,6 +248,10 @@ impl Report for ScanReport {
             .map(|c| format!("removed {c}"))
             .collect();
         l.push(self.summary());
+        // A delivery error is in the summary already.
+        if let Some(n) = self.notify.as_ref().filter(|n| n.errors.is_empty()) {
+            l.push(n.summary());
+        }
         l
     }
 
@@ -269,6 +294,8 @@ struct Drill {
 struct StatusReport {
     jobs: Vec<JobLine>,
     unexpected: Vec<UnexpectedSeen>,
+    /// The alerts' deliveries (when configured, or when notices are left pending).
+    notify: Option<notify::DeliveryStatus>,
 }
 
 async fn status(
@@ -316,7 +343,14 @@ async fn status(
     } else {
         Vec::new()
     };
-    Ok(StatusReport { jobs, unexpected })
+    let notify = notify::delivery_status(&history)
+        .await?
+        .filter_shown(cfg.notify.is_some());
+    Ok(StatusReport {
+        jobs,
+        unexpected,
+        notify,
+    })
 }
 
 impl Report for StatusReport {
@@ -332,7 +366,14 @@ impl Report for StatusReport {
         let mut m = Map::new();
         m.insert("jobs".into(), json!(self.jobs));
         m.insert("unexpected".into(), json!(self.unexpected));
+        if let Some(n) = &self.notify {
+            m.insert("notify".into(), json!(n));
+        }
         m
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.notify.iter().map(|n| n.line()).collect()
     }
 
     fn tables(&self) -> Vec<TableBlock> {
@@ -592,7 +633,12 @@ async fn serve(cfg: &MonitorConfig, opts: &ServeOptions, ctx: &Ctx) -> Result<Ou
                     }
                 }
                 match res {
-                    Ok(r) => log.info(r.summary()),
+                    Ok(r) => {
+                        for e in r.alert_errors() {
+                            log.warn(e);
+                        }
+                        log.info(r.summary())
+                    }
                     Err(e) => log.error(format!("monitor scan: {e:#}")),
                 }
                 state.invalidate();

@@ -34,6 +34,9 @@ pub struct MonitorSection {
     /// Where `monitor serve` listens (default 127.0.0.1:8480).
     #[serde(default)]
     pub listen: Option<String>,
+    /// Alerts on status changes: e-mail and/or a webhook ([`super::notify`]).
+    #[serde(default)]
+    pub notify: Option<NotifySection>,
     #[serde(default)]
     pub jobs: Vec<Job>,
 }
@@ -189,6 +192,295 @@ impl TryFrom<HistoryEntry> for HistorySetting {
             "history: `{}` is neither sqlite:PATH nor postgres://user@host:port/database",
             url.chars().take(40).collect::<String>()
         ))
+    }
+}
+
+/// `monitor.notify`: where alerts go and how often a job that stays bad is recalled.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "NotifyEntry")]
+pub struct NotifySection {
+    /// Hours between two reminders for a job that stays bad; 0: no reminders.
+    pub remind_hours: u32,
+    pub email: Option<EmailSection>,
+    pub webhook: Option<WebhookSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotifyEntry {
+    #[serde(default = "default_remind_hours")]
+    remind_hours: u32,
+    #[serde(default)]
+    email: Option<EmailSection>,
+    #[serde(default)]
+    webhook: Option<WebhookSection>,
+}
+
+fn default_remind_hours() -> u32 {
+    24
+}
+
+impl TryFrom<NotifyEntry> for NotifySection {
+    type Error = String;
+    fn try_from(e: NotifyEntry) -> Result<Self, String> {
+        if e.email.is_none() && e.webhook.is_none() {
+            return Err(
+                "notify: give it an `email:` or a `webhook:` (or both), or remove it".into(),
+            );
+        }
+        Ok(NotifySection {
+            remind_hours: e.remind_hours,
+            email: e.email,
+            webhook: e.webhook,
+        })
+    }
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain SMTP (a relay on the same host or a trusted network).
+    None,
+    /// Plain connection upgraded by STARTTLS, which is required: a server that does not offer
+    /// it is an error, never a silent fall back to plain text.
+    Starttls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Tls,
+}
+
+impl SmtpTls {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmtpTls::None => "none",
+            SmtpTls::Starttls => "starttls",
+            SmtpTls::Tls => "tls",
+        }
+    }
+
+    fn default_port(self) -> u16 {
+        match self {
+            SmtpTls::None => 25,
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+        }
+    }
+}
+
+/// `monitor.notify.email`, checked as it is read.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "EmailEntry")]
+pub struct EmailSection {
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub tls: SmtpTls,
+    pub from: lettre::message::Mailbox,
+    pub to: Vec<lettre::message::Mailbox>,
+    /// The SMTP login, with its password in the environment variable `password_env`.
+    pub user: Option<String>,
+    pub password_env: Option<String>,
+    /// PEM certificates to trust instead of the system's CA store (a private CA).
+    pub ca_file: Option<PathBuf>,
+    pub timeout_seconds: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmailEntry {
+    smtp_host: String,
+    #[serde(default)]
+    smtp_port: Option<u16>,
+    #[serde(default)]
+    tls: Option<SmtpTls>,
+    from: String,
+    to: OneOrMany,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    password_env: Option<String>,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default = "default_notify_timeout")]
+    timeout_seconds: u32,
+}
+
+fn default_notify_timeout() -> u32 {
+    30
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// An address in an `e-mail: …` setting: `ops@ville.fr` or `Ops <ops@ville.fr>`.
+fn mailbox(key: &str, s: &str) -> Result<lettre::message::Mailbox, String> {
+    s.parse::<lettre::message::Mailbox>().map_err(|e| {
+        format!("email: {key}: `{s}` is not an e-mail address (ops@ville.fr or \"Ops <ops@ville.fr>\"): {e}")
+    })
+}
+
+/// A host the connection never leaves the machine for.
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// An environment variable's name: a secret is named, never written.
+fn env_name(key: &str, v: &str) -> Result<(), String> {
+    if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "{key}: `{v}` is not the name of an environment variable (letters, digits, _)"
+        ));
+    }
+    Ok(())
+}
+
+impl TryFrom<EmailEntry> for EmailSection {
+    type Error = String;
+    fn try_from(e: EmailEntry) -> Result<Self, String> {
+        if e.smtp_host.trim().is_empty() || e.smtp_host.contains(['/', ' ', '\0']) {
+            return Err(format!(
+                "email: smtp_host: `{}` is not a host name or address",
+                e.smtp_host
+            ));
+        }
+        let tls = e.tls.unwrap_or(SmtpTls::Starttls);
+        let from = mailbox("from", &e.from)?;
+        let to = match e.to {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        };
+        if to.is_empty() {
+            return Err("email: to: give at least one recipient".into());
+        }
+        let to = to
+            .iter()
+            .map(|s| mailbox("to", s))
+            .collect::<Result<Vec<_>, _>>()?;
+        match (&e.user, &e.password_env) {
+            (Some(_), None) => {
+                return Err("email: user: needs password_env, the environment variable that holds the SMTP password (never the password itself)".into())
+            }
+            (None, Some(_)) => return Err("email: password_env: given without a user".into()),
+            (Some(u), Some(v)) => {
+                if u.is_empty() {
+                    return Err("email: user: empty".into());
+                }
+                env_name("email: password_env", v)?;
+                if tls == SmtpTls::None && !is_loopback(&e.smtp_host) {
+                    return Err(format!(
+                        "email: a password is never sent in clear to another host: with user set, tls must be starttls or tls for `{}` (tls: none is allowed with a login only on 127.0.0.1 / localhost)",
+                        e.smtp_host
+                    ));
+                }
+            }
+            (None, None) => {}
+        }
+        if e.ca_file.is_some() && tls == SmtpTls::None {
+            return Err("email: ca_file: given, but tls is none".into());
+        }
+        if e.timeout_seconds == 0 {
+            return Err("email: timeout_seconds must be at least 1".into());
+        }
+        Ok(EmailSection {
+            smtp_port: e.smtp_port.unwrap_or(tls.default_port()),
+            smtp_host: e.smtp_host,
+            tls,
+            from,
+            to,
+            user: e.user,
+            password_env: e.password_env,
+            ca_file: e.ca_file,
+            timeout_seconds: e.timeout_seconds,
+        })
+    }
+}
+
+/// `monitor.notify.webhook`: a JSON POST.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "WebhookEntry")]
+pub struct WebhookSection {
+    pub url: WebhookUrl,
+    /// PEM certificates to trust instead of the system's CA store, for an https URL.
+    pub ca_file: Option<PathBuf>,
+    pub timeout_seconds: u32,
+}
+
+/// Where the webhook's URL comes from: Slack, Mattermost or Teams URLs carry their secret in
+/// the path, so it may be kept out of the configuration (`url_env`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookUrl {
+    Inline(String),
+    Env(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookEntry {
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    url_env: Option<String>,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default = "default_webhook_timeout")]
+    timeout_seconds: u32,
+}
+
+fn default_webhook_timeout() -> u32 {
+    10
+}
+
+/// Checks a webhook URL: absolute http or https, with a host, no user or password in it.
+pub fn check_webhook_url(url: &str) -> Result<(), String> {
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|_| "webhook: url: not a URL (https://chat.example/hooks/…)".to_string())?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err("webhook: url: must start with http:// or https://".into()),
+    }
+    let Some(auth) = uri.authority() else {
+        return Err("webhook: url: has no host".into());
+    };
+    if auth.as_str().contains('@') {
+        return Err("webhook: url: a user or password never sits in the URL".into());
+    }
+    if auth.host().is_empty() {
+        return Err("webhook: url: has no host".into());
+    }
+    Ok(())
+}
+
+impl TryFrom<WebhookEntry> for WebhookSection {
+    type Error = String;
+    fn try_from(e: WebhookEntry) -> Result<Self, String> {
+        let url = match (e.url, e.url_env) {
+            (Some(u), None) => {
+                check_webhook_url(&u)?;
+                WebhookUrl::Inline(u)
+            }
+            (None, Some(v)) => {
+                env_name("webhook: url_env", &v)?;
+                WebhookUrl::Env(v)
+            }
+            _ => return Err("webhook: give one of url and url_env".into()),
+        };
+        if e.timeout_seconds == 0 {
+            return Err("webhook: timeout_seconds must be at least 1".into());
+        }
+        Ok(WebhookSection {
+            url,
+            ca_file: e.ca_file,
+            timeout_seconds: e.timeout_seconds,
+        })
     }
 }
 
@@ -627,6 +919,65 @@ mod tests {
             "{e}"
         );
         assert!(h("mysql://x").unwrap_err().contains("neither sqlite"));
+    }
+
+    #[test]
+    fn notify_defaults_and_checks() {
+        let n = |v: &str| section(&format!("{BASE}notify:\n{v}")).map(|s| s.notify.unwrap());
+        let s = n("  email: {smtp_host: mail.ville.fr, from: dba@ville.fr, to: ops@ville.fr}\n")
+            .unwrap();
+        assert_eq!(s.remind_hours, 24);
+        let e = s.email.unwrap();
+        assert_eq!(
+            (e.tls, e.smtp_port, e.timeout_seconds),
+            (SmtpTls::Starttls, 587, 30)
+        );
+        assert_eq!(e.to.len(), 1);
+        assert!(s.webhook.is_none());
+        let e = n("  email: {smtp_host: h, tls: tls, from: \"DBA <dba@ville.fr>\", to: [a@b.fr, c@d.fr], user: u, password_env: SMTP_PW}\n")
+            .unwrap()
+            .email
+            .unwrap();
+        assert_eq!((e.smtp_port, e.to.len()), (465, 2));
+        assert_eq!(e.from.email.to_string(), "dba@ville.fr");
+        let e = n("  email: {smtp_host: localhost, tls: none, from: a@b.fr, to: [c@d.fr], user: u, password_env: P}\n")
+            .unwrap()
+            .email
+            .unwrap();
+        assert_eq!(e.smtp_port, 25);
+        let w = n("  remind_hours: 0\n  webhook: {url_env: HOOK_URL}\n").unwrap();
+        assert_eq!(w.remind_hours, 0);
+        assert_eq!(w.webhook.unwrap().url, WebhookUrl::Env("HOOK_URL".into()));
+
+        let err = |v: &str| n(v).unwrap_err();
+        let e = err("  email: {smtp_host: h, tls: ssl, from: a@b.fr, to: [c@d.fr]}\n");
+        assert!(
+            e.contains("unknown variant `ssl`") && e.contains("line "),
+            "{e}"
+        );
+        assert!(err("  email: {smtp_host: h, from: a@b.fr, to: []}\n")
+            .contains("at least one recipient"));
+        assert!(err("  email: {smtp_host: h, from: nobody, to: [c@d.fr]}\n")
+            .contains("`nobody` is not an e-mail address"));
+        assert!(
+            err("  email: {smtp_host: h, from: a@b.fr, to: [c@d.fr], user: u}\n")
+                .contains("needs password_env")
+        );
+        assert!(
+            err("  email: {smtp_host: h, from: a@b.fr, to: [c@d.fr], password_env: P}\n")
+                .contains("without a user")
+        );
+        assert!(err("  email: {smtp_host: h, from: a@b.fr, to: [c@d.fr], user: u, password_env: \"my pw\"}\n").contains("not the name of an environment variable"));
+        assert!(err("  email: {smtp_host: smtp.example, tls: none, from: a@b.fr, to: [c@d.fr], user: u, password_env: P}\n").contains("never sent in clear"));
+        assert!(
+            err("  email: {smtp_host: h, from: a@b.fr, to: [c@d.fr], password: x}\n")
+                .contains("unknown field `password`")
+        );
+        assert!(err("  webhook: {url: \"ftp://h/x\"}\n").contains("http:// or https://"));
+        assert!(err("  webhook: {url: \"https://u:p@h/x\"}\n").contains("never sits in the URL"));
+        assert!(err("  webhook: {url: \"https://h/x\", url_env: H}\n")
+            .contains("one of url and url_env"));
+        assert!(err("  remind_hours: 2\n").contains("give it an `email:` or a `webhook:`"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The monitor's history: when each job was first seen, every occurrence judged for good
 //! (status, times, sizes, hashes, the agent's durations, the error), every status change,
-//! and the unexpected deposits.
+//! the unexpected deposits, and the alerts' state (each job's last notified status, the
+//! notices waiting to be delivered: [`super::notify`]).
 //!
 //! One schema, one set of statements, on SQLite (the embedded default, the system's
 //! libsqlite3 through rusqlite) and on PostgreSQL (tokio-postgres): only standard SQL both
@@ -72,6 +73,27 @@ CREATE TABLE IF NOT EXISTS monitor_scans (
     judged BIGINT NOT NULL,
     error TEXT
 );
+CREATE TABLE IF NOT EXISTS monitor_notify_state (
+    job_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    since TEXT NOT NULL,
+    notified_at TEXT
+);
+CREATE TABLE IF NOT EXISTS monitor_notify_outbox (
+    id BIGINT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    state TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    html TEXT,
+    attempts BIGINT NOT NULL,
+    last_attempt_at TEXT,
+    last_error TEXT,
+    last_error_at TEXT,
+    sent_at TEXT
+);
+CREATE INDEX IF NOT EXISTS monitor_notify_outbox_pending ON monitor_notify_outbox (state, channel, id);
 ";
 
 /// A parameter, typed the same way on both databases.

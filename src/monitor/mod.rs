@@ -16,6 +16,7 @@ pub mod agent;
 pub mod config;
 pub mod hash;
 pub mod history;
+pub mod notify;
 pub mod report;
 pub mod scan;
 pub mod schedule;
@@ -28,7 +29,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::output::Status;
-use config::{HistorySetting, Job, MonitorSection};
+use config::{HistorySetting, Job, MonitorSection, NotifySection};
 
 /// The `monitor:` section with its paths resolved.
 #[derive(Debug, Clone)]
@@ -41,6 +42,8 @@ pub struct MonitorConfig {
     pub keep_validated: u32,
     pub scan_interval_minutes: u32,
     pub listen: Option<String>,
+    /// Alerts (None: none sent); `ca_file`s resolved.
+    pub notify: Option<NotifySection>,
     pub jobs: Vec<Job>,
 }
 
@@ -62,6 +65,15 @@ impl MonitorConfig {
             keep_validated: m.keep_validated.0,
             scan_interval_minutes: m.scan_interval_minutes.0,
             listen: m.listen,
+            notify: m.notify.map(|mut n| {
+                if let Some(e) = &mut n.email {
+                    e.ca_file = e.ca_file.as_ref().map(|p| base_dir.join(p));
+                }
+                if let Some(w) = &mut n.webhook {
+                    w.ca_file = w.ca_file.as_ref().map(|p| base_dir.join(p));
+                }
+                n
+            }),
             jobs: m.jobs,
         }
     }
