@@ -824,6 +824,12 @@ fn a_scan_killed_during_promotion_is_finished_by_the_next(b: Backend) {
         ["e.sql.zst", "e.sql.zst.json", "e.sql.zst.validated.json"]
     );
     assert_eq!(std::fs::read(ve.join("e.sql.zst")).unwrap(), b"etat bytes");
+    // mairie's manifest, still in the deposit when the scan was killed, followed its backup.
+    assert_eq!(
+        m.validated(CENTRE, "mairie"),
+        ["m.dump", "m.dump.json", "m.dump.validated.json"]
+    );
+    assert!(m.deposited(CENTRE, "mairie").is_empty());
     // A rerun records nothing twice.
     let (code, v) = m.scan(&t(6, "02:30"));
     assert_eq!((code, judged(&v).len()), (0, 0), "{v:#}");
@@ -849,6 +855,8 @@ fn a_scan_killed_during_promotion_is_finished_by_the_next(b: Backend) {
         "{v:#}"
     );
     assert!(vm.join("m.dump.validated.json").exists());
+    assert!(vm.join("m.dump.json").exists());
+    assert!(m.deposited(CENTRE, "mairie").is_empty());
 }
 
 /// `monitor serve` scans on its own, and stops on SIGTERM after its scan, exiting 0.

@@ -200,13 +200,19 @@ pub fn promote(
         }
         Err(e) => return Err(err("renaming", e)),
     }
-    // The manifest travels with its backup: a file without a manifest is not a backup.
+    carry_manifest(src, dest_dir, name).map_err(|e| err("writing the manifest", e))
+}
+
+/// The manifest travels with its backup (a file without a manifest is not a backup): the
+/// deposit's `<name>.json`, when there, is written beside the promoted backup and removed
+/// from the deposit. Also for a backup an earlier scan promoted but was killed before its
+/// manifest followed.
+pub fn carry_manifest(src: &Path, dest_dir: &Path, name: &str) -> std::io::Result<()> {
     let manifest = src.with_file_name(format!("{name}.json"));
     if let Ok(m) = hash::open_no_follow(&manifest) {
         let mut text = Vec::new();
         if m.take(1024 * 1024).read_to_end(&mut text).is_ok() {
-            write_renamed(dest_dir, &format!("{name}.json"), &text, false)
-                .map_err(|e| err("writing the manifest", e))?;
+            write_renamed(dest_dir, &format!("{name}.json"), &text, false)?;
             let _ = std::fs::remove_file(&manifest);
         }
     }
