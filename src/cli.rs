@@ -300,6 +300,17 @@ pub enum MonitorCommand {
     },
     /// Scan every `scan_interval_minutes` until stopped (SIGTERM, Ctrl-C)
     Serve,
+    /// Re-hash every promoted backup of the validated store against the size and SHA-256
+    /// recorded at its promotion; a difference or a lost backup is recorded as the job's
+    /// HASH_MISMATCH (exit code: Nagios)
+    Verify {
+        /// Only this job
+        #[arg(long, value_name = "ID")]
+        job: Option<String>,
+        /// Record the verification as made at TIME (as `scan --now`)
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -238,6 +238,7 @@ both!(
     two_scans_never_run_at_once,
     a_scan_killed_during_promotion_is_finished_by_the_next,
     an_open_occurrence_is_judged_after_a_later_one_became_ok,
+    verify_records_a_flipped_byte_as_hash_mismatch_until_the_next_good_backup,
 );
 
 fn an_open_occurrence_is_judged_after_a_later_one_became_ok(b: Backend) {
@@ -978,4 +979,197 @@ fn agent_push_deposits_what_the_monitor_validates() {
         status["databases"][0]["error"],
         "pg_dump: error: connection refused"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Re-verification of the validated store (HASH_MISMATCH)
+
+impl Mon {
+    /// `monitor verify --now NOW --format json`: the exit code and the document.
+    fn verify(&self, now: &str) -> (i32, Value) {
+        let r = self.run(&["monitor", "verify", "--now", now, "--format", "json"]);
+        let v: Value = serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("{e}\n--- stdout\n{}\n--- stderr\n{}", r.stdout, r.stderr));
+        (r.code, v)
+    }
+}
+
+/// Flips one bit of byte `at` of a file, keeping its size.
+fn flip(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= 0x01;
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn verify_records_a_flipped_byte_as_hash_mismatch_until_the_next_good_backup(b: Backend) {
+    let m = Mon::new(
+        b,
+        &daily("centre-mairie", CENTRE, "mairie", "postgres", "02:00"),
+    );
+    let one = b"day one, validated and promoted";
+    let a = m.deposit(CENTRE, "mairie", "postgres", "d1.dump", one);
+    m.report(CENTRE, &t(5, "02:05"), vec![a]);
+    assert_eq!(m.scan(&t(5, "03:30")).0, 0);
+    let stored = m.site("validated", CENTRE).join("mairie/d1.dump");
+
+    // Intact: exit 0, the job stays OK.
+    let (code, v) = m.verify(&t(5, "04:00"));
+    assert_eq!(code, 0, "{v:#}");
+    let j = &v["jobs"][0];
+    assert_eq!(
+        (&j["job"], &j["status"], &j["files"][0]["verdict"]),
+        (&json!("centre-mairie"), &json!("OK"), &json!("intact")),
+        "{v:#}"
+    );
+    assert_eq!(j["files"][0]["sha256"], sha(one));
+    assert_eq!(
+        (&j["previous_status"], &j["current_status"]),
+        (&json!("OK"), &json!("OK"))
+    );
+
+    // A bit flipped in the store, the size unchanged: HASH_MISMATCH, naming the file.
+    flip(&stored, 5);
+    let (code, v) = m.verify(&t(5, "05:00"));
+    assert_eq!(code, 2, "{v:#}");
+    assert_eq!(v["status"], "critical");
+    let j = &v["jobs"][0];
+    assert_eq!(j["status"], "HASH_MISMATCH", "{v:#}");
+    assert_eq!(j["files"][0]["verdict"], "mismatch");
+    assert_eq!(j["files"][0]["recorded_sha256"], sha(one));
+    assert_ne!(j["files"][0]["sha256"], sha(one));
+    assert!(j["message"].as_str().unwrap().contains("d1.dump"), "{v:#}");
+    assert_eq!(
+        (&j["previous_status"], &j["current_status"]),
+        (&json!("OK"), &json!("HASH_MISMATCH"))
+    );
+    // `monitor status` shows it, with the file, and exits CRITICAL.
+    let r = m.run(&["monitor", "status", "--format", "json"]);
+    r.code(2);
+    let s = r.json();
+    assert_eq!(s["jobs"][0]["status"], "HASH_MISMATCH", "{s:#}");
+    assert!(s["jobs"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("d1.dump"));
+    assert_eq!(s["jobs"][0]["last_ok"], t(5, "02:00"));
+    m.run(&["monitor", "status", "--format", "nagios"])
+        .code(2)
+        .stdout_has("MAIRIE-DBA CRITICAL")
+        .stdout_has("centre-mairie HASH_MISMATCH");
+    // A second verification finds it again; the history holds one change, not two.
+    m.run(&[
+        "monitor",
+        "verify",
+        "--now",
+        &t(5, "06:00"),
+        "--format",
+        "nagios",
+    ])
+    .code(2)
+    .stdout_has("MAIRIE-DBA CRITICAL")
+    .stdout_has("HASH_MISMATCH: centre-mairie (d1.dump)");
+    let h = m.json(&["monitor", "history", "centre-mairie"]);
+    let entries = h["history"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{h:#}");
+    assert_eq!(
+        (
+            &entries[0]["kind"],
+            &entries[0]["status"],
+            &entries[0]["previous_status"]
+        ),
+        (
+            &json!("verification"),
+            &json!("HASH_MISMATCH"),
+            &json!("OK")
+        ),
+        "{h:#}"
+    );
+    assert_eq!(entries[1]["kind"], "occurrence");
+
+    // The right bytes put back (from a copy): intact again, the job OK again.
+    flip(&stored, 5);
+    let (code, v) = m.verify(&t(5, "07:00"));
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(
+        (
+            &v["jobs"][0]["previous_status"],
+            &v["jobs"][0]["current_status"]
+        ),
+        (&json!("HASH_MISMATCH"), &json!("OK"))
+    );
+    assert_eq!(m.json(&["monitor", "status"])["jobs"][0]["status"], "OK");
+    let h = m.json(&["monitor", "history", "centre-mairie"]);
+    assert_eq!(h["history"].as_array().unwrap().len(), 3, "{h:#}");
+    assert_eq!(
+        (
+            &h["history"][0]["status"],
+            &h["history"][0]["previous_status"]
+        ),
+        (&json!("OK"), &json!("HASH_MISMATCH"))
+    );
+
+    // Flipped again; the next good backup, promoted in its place, brings the job back to OK.
+    flip(&stored, 0);
+    assert_eq!(m.verify(&t(5, "08:00")).0, 2);
+    let a = m.deposit(CENTRE, "mairie", "postgres", "d2.dump", b"day two");
+    m.report(CENTRE, &t(6, "02:05"), vec![a]);
+    let (code, v) = m.scan(&t(6, "02:10"));
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(
+        judged(&v),
+        [("centre-mairie".into(), t(6, "02:00"), "OK".into())]
+    );
+    let r = m.run(&["monitor", "status", "--format", "json"]);
+    r.code(0);
+    assert_eq!(r.json()["jobs"][0]["status"], "OK");
+    let h = m.json(&["monitor", "history", "centre-mairie", "--limit", "1"]);
+    assert_eq!(
+        (
+            &h["history"][0]["kind"],
+            &h["history"][0]["due"],
+            &h["history"][0]["status"],
+            &h["history"][0]["previous_status"]
+        ),
+        (
+            &json!("occurrence"),
+            &json!(t(6, "02:00")),
+            &json!("OK"),
+            &json!("HASH_MISMATCH")
+        ),
+        "{h:#}"
+    );
+    assert!(
+        !stored.exists(),
+        "the damaged version is beyond keep_validated"
+    );
+    let (code, v) = m.verify(&t(6, "03:00"));
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["jobs"][0]["files"][0]["file"], "d2.dump");
+
+    // A promoted backup that disappears from the store is a HASH_MISMATCH too.
+    std::fs::remove_file(m.site("validated", CENTRE).join("mairie/d2.dump")).unwrap();
+    let (code, v) = m.verify(&t(6, "04:00"));
+    assert_eq!(code, 2, "{v:#}");
+    assert_eq!(v["jobs"][0]["files"][0]["verdict"], "missing");
+    assert!(v["jobs"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("d2.dump: missing"));
+    assert_eq!(
+        m.json(&["monitor", "status"])["jobs"][0]["status"],
+        "HASH_MISMATCH"
+    );
+
+    // It takes the scan lock, and --job must name a job (UNKNOWN).
+    let lock = std::fs::File::create(m.dir.join("validated/.monitor.lock")).unwrap();
+    lock.lock().unwrap();
+    m.run(&["monitor", "verify"])
+        .code(3)
+        .stderr_has("another scan is running");
+    drop(lock);
+    m.run(&["monitor", "verify", "--job", "nope"])
+        .code(3)
+        .stderr_has("--job `nope`");
+    m.run(&["monitor", "verify", "--job", "centre-mairie"])
+        .code(2);
 }

@@ -3,8 +3,8 @@
 //!
 //! Beside each backup, `<file>.validated.json` records what the monitor itself measured
 //! (size, SHA-256, when, for which job and occurrence): it is what UNCHANGED compares with,
-//! what a later re-verification (HASH_MISMATCH) will check against, and what orders the
-//! versions kept.
+//! what `monitor verify` checks the bytes against (HASH_MISMATCH, see `verify`), and what
+//! orders the versions kept.
 //!
 //! Promotion never leaves a half-copied file under a final name. On one filesystem the
 //! deposit's file is renamed into place (atomic; the inode is checked to be the one hashed);
@@ -51,7 +51,8 @@ fn temp_name(name: &str) -> String {
     format!(".{name}.tmp-{}", std::process::id())
 }
 
-fn is_temp(name: &str) -> bool {
+/// A hidden temporary name (`.<name>.tmp-<pid>`), the monitor's own.
+pub(crate) fn is_temp(name: &str) -> bool {
     name.starts_with('.') && name.contains(".tmp-")
 }
 
