@@ -156,6 +156,11 @@ pub struct BackupRunArgs {
     /// With --prune-only: show what retention would delete, delete nothing
     #[arg(long, requires = "prune_only")]
     pub dry_run: bool,
+
+    /// Then deposit the latest good backups and the site's STATUS.json for the central
+    /// monitor, as `agent push` does (needs an `agent:` section)
+    #[arg(long, conflicts_with = "prune_only")]
+    pub push: bool,
 }
 
 #[derive(Debug, Clone, Args)]
