@@ -97,6 +97,12 @@ missing_packages() {
     command -v start-stop-daemon >/dev/null 2>&1 || missing+=(dpkg)
     # promtool, which the exporter's tests use to check the metrics it serves.
     command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+    # rsync, and an sshd the agent's tests start on a loopback port of their own (with their
+    # own host key and configuration) to push a deposit over rsync and ssh. The package's own
+    # sshd service is kept from starting, like the servers'.
+    command -v rsync >/dev/null 2>&1 || missing+=(rsync)
+    command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
+    [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
     echo "${missing[*]}"
 }
 
@@ -115,7 +121,7 @@ install_missing() {
     missing=$(missing_packages)
     [ -z "$missing" ] && return 0
     is_root || die "missing packages ($missing): run as root"
-    log "installing PostgreSQL, MariaDB and build dependencies (missing: $missing)"
+    log "installing PostgreSQL, MariaDB and the build and test dependencies (missing: $missing)"
     export DEBIAN_FRONTEND=noninteractive
     # A cluster created by postgresql's postinst takes its encoding from the locale.
     export LANG=C.UTF-8 LC_ALL=C.UTF-8
@@ -132,7 +138,7 @@ install_missing() {
     apt_log=$(mktemp /tmp/mairie-dba-apt.XXXXXX)
     if ! { apt-get update -q && apt-get install -y -q postgresql postgresql-contrib \
         mariadb-server mariadb-client zstd libssl-dev libsqlite3-dev pkg-config ssl-cert util-linux \
-        prometheus; } >"$apt_log" 2>&1; then
+        prometheus rsync openssh-client openssh-server; } >"$apt_log" 2>&1; then
         tail -n 30 "$apt_log" >&2
         die "apt-get failed (its output is above, whole in $apt_log)"
     fi
