@@ -205,6 +205,30 @@ fn a_failed_push_fails_backup_push_and_keeps_the_backup() {
     env.run(&["backup", "verify", "--all"]).success();
 }
 
+#[test]
+fn backup_push_after_a_failed_backup_tells_the_monitor_why() {
+    let env = Env::pg_with_schema();
+    configure(&env, Some(&local_deposit(&env, "deposits")));
+    // A database that is not there: the dump fails, the push still goes.
+    env.write_pg_config("mairie_dba_no_such_database", "");
+    let r = env.run(&["backup", "--push", "--format", "json"]);
+    r.code(1);
+    let v = r.json();
+    assert_eq!(v["backups"][0]["status"], "failed", "{v:#}");
+    assert_eq!(v["push"]["status"], "success", "{v:#}");
+    let line = &status_json(&env)["databases"][0];
+    assert_eq!(
+        (line["database"].as_str(), line["status"].as_str()),
+        (Some("mairie_dba_no_such_database"), Some("failed")),
+        "{line:#}"
+    );
+    let error = line["error"].as_str().unwrap();
+    assert!(
+        error.contains("the last run failed") && error.contains("mairie_dba_no_such_database"),
+        "{error}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // rsync over ssh, through a real sshd
 

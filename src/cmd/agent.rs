@@ -161,7 +161,15 @@ async fn push(ctx: &Ctx) -> Result<PushReport> {
             Ok(None) if p.target.engine == EngineKind::Mssql => Some(
                 "SQL Server writes its backups on the server: nothing here to push".to_string(),
             ),
-            Ok(None) => Some(format!("no good backup in {}", p.dir.display())),
+            Ok(None) => Some(match &last_run {
+                // The monitor is told why, not only that nothing is there.
+                Some(r) if r.status != "success" => format!(
+                    "no good backup in {}; the last run failed: {}",
+                    p.dir.display(),
+                    r.error.as_deref().unwrap_or("no error recorded")
+                ),
+                _ => format!("no good backup in {}", p.dir.display()),
+            }),
             Ok(Some(e)) => match (&last_run, &e.manifest) {
                 (Some(r), Ok(m)) if r.status != "success" && r.started_at > m.finished_at => Some(
                     r.error
