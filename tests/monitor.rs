@@ -1185,6 +1185,23 @@ fn verify_records_a_flipped_byte_as_hash_mismatch_until_the_next_good_backup(b: 
         m.json(&["monitor", "status"])["jobs"][0]["status"],
         "HASH_MISMATCH"
     );
+    // A scan takes its record for the leftover of a killed promotion and removes it; the
+    // history still knows the backup was promoted: still missing.
+    let (_, v) = m.scan(&t(6, "05:00"));
+    let cleaned: Vec<String> = serde_json::from_value(v["cleaned"].clone()).unwrap();
+    assert!(
+        cleaned
+            .iter()
+            .any(|c| c.ends_with("d2.dump.validated.json")),
+        "{v:#}"
+    );
+    let (code, v) = m.verify(&t(6, "06:00"));
+    assert_eq!(code, 2, "{v:#}");
+    assert_eq!(v["jobs"][0]["files"][0]["verdict"], "missing");
+    assert!(v["jobs"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("the history has it promoted"));
 
     // It takes the scan lock, and --job must name a job (UNKNOWN).
     let lock = std::fs::File::create(m.dir.join("validated/.monitor.lock")).unwrap();

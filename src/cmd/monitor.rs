@@ -518,11 +518,12 @@ async fn verify(
     }
     let _lock = ScanLock::acquire(&cfg.validated_dir)?;
     let history = History::open(&cfg.history).await?;
+    let promoted = history.last_promoted().await?;
     let owned = cfg.clone();
     let only_owned = only.map(str::to_string);
     // Hashing is blocking file work, on its own threads.
     let found = tokio::task::spawn_blocking(move || {
-        crate::monitor::verify::verify(&owned, only_owned.as_deref())
+        crate::monitor::verify::verify(&owned, only_owned.as_deref(), &promoted)
     })
     .await?;
     let recorded = history.record_verifications(&found.jobs, now).await?;

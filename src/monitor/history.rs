@@ -30,7 +30,7 @@ use serde::Serialize;
 
 use super::config::HistorySetting;
 use super::scan::{JobState, Judgement, Unexpected};
-use super::verify::JobCheck;
+use super::verify::{JobCheck, Promoted};
 use super::{stamp, unstamp, JobStatus};
 
 const SCHEMA: &str = "
@@ -459,6 +459,46 @@ impl History {
             last_drill_at: cell(&drill, 0).as_deref().and_then(unstamp),
             last_drill_status: cell(&drill, 1),
         })
+    }
+
+    /// Each job's latest occurrence whose backup was promoted (OK or UNCHANGED): what the
+    /// validated store must still hold, unless it holds a newer one.
+    pub async fn last_promoted(&self) -> Result<HashMap<String, Promoted>> {
+        let rows = self
+            .query(
+                "SELECT o.job_id, o.file, CAST(o.size_bytes AS TEXT), o.sha256, o.due_at, o.judged_at \
+                 FROM monitor_occurrences o WHERE o.promoted = 1 AND o.status IN ('OK', 'UNCHANGED') \
+                 AND o.file IS NOT NULL AND o.due_at = (SELECT max(p.due_at) FROM monitor_occurrences p \
+                 WHERE p.job_id = o.job_id AND p.promoted = 1 AND p.status IN ('OK', 'UNCHANGED') \
+                 AND p.file IS NOT NULL)",
+                &[],
+            )
+            .await?;
+        let mut out = HashMap::new();
+        for r in rows {
+            let c = |i: usize| r.get(i).cloned().flatten();
+            let (Some(job), Some(file), Some(size), Some(sha256), Some(due), Some(judged_at)) = (
+                c(0),
+                c(1),
+                c(2).and_then(|s| s.parse().ok()),
+                c(3),
+                c(4).as_deref().and_then(unstamp),
+                c(5).as_deref().and_then(unstamp),
+            ) else {
+                continue;
+            };
+            out.insert(
+                job,
+                Promoted {
+                    file,
+                    size_bytes: size,
+                    sha256,
+                    due,
+                    judged_at,
+                },
+            );
+        }
+        Ok(out)
     }
 
     /// The status of the latest verification made while `after_due` was the job's latest

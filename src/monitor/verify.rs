@@ -18,10 +18,15 @@
 //! - hidden temporary files, backups without a record, manifests without their backup:
 //!   leftovers.
 //!
+//! The history is the second witness: the latest backup it records as promoted for a job
+//! must be in the store unless a newer one is. Without it, a lost backup would be forgotten
+//! once the next scan removed its record (a record without its backup is, to a scan, the
+//! leftover of a killed promotion), and the next verification would find nothing wrong.
+//!
 //! Verification reads the store and changes nothing in it; the caller holds the scan lock,
 //! so that no scan moves files meanwhile.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -129,6 +134,16 @@ fn exists(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
 }
 
+/// The latest backup the history records as promoted for a job (OK or UNCHANGED).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promoted {
+    pub file: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+    pub due: DateTime<Utc>,
+    pub judged_at: DateTime<Utc>,
+}
+
 /// A backup to hash.
 struct ToHash {
     job: usize,
@@ -136,9 +151,14 @@ struct ToHash {
     record: Record,
 }
 
-/// Verifies the stores of `cfg`'s jobs (only `only` when given). Files are hashed in
-/// parallel; nothing is changed.
-pub fn verify(cfg: &MonitorConfig, only: Option<&str>) -> Verification {
+/// Verifies the stores of `cfg`'s jobs (only `only` when given), `promoted` being what the
+/// history says each job's latest promoted backup is. Files are hashed in parallel; nothing
+/// is changed.
+pub fn verify(
+    cfg: &MonitorConfig,
+    only: Option<&str>,
+    promoted: &HashMap<String, Promoted>,
+) -> Verification {
     let mut out = Verification::default();
     let mut todo: Vec<ToHash> = Vec::new();
     let mut seen_dirs = HashSet::new();
@@ -222,8 +242,53 @@ pub fn verify(cfg: &MonitorConfig, only: Option<&str>) -> Verification {
                 }),
             }
         }
+        // The history's latest promoted backup, when no record stands for it or for a newer
+        // one: checked against the history, or missing.
+        let mut checked_by_history = None;
+        if let Some(p) = promoted.get(&job.id) {
+            let covered = records
+                .iter()
+                .any(|(_, r)| r.file == p.file || r.due >= p.due || r.validated_at >= p.judged_at);
+            let path = dir.join(&p.file);
+            if !covered && exists(&path) {
+                checked_by_history = Some(p.file.clone());
+                todo.push(ToHash {
+                    job: index,
+                    path,
+                    record: Record {
+                        file: p.file.clone(),
+                        size_bytes: p.size_bytes,
+                        sha256: p.sha256.clone(),
+                        validated_at: p.judged_at,
+                        job: job.id.clone(),
+                        due: p.due,
+                    },
+                });
+            } else if !covered {
+                out.jobs[index].files.push(FileCheck {
+                    file: p.file.clone(),
+                    path: path.display().to_string(),
+                    verdict: FileVerdict::Missing,
+                    recorded_size_bytes: Some(p.size_bytes),
+                    recorded_sha256: Some(p.sha256.clone()),
+                    validated_at: Some(p.judged_at),
+                    size_bytes: None,
+                    sha256: None,
+                    message: format!(
+                        "{}: missing from the validated store, record included (the history has it promoted for the occurrence due {}, {} bytes, SHA-256 {})",
+                        p.file,
+                        stamp(p.due),
+                        p.size_bytes,
+                        p.sha256
+                    ),
+                });
+            }
+        }
         if first_look {
-            let recorded: HashSet<&str> = found.iter().map(|f| f.name.as_str()).collect();
+            let mut recorded: HashSet<&str> = found.iter().map(|f| f.name.as_str()).collect();
+            if let Some(f) = &checked_by_history {
+                recorded.insert(f);
+            }
             for name in others {
                 let reason = if store::is_temp(&name) {
                     "a temporary file of a killed scan (the next scan removes it)".to_string()
@@ -414,7 +479,7 @@ mod tests {
         promote(&dir, "a.dump", b"oldest", "2026-12-01 02:00");
         promote(&dir, "b.dump", b"middle", "2026-12-02 02:00");
         promote(&dir, "c.dump", b"newest", "2026-12-03 02:00");
-        let v = verify(&cfg, None);
+        let v = verify(&cfg, None, &HashMap::new());
         assert_eq!(v.jobs[0].status, JobStatus::Ok);
         assert_eq!(v.jobs[0].files.len(), 3);
         assert!(v.leftovers.is_empty(), "{:?}", v.leftovers);
@@ -424,7 +489,7 @@ mod tests {
         std::fs::remove_file(dir.join("b.dump")).unwrap();
         std::fs::remove_file(dir.join("a.dump")).unwrap();
         std::fs::write(dir.join(".d.dump.tmp-42"), b"half").unwrap();
-        let v = verify(&cfg, None);
+        let v = verify(&cfg, None, &HashMap::new());
         let j = &v.jobs[0];
         assert_eq!(j.status, JobStatus::HashMismatch);
         let verdicts: Vec<_> = j
@@ -454,7 +519,7 @@ mod tests {
         let dep = d2.join("dep/c/x/s/db");
         std::fs::create_dir_all(&dep).unwrap();
         std::fs::rename(dir2.join("e.dump"), dep.join("e.dump")).unwrap();
-        let v = verify(&cfg2, None);
+        let v = verify(&cfg2, None, &HashMap::new());
         assert_eq!(v.jobs[0].status, JobStatus::Ok);
         assert!(v.jobs[0].files.is_empty());
         assert!(
@@ -464,5 +529,49 @@ mod tests {
         );
         std::fs::remove_dir_all(&d).unwrap();
         std::fs::remove_dir_all(&d2).unwrap();
+    }
+
+    #[test]
+    fn the_history_witnesses_a_backup_whose_record_is_gone_too() {
+        let (d, cfg) = setup("history", 1);
+        let dir = d.join("val/c/x/s/db");
+        promote(&dir, "f.dump", b"promoted bytes", "2026-12-03 02:10");
+        let at = crate::monitor::config::parse_utc("2026-12-03 02:10").unwrap();
+        let due = crate::monitor::config::parse_utc("2026-12-03 02:00").unwrap();
+        let h = hash::hash_file(&dir.join("f.dump")).unwrap();
+        let promoted: HashMap<String, Promoted> = [(
+            "j".to_string(),
+            Promoted {
+                file: "f.dump".into(),
+                size_bytes: h.size_bytes,
+                sha256: h.sha256.clone(),
+                due,
+                judged_at: at,
+            },
+        )]
+        .into();
+        // The record gone (a scan took it for a leftover), the backup there: checked against
+        // the history, and not a leftover.
+        std::fs::remove_file(dir.join(format!("f.dump{RECORD_SUFFIX}"))).unwrap();
+        let v = verify(&cfg, None, &promoted);
+        assert_eq!(v.jobs[0].status, JobStatus::Ok, "{v:?}");
+        assert_eq!(v.jobs[0].files[0].verdict, FileVerdict::Intact);
+        assert!(v.leftovers.is_empty(), "{:?}", v.leftovers);
+        std::fs::write(dir.join("f.dump"), b"promoted bytEs").unwrap();
+        assert_eq!(
+            verify(&cfg, None, &promoted).jobs[0].files[0].verdict,
+            FileVerdict::Mismatch
+        );
+        // Both gone: missing.
+        std::fs::remove_file(dir.join("f.dump")).unwrap();
+        let v = verify(&cfg, None, &promoted);
+        assert_eq!(v.jobs[0].status, JobStatus::HashMismatch);
+        assert_eq!(v.jobs[0].files[0].verdict, FileVerdict::Missing);
+        // A newer backup in the store stands for it.
+        promote(&dir, "g.dump", b"newer", "2026-12-04 02:10");
+        let v = verify(&cfg, None, &promoted);
+        assert_eq!(v.jobs[0].status, JobStatus::Ok, "{v:?}");
+        assert_eq!(v.jobs[0].files.len(), 1);
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }
