@@ -144,6 +144,14 @@ install_missing() {
     fi
     rm -f "$apt_log"
     remove_policy
+    # An sshd installed here is for the tests, which start their own: the machine's ssh
+    # service must not start at the next boot either. Debian's init script and systemd unit
+    # honour this file. A machine that had openssh-server before is left as it was.
+    if [[ " $missing " == *" openssh-server "* ]] && [ ! -e /etc/ssh/sshd_not_to_be_run ]; then
+        printf '# Written by mairie-dba scripts/dev-services.sh, which installed openssh-server for\n# its tests only. Remove this file to let the ssh service start.\n' \
+            >/etc/ssh/sshd_not_to_be_run
+        log "the ssh service is kept from starting: /etc/ssh/sshd_not_to_be_run"
+    fi
     missing=$(missing_packages)
     [ -z "$missing" ] || die "still missing after apt-get install: $missing"
 }
