@@ -103,6 +103,12 @@ missing_packages() {
     # certificates made by openssl.
     [ -e /usr/lib/python3/dist-packages/aiosmtpd/__init__.py ] || missing+=(python3-aiosmtpd)
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    # rsync, and an sshd the agent's tests start on a loopback port of their own (with their
+    # own host key and configuration) to push a deposit over rsync and ssh. The package's own
+    # sshd service is kept from starting, like the servers'.
+    command -v rsync >/dev/null 2>&1 || missing+=(rsync)
+    command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
+    [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
     echo "${missing[*]}"
 }
 
@@ -121,7 +127,7 @@ install_missing() {
     missing=$(missing_packages)
     [ -z "$missing" ] && return 0
     is_root || die "missing packages ($missing): run as root"
-    log "installing PostgreSQL, MariaDB and build dependencies (missing: $missing)"
+    log "installing PostgreSQL, MariaDB and the build and test dependencies (missing: $missing)"
     export DEBIAN_FRONTEND=noninteractive
     # A cluster created by postgresql's postinst takes its encoding from the locale.
     export LANG=C.UTF-8 LC_ALL=C.UTF-8
@@ -138,12 +144,20 @@ install_missing() {
     apt_log=$(mktemp /tmp/mairie-dba-apt.XXXXXX)
     if ! { apt-get update -q && apt-get install -y -q postgresql postgresql-contrib \
         mariadb-server mariadb-client zstd libssl-dev libsqlite3-dev pkg-config ssl-cert util-linux \
-        prometheus curl python3-aiosmtpd openssl; } >"$apt_log" 2>&1; then
+        prometheus curl python3-aiosmtpd openssl rsync openssh-client openssh-server; } >"$apt_log" 2>&1; then
         tail -n 30 "$apt_log" >&2
         die "apt-get failed (its output is above, whole in $apt_log)"
     fi
     rm -f "$apt_log"
     remove_policy
+    # An sshd installed here is for the tests, which start their own: the machine's ssh
+    # service must not start at the next boot either. Debian's init script and systemd unit
+    # honour this file. A machine that had openssh-server before is left as it was.
+    if [[ " $missing " == *" openssh-server "* ]] && [ ! -e /etc/ssh/sshd_not_to_be_run ]; then
+        printf '# Written by mairie-dba scripts/dev-services.sh, which installed openssh-server for\n# its tests only. Remove this file to let the ssh service start.\n' \
+            >/etc/ssh/sshd_not_to_be_run
+        log "the ssh service is kept from starting: /etc/ssh/sshd_not_to_be_run"
+    fi
     missing=$(missing_packages)
     [ -z "$missing" ] || die "still missing after apt-get install: $missing"
 }

@@ -156,6 +156,11 @@ pub struct BackupRunArgs {
     /// With --prune-only: show what retention would delete, delete nothing
     #[arg(long, requires = "prune_only")]
     pub dry_run: bool,
+
+    /// Then deposit the latest good backups and the site's STATUS.json for the central
+    /// monitor, as `agent push` does (needs an `agent:` section)
+    #[arg(long, conflicts_with = "prune_only")]
+    pub push: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -314,6 +319,17 @@ pub enum MonitorCommand {
         /// Serve the page and API only; another process (cron's `monitor scan`) scans
         #[arg(long)]
         no_scan: bool,
+    },
+    /// Re-hash every promoted backup of the validated store against the size and SHA-256
+    /// recorded at its promotion; a difference or a lost backup is recorded as the job's
+    /// HASH_MISMATCH (exit code: Nagios)
+    Verify {
+        /// Only this job
+        #[arg(long, value_name = "ID")]
+        job: Option<String>,
+        /// Record the verification as made at TIME (as `scan --now`)
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
     },
 }
 

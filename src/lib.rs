@@ -53,7 +53,9 @@ impl Kind {
             }
             Command::Health(_) | Command::Audit(_) => Kind::Check,
             Command::Monitor(
-                cli::MonitorCommand::Scan { .. } | cli::MonitorCommand::Status { .. },
+                cli::MonitorCommand::Scan { .. }
+                | cli::MonitorCommand::Status { .. }
+                | cli::MonitorCommand::Verify { .. },
             ) => Kind::Check,
             _ => Kind::Operation,
         }
@@ -81,7 +83,7 @@ impl Kind {
 pub fn is_check_command_line(args: &[String]) -> bool {
     args.windows(2).any(|w| {
         (w[0] == "backup" && w[1] == "check")
-            || (w[0] == "monitor" && (w[1] == "scan" || w[1] == "status"))
+            || (w[0] == "monitor" && matches!(w[1].as_str(), "scan" | "status" | "verify"))
     }) || args.iter().any(|a| a == "health" || a == "audit")
 }
 
@@ -142,7 +144,9 @@ fn check_format(cmd: &Command, format: Format) -> Result<(), error::ConfigError>
                 || matches!(
                     cmd,
                     Command::Monitor(
-                        cli::MonitorCommand::Scan { .. } | cli::MonitorCommand::Status { .. }
+                        cli::MonitorCommand::Scan { .. }
+                            | cli::MonitorCommand::Status { .. }
+                            | cli::MonitorCommand::Verify { .. }
                     )
                 )
         }
@@ -153,7 +157,7 @@ fn check_format(cmd: &Command, format: Format) -> Result<(), error::ConfigError>
     } else {
         Err(error::ConfigError::new(match format {
             Format::Nagios => {
-                "--format nagios is for `health`, `backup check`, `monitor scan` and `monitor status`"
+                "--format nagios is for `health`, `backup check`, `monitor scan`, `monitor status` and `monitor verify`"
             }
             _ => "--format junit is for `audit`",
         }))

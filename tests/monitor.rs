@@ -35,20 +35,37 @@ const CENTRE: (&str, &str, &str) = ("ville", "marseille", "centre");
 /// One monitor: its directory (deposits, validated store, config) and its history.
 struct Mon {
     dir: PathBuf,
+    /// The deposit zone: `<dir>/deposits`, or a directory of its own on another filesystem.
+    deposits: PathBuf,
     pg: Option<PgDb>,
+}
+
+fn unique_name(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
 }
 
 impl Mon {
     fn new(backend: Backend, jobs: &str) -> Mon {
-        let dir = std::env::temp_dir().join(format!(
-            "mairie-dba-monitor-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(dir.join("deposits")).unwrap();
+        Mon::with_deposits_in(backend, jobs, None)
+    }
+
+    /// A monitor whose deposit zone is a new directory under `elsewhere` (another
+    /// filesystem: promotions are then copies, not renames).
+    fn with_deposits_in(backend: Backend, jobs: &str, elsewhere: Option<&Path>) -> Mon {
+        let dir = std::env::temp_dir().join(unique_name("mairie-dba-monitor"));
+        let deposits = match elsewhere {
+            None => dir.join("deposits"),
+            Some(e) => e.join(unique_name("mairie-dba-monitor-deposits")),
+        };
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&deposits).unwrap();
         let pg = (backend == Backend::Postgres).then(PgDb::new);
         let history = match &pg {
             None => "sqlite:history/monitor.db".to_string(),
@@ -59,12 +76,13 @@ impl Mon {
                 db.name
             ),
         };
-        let m = Mon { dir, pg };
+        let m = Mon { dir, deposits, pg };
         std::fs::write(
             m.dir.join("config_global.yml"),
             format!(
-                "monitor:\n  deposit_dir: deposits\n  validated_dir: validated\n  history: {history}\n  \
-                 report_max_age_days: 2\n  collection_window_minutes: 120\n  keep_validated: 1\n  jobs:\n{jobs}"
+                "monitor:\n  deposit_dir: {}\n  validated_dir: validated\n  history: {history}\n  \
+                 report_max_age_days: 2\n  collection_window_minutes: 120\n  keep_validated: 1\n  jobs:\n{jobs}",
+                m.deposits.display()
             ),
         )
         .unwrap();
@@ -104,7 +122,12 @@ impl Mon {
     }
 
     fn site(&self, root: &str, (c, x, s): (&str, &str, &str)) -> PathBuf {
-        self.dir.join(root).join(c).join(x).join(s)
+        let base = if root == "deposits" {
+            self.deposits.clone()
+        } else {
+            self.dir.join(root)
+        };
+        base.join(c).join(x).join(s)
     }
 
     /// Deposits a backup file and returns the report line for it.
@@ -149,6 +172,7 @@ impl Mon {
 
 impl Drop for Mon {
     fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.deposits);
         let _ = std::fs::remove_dir_all(&self.dir);
         drop(self.pg.take());
     }
@@ -238,6 +262,9 @@ both!(
     two_scans_never_run_at_once,
     a_scan_killed_during_promotion_is_finished_by_the_next,
     an_open_occurrence_is_judged_after_a_later_one_became_ok,
+    verify_records_a_flipped_byte_as_hash_mismatch_until_the_next_good_backup,
+    a_scan_killed_for_real_while_copying_across_filesystems,
+    a_scan_killed_for_real_among_many_renames,
 );
 
 fn an_open_occurrence_is_judged_after_a_later_one_became_ok(b: Backend) {
@@ -824,6 +851,12 @@ fn a_scan_killed_during_promotion_is_finished_by_the_next(b: Backend) {
         ["e.sql.zst", "e.sql.zst.json", "e.sql.zst.validated.json"]
     );
     assert_eq!(std::fs::read(ve.join("e.sql.zst")).unwrap(), b"etat bytes");
+    // mairie's manifest, still in the deposit when the scan was killed, followed its backup.
+    assert_eq!(
+        m.validated(CENTRE, "mairie"),
+        ["m.dump", "m.dump.json", "m.dump.validated.json"]
+    );
+    assert!(m.deposited(CENTRE, "mairie").is_empty());
     // A rerun records nothing twice.
     let (code, v) = m.scan(&t(6, "02:30"));
     assert_eq!((code, judged(&v).len()), (0, 0), "{v:#}");
@@ -849,6 +882,8 @@ fn a_scan_killed_during_promotion_is_finished_by_the_next(b: Backend) {
         "{v:#}"
     );
     assert!(vm.join("m.dump.validated.json").exists());
+    assert!(vm.join("m.dump.json").exists());
+    assert!(m.deposited(CENTRE, "mairie").is_empty());
 }
 
 /// `monitor serve` scans on its own, and stops on SIGTERM after its scan, exiting 0.
@@ -970,4 +1005,507 @@ fn agent_push_deposits_what_the_monitor_validates() {
         status["databases"][0]["error"],
         "pg_dump: error: connection refused"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Re-verification of the validated store (HASH_MISMATCH)
+
+impl Mon {
+    /// `monitor verify --now NOW --format json`: the exit code and the document.
+    fn verify(&self, now: &str) -> (i32, Value) {
+        let r = self.run(&["monitor", "verify", "--now", now, "--format", "json"]);
+        let v: Value = serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("{e}\n--- stdout\n{}\n--- stderr\n{}", r.stdout, r.stderr));
+        (r.code, v)
+    }
+}
+
+/// Flips one bit of byte `at` of a file, keeping its size.
+fn flip(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= 0x01;
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn verify_records_a_flipped_byte_as_hash_mismatch_until_the_next_good_backup(b: Backend) {
+    let m = Mon::new(
+        b,
+        &daily("centre-mairie", CENTRE, "mairie", "postgres", "02:00"),
+    );
+    let one = b"day one, validated and promoted";
+    let a = m.deposit(CENTRE, "mairie", "postgres", "d1.dump", one);
+    m.report(CENTRE, &t(5, "02:05"), vec![a]);
+    assert_eq!(m.scan(&t(5, "03:30")).0, 0);
+    let stored = m.site("validated", CENTRE).join("mairie/d1.dump");
+
+    // Intact: exit 0, the job stays OK.
+    let (code, v) = m.verify(&t(5, "04:00"));
+    assert_eq!(code, 0, "{v:#}");
+    let j = &v["jobs"][0];
+    assert_eq!(
+        (&j["job"], &j["status"], &j["files"][0]["verdict"]),
+        (&json!("centre-mairie"), &json!("OK"), &json!("intact")),
+        "{v:#}"
+    );
+    assert_eq!(j["files"][0]["sha256"], sha(one));
+    assert_eq!(
+        (&j["previous_status"], &j["current_status"]),
+        (&json!("OK"), &json!("OK"))
+    );
+
+    // A bit flipped in the store, the size unchanged: HASH_MISMATCH, naming the file.
+    flip(&stored, 5);
+    let (code, v) = m.verify(&t(5, "05:00"));
+    assert_eq!(code, 2, "{v:#}");
+    assert_eq!(v["status"], "critical");
+    let j = &v["jobs"][0];
+    assert_eq!(j["status"], "HASH_MISMATCH", "{v:#}");
+    assert_eq!(j["files"][0]["verdict"], "mismatch");
+    assert_eq!(j["files"][0]["recorded_sha256"], sha(one));
+    assert_ne!(j["files"][0]["sha256"], sha(one));
+    assert!(j["message"].as_str().unwrap().contains("d1.dump"), "{v:#}");
+    assert_eq!(
+        (&j["previous_status"], &j["current_status"]),
+        (&json!("OK"), &json!("HASH_MISMATCH"))
+    );
+    // `monitor status` shows it, with the file, and exits CRITICAL.
+    let r = m.run(&["monitor", "status", "--format", "json"]);
+    r.code(2);
+    let s = r.json();
+    assert_eq!(s["jobs"][0]["status"], "HASH_MISMATCH", "{s:#}");
+    assert!(s["jobs"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("d1.dump"));
+    assert_eq!(s["jobs"][0]["last_ok"], t(5, "02:00"));
+    m.run(&["monitor", "status", "--format", "nagios"])
+        .code(2)
+        .stdout_has("MAIRIE-DBA CRITICAL")
+        .stdout_has("centre-mairie HASH_MISMATCH");
+    // A second verification finds it again; the history holds one change, not two.
+    m.run(&[
+        "monitor",
+        "verify",
+        "--now",
+        &t(5, "06:00"),
+        "--format",
+        "nagios",
+    ])
+    .code(2)
+    .stdout_has("MAIRIE-DBA CRITICAL")
+    .stdout_has("HASH_MISMATCH: centre-mairie (d1.dump)");
+    let h = m.json(&["monitor", "history", "centre-mairie"]);
+    let entries = h["history"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{h:#}");
+    assert_eq!(
+        (
+            &entries[0]["kind"],
+            &entries[0]["status"],
+            &entries[0]["previous_status"]
+        ),
+        (
+            &json!("verification"),
+            &json!("HASH_MISMATCH"),
+            &json!("OK")
+        ),
+        "{h:#}"
+    );
+    assert_eq!(entries[1]["kind"], "occurrence");
+
+    // The right bytes put back (from a copy): intact again, the job OK again.
+    flip(&stored, 5);
+    let (code, v) = m.verify(&t(5, "07:00"));
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(
+        (
+            &v["jobs"][0]["previous_status"],
+            &v["jobs"][0]["current_status"]
+        ),
+        (&json!("HASH_MISMATCH"), &json!("OK"))
+    );
+    assert_eq!(m.json(&["monitor", "status"])["jobs"][0]["status"], "OK");
+    let h = m.json(&["monitor", "history", "centre-mairie"]);
+    assert_eq!(h["history"].as_array().unwrap().len(), 3, "{h:#}");
+    assert_eq!(
+        (
+            &h["history"][0]["status"],
+            &h["history"][0]["previous_status"]
+        ),
+        (&json!("OK"), &json!("HASH_MISMATCH"))
+    );
+
+    // Flipped again; the next good backup, promoted in its place, brings the job back to OK.
+    flip(&stored, 0);
+    assert_eq!(m.verify(&t(5, "08:00")).0, 2);
+    let a = m.deposit(CENTRE, "mairie", "postgres", "d2.dump", b"day two");
+    m.report(CENTRE, &t(6, "02:05"), vec![a]);
+    let (code, v) = m.scan(&t(6, "02:10"));
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(
+        judged(&v),
+        [("centre-mairie".into(), t(6, "02:00"), "OK".into())]
+    );
+    let r = m.run(&["monitor", "status", "--format", "json"]);
+    r.code(0);
+    assert_eq!(r.json()["jobs"][0]["status"], "OK");
+    let h = m.json(&["monitor", "history", "centre-mairie", "--limit", "1"]);
+    assert_eq!(
+        (
+            &h["history"][0]["kind"],
+            &h["history"][0]["due"],
+            &h["history"][0]["status"],
+            &h["history"][0]["previous_status"]
+        ),
+        (
+            &json!("occurrence"),
+            &json!(t(6, "02:00")),
+            &json!("OK"),
+            &json!("HASH_MISMATCH")
+        ),
+        "{h:#}"
+    );
+    assert!(
+        !stored.exists(),
+        "the damaged version is beyond keep_validated"
+    );
+    let (code, v) = m.verify(&t(6, "03:00"));
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["jobs"][0]["files"][0]["file"], "d2.dump");
+
+    // A promoted backup that disappears from the store is a HASH_MISMATCH too.
+    std::fs::remove_file(m.site("validated", CENTRE).join("mairie/d2.dump")).unwrap();
+    let (code, v) = m.verify(&t(6, "04:00"));
+    assert_eq!(code, 2, "{v:#}");
+    assert_eq!(v["jobs"][0]["files"][0]["verdict"], "missing");
+    assert!(v["jobs"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("d2.dump: missing"));
+    assert_eq!(
+        m.json(&["monitor", "status"])["jobs"][0]["status"],
+        "HASH_MISMATCH"
+    );
+    // A scan takes its record for the leftover of a killed promotion and removes it; the
+    // history still knows the backup was promoted: still missing.
+    let (_, v) = m.scan(&t(6, "05:00"));
+    let cleaned: Vec<String> = serde_json::from_value(v["cleaned"].clone()).unwrap();
+    assert!(
+        cleaned
+            .iter()
+            .any(|c| c.ends_with("d2.dump.validated.json")),
+        "{v:#}"
+    );
+    let (code, v) = m.verify(&t(6, "06:00"));
+    assert_eq!(code, 2, "{v:#}");
+    assert_eq!(v["jobs"][0]["files"][0]["verdict"], "missing");
+    assert!(v["jobs"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("the history has it promoted"));
+
+    // It takes the scan lock, and --job must name a job (UNKNOWN).
+    let lock = std::fs::File::create(m.dir.join("validated/.monitor.lock")).unwrap();
+    lock.lock().unwrap();
+    m.run(&["monitor", "verify"])
+        .code(3)
+        .stderr_has("another scan is running");
+    drop(lock);
+    m.run(&["monitor", "verify", "--job", "nope"])
+        .code(3)
+        .stderr_has("--job `nope`");
+    m.run(&["monitor", "verify", "--job", "centre-mairie"])
+        .code(2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A scan killed for real (SIGKILL) during its promotions
+
+/// `len` bytes that differ from seed to seed (xorshift).
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A directory on another filesystem than the temporary directory, with room for `bytes`:
+/// deposits there make every promotion a copy (a hidden temporary file, then a rename).
+fn other_filesystem(bytes: u64) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let tmp = std::env::temp_dir();
+    let tmp_dev = std::fs::metadata(&tmp).unwrap().dev();
+    let candidates = [
+        PathBuf::from("/dev/shm"),
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
+    ];
+    for c in &candidates {
+        let Ok(meta) = std::fs::metadata(c) else {
+            continue;
+        };
+        if meta.dev() == tmp_dev {
+            continue;
+        }
+        let path = std::ffi::CString::new(c.as_os_str().as_bytes()).unwrap();
+        // SAFETY: statvfs fills the struct we own from a NUL-terminated path.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        let free = if unsafe { libc::statvfs(path.as_ptr(), &mut st) } == 0 {
+            st.f_bavail as u64 * st.f_frsize as u64
+        } else {
+            0
+        };
+        if free > 2 * bytes {
+            return c.clone();
+        }
+    }
+    panic!(
+        "this test needs a writable directory on another filesystem than {} with {} MB free \
+         (tried {candidates:?}): promotions across filesystems are copies, the slow kind a kill \
+         can interrupt",
+        tmp.display(),
+        2 * bytes / 1_000_000
+    );
+}
+
+/// A deposited backup: its database, file name and bytes.
+struct Deposited {
+    db: String,
+    file: String,
+    bytes: Vec<u8>,
+}
+
+/// `n` jobs of one site (databases db000 …), each with a backup of `size` bytes deposited and
+/// named by one report.
+fn many_deposits(m: &Mon, n: usize, size: usize) -> Vec<Deposited> {
+    let mut lines = Vec::new();
+    let mut out = Vec::new();
+    for i in 0..n {
+        let db = format!("db{i:03}");
+        let file = format!("{db}_full_20261206_020000.dump");
+        let bytes = noise(i as u64 + 1, size);
+        lines.push(m.deposit(CENTRE, &db, "postgres", &file, &bytes));
+        out.push(Deposited { db, file, bytes });
+    }
+    m.report(CENTRE, &t(6, "02:05"), lines);
+    out
+}
+
+fn many_jobs(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            let db = format!("db{i:03}");
+            daily(&db, CENTRE, &db, "postgres", "02:00")
+        })
+        .collect()
+}
+
+/// Names in the store's database directories, as (database, name).
+fn store_names(m: &Mon) -> Vec<(String, String)> {
+    let site = m.site("validated", CENTRE);
+    let mut out = Vec::new();
+    for db in files(&site) {
+        for name in files(&site.join(&db)) {
+            out.push((db.clone(), name));
+        }
+    }
+    out
+}
+
+/// Starts `monitor scan --now NOW`, polls `ready` until the kill point is reached, then kills
+/// the scan with SIGKILL. Returns its pid. Fails when the scan ends before.
+fn kill_scan_when(m: &Mon, now: &str, what: &str, ready: impl Fn() -> bool) -> u32 {
+    use std::os::unix::process::ExitStatusExt;
+    let log = m.dir.join("killed-scan.stderr");
+    let mut child = m
+        .command(&["monitor", "scan", "--now", now, "--format", "json"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let start = std::time::Instant::now();
+    while !ready() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the scan ended ({status}) before {what}:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        if start.elapsed() > std::time::Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no {what} within 120 s");
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    // SAFETY: signalling our own child by its pid; it is not reaped yet.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "the scan was not killed at {what}, it ended: {status}"
+    );
+    pid
+}
+
+/// After a kill: each backup (and its manifest) whole in the deposit or whole in the store
+/// (or in both: a copy whose source was not removed yet), never lost, never part of one under
+/// a final name; besides backups, manifests and records, the store holds only hidden
+/// temporary files of the killed scan: the leftovers, returned. Also returns how many backups
+/// were still only in the deposit.
+fn check_after_kill(m: &Mon, deposited: &[Deposited], pid: u32) -> (Vec<String>, usize) {
+    let mut only_in_deposit = 0;
+    for d in deposited {
+        let dep = m.site("deposits", CENTRE).join(&d.db);
+        let val = m.site("validated", CENTRE).join(&d.db);
+        let in_dep = std::fs::read(dep.join(&d.file)).ok();
+        let in_val = std::fs::read(val.join(&d.file)).ok();
+        assert!(
+            in_dep.is_some() || in_val.is_some(),
+            "{}: neither in the deposit nor in the store",
+            d.file
+        );
+        for (place, got) in [("deposit", &in_dep), ("store", &in_val)] {
+            if let Some(got) = got {
+                assert!(
+                    *got == d.bytes,
+                    "{} in the {place}: {} bytes that are not the {} deposited",
+                    d.file,
+                    got.len(),
+                    d.bytes.len()
+                );
+            }
+        }
+        if in_val.is_none() {
+            only_in_deposit += 1;
+        }
+        let manifest = format!("{}.json", d.file);
+        assert!(
+            dep.join(&manifest).exists() || val.join(&manifest).exists(),
+            "{manifest}: lost"
+        );
+    }
+    let mut leftovers = Vec::new();
+    for (db, name) in store_names(m) {
+        let path = m.site("validated", CENTRE).join(&db).join(&name);
+        let d = deposited.iter().find(|d| d.db == db).unwrap();
+        if name.starts_with('.') {
+            assert!(
+                name.starts_with(&format!(".{}", d.file)) && name.ends_with(&format!(".tmp-{pid}")),
+                "{}: hidden, but not a temporary file of the killed scan",
+                path.display()
+            );
+            leftovers.push(path.display().to_string());
+        } else if name == format!("{}.json", d.file) {
+            assert_eq!(std::fs::read(&path).unwrap(), b"{\"manifest\": true}");
+        } else if name == format!("{}.validated.json", d.file) {
+            let r: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            assert_eq!(
+                (&r["file"], &r["sha256"]),
+                (&json!(d.file), &json!(sha(&d.bytes)))
+            );
+        } else {
+            assert_eq!(name, d.file, "{}: unexpected in the store", path.display());
+        }
+    }
+    (leftovers, only_in_deposit)
+}
+
+/// After a kill: `monitor verify` sees no HASH_MISMATCH and names the leftovers; the next
+/// scan removes them, judges every job OK and finishes every promotion.
+fn finish_after_kill(m: &Mon, deposited: &[Deposited], leftovers: &[String]) {
+    let (code, v) = m.verify(&t(6, "02:20"));
+    assert_eq!(code, 0, "a killed scan is not bit rot: {v:#}");
+    let listed: Vec<&str> = v["leftovers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["path"].as_str().unwrap())
+        .collect();
+    for l in leftovers {
+        assert!(listed.contains(&l.as_str()), "{l} not among {listed:?}");
+    }
+    let (code, v) = m.scan(&t(6, "02:30"));
+    assert_eq!(code, 0, "{v:#}");
+    let judged = judged(&v);
+    assert_eq!(judged.len(), deposited.len(), "{v:#}");
+    assert!(judged.iter().all(|(_, _, s)| s == "OK"), "{judged:?}");
+    let cleaned: Vec<String> = serde_json::from_value(v["cleaned"].clone()).unwrap();
+    for l in leftovers {
+        assert!(cleaned.contains(l), "{l} not removed: {cleaned:?}");
+    }
+    for d in deposited {
+        let record = format!("{}.validated.json", d.file);
+        let manifest = format!("{}.json", d.file);
+        let mut want = vec![d.file.clone(), manifest, record];
+        want.sort();
+        assert_eq!(m.validated(CENTRE, &d.db), want);
+        assert_eq!(
+            std::fs::read(m.site("validated", CENTRE).join(&d.db).join(&d.file)).unwrap(),
+            d.bytes
+        );
+        assert!(m.deposited(CENTRE, &d.db).is_empty(), "{}", d.db);
+    }
+    let s = m.json(&["monitor", "status"]);
+    assert_eq!(s["status"], "ok", "{s:#}");
+}
+
+/// Deposits on another filesystem: each promotion is a copy into a hidden temporary name,
+/// hashed again, fsynced and renamed. Killed while the first copy is under way, and once two
+/// backups are promoted and the others not.
+fn a_scan_killed_for_real_while_copying_across_filesystems(b: Backend) {
+    const N: usize = 6;
+    const SIZE: usize = 8 << 20;
+    let elsewhere = other_filesystem((N * SIZE) as u64);
+    for kill_point in ["a first copy under way", "two backups promoted"] {
+        let m = Mon::with_deposits_in(b, &many_jobs(N), Some(&elsewhere));
+        let deposited = many_deposits(&m, N, SIZE);
+        let pid = kill_scan_when(&m, &t(6, "02:30"), kill_point, || {
+            let names = store_names(&m);
+            if kill_point == "a first copy under way" {
+                names
+                    .iter()
+                    .any(|(_, n)| n.starts_with('.') && n.contains(".tmp-"))
+            } else {
+                names
+                    .iter()
+                    .filter(|(db, n)| deposited.iter().any(|d| d.db == *db && d.file == *n))
+                    .count()
+                    >= 2
+            }
+        });
+        let (leftovers, waiting) = check_after_kill(&m, &deposited, pid);
+        assert!(
+            waiting > 0,
+            "killed at {kill_point}, yet every backup was promoted: the kill came too late"
+        );
+        finish_after_kill(&m, &deposited, &leftovers);
+    }
+}
+
+/// Deposits on the store's filesystem: promotions are renames, over a hundred of them;
+/// killed once the first is done, and once half are.
+fn a_scan_killed_for_real_among_many_renames(b: Backend) {
+    const N: usize = 120;
+    for kill_at in [0, N / 2] {
+        let m = Mon::new(b, &many_jobs(N));
+        let deposited = many_deposits(&m, N, 4096);
+        let d = &deposited[kill_at];
+        let promoted = m.site("validated", CENTRE).join(&d.db).join(&d.file);
+        let what = format!("backup {} promoted", kill_at + 1);
+        let pid = kill_scan_when(&m, &t(6, "02:30"), &what, || promoted.exists());
+        let (leftovers, waiting) = check_after_kill(&m, &deposited, pid);
+        assert!(
+            waiting > 0,
+            "killed once {what}, yet every backup was promoted: the kill came too late"
+        );
+        finish_after_kill(&m, &deposited, &leftovers);
+    }
 }

@@ -5,6 +5,8 @@
 //! whole backup and its manifest, then one report line with the backup's facts, the last
 //! run's failure when the last run failed after it, and the last `restore --drill`. The
 //! report is written last, even when a deposit failed (its line then says so).
+//!
+//! `backup --push` runs the same push after its backups ([`push_after_backup`]).
 
 use std::path::PathBuf;
 
@@ -67,13 +69,57 @@ fn empty_line(database: &str, engine: EngineKind, drill: Option<Drill>) -> Datab
     }
 }
 
-async fn push(ctx: &Ctx) -> Result<PushReport> {
-    let agent = ctx.config.agent.as_ref().ok_or_else(|| {
+/// The `agent:` section, or the configuration error that says it is missing.
+pub(crate) fn agent_section(ctx: &Ctx) -> Result<&crate::monitor::config::AgentSection> {
+    ctx.config.agent.as_ref().ok_or_else(|| {
         ConfigError::new(format!(
             "{}: no `agent:` section (company, city, site, deposit)",
             ctx.config.path.display()
         ))
-    })?;
+        .into()
+    })
+}
+
+/// `backup --push`: after the backups, the same push as `agent push`, for the same targets;
+/// its result joins the backup's outcome under `push`. A push that fails makes the command
+/// fail (exit 1), and touches none of the backups just taken.
+pub(crate) async fn push_after_backup(ctx: &Ctx, outcome: &mut Outcome) {
+    match push(ctx).await {
+        Ok(r) => {
+            let pushed = Outcome::from_report(&r);
+            if pushed.status == Status::Failed {
+                let n = r.pushed.iter().filter(|p| !p.deposited).count();
+                ctx.log.error(format!(
+                    "--push: {n} backup(s) could not be deposited in {} (the backups themselves are kept)",
+                    r.deposit
+                ));
+                outcome.status = outcome.status.max(Status::Failed);
+            }
+            outcome.doc.insert("push".into(), pushed.json());
+            outcome.tables.extend(
+                pushed
+                    .tables
+                    .into_iter()
+                    .map(|t| t.titled("Pushed to the central monitor")),
+            );
+            outcome.lines.extend(pushed.lines);
+        }
+        Err(e) => {
+            let msg = format!("{e:#}");
+            ctx.log.error(format!(
+                "--push: the push to the central monitor failed (the backups themselves are kept): {msg}"
+            ));
+            outcome.status = outcome.status.max(Status::Failed);
+            outcome.doc.insert(
+                "push".into(),
+                json!({"status": Status::Failed.as_str(), "error": msg}),
+            );
+        }
+    }
+}
+
+async fn push(ctx: &Ctx) -> Result<PushReport> {
+    let agent = agent_section(ctx)?;
     let deposit = Deposit::parse(&agent.deposit, &agent.rsync_options, &ctx.config.base_dir);
     let site: PathBuf = [&*agent.company, &*agent.city, &*agent.site]
         .iter()
@@ -115,7 +161,15 @@ async fn push(ctx: &Ctx) -> Result<PushReport> {
             Ok(None) if p.target.engine == EngineKind::Mssql => Some(
                 "SQL Server writes its backups on the server: nothing here to push".to_string(),
             ),
-            Ok(None) => Some(format!("no good backup in {}", p.dir.display())),
+            Ok(None) => Some(match &last_run {
+                // The monitor is told why, not only that nothing is there.
+                Some(r) if r.status != "success" => format!(
+                    "no good backup in {}; the last run failed: {}",
+                    p.dir.display(),
+                    r.error.as_deref().unwrap_or("no error recorded")
+                ),
+                _ => format!("no good backup in {}", p.dir.display()),
+            }),
             Ok(Some(e)) => match (&last_run, &e.manifest) {
                 (Some(r), Ok(m)) if r.status != "success" && r.started_at > m.finished_at => Some(
                     r.error

@@ -51,6 +51,10 @@ pub async fn run(args: &BackupArgs, ctx: &Ctx) -> Result<Outcome> {
 // backup run
 
 async fn run_backups(args: &BackupRunArgs, ctx: &Ctx) -> Result<Outcome> {
+    // Checked before any backup starts: a push with nowhere to go is a configuration error.
+    if args.push {
+        crate::cmd::agent::agent_section(ctx).map_err(|e| e.context("--push"))?;
+    }
     let mut report = BackupRunReport {
         backups: Vec::new(),
         retention: Vec::new(),
@@ -76,7 +80,12 @@ async fn run_backups(args: &BackupRunArgs, ctx: &Ctx) -> Result<Outcome> {
             PerTarget::Failed(f) => report.backups.push(PerTarget::Failed(f)),
         }
     }
-    Ok(Outcome::from_report(&report))
+    let mut outcome = Outcome::from_report(&report);
+    if args.push {
+        // After a failed backup too: the site's report then tells the monitor of the failure.
+        crate::cmd::agent::push_after_backup(ctx, &mut outcome).await;
+    }
+    Ok(outcome)
 }
 
 /// What `backup` did: a backup (or a failure) per target, and what retention removed.

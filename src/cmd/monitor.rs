@@ -78,6 +78,12 @@ pub async fn run(cmd: &MonitorCommand, ctx: &Ctx) -> Result<Outcome> {
             };
             serve(cfg, &opts, ctx).await
         }
+        MonitorCommand::Verify { job, now } => {
+            let now = now_or(now.as_deref())?;
+            Ok(Outcome::from_report(
+                &verify(cfg, job.as_deref(), now).await?,
+            ))
+        }
     }
 }
 
@@ -677,4 +683,176 @@ async fn serve(cfg: &MonitorConfig, opts: &ServeOptions, ctx: &Ctx) -> Result<Ou
     Ok(Outcome::new(Status::Success)
         .field("stopped", true)
         .field("scans", scans))
+}
+
+// ---------------------------------------------------------------------------------------------
+// monitor verify
+
+/// `monitor verify`: every promoted backup re-hashed against its record, under the scan lock
+/// (no scan moves files meanwhile); each job's finding recorded in the history, where a
+/// HASH_MISMATCH becomes the job's status (see `monitor::history`).
+async fn verify(
+    cfg: &MonitorConfig,
+    only: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<VerifyReport> {
+    if let Some(id) = only {
+        if cfg.job(id).is_none() {
+            return Err(
+                ConfigError::new(format!("--job `{id}`: no such job in monitor.jobs")).into(),
+            );
+        }
+    }
+    let _lock = ScanLock::acquire(&cfg.validated_dir)?;
+    let history = History::open(&cfg.history).await?;
+    let promoted = history.last_promoted().await?;
+    let owned = cfg.clone();
+    let only_owned = only.map(str::to_string);
+    // Hashing is blocking file work, on its own threads.
+    let found = tokio::task::spawn_blocking(move || {
+        crate::monitor::verify::verify(&owned, only_owned.as_deref(), &promoted)
+    })
+    .await?;
+    let recorded = history.record_verifications(&found.jobs, now).await?;
+    let jobs = found
+        .jobs
+        .into_iter()
+        .zip(recorded)
+        .map(|(check, r)| VerifiedJob {
+            check,
+            previous_status: r.previous_status,
+            current_status: r.status,
+        })
+        .collect();
+    Ok(VerifyReport {
+        verified_at: now,
+        jobs,
+        leftovers: found.leftovers,
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct VerifiedJob {
+    #[serde(flatten)]
+    check: crate::monitor::verify::JobCheck,
+    /// The job's status before and after, as `monitor status` shows it (null: PENDING).
+    previous_status: Option<JobStatus>,
+    current_status: Option<JobStatus>,
+}
+
+impl VerifiedJob {
+    fn changed(&self) -> bool {
+        self.previous_status != self.current_status
+    }
+}
+
+struct VerifyReport {
+    verified_at: DateTime<Utc>,
+    jobs: Vec<VerifiedJob>,
+    leftovers: Vec<crate::monitor::verify::Leftover>,
+}
+
+impl VerifyReport {
+    fn summary(&self) -> String {
+        let files: usize = self.jobs.iter().map(|j| j.check.files.len()).sum();
+        let bad: Vec<String> = self
+            .jobs
+            .iter()
+            .filter(|j| j.check.status == JobStatus::HashMismatch)
+            .map(|j| {
+                let names: Vec<&str> = j.check.bad().map(|f| f.file.as_str()).collect();
+                format!("{} ({})", j.check.job, names.join(", "))
+            })
+            .collect();
+        let mut line = format!(
+            "verify at {}: {files} backup(s) of {} job(s)",
+            stamp(self.verified_at),
+            self.jobs.len()
+        );
+        if bad.is_empty() {
+            line.push_str(", all intact");
+        } else {
+            line.push_str(&format!(", HASH_MISMATCH: {}", bad.join(", ")));
+        }
+        if !self.leftovers.is_empty() {
+            line.push_str(&format!("; {} leftover(s)", self.leftovers.len()));
+        }
+        line
+    }
+}
+
+impl Report for VerifyReport {
+    fn status(&self) -> Status {
+        self.jobs
+            .iter()
+            .map(|j| j.check.status.check_status())
+            .max()
+            .unwrap_or(Status::Ok)
+    }
+
+    fn fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("verified_at".into(), json!(stamp(self.verified_at)));
+        m.insert("jobs".into(), json!(self.jobs));
+        m.insert("leftovers".into(), json!(self.leftovers));
+        m
+    }
+
+    fn tables(&self) -> Vec<TableBlock> {
+        let mut t = TableBlock::new(["job", "file", "size", "verdict", "message"]);
+        for j in &self.jobs {
+            if j.check.files.is_empty() {
+                t.row([
+                    j.check.job.clone(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    "no validated backup".to_string(),
+                ]);
+            }
+            for f in &j.check.files {
+                t.row([
+                    j.check.job.clone(),
+                    f.file.clone(),
+                    f.recorded_size_bytes
+                        .map(|s| indicatif::HumanBytes(s).to_string())
+                        .unwrap_or_default(),
+                    f.verdict.as_str().to_string(),
+                    f.message.clone(),
+                ]);
+            }
+        }
+        let mut out = vec![t];
+        if !self.leftovers.is_empty() {
+            let mut l = TableBlock::new(["path", "reason"]).titled("Leftovers (not removed)");
+            for x in &self.leftovers {
+                l.row([x.path.clone(), x.reason.clone()]);
+            }
+            out.push(l);
+        }
+        out
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let mut l: Vec<String> = self
+            .jobs
+            .iter()
+            .filter(|j| j.changed())
+            .map(|j| {
+                let name = |s: Option<JobStatus>| s.map_or("PENDING", JobStatus::as_str);
+                format!(
+                    "{}: {} -> {}",
+                    j.check.job,
+                    name(j.previous_status),
+                    name(j.current_status)
+                )
+            })
+            .collect();
+        l.push(self.summary());
+        l
+    }
+
+    fn nagios(&self) -> Option<String> {
+        Some(NagiosLine::plain(self.status(), self.summary()).to_string())
+    }
 }

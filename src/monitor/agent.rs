@@ -7,7 +7,9 @@
 //! mount) each file is copied into a hidden temporary name beside its destination, fsynced
 //! and renamed; a file already there with the same size is not sent again. To an rsync
 //! destination (`user@host:/path`) rsync does the same (its temporary names are hidden too);
-//! STATUS.json is sent last, by its own rsync.
+//! STATUS.json is sent last, by its own rsync, with `--no-inplace` after the configured
+//! options: whatever they say, the report reaches the monitor under a temporary name and is
+//! renamed into place, so that a scan never reads half a report.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -50,6 +52,11 @@ impl Deposit {
 
     /// Sends `files` into `rel` (a directory under the deposit); returns the seconds taken.
     pub async fn put(&self, rel: &Path, files: &[&Path]) -> Result<f64> {
+        self.send(rel, files, &[]).await
+    }
+
+    /// [`Deposit::put`], with rsync options of its own after the configured ones.
+    async fn send(&self, rel: &Path, files: &[&Path], extra: &[&str]) -> Result<f64> {
         let start = Instant::now();
         match self {
             Deposit::Local(root) => {
@@ -64,6 +71,7 @@ impl Deposit {
                 let target = format!("{dest}/{}/", rel.display());
                 let mut cmd = tokio::process::Command::new("rsync");
                 cmd.args(options)
+                    .args(extra)
                     .args(files)
                     .arg(&target)
                     .kill_on_drop(true);
@@ -101,7 +109,9 @@ impl Deposit {
                 std::fs::create_dir_all(&tmp)?;
                 let path = tmp.join(REPORT_NAME);
                 std::fs::write(&path, &bytes)?;
-                let r = self.put(site, &[&path]).await;
+                // rsync writes a hidden temporary name and renames it, unless told to write
+                // in place (`--inplace`, `--append`): not for the report.
+                let r = self.send(site, &[&path], &["--no-inplace"]).await;
                 let _ = std::fs::remove_dir_all(&tmp);
                 r.map(|_| ())
             }

@@ -10,6 +10,16 @@
 //!
 //! Recording is idempotent: an occurrence is keyed by job and due time, so a scan killed
 //! after recording part of its work records the rest on the next run, never twice.
+//!
+//! Re-verifications of the validated store (`monitor verify`) are kept apart, in
+//! `monitor_verifications`, one row per job and verification, since they are not occurrences
+//! (a verification time made into a due time would move where scans look for occurrences).
+//! Each row notes the job's latest occurrence when it was verified (`after_due`): a
+//! HASH_MISMATCH is the job's current status until an occurrence later than that one is
+//! recorded (the next backup, whose promotion replaces the damaged one) or a later
+//! verification finds the store intact again. Its `previous_status` is the status `monitor
+//! status` showed just before, so that a row whose status differs from it is a status change,
+//! like those of `monitor_status_changes`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,6 +31,7 @@ use serde::Serialize;
 
 use super::config::HistorySetting;
 use super::scan::{JobState, Judgement, Unexpected};
+use super::verify::{JobCheck, Promoted};
 use super::{stamp, unstamp, JobStatus};
 
 const SCHEMA: &str = "
@@ -58,6 +69,17 @@ CREATE TABLE IF NOT EXISTS monitor_status_changes (
     new_status TEXT NOT NULL,
     message TEXT NOT NULL,
     PRIMARY KEY (job_id, due_at)
+);
+CREATE TABLE IF NOT EXISTS monitor_verifications (
+    job_id TEXT NOT NULL,
+    verified_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    files_checked BIGINT NOT NULL,
+    files_bad BIGINT NOT NULL,
+    message TEXT NOT NULL,
+    after_due TEXT,
+    previous_status TEXT,
+    PRIMARY KEY (job_id, verified_at)
 );
 CREATE TABLE IF NOT EXISTS monitor_unexpected (
     path TEXT NOT NULL,
@@ -131,9 +153,12 @@ pub struct Current {
     pub last_drill_status: Option<String>,
 }
 
-/// One recorded occurrence, as `monitor history` shows it.
+/// One recorded occurrence, as `monitor history` shows it, or a re-verification that changed
+/// the job's status (`kind`: `occurrence` or `verification`; for a verification, `due` and
+/// `judged_at` are its time).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Entry {
+    pub kind: &'static str,
     pub due: String,
     pub status: String,
     pub judged_at: String,
@@ -146,6 +171,13 @@ pub struct Entry {
     pub compression_seconds: Option<f64>,
     pub transfer_seconds: Option<f64>,
     pub previous_status: Option<String>,
+}
+
+/// A re-verification recorded: the job's status before and after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerificationRecorded {
+    pub previous_status: Option<JobStatus>,
+    pub status: Option<JobStatus>,
 }
 
 /// An unexpected deposit, as recorded.
@@ -345,15 +377,21 @@ impl History {
     }
 
     async fn record_in(&self, j: &Judgement, now: DateTime<Utc>) -> Result<bool> {
-        let prev = self
+        let before = self
             .query(
-                "SELECT status FROM monitor_occurrences WHERE job_id = $1 AND due_at < $2 ORDER BY due_at DESC LIMIT 1",
+                "SELECT status, due_at FROM monitor_occurrences WHERE job_id = $1 AND due_at < $2 ORDER BY due_at DESC LIMIT 1",
                 &[text(&j.job), text(stamp(j.due))],
             )
             .await?
             .into_iter()
             .next()
-            .and_then(|r| r.into_iter().next().flatten());
+            .unwrap_or_default();
+        let cell = |i: usize| before.get(i).cloned().flatten();
+        // A HASH_MISMATCH found after the previous occurrence is the status this one changes.
+        let prev = match self.verification_after(&j.job, cell(1).as_deref()).await? {
+            Some(v) if v == JobStatus::HashMismatch.as_str() => Some(v),
+            _ => cell(0),
+        };
         let n = self
             .exec(
                 "INSERT INTO monitor_occurrences (job_id, due_at, deadline, judged_at, status, message, report, \
@@ -435,13 +473,29 @@ impl History {
                 &[text(job)],
             )
             .await?;
+        let verified = self
+            .query(
+                "SELECT status, message, after_due FROM monitor_verifications WHERE job_id = $1 ORDER BY verified_at DESC LIMIT 1",
+                &[text(job)],
+            )
+            .await?;
         let last = last.into_iter().next().unwrap_or_default();
         let drill = drill.into_iter().next().unwrap_or_default();
+        let verified = verified.into_iter().next().unwrap_or_default();
         let cell = |r: &Vec<Option<String>>, i: usize| r.get(i).cloned().flatten();
+        let mut status = cell(&last, 0).as_deref().and_then(JobStatus::parse);
+        let mut message = cell(&last, 2);
+        // A HASH_MISMATCH stands until an occurrence later than the latest it followed.
+        if cell(&verified, 0).as_deref() == Some(JobStatus::HashMismatch.as_str())
+            && cell(&verified, 2) == cell(&last, 1)
+        {
+            status = Some(JobStatus::HashMismatch);
+            message = cell(&verified, 1);
+        }
         Ok(Current {
-            status: cell(&last, 0).as_deref().and_then(JobStatus::parse),
+            status,
             due: cell(&last, 1).as_deref().and_then(unstamp),
-            message: cell(&last, 2),
+            message,
             last_ok: ok
                 .into_iter()
                 .next()
@@ -453,8 +507,8 @@ impl History {
         })
     }
 
-    /// Every job's current state in three statements (latest occurrence, last good one,
-    /// last drill), whatever the number of jobs.
+    /// Every job's current state in four statements (latest occurrence, last good one,
+    /// last drill, last verification), whatever the number of jobs.
     pub async fn currents(&self) -> Result<crate::monitor::view::Currents> {
         let mut out: crate::monitor::view::Currents = HashMap::new();
         let latest = self
@@ -503,6 +557,66 @@ impl History {
                 row.last_drill_at = r[1].as_deref().and_then(unstamp);
                 row.last_drill_status = r[2].clone();
             }
+        }
+        // A HASH_MISMATCH stands until an occurrence later than the latest it followed (as
+        // in `current`).
+        let verified = self
+            .query(
+                "SELECT v.job_id, v.status, v.message, v.after_due FROM monitor_verifications v \
+                 JOIN (SELECT job_id, max(verified_at) AS d FROM monitor_verifications GROUP BY job_id) m \
+                 ON m.job_id = v.job_id AND m.d = v.verified_at",
+                &[],
+            )
+            .await?;
+        for r in verified {
+            let Some(id) = r[0].clone() else { continue };
+            let row = out.entry(id).or_default();
+            if r[1].as_deref() == Some(JobStatus::HashMismatch.as_str())
+                && r[3].as_deref().and_then(unstamp) == row.due
+            {
+                row.status = Some(JobStatus::HashMismatch);
+                row.message = r[2].clone();
+            }
+        }
+        Ok(out)
+    }
+
+    /// Each job's latest occurrence whose backup was promoted (OK or UNCHANGED): what the
+    /// validated store must still hold, unless it holds a newer one.
+    pub async fn last_promoted(&self) -> Result<HashMap<String, Promoted>> {
+        let rows = self
+            .query(
+                "SELECT o.job_id, o.file, CAST(o.size_bytes AS TEXT), o.sha256, o.due_at, o.judged_at \
+                 FROM monitor_occurrences o WHERE o.promoted = 1 AND o.status IN ('OK', 'UNCHANGED') \
+                 AND o.file IS NOT NULL AND o.due_at = (SELECT max(p.due_at) FROM monitor_occurrences p \
+                 WHERE p.job_id = o.job_id AND p.promoted = 1 AND p.status IN ('OK', 'UNCHANGED') \
+                 AND p.file IS NOT NULL)",
+                &[],
+            )
+            .await?;
+        let mut out = HashMap::new();
+        for r in rows {
+            let c = |i: usize| r.get(i).cloned().flatten();
+            let (Some(job), Some(file), Some(size), Some(sha256), Some(due), Some(judged_at)) = (
+                c(0),
+                c(1),
+                c(2).and_then(|s| s.parse().ok()),
+                c(3),
+                c(4).as_deref().and_then(unstamp),
+                c(5).as_deref().and_then(unstamp),
+            ) else {
+                continue;
+            };
+            out.insert(
+                job,
+                Promoted {
+                    file,
+                    size_bytes: size,
+                    sha256,
+                    due,
+                    judged_at,
+                },
+            );
         }
         Ok(out)
     }
@@ -571,6 +685,102 @@ impl History {
         self.query("SELECT CAST(1 AS TEXT)", &[]).await.map(|_| ())
     }
 
+    /// The status of the latest verification made while `after_due` was the job's latest
+    /// occurrence (None: before any occurrence).
+    async fn verification_after(
+        &self,
+        job: &str,
+        after_due: Option<&str>,
+    ) -> Result<Option<String>> {
+        let rows = match after_due {
+            Some(due) => {
+                self.query(
+                    "SELECT status FROM monitor_verifications WHERE job_id = $1 AND after_due = $2 ORDER BY verified_at DESC LIMIT 1",
+                    &[text(job), text(due)],
+                )
+                .await?
+            }
+            None => {
+                self.query(
+                    "SELECT status FROM monitor_verifications WHERE job_id = $1 AND after_due IS NULL ORDER BY verified_at DESC LIMIT 1",
+                    &[text(job)],
+                )
+                .await?
+            }
+        };
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next().flatten()))
+    }
+
+    /// Records a re-verification of jobs' validated backups, made at `now`, in one
+    /// transaction (a thousand jobs, one commit); returns each job's status before and after.
+    pub async fn record_verifications(
+        &self,
+        checks: &[JobCheck],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<VerificationRecorded>> {
+        self.batch("BEGIN").await?;
+        let res = async {
+            let mut out = Vec::with_capacity(checks.len());
+            for check in checks {
+                out.push(self.record_verification_in(check, now).await?);
+            }
+            Ok(out)
+        }
+        .await;
+        match &res {
+            Ok(_) => self.batch("COMMIT").await?,
+            Err(_) => {
+                let _ = self.batch("ROLLBACK").await;
+            }
+        }
+        res
+    }
+
+    async fn record_verification_in(
+        &self,
+        check: &JobCheck,
+        now: DateTime<Utc>,
+    ) -> Result<VerificationRecorded> {
+        let before = self.current(&check.job).await?.status;
+        let after_due = self
+            .query(
+                "SELECT max(due_at) FROM monitor_occurrences WHERE job_id = $1",
+                &[text(&check.job)],
+            )
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next().flatten());
+        let bad = check.bad().count();
+        self.exec(
+            "INSERT INTO monitor_verifications (job_id, verified_at, status, files_checked, files_bad, message, \
+             after_due, previous_status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (job_id, verified_at) DO UPDATE SET status = excluded.status, \
+             files_checked = excluded.files_checked, files_bad = excluded.files_bad, \
+             message = excluded.message, after_due = excluded.after_due",
+            &[
+                text(&check.job),
+                // To the microsecond: two verifications in one second are two rows.
+                text(now.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()),
+                text(check.status.as_str()),
+                Val::Int(i64::try_from(check.files.len()).ok()),
+                Val::Int(i64::try_from(bad).ok()),
+                text(&check.message),
+                Val::Text(after_due),
+                Val::Text(before.map(|s| s.as_str().to_string())),
+            ],
+        )
+        .await?;
+        let after = self.current(&check.job).await?.status;
+        Ok(VerificationRecorded {
+            previous_status: before,
+            status: after,
+        })
+    }
+
     /// Every unexpected deposit recorded, the most recently seen first.
     pub async fn unexpected(&self) -> Result<Vec<UnexpectedSeen>> {
         let rows = self
@@ -609,11 +819,20 @@ impl History {
             .query(
                 "SELECT o.due_at, o.status, o.judged_at, o.message, o.file, CAST(o.size_bytes AS TEXT), o.sha256, \
                  o.report_generated_at, CAST(o.backup_seconds AS TEXT), CAST(o.compression_seconds AS TEXT), \
-                 CAST(o.transfer_seconds AS TEXT), c.old_status \
+                 CAST(o.transfer_seconds AS TEXT), c.old_status, 'occurrence' \
                  FROM monitor_occurrences o LEFT JOIN monitor_status_changes c \
                  ON c.job_id = o.job_id AND c.due_at = o.due_at \
-                 WHERE o.job_id = $1 AND o.due_at >= $2 ORDER BY o.due_at DESC LIMIT $3",
+                 WHERE o.job_id = $1 AND o.due_at >= $2 \
+                 UNION ALL \
+                 SELECT v.verified_at, v.status, v.verified_at, v.message, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+                 v.previous_status, 'verification' FROM monitor_verifications v \
+                 WHERE v.job_id = $3 AND v.verified_at >= $4 \
+                 AND (v.status = 'HASH_MISMATCH' OR v.previous_status = 'HASH_MISMATCH') \
+                 AND v.status <> COALESCE(v.previous_status, '') \
+                 ORDER BY 1 DESC LIMIT $5",
                 &[
+                    text(job),
+                    text(since.map(stamp).unwrap_or_default()),
                     text(job),
                     text(since.map(stamp).unwrap_or_default()),
                     Val::Int(Some(i64::from(limit))),
@@ -626,6 +845,11 @@ impl History {
                 let c = |i: usize| r.get(i).cloned().flatten();
                 let f = |i: usize| c(i).and_then(|s| s.parse::<f64>().ok());
                 Entry {
+                    kind: if c(12).as_deref() == Some("verification") {
+                        "verification"
+                    } else {
+                        "occurrence"
+                    },
                     due: c(0).unwrap_or_default(),
                     status: c(1).unwrap_or_default(),
                     judged_at: c(2).unwrap_or_default(),

@@ -5,7 +5,8 @@
 //! (untrusted: [`report`]), judges each expected occurrence ([`schedule`], [`scan`]),
 //! validates every file itself (size and SHA-256 recomputed, [`hash`]), promotes what is good
 //! atomically ([`store`]) and records everything in a SQLite or PostgreSQL history
-//! ([`history`]).
+//! ([`history`]). Later, [`verify`] checks that what was promoted is still the bytes measured
+//! then.
 //!
 //! Status names follow the source documents, with one change: the documents call a backup
 //! identical to the previous one HASH_MISMATCH; here that is `UNCHANGED` (a warning), and
@@ -21,6 +22,7 @@ pub mod report;
 pub mod scan;
 pub mod schedule;
 pub mod store;
+pub mod verify;
 pub mod view;
 pub mod web;
 

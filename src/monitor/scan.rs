@@ -502,6 +502,8 @@ fn finish(
             if gone {
                 if let Some(r) = kept.iter().find(|r| r.file == t.file) {
                     if r.sha256 == t.sha256 && r.size_bytes == t.size_bytes {
+                        // Killed before the manifest followed: it follows now.
+                        let _ = store::carry_manifest(&t.path, &t.dest, &t.file);
                         let (s, m) = verdict_good(previous);
                         j.set(
                             s,
@@ -530,6 +532,7 @@ fn finish(
                                 due: j.due,
                             };
                             if store::rewrite_record(&t.dest, &record).is_ok() {
+                                let _ = store::carry_manifest(&t.path, &t.dest, &t.file);
                                 let (s, m) = verdict_good(previous);
                                 let m = if m.is_empty() {
                                     "promoted by an earlier scan; its record rewritten".to_string()

@@ -3,8 +3,8 @@
 //!
 //! Beside each backup, `<file>.validated.json` records what the monitor itself measured
 //! (size, SHA-256, when, for which job and occurrence): it is what UNCHANGED compares with,
-//! what a later re-verification (HASH_MISMATCH) will check against, and what orders the
-//! versions kept.
+//! what `monitor verify` checks the bytes against (HASH_MISMATCH, see `verify`), and what
+//! orders the versions kept.
 //!
 //! Promotion never leaves a half-copied file under a final name. On one filesystem the
 //! deposit's file is renamed into place (atomic; the inode is checked to be the one hashed);
@@ -51,7 +51,8 @@ fn temp_name(name: &str) -> String {
     format!(".{name}.tmp-{}", std::process::id())
 }
 
-fn is_temp(name: &str) -> bool {
+/// A hidden temporary name (`.<name>.tmp-<pid>`), the monitor's own.
+pub(crate) fn is_temp(name: &str) -> bool {
     name.starts_with('.') && name.contains(".tmp-")
 }
 
@@ -200,13 +201,19 @@ pub fn promote(
         }
         Err(e) => return Err(err("renaming", e)),
     }
-    // The manifest travels with its backup: a file without a manifest is not a backup.
+    carry_manifest(src, dest_dir, name).map_err(|e| err("writing the manifest", e))
+}
+
+/// The manifest travels with its backup (a file without a manifest is not a backup): the
+/// deposit's `<name>.json`, when there, is written beside the promoted backup and removed
+/// from the deposit. Also for a backup an earlier scan promoted but was killed before its
+/// manifest followed.
+pub fn carry_manifest(src: &Path, dest_dir: &Path, name: &str) -> std::io::Result<()> {
     let manifest = src.with_file_name(format!("{name}.json"));
     if let Ok(m) = hash::open_no_follow(&manifest) {
         let mut text = Vec::new();
         if m.take(1024 * 1024).read_to_end(&mut text).is_ok() {
-            write_renamed(dest_dir, &format!("{name}.json"), &text, false)
-                .map_err(|e| err("writing the manifest", e))?;
+            write_renamed(dest_dir, &format!("{name}.json"), &text, false)?;
             let _ = std::fs::remove_file(&manifest);
         }
     }
