@@ -97,6 +97,8 @@ missing_packages() {
     command -v start-stop-daemon >/dev/null 2>&1 || missing+=(dpkg)
     # promtool, which the exporter's tests use to check the metrics it serves.
     command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+    # The headless browser the monitor's web page is tested in (tests/monitor_web.rs).
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     echo "${missing[*]}"
 }
 
@@ -132,7 +134,7 @@ install_missing() {
     apt_log=$(mktemp /tmp/mairie-dba-apt.XXXXXX)
     if ! { apt-get update -q && apt-get install -y -q postgresql postgresql-contrib \
         mariadb-server mariadb-client zstd libssl-dev libsqlite3-dev pkg-config ssl-cert util-linux \
-        prometheus; } >"$apt_log" 2>&1; then
+        prometheus chromium; } >"$apt_log" 2>&1; then
         tail -n 30 "$apt_log" >&2
         die "apt-get failed (its output is above, whole in $apt_log)"
     fi
