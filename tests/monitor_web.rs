@@ -1020,6 +1020,7 @@ fn unknown_pages_and_bad_queries_are_html_errors_and_the_api_stays_json() {
         "unknown query parameter `since`",
     );
     html_error("/unexpected?all=1", 400, "this endpoint takes none");
+    html_error("/jobs/%ff", 400, "UTF-8");
     // The API's own paths keep their JSON answers, the unknown ones included.
     for path in ["/api/nope", "/api", "/api/jobs/nobody", "/api/jobs/x/y/z"] {
         let r = server.get(path);

@@ -15,6 +15,7 @@ mod svg;
 use std::sync::Arc;
 
 use askama::Template;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -397,9 +398,14 @@ async fn dashboard(State(st): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> 
 
 async fn job_page(
     State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
 ) -> Response {
+    // A job id that does not decode (`/jobs/%ff`) is the client's mistake, said in a page.
+    let id = match id {
+        Ok(Path(id)) => id,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     let q = match parse_query(raw.as_deref(), &["limit"]) {
         Ok(q) => q,
         Err(e) => return error_page(StatusCode::BAD_REQUEST, e),
