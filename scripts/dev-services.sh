@@ -109,6 +109,8 @@ missing_packages() {
     command -v rsync >/dev/null 2>&1 || missing+=(rsync)
     command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
     [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+    # The headless browser the monitor's web page is tested in (tests/monitor_web.rs).
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     echo "${missing[*]}"
 }
 
@@ -144,7 +146,7 @@ install_missing() {
     apt_log=$(mktemp /tmp/mairie-dba-apt.XXXXXX)
     if ! { apt-get update -q && apt-get install -y -q postgresql postgresql-contrib \
         mariadb-server mariadb-client zstd libssl-dev libsqlite3-dev pkg-config ssl-cert util-linux \
-        prometheus curl python3-aiosmtpd openssl rsync openssh-client openssh-server; } >"$apt_log" 2>&1; then
+        prometheus curl python3-aiosmtpd openssl rsync openssh-client openssh-server chromium; } >"$apt_log" 2>&1; then
         tail -n 30 "$apt_log" >&2
         die "apt-get failed (its output is above, whole in $apt_log)"
     fi
