@@ -468,3 +468,47 @@ fn clear_text_off_loopback_is_refused() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("--insecure-listen"), "{}", r.stderr);
 }
+
+/// Bit rot found by `monitor verify` is what the API and the metrics show: the job is
+/// HASH_MISMATCH, its history has the verification, both as the OpenAPI document says.
+#[test]
+fn a_hash_mismatch_found_by_verify_is_what_the_api_shows() {
+    let m = populated(Backend::Sqlite);
+    let stored = m
+        .site("validated", CENTRE)
+        .join("etat_civil")
+        .join("etat_6.sql.zst");
+    let mut bytes = std::fs::read(&stored).unwrap();
+    bytes[0] ^= 0x01;
+    std::fs::write(&stored, bytes).unwrap();
+    let r = m.run(&["monitor", "verify", "--now", &t(6, "05:00")]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    let s = Serve::start(&m, &["--no-scan"]);
+    let (_, doc) = s.json("/api/openapi.json");
+    let (_, jobs) = s.json("/api/jobs?status=HASH_MISMATCH");
+    conforms(&doc, "JobList", &jobs);
+    assert_eq!(
+        statuses(&jobs),
+        [("centre-etat".to_string(), "HASH_MISMATCH".to_string())]
+    );
+    assert!(
+        jobs["jobs"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("etat_6.sql.zst"),
+        "{jobs:#}"
+    );
+    let cli = m.json(&["monitor", "status"]);
+    let (_, all) = s.json("/api/jobs");
+    assert_eq!(statuses(&cli), statuses(&all));
+    let (_, h) = s.json("/api/jobs/centre-etat/history");
+    conforms(&doc, "History", &h);
+    assert_eq!(h["history"][0]["kind"], "verification", "{h:#}");
+    assert_eq!(h["history"][0]["status"], "HASH_MISMATCH");
+    assert_eq!(h["history"][0]["previous_status"], "OK");
+    let (_, _, text) = s.get("/metrics");
+    assert!(
+        text.contains("mairie_dba_monitor_jobs{status=\"HASH_MISMATCH\"} 1"),
+        "{text}"
+    );
+}

@@ -15,6 +15,7 @@ use crate::monitor::config::parse_utc;
 use crate::monitor::history::{Entry, History, ScanRun, UnexpectedSeen};
 use crate::monitor::notify;
 use crate::monitor::scan::{self, Judgement, ScanLock, ScanOutcome, Unexpected};
+use crate::monitor::view::Snapshot;
 use crate::monitor::{schedule, stamp, JobStatus, MonitorConfig};
 use crate::output::nagios::NagiosLine;
 use crate::output::{Outcome, Report, Status, TableBlock};
@@ -317,35 +318,32 @@ async fn status(
         }
     }
     let history = History::open(&cfg.history).await?;
-    let mut jobs = Vec::new();
-    for job in cfg.jobs.iter().filter(|j| only.is_none_or(|id| j.id == id)) {
-        let c = history.current(&job.id).await?;
-        jobs.push(JobLine {
-            id: job.id.clone(),
-            company: job.company.clone(),
-            city: job.city.clone(),
-            site: job.site.clone(),
-            database: job.database.clone(),
-            engine: job.engine.clone(),
-            status: c.status.unwrap_or(JobStatus::Pending),
-            due: c.due.map(stamp),
-            last_ok: c.last_ok.map(stamp),
-            next_due: schedule::next_due(job, now).map(stamp),
-            last_drill: c.last_drill_at.map(|at| Drill {
-                at: stamp(at),
-                status: c.last_drill_status.clone(),
+    // The snapshot the web page, the API and /metrics show: the same statuses everywhere.
+    let snap = Snapshot::build(cfg, &history, now).await?;
+    let jobs: Vec<JobLine> = snap
+        .jobs
+        .iter()
+        .filter(|j| only.is_none_or(|id| j.id == id))
+        .map(|j| JobLine {
+            id: j.id.clone(),
+            company: j.company.clone(),
+            city: j.city.clone(),
+            site: j.site.clone(),
+            database: j.database.clone(),
+            engine: j.engine.clone(),
+            status: j.status,
+            due: j.due.clone(),
+            last_ok: j.last_ok.clone(),
+            next_due: j.next_due.clone(),
+            last_drill: j.last_drill.as_ref().map(|d| Drill {
+                at: d.at.clone(),
+                status: d.status.clone(),
             }),
-            message: c
-                .message
-                .filter(|m| !m.is_empty())
-                .unwrap_or_else(|| match c.status {
-                    None => "not judged yet".into(),
-                    Some(_) => String::new(),
-                }),
-        });
-    }
+            message: j.message.clone(),
+        })
+        .collect();
     let unexpected = if only.is_none() {
-        history.unexpected().await?
+        snap.unexpected.clone()
     } else {
         Vec::new()
     };
