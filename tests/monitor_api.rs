@@ -337,6 +337,8 @@ fn bad_requests_get_json_4xx(b: Backend) {
         ("/api/nothing", 404, "no such API endpoint"),
         ("/api/jobs/a/b/c", 404, "no such API endpoint"),
         ("/api/jobs/%3Cscript%3E", 404, "<script>"),
+        ("/api/jobs/%ff", 400, "job id"),
+        ("/api/jobs/%ff/history", 400, "job id"),
     ] {
         let (got, v) = s.json(path);
         assert_eq!(got, code, "{path}: {v:#}");

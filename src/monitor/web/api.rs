@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -133,11 +134,25 @@ async fn jobs(State(st): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Respo
     .into_response()
 }
 
+/// The job id of the path, or the JSON 400 for one that does not decode.
+fn job_id(p: Result<Path<String>, PathRejection>) -> Result<String, Response> {
+    p.map(|Path(id)| id).map_err(|e| {
+        json_error(
+            StatusCode::BAD_REQUEST,
+            format!("the job id in the path: {}", e.body_text()),
+        )
+    })
+}
+
 async fn job(
     State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
 ) -> Response {
+    let id = match job_id(id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
     if let Err(e) = parse_query(raw.as_deref(), &[]) {
         return json_error(StatusCode::BAD_REQUEST, e);
     }
@@ -153,9 +168,13 @@ async fn job(
 
 async fn history(
     State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
 ) -> Response {
+    let id = match job_id(id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
     let q = match parse_query(raw.as_deref(), &["limit", "since"]) {
         Ok(q) => q,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
