@@ -135,12 +135,12 @@ async fn jobs(State(st): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Respo
 }
 
 /// The job id of the path, or the JSON 400 for one that does not decode.
-fn job_id(p: Result<Path<String>, PathRejection>) -> Result<String, Response> {
+fn job_id(p: Result<Path<String>, PathRejection>) -> Result<String, Box<Response>> {
     p.map(|Path(id)| id).map_err(|e| {
-        json_error(
+        Box::new(json_error(
             StatusCode::BAD_REQUEST,
             format!("the job id in the path: {}", e.body_text()),
-        )
+        ))
     })
 }
 
@@ -151,7 +151,7 @@ async fn job(
 ) -> Response {
     let id = match job_id(id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Err(e) = parse_query(raw.as_deref(), &[]) {
         return json_error(StatusCode::BAD_REQUEST, e);
@@ -173,7 +173,7 @@ async fn history(
 ) -> Response {
     let id = match job_id(id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let q = match parse_query(raw.as_deref(), &["limit", "since"]) {
         Ok(q) => q,
