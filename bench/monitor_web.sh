@@ -171,8 +171,8 @@ config "{url: \"$PGURL\", password_env: PGPASSWORD}"
 "$BIN" -c "$WORK/config_global.yml" -q --format json monitor status >/dev/null
 "${PSQL[@]}" -d "$PGDB" <<EOF
 \copy monitor_jobs FROM '$WORK/jobs.csv' WITH (FORMAT csv)
-\copy monitor_occurrences FROM '$WORK/occurrences.csv' WITH (FORMAT csv, NULL '')
-\copy monitor_status_changes FROM '$WORK/changes.csv' WITH (FORMAT csv, NULL '')
+\copy monitor_occurrences FROM '$WORK/occurrences.csv' WITH (FORMAT csv, NULL '', FORCE_NOT_NULL (message))
+\copy monitor_status_changes FROM '$WORK/changes.csv' WITH (FORMAT csv, NULL '', FORCE_NOT_NULL (message))
 VACUUM ANALYZE;
 EOF
 pg_bytes=$("${PSQL[@]}" -d "$PGDB" -c "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname LIKE 'monitor_%'")

@@ -80,6 +80,17 @@ pub struct Snapshot {
     pub last_scan: Option<ScanRun>,
     /// Failed scans recorded in the history.
     pub scan_errors: u64,
+    /// What readers render from it, once per snapshot.
+    #[serde(skip)]
+    pub rendered: Rendered,
+}
+
+/// The answers rendered from a snapshot that serve many requests alike: the unfiltered job
+/// list as JSON and the unfiltered dashboard.
+#[derive(Debug, Clone, Default)]
+pub struct Rendered {
+    pub jobs_json: std::sync::OnceLock<bytes::Bytes>,
+    pub dashboard: std::sync::OnceLock<Result<String, String>>,
 }
 
 impl Snapshot {
@@ -134,6 +145,7 @@ impl Snapshot {
             unexpected: history.unexpected().await?,
             last_scan: history.last_scan().await?,
             scan_errors: history.scan_errors().await?,
+            rendered: Rendered::default(),
         })
     }
 

@@ -125,13 +125,25 @@ async fn jobs(State(st): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Respo
         Err(e) => return unavailable(e),
     };
     let text = q.get("q").map(String::as_str).unwrap_or("");
-    let jobs: Vec<_> = snap.filtered(status, text).collect();
-    Json(json!({
-        "generated_at": snap.generated_at,
-        "count": jobs.len(),
-        "jobs": jobs,
-    }))
-    .into_response()
+    let render = |status, text| {
+        let jobs: Vec<_> = snap.filtered(status, text).collect();
+        let doc = json!({
+            "generated_at": snap.generated_at,
+            "count": jobs.len(),
+            "jobs": jobs,
+        });
+        bytes::Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
+    };
+    // The whole list, what dashboards and scripts poll, is serialised once per snapshot.
+    let body = if status.is_none() && text.trim().is_empty() {
+        snap.rendered
+            .jobs_json
+            .get_or_init(|| render(None, ""))
+            .clone()
+    } else {
+        render(status, text)
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// The job id of the path, or the JSON 400 for one that does not decode.

@@ -1,12 +1,13 @@
 //! `monitor serve`'s HTTP side: the dashboard and job pages ([`pages`]), the JSON API
 //! ([`api`]), `/health` and `/metrics` ([`prom`]), all read from one cached [`Snapshot`]
-//! (rebuilt after each scan and at most every [`SNAPSHOT_TTL`]), so every reader sees the
-//! same statuses. The sockets, TLS, basic auth and limits are [`crate::web`]'s.
+//! (rebuilt after each scan and every [`SNAPSHOT_TTL`], in the background while the
+//! previous one serves), so every reader sees the same statuses. The sockets, TLS, basic auth and limits are [`crate::web`]'s.
 
 pub mod api;
 pub mod pages;
 pub mod prom;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -21,8 +22,10 @@ use super::history::History;
 use super::view::Snapshot;
 use super::MonitorConfig;
 
-/// How long a snapshot serves before the next request rebuilds it.
+/// How long a snapshot serves before it is rebuilt.
 pub const SNAPSHOT_TTL: Duration = Duration::from_secs(2);
+/// The oldest snapshot served while a newer one is being built.
+pub const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(10);
 
 /// What the scanner loop tells the web side.
 #[derive(Debug, Clone, Default)]
@@ -41,7 +44,9 @@ pub struct AppState {
     /// history); reopened after an error.
     history: tokio::sync::Mutex<Option<History>>,
     cache: RwLock<Option<(Instant, Arc<Snapshot>)>>,
-    rebuilding: tokio::sync::Mutex<()>,
+    rebuilding: Arc<tokio::sync::Mutex<()>>,
+    /// The last rebuild failed: no stale snapshot is served until one succeeds.
+    rebuild_failed: AtomicBool,
     pub heartbeat: Mutex<Heartbeat>,
     /// When serving began: the scanner is not late before its first interval has passed.
     pub started: DateTime<Utc>,
@@ -55,7 +60,8 @@ impl AppState {
             cfg,
             history: tokio::sync::Mutex::new(None),
             cache: RwLock::new(None),
-            rebuilding: tokio::sync::Mutex::new(()),
+            rebuilding: Arc::new(tokio::sync::Mutex::new(())),
+            rebuild_failed: AtomicBool::new(false),
             heartbeat: Mutex::new(Heartbeat::default()),
             started: Utc::now(),
             scanning,
@@ -80,21 +86,22 @@ impl AppState {
         r
     }
 
-    /// The current snapshot: the cached one while fresh; otherwise rebuilt by one request
-    /// while the others keep serving the previous one.
-    pub async fn snapshot(&self) -> Result<Arc<Snapshot>> {
+    /// The current snapshot. A fresh one (under [`SNAPSHOT_TTL`]) is served as is; a stale
+    /// one (under [`SNAPSHOT_MAX_AGE`], its last rebuild not failed) is served while a
+    /// background task rebuilds it, so no request waits for the history; otherwise the
+    /// request rebuilds it (one at a time) and an unreadable history is its error.
+    pub async fn snapshot(self: &Arc<Self>) -> Result<Arc<Snapshot>> {
         let cached = self.cache.read().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some((at, s)) = &cached {
             if at.elapsed() < SNAPSHOT_TTL {
                 return Ok(Arc::clone(s));
             }
+            if at.elapsed() < SNAPSHOT_MAX_AGE && !self.rebuild_failed.load(Ordering::Relaxed) {
+                self.rebuild_in_background();
+                return Ok(Arc::clone(s));
+            }
         }
-        let _rebuild = match (self.rebuilding.try_lock(), &cached) {
-            (Ok(g), _) => g,
-            // Someone is rebuilding: the previous snapshot will do for this request.
-            (Err(_), Some((_, s))) => return Ok(Arc::clone(s)),
-            (Err(_), None) => self.rebuilding.lock().await,
-        };
+        let _rebuild = self.rebuilding.lock().await;
         // Rebuilt while this request waited?
         if let Some((at, s)) = self
             .cache
@@ -106,14 +113,48 @@ impl AppState {
                 return Ok(Arc::clone(s));
             }
         }
+        self.rebuild().await
+    }
+
+    /// Builds a snapshot and caches it; a failure is remembered (stale snapshots are no
+    /// longer served) until a rebuild succeeds.
+    async fn rebuild(&self) -> Result<Arc<Snapshot>> {
         let cfg = &self.cfg;
-        let snap = Arc::new(
-            self.with_history(async |h| Snapshot::build(cfg, h, Utc::now()).await)
-                .await?,
-        );
-        *self.cache.write().unwrap_or_else(|e| e.into_inner()) =
-            Some((Instant::now(), Arc::clone(&snap)));
-        Ok(snap)
+        match self
+            .with_history(async |h| Snapshot::build(cfg, h, Utc::now()).await)
+            .await
+        {
+            Ok(snap) => {
+                let snap = Arc::new(snap);
+                *self.cache.write().unwrap_or_else(|e| e.into_inner()) =
+                    Some((Instant::now(), Arc::clone(&snap)));
+                self.rebuild_failed.store(false, Ordering::Relaxed);
+                Ok(snap)
+            }
+            Err(e) => {
+                self.rebuild_failed.store(true, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    fn rebuild_in_background(self: &Arc<Self>) {
+        let Ok(guard) = Arc::clone(&self.rebuilding).try_lock_owned() else {
+            return;
+        };
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let _guard = guard;
+            let fresh = me
+                .cache
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .is_some_and(|(at, _)| at.elapsed() < SNAPSHOT_TTL);
+            if !fresh {
+                let _ = me.rebuild().await;
+            }
+        });
     }
 
     /// Forgets the cached snapshot (after a scan).

@@ -262,7 +262,12 @@ struct ErrorPage {
 
 /// The rendered page with its status and headers: HTML, never cached, no script allowed.
 fn page(code: StatusCode, t: &impl Template) -> Response {
-    match t.render() {
+    page_body(code, t.render().map_err(|e| e.to_string()))
+}
+
+/// A rendered page with its headers: no script may run, nothing is cached or sniffed.
+fn page_body(code: StatusCode, body: Result<String, String>) -> Response {
+    match body {
         Ok(body) => {
             let mut r = (code, Html(body)).into_response();
             let h = r.headers_mut();
@@ -348,6 +353,23 @@ async fn dashboard(State(st): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> 
         Err(e) => return unavailable(e),
     };
     let text = q.get("q").map(String::as_str).unwrap_or("");
+    // The unfiltered dashboard, the one people and their browsers reload, is rendered once
+    // per snapshot.
+    if status.is_none() && text.trim().is_empty() {
+        let body = snap
+            .rendered
+            .dashboard
+            .get_or_init(|| render_dashboard(&snap, None, ""));
+        return page_body(StatusCode::OK, body.clone());
+    }
+    page_body(StatusCode::OK, render_dashboard(&snap, status, text))
+}
+
+fn render_dashboard(
+    snap: &Snapshot,
+    status: Option<JobStatus>,
+    text: &str,
+) -> Result<String, String> {
     let groups: Vec<SiteGroupView> = Snapshot::grouped(snap.filtered(status, text))
         .into_iter()
         .map(|((company, city, site), jobs)| SiteGroupView {
@@ -371,29 +393,28 @@ async fn dashboard(State(st): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> 
     } else {
         format!("{} · Backup monitor", snap.worst())
     };
-    page(
-        StatusCode::OK,
-        &DashboardPage {
-            title,
-            refresh: REFRESH_SECONDS,
-            generated_at: when(&snap.generated_at),
-            last_scan: snap.last_scan.as_ref().map(|r| ScanLine {
-                started: when(&r.started_at),
-                seconds: human_seconds(r.seconds),
-                judged: r.judged,
-                error: r.error.clone(),
-            }),
-            scan_errors: snap.scan_errors,
-            counts,
-            total: snap.jobs.len(),
-            status: status.map(|s| s.as_str().to_string()).unwrap_or_default(),
-            q: text.to_string(),
-            filtering: status.is_some() || !text.trim().is_empty(),
-            shown,
-            groups,
-            unexpected: snap.unexpected.len(),
-        },
-    )
+    DashboardPage {
+        title,
+        refresh: REFRESH_SECONDS,
+        generated_at: when(&snap.generated_at),
+        last_scan: snap.last_scan.as_ref().map(|r| ScanLine {
+            started: when(&r.started_at),
+            seconds: human_seconds(r.seconds),
+            judged: r.judged,
+            error: r.error.clone(),
+        }),
+        scan_errors: snap.scan_errors,
+        counts,
+        total: snap.jobs.len(),
+        status: status.map(|s| s.as_str().to_string()).unwrap_or_default(),
+        q: text.to_string(),
+        filtering: status.is_some() || !text.trim().is_empty(),
+        shown,
+        groups,
+        unexpected: snap.unexpected.len(),
+    }
+    .render()
+    .map_err(|e| e.to_string())
 }
 
 async fn job_page(
