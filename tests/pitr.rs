@@ -612,6 +612,19 @@ fn wal_commands_need_only_the_config_and_fetch_stops_recovery_on_any_doubt() {
     // push: a configuration error is 2; a target without a pitr section is one.
     let out = ws.run(&ws.dir, &["-t", "nope", "wal", "push", "x"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // verify reads only the archive (no password either): empty is fine, missing is not.
+    let out = ws.run(&ws.dir, &["--format", "json", "pitr", "verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["targets"][0]["files"], 0, "{doc}");
+    std::fs::remove_dir_all(ws.archive()).unwrap();
+    let out = ws.run(&ws.dir, &["pitr", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not exist"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

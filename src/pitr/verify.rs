@@ -80,6 +80,13 @@ impl WalVerify {
 
 /// Reads and checks the archive at `archive_dir`.
 pub fn verify(archive_dir: &Path) -> Result<WalVerify> {
+    // An archive that is not there is not an empty one (an unmounted disk, a wrong path).
+    if !archive_dir.is_dir() {
+        anyhow::bail!(
+            "the archive {} does not exist or is not a directory",
+            archive_dir.display()
+        );
+    }
     let info = ArchiveInfo::read(archive_dir)?;
     let (seg_size, from) = match &info {
         Some(i) => (i.wal_segment_size, "archive.json"),
@@ -242,4 +249,74 @@ fn read_history(path: &Path) -> Option<(u32, String)> {
     let parent = parts.next()?.parse().ok()?;
     let lsn = parts.next()?.to_string();
     Some((parent, lsn))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    /// Publishes `bytes` under `name` the way `wal push` names files (no header checks).
+    fn put(archive: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let w = archive::WalName::parse(name).unwrap();
+        let dir = archive.join(archive::WAL_DIR).join(w.subdir());
+        std::fs::create_dir_all(&dir).unwrap();
+        let sha = hex::encode(Sha256::digest(bytes));
+        let path = dir.join(archive::archived_name(&w, &sha));
+        std::fs::write(&path, zstd::encode_all(bytes, 1).unwrap()).unwrap();
+        path
+    }
+
+    #[test]
+    fn timelines_gaps_duplicates_and_history() {
+        let d = std::env::temp_dir().join(format!("mairie-dba-verify-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        for s in [1u32, 2, 3, 6, 7] {
+            put(&d, &format!("0000000100000000{s:08X}"), &[s as u8; 100]);
+        }
+        put(&d, "000000010000000000000007.partial", b"p");
+        put(&d, "000000020000000000000007", b"tl2 a");
+        put(&d, "000000020000000000000008", b"tl2 b");
+        put(
+            &d,
+            "000000020000000000000008",
+            b"tl2 b, again but different",
+        );
+        put(
+            &d,
+            "00000002.history",
+            b"1\t0/70000A0\tno recovery target specified\n",
+        );
+        std::fs::write(
+            d.join("wal/0000000100000000/.000000010000000000000009.42.tmp"),
+            b"x",
+        )
+        .unwrap();
+        let v = verify(&d).unwrap();
+        assert_eq!(v.segment_size_from, "default");
+        let t1 = &v.timelines[0];
+        assert_eq!(t1.gaps.len(), 1);
+        assert_eq!(
+            (
+                t1.gaps[0].from.as_str(),
+                t1.gaps[0].to.as_str(),
+                t1.gaps[0].missing
+            ),
+            ("000000010000000000000004", "000000010000000000000005", 2)
+        );
+        assert_eq!(
+            t1.continuous_to.as_deref(),
+            Some("000000010000000000000003")
+        );
+        assert_eq!(t1.partial, ["000000010000000000000007.partial"]);
+        let t2 = &v.timelines[1];
+        assert_eq!(
+            (t2.parent, t2.switch_lsn.as_deref()),
+            (Some(1), Some("0/70000A0"))
+        );
+        assert_eq!(v.duplicates, ["000000020000000000000008"]);
+        assert_eq!(v.temporary.len(), 1);
+        assert!(v.corrupt.is_empty() && v.failed());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }
