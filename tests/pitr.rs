@@ -661,6 +661,26 @@ fn pitr_setup_reports_what_to_change_and_apply_changes_it() {
         "{wanted}"
     );
 
+    // --apply as a role that is not a superuser: a clear refusal, nothing changed.
+    c.psql("CREATE ROLE plain LOGIN");
+    let engine_file = c.ws.dir.join("config_pg.yml");
+    let as_postgres = std::fs::read_to_string(&engine_file).unwrap();
+    std::fs::write(
+        &engine_file,
+        as_postgres.replace("user: postgres", "user: plain"),
+    )
+    .unwrap();
+    let out = run(&["--format", "json", "pitr", "setup", "--apply"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = doc["targets"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("superuser") && error.contains("plain"),
+        "{doc}"
+    );
+    assert_eq!(c.psql("SHOW wal_level"), "minimal");
+    std::fs::write(&engine_file, as_postgres).unwrap();
+
     let out = run(&["--format", "json", "pitr", "setup", "--apply"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
