@@ -84,6 +84,9 @@ missing_packages() {
     command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
     compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
     compgen -G '/usr/lib/postgresql/*/lib/pg_stat_statements.so' >/dev/null || missing+=(postgresql-contrib)
+    # tests/pitr.rs makes throwaway clusters with PostgreSQL 15's initdb, pg_ctl and pgbench.
+    [ -x /usr/lib/postgresql/15/bin/initdb ] && [ -x /usr/lib/postgresql/15/bin/pgbench ] ||
+        missing+=(postgresql-15)
     [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
     command -v mariadb-install-db >/dev/null 2>&1 || missing+=(mariadb-server)
     command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
@@ -144,7 +147,7 @@ install_missing() {
     fi
     local apt_log
     apt_log=$(mktemp /tmp/mairie-dba-apt.XXXXXX)
-    if ! { apt-get update -q && apt-get install -y -q postgresql postgresql-contrib \
+    if ! { apt-get update -q && apt-get install -y -q postgresql postgresql-15 postgresql-contrib \
         mariadb-server mariadb-client zstd libssl-dev libsqlite3-dev pkg-config ssl-cert util-linux \
         prometheus curl python3-aiosmtpd openssl rsync openssh-client openssh-server chromium; } >"$apt_log" 2>&1; then
         tail -n 30 "$apt_log" >&2

@@ -111,6 +111,15 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+
+    /// PostgreSQL's archive_command (`wal push %p`) and restore_command (`wal fetch %f %p`):
+    /// they need only a readable config (no password, no connection)
+    #[command(subcommand)]
+    Wal(WalCommand),
+
+    /// Point-in-time recovery of PostgreSQL: archiving settings, the WAL archive's state
+    #[command(subcommand)]
+    Pitr(PitrCommand),
 }
 
 #[derive(Debug, Args)]
@@ -462,4 +471,40 @@ mod tests {
             Cli::try_parse_from(["mairie-dba", "load-csv", "--all", "--table", "a.b"]).is_err()
         );
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WalCommand {
+    /// Archive one WAL file (archive_command = '… wal push %p'): hashed, compressed, fsynced,
+    /// published without ever replacing a file. Exit 0 archived (or already there, same
+    /// content), 1 failed, 2 configuration error
+    Push {
+        /// The file, relative to the current directory (PostgreSQL's %p)
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+    },
+    /// Restore one WAL file (restore_command = '… wal fetch %f %p'), its hash checked before
+    /// it is handed over. Exit 0 fetched, 1 not in the archive, 255 stop recovery (corrupt,
+    /// ambiguous or unreadable archive, configuration error)
+    Fetch {
+        /// The WAL file name (PostgreSQL's %f)
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Where to write it, relative to the current directory (PostgreSQL's %p)
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PitrCommand {
+    /// Check wal_level, archive_mode, archive_command and archive_timeout; print what to
+    /// change, or change it with --apply (ALTER SYSTEM, then a reload or a restart)
+    Setup {
+        /// Set the settings that need changing with ALTER SYSTEM (needs a superuser)
+        #[arg(long)]
+        apply: bool,
+    },
+    /// Read the WAL archive back: every file's hash, the gaps of each timeline
+    Verify,
 }

@@ -97,6 +97,9 @@ struct GlobalFile {
     /// A site's agent (`agent push`).
     #[serde(default)]
     agent: Option<crate::monitor::config::AgentSection>,
+    /// Point-in-time recovery of PostgreSQL targets, keyed by target name.
+    #[serde(default)]
+    pitr: IndexMap<String, PitrEntry>,
 }
 
 /// The `metrics:` section of the exporter.
@@ -368,6 +371,58 @@ impl BackupEntry {
     }
 }
 
+/// Point-in-time recovery settings of one PostgreSQL target (the `pitr:` section, keyed by
+/// target name). `keep_base` and `compression_level` are checked while the YAML is read, so
+/// an error names the file, line and column.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PitrEntry {
+    /// Where `wal push` archives the write-ahead log (see `crate::pitr::archive`).
+    pub archive_dir: PathBuf,
+    /// Where the base backups go (used by the base-backup commands).
+    #[serde(default)]
+    pub base_dir: Option<PathBuf>,
+    /// How many base backups retention keeps (at least 1; default 2).
+    #[serde(
+        default = "default_keep_base",
+        deserialize_with = "keep_base_at_least_one"
+    )]
+    pub keep_base: u32,
+    /// The zstd level of archived WAL, 1 to 19 (default 3).
+    #[serde(
+        default = "default_pitr_level",
+        deserialize_with = "zstd_level_1_to_19"
+    )]
+    pub compression_level: i32,
+}
+
+fn default_keep_base() -> u32 {
+    2
+}
+fn default_pitr_level() -> i32 {
+    3
+}
+
+fn keep_base_at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = u32::deserialize(d)?;
+    if v == 0 {
+        return Err(serde::de::Error::custom(
+            "keep_base: 0 would keep no base backup; at least 1",
+        ));
+    }
+    Ok(v)
+}
+
+fn zstd_level_1_to_19<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    let v = i64::deserialize(d)?;
+    if !(1..=19).contains(&v) {
+        return Err(serde::de::Error::custom(format!(
+            "compression_level: {v} is not a zstd level (1 to 19)"
+        )));
+    }
+    Ok(v as i32)
+}
+
 fn default_retention_days() -> u32 {
     14
 }
@@ -543,6 +598,8 @@ pub struct Config {
     pub monitor: Option<crate::monitor::MonitorConfig>,
     /// The `agent:` section (None: this site pushes nothing).
     pub agent: Option<crate::monitor::config::AgentSection>,
+    /// The `pitr:` section, keyed by target name (PostgreSQL targets only).
+    pub pitr: IndexMap<String, PitrEntry>,
 }
 
 impl Config {
@@ -596,6 +653,26 @@ impl Config {
                 .check_compression(name, target.engine)
                 .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
         }
+        for name in global.pitr.keys() {
+            match targets.iter().find(|t| &t.name == name) {
+                None => {
+                    return Err(ConfigError::new(format!(
+                        "{}: pitr.{name}: no target named `{name}` (targets: {})",
+                        path.display(),
+                        target_names(&targets)
+                    )))
+                }
+                Some(t) if t.engine != EngineKind::Postgres => {
+                    return Err(ConfigError::new(format!(
+                        "{}: pitr.{name}: point-in-time recovery is for PostgreSQL targets; \
+                         `{name}` is {}",
+                        path.display(),
+                        t.engine
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
         let monitor = match global.monitor {
             None => None,
             Some(m) => {
@@ -620,6 +697,7 @@ impl Config {
             metrics: global.metrics,
             monitor,
             agent: global.agent,
+            pitr: global.pitr,
         })
     }
 
@@ -1138,5 +1216,62 @@ mod tests {
     #[test]
     fn secret_debug_hides_the_value() {
         assert!(!format!("{:?}", Secret::new("hunter2".into())).contains("hunter2"));
+    }
+
+    #[test]
+    fn pitr_section_defaults_limits_and_engine() {
+        let d = tempdir();
+        write(
+            &d,
+            "pg.yml",
+            "connection:\n  host: h\n  database: m\n  user: u\n",
+        );
+        write(
+            &d,
+            "my.yml",
+            "connection:\n  host: h\n  database: m\n  user: u\n",
+        );
+        let targets = "targets:\n  pg:\n    engine: postgres\n    config: pg.yml\n  my:\n    engine: mysql\n    config: my.yml\n";
+        let g = write(
+            &d,
+            "g.yml",
+            &format!("{targets}pitr:\n  pg:\n    archive_dir: ./wal\n"),
+        );
+        let c = Config::load(&g).unwrap();
+        let e = &c.pitr["pg"];
+        assert_eq!((e.keep_base, e.compression_level), (2, 3));
+        assert_eq!(c.resolve(&e.archive_dir), d.join("wal"));
+
+        let g = write(
+            &d,
+            "g.yml",
+            &format!("{targets}pitr:\n  pg:\n    archive_dir: ./wal\n    keep_base: 0\n"),
+        );
+        let e = Config::load(&g).unwrap_err().to_string();
+        assert!(e.contains("g.yml:10:") && e.contains("keep_base"), "{e}");
+
+        let g = write(
+            &d,
+            "g.yml",
+            &format!("{targets}pitr:\n  pg:\n    archive_dir: ./wal\n    compression_level: 30\n"),
+        );
+        let e = Config::load(&g).unwrap_err().to_string();
+        assert!(e.contains("g.yml:10:") && e.contains("zstd level"), "{e}");
+
+        let g = write(
+            &d,
+            "g.yml",
+            &format!("{targets}pitr:\n  pg:\n    archive_dir: ./wal\n    archive_dri: x\n"),
+        );
+        let e = Config::load(&g).unwrap_err().to_string();
+        assert!(e.contains("g.yml:11:") && e.contains("archive_dri"), "{e}");
+
+        let g = write(
+            &d,
+            "g.yml",
+            &format!("{targets}pitr:\n  my:\n    archive_dir: ./wal\n"),
+        );
+        let e = Config::load(&g).unwrap_err().to_string();
+        assert!(e.contains("pitr.my") && e.contains("PostgreSQL"), "{e}");
     }
 }

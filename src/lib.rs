@@ -19,6 +19,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod monitor;
 pub mod output;
+pub mod pitr;
 pub mod web;
 
 use std::path::PathBuf;
@@ -92,6 +93,10 @@ pub fn is_check_command_line(args: &[String]) -> bool {
 /// what stdout must still hold (one document, one plugin line), since a monitoring system
 /// or a script reads stdout, not stderr. `message` is the parser's error.
 pub fn refused_command_line(args: &[String], message: &str) -> (u8, Option<String>) {
+    // restore_command: any status but 1 ("not found") and 0 must stop recovery.
+    if args.windows(2).any(|w| w[0] == "wal" && w[1] == "fetch") {
+        return (cmd::wal::FETCH_ABORT, None);
+    }
     let (status, code) = if is_check_command_line(args) {
         Kind::Check.usage_error()
     } else {
@@ -183,6 +188,10 @@ pub fn run(cli: Cli) -> u8 {
             &mut std::io::stdout(),
         );
         return 0;
+    }
+    // archive_command and restore_command: no runtime, no password, no connection.
+    if let Command::Wal(cmd) = &cli.command {
+        return cmd::wal::run(cmd, &cli.global, &log);
     }
     let kind = Kind::of(&cli.command);
     let format = cli.global.format;
@@ -289,6 +298,11 @@ async fn stopped(sig: &str, log: &log::Log) -> anyhow::Error {
     anyhow::anyhow!(msg)
 }
 
+/// Whether a command talks to the targets' servers (and so needs their passwords).
+fn connects(cmd: &Command) -> bool {
+    !matches!(cmd, Command::Pitr(cli::PitrCommand::Verify))
+}
+
 async fn dispatch(cli: Cli, log: log::Log) -> Result<Outcome> {
     check_format(&cli.command, cli.global.format)?;
     let path = cli
@@ -309,9 +323,11 @@ async fn dispatch(cli: Cli, log: log::Log) -> Result<Outcome> {
         config.select_targets(&cli.global.targets)?
     };
     // Resolve the secrets up front: a missing variable is a configuration error (exit 2),
-    // reported before anything is touched.
-    for t in &targets {
-        t.password()?;
+    // reported before anything is touched. Commands that only read files need none.
+    if connects(&cli.command) {
+        for t in &targets {
+            t.password()?;
+        }
     }
     let ctx = Ctx {
         config,
@@ -330,6 +346,9 @@ async fn dispatch(cli: Cli, log: log::Log) -> Result<Outcome> {
         Command::Audit(args) => cmd::audit::run(args, &ctx).await,
         Command::Monitor(cmd) => cmd::monitor::run(cmd, &ctx).await,
         Command::Agent(cmd) => cmd::agent::run(cmd, &ctx).await,
-        Command::Completions { .. } => unreachable!("handled before the config is read"),
+        Command::Pitr(cmd) => cmd::pitr::run(cmd, &ctx).await,
+        Command::Completions { .. } | Command::Wal(_) => {
+            unreachable!("handled before the config is read")
+        }
     }
 }

@@ -11,8 +11,10 @@ pub mod load_csv;
 pub mod maintenance;
 pub mod metrics;
 pub mod monitor;
+pub mod pitr;
 pub mod restore;
 pub mod schema;
+pub mod wal;
 
 use std::future::Future;
 

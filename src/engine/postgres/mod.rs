@@ -11,6 +11,7 @@
 pub mod archive;
 pub mod backup;
 pub mod client;
+pub mod pitr;
 pub mod split;
 
 use std::sync::Arc;

@@ -1,0 +1,108 @@
+//! Point-in-time recovery of PostgreSQL: the WAL archive and what reads and writes it.
+//!
+//! `archive` owns the layout on disk (documented there and in docs/reference.md); `push` and
+//! `fetch` are PostgreSQL's `archive_command` and `restore_command`; `verify` reads the whole
+//! archive back; `setup` checks and sets the server's archiving settings. `wal push` and
+//! `wal fetch` run as the server's user inside the server: they need nothing but a readable
+//! config — no password, no connection.
+
+pub mod archive;
+pub mod fetch;
+pub mod push;
+pub mod setup;
+
+pub mod verify;
+
+use std::path::PathBuf;
+
+use crate::config::{Config, PitrEntry, Target};
+use crate::error::ConfigError;
+
+/// One target's archive, as the config describes it, its paths resolved.
+#[derive(Debug, Clone)]
+pub struct PitrPlace {
+    pub target: String,
+    pub entry: PitrEntry,
+    pub archive_dir: PathBuf,
+}
+
+impl PitrPlace {
+    fn new(config: &Config, name: &str, entry: &PitrEntry) -> PitrPlace {
+        PitrPlace {
+            target: name.to_string(),
+            entry: entry.clone(),
+            archive_dir: config.resolve(&entry.archive_dir),
+        }
+    }
+}
+
+fn pitr_names(config: &Config) -> String {
+    if config.pitr.is_empty() {
+        return "none".into();
+    }
+    config.pitr.keys().cloned().collect::<Vec<_>>().join(", ")
+}
+
+/// The one archive `wal push` / `wal fetch` work on: the target named with `-t`, or the
+/// only one configured.
+pub fn wal_place(config: &Config, names: &[String]) -> Result<PitrPlace, ConfigError> {
+    match names {
+        [] => {
+            let mut it = config.pitr.iter();
+            match (it.next(), it.next()) {
+                (Some((name, entry)), None) => Ok(PitrPlace::new(config, name, entry)),
+                (None, _) => Err(ConfigError::new(format!(
+                    "{}: no `pitr:` section: nothing says where the WAL archive is",
+                    config.path.display()
+                ))),
+                _ => Err(ConfigError::new(format!(
+                    "{}: several targets have a `pitr:` section ({}): name one with -t",
+                    config.path.display(),
+                    pitr_names(config)
+                ))),
+            }
+        }
+        [name] => match config.pitr.get(name) {
+            Some(entry) => Ok(PitrPlace::new(config, name, entry)),
+            None => Err(ConfigError::new(format!(
+                "{}: no `pitr.{name}` section for target `{name}` (pitr targets: {})",
+                config.path.display(),
+                pitr_names(config)
+            ))),
+        },
+        _ => Err(ConfigError::new(
+            "wal push and wal fetch work on one target: give -t once",
+        )),
+    }
+}
+
+/// The archives of the selected targets, for `pitr` commands: with `-t`, each named target
+/// must have a `pitr:` section; without, targets lacking one are passed over.
+pub fn places(
+    config: &Config,
+    targets: &[Target],
+    named: bool,
+) -> Result<Vec<PitrPlace>, ConfigError> {
+    let mut out = Vec::new();
+    for t in targets {
+        match config.pitr.get(&t.name) {
+            Some(entry) => out.push(PitrPlace::new(config, &t.name, entry)),
+            None if named => {
+                return Err(ConfigError::new(format!(
+                    "{}: no `pitr.{}` section for target `{}`",
+                    config.path.display(),
+                    t.name,
+                    t.name
+                )))
+            }
+            None => {}
+        }
+    }
+    if out.is_empty() {
+        return Err(ConfigError::new(format!(
+            "{}: no selected target has a `pitr:` section",
+            config.path.display()
+        )));
+    }
+    Ok(out)
+}
