@@ -13,27 +13,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 fn sha_of(p: &Path) -> String {
-    hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
-}
-
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+    common::monitor::sha(&std::fs::read(p).unwrap())
 }
 
 /// The backups (with their manifests) in the backup directory, bookkeeping aside.
 fn backups_in(dir: &Path) -> Vec<String> {
-    names_in(dir)
+    common::monitor::files(dir)
         .into_iter()
         .filter(|n| !n.starts_with('.') && n != "STATUS.json")
         .collect()
@@ -252,14 +239,6 @@ fn keygen(path: &Path, comment: &str) {
         "ssh-keygen: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Sshd {
@@ -487,10 +466,13 @@ fn agent_push_over_rsync_and_ssh_is_validated_by_the_monitor() {
     );
     // Nothing half-sent or temporary left on the far side.
     assert_eq!(
-        names_in(&site.join(&db)),
+        common::monitor::files(&site.join(&db)),
         [file.clone(), format!("{file}.json")]
     );
-    assert_eq!(names_in(&site), ["STATUS.json".to_string(), db.clone()]);
+    assert_eq!(
+        common::monitor::files(&site),
+        ["STATUS.json".to_string(), db.clone()]
+    );
     let status = status_json(&env);
     assert_eq!(status["databases"][0]["file"], file.as_str());
     // The monitor validates what came over ssh.
@@ -550,8 +532,10 @@ fn agent_push_over_rsync_and_ssh_is_validated_by_the_monitor() {
     );
     assert_eq!(status_json(&env)["databases"][0]["file"], second.as_str());
     assert!(
-        !names_in(&site).iter().any(|n| n.starts_with('.')),
+        !common::monitor::files(&site)
+            .iter()
+            .any(|n| n.starts_with('.')),
         "{:?}",
-        names_in(&site)
+        common::monitor::files(&site)
     );
 }

@@ -79,14 +79,6 @@ const MYSQL_FAMILIES: &[&str] = &[
     "mairie_dba_longest_transaction_seconds",
 ];
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A running `metrics serve`, stopped on drop.
 struct Server {
     child: Child,

@@ -5,95 +5,14 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::monitor::{daily, line, t, Backend, Mon, CENTRE};
+use common::monitor::{daily, line, t, Backend, Mon, Serve, CENTRE};
 
 const NORD: (&str, &str, &str) = ("ville", "marseille", "nord");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running `monitor serve`, stopped on drop.
-struct Serve {
-    child: Child,
-    base: String,
-}
-
-impl Serve {
-    fn start(m: &Mon, extra: &[&str]) -> Serve {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut args = vec!["monitor", "serve", "--listen", &listen];
-        args.extend_from_slice(extra);
-        let child = m
-            .command(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start monitor serve");
-        let s = Serve {
-            child,
-            base: format!("http://{listen}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(&listen).is_ok() {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("monitor serve did not listen on {listen}");
-    }
-
-    /// (status code, content type, body) of a GET.
-    fn get(&self, path: &str) -> (u16, String, String) {
-        let out = std::process::Command::new("curl")
-            .args([
-                "-sS",
-                "--max-time",
-                "10",
-                "-o",
-                "-",
-                "-w",
-                "\n%{http_code} %{content_type}",
-            ])
-            .arg(format!("{}{path}", self.base))
-            .output()
-            .expect("curl");
-        let text = String::from_utf8(out.stdout).unwrap();
-        let (body, tail) = text.rsplit_once('\n').unwrap();
-        let (code, ctype) = tail.split_once(' ').unwrap_or((tail, ""));
-        (code.parse().unwrap(), ctype.to_string(), body.to_string())
-    }
-
-    fn json(&self, path: &str) -> (u16, Value) {
-        let (code, ctype, body) = self.get(path);
-        assert!(
-            ctype.starts_with("application/json"),
-            "{path}: content type {ctype}, body {body}"
-        );
-        (
-            code,
-            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")),
-        )
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Checks `value` against the OpenAPI document's schema `name`.
 fn conforms(doc: &Value, name: &str, value: &Value) {
@@ -172,17 +91,6 @@ fn statuses(v: &Value) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[test] fn $name() { super::$name(super::Backend::Sqlite) } )*
-        }
-        mod postgres {
-            $( #[test] fn $name() { super::$name(super::Backend::Postgres) } )*
-        }
-    };
 }
 
 both!(
@@ -346,22 +254,10 @@ fn bad_requests_get_json_4xx(b: Backend) {
         assert!(v["error"].as_str().unwrap().contains(says), "{path}: {v:#}");
     }
     // A method the API does not have.
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "10",
-            "-X",
-            "DELETE",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-        ])
-        .arg(format!("{}/api/jobs", s.base))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "405");
+    assert_eq!(
+        common::curl_status(&format!("{}/api/jobs", s.base), &["-X", "DELETE"]),
+        "405"
+    );
 }
 
 /// A PostgreSQL history that disappears under the server: 503 with the reason, never a 500,

@@ -16,56 +16,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
-use common::{PgDb, Run, BIN};
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[test] fn $name() { super::$name(super::Backend::Sqlite) } )*
-        }
-        mod postgres {
-            $( #[test] fn $name() { super::$name(super::Backend::Postgres) } )*
-        }
-    };
-}
+use common::monitor::{sha, t, Backend, Mon, CENTRE};
+use common::{Run, BIN};
 
 both!(
     changes_reminders_and_recovery_by_email,
     a_notice_the_mail_server_missed_is_delivered_by_the_next_scan,
 );
 
-const CENTRE: (&str, &str, &str) = ("ville", "marseille", "centre");
 const NORD: (&str, &str, &str) = ("ville", "marseille", "nord");
 const SMTP_USER: &str = "monitor";
 /// The SMTP password: given to the monitor only through the environment.
 const SMTP_PASSWORD: &str = "s3cret-smtp-Pw";
-
-fn t(day: u32, hm: &str) -> String {
-    format!("2026-12-{day:02}T{hm}:00Z")
-}
-
-fn unique_dir(what: &str) -> PathBuf {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "mairie-dba-{what}-{}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 // ---------------------------------------------------------------------------------------
 // The SMTP server
@@ -260,70 +223,17 @@ fn certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 // ---------------------------------------------------------------------------------------
 // The monitor
 
-/// One monitor: its directory (deposits, validated store, config) and its history.
-struct Mon {
-    dir: PathBuf,
-    pg: Option<PgDb>,
-    history: String,
-    jobs: String,
+/// A monitor whose commands get the SMTP password ([`Mon::notify`] writes its configuration).
+fn monitor(backend: Backend, jobs: &str) -> Mon {
+    Mon::new(backend, jobs).env("MON_SMTP_PW", SMTP_PASSWORD)
 }
 
 impl Mon {
-    fn new(backend: Backend, jobs: &str) -> Mon {
-        let dir = unique_dir("notify");
-        std::fs::create_dir_all(dir.join("deposits")).unwrap();
-        let pg = (backend == Backend::Postgres).then(PgDb::new);
-        let history = match &pg {
-            None => "sqlite:history/monitor.db".to_string(),
-            Some(db) => format!(
-                "{{url: \"postgres://{}@127.0.0.1:{}/{}?sslmode=disable\", password_env: MON_TEST_PW}}",
-                common::dsn_value(&common::pg_admin_dsn(), "user").unwrap(),
-                common::pg_port(),
-                db.name
-            ),
-        };
-        Mon {
-            dir,
-            pg,
-            history,
-            jobs: jobs.to_string(),
-        }
-    }
-
     /// Writes the configuration with this `notify:` section (indented under `monitor:`).
     fn notify(&self, notify: &str) {
-        std::fs::write(
-            self.dir.join("config_global.yml"),
-            format!(
-                "monitor:\n  deposit_dir: deposits\n  validated_dir: validated\n  history: {}\n  \
-                 collection_window_minutes: 120\n  notify:\n{notify}  jobs:\n{}",
-                self.history, self.jobs
-            ),
-        )
-        .unwrap();
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        let out = Command::new(BIN)
-            .arg("-c")
-            .arg(self.dir.join("config_global.yml"))
-            .args(args)
-            .env_remove("MAIRIE_DBA_CONFIG")
-            .env("HOME", &self.dir)
-            .env("MON_TEST_PW", common::password())
-            .env("MON_SMTP_PW", SMTP_PASSWORD)
-            .current_dir(&self.dir)
-            .output()
-            .unwrap();
-        Run::from(out)
-    }
-
-    /// `monitor scan --now NOW --format json`: the run and its document.
-    fn scan(&self, now: &str) -> (Run, Value) {
-        let r = self.run(&["monitor", "scan", "--now", now, "--format", "json"]);
-        let v: Value = serde_json::from_str(&r.stdout)
-            .unwrap_or_else(|e| panic!("{e}\n--- stdout\n{}\n--- stderr\n{}", r.stdout, r.stderr));
-        (r, v)
+        self.configure(&format!(
+            "  collection_window_minutes: 120\n  notify:\n{notify}"
+        ));
     }
 
     fn status(&self, now: &str) -> Value {
@@ -332,13 +242,13 @@ impl Mon {
     }
 
     /// A site's report: each database deposited (`Some(bytes)`) or reported failed (None).
-    fn report(&self, site: (&str, &str, &str), generated_at: &str, dbs: &[(&str, Option<&[u8]>)]) {
-        let d = self
-            .dir
-            .join("deposits")
-            .join(site.0)
-            .join(site.1)
-            .join(site.2);
+    fn report_of(
+        &self,
+        site: (&str, &str, &str),
+        generated_at: &str,
+        dbs: &[(&str, Option<&[u8]>)],
+    ) {
+        let d = self.site("deposits", site);
         let mut lines = Vec::new();
         for (db, bytes) in dbs {
             match bytes {
@@ -349,8 +259,7 @@ impl Mon {
                     std::fs::write(d.join(db).join(format!("{file}.json")), "{}").unwrap();
                     lines.push(
                         json!({"database": db, "engine": "postgres", "status": "success",
-                        "file": file, "size_bytes": bytes.len(),
-                        "sha256": hex::encode(Sha256::digest(bytes)),
+                        "file": file, "size_bytes": bytes.len(), "sha256": sha(bytes),
                         "started_at": generated_at, "finished_at": generated_at, "error": null}),
                     );
                 }
@@ -360,13 +269,7 @@ impl Mon {
                 ),
             }
         }
-        std::fs::create_dir_all(&d).unwrap();
-        let doc = json!({
-            "agent": {"company": site.0, "city": site.1, "site": site.2, "host": "srv1"},
-            "generated_at": generated_at,
-            "databases": lines,
-        });
-        std::fs::write(d.join("STATUS.json"), doc.to_string()).unwrap();
+        self.report(site, generated_at, lines);
     }
 
     /// Everything the history holds, as text (to look for a secret in it).
@@ -388,18 +291,8 @@ impl Mon {
     }
 }
 
-impl Drop for Mon {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        drop(self.pg.take());
-    }
-}
-
 fn daily(id: &str, site: (&str, &str, &str), db: &str) -> String {
-    format!(
-        "    - {{id: {id}, company: {}, city: {}, site: {}, database: {db}, engine: postgres, frequency: daily, at: \"02:00\", grace_minutes: 60}}\n",
-        site.0, site.1, site.2
-    )
+    common::monitor::daily(id, site, db, "postgres", "02:00")
 }
 
 fn two_sites() -> String {
@@ -440,7 +333,7 @@ fn notify_errors(v: &Value) -> Vec<String> {
 // E-mail scenarios
 
 fn changes_reminders_and_recovery_by_email(b: Backend) {
-    let m = Mon::new(b, &two_sites());
+    let m = monitor(b, &two_sites());
     let smtp = Smtp::start(
         &m.dir,
         SmtpOpts {
@@ -454,16 +347,16 @@ fn changes_reminders_and_recovery_by_email(b: Backend) {
     ));
 
     // Day 6, the first scan of a new monitor: both sites OK, nothing to say.
-    m.report(CENTRE, &t(6, "02:05"), &[("mairie", Some(b"centre d6"))]);
-    m.report(NORD, &t(6, "02:05"), &[("mairie", Some(b"nord d6"))]);
-    let (r, v) = m.scan(&t(6, "02:10"));
+    m.report_of(CENTRE, &t(6, "02:05"), &[("mairie", Some(b"centre d6"))]);
+    m.report_of(NORD, &t(6, "02:05"), &[("mairie", Some(b"nord d6"))]);
+    let (r, v) = m.scan_run(&t(6, "02:10"));
     r.success();
     assert_eq!(v["notify"]["changes"], json!([]), "{v:#}");
     assert!(smtp.mails().is_empty());
 
     // Day 7: centre reports, nord is silent: one mail at nord's deadline, listing nord only.
-    m.report(CENTRE, &t(7, "02:05"), &[("mairie", Some(b"centre d7"))]);
-    let (r, v) = m.scan(&t(7, "03:05"));
+    m.report_of(CENTRE, &t(7, "02:05"), &[("mairie", Some(b"centre d7"))]);
+    let (r, v) = m.scan_run(&t(7, "03:05"));
     r.code(2);
     assert!(notify_errors(&v).is_empty(), "{v:#}");
     let mails = smtp.mails();
@@ -496,12 +389,12 @@ fn changes_reminders_and_recovery_by_email(b: Backend) {
     assert_eq!(v["notify"]["pending"], 0);
 
     // Still MISSING an hour later: no mail.
-    let (_, v) = m.scan(&t(7, "04:00"));
+    let (_, v) = m.scan_run(&t(7, "04:00"));
     assert_eq!(v["notify"]["changes"], json!([]), "{v:#}");
     assert_eq!(smtp.mails().len(), 1);
 
     // remind_hours (6) after the notice: a reminder, once.
-    let (_, v) = m.scan(&t(7, "09:06"));
+    let (_, v) = m.scan_run(&t(7, "09:06"));
     assert_eq!(v["notify"]["changes"][0]["kind"], "reminder", "{v:#}");
     let mails = smtp.mails();
     assert_eq!(mails.len(), 2);
@@ -514,13 +407,13 @@ fn changes_reminders_and_recovery_by_email(b: Backend) {
         "{}",
         text(&mails[1])
     );
-    m.scan(&t(7, "10:00"));
+    m.scan_run(&t(7, "10:00"));
     assert_eq!(smtp.mails().len(), 2);
 
     // Day 8: nord is back (and centre fails): one mail with both.
-    m.report(NORD, &t(8, "02:05"), &[("mairie", Some(b"nord d8"))]);
-    m.report(CENTRE, &t(8, "02:05"), &[("mairie", None)]);
-    let (r, v) = m.scan(&t(8, "03:05"));
+    m.report_of(NORD, &t(8, "02:05"), &[("mairie", Some(b"nord d8"))]);
+    m.report_of(CENTRE, &t(8, "02:05"), &[("mairie", None)]);
+    let (r, v) = m.scan_run(&t(8, "03:05"));
     r.code(2);
     assert!(notify_errors(&v).is_empty(), "{v:#}");
     let mails = smtp.mails();
@@ -548,16 +441,16 @@ fn changes_reminders_and_recovery_by_email(b: Backend) {
 }
 
 fn a_notice_the_mail_server_missed_is_delivered_by_the_next_scan(b: Backend) {
-    let m = Mon::new(b, &daily("nord-mairie", NORD, "mairie"));
+    let m = monitor(b, &daily("nord-mairie", NORD, "mairie"));
     let smtp = Smtp::start(&m.dir, SmtpOpts::default());
     let port = smtp.port;
     m.notify(&email(port, "      tls: none\n"));
-    m.report(NORD, &t(6, "02:05"), &[("mairie", Some(b"nord d6"))]);
-    m.scan(&t(6, "02:10")).0.success();
+    m.report_of(NORD, &t(6, "02:05"), &[("mairie", Some(b"nord d6"))]);
+    m.scan_run(&t(6, "02:10")).0.success();
 
     // The server is down when nord goes MISSING: the scan says so and keeps the notice.
     let mails = smtp.stop();
-    let (r, v) = m.scan(&t(7, "03:05"));
+    let (r, v) = m.scan_run(&t(7, "03:05"));
     r.code(2)
         .stderr_has("warning: alerts: delivering the email notice #1")
         .stderr_has("kept, tried again after the next scan");
@@ -592,7 +485,7 @@ fn a_notice_the_mail_server_missed_is_delivered_by_the_next_scan(b: Backend) {
         },
     );
     assert_eq!(smtp.mails, mails);
-    let (r, v) = m.scan(&t(7, "03:10"));
+    let (r, v) = m.scan_run(&t(7, "03:10"));
     r.code(0);
     assert_eq!(v["notify"]["changes"], json!([]), "{v:#}");
     assert_eq!(v["notify"]["sent"][0]["id"], 1, "{v:#}");
@@ -610,13 +503,13 @@ fn a_notice_the_mail_server_missed_is_delivered_by_the_next_scan(b: Backend) {
     assert_eq!(s["notify"]["last_sent_at"], t(7, "03:10"));
     assert_eq!(s["notify"]["last_error"]["pending"], false);
     // Delivered once.
-    m.scan(&t(7, "03:20"));
+    m.scan_run(&t(7, "03:20"));
     assert_eq!(smtp.mails().len(), 1);
 }
 
 #[test]
 fn starttls_with_a_login_and_implicit_tls() {
-    let m = Mon::new(Backend::Sqlite, &daily("nord-mairie", NORD, "mairie"));
+    let m = monitor(Backend::Sqlite, &daily("nord-mairie", NORD, "mairie"));
     let (ca, _, _) = certificate(&m.dir);
     let smtp = Smtp::start(
         &m.dir,
@@ -638,7 +531,7 @@ fn starttls_with_a_login_and_implicit_tls() {
     // The server's name in the certificate is localhost.
     m.notify(&tls_login(smtp.port, "starttls").replace("127.0.0.1", "localhost"));
     // A first status that is not OK is told at once (nothing before it: PENDING).
-    let (r, v) = m.scan(&t(6, "03:05"));
+    let (r, v) = m.scan_run(&t(6, "03:05"));
     r.code(2);
     assert!(notify_errors(&v).is_empty(), "{v:#}");
     let mails = smtp.mails();
@@ -663,8 +556,8 @@ fn starttls_with_a_login_and_implicit_tls() {
         },
     );
     m.notify(&tls_login(smtp.port, "tls").replace("127.0.0.1", "localhost"));
-    m.report(NORD, &t(7, "02:05"), &[("mairie", Some(b"nord d7"))]);
-    let (r, v) = m.scan(&t(7, "02:10"));
+    m.report_of(NORD, &t(7, "02:05"), &[("mairie", Some(b"nord d7"))]);
+    let (r, v) = m.scan_run(&t(7, "02:10"));
     r.success();
     assert!(notify_errors(&v).is_empty(), "{v:#}");
     let mails = smtp.mails();
@@ -675,7 +568,7 @@ fn starttls_with_a_login_and_implicit_tls() {
 
 #[test]
 fn an_untrusted_certificate_or_a_wrong_password_is_a_delivery_error() {
-    let m = Mon::new(Backend::Sqlite, &daily("nord-mairie", NORD, "mairie"));
+    let m = monitor(Backend::Sqlite, &daily("nord-mairie", NORD, "mairie"));
     let smtp = Smtp::start(
         &m.dir,
         SmtpOpts {
@@ -694,7 +587,7 @@ fn an_untrusted_certificate_or_a_wrong_password_is_a_delivery_error() {
         )
         .replace("127.0.0.1", "localhost"),
     );
-    let (r, v) = m.scan(&t(6, "03:05"));
+    let (r, v) = m.scan_run(&t(6, "03:05"));
     r.code(2).lacks(SMTP_PASSWORD);
     let e = notify_errors(&v).join("\n");
     assert!(e.to_lowercase().contains("certificate"), "{e}");
@@ -741,7 +634,7 @@ fn an_untrusted_certificate_or_a_wrong_password_is_a_delivery_error() {
     assert!(!m.history_dump().contains("not-the-Password-42"));
 
     // The variable unset: said, and the notice kept.
-    let (_, v) = m.scan(&t(6, "03:15"));
+    let (_, v) = m.scan_run(&t(6, "03:15"));
     let e = notify_errors(&v).join("\n");
     assert!(e.contains("environment variable MON_WRONG_PW"), "{e}");
     assert_eq!(v["notify"]["pending"], 1);
@@ -828,19 +721,19 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn a_webhook_failing_twice_is_retried_then_a_dead_one_waits_for_the_next_scan() {
-    let m = Mon::new(Backend::Sqlite, &two_sites());
+    let m = monitor(Backend::Sqlite, &two_sites());
     // 500, 503, then 200.
     let hook = Hook::start(vec![500, 503]);
     m.notify(&format!(
         "    webhook:\n      url: http://127.0.0.1:{}/hooks/s3cret-token\n      timeout_seconds: 5\n",
         hook.port
     ));
-    m.report(CENTRE, &t(6, "02:05"), &[("mairie", Some(b"centre d6"))]);
-    m.report(NORD, &t(6, "02:05"), &[("mairie", Some(b"nord d6"))]);
-    m.scan(&t(6, "02:10")).0.success();
+    m.report_of(CENTRE, &t(6, "02:05"), &[("mairie", Some(b"centre d6"))]);
+    m.report_of(NORD, &t(6, "02:05"), &[("mairie", Some(b"nord d6"))]);
+    m.scan_run(&t(6, "02:10")).0.success();
     assert!(hook.requests().is_empty());
 
-    let (r, v) = m.scan(&t(7, "03:05"));
+    let (r, v) = m.scan_run(&t(7, "03:05"));
     r.code(2).lacks("s3cret-token");
     assert!(notify_errors(&v).is_empty(), "{v:#}");
     assert_eq!(v["notify"]["sent"][0]["channel"], "webhook", "{v:#}");
@@ -872,8 +765,8 @@ fn a_webhook_failing_twice_is_retried_then_a_dead_one_waits_for_the_next_scan() 
         "    webhook:\n      url: http://127.0.0.1:{}/hooks/s3cret-token\n",
         dead.port
     ));
-    m.report(CENTRE, &t(8, "02:05"), &[("mairie", Some(b"centre d8"))]);
-    let (r, v) = m.scan(&t(8, "02:10"));
+    m.report_of(CENTRE, &t(8, "02:05"), &[("mairie", Some(b"centre d8"))]);
+    let (r, v) = m.scan_run(&t(8, "02:10"));
     r.code(0)
         .stderr_has("webhook POST to http://127.0.0.1:")
         .stderr_has("HTTP 500")
@@ -889,7 +782,7 @@ fn a_webhook_failing_twice_is_retried_then_a_dead_one_waits_for_the_next_scan() 
         "{s:#}"
     );
     // Next scan: the fourth request succeeds.
-    let (_, v) = m.scan(&t(8, "02:20"));
+    let (_, v) = m.scan_run(&t(8, "02:20"));
     assert_eq!(v["notify"]["pending"], 0, "{v:#}");
     wait_for("a fourth request", || dead.requests().len() == 4);
     assert_eq!(
@@ -900,7 +793,7 @@ fn a_webhook_failing_twice_is_retried_then_a_dead_one_waits_for_the_next_scan() 
 
 #[test]
 fn e_mail_and_webhook_are_tried_apart() {
-    let m = Mon::new(Backend::Sqlite, &daily("nord-mairie", NORD, "mairie"));
+    let m = monitor(Backend::Sqlite, &daily("nord-mairie", NORD, "mairie"));
     let smtp = Smtp::start(&m.dir, SmtpOpts::default());
     // A port where nothing listens: the webhook fails at once, the mail still goes.
     let closed = TcpListener::bind("127.0.0.1:0")
@@ -912,7 +805,7 @@ fn e_mail_and_webhook_are_tried_apart() {
         "{}    webhook:\n      url: http://127.0.0.1:{closed}/h\n",
         email(smtp.port, "      tls: none\n")
     ));
-    let (_, v) = m.scan(&t(6, "03:05"));
+    let (_, v) = m.scan_run(&t(6, "03:05"));
     assert_eq!(smtp.mails().len(), 1, "{v:#}");
     let e = notify_errors(&v);
     assert_eq!(e.len(), 1, "{v:#}");
@@ -923,7 +816,7 @@ fn e_mail_and_webhook_are_tried_apart() {
     assert_eq!(v["notify"]["pending"], 1);
     // Without its webhook section the pending notice is dropped, and said so.
     m.notify(&email(smtp.port, "      tls: none\n"));
-    let (r, v) = m.scan(&t(6, "03:10"));
+    let (r, v) = m.scan_run(&t(6, "03:10"));
     r.stderr_has("1 undelivered webhook notice(s) dropped");
     assert_eq!(v["notify"]["pending"], 0);
     assert_eq!(smtp.mails().len(), 1);
@@ -934,7 +827,7 @@ fn e_mail_and_webhook_are_tried_apart() {
 
 #[test]
 fn notify_settings_are_checked_with_file_line_and_column() {
-    let m = Mon::new(Backend::Sqlite, &daily("nord-mairie", NORD, "mairie"));
+    let m = monitor(Backend::Sqlite, &daily("nord-mairie", NORD, "mairie"));
     let bad = [
         ("    email:\n      smtp_host: h\n      tls: ssl\n      from: a@b.c\n      to: [d@e.f]\n", "unknown variant `ssl`"),
         ("    email:\n      smtp_host: h\n      from: a@b.c\n      to: []\n", "to: give at least one recipient"),
@@ -991,7 +884,7 @@ impl Drop for Stopped {
 
 #[test]
 fn a_webhook_over_https_with_its_url_from_the_environment() {
-    let m = Mon::new(Backend::Sqlite, &daily("nord-mairie", NORD, "mairie"));
+    let m = monitor(Backend::Sqlite, &daily("nord-mairie", NORD, "mairie"));
     let (ca, cert, key) = certificate(&m.dir);
     let bodies = m.dir.join("bodies.jsonl");
     let mut child = Stopped(

@@ -18,99 +18,31 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Duration as Span, NaiveDate, Utc};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
-use common::{Run, BIN, ROOT};
+use common::monitor::{sha, Backend, Mon};
+use common::ROOT;
 
 // ------------------------------------------------------------------------------------------
 // A monitor: its directory (deposits, validated store, config) and its SQLite history.
 
 type Site = (&'static str, &'static str, &'static str);
 
-struct Mon {
-    dir: PathBuf,
+/// A SQLite monitor expecting `jobs` (lines of the `monitor.jobs` list).
+fn monitor(jobs: &[String]) -> Mon {
+    Mon::new(Backend::Sqlite, &jobs.concat())
 }
 
 impl Mon {
-    /// A monitor expecting `jobs` (lines of the `monitor.jobs` list).
-    fn new(jobs: &[String]) -> Mon {
-        let dir = std::env::temp_dir().join(format!(
-            "mairie-dba-monitor-web-{}-{}",
-            std::process::id(),
-            Utc::now().timestamp_nanos_opt().unwrap_or_default()
-        ));
-        std::fs::create_dir_all(dir.join("deposits")).unwrap();
-        let list = if jobs.is_empty() {
-            " []\n".to_string()
-        } else {
-            format!("\n{}", jobs.concat())
-        };
-        std::fs::write(
-            dir.join("config_global.yml"),
-            format!(
-                "monitor:\n  deposit_dir: deposits\n  validated_dir: validated\n  \
-                 history: sqlite:history/monitor.db\n  report_max_age_days: 2\n  \
-                 collection_window_minutes: 120\n  keep_validated: 1\n  jobs:{list}"
-            ),
-        )
-        .unwrap();
-        Mon { dir }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.arg("-c")
-            .arg(self.dir.join("config_global.yml"))
-            .args(args)
-            .env_remove("MAIRIE_DBA_CONFIG")
-            .env("HOME", &self.dir)
-            .current_dir(&self.dir);
-        c
-    }
-
     /// `monitor scan --now NOW`: a check, so any Nagios code, but a JSON document.
-    fn scan(&self, now: DateTime<Utc>) -> Value {
-        let r = Run::from(
-            self.command(&["monitor", "scan", "--now", &stamp(now), "--format", "json"])
-                .output()
-                .unwrap(),
-        );
+    fn scan_at(&self, now: DateTime<Utc>) -> Value {
+        let (r, v) = self.scan_run(&stamp(now));
         assert!(
             (0..=3).contains(&r.code),
             "scan at {now}: exit {}\n{}",
             r.code,
             r.stderr
         );
-        serde_json::from_str(&r.stdout)
-            .unwrap_or_else(|e| panic!("{e}\n--- stdout\n{}\n--- stderr\n{}", r.stdout, r.stderr))
-    }
-
-    fn site_dir(&self, (c, x, s): Site) -> PathBuf {
-        self.dir.join("deposits").join(c).join(x).join(s)
-    }
-
-    /// Deposits a backup file (and its manifest) under the site's database directory.
-    fn deposit(&self, site: Site, db: &str, file: &str, bytes: &[u8]) {
-        let d = self.site_dir(site).join(db);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join(file), bytes).unwrap();
-        std::fs::write(d.join(format!("{file}.json")), "{\"manifest\": true}").unwrap();
-    }
-
-    /// Writes the site's STATUS.json.
-    fn report(&self, site: Site, generated_at: DateTime<Utc>, databases: Vec<Value>) {
-        let d = self.site_dir(site);
-        std::fs::create_dir_all(&d).unwrap();
-        let doc = json!({
-            "agent": {"company": site.0, "city": site.1, "site": site.2, "host": "srv1"},
-            "generated_at": stamp(generated_at),
-            "databases": databases,
-        });
-        std::fs::write(
-            d.join("STATUS.json"),
-            serde_json::to_vec_pretty(&doc).unwrap(),
-        )
-        .unwrap();
+        v
     }
 
     /// `monitor serve --no-scan` on a free port of 127.0.0.1.
@@ -119,18 +51,8 @@ impl Mon {
     }
 }
 
-impl Drop for Mon {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn stamp(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-fn sha(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// A report line for a good backup of `bytes`.
@@ -254,8 +176,8 @@ fn demo() -> Mon {
         "mysql",
         &format!("frequency: once, at: \"{ahead}\""),
     ));
-    let mon = Mon::new(&lines);
-    mon.scan(at(first, 0, 5));
+    let mon = monitor(&lines);
+    mon.scan_at(at(first, 0, 5));
     for day in 0..3u64 {
         let d = first + chrono::Days::new(day);
         let last = day == 2;
@@ -275,12 +197,12 @@ fn demo() -> Mon {
             let mut l = line(j.db, j.engine, &file, &b, due, secs);
             match what {
                 LastDay::Ok | LastDay::Unchanged | LastDay::Silent => {
-                    mon.deposit(j.site, j.db, &file, &b)
+                    mon.deposit(j.site, j.db, j.engine, &file, &b);
                 }
                 LastDay::Corrupt => {
                     let mut bad = b.clone();
                     bad[size / 2] ^= 0x40;
-                    mon.deposit(j.site, j.db, &file, &bad);
+                    mon.deposit(j.site, j.db, j.engine, &file, &bad);
                 }
                 LastDay::Failed => {
                     l["status"] = json!("failed");
@@ -297,15 +219,15 @@ fn demo() -> Mon {
         }
         for (site, (latest, ls)) in reports {
             // Within every line's window: 5 minutes after the site's latest job.
-            mon.report(site, latest + Span::minutes(5), ls);
+            mon.report(site, &stamp(latest + Span::minutes(5)), ls);
         }
         if last {
             // A site the configuration does not know.
             let b = bytes(999, 10_000);
-            mon.deposit(INCONNU, "mairie", "mairie_full.dump", &b);
-            mon.report(INCONNU, at(d, 2, 5), vec![]);
+            mon.deposit(INCONNU, "mairie", "postgres", "mairie_full.dump", &b);
+            mon.report(INCONNU, &stamp(at(d, 2, 5)), vec![]);
         }
-        mon.scan(at(d, 4, 30));
+        mon.scan_at(at(d, 4, 30));
     }
     mon
 }
@@ -868,19 +790,19 @@ fn the_unexpected_deposits_page_lists_what_the_api_lists() {
     }
     assert!(html.contains("annexe-inconnue"));
     // And with none: said so.
-    let m = Mon::new(&[job(
+    let m = monitor(&[job(
         "a",
         CENTRE,
         "mairie",
         "postgres",
         "frequency: daily, at: \"02:00\"",
     )]);
-    m.scan(Utc::now());
+    m.scan_at(Utc::now());
     let server = m.serve();
     let html = server.page("/unexpected");
     assert!(html.contains("id=\"no-unexpected\""), "{html}");
     // Nor a job: the dashboard says the configuration has none.
-    let m = Mon::new(&[]);
+    let m = monitor(&[]);
     let server = m.serve();
     let html = server.page("/");
     assert!(html.contains("No job is expected"), "{html}");
@@ -944,7 +866,7 @@ fn hostile_monitor() -> Mon {
         "<img src=x onerror=alert(2)>",
         "\"><b>site",
     );
-    let m = Mon::new(&[job(
+    let m = monitor(&[job(
         "<script>alert(4)&amp;",
         site,
         "<i>db",
@@ -953,14 +875,14 @@ fn hostile_monitor() -> Mon {
     )]);
     let day = (Utc::now() - Span::minutes(270)).date_naive();
     let due = day.and_hms_opt(2, 0, 0).unwrap().and_utc();
-    m.scan(due - Span::hours(1));
+    m.scan_at(due - Span::hours(1));
     let mut l = line("<i>db", "postgres", "x.dump", b"x", due, 1.0);
     l["status"] = json!("failed");
     l["error"] = json!("<script>alert(1)</script>");
-    m.report(site, due + Span::minutes(5), vec![l]);
+    m.report(site, &stamp(due + Span::minutes(5)), vec![l]);
     let unexpected: Site = ("<script>alert(3)", "x", "y");
-    m.deposit(unexpected, "db", "f.dump", b"f");
-    m.scan(due + Span::hours(2));
+    m.deposit(unexpected, "db", "postgres", "f.dump", b"f");
+    m.scan_at(due + Span::hours(2));
     m
 }
 

@@ -13,14 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A running `metrics serve` under `ulimit -n 1024` (a default systemd unit's limit),
 /// stopped on drop.
 struct Server {
@@ -227,25 +219,6 @@ fn certificate(dir: &Path) {
         .expect("openssl")
         .success();
     assert!(ok, "openssl made no certificate");
-}
-
-/// curl's HTTP status for `url` with the given extra arguments.
-fn curl_status(url: &str, extra: &[&str]) -> String {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "10",
-        ])
-        .args(extra)
-        .arg(url)
-        .output()
-        .expect("curl");
-    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 #[test]

@@ -254,6 +254,11 @@ impl History {
     }
 
     /// Rows of text columns (the statement casts every column to text).
+    /// The first column of the first row of `sql`'s answer (None for none or NULL).
+    pub(crate) async fn query_value(&self, sql: &str, params: &[Val]) -> Result<Option<String>> {
+        Ok(first_value(self.query(sql, params).await?))
+    }
+
     pub(crate) async fn query(
         &self,
         sql: &str,
@@ -462,7 +467,7 @@ impl History {
             )
             .await?;
         let ok = self
-            .query(
+            .query_value(
                 "SELECT max(due_at) FROM monitor_occurrences WHERE job_id = $1 AND status IN ('OK', 'UNCHANGED')",
                 &[text(job)],
             )
@@ -496,12 +501,7 @@ impl History {
             status,
             due: cell(&last, 1).as_deref().and_then(unstamp),
             message,
-            last_ok: ok
-                .into_iter()
-                .next()
-                .and_then(|r| r.into_iter().next().flatten())
-                .as_deref()
-                .and_then(unstamp),
+            last_ok: ok.as_deref().and_then(unstamp),
             last_drill_at: cell(&drill, 0).as_deref().and_then(unstamp),
             last_drill_status: cell(&drill, 1),
         })
@@ -512,73 +512,101 @@ impl History {
     pub async fn currents(&self) -> Result<crate::monitor::view::Currents> {
         let mut out: crate::monitor::view::Currents = HashMap::new();
         let latest = self
-            .query(
-                "SELECT o.job_id, o.status, o.due_at, o.message FROM monitor_occurrences o \
-                 JOIN (SELECT job_id, max(due_at) AS d FROM monitor_occurrences GROUP BY job_id) m \
-                 ON m.job_id = o.job_id AND m.d = o.due_at",
-                &[],
+            .latest_per_job(
+                "monitor_occurrences",
+                "o.status, o.due_at, o.message",
+                "due_at",
+                "",
+                "",
             )
             .await?;
-        for r in latest {
-            let Some(id) = r[0].clone() else { continue };
+        for (id, r) in latest {
             let row = out.entry(id).or_default();
-            row.status = r[1].as_deref().and_then(JobStatus::parse);
-            row.due = r[2].as_deref().and_then(unstamp);
-            row.message = r[3].clone();
+            row.status = r[0].as_deref().and_then(JobStatus::parse);
+            row.due = r[1].as_deref().and_then(unstamp);
+            row.message = r[2].clone();
         }
         let good = self
-            .query(
-                "SELECT o.job_id, o.due_at, CAST(o.size_bytes AS TEXT) FROM monitor_occurrences o \
-                 JOIN (SELECT job_id, max(due_at) AS d FROM monitor_occurrences \
-                 WHERE status IN ('OK', 'UNCHANGED') GROUP BY job_id) m \
-                 ON m.job_id = o.job_id AND m.d = o.due_at",
-                &[],
+            .latest_per_job(
+                "monitor_occurrences",
+                "o.due_at, CAST(o.size_bytes AS TEXT)",
+                "due_at",
+                "WHERE status IN ('OK', 'UNCHANGED')",
+                "",
             )
             .await?;
-        for r in good {
-            let Some(id) = r[0].clone() else { continue };
+        for (id, r) in good {
             let row = out.entry(id).or_default();
-            row.last_ok = r[1].as_deref().and_then(unstamp);
-            row.last_ok_size = r[2].as_deref().and_then(|s| s.parse().ok());
+            row.last_ok = r[0].as_deref().and_then(unstamp);
+            row.last_ok_size = r[1].as_deref().and_then(|s| s.parse().ok());
         }
         let drills = self
-            .query(
-                "SELECT o.job_id, o.last_drill_at, o.last_drill_status FROM monitor_occurrences o \
-                 JOIN (SELECT job_id, max(last_drill_at) AS d FROM monitor_occurrences \
-                 WHERE last_drill_at IS NOT NULL GROUP BY job_id) m \
-                 ON m.job_id = o.job_id AND m.d = o.last_drill_at ORDER BY o.due_at DESC",
-                &[],
+            .latest_per_job(
+                "monitor_occurrences",
+                "o.last_drill_at, o.last_drill_status",
+                "last_drill_at",
+                "WHERE last_drill_at IS NOT NULL",
+                "ORDER BY o.due_at DESC",
             )
             .await?;
-        for r in drills {
-            let Some(id) = r[0].clone() else { continue };
+        for (id, r) in drills {
             let row = out.entry(id).or_default();
             if row.last_drill_at.is_none() {
-                row.last_drill_at = r[1].as_deref().and_then(unstamp);
-                row.last_drill_status = r[2].clone();
+                row.last_drill_at = r[0].as_deref().and_then(unstamp);
+                row.last_drill_status = r[1].clone();
             }
         }
         // A HASH_MISMATCH stands until an occurrence later than the latest it followed (as
         // in `current`).
         let verified = self
-            .query(
-                "SELECT v.job_id, v.status, v.message, v.after_due FROM monitor_verifications v \
-                 JOIN (SELECT job_id, max(verified_at) AS d FROM monitor_verifications GROUP BY job_id) m \
-                 ON m.job_id = v.job_id AND m.d = v.verified_at",
-                &[],
+            .latest_per_job(
+                "monitor_verifications",
+                "o.status, o.message, o.after_due",
+                "verified_at",
+                "",
+                "",
             )
             .await?;
-        for r in verified {
-            let Some(id) = r[0].clone() else { continue };
+        for (id, r) in verified {
             let row = out.entry(id).or_default();
-            if r[1].as_deref() == Some(JobStatus::HashMismatch.as_str())
-                && r[3].as_deref().and_then(unstamp) == row.due
+            if r[0].as_deref() == Some(JobStatus::HashMismatch.as_str())
+                && r[2].as_deref().and_then(unstamp) == row.due
             {
                 row.status = Some(JobStatus::HashMismatch);
-                row.message = r[2].clone();
+                row.message = r[1].clone();
             }
         }
         Ok(out)
+    }
+
+    /// Each job's row of `table` with the greatest `by` among the rows `filter` keeps (a
+    /// `WHERE` clause, or nothing), in one statement whatever the number of jobs: the job id
+    /// and the `columns` (of the row aliased `o`), in `order`. Ties on `by` give several rows.
+    pub(crate) async fn latest_per_job(
+        &self,
+        table: &str,
+        columns: &str,
+        by: &str,
+        filter: &str,
+        order: &str,
+    ) -> Result<Vec<(String, Vec<Option<String>>)>> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT o.job_id, {columns} FROM {table} o \
+                     JOIN (SELECT job_id, max({by}) AS d FROM {table} {filter} GROUP BY job_id) m \
+                     ON m.job_id = o.job_id AND m.d = o.{by} {order}"
+                ),
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|mut r| {
+                let id = r.remove(0)?;
+                Some((id, r))
+            })
+            .collect())
     }
 
     /// Each job's latest occurrence whose backup was promoted (OK or UNCHANGED): what the
@@ -708,10 +736,7 @@ impl History {
                 .await?
             }
         };
-        Ok(rows
-            .into_iter()
-            .next()
-            .and_then(|r| r.into_iter().next().flatten()))
+        Ok(first_value(rows))
     }
 
     /// Records a re-verification of jobs' validated backups, made at `now`, in one
@@ -746,14 +771,11 @@ impl History {
     ) -> Result<VerificationRecorded> {
         let before = self.current(&check.job).await?.status;
         let after_due = self
-            .query(
+            .query_value(
                 "SELECT max(due_at) FROM monitor_occurrences WHERE job_id = $1",
                 &[text(&check.job)],
             )
-            .await?
-            .into_iter()
-            .next()
-            .and_then(|r| r.into_iter().next().flatten());
+            .await?;
         let bad = check.bad().count();
         self.exec(
             "INSERT INTO monitor_verifications (job_id, verified_at, status, files_checked, files_bad, message, \
@@ -866,6 +888,13 @@ impl History {
             })
             .collect())
     }
+}
+
+/// The first column of the first row of an answer (None for none or NULL).
+fn first_value(rows: Vec<Vec<Option<String>>>) -> Option<String> {
+    rows.into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next().flatten())
 }
 
 fn lock(

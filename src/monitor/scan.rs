@@ -81,10 +81,15 @@ pub struct Judgement {
 
 impl Judgement {
     fn new(job: &Job, occ: &Occurrence) -> Self {
+        Judgement::unjudged(job.id.clone(), occ.due, occ.deadline)
+    }
+
+    /// An occurrence of `job` not judged yet: UNKNOWN, not final, nothing reported.
+    pub(crate) fn unjudged(job: String, due: DateTime<Utc>, deadline: DateTime<Utc>) -> Self {
         Judgement {
-            job: job.id.clone(),
-            due: occ.due,
-            deadline: occ.deadline,
+            job,
+            due,
+            deadline,
             status: JobStatus::Unknown,
             is_final: false,
             message: String::new(),

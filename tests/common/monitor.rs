@@ -3,7 +3,8 @@
 //! it, and the agents' deposits and reports written as real files.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -18,23 +19,67 @@ pub enum Backend {
 
 pub const CENTRE: (&str, &str, &str) = ("ville", "marseille", "centre");
 
+/// Runs the listed `fn name(backend: Backend)` tests on both histories, as
+/// `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name($crate::common::monitor::Backend::Sqlite) } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() { super::$name($crate::common::monitor::Backend::Postgres) } )*
+        }
+    };
+}
+
+/// The settings a monitor is written with unless a test writes its own ([`Mon::configure`]).
+pub const SETTINGS: &str =
+    "  report_max_age_days: 2\n  collection_window_minutes: 120\n  keep_validated: 1\n";
+
 /// One monitor: its directory (deposits, validated store, config) and its history.
 pub struct Mon {
     pub dir: PathBuf,
+    /// The deposit zone: `<dir>/deposits`, or a directory of its own on another filesystem.
+    pub deposits: PathBuf,
     pub pg: Option<PgDb>,
+    /// The `history:` value of the configuration.
+    history: String,
+    /// The `monitor.jobs` list.
+    jobs: String,
+    /// Environment variables given to every command.
+    env: Vec<(String, String)>,
+}
+
+fn unique_name(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
 }
 
 impl Mon {
+    /// A monitor expecting `jobs` (lines of the `monitor.jobs` list), with [`SETTINGS`].
     pub fn new(backend: Backend, jobs: &str) -> Mon {
-        let dir = std::env::temp_dir().join(format!(
-            "mairie-dba-monitor-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(dir.join("deposits")).unwrap();
+        Mon::with_deposits_in(backend, jobs, None)
+    }
+
+    /// A monitor whose deposit zone is a new directory under `elsewhere` (another
+    /// filesystem: promotions are then copies, not renames).
+    pub fn with_deposits_in(backend: Backend, jobs: &str, elsewhere: Option<&Path>) -> Mon {
+        let dir = std::env::temp_dir().join(unique_name("mairie-dba-monitor"));
+        let deposits = match elsewhere {
+            None => dir.join("deposits"),
+            Some(e) => e.join(unique_name("mairie-dba-monitor-deposits")),
+        };
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&deposits).unwrap();
         let pg = (backend == Backend::Postgres).then(PgDb::new);
         let history = match &pg {
             None => "sqlite:history/monitor.db".to_string(),
@@ -45,16 +90,41 @@ impl Mon {
                 db.name
             ),
         };
-        let m = Mon { dir, pg };
+        let m = Mon {
+            dir,
+            deposits,
+            pg,
+            history,
+            jobs: jobs.to_string(),
+            env: vec![("MON_TEST_PW".into(), super::password())],
+        };
+        m.configure(SETTINGS);
+        m
+    }
+
+    /// Writes the configuration with these `settings` (lines indented under `monitor:`,
+    /// between the history and the jobs).
+    pub fn configure(&self, settings: &str) {
+        let jobs = if self.jobs.is_empty() {
+            " []\n".to_string()
+        } else {
+            format!("\n{}", self.jobs)
+        };
         std::fs::write(
-            m.dir.join("config_global.yml"),
+            self.dir.join("config_global.yml"),
             format!(
-                "monitor:\n  deposit_dir: deposits\n  validated_dir: validated\n  history: {history}\n  \
-                 report_max_age_days: 2\n  collection_window_minutes: 120\n  keep_validated: 1\n  jobs:\n{jobs}"
+                "monitor:\n  deposit_dir: {}\n  validated_dir: validated\n  history: {}\n{settings}  jobs:{jobs}",
+                self.deposits.display(),
+                self.history,
             ),
         )
         .unwrap();
-        m
+    }
+
+    /// Gives every later command this environment variable.
+    pub fn env(mut self, key: &str, value: &str) -> Mon {
+        self.env.push((key.into(), value.into()));
+        self
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -64,7 +134,7 @@ impl Mon {
             .args(args)
             .env_remove("MAIRIE_DBA_CONFIG")
             .env("HOME", &self.dir)
-            .env("MON_TEST_PW", super::password())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.dir);
         c
     }
@@ -73,11 +143,17 @@ impl Mon {
         Run::from(self.command(args).output().unwrap())
     }
 
-    /// `monitor scan --now NOW --format json`: the exit code and the document.
-    pub fn scan(&self, now: &str) -> (i32, Value) {
+    /// `monitor scan --now NOW --format json`: the run and the document.
+    pub fn scan_run(&self, now: &str) -> (Run, Value) {
         let r = self.run(&["monitor", "scan", "--now", now, "--format", "json"]);
         let v: Value = serde_json::from_str(&r.stdout)
             .unwrap_or_else(|e| panic!("{e}\n--- stdout\n{}\n--- stderr\n{}", r.stdout, r.stderr));
+        (r, v)
+    }
+
+    /// `monitor scan --now NOW --format json`: the exit code and the document.
+    pub fn scan(&self, now: &str) -> (i32, Value) {
+        let (r, v) = self.scan_run(now);
         (r.code, v)
     }
 
@@ -90,7 +166,12 @@ impl Mon {
     }
 
     pub fn site(&self, root: &str, (c, x, s): (&str, &str, &str)) -> PathBuf {
-        self.dir.join(root).join(c).join(x).join(s)
+        let base = if root == "deposits" {
+            self.deposits.clone()
+        } else {
+            self.dir.join(root)
+        };
+        base.join(c).join(x).join(s)
     }
 
     /// Deposits a backup file and returns the report line for it.
@@ -109,6 +190,7 @@ impl Mon {
         line(db, engine, file, bytes)
     }
 
+    /// Writes the site's STATUS.json.
     pub fn report(&self, site: (&str, &str, &str), generated_at: &str, databases: Vec<Value>) {
         let d = self.site("deposits", site);
         std::fs::create_dir_all(&d).unwrap();
@@ -135,8 +217,67 @@ impl Mon {
 
 impl Drop for Mon {
     fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.deposits);
         let _ = std::fs::remove_dir_all(&self.dir);
         drop(self.pg.take());
+    }
+}
+
+/// A running `monitor serve` on a free port of 127.0.0.1, stopped on drop.
+pub struct Serve {
+    child: Child,
+    pub base: String,
+}
+
+impl Serve {
+    pub fn start(m: &Mon, extra: &[&str]) -> Serve {
+        let port = super::free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec!["monitor", "serve", "--listen", &listen];
+        args.extend_from_slice(extra);
+        let child = m
+            .command(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start monitor serve");
+        let s = Serve {
+            child,
+            base: format!("http://{listen}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(&listen).is_ok() {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("monitor serve did not listen on {listen}");
+    }
+
+    /// (status code, content type, body) of a GET.
+    pub fn get(&self, path: &str) -> (u16, String, String) {
+        super::curl_get(&format!("{}{path}", self.base))
+    }
+
+    /// (status code, document) of a GET that must answer JSON.
+    pub fn json(&self, path: &str) -> (u16, Value) {
+        let (code, ctype, body) = self.get(path);
+        assert!(
+            ctype.starts_with("application/json"),
+            "{path}: content type {ctype}, body {body}"
+        );
+        (
+            code,
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")),
+        )
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

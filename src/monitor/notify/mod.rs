@@ -208,22 +208,20 @@ async fn detect<'a>(
 ) -> Result<Found> {
     // Each job's latest judged occurrence: its current status.
     let rows = history
-        .query(
-            "SELECT o.job_id, o.status, o.due_at, o.message FROM monitor_occurrences o \
-             JOIN (SELECT job_id, max(due_at) AS due_at FROM monitor_occurrences GROUP BY job_id) m \
-             ON m.job_id = o.job_id AND m.due_at = o.due_at",
-            &[],
+        .latest_per_job(
+            "monitor_occurrences",
+            "o.status, o.due_at, o.message",
+            "due_at",
+            "",
+            "",
         )
         .await?;
     let mut current: HashMap<String, (JobStatus, String, String)> = HashMap::new();
-    for r in rows {
+    for (id, r) in rows {
         let cell = |i: usize| r.get(i).cloned().flatten();
-        if let (Some(id), Some(status), Some(due)) = (
-            cell(0),
-            cell(1).as_deref().and_then(JobStatus::parse),
-            cell(2),
-        ) {
-            current.insert(id, (status, due, cell(3).unwrap_or_default()));
+        if let (Some(status), Some(due)) = (cell(0).as_deref().and_then(JobStatus::parse), cell(1))
+        {
+            current.insert(id, (status, due, cell(2).unwrap_or_default()));
         }
     }
     let mut known: HashMap<String, Known> = HashMap::new();
@@ -355,14 +353,11 @@ fn between(
 
 async fn previous_status(history: &History, job: &str, due: &str) -> Result<Option<JobStatus>> {
     Ok(history
-        .query(
+        .query_value(
             "SELECT status FROM monitor_occurrences WHERE job_id = $1 AND due_at < $2 ORDER BY due_at DESC LIMIT 1",
             &[text(job), text(due)],
         )
-        .await?
-        .into_iter()
-        .next()
-        .and_then(|r| r.into_iter().next().flatten())
+.await?
         .as_deref()
         .and_then(JobStatus::parse))
 }
@@ -452,14 +447,11 @@ async fn queue_in(
 
 async fn next_id(history: &History) -> Result<i64> {
     let max = history
-        .query(
+        .query_value(
             "SELECT CAST(max(id) AS TEXT) FROM monitor_notify_outbox",
             &[],
         )
         .await?
-        .into_iter()
-        .next()
-        .and_then(|r| r.into_iter().next().flatten())
         .and_then(|s| s.parse::<i64>().ok())
         .unwrap_or(0);
     Ok(max + 1)
@@ -617,14 +609,11 @@ async fn pending_of(history: &History, channel: &str) -> Result<Vec<Pending>> {
 
 async fn pending_count(history: &History) -> Result<u64> {
     Ok(history
-        .query(
+        .query_value(
             "SELECT CAST(count(*) AS TEXT) FROM monitor_notify_outbox WHERE state = 'pending'",
             &[],
         )
         .await?
-        .into_iter()
-        .next()
-        .and_then(|r| r.into_iter().next().flatten())
         .and_then(|s| s.parse().ok())
         .unwrap_or(0))
 }
@@ -682,14 +671,11 @@ impl DeliveryStatus {
 pub async fn delivery_status(history: &History) -> Result<DeliveryStatus> {
     let pending = pending_count(history).await?;
     let last_sent_at = history
-        .query(
+        .query_value(
             "SELECT max(sent_at) FROM monitor_notify_outbox WHERE state = 'sent'",
             &[],
         )
-        .await?
-        .into_iter()
-        .next()
-        .and_then(|r| r.into_iter().next().flatten());
+        .await?;
     let last_error = history
         .query(
             "SELECT last_error_at, channel, last_error, state FROM monitor_notify_outbox \
@@ -720,26 +706,11 @@ mod tests {
     use super::*;
 
     fn j(due: &str, status: JobStatus) -> Judgement {
+        let due = unstamp(due).unwrap();
         Judgement {
-            job: "a".into(),
-            due: unstamp(due).unwrap(),
-            deadline: unstamp(due).unwrap(),
             status,
             is_final: true,
-            message: String::new(),
-            report: None,
-            report_generated_at: None,
-            file: None,
-            size_bytes: None,
-            sha256: None,
-            started_at: None,
-            finished_at: None,
-            backup_seconds: None,
-            compression_seconds: None,
-            transfer_seconds: None,
-            last_drill_at: None,
-            last_drill_status: None,
-            promoted: false,
+            ..Judgement::unjudged("a".into(), due, due)
         }
     }
 
