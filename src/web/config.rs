@@ -84,7 +84,8 @@ impl std::fmt::Debug for WebConfig {
 impl WebConfig {
     /// Reads and checks a web configuration file; errors name the file and the key.
     pub fn load(path: &Path) -> Result<WebConfig, ConfigError> {
-        let file: File = crate::config::read_yaml(path)?;
+        let file: File = crate::config::read_yaml(path)
+            .map_err(|e| ConfigError::new(format!("--web.config.file: {e}")))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let bad =
             |key: &str, why: String| ConfigError::new(format!("{}: {key}: {why}", path.display()));
