@@ -142,17 +142,6 @@ pub enum History {
     Postgres(tokio_postgres::Client),
 }
 
-/// A job's current state, from its history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Current {
-    pub status: Option<JobStatus>,
-    pub due: Option<DateTime<Utc>>,
-    pub message: Option<String>,
-    pub last_ok: Option<DateTime<Utc>>,
-    pub last_drill_at: Option<DateTime<Utc>>,
-    pub last_drill_status: Option<String>,
-}
-
 /// One recorded occurrence, as `monitor history` shows it, or a re-verification that changed
 /// the job's status (`kind`: `occurrence` or `verification`; for a verification, `due` and
 /// `judged_at` are its time).
@@ -458,66 +447,39 @@ impl History {
         Ok(())
     }
 
-    /// A job's current state: its latest judged occurrence, its last good one, its last drill.
-    pub async fn current(&self, job: &str) -> Result<Current> {
-        let last = self
-            .query(
-                "SELECT status, due_at, message FROM monitor_occurrences WHERE job_id = $1 ORDER BY due_at DESC LIMIT 1",
-                &[text(job)],
-            )
-            .await?;
-        let ok = self
-            .query_value(
-                "SELECT max(due_at) FROM monitor_occurrences WHERE job_id = $1 AND status IN ('OK', 'UNCHANGED')",
-                &[text(job)],
-            )
-            .await?;
-        let drill = self
-            .query(
-                "SELECT last_drill_at, last_drill_status FROM monitor_occurrences WHERE job_id = $1 AND last_drill_at IS NOT NULL ORDER BY last_drill_at DESC LIMIT 1",
-                &[text(job)],
-            )
-            .await?;
-        let verified = self
-            .query(
-                "SELECT status, message, after_due FROM monitor_verifications WHERE job_id = $1 ORDER BY verified_at DESC LIMIT 1",
-                &[text(job)],
-            )
-            .await?;
-        let last = last.into_iter().next().unwrap_or_default();
-        let drill = drill.into_iter().next().unwrap_or_default();
-        let verified = verified.into_iter().next().unwrap_or_default();
-        let cell = |r: &Vec<Option<String>>, i: usize| r.get(i).cloned().flatten();
-        let mut status = cell(&last, 0).as_deref().and_then(JobStatus::parse);
-        let mut message = cell(&last, 2);
-        // A HASH_MISMATCH stands until an occurrence later than the latest it followed.
-        if cell(&verified, 0).as_deref() == Some(JobStatus::HashMismatch.as_str())
-            && cell(&verified, 2) == cell(&last, 1)
-        {
-            status = Some(JobStatus::HashMismatch);
-            message = cell(&verified, 1);
-        }
-        Ok(Current {
-            status,
-            due: cell(&last, 1).as_deref().and_then(unstamp),
-            message,
-            last_ok: ok.as_deref().and_then(unstamp),
-            last_drill_at: cell(&drill, 0).as_deref().and_then(unstamp),
-            last_drill_status: cell(&drill, 1),
-        })
+    /// One job's current state: [`History::currents`] for that job alone.
+    pub async fn current(&self, job: &str) -> Result<crate::monitor::view::CurrentRow> {
+        Ok(self
+            .currents_of(Some(job))
+            .await?
+            .remove(job)
+            .unwrap_or_default())
     }
 
     /// Every job's current state in four statements (latest occurrence, last good one,
     /// last drill, last verification), whatever the number of jobs.
     pub async fn currents(&self) -> Result<crate::monitor::view::Currents> {
+        self.currents_of(None).await
+    }
+
+    /// The current state of every job, or of `job` alone.
+    async fn currents_of(&self, job: Option<&str>) -> Result<crate::monitor::view::Currents> {
+        // Each statement keeps its own rows, and those of `job` only when given.
+        let only = |filter: &str| match (job.is_some(), filter.is_empty()) {
+            (false, _) => filter.to_string(),
+            (true, true) => "WHERE job_id = $1".to_string(),
+            (true, false) => format!("{filter} AND job_id = $1"),
+        };
+        let params: Vec<Val> = job.map(text).into_iter().collect();
         let mut out: crate::monitor::view::Currents = HashMap::new();
         let latest = self
             .latest_per_job(
                 "monitor_occurrences",
                 "o.status, o.due_at, o.message",
                 "due_at",
+                &only(""),
                 "",
-                "",
+                &params,
             )
             .await?;
         for (id, r) in latest {
@@ -531,8 +493,9 @@ impl History {
                 "monitor_occurrences",
                 "o.due_at, CAST(o.size_bytes AS TEXT)",
                 "due_at",
-                "WHERE status IN ('OK', 'UNCHANGED')",
+                &only("WHERE status IN ('OK', 'UNCHANGED')"),
                 "",
+                &params,
             )
             .await?;
         for (id, r) in good {
@@ -545,8 +508,9 @@ impl History {
                 "monitor_occurrences",
                 "o.last_drill_at, o.last_drill_status",
                 "last_drill_at",
-                "WHERE last_drill_at IS NOT NULL",
+                &only("WHERE last_drill_at IS NOT NULL"),
                 "ORDER BY o.due_at DESC",
+                &params,
             )
             .await?;
         for (id, r) in drills {
@@ -556,15 +520,15 @@ impl History {
                 row.last_drill_status = r[1].clone();
             }
         }
-        // A HASH_MISMATCH stands until an occurrence later than the latest it followed (as
-        // in `current`).
+        // A HASH_MISMATCH stands until an occurrence later than the latest it followed.
         let verified = self
             .latest_per_job(
                 "monitor_verifications",
                 "o.status, o.message, o.after_due",
                 "verified_at",
+                &only(""),
                 "",
-                "",
+                &params,
             )
             .await?;
         for (id, r) in verified {
@@ -582,6 +546,7 @@ impl History {
     /// Each job's row of `table` with the greatest `by` among the rows `filter` keeps (a
     /// `WHERE` clause, or nothing), in one statement whatever the number of jobs: the job id
     /// and the `columns` (of the row aliased `o`), in `order`. Ties on `by` give several rows.
+    /// `params` are those `filter` refers to (`$1`…).
     pub(crate) async fn latest_per_job(
         &self,
         table: &str,
@@ -589,6 +554,7 @@ impl History {
         by: &str,
         filter: &str,
         order: &str,
+        params: &[Val],
     ) -> Result<Vec<(String, Vec<Option<String>>)>> {
         let rows = self
             .query(
@@ -597,7 +563,7 @@ impl History {
                      JOIN (SELECT job_id, max({by}) AS d FROM {table} {filter} GROUP BY job_id) m \
                      ON m.job_id = o.job_id AND m.d = o.{by} {order}"
                 ),
-                &[],
+                params,
             )
             .await?;
         Ok(rows

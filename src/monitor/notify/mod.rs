@@ -214,6 +214,7 @@ async fn detect<'a>(
             "due_at",
             "",
             "",
+            &[],
         )
         .await?;
     let mut current: HashMap<String, (JobStatus, String, String)> = HashMap::new();
