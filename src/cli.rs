@@ -505,6 +505,97 @@ pub enum PitrCommand {
         #[arg(long)]
         apply: bool,
     },
-    /// Read the WAL archive back: every file's hash, the gaps of each timeline
+    /// Take a base backup with pg_basebackup (tar, WAL included), compressed and hashed as it
+    /// streams, every file checked against the server's backup manifest; then keep the
+    /// newest `keep_base` and delete the WAL only older ones needed
+    BaseBackup(BaseBackupArgs),
+    /// The base backups: when each ended, its WAL range, size, and the archive's window
+    List,
+    /// Is archiving working? pg_stat_archiver failures, age of the last archived segment,
+    /// the .ready backlog, the newest segments really in the archive (Nagios exit codes)
+    Check,
+    /// Read the archive back: every file's hash, the gaps of each timeline, the base
+    /// backups, and the window one can restore to
     Verify,
+    /// Restore a base backup into an empty directory and replay the archive to a moment
+    Restore(PitrRestoreArgs),
+    /// Restore to a point created now into a throwaway server on a free port, compare the
+    /// row counts read from production at that point, and remove everything
+    Drill(PitrDrillArgs),
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct BaseBackupArgs {
+    /// Wait for a running base backup of the same target to finish instead of failing
+    #[arg(long)]
+    pub wait: bool,
+
+    /// Apply retention only: no new base backup
+    #[arg(long)]
+    pub prune_only: bool,
+
+    /// With --prune-only: show what retention would delete, delete nothing
+    #[arg(long, requires = "prune_only")]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["target_time", "target_lsn", "target_name", "latest"])))]
+pub struct PitrRestoreArgs {
+    /// Replay up to this moment: "2026-12-06 17:59:00+01" (a time without offset is local)
+    #[arg(long, value_name = "TIME")]
+    pub target_time: Option<String>,
+
+    /// Replay up to this WAL location (as pg_current_wal_lsn() prints it: 0/3000060)
+    #[arg(long, value_name = "LSN")]
+    pub target_lsn: Option<String>,
+
+    /// Replay up to this restore point (pg_create_restore_point)
+    #[arg(long, value_name = "NAME")]
+    pub target_name: Option<String>,
+
+    /// Replay everything the archive holds
+    #[arg(long)]
+    pub latest: bool,
+
+    /// The timeline to follow: a number, or `latest` (the default: the newest one that
+    /// branches from the base backup's)
+    #[arg(long, value_name = "TLI")]
+    pub timeline: Option<String>,
+
+    /// What the server does once the target is reached
+    #[arg(long, value_name = "ACTION", default_value = "promote", value_parser = ["promote", "pause", "shutdown"])]
+    pub target_action: String,
+
+    /// The data directory to create (absent or empty)
+    #[arg(long, value_name = "DIR")]
+    pub pgdata: PathBuf,
+
+    /// Restore this base backup (a `.tar.zst` of the target's base_dir) instead of the newest
+    /// one that ended before the target
+    #[arg(long, value_name = "FILE")]
+    pub backup: Option<PathBuf>,
+
+    /// Start the restored server and wait until recovery has ended (or say why it stopped)
+    #[arg(long)]
+    pub start: bool,
+
+    /// The restored server's port [default with --start: a free one]
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+
+    /// Seconds --start waits for recovery to end
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PitrDrillArgs {
+    /// Seconds the drill waits for the archive and for recovery
+    #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
+    pub timeout: u64,
+
+    /// Keep the restored data directory (stopped) for inspection, and print where it is
+    #[arg(long)]
+    pub keep: bool,
 }

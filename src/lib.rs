@@ -58,6 +58,7 @@ impl Kind {
                 | cli::MonitorCommand::Status { .. }
                 | cli::MonitorCommand::Verify { .. },
             ) => Kind::Check,
+            Command::Pitr(cli::PitrCommand::Check) => Kind::Check,
             _ => Kind::Operation,
         }
     }
@@ -300,7 +301,12 @@ async fn stopped(sig: &str, log: &log::Log) -> anyhow::Error {
 
 /// Whether a command talks to the targets' servers (and so needs their passwords).
 fn connects(cmd: &Command) -> bool {
-    !matches!(cmd, Command::Pitr(cli::PitrCommand::Verify))
+    !matches!(
+        cmd,
+        Command::Pitr(
+            cli::PitrCommand::Verify | cli::PitrCommand::List | cli::PitrCommand::Restore(_)
+        )
+    )
 }
 
 async fn dispatch(cli: Cli, log: log::Log) -> Result<Outcome> {

@@ -12,6 +12,8 @@ pub mod maintenance;
 pub mod metrics;
 pub mod monitor;
 pub mod pitr;
+pub mod pitr_base;
+pub mod pitr_check;
 pub mod restore;
 pub mod schema;
 pub mod wal;

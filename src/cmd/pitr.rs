@@ -16,6 +16,13 @@ pub async fn run(cmd: &PitrCommand, ctx: &Ctx) -> Result<Outcome> {
     match cmd {
         PitrCommand::Verify => verify(places, ctx).await,
         PitrCommand::Setup { apply } => setup(places, *apply, ctx).await,
+        PitrCommand::Check => crate::cmd::pitr_check::run(places, ctx).await,
+        PitrCommand::BaseBackup(args) => {
+            crate::cmd::pitr_base::base_backup(places, args, ctx).await
+        }
+        PitrCommand::List => crate::cmd::pitr_base::list(places, ctx).await,
+        PitrCommand::Restore(args) => crate::cmd::pitr_base::restore(places, args, ctx).await,
+        PitrCommand::Drill(args) => crate::cmd::pitr_base::drill(places, args, ctx).await,
     }
 }
 
