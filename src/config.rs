@@ -388,12 +388,15 @@ pub struct PitrEntry {
         deserialize_with = "keep_base_at_least_one"
     )]
     pub keep_base: u32,
-    /// The zstd level of archived WAL, 1 to 19 (default 3).
+    /// The zstd level of archived WAL and base backups, 1 to 19 (default 3).
     #[serde(
         default = "default_pitr_level",
         deserialize_with = "zstd_level_1_to_19"
     )]
     pub compression_level: i32,
+    /// The tables `pitr drill` counts (`schema.table`); default: every table.
+    #[serde(default)]
+    pub drill_tables: Vec<String>,
 }
 
 fn default_keep_base() -> u32 {

@@ -30,6 +30,10 @@ pub async fn run(cmd: &PitrCommand, ctx: &Ctx) -> Result<Outcome> {
 struct VerifyOne {
     target: String,
     result: std::result::Result<WalVerify, String>,
+    /// The base backups, each re-read against its manifest, and the restorable window.
+    bases: Vec<Value>,
+    window: Option<crate::cmd::pitr_base::Window>,
+    bases_failed: bool,
 }
 
 struct VerifyReport(Vec<VerifyOne>);
@@ -39,7 +43,7 @@ impl Report for VerifyReport {
         Status::of_operation(
             self.0
                 .iter()
-                .any(|v| v.result.as_ref().map(|w| w.failed()).unwrap_or(true)),
+                .any(|v| v.bases_failed || v.result.as_ref().map(|w| w.failed()).unwrap_or(true)),
         )
     }
 
@@ -56,6 +60,11 @@ impl Report for VerifyReport {
                         (&mut o, serde_json::to_value(w))
                     {
                         o.extend(wj);
+                        o.insert("base_backups".into(), Value::Array(v.bases.clone()));
+                        o.insert("window".into(), json!(v.window));
+                        if v.bases_failed {
+                            o.insert("status".into(), json!("failed"));
+                        }
                     }
                     o
                 }
@@ -146,6 +155,34 @@ impl Report for VerifyReport {
                     if !w.stray.is_empty() {
                         s.push_str(&format!("; {} file(s) not ours", w.stray.len()));
                     }
+                    let bad: Vec<String> = v
+                        .bases
+                        .iter()
+                        .filter(|b| b["status"] != "intact")
+                        .map(|b| {
+                            format!(
+                                "{} {} ({})",
+                                b["file"].as_str().unwrap_or(""),
+                                b["status"].as_str().unwrap_or(""),
+                                b["reason"].as_str().unwrap_or("")
+                            )
+                        })
+                        .collect();
+                    s.push_str(&format!(
+                        "; {} base backup(s) re-read{}",
+                        v.bases.len(),
+                        if bad.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", damaged: {}", bad.join(", "))
+                        }
+                    ));
+                    if let Some(win) = &v.window {
+                        s.push_str(&format!(
+                            "\n{}",
+                            crate::cmd::pitr_base::window_line(&v.target, win)
+                        ));
+                    }
                     s
                 }
             })
@@ -156,15 +193,26 @@ impl Report for VerifyReport {
 async fn verify(places: Vec<PitrPlace>, ctx: &Ctx) -> Result<Outcome> {
     let mut out = Vec::new();
     for p in places {
-        let dir = p.archive_dir.clone();
-        let result = tokio::task::spawn_blocking(move || pitr::verify::verify(&dir))
-            .await
-            .map_err(|e| anyhow::anyhow!("verify task: {e}"))
-            .and_then(|r| r)
-            .map_err(|e| crate::cmd::failure(ctx, &p.target, &e));
+        let place = p.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let wal = pitr::verify::verify(&place.archive_dir)?;
+            let bases = crate::cmd::pitr_base::verify_bases(&place, &wal)?;
+            Ok::<_, anyhow::Error>((wal, bases))
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("verify task: {e}"))
+        .and_then(|r| r)
+        .map_err(|e| crate::cmd::failure(ctx, &p.target, &e));
+        let (result, bases, window, bases_failed) = match result {
+            Ok((wal, (bases, window, failed))) => (Ok(wal), bases, window, failed),
+            Err(e) => (Err(e), Vec::new(), None, true),
+        };
         out.push(VerifyOne {
             target: p.target,
             result,
+            bases,
+            window,
+            bases_failed,
         });
     }
     Ok(Outcome::from_report(&VerifyReport(out)))

@@ -7,8 +7,10 @@
 //! config — no password, no connection.
 
 pub mod archive;
+pub mod base;
 pub mod fetch;
 pub mod push;
+pub mod restore;
 pub mod setup;
 
 pub mod verify;
@@ -24,6 +26,7 @@ pub struct PitrPlace {
     pub target: String,
     pub entry: PitrEntry,
     pub archive_dir: PathBuf,
+    pub base_dir: Option<PathBuf>,
 }
 
 impl PitrPlace {
@@ -32,7 +35,20 @@ impl PitrPlace {
             target: name.to_string(),
             entry: entry.clone(),
             archive_dir: config.resolve(&entry.archive_dir),
+            base_dir: entry.base_dir.as_ref().map(|d| config.resolve(d)),
         }
+    }
+}
+
+impl PitrPlace {
+    /// The base backups' directory, which the base-backup commands need.
+    pub fn base_dir(&self) -> Result<&std::path::Path, ConfigError> {
+        self.base_dir.as_deref().ok_or_else(|| {
+            ConfigError::new(format!(
+                "pitr.{}.base_dir is not set: nothing says where the base backups go",
+                self.target
+            ))
+        })
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod archive;
 pub mod backup;
+pub mod base_backup;
 pub mod client;
 pub mod pitr;
 pub mod split;
