@@ -587,6 +587,12 @@ pub struct PitrRestoreArgs {
     /// Seconds --start waits for recovery to end
     #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
     pub timeout: u64,
+
+    /// Leave the backup's archiving settings on in the copy, for a copy that becomes the new
+    /// production: its new timeline (history file, segments) is archived with the rest.
+    /// Without it archiving is off, so a restored server never writes into the archive
+    #[arg(long)]
+    pub keep_archiving: bool,
 }
 
 #[derive(Debug, Clone, Args)]

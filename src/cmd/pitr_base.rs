@@ -645,6 +645,7 @@ struct RestorePlan<'a> {
     start: bool,
     port: Option<u16>,
     timeout: Duration,
+    keep_archiving: bool,
     extra: Vec<(String, String)>,
 }
 
@@ -717,6 +718,7 @@ fn restore_blocking(p: &PitrPlace, plan: &RestorePlan<'_>, fetch: String) -> Res
                 timeline: plan.timeline,
                 action: plan.action,
                 port,
+                keep_archiving: plan.keep_archiving,
                 extra: plan.extra.clone(),
             },
         )?;
@@ -789,6 +791,7 @@ pub async fn restore(places: Vec<PitrPlace>, args: &PitrRestoreArgs, ctx: &Ctx) 
         start: args.start,
         port: args.port,
         timeout: Duration::from_secs(args.timeout),
+        keep_archiving: args.keep_archiving,
         extra: Vec::new(),
     };
     let result = tokio::task::block_in_place(|| restore_blocking(&p, &plan, fetch));
@@ -1016,6 +1019,7 @@ async fn drill_one(
         start: true,
         port: None,
         timeout: deadline.saturating_sub(t0.elapsed()),
+        keep_archiving: false,
         extra: vec![
             ("listen_addresses".into(), String::new()),
             ("unix_socket_directories".into(), sock.display().to_string()),

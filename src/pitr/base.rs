@@ -5,9 +5,9 @@
 //! In the target's `base_dir`:
 //!
 //! ```text
-//! base-<YYYYmmddTHHMMSSZ>.tar.zst           the tar, zstd-compressed
-//! base-<YYYYmmddTHHMMSSZ>.tar.zst.json      its manifest (written last: no manifest, no backup)
-//! base-<YYYYmmddTHHMMSSZ>.tar.zst.partial   a backup being written (or left by a killed one)
+//! base-<YYYYmmddTHHMMSS.mmmZ>.tar.zst           the tar, zstd-compressed
+//! base-<YYYYmmddTHHMMSS.mmmZ>.tar.zst.json      its manifest (written last: no manifest, no backup)
+//! base-<YYYYmmddTHHMMSS.mmmZ>.tar.zst.partial   a backup being written (or left by a killed one)
 //! ```
 //!
 //! PostgreSQL 15's `pg_verifybackup` reads only plain directories, so the stream is checked
@@ -117,13 +117,14 @@ impl BaseManifest {
 
 /// The file name of a base backup taken at `at`.
 pub fn file_name(at: DateTime<Utc>) -> String {
-    format!("base-{}{EXT}", at.format("%Y%m%dT%H%M%SZ"))
+    format!("base-{}{EXT}", at.format("%Y%m%dT%H%M%S%.3fZ"))
 }
 
 /// When a base backup file name says it was taken; None for anything else.
 pub fn parse_name(name: &str) -> Option<DateTime<Utc>> {
     let stamp = name.strip_prefix("base-")?.strip_suffix(EXT)?;
-    NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
+    NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S%.3fZ")
+        .or_else(|_| NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ"))
         .ok()
         .map(|t| t.and_utc())
 }
@@ -689,10 +690,10 @@ mod tests {
 
     #[test]
     fn names_parse_back() {
-        let t = DateTime::parse_from_rfc3339("2026-12-06T10:17:26Z")
+        let t = DateTime::parse_from_rfc3339("2026-12-06T10:17:26.125Z")
             .unwrap()
             .with_timezone(&Utc);
-        assert_eq!(file_name(t), "base-20261206T101726Z.tar.zst");
+        assert_eq!(file_name(t), "base-20261206T101726.125Z.tar.zst");
         assert_eq!(parse_name(&file_name(t)), Some(t));
         assert_eq!(parse_name("base-20261206T101726Z.tar.zst.partial"), None);
         assert_eq!(parse_name("base-2026.tar.zst"), None);

@@ -382,6 +382,8 @@ pub struct Recovery<'a> {
     pub timeline: Option<&'a str>,
     pub action: &'a str,
     pub port: Option<u16>,
+    /// Leave archiving as the backup had it (a copy that becomes the new production).
+    pub keep_archiving: bool,
     /// Extra settings (the drill's private socket and authentication).
     pub extra: Vec<(String, String)>,
 }
@@ -409,9 +411,11 @@ pub fn write_recovery(dir: &Path, r: &Recovery<'_>) -> Result<()> {
     if *r.target != RecoveryTarget::Latest {
         set("recovery_target_action", r.action);
     }
-    // Never into the production archive, never following a primary.
-    set("archive_mode", "off");
-    set("archive_command", "");
+    // Never into the production archive (unless asked), never following a primary.
+    if !r.keep_archiving {
+        set("archive_mode", "off");
+        set("archive_command", "");
+    }
     set("primary_conninfo", "");
     set("primary_slot_name", "");
     set("lc_messages", "C");
