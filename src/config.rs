@@ -27,14 +27,20 @@ pub enum EngineKind {
     Postgres,
     Mysql,
     Mssql,
+    Redis,
 }
 
 impl EngineKind {
     /// The engine a name (as `as_str` writes it, e.g. in a manifest) stands for.
     pub fn parse(name: &str) -> Option<EngineKind> {
-        [EngineKind::Postgres, EngineKind::Mysql, EngineKind::Mssql]
-            .into_iter()
-            .find(|k| k.as_str() == name)
+        [
+            EngineKind::Postgres,
+            EngineKind::Mysql,
+            EngineKind::Mssql,
+            EngineKind::Redis,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +48,7 @@ impl EngineKind {
             EngineKind::Postgres => "postgres",
             EngineKind::Mysql => "mysql",
             EngineKind::Mssql => "mssql",
+            EngineKind::Redis => "redis",
         }
     }
 
@@ -50,6 +57,7 @@ impl EngineKind {
             EngineKind::Postgres => 5432,
             EngineKind::Mysql => 3306,
             EngineKind::Mssql => 1433,
+            EngineKind::Redis => 6379,
         }
     }
 }
@@ -360,6 +368,11 @@ impl BackupEntry {
                     "backup.{target}.compression_level: SQL Server writes its backups itself; remove the key"
                 ))
             }
+            EngineKind::Redis => {
+                return Err(format!(
+                    "backup.{target}.compression_level: Redis compresses its snapshots itself                      (rdbcompression); remove the key"
+                ))
+            }
         };
         if range.contains(&level) {
             Ok(())
@@ -473,8 +486,12 @@ struct ConnectionEntry {
     host: String,
     #[serde(default)]
     port: Option<u16>,
-    database: String,
-    user: String,
+    /// The database (Redis: its index, 0 by default).
+    #[serde(default)]
+    database: Option<Scalar>,
+    /// Redis: the ACL user (none: the password alone, as `requirepass`).
+    #[serde(default)]
+    user: Option<String>,
     #[serde(default)]
     password_env: Option<String>,
     #[serde(default)]
@@ -495,9 +512,20 @@ struct ConnectionEntry {
     /// SQL Server: encrypt the connection (TLS).
     #[serde(default)]
     encrypt: Option<bool>,
-    /// SQL Server: accept a self-signed server certificate.
+    /// SQL Server and Redis: accept a self-signed server certificate.
     #[serde(default)]
     trust_server_certificate: Option<bool>,
+    /// Redis: connect with TLS.
+    #[serde(default)]
+    tls: Option<bool>,
+}
+
+/// A YAML scalar read as text (`database: 0` for a Redis index, a name elsewhere).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Int(u64),
+    Text(String),
 }
 
 fn default_host() -> String {
@@ -571,6 +599,8 @@ pub struct Connection {
     pub lock_timeout: std::time::Duration,
     pub encrypt: bool,
     pub trust_server_certificate: bool,
+    /// Redis: TLS.
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -854,15 +884,52 @@ fn resolve_connection(
     if c.lock_timeout == 0 {
         return Err(bad("lock_timeout", "must be at least 1 second".into()));
     }
-    if c.database.is_empty() {
-        return Err(bad("database", "must not be empty".into()));
-    }
-    if engine != EngineKind::Mssql && (c.encrypt.is_some() || c.trust_server_certificate.is_some())
-    {
+    let database = match (c.database, engine) {
+        (Some(Scalar::Int(n)), EngineKind::Redis) => n.to_string(),
+        (Some(Scalar::Text(t)), EngineKind::Redis) => match t.parse::<u32>() {
+            Ok(n) => n.to_string(),
+            Err(_) => {
+                return Err(bad(
+                    "database",
+                    format!("`{t}` is not a Redis database index (0, 1, …)"),
+                ))
+            }
+        },
+        (None, EngineKind::Redis) => "0".into(),
+        (Some(Scalar::Text(t)), _) if !t.is_empty() => t,
+        (Some(Scalar::Int(n)), _) => n.to_string(),
+        (Some(Scalar::Text(_)), _) => {
+            return Err(bad("database", "must not be empty".into()));
+        }
+        (None, _) => return Err(bad("database", "is required".into())),
+    };
+    let user = match (c.user, engine) {
+        (Some(u), _) if !u.is_empty() => u,
+        (_, EngineKind::Redis) => String::new(),
+        _ => return Err(bad("user", "is required".into())),
+    };
+    if engine != EngineKind::Mssql && c.encrypt.is_some() {
         return Err(bad(
             "encrypt",
             format!("only for SQL Server targets; use sslmode for {engine}"),
         ));
+    }
+    if !matches!(engine, EngineKind::Mssql | EngineKind::Redis)
+        && c.trust_server_certificate.is_some()
+    {
+        return Err(bad(
+            "trust_server_certificate",
+            format!("only for SQL Server and Redis targets; use sslmode for {engine}"),
+        ));
+    }
+    if engine != EngineKind::Redis && c.tls.is_some() {
+        return Err(bad(
+            "tls",
+            format!("only for Redis targets; use sslmode (encrypt for SQL Server) for {engine}"),
+        ));
+    }
+    if engine == EngineKind::Redis && c.sslmode.is_some() {
+        return Err(bad("sslmode", "Redis targets use `tls: true`".into()));
     }
     if engine == EngineKind::Mssql && c.sslmode.is_some() {
         return Err(bad(
@@ -880,8 +947,8 @@ fn resolve_connection(
     Ok(Connection {
         host: c.host,
         port: c.port.unwrap_or(engine.default_port()),
-        database: c.database,
-        user: c.user,
+        database,
+        user,
         password,
         sslmode: c.sslmode.unwrap_or(SslMode::Prefer),
         connect_timeout: std::time::Duration::from_secs(c.connect_timeout),
@@ -889,6 +956,7 @@ fn resolve_connection(
         lock_timeout: std::time::Duration::from_secs(c.lock_timeout),
         encrypt: c.encrypt.unwrap_or(true),
         trust_server_certificate: c.trust_server_certificate.unwrap_or(false),
+        tls: c.tls.unwrap_or(false),
     })
 }
 
@@ -1063,6 +1131,47 @@ mod tests {
         // exhausted 9100-9999 allocation range (docs/reference.md, metrics serve).
         assert_eq!(c.metrics.listen, "127.0.0.1:19187");
         assert_eq!(c.metrics.family_timeout, 3);
+    }
+
+    #[test]
+    fn a_redis_target_takes_an_index_an_optional_user_and_tls() {
+        let d = tempdir();
+        write(
+            &d,
+            "r.yml",
+            "connection:\n  host: 127.0.0.1\n  database: 2\n  password_env: R_PW\n  tls: true\n",
+        );
+        write(&d, "r0.yml", "connection:\n  port: 6380\n");
+        write(&d, "bad.yml", "connection:\n  database: cache\n");
+        write(&d, "pgtls.yml", &format!("{PG}  tls: true\n"));
+        write(&d, "pgnouser.yml", "connection:\n  database: m\n");
+        let load = |file: &str, engine: &str| {
+            let g = write(
+                &d,
+                "g.yml",
+                &format!("targets:\n  t:\n    engine: {engine}\n    config: {file}\n"),
+            );
+            Config::load(&g)
+        };
+        let c = load("r.yml", "redis").unwrap();
+        let t = &c.targets[0];
+        assert_eq!(t.engine, EngineKind::Redis);
+        assert_eq!(
+            (t.connection.port, t.connection.database.as_str()),
+            (6379, "2")
+        );
+        assert!(t.connection.tls && t.connection.user.is_empty());
+        let c = load("r0.yml", "redis").unwrap();
+        assert_eq!(c.targets[0].connection.database, "0");
+        let e = load("bad.yml", "redis").unwrap_err().to_string();
+        assert!(
+            e.contains("connection.database: `cache` is not a Redis database index"),
+            "{e}"
+        );
+        let e = load("pgtls.yml", "postgres").unwrap_err().to_string();
+        assert!(e.contains("connection.tls: only for Redis targets"), "{e}");
+        let e = load("pgnouser.yml", "postgres").unwrap_err().to_string();
+        assert!(e.contains("connection.user: is required"), "{e}");
     }
 
     #[test]

@@ -302,6 +302,7 @@ pub fn catalogue(engine: EngineKind) -> &'static [CheckDef] {
         EngineKind::Postgres => postgres::CHECKS,
         EngineKind::Mysql => mysql::CHECKS,
         EngineKind::Mssql => mssql::CHECKS,
+        EngineKind::Redis => &[],
     }
 }
 

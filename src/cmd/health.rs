@@ -393,6 +393,7 @@ mod tests {
                 lock_timeout: Duration::from_secs(2),
                 encrypt: false,
                 trust_server_certificate: false,
+                tls: false,
             },
         }
     }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod mssql;
 pub mod mysql;
 pub mod postgres;
+pub mod redis;
 pub mod script;
 pub mod tools;
 
@@ -31,6 +32,7 @@ pub enum Conn {
     Mysql(mysql::MyConn),
     // Boxed: a TDS client is several times larger than the other connections.
     Mssql(Box<mssql::MsConn>),
+    Redis(redis::RedisConn),
 }
 
 /// Connects to a target, within its connect timeout.
@@ -39,6 +41,7 @@ pub async fn connect(target: &Target) -> Result<Conn> {
         EngineKind::Postgres => Ok(Conn::Postgres(postgres::connect(target).await?)),
         EngineKind::Mysql => Ok(Conn::Mysql(mysql::connect(target).await?)),
         EngineKind::Mssql => Ok(Conn::Mssql(Box::new(mssql::connect(target).await?))),
+        EngineKind::Redis => Ok(Conn::Redis(redis::connect(target).await?)),
     }
 }
 
@@ -58,6 +61,7 @@ pub async fn connect_probe(target: &Target) -> Result<Conn> {
         EngineKind::Postgres => Ok(Conn::Postgres(postgres::connect_probe(target).await?)),
         EngineKind::Mysql => Ok(Conn::Mysql(mysql::connect_probe(target).await?)),
         EngineKind::Mssql => Ok(Conn::Mssql(Box::new(mssql::connect_probe(target).await?))),
+        EngineKind::Redis => Ok(Conn::Redis(redis::connect_probe(target).await?)),
     }
 }
 
@@ -277,6 +281,14 @@ pub trait Visitor: Sized {
         }
         .into())
     }
+
+    async fn redis(self, _conn: &mut redis::RedisConn) -> Result<Self::Output> {
+        Err(NotSupported {
+            engine: EngineKind::Redis,
+            what: Self::WHAT,
+        }
+        .into())
+    }
 }
 
 /// A feature has nothing for this engine.
@@ -309,7 +321,7 @@ pub enum BackupStyle {
 
 pub fn backup_style(engine: EngineKind) -> BackupStyle {
     match engine {
-        EngineKind::Postgres | EngineKind::Mysql => BackupStyle::Streamed,
+        EngineKind::Postgres | EngineKind::Mysql | EngineKind::Redis => BackupStyle::Streamed,
         EngineKind::Mssql => BackupStyle::ServerSide,
     }
 }
@@ -341,6 +353,7 @@ pub fn backup_extension(engine: EngineKind) -> &'static str {
         EngineKind::Postgres => "dump",
         EngineKind::Mysql => "sql.zst",
         EngineKind::Mssql => "bak",
+        EngineKind::Redis => "rdb",
     }
 }
 
@@ -358,6 +371,11 @@ pub async fn dump(
         EngineKind::Mssql => {
             anyhow::bail!("SQL Server backups are written by the server, not streamed")
         }
+        EngineKind::Redis => Err(NotSupported {
+            engine: EngineKind::Redis,
+            what: "backups",
+        }
+        .into()),
     }
 }
 
@@ -385,6 +403,11 @@ pub async fn restore(
                 .await
                 .map(|()| Vec::new())
         }
+        EngineKind::Redis => Err(NotSupported {
+            engine: EngineKind::Redis,
+            what: "restores into a server",
+        }
+        .into()),
     }
 }
 
@@ -410,6 +433,11 @@ pub async fn verify_backup(
             })?;
             mssql::backup::verify(target, location).await
         }
+        EngineKind::Redis => Err(NotSupported {
+            engine: EngineKind::Redis,
+            what: "backup verification",
+        }
+        .into()),
     }
 }
 
@@ -422,6 +450,11 @@ pub async fn count_rows(
         EngineKind::Postgres => postgres::backup::count_rows(target, database).await,
         EngineKind::Mysql => mysql::backup::count_rows(target, database).await,
         EngineKind::Mssql => mssql::backup::count_rows(target, database).await,
+        EngineKind::Redis => Err(NotSupported {
+            engine: EngineKind::Redis,
+            what: "tables",
+        }
+        .into()),
     }
 }
 
@@ -430,6 +463,11 @@ pub async fn drop_database(target: &Target, name: &str) -> Result<()> {
         EngineKind::Postgres => postgres::backup::drop_database(target, name).await,
         EngineKind::Mysql => mysql::backup::drop_database(target, name).await,
         EngineKind::Mssql => mssql::backup::drop_database(target, name).await,
+        EngineKind::Redis => Err(NotSupported {
+            engine: EngineKind::Redis,
+            what: "databases to drop",
+        }
+        .into()),
     }
 }
 
@@ -454,8 +492,9 @@ pub async fn create_scratch(target: &Target, name: &str) -> Result<()> {
     match target.engine {
         EngineKind::Postgres => postgres::backup::create_marked(target, name, &marker).await,
         EngineKind::Mysql => mysql::backup::create_marked(target, name, &marker).await,
-        // The restore creates it; SQL Server drills are not swept.
-        EngineKind::Mssql => Ok(()),
+        // The restore creates it; SQL Server drills are not swept. Redis drills run a
+        // throwaway server of their own.
+        EngineKind::Mssql | EngineKind::Redis => Ok(()),
     }
 }
 
@@ -466,7 +505,7 @@ pub async fn leftover_scratch(target: &Target, database: &str) -> Result<Vec<Str
     let found = match target.engine {
         EngineKind::Postgres => postgres::backup::marked_databases(target).await?,
         EngineKind::Mysql => mysql::backup::marked_databases(target).await?,
-        EngineKind::Mssql => Vec::new(),
+        EngineKind::Mssql | EngineKind::Redis => Vec::new(),
     };
     let now = chrono::Utc::now().naive_utc();
     let host = hostname();
@@ -543,7 +582,7 @@ impl Conn {
         match self {
             Conn::Postgres(c) => c.canceller(),
             Conn::Mysql(c) => c.canceller(),
-            Conn::Mssql(_) => Canceller::None,
+            Conn::Mssql(_) | Conn::Redis(_) => Canceller::None,
         }
     }
 
@@ -552,6 +591,7 @@ impl Conn {
             Conn::Postgres(c) => v.postgres(c).await,
             Conn::Mysql(c) => v.mysql(c).await,
             Conn::Mssql(c) => v.mssql(c).await,
+            Conn::Redis(c) => v.redis(c).await,
         }
     }
 
@@ -567,6 +607,7 @@ macro_rules! delegate {
             Conn::Postgres($c) => $call,
             Conn::Mysql($c) => $call,
             Conn::Mssql($c) => $call,
+            Conn::Redis($c) => $call,
         }
     };
 }
