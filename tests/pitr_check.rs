@@ -1,4 +1,5 @@
-//! `pitr check` against real throwaway PostgreSQL 15 clusters archiving with this build's
+//! `pitr check`, the `wal_archiving` and `wal_ready_files` health checks and the exporter's
+//! `pitr` families, against real throwaway PostgreSQL 15 clusters archiving with this build's
 //! `wal push` (the shared harness of `tests/pitr.rs`): a healthy archive, an archive the
 //! server cannot write, a segment deleted from the archive, a server that does not archive.
 
@@ -74,6 +75,18 @@ fn ready_on_disk(c: &Cluster) -> usize {
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().ends_with(".ready"))
         .count()
+}
+
+/// The value of the sample of `family` whose labels include every `k="v"` of `labels`.
+fn sample(exposition: &str, family: &str, labels: &[&str]) -> Option<f64> {
+    exposition.lines().find_map(|l| {
+        let rest = l.strip_prefix(family)?;
+        let (labels_part, value) = rest.strip_prefix('{')?.split_once("} ")?;
+        labels
+            .iter()
+            .all(|want| labels_part.split(',').any(|have| have == *want))
+            .then(|| value.trim().parse().ok())?
+    })
 }
 
 #[test]
@@ -333,5 +346,170 @@ fn a_server_that_does_not_archive_is_critical() {
             .contains("PITR CHECK CRITICAL - pg: archiving archive_mode is off"),
         "{}",
         text(&out)
+    );
+}
+
+#[test]
+fn health_and_the_exporter_report_the_same_judgement() {
+    let c = Cluster::new("check-health", true);
+    // A second target on the same server, without a `pitr:` section.
+    let config = std::fs::read_to_string(c.ws.config()).unwrap();
+    std::fs::write(
+        c.ws.config(),
+        config.replacen(
+            "pitr:\n",
+            "  nopitr:\n    engine: postgres\n    config: config_pg.yml\npitr:\n",
+            1,
+        ),
+    )
+    .unwrap();
+    failing_archive(&c, 2);
+    let on_disk = ready_on_disk(&c);
+
+    // health: both checks for the target with an archive; not listed for the other.
+    let out = run(&c, &["--format", "json", "health"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let target = |name: &str| -> Value {
+        doc["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["target"] == name)
+            .unwrap_or_else(|| panic!("no {name}: {doc:#}"))
+            .clone()
+    };
+    let pg = target("pg");
+    let check = |name: &str| -> Value {
+        pg["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}: {pg:#}"))
+            .clone()
+    };
+    let archiving = check("wal_archiving");
+    assert_eq!(archiving["status"], "critical", "{archiving:#}");
+    // Nothing archived yet: no age to give.
+    assert_eq!(archiving["value"], Value::Null, "{archiving:#}");
+    assert_eq!(archiving["warning"], 900.0);
+    assert!(
+        archiving["message"]
+            .as_str()
+            .unwrap()
+            .contains("archive_command fails"),
+        "{archiving:#}"
+    );
+    let ready = check("wal_ready_files");
+    assert_eq!(ready["value"], on_disk as f64, "{ready:#}");
+    assert_eq!(ready["warning"], 10.0);
+    assert_eq!(ready["critical"], 100.0);
+    let nopitr = target("nopitr");
+    let listed = |t: &Value, key: &str| -> Vec<String> {
+        t[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for key in ["checks", "skipped"] {
+        let names = listed(&nopitr, key);
+        assert!(
+            !names.iter().any(|n| n.starts_with("wal_")),
+            "{key}: {names:?}"
+        );
+    }
+
+    // Named, with thresholds from the command line: judged by them; and UNKNOWN where
+    // there is no archive.
+    let out = run(
+        &c,
+        &[
+            "--format",
+            "json",
+            "health",
+            "--check",
+            "wal_ready_files",
+            "--warning",
+            &format!("wal_ready_files={on_disk}"),
+            "--critical",
+            "wal_ready_files=1000",
+        ],
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let pg = &doc["targets"][0];
+    assert_eq!(pg["target"], "pg");
+    assert_eq!(pg["checks"][0]["status"], "warning", "{doc:#}");
+    assert_eq!(pg["checks"][0]["warning"], on_disk as f64);
+    let other = &doc["targets"][1];
+    assert_eq!(other["checks"][0]["status"], "unknown", "{doc:#}");
+    assert_eq!(
+        other["checks"][0]["message"],
+        "does not apply: no `pitr:` section for this target"
+    );
+
+    // The exporter: the same facts, and the status pitr check finds.
+    let out = run(&c, &["metrics", "collect"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let m = String::from_utf8_lossy(&out.stdout).to_string();
+    let pg = "target=\"pg\"";
+    assert_eq!(
+        sample(&m, "mairie_dba_archiver_failing", &[pg]),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "mairie_dba_archiver_ready_files", &[pg]),
+        Some(on_disk as f64),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "mairie_dba_pitr_archive_missing_segments", &[pg]),
+        Some(0.0),
+        "{m}"
+    );
+    for (state, v) in [
+        ("OK", 0.0),
+        ("WARNING", 0.0),
+        ("CRITICAL", 1.0),
+        ("UNKNOWN", 0.0),
+    ] {
+        let state = format!("state=\"{state}\"");
+        assert_eq!(
+            sample(&m, "mairie_dba_pitr_status", &[pg, &state]),
+            Some(v),
+            "{state}: {m}"
+        );
+    }
+    assert_eq!(
+        sample(&m, "mairie_dba_scrape_error", &[pg, "family=\"pitr\""]),
+        Some(0.0),
+        "{m}"
+    );
+    // The target without an archive has no pitr families, and no pitr group to fail.
+    assert!(
+        !m.lines()
+            .any(|l| l.starts_with("mairie_dba_pitr_") && l.contains("target=\"nopitr\"")),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "mairie_dba_scrape_error",
+            &["target=\"nopitr\"", "family=\"pitr\""]
+        ),
+        None
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "mairie_dba_archiver_ready_files",
+            &["target=\"nopitr\""]
+        ),
+        Some(on_disk as f64),
+        "the backlog is the server's: {m}"
     );
 }
