@@ -85,6 +85,7 @@ impl Kind {
 pub fn is_check_command_line(args: &[String]) -> bool {
     args.windows(2).any(|w| {
         (w[0] == "backup" && w[1] == "check")
+            || (w[0] == "pitr" && w[1] == "check")
             || (w[0] == "monitor" && matches!(w[1].as_str(), "scan" | "status" | "verify"))
     }) || args.iter().any(|a| a == "health" || a == "audit")
 }
@@ -155,6 +156,7 @@ fn check_format(cmd: &Command, format: Format) -> Result<(), error::ConfigError>
                             | cli::MonitorCommand::Verify { .. }
                     )
                 )
+                || matches!(cmd, Command::Pitr(cli::PitrCommand::Check))
         }
         Format::Junit => matches!(cmd, Command::Audit(_)),
     };
@@ -163,7 +165,7 @@ fn check_format(cmd: &Command, format: Format) -> Result<(), error::ConfigError>
     } else {
         Err(error::ConfigError::new(match format {
             Format::Nagios => {
-                "--format nagios is for `health`, `backup check`, `monitor scan`, `monitor status` and `monitor verify`"
+                "--format nagios is for `health`, `backup check`, `pitr check`, `monitor scan`, `monitor status` and `monitor verify`"
             }
             _ => "--format junit is for `audit`",
         }))

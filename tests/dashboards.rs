@@ -184,6 +184,11 @@ const FAMILIES: &[Family] = &[
         labels: &["target"],
     },
     Family {
+        name: "mairie_dba_archiver_ready_files",
+        kind: "gauge",
+        labels: &["target"],
+    },
+    Family {
         name: "mairie_dba_replication_lag_seconds",
         kind: "gauge",
         labels: &["target"],
@@ -294,6 +299,16 @@ const FAMILIES: &[Family] = &[
         labels: &["target", "state"],
     },
     Family {
+        name: "mairie_dba_pitr_archive_missing_segments",
+        kind: "gauge",
+        labels: &["target"],
+    },
+    Family {
+        name: "mairie_dba_pitr_status",
+        kind: "gauge",
+        labels: &["target", "state"],
+    },
+    Family {
         name: "mairie_dba_probe_duration_seconds",
         kind: "histogram",
         labels: &["target", "probe"],
@@ -322,6 +337,11 @@ const LABEL_VALUES: &[(&str, &str, &[&str])] = &[
         "mairie_dba_backup_status",
         "state",
         &["OK", "MISSING", "FAILED", "HASH_MISMATCH", "STALE"],
+    ),
+    (
+        "mairie_dba_pitr_status",
+        "state",
+        &["OK", "WARNING", "CRITICAL", "UNKNOWN"],
     ),
     (
         "mairie_dba_transactions_total",
@@ -1025,11 +1045,13 @@ fn alerting_rules_use_only_exported_metrics() {
 }
 
 /// The families a real scrape may leave out: measured only on a replica or a replicated
-/// primary, after a WAL file was archived, after autovacuum visited a key table; and those
-/// only SQL Server emits under a name of its own (none yet).
+/// primary, after a WAL file was archived, after autovacuum visited a key table, for a target
+/// with a `pitr:` section; and those only SQL Server emits under a name of its own (none yet).
 const CONDITIONAL: &[&str] = &[
     "mairie_dba_replication_lag_seconds",
     "mairie_dba_archiver_last_archived_age_seconds",
+    "mairie_dba_pitr_archive_missing_segments",
+    "mairie_dba_pitr_status",
     "mairie_dba_table_last_autovacuum_timestamp_seconds",
     "mairie_dba_table_last_autoanalyze_timestamp_seconds",
 ];

@@ -9,6 +9,11 @@
 //! without a wildcard arm, so a new check does not compile until every engine says how it
 //! measures it, or that it does not apply there.
 //!
+//! The WAL archiving checks (`wal_archiving`, `wal_ready_files`) are `pitr check`'s facts
+//! and judgement ([`crate::pitr::check`]), gathered once on the same session after the
+//! server's checks, for PostgreSQL targets with a `pitr:` section; a target without one has
+//! no archive to judge and does not list them (UNKNOWN when they are named by `--check`).
+//!
 //! Every target is checked at the same time, each on one probe session
 //! ([`engine::connect_probe`]) and within `health.timeout` seconds, so one slow or dead
 //! server never delays the report on the others. Each check runs through [`Conn::probe`]
@@ -46,6 +51,7 @@ use crate::config::{Config, EngineKind, HealthSection, Target, Threshold};
 use crate::engine::{self, Driver, Visibility};
 use crate::error::ConfigError;
 use crate::output::Status;
+use crate::pitr::check as pitr_check;
 
 /// What a check's value is counted in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +90,9 @@ pub enum Source {
     Server,
     /// The target's backup directory on this machine, whatever the engine.
     BackupDir,
+    /// WAL archiving of a PostgreSQL target with a `pitr:` section: the server's archiver and
+    /// the archive directory, gathered once for both checks ([`crate::pitr::check`]).
+    WalArchive,
 }
 
 /// One row of [`CHECKS`].
@@ -194,6 +203,18 @@ checks! {
     Analyze {
         name: "analyze", unit: Unit::Days, lower_is_worse: false,
         default_threshold: limits(7.0, 30.0), source: Source::Server,
+    }
+    /// WAL archiving works (settings, failures, the archive holds what the server says it
+    /// archived); its value is the age of the last archived file, judged only when the
+    /// server has completed a segment since.
+    WalArchiving {
+        name: "wal_archiving", unit: Unit::Seconds, lower_is_worse: false,
+        default_threshold: Some(pitr_check::DEFAULT_AGE), source: Source::WalArchive,
+    }
+    /// WAL files waiting to be archived (`.ready`).
+    WalReadyFiles {
+        name: "wal_ready_files", unit: Unit::Count, lower_is_worse: false,
+        default_threshold: Some(pitr_check::DEFAULT_READY), source: Source::WalArchive,
     }
     /// Free space of the filesystem holding the backup directory, in %.
     BackupDirSpace {
@@ -335,6 +356,8 @@ pub struct Failed {
 #[derive(Debug, Clone)]
 pub enum Finding {
     Measured(Probe),
+    /// The facts of WAL archiving, judged with the check's thresholds.
+    Archiving(Check, Box<pitr_check::Facts>),
     Failed(Failed),
     /// The check does not exist here and was not asked for by name: listed, not judged.
     Skipped(Skipped),
@@ -480,8 +503,17 @@ pub async fn check_targets<'a>(
             let deadline = tokio::time::Instant::now() + budget;
             // Every wait inside is bounded by the deadline (plus the time to cancel a query
             // on the server), so what was measured is always kept.
-            let findings =
-                measure_target(t, key_tables, &wanted, selection.explicit, deadline, budget).await;
+            let archive_dir = pitr_check::archive_dir(config, &t.name);
+            let findings = measure_target(
+                t,
+                key_tables,
+                archive_dir.as_deref(),
+                &wanted,
+                selection.explicit,
+                deadline,
+                budget,
+            )
+            .await;
             (t, findings, start.elapsed())
         }
     });
@@ -637,6 +669,25 @@ fn threshold(h: &HealthSection, target: &Target, check: Check) -> Option<Thresho
     configured_threshold(h, target, check).or(check.def().default_threshold)
 }
 
+/// The thresholds WAL archiving is judged with, for a target: those of `wal_archiving` (the
+/// age of the last archived file) and `wal_ready_files`, as for every check (`overrides`,
+/// then the configuration, then the defaults). `pitr check` and the exporter use them too.
+pub fn archiving_limits(
+    h: &HealthSection,
+    target: &Target,
+    overrides: &Overrides,
+) -> pitr_check::Limits {
+    let of = |check: Check, default: Threshold| {
+        overrides
+            .apply(check, threshold(h, target, check))
+            .unwrap_or(default)
+    };
+    pitr_check::Limits {
+        age: of(Check::WalArchiving, pitr_check::DEFAULT_AGE),
+        ready: of(Check::WalReadyFiles, pitr_check::DEFAULT_READY),
+    }
+}
+
 /// One check, asked of the engine's catalogue through [`Conn::probe`].
 struct Ask<'a> {
     check: Check,
@@ -677,9 +728,11 @@ const CANCEL_GRACE: Duration = Duration::from_secs(1);
 /// within its share of the budget: a check that runs out of time is cancelled on the server
 /// and UNKNOWN, and the next one runs. Only a target that cannot be reached or does not
 /// answer a trivial query is CRITICAL.
+#[allow(clippy::too_many_arguments)]
 async fn measure_target(
     target: &Target,
     key_tables: &[TableRef],
+    archive_dir: Option<&Path>,
     wanted: &dyn Fn(Check) -> bool,
     explicit: bool,
     deadline: tokio::time::Instant,
@@ -729,7 +782,7 @@ async fn measure_target(
     let mut stopped: Option<String> = None;
     for def in CHECKS {
         let check = def.check;
-        if !wanted(check) || def.source == Source::BackupDir {
+        if !wanted(check) || matches!(def.source, Source::BackupDir | Source::WalArchive) {
             continue;
         }
         let critical = def.source == Source::Connection;
@@ -789,6 +842,66 @@ async fn measure_target(
         if unreachable {
             return out;
         }
+    }
+    let archiving: Vec<Check> = CHECKS
+        .iter()
+        .filter(|d| d.source == Source::WalArchive && wanted(d.check))
+        .map(|d| d.check)
+        .collect();
+    if archiving.is_empty() {
+        return out;
+    }
+    // A target without a `pitr:` section has no archive to judge: not listed, unless named.
+    let Some(dir) = archive_dir else {
+        if explicit {
+            for check in archiving {
+                out.push(Finding::Failed(Failed {
+                    check,
+                    message: "does not apply: no `pitr:` section for this target".into(),
+                    critical: false,
+                }));
+            }
+        }
+        return out;
+    };
+    let share = share();
+    let failed = |message: String| -> Vec<Finding> {
+        archiving
+            .iter()
+            .map(|&check| {
+                Finding::Failed(Failed {
+                    check,
+                    message: message.clone(),
+                    critical: false,
+                })
+            })
+            .collect()
+    };
+    if let Some(why) = &stopped {
+        out.extend(failed(why.clone()));
+        return out;
+    }
+    if share.is_zero() {
+        out.extend(failed(format!(
+            "not run: the target used up health.timeout ({budget_secs} s)"
+        )));
+        return out;
+    }
+    let gather = pitr_check::Gather { archive_dir: dir };
+    match tokio::time::timeout(share + CANCEL_GRACE, conn.probe(share, gather)).await {
+        Ok(Ok(facts)) => {
+            let facts = Box::new(facts);
+            out.extend(
+                archiving
+                    .iter()
+                    .map(|&check| Finding::Archiving(check, facts.clone())),
+            );
+        }
+        Ok(Err(e)) => out.extend(failed(why_failed(&e, share, budget, lock_timeout))),
+        Err(_) => out.extend(failed(format!(
+            "gave up after {} (its share of health.timeout, {budget_secs} s); the query could not be cancelled",
+            secs(share)
+        ))),
     }
     out
 }
@@ -899,6 +1012,62 @@ fn judge_finding(h: &HealthSection, overrides: &Overrides, target: &Target, f: F
             threshold: None,
         },
         Finding::Skipped(s) => not_applicable(s.check, &s.reason),
+        Finding::Archiving(check, facts) => {
+            archiving_judged(check, &facts, &archiving_limits(h, target, overrides))
+        }
+    }
+}
+
+/// A WAL archiving check from the judgement `pitr check` makes: `wal_ready_files` is its
+/// backlog line; `wal_archiving` all the others, the worst of them, valued by the age of
+/// the last archived file.
+fn archiving_judged(
+    check: Check,
+    facts: &pitr_check::Facts,
+    limits: &pitr_check::Limits,
+) -> Judged {
+    use pitr_check::Facet;
+    let lines = pitr_check::judge(facts, limits);
+    let of = |facet: Facet| lines.iter().find(|l| l.facet == facet);
+    let (mine, value, threshold): (Vec<&pitr_check::Line>, _, _) = if check == Check::WalReadyFiles
+    {
+        let ready = of(Facet::ReadyFiles);
+        (
+            ready.into_iter().collect(),
+            ready.and_then(|l| l.value),
+            Some(limits.ready),
+        )
+    } else {
+        (
+            lines
+                .iter()
+                .filter(|l| l.facet != Facet::ReadyFiles)
+                .collect(),
+            of(Facet::LastArchived).and_then(|l| l.value),
+            Some(limits.age),
+        )
+    };
+    let status = worst(mine.iter().map(|l| l.status));
+    let message = if status == Status::Ok {
+        // All is well: the age line says the most.
+        mine.iter()
+            .find(|l| l.facet == Facet::LastArchived || l.facet == Facet::ReadyFiles)
+            .map(|l| l.message.clone())
+            .unwrap_or_default()
+    } else {
+        mine.iter()
+            .filter(|l| l.status != Status::Ok)
+            .map(|l| l.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    Judged {
+        check,
+        status,
+        value,
+        unit: value.map(|_| check.def().unit),
+        message,
+        threshold,
     }
 }
 
@@ -945,7 +1114,9 @@ fn measure_backup_dir(config: &Config, target: &Target, check: Check) -> Option<
         | Check::Sequences
         | Check::Replication
         | Check::Vacuum
-        | Check::Analyze => None,
+        | Check::Analyze
+        | Check::WalArchiving
+        | Check::WalReadyFiles => None,
     }
 }
 
@@ -1122,7 +1293,7 @@ mod tests {
             check_names(),
             "connectivity, version, connections, long_queries, idle_in_transaction, locks, \
              database_size, table_sizes, cache_hit, wraparound, sequences, replication, vacuum, \
-             analyze, \
+             analyze, wal_archiving, wal_ready_files, \
              backup_dir_space, backup_age"
         );
     }
@@ -1388,6 +1559,106 @@ mod tests {
         assert_eq!(
             why_failed(&other, share, budget, lock),
             "permission denied for table x"
+        );
+    }
+
+    #[test]
+    fn the_archiving_checks_read_the_judgement_of_pitr_check() {
+        use crate::engine::postgres::pitr::{ArchiverState, ReadyFiles};
+        use pitr_check::{ArchiveLook, Facts};
+        let mut facts = Facts {
+            archive_dir: "/srv/wal".into(),
+            server: ArchiverState {
+                user: "mairie".into(),
+                wal_segment_size: 16 << 20,
+                current_wal: Some("000000010000000000000009".into()),
+                archive_mode: Some("on".into()),
+                archive_command: Some("mairie-dba wal push %p".into()),
+                last_archived_wal: Some("000000010000000000000007".into()),
+                last_archived_age: Some(1200.0),
+                last_archived_time: Some("2026-11-21T02:00:00Z".into()),
+                ..ArchiverState::default()
+            },
+            ready: ReadyFiles::Counted {
+                count: 12,
+                oldest: Some("000000010000000000000008".into()),
+                oldest_age: Some(600.0),
+            },
+            archive: ArchiveLook::Looked {
+                last: "000000010000000000000007".into(),
+                checked: vec!["000000010000000000000007".into()],
+                missing: vec![],
+                twice: vec![],
+            },
+        };
+        let h = HealthSection::default();
+        let t = target();
+        let none = Overrides::default();
+        let limits = archiving_limits(&h, &t, &none);
+        assert_eq!(limits, pitr_check::Limits::default());
+        let j = archiving_judged(Check::WalArchiving, &facts, &limits);
+        assert_eq!(j.status, Status::Warning, "{j:?}");
+        assert_eq!(j.value, Some(1200.0));
+        assert_eq!(j.unit, Some(Unit::Seconds));
+        assert!(j.message.contains("the server is writing"), "{}", j.message);
+        let r = archiving_judged(Check::WalReadyFiles, &facts, &limits);
+        assert_eq!((r.status, r.value), (Status::Warning, Some(12.0)));
+        // --warning / --critical, and the configuration, reach the judgement.
+        let mut o = Overrides::default();
+        o.set(Check::WalArchiving, Some(1800.0), None);
+        o.set(Check::WalReadyFiles, Some(20.0), Some(50.0));
+        let limits = archiving_limits(&h, &t, &o);
+        assert_eq!(limits.age.warning, 1800.0);
+        assert_eq!(limits.age.critical, 3600.0);
+        let j = archiving_judged(Check::WalArchiving, &facts, &limits);
+        assert_eq!(j.status, Status::Ok);
+        assert!(
+            j.message
+                .starts_with("000000010000000000000007 archived 20 min ago"),
+            "{}",
+            j.message
+        );
+        assert_eq!(
+            archiving_judged(Check::WalReadyFiles, &facts, &limits).status,
+            Status::Ok
+        );
+        let mut configured = HealthSection::default();
+        configured.targets.insert(
+            "pg".into(),
+            [(
+                "wal_ready_files".to_string(),
+                Threshold {
+                    warning: 5.0,
+                    critical: 11.0,
+                },
+            )]
+            .into_iter()
+            .collect(),
+        );
+        let limits = archiving_limits(&configured, &t, &none);
+        assert_eq!(
+            archiving_judged(Check::WalReadyFiles, &facts, &limits).status,
+            Status::Critical
+        );
+        // Every problem but the backlog is wal_archiving's, the worst first in status.
+        facts.archive = ArchiveLook::Looked {
+            last: "000000010000000000000007".into(),
+            checked: vec!["000000010000000000000007".into()],
+            missing: vec!["000000010000000000000007".into()],
+            twice: vec![],
+        };
+        let j = archiving_judged(
+            Check::WalArchiving,
+            &facts,
+            &archiving_limits(&h, &t, &none),
+        );
+        assert_eq!(j.status, Status::Critical);
+        assert!(
+            j.message.contains("the server is writing")
+                && j.message
+                    .contains("000000010000000000000007 missing from the archive /srv/wal"),
+            "{}",
+            j.message
         );
     }
 

@@ -33,7 +33,9 @@ fn reads_activity(check: Check) -> bool {
         | Check::Vacuum
         | Check::Analyze
         | Check::BackupDirSpace
-        | Check::BackupAge => false,
+        | Check::BackupAge
+        | Check::WalArchiving
+        | Check::WalReadyFiles => false,
     }
 }
 
@@ -284,6 +286,12 @@ pub(super) async fn measure(
         // Read from the backup directory, whatever the engine (`health/mod.rs`).
         Check::BackupDirSpace | Check::BackupAge => {
             return Ok(Answer::DoesNotApply("read from the backup directory"))
+        }
+        // Point-in-time recovery is PostgreSQL's.
+        Check::WalArchiving | Check::WalReadyFiles => {
+            return Ok(Answer::DoesNotApply(
+                "WAL archiving is PostgreSQL's (a `pitr:` section)",
+            ))
         }
     };
     Ok(Answer::Probe(probe))

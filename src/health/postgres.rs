@@ -36,7 +36,9 @@ fn reads_activity(check: Check) -> bool {
         | Check::Vacuum
         | Check::Analyze
         | Check::BackupDirSpace
-        | Check::BackupAge => false,
+        | Check::BackupAge
+        | Check::WalArchiving
+        | Check::WalReadyFiles => false,
     }
 }
 
@@ -284,6 +286,12 @@ pub(super) async fn measure(
         // Read from the backup directory, whatever the engine (`health/mod.rs`).
         Check::BackupDirSpace | Check::BackupAge => {
             return Ok(Answer::DoesNotApply("read from the backup directory"))
+        }
+        // Read with the target's `pitr:` section (`health/mod.rs`, `pitr/check.rs`).
+        Check::WalArchiving | Check::WalReadyFiles => {
+            return Ok(Answer::DoesNotApply(
+                "read with the target's `pitr:` section",
+            ))
         }
     };
     Ok(Answer::Probe(probe))

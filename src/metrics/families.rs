@@ -298,6 +298,11 @@ pub const ARCHIVER_FAILING: Family = gauge(
     "1 if the last archiving attempt failed (its failure is more recent than the last success).",
     &["target"],
 );
+pub const ARCHIVER_READY_FILES: Family = gauge(
+    "mairie_dba_archiver_ready_files",
+    "WAL files waiting to be archived (.ready; pg_ls_archive_statusdir, PostgreSQL 12+, needs pg_monitor, absent otherwise).",
+    &["target"],
+);
 pub const REPLICATION_LAG: Family = gauge(
     "mairie_dba_replication_lag_seconds",
     "Replication delay (replica: behind its primary; primary: slowest standby).",
@@ -418,6 +423,19 @@ pub const BACKUP_STATUS: Family = gauge(
     &["target", "state"],
 );
 
+// --- WAL archive of a target with a `pitr:` section, judged as `pitr check` does ----------
+
+pub const PITR_ARCHIVE_MISSING: Family = gauge(
+    "mairie_dba_pitr_archive_missing_segments",
+    "WAL files the server reports archived (the last one and the few segments before it) that the archive directory does not hold; absent when it cannot be read.",
+    &["target"],
+);
+pub const PITR_STATUS: Family = gauge(
+    "mairie_dba_pitr_status",
+    "1 for the status `pitr check` finds (OK, WARNING, CRITICAL, UNKNOWN), 0 for the others.",
+    &["target", "state"],
+);
+
 // --- the exporter's own, kept for its lifetime -------------------------------------------------
 
 pub const PROBE_DURATION: Family = Family {
@@ -470,6 +488,7 @@ pub const PER_SCRAPE: &[&Family] = &[
     &ARCHIVE_FAILED,
     &LAST_ARCHIVED_AGE,
     &ARCHIVER_FAILING,
+    &ARCHIVER_READY_FILES,
     &REPLICATION_LAG,
     &SLOT_ACTIVE,
     &SLOT_RETAINED,
@@ -492,6 +511,8 @@ pub const PER_SCRAPE: &[&Family] = &[
     &BACKUP_LAST_SIZE,
     &BACKUP_LAST_DURATION,
     &BACKUP_STATUS,
+    &PITR_ARCHIVE_MISSING,
+    &PITR_STATUS,
 ];
 
 /// The session states of [`CONNECTIONS`], which every engine's catalogue maps its own onto.
@@ -499,6 +520,9 @@ pub const SESSION_STATES: [&str; 4] = ["active", "idle", "idle_in_transaction", 
 
 /// The `state` values of [`BACKUP_STATUS`], each present at every scrape.
 pub const BACKUP_STATES: [&str; 5] = ["OK", "MISSING", "FAILED", "HASH_MISMATCH", "STALE"];
+
+/// The `state` values of [`PITR_STATUS`], each present at every round that judged the archive.
+pub const PITR_STATES: [&str; 4] = ["OK", "WARNING", "CRITICAL", "UNKNOWN"];
 
 /// PostgreSQL's table-level lock modes, each present in [`LOCKS`] (zero when none), as
 /// postgres_exporter does, so that a graph does not lose its series when locks come and go.

@@ -68,6 +68,8 @@ pub enum Group {
     Wal,
     /// WAL archiving (PostgreSQL).
     Archiver,
+    /// The WAL archive of a target with a `pitr:` section, judged as `pitr check` does.
+    Pitr,
     /// Replication slots (PostgreSQL).
     ReplicationSlots,
     /// Key tables' sizes and estimated rows: opening a table waits for its lock.
@@ -95,6 +97,7 @@ impl Group {
             Group::Checkpoints => "checkpoints",
             Group::Wal => "wal",
             Group::Archiver => "archiver",
+            Group::Pitr => "pitr",
             Group::ReplicationSlots => "replication_slots",
             Group::TableSizes => "table_sizes",
             Group::TableStats => "table_stats",
@@ -251,10 +254,19 @@ impl engine::Visitor for Groups {
     }
 }
 
+/// What the `pitr` group judges for a target with a `pitr:` section: its archive, and the
+/// thresholds `pitr check` would use.
+#[derive(Debug, Clone)]
+pub struct PitrWatch {
+    pub archive_dir: std::path::PathBuf,
+    pub limits: crate::pitr::check::Limits,
+}
+
 /// One group's probe.
 struct Ask<'a> {
     group: Group,
     key_tables: &'a [TableRef],
+    pitr: Option<&'a PitrWatch>,
 }
 
 impl engine::Visitor for Ask<'_> {
@@ -262,7 +274,7 @@ impl engine::Visitor for Ask<'_> {
     const WHAT: &'static str = "metrics";
 
     async fn postgres(self, conn: &mut engine::postgres::PgConn) -> Result<Samples> {
-        postgres::probe(conn, self.group, self.key_tables).await
+        postgres::probe(conn, self.group, self.key_tables, self.pitr).await
     }
 
     async fn mysql(self, conn: &mut engine::mysql::MyConn) -> Result<Samples> {
@@ -402,6 +414,8 @@ struct Inner {
 /// One target's connection, cache and round in progress.
 struct Slot {
     target: Target,
+    /// Its `pitr:` section's archive, when it has one.
+    pitr: Option<PitrWatch>,
     inner: Mutex<Inner>,
     done: watch::Sender<u64>,
     /// The families failing at the last round, so that a failure is logged when it starts
@@ -447,8 +461,18 @@ impl Exporter {
         let slots = targets
             .into_iter()
             .map(|target| {
+                let pitr =
+                    crate::pitr::check::archive_dir(&config, &target.name).map(|dir| PitrWatch {
+                        archive_dir: dir,
+                        limits: crate::health::archiving_limits(
+                            &config.health,
+                            &target,
+                            &crate::health::Overrides::default(),
+                        ),
+                    });
                 Arc::new(Slot {
                     target,
+                    pitr,
                     inner: Mutex::new(Inner {
                         conn: None,
                         last: None,
@@ -662,6 +686,12 @@ impl Exporter {
             Some(c) => c.visit(Groups).await.unwrap_or(&[]),
             None => &[],
         };
+        // The archive is judged only for a target that has one.
+        let groups: Vec<Group> = groups
+            .iter()
+            .copied()
+            .filter(|g| *g != Group::Pitr || slot.pitr.is_some())
+            .collect();
         let probes: Vec<&ProbeQuery> = self
             .settings()
             .probes
@@ -729,7 +759,7 @@ impl Exporter {
             }
         };
 
-        for &group in groups {
+        for &group in &groups {
             if group.reads_activity() && !sees_all {
                 round.skip(group.name());
                 continue;
@@ -743,6 +773,7 @@ impl Exporter {
                     Ask {
                         group,
                         key_tables: &self.key_tables,
+                        pitr: slot.pitr.as_ref(),
                     },
                 )
                 .await;

@@ -8,9 +8,11 @@ use anyhow::Result;
 use tokio_postgres::{Row, SimpleQueryMessage};
 
 use super::families as f;
-use super::{zero_states, Group, Rows, Samples};
+use super::{zero_states, Group, PitrWatch, Rows, Samples};
 use crate::catalog::TableRef;
+use crate::engine::postgres::pitr::{ready_files, ReadyFiles};
 use crate::engine::postgres::{db_err, PgConn};
+use crate::pitr::check as pitr_check;
 
 /// The groups measured on PostgreSQL, in the order a round asks them: the cheap views first,
 /// what may wait for a lock (table sizes, sequences) last.
@@ -24,6 +26,7 @@ pub const GROUPS: &[Group] = &[
     Group::Checkpoints,
     Group::Wal,
     Group::Archiver,
+    Group::Pitr,
     Group::ReplicationSlots,
     Group::Locks,
     Group::TableStats,
@@ -32,7 +35,12 @@ pub const GROUPS: &[Group] = &[
 ];
 
 /// One group's probe.
-pub async fn probe(c: &PgConn, group: Group, key_tables: &[TableRef]) -> Result<Samples> {
+pub async fn probe(
+    c: &PgConn,
+    group: Group,
+    key_tables: &[TableRef],
+    pitr: Option<&PitrWatch>,
+) -> Result<Samples> {
     let mut s = Samples::default();
     match group {
         Group::Server => {
@@ -159,6 +167,28 @@ pub async fn probe(c: &PgConn, group: Group, key_tables: &[TableRef]) -> Result<
             s.opt(&f::ARCHIVE_FAILED, &[], r.get(1));
             s.opt(&f::LAST_ARCHIVED_AGE, &[], r.get(2));
             s.push(&f::ARCHIVER_FAILING, &[], flag(r.get(3)));
+            // Counted only where pg_ls_archive_statusdir() may be called (pg_monitor,
+            // PostgreSQL 12+): absent otherwise, which is not a failure of the group.
+            if let ReadyFiles::Counted { count, .. } = ready_files(c).await? {
+                s.push(&f::ARCHIVER_READY_FILES, &[], count as f64);
+            }
+        }
+        Group::Pitr => {
+            let Some(w) = pitr else {
+                anyhow::bail!("no `pitr:` section for this target");
+            };
+            let facts = pitr_check::gather(c, &w.archive_dir).await?;
+            let lines = pitr_check::judge(&facts, &w.limits);
+            s.opt(&f::PITR_ARCHIVE_MISSING, &[], facts.archive.missing_count());
+            let status = crate::health::worst(lines.iter().map(|l| l.status));
+            for state in f::PITR_STATES {
+                let v = if status.as_str().eq_ignore_ascii_case(state) {
+                    1.0
+                } else {
+                    0.0
+                };
+                s.push(&f::PITR_STATUS, &[state], v);
+            }
         }
         Group::ReplicationSlots => {
             for r in all(

@@ -2,12 +2,14 @@
 //!
 //! `archive` owns the layout on disk (documented there and in docs/reference.md); `push` and
 //! `fetch` are PostgreSQL's `archive_command` and `restore_command`; `verify` reads the whole
-//! archive back; `setup` checks and sets the server's archiving settings. `wal push` and
+//! archive back; `setup` checks and sets the server's archiving settings; `check` judges
+//! whether archiving works (`pitr check`, the health checks and the exporter). `wal push` and
 //! `wal fetch` run as the server's user inside the server: they need nothing but a readable
 //! config — no password, no connection.
 
 pub mod archive;
 pub mod base;
+pub mod check;
 pub mod fetch;
 pub mod push;
 pub mod restore;
