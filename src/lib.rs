@@ -84,8 +84,7 @@ impl Kind {
 /// rather than 2: used when clap itself refuses the line.
 pub fn is_check_command_line(args: &[String]) -> bool {
     args.windows(2).any(|w| {
-        (w[0] == "backup" && w[1] == "check")
-            || (w[0] == "pitr" && w[1] == "check")
+        (matches!(w[0].as_str(), "backup" | "pitr") && w[1] == "check")
             || (w[0] == "monitor" && matches!(w[1].as_str(), "scan" | "status" | "verify"))
     }) || args.iter().any(|a| a == "health" || a == "audit")
 }
