@@ -110,6 +110,11 @@ missing_packages() {
     # own host key and configuration) to push a deposit over rsync and ssh. The package's own
     # sshd service is kept from starting, like the servers'.
     command -v rsync >/dev/null 2>&1 || missing+=(rsync)
+    # Redis: the tests start redis-server instances of their own on free ports (the package's
+    # own service is kept from starting, like the servers'); redis-check-rdb and redis-cli
+    # check and read snapshots.
+    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    command -v redis-check-rdb >/dev/null 2>&1 || missing+=(redis-tools)
     command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
     [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
     # The headless browser the monitor's web page is tested in (tests/monitor_web.rs).
@@ -149,7 +154,8 @@ install_missing() {
     apt_log=$(mktemp /tmp/mairie-dba-apt.XXXXXX)
     if ! { apt-get update -q && apt-get install -y -q postgresql postgresql-15 postgresql-contrib \
         mariadb-server mariadb-client zstd libssl-dev libsqlite3-dev pkg-config ssl-cert util-linux \
-        prometheus curl python3-aiosmtpd openssl rsync openssh-client openssh-server chromium; } >"$apt_log" 2>&1; then
+        prometheus curl python3-aiosmtpd openssl rsync openssh-client openssh-server chromium \
+        redis-server redis-tools; } >"$apt_log" 2>&1; then
         tail -n 30 "$apt_log" >&2
         die "apt-get failed (its output is above, whole in $apt_log)"
     fi
