@@ -6,7 +6,7 @@
 //! remediation. Ids are stable: monitoring rules and `audit.ignore` lists refer to them, so a
 //! check is never renumbered; a retired one leaves a gap.
 //!
-//! Each engine module (`postgres`, `mysql`, `mssql`) holds its catalogue next to the SQL that
+//! Each engine module (`postgres`, `mysql`, `mssql`, `redis`) holds its catalogue next to the SQL that
 //! evaluates it, so an id and what it looks at are read together. Evaluation only reads: the
 //! session is made read-only where the engine allows it, and no check writes anything.
 //!
@@ -19,6 +19,7 @@ pub mod junit;
 pub mod mssql;
 pub mod mysql;
 pub mod postgres;
+pub mod redis;
 
 use std::collections::BTreeSet;
 
@@ -302,7 +303,7 @@ pub fn catalogue(engine: EngineKind) -> &'static [CheckDef] {
         EngineKind::Postgres => postgres::CHECKS,
         EngineKind::Mysql => mysql::CHECKS,
         EngineKind::Mssql => mssql::CHECKS,
-        EngineKind::Redis => &[],
+        EngineKind::Redis => redis::CHECKS,
     }
 }
 
@@ -312,6 +313,7 @@ pub fn all_checks() -> impl Iterator<Item = &'static CheckDef> {
         .iter()
         .chain(mysql::CHECKS.iter())
         .chain(mssql::CHECKS.iter())
+        .chain(redis::CHECKS.iter())
 }
 
 /// `PG-AUTH` of `PG-AUTH-01`.
@@ -351,7 +353,7 @@ pub fn select(wanted: &[String]) -> Result<Option<BTreeSet<&'static str>>, Confi
             };
             return Err(ConfigError::new(format!(
                 "--check `{w}`: no such audit check ({hint}); an id (PG-AUTH-01), a group \
-                 (PG-LOG) or an engine (PG, MY, MS) is accepted; `mairie-dba audit --format \
+                 (PG-LOG) or an engine (PG, MY, MS, RD) is accepted; `mairie-dba audit --format \
                  json` lists every check with its id and title, and the README has the catalogue"
             )));
         }
@@ -459,6 +461,13 @@ impl crate::engine::Visitor for Evaluate<'_> {
 
     async fn mssql(self, conn: &mut crate::engine::mssql::MsConn) -> anyhow::Result<Vec<Verdict>> {
         mssql::evaluate(conn, self.checks).await
+    }
+
+    async fn redis(
+        self,
+        conn: &mut crate::engine::redis::RedisConn,
+    ) -> anyhow::Result<Vec<Verdict>> {
+        redis::evaluate(conn, self.checks).await
     }
 }
 

@@ -189,7 +189,7 @@ impl Driver for RedisConn {
         parse_info(&text)
             .get("server")
             .and_then(|s| s.get("redis_version"))
-            .map(|v| format!("Redis {v}"))
+            .cloned()
             .ok_or_else(|| anyhow!("INFO server has no redis_version"))
     }
 }
