@@ -1033,6 +1033,12 @@ async fn drill_one(
         one.base_backup = Some(r.base_backup.clone());
         let port = r.port.ok_or_else(|| anyhow!("no port"))?;
         let ending = r.ending.as_ref().ok_or_else(|| anyhow!("not started"))?;
+        if ending.consistent_at.is_none() {
+            bail!(
+                "the restored copy never reported a consistent state (log: {})",
+                ending.log
+            );
+        }
         if !ending
             .reached
             .iter()
