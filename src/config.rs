@@ -352,9 +352,48 @@ pub struct BackupEntry {
     /// MySQL/MariaDB: the zstd level, 1 to 19 (default 3). Not for SQL Server.
     #[serde(default)]
     pub compression_level: Option<u32>,
+    /// Redis: how the snapshot is taken (`bgsave`, `replication` or `auto`, the default).
+    #[serde(default)]
+    pub method: Option<RedisBackupMethod>,
+}
+
+/// How a Redis backup takes its snapshot (`backup.<target>.method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisBackupMethod {
+    /// `BGSAVE` on the server, then the RDB file copied from the server's `dir`: the
+    /// server's files must be readable here.
+    Bgsave,
+    /// The snapshot read over the replication protocol (`SYNC`, as `redis-cli --rdb`).
+    Replication,
+    /// `bgsave` when the server is on this machine and its `dir` is readable here, else
+    /// `replication`.
+    #[default]
+    Auto,
+}
+
+impl RedisBackupMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedisBackupMethod::Bgsave => "bgsave",
+            RedisBackupMethod::Replication => "replication",
+            RedisBackupMethod::Auto => "auto",
+        }
+    }
 }
 
 impl BackupEntry {
+    /// `method` is for Redis targets only: the error names the key.
+    fn check_method(&self, target: &str, engine: EngineKind) -> Result<(), String> {
+        match (self.method, engine) {
+            (Some(m), e) if e != EngineKind::Redis => Err(format!(
+                "backup.{target}.method: `{}` is for Redis targets only; remove the key",
+                m.as_str()
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Checks `compression_level` against the engine's compressor: the error names the key.
     fn check_compression(&self, target: &str, engine: EngineKind) -> Result<(), String> {
         let Some(level) = self.compression_level else {
@@ -370,7 +409,8 @@ impl BackupEntry {
             }
             EngineKind::Redis => {
                 return Err(format!(
-                    "backup.{target}.compression_level: Redis compresses its snapshots itself                      (rdbcompression); remove the key"
+                    "backup.{target}.compression_level: Redis compresses its snapshots itself \
+                     (rdbcompression); remove the key"
                 ))
             }
         };
@@ -684,6 +724,7 @@ impl Config {
             };
             entry
                 .check_compression(name, target.engine)
+                .and_then(|()| entry.check_method(name, target.engine))
                 .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
         }
         for name in global.pitr.keys() {
