@@ -1175,6 +1175,34 @@ mod tests {
     }
 
     #[test]
+    fn the_backup_method_is_for_redis_targets_only() {
+        let d = tempdir();
+        write(&d, "r.yml", "connection:\n  port: 6380\n");
+        write(&d, "pg.yml", PG);
+        let load = |file: &str, engine: &str, method: &str| {
+            let g = write(
+                &d,
+                "g.yml",
+                &format!(
+                    "targets:\n  t:\n    engine: {engine}\n    config: {file}\nbackup:\n  t:\n    dir: b\n    method: {method}\n"
+                ),
+            );
+            Config::load(&g)
+        };
+        let c = load("r.yml", "redis", "replication").unwrap();
+        assert_eq!(c.backup["t"].method, Some(RedisBackupMethod::Replication));
+        let e = load("pg.yml", "postgres", "bgsave")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("backup.t.method: `bgsave` is for Redis targets only"),
+            "{e}"
+        );
+        let e = load("r.yml", "redis", "sometimes").unwrap_err().to_string();
+        assert!(e.contains("method"), "{e}");
+    }
+
+    #[test]
     fn a_redis_target_takes_an_index_an_optional_user_and_tls() {
         let d = tempdir();
         write(

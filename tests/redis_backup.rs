@@ -454,7 +454,7 @@ fn a_wrong_password_is_a_clear_error_without_the_password() {
 }
 
 #[test]
-fn the_method_key_is_for_redis_targets_only() {
+fn an_unknown_method_is_a_configuration_error() {
     let s = RedisServer::start("bk-method", &[]);
     configure(&s, "    method: sometimes\n");
     let out = s.run(&["backup", "list"]);

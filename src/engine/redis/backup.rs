@@ -936,13 +936,16 @@ pub async fn drill(backup: &Path) -> Result<(BTreeMap<String, u64>, String)> {
             if let Some(status) = child.try_wait()? {
                 bail!("the drill's redis-server stopped ({status}) while loading the snapshot");
             }
-            if let Ok(text) = info_on(port, "persistence").await {
-                if parse_info(&text)
-                    .get("persistence")
-                    .and_then(|p| p.get("loading"))
-                    .is_some_and(|v| v == "0")
-                {
-                    break;
+            if let Ok(text) = info_on(port, "default").await {
+                let info = parse_info(&text);
+                // Ours, not another program's that took the port after it was chosen.
+                let replicates = info.get("replication").and_then(|r| r.get("master_port"));
+                if replicates != Some(&primary_port) {
+                    bail!("127.0.0.1:{port} answers, but not as the drill's redis-server (another program took the port)");
+                }
+                let loading = info.get("persistence").and_then(|p| p.get("loading"));
+                if loading.is_some_and(|v| v == "0") {
+                    return Ok(keyspace_keys(&info));
                 }
             }
             if Instant::now() > deadline {
@@ -954,8 +957,6 @@ pub async fn drill(backup: &Path) -> Result<(BTreeMap<String, u64>, String)> {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(500));
         }
-        let text = info_on(port, "keyspace").await?;
-        Ok(keyspace_keys(&text))
     }
     .await;
     child.stop().await;
@@ -992,9 +993,8 @@ async fn info_on(port: u16, section: &str) -> Result<String> {
 }
 
 /// `db0:keys=12,…` lines → {"db0": 12}.
-fn keyspace_keys(info_text: &str) -> BTreeMap<String, u64> {
-    parse_info(info_text)
-        .get("keyspace")
+fn keyspace_keys(info: &engine_redis::Info) -> BTreeMap<String, u64> {
+    info.get("keyspace")
         .map(|ks| {
             ks.iter()
                 .filter_map(|(db, v)| parse_keyspace(v).get("keys").map(|n| (db.clone(), *n)))
@@ -1121,7 +1121,7 @@ mod tests {
     #[test]
     fn keyspaces_become_key_counts() {
         let text = "# Keyspace\r\ndb0:keys=1000,expires=0,avg_ttl=0\r\ndb3:keys=17,expires=3,avg_ttl=0\r\n";
-        let k = keyspace_keys(text);
+        let k = keyspace_keys(&parse_info(text));
         assert_eq!(k.get("db0"), Some(&1000));
         assert_eq!(k.get("db3"), Some(&17));
         assert_eq!(k.len(), 2);
