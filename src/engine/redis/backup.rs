@@ -53,7 +53,7 @@ pub async fn dump(
             let file = snapshot_file(&mut conn, target, false).await?;
             match bgsave_copy(&mut conn, &file, out).await? {
                 Copied::Done => "BGSAVE",
-                Copied::NotThisServers(why) => {
+                Copied::NotHere(why) => {
                     bail!("{why} (set backup.{}.method: replication)", target.name)
                 }
             }
@@ -116,7 +116,11 @@ async fn snapshot_file(conn: &mut RedisConn, target: &Target, auto: bool) -> Res
             dir.display()
         );
     }
-    Ok(dir.join(name))
+    let file = dir.join(name);
+    if auto && file.exists() && !readable(&file, libc::R_OK) {
+        bail!("{} cannot be read by this user", file.display());
+    }
+    Ok(file)
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -127,11 +131,15 @@ fn is_loopback(host: &str) -> bool {
 }
 
 fn readable_dir(dir: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+    readable(dir, libc::R_OK | libc::X_OK)
+}
+
+fn readable(path: &Path, mode: libc::c_int) -> bool {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
         return false;
     };
     // SAFETY: `c` is a valid C string that outlives the call.
-    unsafe { libc::access(c.as_ptr(), libc::R_OK | libc::X_OK) == 0 }
+    unsafe { libc::access(c.as_ptr(), mode) == 0 }
 }
 
 /// The fields of `INFO persistence` a snapshot is followed by.
@@ -180,9 +188,9 @@ async fn server_time(conn: &mut RedisConn) -> Result<i64> {
 
 enum Copied {
     Done,
-    /// The file in the server's dir is not the snapshot just taken (another machine's file
-    /// at the same path): nothing was written.
-    NotThisServers(String),
+    /// The snapshot just taken cannot be read here (the file cannot be opened, or it is
+    /// another machine's file at the same path): nothing was written.
+    NotHere(String),
 }
 
 /// Runs `BGSAVE` and waits for it ([`bgsave`]), then copies the file it wrote into `out`.
@@ -190,19 +198,22 @@ async fn bgsave_copy(conn: &mut RedisConn, file: &Path, out: &mut impl Write) ->
     let not_before = bgsave(conn).await?;
     // Opened once and copied from that descriptor: a later BGSAVE renames a new file over
     // the name, never into these bytes.
-    let f = std::fs::File::open(file).with_context(|| {
-        format!(
-            "opening the snapshot {} (the server's dir must be readable by this user)",
-            file.display()
-        )
-    })?;
+    let f = match std::fs::File::open(file) {
+        Ok(f) => f,
+        Err(e) => {
+            return Ok(Copied::NotHere(format!(
+                "opening the snapshot {}: {e} (the server's files must be readable by this user)",
+                file.display()
+            )))
+        }
+    };
     let mtime = f
         .metadata()
         .and_then(|m| m.modified())
         .with_context(|| format!("reading {}", file.display()))?;
     let mtime = chrono::DateTime::<chrono::Utc>::from(mtime).timestamp();
     if mtime < not_before {
-        return Ok(Copied::NotThisServers(format!(
+        return Ok(Copied::NotHere(format!(
             "{} was last written before the BGSAVE just run: not this server's snapshot",
             file.display()
         )));
