@@ -218,6 +218,11 @@ pub struct RestoreArgs {
     /// does)
     #[arg(long, conflicts_with = "drill")]
     pub compare: bool,
+
+    /// Redis: prepare a new or empty data directory from the backup (dump.rdb and a minimal
+    /// redis.conf) for a stopped server to start on; nothing is sent to any server
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["drill", "into", "force", "compare"])]
+    pub into_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

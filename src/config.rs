@@ -352,9 +352,48 @@ pub struct BackupEntry {
     /// MySQL/MariaDB: the zstd level, 1 to 19 (default 3). Not for SQL Server.
     #[serde(default)]
     pub compression_level: Option<u32>,
+    /// Redis: how the snapshot is taken (`bgsave`, `replication` or `auto`, the default).
+    #[serde(default)]
+    pub method: Option<RedisBackupMethod>,
+}
+
+/// How a Redis backup takes its snapshot (`backup.<target>.method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisBackupMethod {
+    /// `BGSAVE` on the server, then the RDB file copied from the server's `dir`: the
+    /// server's files must be readable here.
+    Bgsave,
+    /// The snapshot read over the replication protocol (`SYNC`, as `redis-cli --rdb`).
+    Replication,
+    /// `bgsave` when the server is on this machine and its `dir` is readable here, else
+    /// `replication`.
+    #[default]
+    Auto,
+}
+
+impl RedisBackupMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedisBackupMethod::Bgsave => "bgsave",
+            RedisBackupMethod::Replication => "replication",
+            RedisBackupMethod::Auto => "auto",
+        }
+    }
 }
 
 impl BackupEntry {
+    /// `method` is for Redis targets only: the error names the key.
+    fn check_method(&self, target: &str, engine: EngineKind) -> Result<(), String> {
+        match (self.method, engine) {
+            (Some(m), e) if e != EngineKind::Redis => Err(format!(
+                "backup.{target}.method: `{}` is for Redis targets only; remove the key",
+                m.as_str()
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Checks `compression_level` against the engine's compressor: the error names the key.
     fn check_compression(&self, target: &str, engine: EngineKind) -> Result<(), String> {
         let Some(level) = self.compression_level else {
@@ -370,7 +409,8 @@ impl BackupEntry {
             }
             EngineKind::Redis => {
                 return Err(format!(
-                    "backup.{target}.compression_level: Redis compresses its snapshots itself                      (rdbcompression); remove the key"
+                    "backup.{target}.compression_level: Redis compresses its snapshots itself \
+                     (rdbcompression); remove the key"
                 ))
             }
         };
@@ -684,6 +724,7 @@ impl Config {
             };
             entry
                 .check_compression(name, target.engine)
+                .and_then(|()| entry.check_method(name, target.engine))
                 .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
         }
         for name in global.pitr.keys() {
@@ -1131,6 +1172,34 @@ mod tests {
         // exhausted 9100-9999 allocation range (docs/reference.md, metrics serve).
         assert_eq!(c.metrics.listen, "127.0.0.1:19187");
         assert_eq!(c.metrics.family_timeout, 3);
+    }
+
+    #[test]
+    fn the_backup_method_is_for_redis_targets_only() {
+        let d = tempdir();
+        write(&d, "r.yml", "connection:\n  port: 6380\n");
+        write(&d, "pg.yml", PG);
+        let load = |file: &str, engine: &str, method: &str| {
+            let g = write(
+                &d,
+                "g.yml",
+                &format!(
+                    "targets:\n  t:\n    engine: {engine}\n    config: {file}\nbackup:\n  t:\n    dir: b\n    method: {method}\n"
+                ),
+            );
+            Config::load(&g)
+        };
+        let c = load("r.yml", "redis", "replication").unwrap();
+        assert_eq!(c.backup["t"].method, Some(RedisBackupMethod::Replication));
+        let e = load("pg.yml", "postgres", "bgsave")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("backup.t.method: `bgsave` is for Redis targets only"),
+            "{e}"
+        );
+        let e = load("r.yml", "redis", "sometimes").unwrap_err().to_string();
+        assert!(e.contains("method"), "{e}");
     }
 
     #[test]

@@ -273,7 +273,7 @@ async fn take_backup(
     let in_progress = [InProgress::register(&partial), InProgress::register(&path)];
     let res = match engine::backup_style(target.engine) {
         BackupStyle::ServerSide => server_backup(p, &name).await,
-        BackupStyle::Streamed => write_backup(target, p.cfg.compression_level, &partial, &path)
+        BackupStyle::Streamed => write_backup(target, p.cfg, &partial, &path)
             .await
             .map(|(info, sha, size)| (info, sha, size, None)),
     };
@@ -342,19 +342,21 @@ async fn take_backup(
 /// Dumps into `partial`, then makes it durable and gives it its final name.
 async fn write_backup(
     target: &Target,
-    level: Option<u32>,
+    cfg: &crate::config::BackupEntry,
     partial: &Path,
     path: &Path,
 ) -> Result<(engine::DumpInfo, String, u64)> {
     let file = backup::create_private(partial)?;
     let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
-    let info = engine::dump(target, level, &mut w).await?;
+    let mut info = engine::dump(target, cfg, &mut w).await?;
     let (buf, sha, size) = w.finish();
     let file = buf
         .into_inner()
         .map_err(|e| anyhow!("writing {}: {}", partial.display(), e.error()))?;
     file.sync_all()
         .with_context(|| format!("fsync {}", partial.display()))?;
+    // A file that does not pass its engine's check never gets a backup's name.
+    engine::check_dump(target.engine, partial, &mut info).await?;
     std::fs::rename(partial, path).with_context(|| format!("renaming {}", partial.display()))?;
     backup::sync_dir(path.parent().unwrap_or(Path::new(".")))?;
     Ok((info, sha, size))

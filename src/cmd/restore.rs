@@ -18,6 +18,7 @@ use crate::cmd::failure;
 use crate::config::Target;
 use crate::engine;
 use crate::engine::cleanup::Created;
+use crate::engine::DrillStyle;
 use crate::output::{Outcome, Report, Status, TableBlock};
 use crate::Ctx;
 
@@ -85,6 +86,31 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     if args.into.is_some() && jobs.len() > 1 {
         return Err(crate::error::ConfigError::new("--into needs a single target (use -t)").into());
     }
+    if args.into_dir.is_some() && jobs.len() > 1 {
+        return Err(
+            crate::error::ConfigError::new("--into-dir needs a single target (use -t)").into(),
+        );
+    }
+    for (target, _) in &jobs {
+        let into_server = engine::restores_into_server(target.engine);
+        if args.into_dir.is_some() && into_server {
+            return Err(crate::error::ConfigError::new(format!(
+                "target `{}`: --into-dir is for Redis targets; a {} backup is restored into a \
+                 database (--into DB)",
+                target.name, target.engine
+            ))
+            .into());
+        }
+        if args.into_dir.is_none() && !into_server {
+            return Err(crate::error::ConfigError::new(format!(
+                "target `{}`: a {} backup is never restored into a running server: prepare a \
+                 data directory with `restore --into-dir DIR` and start a stopped server on it, \
+                 or prove the backup with `restore --drill`",
+                target.name, target.engine
+            ))
+            .into());
+        }
+    }
     let mut report = RestoreReport {
         restores: Vec::new(),
     };
@@ -92,10 +118,13 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         let start = Instant::now();
         let m = e.manifest.clone().map_err(|why| anyhow!(why))?;
         // The configuration says where a restore goes, never the manifest.
-        let into = args
-            .into
-            .clone()
-            .unwrap_or_else(|| target.connection.database.clone());
+        let into = match &args.into_dir {
+            Some(dir) => dir.display().to_string(),
+            None => args
+                .into
+                .clone()
+                .unwrap_or_else(|| target.connection.database.clone()),
+        };
         if args.force {
             ctx.log.warn(format!(
                 "{}: --force: the tables of database {into} are dropped and replaced, if it \
@@ -106,6 +135,17 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         let res = async {
             backup::check_hash(&e).context("refusing to restore a damaged backup")?;
             let source = e.source();
+            if let Some(dir) = &args.into_dir {
+                let written =
+                    engine::restore_into_dir(target.engine, &source, &m.sha256, dir).await?;
+                ctx.log.info(format!(
+                    "{}: {} written; start a stopped server on it (see {}/redis.conf)",
+                    target.name,
+                    written.display(),
+                    dir.display()
+                ));
+                return Ok((Vec::new(), Vec::new()));
+            }
             let split =
                 engine::restore(target, &source, &into, args.force, args.jobs, &m.tables).await?;
             for t in &split {
@@ -244,11 +284,20 @@ fn millis<S: serde::Serializer>(seconds: &f64, s: S) -> Result<S::Ok, S::Error> 
 
 /// The tables whose row count differs from the manifest's, in words.
 pub fn compare(expected: &BTreeMap<String, u64>, found: &BTreeMap<String, u64>) -> Vec<String> {
+    compare_counts(expected, found, "rows")
+}
+
+/// The entries (tables; Redis databases) whose count of `unit` differs from the manifest's.
+fn compare_counts(
+    expected: &BTreeMap<String, u64>,
+    found: &BTreeMap<String, u64>,
+    unit: &str,
+) -> Vec<String> {
     let mut out = Vec::new();
     for (t, n) in expected {
         match found.get(t) {
-            None => out.push(format!("{t}: missing after restore (expected {n} rows)")),
-            Some(m) if m != n => out.push(format!("{t}: {m} rows, the manifest says {n}")),
+            None => out.push(format!("{t}: missing after restore (expected {n} {unit})")),
+            Some(m) if m != n => out.push(format!("{t}: {m} {unit}, the manifest says {n}")),
             _ => {}
         }
     }
@@ -293,6 +342,26 @@ async fn drill(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
             chrono::Utc::now().format("%Y%m%d%H%M%S")
         );
         let latest = entries.into_iter().find(|e| e.is_good_for(&p.target.name));
+        if engine::drill_style(p.target.engine) == DrillStyle::ThrowawayServer {
+            let mut server = String::from("throwaway server");
+            let res: Result<(String, usize, Vec<String>)> = async {
+                let e = latest.ok_or_else(|| anyhow!("no good backup in {}", p.dir.display()))?;
+                let m = backup::check_hash(&e).context("the latest backup is damaged")?;
+                let (counts, described) =
+                    engine::drill_throwaway(p.target.engine, &e.source()).await?;
+                server = described;
+                Ok((
+                    e.file_name(),
+                    m.tables.len(),
+                    compare_counts(&m.tables, &counts, "keys"),
+                ))
+            }
+            .await;
+            let item = drilled(p.target, ctx, res, server, start);
+            record_drill(&p, ctx, &item);
+            report.drills.push(item);
+            continue;
+        }
         sweep_scratch(p.target, ctx).await;
         // The scratch database is dropped on a stop too; a kill leaves it to the next drill.
         let mut guard: Option<Created> = None;
@@ -322,57 +391,71 @@ async fn drill(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         if let Some(g) = guard {
             g.keep(); // dropped above already
         }
-        let seconds = start.elapsed().as_secs_f64();
-        let item = match res {
-            Ok((file, tables, differences)) => {
-                for d in &differences {
-                    ctx.log.error(format!("{}: {d}", p.target.name));
-                }
-                Drilled::Done {
-                    target: p.target.name.clone(),
-                    file,
-                    database: scratch,
-                    tables,
-                    seconds,
-                    status: if differences.is_empty() {
-                        "success"
-                    } else {
-                        "failed"
-                    },
-                    differences,
-                }
-            }
-            Err(err) => Drilled::Failed {
-                target: p.target.name.clone(),
-                database: scratch,
-                seconds,
-                status: "failed",
-                error: failure(ctx, &p.target.name, &err),
-            },
-        };
-        // Recorded for the agent, which tells the central monitor when each database was
-        // last proven restorable.
-        let (status, file) = match &item {
-            Drilled::Done { status, file, .. } => (*status, Some(file.clone())),
-            Drilled::Failed { .. } => ("failed", None),
-        };
-        let record = backup::state::DrillRecord {
-            at: chrono::Utc::now(),
-            status: status.to_string(),
-            file,
-        };
-        if let Err(e) =
-            backup::state::StateStore::new(&ctx.config.state_dir, &p.target.name, &p.dir)
-                .update(|s| s.last_drill = Some(record))
-        {
-            ctx.log.warn(format!(
-                "{}: the drill could not be recorded: {e:#}",
-                p.target.name
-            ));
-        }
+        let item = drilled(p.target, ctx, res, scratch, start);
+        record_drill(&p, ctx, &item);
         report.drills.push(item);
     }
     Ok(Outcome::from_report(&report))
+}
+
+/// A drill's result as reported: the backup, what it was restored into, the differences.
+fn drilled(
+    target: &Target,
+    ctx: &Ctx,
+    res: Result<(String, usize, Vec<String>)>,
+    database: String,
+    start: Instant,
+) -> Drilled {
+    let seconds = start.elapsed().as_secs_f64();
+    match res {
+        Ok((file, tables, differences)) => {
+            for d in &differences {
+                ctx.log.error(format!("{}: {d}", target.name));
+            }
+            Drilled::Done {
+                target: target.name.clone(),
+                file,
+                database,
+                tables,
+                seconds,
+                status: if differences.is_empty() {
+                    "success"
+                } else {
+                    "failed"
+                },
+                differences,
+            }
+        }
+        Err(err) => Drilled::Failed {
+            target: target.name.clone(),
+            database,
+            seconds,
+            status: "failed",
+            error: failure(ctx, &target.name, &err),
+        },
+    }
+}
+
+/// Records the drill for the agent, which tells the central monitor when each database was
+/// last proven restorable.
+fn record_drill(p: &backup::Place<'_>, ctx: &Ctx, item: &Drilled) {
+    let (status, file) = match item {
+        Drilled::Done { status, file, .. } => (*status, Some(file.clone())),
+        Drilled::Failed { .. } => ("failed", None),
+    };
+    let record = backup::state::DrillRecord {
+        at: chrono::Utc::now(),
+        status: status.to_string(),
+        file,
+    };
+    if let Err(e) = backup::state::StateStore::new(&ctx.config.state_dir, &p.target.name, &p.dir)
+        .update(|s| s.last_drill = Some(record))
+    {
+        ctx.log.warn(format!(
+            "{}: the drill could not be recorded: {e:#}",
+            p.target.name
+        ));
+    }
 }
 
 /// What `restore --drill` found: per target, the latest good backup restored into a scratch

@@ -357,25 +357,41 @@ pub fn backup_extension(engine: EngineKind) -> &'static str {
     }
 }
 
-/// Dumps a target's database into `out` (hashed and written by the caller), compressed at
-/// `level` (the engine's default when None). SQL Server writes its backups on its own disk:
-/// see [`mssql::backup::backup`].
+/// Dumps a target's database into `out` (hashed and written by the caller), as its backup
+/// settings say (`compression_level`; Redis: `method`). SQL Server writes its backups on its
+/// own disk: see [`mssql::backup::backup`].
 pub async fn dump(
     target: &Target,
-    level: Option<u32>,
+    cfg: &crate::config::BackupEntry,
     out: &mut impl std::io::Write,
 ) -> Result<DumpInfo> {
+    let level = cfg.compression_level;
     match target.engine {
         EngineKind::Postgres => postgres::backup::dump(target, level, out).await,
         EngineKind::Mysql => mysql::backup::dump(target, level, out).await,
         EngineKind::Mssql => {
             anyhow::bail!("SQL Server backups are written by the server, not streamed")
         }
-        EngineKind::Redis => Err(NotSupported {
-            engine: EngineKind::Redis,
-            what: "backups",
+        EngineKind::Redis => redis::backup::dump(target, cfg.method.unwrap_or_default(), out).await,
+    }
+}
+
+/// Checks a dump once it is whole on disk (`path`, still `.partial`), before it gets its
+/// name: Redis's snapshot is read through `redis-check-rdb`, and its keys per database are
+/// read from the file into `info`. The other engines' dumps were checked as they streamed.
+pub async fn check_dump(
+    engine: EngineKind,
+    path: &std::path::Path,
+    info: &mut DumpInfo,
+) -> Result<()> {
+    match engine {
+        EngineKind::Redis => {
+            let facts = redis::backup::inspect(path).await?;
+            info.tool = format!("{}, checked by {}", info.tool, facts.tool);
+            info.tables = facts.keys;
+            Ok(())
         }
-        .into()),
+        EngineKind::Postgres | EngineKind::Mysql | EngineKind::Mssql => Ok(()),
     }
 }
 
@@ -403,10 +419,10 @@ pub async fn restore(
                 .await
                 .map(|()| Vec::new())
         }
-        EngineKind::Redis => Err(NotSupported {
-            engine: EngineKind::Redis,
-            what: "restores into a server",
-        }
+        EngineKind::Redis => Err(crate::error::ConfigError::new(
+            "a Redis backup is never restored into a running server: use `restore --into-dir DIR` \
+             to prepare a data directory for a stopped server, or `restore --drill`",
+        )
         .into()),
     }
 }
@@ -433,9 +449,68 @@ pub async fn verify_backup(
             })?;
             mssql::backup::verify(target, location).await
         }
-        EngineKind::Redis => Err(NotSupported {
-            engine: EngineKind::Redis,
-            what: "backup verification",
+        EngineKind::Redis => redis::backup::verify(path).await,
+    }
+}
+
+/// Whether a backup of this engine is restored into a database of the running server
+/// (`restore --into DB`); Redis's are not: they become a data directory
+/// ([`restore_into_dir`]).
+pub fn restores_into_server(engine: EngineKind) -> bool {
+    engine != EngineKind::Redis
+}
+
+/// Prepares a new or empty directory `dir` from a backup for a server to start on (Redis:
+/// `dump.rdb` and a minimal `redis.conf`); the bytes copied must hash to `sha256`. Returns
+/// the file written.
+pub async fn restore_into_dir(
+    engine: EngineKind,
+    backup: &std::path::Path,
+    sha256: &str,
+    dir: &std::path::Path,
+) -> Result<std::path::PathBuf> {
+    match engine {
+        EngineKind::Redis => {
+            let (backup, sha256, dir) =
+                (backup.to_path_buf(), sha256.to_string(), dir.to_path_buf());
+            tokio::task::spawn_blocking(move || redis::backup::prepare_dir(&backup, &sha256, &dir))
+                .await?
+        }
+        other => Err(NotSupported {
+            engine: other,
+            what: "restores into a directory",
+        }
+        .into()),
+    }
+}
+
+/// How a drill restores a backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrillStyle {
+    /// Into a scratch database of the target's own server, dropped afterwards.
+    ScratchDatabase,
+    /// Into a throwaway server of the drill's own ([`drill_throwaway`]): Redis.
+    ThrowawayServer,
+}
+
+pub fn drill_style(engine: EngineKind) -> DrillStyle {
+    match engine {
+        EngineKind::Redis => DrillStyle::ThrowawayServer,
+        EngineKind::Postgres | EngineKind::Mysql | EngineKind::Mssql => DrillStyle::ScratchDatabase,
+    }
+}
+
+/// Loads a backup into a throwaway server, stopped and removed before this returns; the
+/// counts it holds (Redis: keys per database) and a description of the server.
+pub async fn drill_throwaway(
+    engine: EngineKind,
+    backup: &std::path::Path,
+) -> Result<(std::collections::BTreeMap<String, u64>, String)> {
+    match engine {
+        EngineKind::Redis => redis::backup::drill(backup).await,
+        other => Err(NotSupported {
+            engine: other,
+            what: "drills on a throwaway server",
         }
         .into()),
     }

@@ -2,6 +2,8 @@
 //! `INFO` read as sections of fields, and the [`Driver`] part a key-value engine has:
 //! no tables, no migrations, no loads (the trait's defaults say so).
 
+pub mod backup;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
