@@ -40,7 +40,7 @@ pub struct BackupName {
 }
 
 /// The extensions a backup file may have.
-pub const EXTENSIONS: [&str; 4] = ["dump", "sql.zst", "sql.gz", "bak"];
+pub const EXTENSIONS: [&str; 5] = ["dump", "sql.zst", "sql.gz", "bak", "rdb"];
 
 /// A database name as it appears in a file name: one safe path component whatever the name
 /// (`../x`, `a/b`, a leading dot): bytes other than ASCII letters, digits, `_`, `-` and a
