@@ -4,11 +4,13 @@
 //! label values it sets. A panel on a misspelt metric shows "No data" forever and an alert on
 //! one never fires; nothing else would catch it. The files are read and every PromQL
 //! expression in them is scanned for its metric selectors; the declared families are checked
-//! against real scrapes of both engines, and `promtool` runs the rules' unit tests.
+//! against real scrapes of the engines, and `promtool` runs the rules' unit tests.
 
 mod common;
 #[path = "common/pg_sessions.rs"]
 mod pg_sessions;
+#[path = "common/redis_server.rs"]
+mod redis_server;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -323,6 +325,116 @@ const FAMILIES: &[Family] = &[
         kind: "counter",
         labels: &["target"],
     },
+    Family {
+        name: "mairie_dba_memory_used_bytes",
+        kind: "gauge",
+        labels: &["target"],
+    },
+    Family {
+        name: "mairie_dba_memory_max_bytes",
+        kind: "gauge",
+        labels: &["target"],
+    },
+    Family {
+        name: "mairie_dba_memory_used_rss_bytes",
+        kind: "gauge",
+        labels: &["target"],
+    },
+    Family {
+        name: "mairie_dba_mem_fragmentation_ratio",
+        kind: "gauge",
+        labels: &["target"],
+    },
+    Family {
+        name: "mairie_dba_keyspace_hits_total",
+        kind: "counter",
+        labels: &["target"],
+    },
+    Family {
+        name: "mairie_dba_keyspace_misses_total",
+        kind: "counter",
+        labels: &["target"],
+    },
+    Family {
+        name: "mairie_dba_evicted_keys_total",
+        kind: "counter",
+        labels: &["target"],
+    },
+    Family {
+        name: "mairie_dba_expired_keys_total",
+        kind: "counter",
+        labels: &["target"],
+    },
+    Family {
+        name: "mairie_dba_rejected_connections_total",
+        kind: "counter",
+        labels: &["target"],
+    },
+    Family {
+        name: "mairie_dba_commands_processed_total",
+        kind: "counter",
+        labels: &["target"],
+    },
+    Family {
+        name: "mairie_dba_connected_clients",
+        kind: "gauge",
+        labels: &["target"],
+    },
+    Family {
+        name: "mairie_dba_blocked_clients",
+        kind: "gauge",
+        labels: &["target"],
+    },
+    Family {
+        name: "mairie_dba_db_keys",
+        kind: "gauge",
+        labels: &["target", "database"],
+    },
+    Family {
+        name: "mairie_dba_db_keys_expiring",
+        kind: "gauge",
+        labels: &["target", "database"],
+    },
+    Family {
+        name: "mairie_dba_rdb_last_save_timestamp_seconds",
+        kind: "gauge",
+        labels: &["target"],
+    },
+    Family {
+        name: "mairie_dba_rdb_changes_since_last_save",
+        kind: "gauge",
+        labels: &["target"],
+    },
+    Family {
+        name: "mairie_dba_rdb_last_bgsave_ok",
+        kind: "gauge",
+        labels: &["target"],
+    },
+    Family {
+        name: "mairie_dba_aof_enabled",
+        kind: "gauge",
+        labels: &["target"],
+    },
+    Family {
+        name: "mairie_dba_aof_last_write_ok",
+        kind: "gauge",
+        labels: &["target"],
+    },
+    Family {
+        name: "mairie_dba_replication_role",
+        kind: "gauge",
+        labels: &["target", "role"],
+    },
+    Family {
+        name: "mairie_dba_connected_replicas",
+        kind: "gauge",
+        labels: &["target"],
+    },
+    Family {
+        name: "mairie_dba_replica_link_up",
+        kind: "gauge",
+        labels: &["target"],
+    },
 ];
 
 /// The values a label takes, where the exporter has a fixed set: a matcher on any other
@@ -385,6 +497,11 @@ const LABEL_VALUES: &[(&str, &str, &[&str])] = &[
         "slot_type",
         &["physical", "logical"],
     ),
+    (
+        "mairie_dba_replication_role",
+        "role",
+        &["primary", "replica"],
+    ),
 ];
 
 /// Labels Prometheus adds to every scraped sample.
@@ -406,6 +523,10 @@ const ALERTS: &[&str] = &[
     "MairieDbaReplicationSlotRetainingWal",
     "MairieDbaSequenceNearExhaustion",
     "MairieDbaWraparound",
+    "MairieDbaRedisMemoryHigh",
+    "MairieDbaRedisHitRateLow",
+    "MairieDbaRedisSaveTooOld",
+    "MairieDbaRedisSnapshotFailing",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -1046,7 +1167,7 @@ fn alerting_rules_use_only_exported_metrics() {
 
 /// The families a real scrape may leave out: measured only on a replica or a replicated
 /// primary, after a WAL file was archived, after autovacuum visited a key table, for a target
-/// with a `pitr:` section; and those only SQL Server emits under a name of its own (none yet).
+/// with a `pitr:` section, on a Redis replica (its link); and those only SQL Server emits under a name of its own (none yet).
 const CONDITIONAL: &[&str] = &[
     "mairie_dba_replication_lag_seconds",
     "mairie_dba_archiver_last_archived_age_seconds",
@@ -1054,6 +1175,7 @@ const CONDITIONAL: &[&str] = &[
     "mairie_dba_pitr_status",
     "mairie_dba_table_last_autovacuum_timestamp_seconds",
     "mairie_dba_table_last_autoanalyze_timestamp_seconds",
+    "mairie_dba_replica_link_up",
 ];
 
 /// What a scrape emitted: name -> (type, label names of its samples).
@@ -1087,7 +1209,7 @@ fn emitted(text: &str, into: &mut BTreeMap<String, (String, BTreeSet<String>)>) 
     }
 }
 
-/// Scrapes of both engines, PostgreSQL as a member of pg_monitor (every session and the WAL
+/// Scrapes of the three engines, PostgreSQL as a member of pg_monitor (every session and the WAL
 /// directory visible) with a replication slot and vacuumed key tables, together emit every
 /// declared family (the conditional ones aside), with its declared type and labels, and
 /// nothing undeclared.
@@ -1129,10 +1251,17 @@ fn the_declared_families_are_exactly_what_real_scrapes_emit() {
     my_env.run(&["load-csv", "--all"]).success();
     let my = my_env.run(&["metrics", "collect"]);
     my.success();
+    let redis = redis_server::RedisServer::start("dashboards", &[]);
+    redis.write_config("", "");
+    redis_server::fill(&redis, 0, 10, 10);
+    let rd = redis.run(&["metrics", "collect"]);
+    assert!(rd.status.success(), "{}", redis_server::text(&rd));
+    let rd = String::from_utf8_lossy(&rd.stdout).into_owned();
 
     let mut seen = BTreeMap::new();
     emitted(&pg.stdout, &mut seen);
     emitted(&my.stdout, &mut seen);
+    emitted(&rd, &mut seen);
     let mut problems = Vec::new();
     for f in FAMILIES {
         match seen.get(f.name) {
@@ -1159,10 +1288,11 @@ fn the_declared_families_are_exactly_what_real_scrapes_emit() {
     }
     assert!(
         problems.is_empty(),
-        "{}\n--- postgres\n{}\n--- mysql\n{}",
+        "{}\n--- postgres\n{}\n--- mysql\n{}\n--- redis\n{}",
         problems.join("\n"),
         pg.stdout,
-        my.stdout
+        my.stdout,
+        rd
     );
 }
 

@@ -5,7 +5,7 @@
 //! engine measures it is read from its row, so a check is added in one place.
 //!
 //! How each engine measures each check is in that engine's catalogue (`postgres.rs`,
-//! `mysql.rs`, `mssql.rs`), reached through [`engine::Visitor`]: a `match` over [`Check`]
+//! `mysql.rs`, `mssql.rs`, `redis.rs`), reached through [`engine::Visitor`]: a `match` over [`Check`]
 //! without a wildcard arm, so a new check does not compile until every engine says how it
 //! measures it, or that it does not apply there.
 //!
@@ -36,6 +36,7 @@
 pub mod mssql;
 pub mod mysql;
 pub mod postgres;
+pub mod redis;
 
 use std::future::Future;
 use std::path::Path;
@@ -204,6 +205,39 @@ checks! {
         name: "analyze", unit: Unit::Days, lower_is_worse: false,
         default_threshold: limits(7.0, 30.0), source: Source::Server,
     }
+    /// Memory in use, in % of the server's limit (Redis `used_memory` over `maxmemory`).
+    Memory {
+        name: "memory", unit: Unit::Percent, lower_is_worse: false,
+        default_threshold: limits(85.0, 95.0), source: Source::Server,
+    }
+    /// Memory fragmentation: resident memory over memory in use (Redis
+    /// `mem_fragmentation_ratio`), judged only past a minimum of memory in use.
+    Fragmentation {
+        name: "fragmentation", unit: Unit::Count, lower_is_worse: false,
+        default_threshold: limits(1.5, 2.0), source: Source::Server,
+    }
+    /// Key lookups that found their key, in %, over a short interval between two reads of
+    /// the server's counters (Redis `keyspace_hits`, `keyspace_misses`).
+    HitRate {
+        name: "hit_rate", unit: Unit::Percent, lower_is_worse: true,
+        default_threshold: limits(90.0, 80.0), source: Source::Server,
+    }
+    /// Keys evicted for lack of memory, per second over that interval.
+    Evictions {
+        name: "evictions", unit: Unit::Count, lower_is_worse: false,
+        default_threshold: limits(1.0, 100.0), source: Source::Server,
+    }
+    /// Connections refused (the client limit reached), per second over that interval.
+    RejectedConnections {
+        name: "rejected_connections", unit: Unit::Count, lower_is_worse: false,
+        default_threshold: limits(0.5, 5.0), source: Source::Server,
+    }
+    /// Persistence: the last snapshot (`BGSAVE`) and AOF write succeeded; the value is the
+    /// age of the oldest change not yet saved to a snapshot (0 when none).
+    Persistence {
+        name: "persistence", unit: Unit::Seconds, lower_is_worse: false,
+        default_threshold: limits(7200.0, 86_400.0), source: Source::Server,
+    }
     /// WAL archiving works (settings, failures, the archive holds what the server says it
     /// archived); its value is the age of the last archived file, judged only when the
     /// server has completed a segment since.
@@ -265,6 +299,10 @@ pub struct Probe {
     /// lag is hidden) and the grant that would show it: a value that would be OK is then
     /// UNKNOWN, since what is hidden may be worse.
     pub unseen: Option<String>,
+    /// The least status the measurement itself calls for, whatever the thresholds say: a
+    /// failed snapshot is CRITICAL at any age, a memory use with no limit to judge it
+    /// against UNKNOWN.
+    pub at_least: Option<Status>,
 }
 
 impl Probe {
@@ -274,6 +312,7 @@ impl Probe {
             value: Some(value),
             message: message.into(),
             unseen: None,
+            at_least: None,
         }
     }
 
@@ -284,12 +323,19 @@ impl Probe {
             value: None,
             message: message.into(),
             unseen: None,
+            at_least: None,
         }
     }
 
     /// The same probe, with what it could not see.
     pub fn unseen(mut self, unseen: Option<String>) -> Probe {
         self.unseen = unseen;
+        self
+    }
+
+    /// The same probe, never judged better than `status`.
+    pub fn at_least(mut self, status: Status) -> Probe {
+        self.at_least = Some(status);
         self
     }
 
@@ -693,6 +739,11 @@ struct Ask<'a> {
     check: Check,
     key_tables: &'a [TableRef],
     sight: &'a Sight,
+    /// The target's first read of counters that are judged over an interval (Redis INFO
+    /// stats), shared by the checks that need one so that the target waits only once.
+    earlier: &'a redis::Earlier,
+    /// How long this check may take (its share of `health.timeout`).
+    share: Duration,
 }
 
 impl engine::Visitor for Ask<'_> {
@@ -709,6 +760,10 @@ impl engine::Visitor for Ask<'_> {
 
     async fn mssql(self, conn: &mut engine::mssql::MsConn) -> Result<Answer> {
         mssql::measure(conn, self.check, self.key_tables, self.sight).await
+    }
+
+    async fn redis(self, conn: &mut engine::redis::RedisConn) -> Result<Answer> {
+        redis::measure(conn, self.check, self.earlier, self.share).await
     }
 }
 
@@ -777,6 +832,7 @@ async fn measure_target(
         Ok(Visibility::All)
     };
 
+    let earlier = redis::Earlier::default();
     let mut out = Vec::new();
     // Why the remaining checks are not run, once one of them left the session unusable.
     let mut stopped: Option<String> = None;
@@ -808,6 +864,8 @@ async fn measure_target(
             check,
             key_tables,
             sight: &sight,
+            earlier: &earlier,
+            share,
         };
         let answer = tokio::time::timeout(share + CANCEL_GRACE, conn.probe(share, ask)).await;
         let finding = match answer {
@@ -979,6 +1037,7 @@ fn judge_finding(h: &HealthSection, overrides: &Overrides, target: &Target, f: F
         Finding::Measured(p) => {
             let th = overrides.apply(p.check, threshold(h, target, p.check));
             let status = judge(p.check, p.value, th);
+            let status = worst([status, p.at_least.unwrap_or(Status::Ok)]);
             let unit = p.unit();
             // What it could not see may be worse than what it saw: never OK then.
             let (status, message) = match p.unseen {
@@ -1115,6 +1174,12 @@ fn measure_backup_dir(config: &Config, target: &Target, check: Check) -> Option<
         | Check::Replication
         | Check::Vacuum
         | Check::Analyze
+        | Check::Memory
+        | Check::Fragmentation
+        | Check::HitRate
+        | Check::Evictions
+        | Check::RejectedConnections
+        | Check::Persistence
         | Check::WalArchiving
         | Check::WalReadyFiles => None,
     }
@@ -1293,7 +1358,8 @@ mod tests {
             check_names(),
             "connectivity, version, connections, long_queries, idle_in_transaction, locks, \
              database_size, table_sizes, cache_hit, wraparound, sequences, replication, vacuum, \
-             analyze, wal_archiving, wal_ready_files, \
+             analyze, memory, fragmentation, hit_rate, evictions, rejected_connections, \
+             persistence, wal_archiving, wal_ready_files, \
              backup_dir_space, backup_age"
         );
     }
@@ -1333,7 +1399,7 @@ mod tests {
             .filter(|d| d.lower_is_worse)
             .map(|d| d.name)
             .collect();
-        assert_eq!(lower, ["cache_hit", "backup_dir_space"]);
+        assert_eq!(lower, ["cache_hit", "hit_rate", "backup_dir_space"]);
     }
 
     #[test]

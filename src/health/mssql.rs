@@ -37,6 +37,12 @@ fn reads_server_state(check: Check) -> bool {
         | Check::Sequences
         | Check::Vacuum
         | Check::Analyze
+        | Check::Memory
+        | Check::Fragmentation
+        | Check::HitRate
+        | Check::Evictions
+        | Check::RejectedConnections
+        | Check::Persistence
         | Check::BackupDirSpace
         | Check::BackupAge
         | Check::WalArchiving
@@ -249,6 +255,17 @@ pub(super) async fn measure(
         Check::Vacuum => {
             return Ok(Answer::DoesNotApply(
                 "SQL Server cleans up row versions itself: there is no vacuum",
+            ))
+        }
+        // A key-value store's memory, hit rate and snapshots (`health/redis.rs`).
+        Check::Memory
+        | Check::Fragmentation
+        | Check::HitRate
+        | Check::Evictions
+        | Check::RejectedConnections
+        | Check::Persistence => {
+            return Ok(Answer::DoesNotApply(
+                "Redis's (memory limit, key hit rate, snapshots)",
             ))
         }
         // Read from the backup directory, whatever the engine (`health/mod.rs`).

@@ -35,6 +35,12 @@ fn reads_activity(check: Check) -> bool {
         | Check::Replication
         | Check::Vacuum
         | Check::Analyze
+        | Check::Memory
+        | Check::Fragmentation
+        | Check::HitRate
+        | Check::Evictions
+        | Check::RejectedConnections
+        | Check::Persistence
         | Check::BackupDirSpace
         | Check::BackupAge
         | Check::WalArchiving
@@ -282,6 +288,17 @@ pub(super) async fn measure(
                 key_tables,
             )
             .await?
+        }
+        // A key-value store's memory, hit rate and snapshots (`health/redis.rs`).
+        Check::Memory
+        | Check::Fragmentation
+        | Check::HitRate
+        | Check::Evictions
+        | Check::RejectedConnections
+        | Check::Persistence => {
+            return Ok(Answer::DoesNotApply(
+                "Redis's (memory limit, key hit rate, snapshots)",
+            ))
         }
         // Read from the backup directory, whatever the engine (`health/mod.rs`).
         Check::BackupDirSpace | Check::BackupAge => {

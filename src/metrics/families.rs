@@ -436,6 +436,120 @@ pub const PITR_STATUS: Family = gauge(
     &["target", "state"],
 );
 
+// --- Redis: memory, keyspace, clients, persistence, replication (named as redis_exporter's,
+// with the mairie_dba_ prefix: mairie_dba_memory_used_bytes is its redis_memory_used_bytes) --
+
+pub const MEMORY_USED: Family = gauge(
+    "mairie_dba_memory_used_bytes",
+    "Memory the server has allocated for its data and buffers (Redis used_memory).",
+    &["target"],
+);
+pub const MEMORY_MAX: Family = gauge(
+    "mairie_dba_memory_max_bytes",
+    "The server's memory limit (Redis maxmemory); 0 when none is set.",
+    &["target"],
+);
+pub const MEMORY_RSS: Family = gauge(
+    "mairie_dba_memory_used_rss_bytes",
+    "Resident memory of the server process as the OS sees it (Redis used_memory_rss).",
+    &["target"],
+);
+pub const MEM_FRAGMENTATION: Family = gauge(
+    "mairie_dba_mem_fragmentation_ratio",
+    "Resident memory over memory in use (Redis mem_fragmentation_ratio; 1 is none, under 1 is swapping: not a 0-1 fraction).",
+    &["target"],
+);
+pub const KEYSPACE_HITS: Family = counter(
+    "mairie_dba_keyspace_hits_total",
+    "Key lookups that found their key (Redis keyspace_hits).",
+    &["target"],
+);
+pub const KEYSPACE_MISSES: Family = counter(
+    "mairie_dba_keyspace_misses_total",
+    "Key lookups that did not find their key (Redis keyspace_misses).",
+    &["target"],
+);
+pub const EVICTED_KEYS: Family = counter(
+    "mairie_dba_evicted_keys_total",
+    "Keys evicted to stay under the memory limit (Redis evicted_keys).",
+    &["target"],
+);
+pub const EXPIRED_KEYS: Family = counter(
+    "mairie_dba_expired_keys_total",
+    "Keys removed when their time to live ran out (Redis expired_keys).",
+    &["target"],
+);
+pub const REJECTED_CONNECTIONS: Family = counter(
+    "mairie_dba_rejected_connections_total",
+    "Connections refused because the client limit was reached (Redis rejected_connections).",
+    &["target"],
+);
+pub const COMMANDS_PROCESSED: Family = counter(
+    "mairie_dba_commands_processed_total",
+    "Commands the server has run (Redis total_commands_processed).",
+    &["target"],
+);
+pub const CONNECTED_CLIENTS: Family = gauge(
+    "mairie_dba_connected_clients",
+    "Client connections, replicas aside (Redis connected_clients); the limit is mairie_dba_connections_max.",
+    &["target"],
+);
+pub const BLOCKED_CLIENTS: Family = gauge(
+    "mairie_dba_blocked_clients",
+    "Clients waiting in a blocking command (Redis blocked_clients: BLPOP, XREAD, WAIT).",
+    &["target"],
+);
+pub const DB_KEYS: Family = gauge(
+    "mairie_dba_db_keys",
+    "Keys of a Redis database (database is db0, db1 ...).",
+    &["target", "database"],
+);
+pub const DB_KEYS_EXPIRING: Family = gauge(
+    "mairie_dba_db_keys_expiring",
+    "Keys of a Redis database with a time to live.",
+    &["target", "database"],
+);
+pub const RDB_LAST_SAVE: Family = gauge(
+    "mairie_dba_rdb_last_save_timestamp_seconds",
+    "When the last snapshot succeeded (or the server started), in Unix time (Redis rdb_last_save_time).",
+    &["target"],
+);
+pub const RDB_CHANGES: Family = gauge(
+    "mairie_dba_rdb_changes_since_last_save",
+    "Writes not yet in a snapshot (Redis rdb_changes_since_last_save).",
+    &["target"],
+);
+pub const RDB_LAST_BGSAVE_OK: Family = gauge(
+    "mairie_dba_rdb_last_bgsave_ok",
+    "1 if the last snapshot (BGSAVE) succeeded, 0 if it failed (Redis rdb_last_bgsave_status).",
+    &["target"],
+);
+pub const AOF_ENABLED: Family = gauge(
+    "mairie_dba_aof_enabled",
+    "1 if the append-only file is on (Redis aof_enabled).",
+    &["target"],
+);
+pub const AOF_LAST_WRITE_OK: Family = gauge(
+    "mairie_dba_aof_last_write_ok",
+    "1 if the last write to the append-only file succeeded, 0 if it failed (Redis aof_last_write_status).",
+    &["target"],
+);
+pub const REPLICATION_ROLE: Family = gauge(
+    "mairie_dba_replication_role",
+    "1 for the server's role (primary, replica), 0 for the other (Redis role).",
+    &["target", "role"],
+);
+pub const CONNECTED_REPLICAS: Family = gauge(
+    "mairie_dba_connected_replicas",
+    "Replicas connected to this primary (Redis connected_slaves).",
+    &["target"],
+);
+pub const REPLICA_LINK_UP: Family = gauge(
+    "mairie_dba_replica_link_up",
+    "On a replica: 1 if its link to the primary is up (Redis master_link_status).",
+    &["target"],
+);
+
 // --- the exporter's own, kept for its lifetime -------------------------------------------------
 
 pub const PROBE_DURATION: Family = Family {
@@ -513,6 +627,28 @@ pub const PER_SCRAPE: &[&Family] = &[
     &BACKUP_STATUS,
     &PITR_ARCHIVE_MISSING,
     &PITR_STATUS,
+    &MEMORY_USED,
+    &MEMORY_MAX,
+    &MEMORY_RSS,
+    &MEM_FRAGMENTATION,
+    &KEYSPACE_HITS,
+    &KEYSPACE_MISSES,
+    &EVICTED_KEYS,
+    &EXPIRED_KEYS,
+    &REJECTED_CONNECTIONS,
+    &COMMANDS_PROCESSED,
+    &CONNECTED_CLIENTS,
+    &BLOCKED_CLIENTS,
+    &DB_KEYS,
+    &DB_KEYS_EXPIRING,
+    &RDB_LAST_SAVE,
+    &RDB_CHANGES,
+    &RDB_LAST_BGSAVE_OK,
+    &AOF_ENABLED,
+    &AOF_LAST_WRITE_OK,
+    &REPLICATION_ROLE,
+    &CONNECTED_REPLICAS,
+    &REPLICA_LINK_UP,
 ];
 
 /// The session states of [`CONNECTIONS`], which every engine's catalogue maps its own onto.
@@ -523,6 +659,9 @@ pub const BACKUP_STATES: [&str; 5] = ["OK", "MISSING", "FAILED", "HASH_MISMATCH"
 
 /// The `state` values of [`PITR_STATUS`], each present at every round that judged the archive.
 pub const PITR_STATES: [&str; 4] = ["OK", "WARNING", "CRITICAL", "UNKNOWN"];
+
+/// The `role` values of [`REPLICATION_ROLE`], each present at every scrape of a Redis target.
+pub const REPLICATION_ROLES: [&str; 2] = ["primary", "replica"];
 
 /// PostgreSQL's table-level lock modes, each present in [`LOCKS`] (zero when none), as
 /// postgres_exporter does, so that a graph does not lose its series when locks come and go.

@@ -18,12 +18,14 @@
 //!
 //! This module is the engine-free core: rounds, their scheduling and the exposition. The
 //! families themselves are `families.rs`; what each probe asks a server is that engine's
-//! catalogue (`postgres.rs`, `mysql.rs`, `mssql.rs`), reached through [`engine::Visitor`].
+//! catalogue (`postgres.rs`, `mysql.rs`, `mssql.rs`, `redis.rs`), reached through
+//! [`engine::Visitor`].
 
 pub mod families;
 pub mod mssql;
 pub mod mysql;
 pub mod postgres;
+pub mod redis;
 pub mod server;
 
 use std::collections::{BTreeSet, HashMap};
@@ -82,6 +84,14 @@ pub enum Group {
     Sequences,
     /// Transaction id age of every database (PostgreSQL).
     Wraparound,
+    /// Client connections and their limit (Redis `INFO clients`).
+    Clients,
+    /// Memory in use, its limit and fragmentation (Redis `INFO memory`).
+    Memory,
+    /// Keys per database (Redis `INFO keyspace`).
+    Keyspace,
+    /// Snapshots and the append-only file (Redis `INFO persistence`).
+    Persistence,
 }
 
 impl Group {
@@ -104,6 +114,10 @@ impl Group {
             Group::Locks => "locks",
             Group::Sequences => "sequences",
             Group::Wraparound => "wraparound",
+            Group::Clients => "clients",
+            Group::Memory => "memory",
+            Group::Keyspace => "keyspace",
+            Group::Persistence => "persistence",
         }
     }
 
@@ -252,6 +266,10 @@ impl engine::Visitor for Groups {
     async fn mssql(self, _: &mut engine::mssql::MsConn) -> Result<&'static [Group]> {
         Ok(mssql::GROUPS)
     }
+
+    async fn redis(self, _: &mut engine::redis::RedisConn) -> Result<&'static [Group]> {
+        Ok(redis::GROUPS)
+    }
 }
 
 /// What the `pitr` group judges for a target with a `pitr:` section: its archive, and the
@@ -284,6 +302,10 @@ impl engine::Visitor for Ask<'_> {
     async fn mssql(self, conn: &mut engine::mssql::MsConn) -> Result<Samples> {
         mssql::probe(conn, self.group, self.key_tables).await
     }
+
+    async fn redis(self, conn: &mut engine::redis::RedisConn) -> Result<Samples> {
+        redis::probe(conn, self.group).await
+    }
 }
 
 /// Whether the session sees every session ([`Driver::activity_visibility`]), as a probe.
@@ -303,6 +325,12 @@ impl engine::Visitor for See {
 
     async fn mssql(self, conn: &mut engine::mssql::MsConn) -> Result<Visibility> {
         conn.activity_visibility().await
+    }
+
+    /// Redis has no session families to hide: nothing the exporter reads depends on a grant
+    /// to see other clients.
+    async fn redis(self, _: &mut engine::redis::RedisConn) -> Result<Visibility> {
+        Ok(Visibility::All)
     }
 }
 
@@ -818,6 +846,8 @@ impl Exporter {
                     round.probes.push((p.name.clone(), secs));
                     round.set(&family, None);
                 }
+                // A query on an engine without queries (Redis): not this target's.
+                Err(e) if e.downcast_ref::<engine::NotSupported>().is_some() => round.skip(&family),
                 Err(e) => {
                     round.set(&family, Some(format!("{e:#}")));
                     self.recover(target, deadline, &e, &mut conn).await;
@@ -838,6 +868,7 @@ impl Exporter {
                     }
                     Err(e) => round.set(&family, Some(e)),
                 },
+                Err(e) if e.downcast_ref::<engine::NotSupported>().is_some() => round.skip(&family),
                 Err(e) => {
                     round.set(&family, Some(format!("{e:#}")));
                     self.recover(target, deadline, &e, &mut conn).await;
@@ -1277,7 +1308,8 @@ mod tests {
         let all = postgres::GROUPS
             .iter()
             .chain(mysql::GROUPS)
-            .chain(mssql::GROUPS);
+            .chain(mssql::GROUPS)
+            .chain(redis::GROUPS);
         for g in all {
             assert_eq!(g.reads_activity(), *g == Group::Sessions, "{}", g.name());
         }
