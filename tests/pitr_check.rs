@@ -9,21 +9,8 @@ mod cluster;
 use cluster::*;
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
-
-/// `mairie-dba -c <config> ARGS` for a command that connects: the config's password
-/// variable must be set (trust authentication ignores its value).
-fn run(c: &Cluster, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .current_dir(&c.ws.dir)
-        .arg("-c")
-        .arg(c.ws.config())
-        .args(args)
-        .env("MAIRIE_PITR_TEST_UNSET_PASSWORD", "unused")
-        .output()
-        .unwrap()
-}
 
 /// `pitr check --format json`: its exit code and document.
 fn check_json(c: &Cluster) -> (Option<i32>, Value, Output) {

@@ -11,19 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-/// `mairie-dba -c <config> ARGS` with the target's password variable set (trust
-/// authentication: any value does).
-fn run(c: &Cluster, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .current_dir(&c.ws.dir)
-        .arg("-c")
-        .arg(c.ws.config())
-        .args(args)
-        .env("MAIRIE_PITR_TEST_UNSET_PASSWORD", "unused")
-        .output()
-        .unwrap()
-}
-
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
 }

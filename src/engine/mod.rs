@@ -11,6 +11,7 @@ pub mod mysql;
 pub mod postgres;
 pub mod redis;
 pub mod script;
+pub mod tls;
 pub mod tools;
 
 pub use error::{error_chain, DbError};

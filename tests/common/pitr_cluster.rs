@@ -399,3 +399,16 @@ impl Drop for Restored {
             .output();
     }
 }
+
+/// `mairie-dba -c <config> ARGS` for a command that connects: the config's password
+/// variable must be set (trust authentication ignores its value).
+pub fn run(c: &Cluster, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .current_dir(&c.ws.dir)
+        .arg("-c")
+        .arg(c.ws.config())
+        .args(args)
+        .env("MAIRIE_PITR_TEST_UNSET_PASSWORD", "unused")
+        .output()
+        .unwrap()
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::process::Command;
 
-use crate::config::{SslMode, Target};
+use crate::config::Target;
 use crate::engine::postgres::{self, db_err, quote_ident, PgConn};
 use crate::engine::tools;
 use crate::pitr::base::{self, StreamFacts};
@@ -54,21 +54,7 @@ pub struct Taken {
 fn connection(cmd: &mut Command, target: &Target) -> Result<()> {
     let c = &target.connection;
     cmd.args(["-h", &c.host, "-p", &c.port.to_string(), "-U", &c.user]);
-    cmd.env("PGAPPNAME", "mairie-dba")
-        .env("PGCONNECT_TIMEOUT", c.connect_timeout.as_secs().to_string())
-        .env(
-            "PGSSLMODE",
-            match c.sslmode {
-                SslMode::Disable => "disable",
-                SslMode::Prefer => "prefer",
-                SslMode::Require => "require",
-            },
-        );
-    match target.password()? {
-        Some(pw) => cmd.env("PGPASSWORD", pw.expose()),
-        None => cmd.env_remove("PGPASSWORD"),
-    };
-    Ok(())
+    crate::engine::postgres::client::libpq_env(cmd, target)
 }
 
 /// Runs `pg_basebackup` (tar to stdout, WAL fetched at the end, SHA-256 manifest, fast

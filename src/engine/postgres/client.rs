@@ -24,6 +24,13 @@ pub fn connection_args(cmd: &mut Command, target: &Target, database: &str) -> Re
         "-d",
         database,
     ]);
+    libpq_env(cmd, target)
+}
+
+/// libpq's variables for a tool connecting to `target`: application name, connect timeout,
+/// TLS mode, and the password in `PGPASSWORD` only when the target has one.
+pub fn libpq_env(cmd: &mut Command, target: &Target) -> Result<()> {
+    let c = &target.connection;
     cmd.env("PGAPPNAME", "mairie-dba")
         .env("PGCONNECT_TIMEOUT", c.connect_timeout.as_secs().to_string())
         .env(

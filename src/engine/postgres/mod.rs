@@ -44,76 +44,15 @@ const HISTORY_TABLE: &str = "public.mairie_dba_schema_history";
 /// time one is built (about 40 ms here, on every command), for a check that these modes
 /// never make.
 pub(crate) mod tls {
-    use std::sync::{Arc, OnceLock};
+    use std::sync::OnceLock;
 
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-    use rustls::{DigitallySignedStruct, SignatureScheme};
     use tokio_postgres_rustls::MakeRustlsConnect;
-
-    #[derive(Debug)]
-    struct EncryptOnly(Arc<CryptoProvider>);
-
-    impl ServerCertVerifier for EncryptOnly {
-        fn verify_server_cert(
-            &self,
-            _end_entity: &CertificateDer<'_>,
-            _intermediates: &[CertificateDer<'_>],
-            _server_name: &ServerName<'_>,
-            _ocsp_response: &[u8],
-            _now: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            Ok(ServerCertVerified::assertion())
-        }
-
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            verify_tls12_signature(
-                message,
-                cert,
-                dss,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            verify_tls13_signature(
-                message,
-                cert,
-                dss,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.0.signature_verification_algorithms.supported_schemes()
-        }
-    }
 
     /// One client configuration for the whole process.
     pub fn connector() -> anyhow::Result<MakeRustlsConnect> {
         static CONFIG: OnceLock<Result<rustls::ClientConfig, String>> = OnceLock::new();
-        let config = CONFIG.get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            rustls::ClientConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
-                .map(|b| {
-                    b.dangerous()
-                        .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
-                        .with_no_client_auth()
-                })
-                .map_err(|e| e.to_string())
-        });
+        let config =
+            CONFIG.get_or_init(|| crate::engine::tls::encrypt_only().map_err(|e| e.to_string()));
         match config {
             Ok(c) => Ok(MakeRustlsConnect::new(c.clone())),
             Err(e) => Err(anyhow::anyhow!("setting up TLS: {e}")),
