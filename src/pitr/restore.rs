@@ -261,7 +261,21 @@ pub fn unpack(path: &Path, m: &BaseManifest, dir: &Path) -> Result<u64> {
         Ok(())
     };
     base::read_back(path, m, Some(&mut each))?;
+    sync_tree(dir)?;
     Ok(files)
+}
+
+/// Makes what was unpacked durable: one `syncfs` of the directory's filesystem (PostgreSQL
+/// would fsync it when it starts, but a copy not started yet must survive a crash too).
+fn sync_tree(dir: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let d = std::fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    // SAFETY: syncfs on a valid, open file descriptor.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("syncfs {}", dir.display()));
+    }
+    Ok(())
 }
 
 /// The user a restored server runs as: ourselves, or `postgres` when we are root (the server
