@@ -23,6 +23,7 @@ per_engine!(
     no_header_maps_fields_in_table_order,
     a_bad_row_at_the_very_end_of_a_large_file_rolls_back_everything,
     endless_lines_and_giant_fields_stop_at_the_limit_with_memory_bounded,
+    old_mac_files_ended_by_cr_alone_load_and_errors_name_their_lines,
 );
 
 const CITOYENS_HEADER: &str =
@@ -263,6 +264,35 @@ fn multi_line_fields_do_not_shift_error_lines(engine: Engine) {
         "m.csv",
         &[],
         "m.csv:4: column date_naissance: invalid date \"1990-13-01\"",
+    );
+}
+
+fn old_mac_files_ended_by_cr_alone_load_and_errors_name_their_lines(engine: Engine) {
+    let env = Env::with_schema(engine);
+    // Lines ended by CR alone, as old Mac exports: read as lines, not as one giant line.
+    env.write("mac.csv", citoyens_csv(3).replace('\n', "\r"));
+    load(&env, "mac.csv", &[]).success();
+    assert_eq!(env.db().count("metier.citoyens"), 3);
+    let db = env.db();
+    let r = db.query(&format!(
+        "SELECT nom FROM {} WHERE id = 3",
+        db.table("metier.citoyens")
+    ));
+    assert_eq!(r[0][0].as_deref(), Some("Estève"), "no CR left in a value");
+    // A quoted field over two lines counts as two: the bad date is on physical line 4.
+    let env = Env::with_schema(engine);
+    env.write(
+        "mac_bad.csv",
+        format!(
+            "{CITOYENS_HEADER}1,M,A,B,1990-01-01,,,\"Bâtiment C\nescalier 2\",13001,1,\n2,M,A,B,1990-13-01,,,x,13001,1,\n"
+        )
+        .replace('\n', "\r"),
+    );
+    fails(
+        &env,
+        "mac_bad.csv",
+        &[],
+        "mac_bad.csv:4: column date_naissance: invalid date \"1990-13-01\"",
     );
 }
 

@@ -5,7 +5,8 @@
 //! open at the end of the file (the `csv` crate silently closes it).
 //!
 //! RFC 4180 with a configurable one-byte delimiter and quote: a quote doubles to escape
-//! itself inside a quoted field; LF or CRLF ends a record; a quote inside an unquoted field is
+//! itself inside a quoted field; LF or CRLF ends a record, or CR alone in a file whose first
+//! line ends so (old Mac exports; physical lines are then counted by CR); a quote inside an unquoted field is
 //! literal (French data writes `12" pouces`). Input must already be UTF-8 (see `decode.rs`);
 //! the parser works on bytes, which is safe because the delimiter and quote are ASCII.
 
@@ -84,6 +85,9 @@ pub struct Parser<R> {
     line: u64,
     /// The largest record (its fields' bytes together), hence the largest field.
     max: usize,
+    /// What ends a line: LF (CRLF too), or CR alone, decided by the first line break.
+    eol: u8,
+    sniffed: bool,
 }
 
 impl<R: Read> Parser<R> {
@@ -100,6 +104,51 @@ impl<R: Read> Parser<R> {
             quote,
             line: 1,
             max,
+            eol: b'\n',
+            sniffed: false,
+        }
+    }
+
+    /// Whether lines end with CR alone (decided once the first line break has been read).
+    pub fn cr_only(&self) -> bool {
+        self.eol == b'\r'
+    }
+
+    /// Reads ahead until the first line break (and the byte after it) is buffered, the buffer
+    /// is full or the input ends, and decides what ends a line: a first CR not followed by LF
+    /// makes CR alone the line end of the whole file.
+    fn sniff(&mut self) -> Result<(), ParseError> {
+        self.sniffed = true;
+        loop {
+            let seen = &self.buf[self.pos..self.len];
+            if let Some(i) = memchr2(b'\n', b'\r', seen) {
+                if seen[i] == b'\n' {
+                    return Ok(());
+                }
+                if i + 1 < seen.len() {
+                    if seen[i + 1] != b'\n' {
+                        self.eol = b'\r';
+                    }
+                    return Ok(());
+                }
+            }
+            if self.eof || self.len == self.buf.len() {
+                if seen.last() == Some(&b'\r') {
+                    self.eol = b'\r';
+                }
+                return Ok(());
+            }
+            match self.src.read(&mut self.buf[self.len..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    return Err(ParseError::Io {
+                        line: self.line,
+                        err,
+                    })
+                }
+            }
         }
     }
 
@@ -157,6 +206,10 @@ impl<R: Read> Parser<R> {
     pub fn next_record(&mut self, rec: &mut Record) -> Result<bool, ParseError> {
         rec.clear();
         rec.line = self.line;
+        if !self.sniffed {
+            self.sniff()?;
+        }
+        let eol = self.eol;
         if !self.fill()? {
             return Ok(false);
         }
@@ -176,13 +229,13 @@ impl<R: Read> Parser<R> {
                     let chunk = &self.buf[self.pos..self.len];
                     match memchr(self.quote, chunk) {
                         None => {
-                            self.line += memchr_iter(b'\n', chunk).count() as u64;
+                            self.line += memchr_iter(eol, chunk).count() as u64;
                             self.push(rec, chunk)?;
                             self.pos = self.len;
                         }
                         Some(q) => {
                             let part = &chunk[..q];
-                            self.line += memchr_iter(b'\n', part).count() as u64;
+                            self.line += memchr_iter(eol, part).count() as u64;
                             self.push(rec, part)?;
                             self.pos += q + 1;
                             if !self.fill()? {
@@ -197,7 +250,7 @@ impl<R: Read> Parser<R> {
                                 self.pos += 1;
                                 rec.end_field(true);
                                 break;
-                            } else if b == b'\n' {
+                            } else if b == eol {
                                 self.pos += 1;
                                 self.line += 1;
                                 rec.end_field(true);
@@ -231,7 +284,7 @@ impl<R: Read> Parser<R> {
                         return Ok(true);
                     }
                     let chunk = &self.buf[self.pos..self.len];
-                    match memchr2(self.delim, b'\n', chunk) {
+                    match memchr2(self.delim, eol, chunk) {
                         None => {
                             self.push(rec, chunk)?;
                             self.pos = self.len;
@@ -244,7 +297,10 @@ impl<R: Read> Parser<R> {
                                 rec.end_field(false);
                                 break;
                             }
-                            if rec.buf.len() > field_start && rec.buf.last() == Some(&b'\r') {
+                            if eol == b'\n'
+                                && rec.buf.len() > field_start
+                                && rec.buf.last() == Some(&b'\r')
+                            {
                                 rec.buf.pop();
                             }
                             self.line += 1;
@@ -324,6 +380,35 @@ mod tests {
 
     fn f(s: &str, q: bool) -> (String, bool) {
         (s.to_string(), q)
+    }
+
+    #[test]
+    fn lines_ended_by_cr_alone_are_records_and_counted_lines() {
+        let text = b"a;b\r1;\"x\ry\"\r2;z\r";
+        for trickle in [false, true] {
+            let mut p = if trickle {
+                Parser::new(
+                    Box::new(Trickle(text)) as Box<dyn Read>,
+                    b';',
+                    b'"',
+                    1 << 20,
+                )
+            } else {
+                Parser::new(Box::new(&text[..]) as Box<dyn Read>, b';', b'"', 1 << 20)
+            };
+            let r = parse_with(&mut p).unwrap();
+            assert!(p.cr_only());
+            assert_eq!(r.len(), 3, "{r:?}");
+            assert_eq!(r[1].0, 2);
+            assert_eq!(r[1].1[1], ("x\ry".to_string(), true));
+            assert_eq!(r[2].0, 4, "the quoted CR counts as a line");
+            assert_eq!(r[2].1[1].0, "z");
+        }
+        // CRLF stays CRLF; a CR inside a field of an LF file is data.
+        let mut p = Parser::new(&b"a\r\nb\r\n"[..], b',', b'"', 1 << 20);
+        let r = parse_with(&mut p).unwrap();
+        assert!(!p.cr_only());
+        assert_eq!(r[1].1[0].0, "b");
     }
 
     #[test]
