@@ -24,6 +24,7 @@ per_engine!(
     a_bad_row_at_the_very_end_of_a_large_file_rolls_back_everything,
     endless_lines_and_giant_fields_stop_at_the_limit_with_memory_bounded,
     old_mac_files_ended_by_cr_alone_load_and_errors_name_their_lines,
+    a_date_column_takes_a_midnight_timestamp_and_refuses_a_time_of_day,
 );
 
 const CITOYENS_HEADER: &str =
@@ -293,6 +294,35 @@ fn old_mac_files_ended_by_cr_alone_load_and_errors_name_their_lines(engine: Engi
         "mac_bad.csv",
         &[],
         "mac_bad.csv:4: column date_naissance: invalid date \"1990-13-01\"",
+    );
+}
+
+fn a_date_column_takes_a_midnight_timestamp_and_refuses_a_time_of_day(engine: Engine) {
+    let env = Env::with_schema(engine);
+    // The Interior ministry's birth dates.
+    env.write(
+        "naissances.csv",
+        format!("{CITOYENS_HEADER}1,M,A,B,1955-05-02 00:00:00+00,,,x,13001,1,\n"),
+    );
+    load(&env, "naissances.csv", &[]).success();
+    let db = env.db();
+    let r = db.query(&format!(
+        "SELECT date_naissance FROM {}",
+        db.table("metier.citoyens")
+    ));
+    assert_eq!(r[0][0].as_deref(), Some("1955-05-02"));
+    let env = Env::with_schema(engine);
+    env.write(
+        "heure.csv",
+        format!(
+            "{CITOYENS_HEADER}1,M,A,B,1955-05-02 00:00:00+00,,,x,13001,1,\n2,M,A,B,1955-05-02 08:15:00+00,,,x,13001,1,\n"
+        ),
+    );
+    fails(
+        &env,
+        "heure.csv",
+        &[],
+        "heure.csv:3: column date_naissance: \"1955-05-02 08:15:00+00\" has a time of day (08:15:00) but the column is a date",
     );
 }
 

@@ -119,8 +119,27 @@ impl Converter {
             return Ok(());
         }
         let (date_part, rest) = match trimmed.find([' ', 'T']) {
-            Some(i) if timestamp => (&trimmed[..i], &trimmed[i..]),
-            _ => (trimmed, ""),
+            Some(i) => (&trimmed[..i], &trimmed[i..]),
+            None => (trimmed, ""),
+        };
+        // A date column takes a timestamp at midnight (`1955-05-02 00:00:00+00`, as the
+        // Interior ministry writes birth dates), never one with a time of day.
+        let (date_part, rest) = if timestamp || rest.is_empty() {
+            (date_part, rest)
+        } else {
+            match time_of(rest) {
+                Some(t) if t == chrono::NaiveTime::MIN => (date_part, ""),
+                Some(t) => {
+                    return Err(format!(
+                        "\"{}\" has a time of day ({}) but the column is a date: load it into a \
+                         timestamp column, or cut the time",
+                        excerpt(text),
+                        t.format("%H:%M:%S")
+                    ))
+                }
+                // Not a time: the whole text is judged (and refused) as a date.
+                None => (trimmed, ""),
+            }
         };
         let d = parse_date(date_part, self.date_order).ok_or_else(|| {
             format!(
@@ -223,6 +242,26 @@ impl DateOrder {
             DateOrder::Mdy => "mm/dd/yyyy",
         }
     }
+}
+
+/// The time of day of a timestamp's time part (` 10:30[:00[.123]][ ][Z|+01|+01:00]`),
+/// whatever its offset; None when it is not one.
+fn time_of(rest: &str) -> Option<chrono::NaiveTime> {
+    let rest = rest.strip_prefix(['T', ' '])?.trim();
+    let split = rest.find(['Z', 'z', '+', '-', ' ']).unwrap_or(rest.len());
+    let offset = rest[split..].trim();
+    let offset_ok = offset.is_empty()
+        || offset.eq_ignore_ascii_case("z")
+        || offset.eq_ignore_ascii_case("utc")
+        || (offset.len() >= 3
+            && matches!(offset.as_bytes()[0], b'+' | b'-')
+            && offset[1..].bytes().all(|b| b.is_ascii_digit() || b == b':'));
+    if !offset_ok {
+        return None;
+    }
+    ["%H:%M:%S%.f", "%H:%M"]
+        .iter()
+        .find_map(|f| chrono::NaiveTime::parse_from_str(&rest[..split], f).ok())
 }
 
 /// The time part of a timestamp (` 10:30[:00[.123]][ ][Z|+01|+01:00|-0530]`) on `date`, in
@@ -383,6 +422,34 @@ mod tests {
             enc(&mut c, &["a\tb\nc\\d\re"], &[true]).unwrap(),
             "a\\tb\\nc\\\\d\\re\n"
         );
+    }
+
+    #[test]
+    fn a_date_column_takes_a_timestamp_at_midnight_and_refuses_a_time_of_day() {
+        for dialect in [Dialect::Postgres, Dialect::Utc { tz: None }] {
+            let mut c = Converter::new(vec![Date], None, DateOrder::Ymd, false, true, dialect);
+            for midnight in [
+                "1955-05-02 00:00:00+00",
+                "1955-05-02T00:00:00Z",
+                "1955-05-02 00:00",
+                "1955-05-02 00:00:00.000+02:00",
+            ] {
+                assert_eq!(
+                    enc(&mut c, &[midnight], &[false]).unwrap(),
+                    "1955-05-02\n",
+                    "{midnight}"
+                );
+            }
+            let e = enc(&mut c, &["1955-05-02 10:30:00+00"], &[false]).unwrap_err();
+            assert!(
+                e.message
+                    .contains("has a time of day (10:30:00) but the column is a date"),
+                "{}",
+                e.message
+            );
+            let e = enc(&mut c, &["1955-05-02 soir"], &[false]).unwrap_err();
+            assert!(e.message.contains("invalid date"), "{}", e.message);
+        }
     }
 
     #[test]
