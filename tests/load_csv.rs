@@ -25,6 +25,8 @@ per_engine!(
     endless_lines_and_giant_fields_stop_at_the_limit_with_memory_bounded,
     old_mac_files_ended_by_cr_alone_load_and_errors_name_their_lines,
     a_date_column_takes_a_midnight_timestamp_and_refuses_a_time_of_day,
+    dos_exports_load_as_cp850_and_undefined_windows_1252_bytes_are_refused,
+    a_bad_utf16_sequence_late_in_a_file_names_its_own_line,
 );
 
 const CITOYENS_HEADER: &str =
@@ -323,6 +325,52 @@ fn a_date_column_takes_a_midnight_timestamp_and_refuses_a_time_of_day(engine: En
         "heure.csv",
         &[],
         "heure.csv:3: column date_naissance: \"1955-05-02 08:15:00+00\" has a time of day (08:15:00) but the column is a date",
+    );
+}
+
+fn dos_exports_load_as_cp850_and_undefined_windows_1252_bytes_are_refused(engine: Engine) {
+    // Montpellier's school headcounts: code page 850, where 0x90 is É.
+    let mut bytes = CITOYENS_HEADER.as_bytes().to_vec();
+    bytes.extend_from_slice(b"1,M,MOUNI\x90,Ren\x82,1990-01-01,,,x,13001,1,\n");
+    bytes.extend_from_slice(b"2,M,A,B,1990-01-01,,,x,13001,1,\n");
+    let env = Env::with_schema(engine);
+    env.write("dos.csv", bytes.clone());
+    fails(
+        &env,
+        "dos.csv",
+        &["--encoding", "windows-1252"],
+        "dos.csv:2: byte 0x90 is not defined in Windows-1252",
+    )
+    .stderr_has("--encoding cp850");
+    load(&env, "dos.csv", &["--encoding", "cp850"]).success();
+    let db = env.db();
+    let r = db.query(&format!(
+        "SELECT nom, prenom FROM {} WHERE id = 1",
+        db.table("metier.citoyens")
+    ));
+    assert_eq!(r[0][0].as_deref(), Some("MOUNIÉ"));
+    assert_eq!(r[0][1].as_deref(), Some("René"));
+}
+
+fn a_bad_utf16_sequence_late_in_a_file_names_its_own_line(engine: Engine) {
+    let env = Env::with_schema(engine);
+    let text = citoyens_csv(6000);
+    let mut utf16 = vec![0xFF, 0xFE];
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == 5000 {
+            // A lone high surrogate on physical line 5000.
+            utf16.extend_from_slice(&0xD800u16.to_le_bytes());
+        }
+        for u in line.encode_utf16() {
+            utf16.extend_from_slice(&u.to_le_bytes());
+        }
+    }
+    env.write("u16.csv", utf16);
+    fails(
+        &env,
+        "u16.csv",
+        &[],
+        "u16.csv:5000: invalid UTF-16LE byte sequence",
     );
 }
 

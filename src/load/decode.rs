@@ -21,6 +21,8 @@ use crate::load::options::EncodingArg;
 pub enum Detected {
     Utf8,
     Transcoded(&'static Encoding),
+    /// A DOS (OEM) code page: its name and the characters of its bytes 0x80-0xFF.
+    Oem(&'static str, &'static [char; 128]),
 }
 
 impl Detected {
@@ -28,9 +30,14 @@ impl Detected {
         match self {
             Detected::Utf8 => "UTF-8",
             Detected::Transcoded(e) => e.name(),
+            Detected::Oem(name, _) => name,
         }
     }
 }
+
+/// The bytes Windows-1252 leaves undefined (encoding_rs, as WHATWG, maps them to C1 control
+/// characters, which a CSV export never means).
+const CP1252_UNDEFINED: [u8; 5] = [0x81, 0x8D, 0x8F, 0x90, 0x9D];
 
 /// Counts the raw bytes read from the file.
 pub struct Counting<R> {
@@ -85,13 +92,23 @@ pub fn open(
                 "starts with a UTF-16 byte-order mark but --encoding utf-8 was given (use --encoding auto)",
             ))
         }
-        (EncodingArg::Latin1 | EncodingArg::Windows1252, Some(b)) => {
+        (
+            EncodingArg::Latin1 | EncodingArg::Windows1252 | EncodingArg::Cp850 | EncodingArg::Cp437,
+            Some(b),
+        ) => {
             return Err(io::Error::other(format!(
                 "starts with a {} byte-order mark but --encoding {} was given (use --encoding auto)",
                 b.name(),
-                if encoding == EncodingArg::Latin1 { "latin1" } else { "windows-1252" }
+                match encoding {
+                    EncodingArg::Latin1 => "latin1",
+                    EncodingArg::Cp850 => "cp850",
+                    EncodingArg::Cp437 => "cp437",
+                    _ => "windows-1252",
+                }
             )))
         }
+        (EncodingArg::Cp850, None) => Detected::Oem("IBM850", &oem_cp::code_table::DECODING_TABLE_CP850),
+        (EncodingArg::Cp437, None) => Detected::Oem("IBM437", &oem_cp::code_table::DECODING_TABLE_CP437),
         // encoding_rs follows the WHATWG standard: ISO-8859-1 is read as Windows-1252, which
         // only differs in 0x80-0x9F where Latin-1 has unprintable control codes.
         (EncodingArg::Latin1 | EncodingArg::Windows1252, None) => Detected::Transcoded(WINDOWS_1252),
@@ -99,6 +116,11 @@ pub fn open(
     let out: Box<dyn Read + Send> = match detected {
         Detected::Utf8 => Box::new(reader),
         Detected::Transcoded(enc) => Box::new(Transcoder::new(reader, enc)),
+        Detected::Oem(_, table) => Box::new(Oem {
+            inner: reader,
+            table,
+            pending: Vec::new(),
+        }),
     };
     Ok((out, detected))
 }
@@ -140,6 +162,9 @@ struct Transcoder<R> {
     in_len: usize,
     input_done: bool,
     finished: bool,
+    /// An error found after some good output: returned by the next read, once the text
+    /// before it has been handed over (so that the parser names the line of the bad bytes).
+    pending: Option<io::Error>,
 }
 
 impl<R: Read> Transcoder<R> {
@@ -152,7 +177,20 @@ impl<R: Read> Transcoder<R> {
             in_len: 0,
             input_done: false,
             finished: false,
+            pending: None,
         }
+    }
+
+    /// The error of an undefined Windows-1252 byte, with what it would be in code page 850.
+    fn undefined_1252(byte: u8) -> io::Error {
+        let dos = oem_cp::code_table::DECODING_TABLE_CP850[(byte - 0x80) as usize];
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "byte 0x{byte:02X} is not defined in Windows-1252; in the DOS code page 850 it is \
+                 '{dos}': if this is a DOS export, use --encoding cp850 (or cp437)"
+            ),
+        )
     }
 }
 
@@ -167,6 +205,10 @@ impl<R: Read> Read for Transcoder<R> {
             return Ok(n);
         }
         loop {
+            if let Some(e) = self.pending.take() {
+                self.finished = true;
+                return Err(e);
+            }
             if self.finished {
                 return Ok(0);
             }
@@ -182,12 +224,34 @@ impl<R: Read> Read for Transcoder<R> {
                 self.input_done,
             );
             self.in_pos += read;
+            if self.decoder.encoding() == WINDOWS_1252 {
+                // Undefined bytes decode to U+0081… (C2 81 in UTF-8): the text before the
+                // first one is handed over, then the error.
+                if let Some(at) = out[..written]
+                    .windows(2)
+                    .position(|w| w[0] == 0xC2 && CP1252_UNDEFINED.contains(&w[1]))
+                {
+                    let byte = out[at + 1];
+                    if at > 0 {
+                        self.pending = Some(Self::undefined_1252(byte));
+                        return Ok(at);
+                    }
+                    self.finished = true;
+                    return Err(Self::undefined_1252(byte));
+                }
+            }
             match res {
                 DecoderResult::Malformed(_, _) => {
-                    return Err(io::Error::new(
+                    let e = io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!("invalid {} byte sequence", self.decoder.encoding().name()),
-                    ));
+                    );
+                    if written > 0 {
+                        self.pending = Some(e);
+                        return Ok(written);
+                    }
+                    self.finished = true;
+                    return Err(e);
                 }
                 DecoderResult::InputEmpty if self.input_done => {
                     self.finished = true;
@@ -197,6 +261,42 @@ impl<R: Read> Read for Transcoder<R> {
                 _ => continue,
             }
         }
+    }
+}
+
+/// A DOS code page to UTF-8: ASCII as it is, bytes 0x80-0xFF from the page's table.
+struct Oem<R> {
+    inner: R,
+    table: &'static [char; 128],
+    /// Encoded characters that did not fit in the caller's buffer.
+    pending: Vec<u8>,
+}
+
+impl<R: Read> Read for Oem<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        if self.pending.is_empty() {
+            let mut raw = vec![0u8; (out.len() / 2).clamp(1, 64 * 1024)];
+            let n = self.inner.read(&mut raw)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            for &b in &raw[..n] {
+                if b < 0x80 {
+                    self.pending.push(b);
+                } else {
+                    let mut buf = [0u8; 4];
+                    let c = self.table[(b - 0x80) as usize].encode_utf8(&mut buf);
+                    self.pending.extend_from_slice(c.as_bytes());
+                }
+            }
+        }
+        let n = self.pending.len().min(out.len());
+        out[..n].copy_from_slice(&self.pending[..n]);
+        self.pending.drain(..n);
+        Ok(n)
     }
 }
 
@@ -244,6 +344,23 @@ mod tests {
         assert_eq!(s, "€ œé\n");
         let (s, _) = decode(b"caf\xe9\n", EncodingArg::Latin1).unwrap();
         assert_eq!(s, "café\n");
+    }
+
+    #[test]
+    fn undefined_windows_1252_bytes_are_refused_and_dos_pages_read() {
+        // MOUNIÉ in code page 850.
+        let e = decode(b"nom\nMOUNI\x90\n", EncodingArg::Windows1252).unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("byte 0x90 is not defined in Windows-1252"),
+            "{m}"
+        );
+        assert!(m.contains("'É'") && m.contains("--encoding cp850"), "{m}");
+        let (s, d) = decode(b"nom\nMOUNI\x90\n", EncodingArg::Cp850).unwrap();
+        assert_eq!(s, "nom\nMOUNIÉ\n");
+        assert_eq!(d.name(), "IBM850");
+        let (s, _) = decode(b"\x82t\x82\n", EncodingArg::Cp437).unwrap();
+        assert_eq!(s, "été\n");
     }
 
     #[test]

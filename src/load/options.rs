@@ -84,6 +84,14 @@ pub enum EncodingArg {
     #[value(name = "utf-16", alias = "utf16")]
     #[serde(rename = "utf-16", alias = "utf16")]
     Utf16,
+    /// DOS code page 850 (Western Europe), as DOS-era exports are written
+    #[value(name = "cp850", alias = "ibm850")]
+    #[serde(rename = "cp850", alias = "ibm850")]
+    Cp850,
+    /// DOS code page 437 (the original IBM PC's)
+    #[value(name = "cp437", alias = "ibm437")]
+    #[serde(rename = "cp437", alias = "ibm437")]
+    Cp437,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
