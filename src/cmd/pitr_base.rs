@@ -29,18 +29,7 @@ fn target_of<'a>(ctx: &'a Ctx, p: &PitrPlace) -> Result<&'a Target> {
 }
 
 fn human(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < units.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", units[u])
-    }
+    indicatif::HumanBytes(bytes).to_string()
 }
 
 // ---------------------------------------------------------------------------------------------

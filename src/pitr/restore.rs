@@ -16,7 +16,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Local, NaiveDateTime, TimeZone, Utc};
 use serde::Serialize;
 
-use crate::pitr::archive::segment_name;
 use crate::pitr::base::{self, BaseManifest, Found};
 use crate::pitr::verify;
 
@@ -642,11 +641,6 @@ pub fn stop(bin: &Path, dir: &Path, run_as: &RunAs) {
             .args(["-m", "immediate", "-w", "-t", "60", "stop"])
             .output();
     }
-}
-
-/// The name of the segment holding `lsn` on `timeline`.
-pub fn segment_of(lsn: u64, timeline: u32, segment_size: u64) -> String {
-    segment_name(timeline, lsn / segment_size.max(1), segment_size)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -193,9 +193,4 @@ fn push_cmd(out: &mut Vec<u8>, args: &[&str]) {
     for a in args {
         out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
     }
-}
-
-/// Whether `path` exists (for assertions on what a command left).
-pub fn exists(path: &Path) -> bool {
-    path.exists()
 }

@@ -374,10 +374,10 @@ async fn count_one(client: &Client, t: &Table) -> Result<u64> {
 
 /// A user table (or partitioned table) of the database.
 #[derive(Debug)]
-struct Table {
+pub(crate) struct Table {
     oid: u32,
-    schema: String,
-    name: String,
+    pub(crate) schema: String,
+    pub(crate) name: String,
     partitioned: bool,
 }
 
@@ -388,16 +388,18 @@ impl Table {
     }
 }
 
-/// The user tables of the database (partitions are counted in their parent), largest
+/// The user tables of the database (partitions are counted in their parent; sessions'
+/// temporary tables, which pg_dump never holds and no other session may read, left out), largest
 /// first: during a backup that counts them, the longest count then runs while pg_dump is
 /// still reading the catalogs, before its COPYs keep the machine busy.
-async fn table_names(client: &Client) -> Result<Vec<Table>> {
+pub(crate) async fn table_names(client: &Client) -> Result<Vec<Table>> {
     let rows = client
         .query(
             "SELECT c.oid, n.nspname, c.relname, c.relkind = 'p'
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
                AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+               AND n.nspname NOT LIKE 'pg_temp%'
              ORDER BY c.relpages DESC, 2, 3",
             &[],
         )

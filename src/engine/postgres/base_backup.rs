@@ -149,19 +149,13 @@ pub async fn take(target: &Target, label: &str, level: i32, file: std::fs::File)
 /// The user tables of the database (partitioned tables, not their partitions), or those
 /// named, each checked to exist.
 async fn drill_tables(conn: &PgConn, named: &[String]) -> Result<Vec<(String, String)>> {
-    let rows = conn
-        .client()
-        .query(
-            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
-               AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
-               AND n.nspname NOT LIKE 'pg_temp%'
-             ORDER BY 1, 2",
-            &[],
-        )
-        .await
-        .map_err(db_err)?;
-    let all: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let mut all: Vec<(String, String)> =
+        crate::engine::postgres::backup::table_names(conn.client())
+            .await?
+            .into_iter()
+            .map(|t| (t.schema, t.name))
+            .collect();
+    all.sort();
     if named.is_empty() {
         return Ok(all);
     }
