@@ -437,6 +437,21 @@ pub struct LoadCsvArgs {
     /// Empty the table first, in the same transaction as the load
     #[arg(long)]
     pub truncate: bool,
+
+    /// Keep going past bad rows: write each (file, physical line, reason, record) to this
+    /// CSV file, and commit a file's good rows if at most --max-errors were rejected
+    #[arg(
+        long,
+        value_name = "PATH",
+        requires = "max_errors",
+        conflicts_with = "all"
+    )]
+    pub reject_file: Option<PathBuf>,
+
+    /// With --reject-file: the most rows of one file that may be rejected; past it, nothing
+    /// of that file is committed
+    #[arg(long, value_name = "N", requires = "reject_file")]
+    pub max_errors: Option<u64>,
 }
 
 #[cfg(test)]

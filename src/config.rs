@@ -459,6 +459,20 @@ fn default_pitr_level() -> i32 {
     3
 }
 
+/// A string or a list of strings (`null: NA` or `null: [NA, ND]`).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
 fn keep_base_at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let v = u32::deserialize(d)?;
     if v == 0 {
@@ -500,8 +514,18 @@ pub struct DatasetEntry {
     pub encoding: Option<EncodingArg>,
     #[serde(default)]
     pub no_header: bool,
+    /// One value or a list, as `--null` given once or several times.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub null: Vec<String>,
+    /// As `--force-null` (`"*"` or `"col,col"`).
     #[serde(default)]
-    pub null: Option<String>,
+    pub force_null: Option<String>,
+    #[serde(default)]
+    pub skip_lines: u64,
+    #[serde(default)]
+    pub trim: bool,
+    #[serde(default)]
+    pub dst: Option<crate::load::options::DstChoice>,
     #[serde(default)]
     pub date_order: Option<DateOrder>,
     #[serde(default)]

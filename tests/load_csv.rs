@@ -27,6 +27,11 @@ per_engine!(
     a_date_column_takes_a_midnight_timestamp_and_refuses_a_time_of_day,
     dos_exports_load_as_cp850_and_undefined_windows_1252_bytes_are_refused,
     a_bad_utf16_sequence_late_in_a_file_names_its_own_line,
+    quoted_everything_exports_take_force_null,
+    title_lines_null_tokens_trim_and_quoted_decimal_commas,
+    a_reject_file_keeps_the_good_rows_up_to_max_errors,
+    one_dst_rule_on_every_engine,
+    truncate_of_a_referenced_table_says_it_deletes_and_why,
 );
 
 const CITOYENS_HEADER: &str =
@@ -544,9 +549,24 @@ fn usage_errors_exit_2(engine: Engine) {
     load(&env, "c.csv", &["--delimiter", ";;"])
         .code(2)
         .stderr_has("--delimiter");
-    load(&env, "c.csv", &["--decimal-comma"])
+    load(&env, "c.csv", &["--dst", "later"])
         .code(2)
-        .stderr_has("--decimal-comma needs another --delimiter");
+        .stderr_has("--timezone");
+    load(&env, "c.csv", &["--reject-file", "r.csv"])
+        .code(2)
+        .stderr_has("--max-errors");
+    load(&env, "c.csv", &["--force-null", "email,,nom"])
+        .code(2)
+        .stderr_has("--force-null");
+    let input = env.path("c.csv").display().to_string();
+    load(
+        &env,
+        "c.csv",
+        &["--reject-file", &input, "--max-errors", "1"],
+    )
+    .code(2)
+    .stderr_has("is one of the files to load");
+    assert_eq!(env.db().count("metier.citoyens"), 0);
     let out = env.run(&[
         "load-csv",
         "--table",
@@ -747,4 +767,337 @@ fn endless_lines_and_giant_fields_stop_at_the_limit_with_memory_bounded(engine: 
     load(&env, "esc.csv", &["--max-field-size", "lots"])
         .code(2)
         .stderr_has("--max-field-size `lots`");
+}
+
+fn quoted_everything_exports_take_force_null(engine: Engine) {
+    let env = Env::with_schema(engine);
+    // As the Culture ministry's Joconde export: every field quoted, missing values too.
+    let q = |fields: &[&str]| {
+        fields
+            .iter()
+            .map(|f| format!("\"{f}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+            + "\n"
+    };
+    let mut text = CITOYENS_HEADER.to_string();
+    text.push_str(&q(&[
+        "1",
+        "M",
+        "A",
+        "B",
+        "1990-01-01",
+        "",
+        "",
+        "x",
+        "13001",
+        "1",
+        "",
+    ]));
+    text.push_str(&q(&[
+        "2",
+        "Mme",
+        "C",
+        "D",
+        "1991-02-03",
+        "c@example.fr",
+        "ND",
+        "y",
+        "13002",
+        "2",
+        "12.5",
+    ]));
+    env.write("joconde.csv", &text);
+    // Without it a quoted empty field is an empty string, which is no number.
+    fails(
+        &env,
+        "joconde.csv",
+        &[],
+        "joconde.csv:2: column quotient_familial",
+    );
+    fails(
+        &env,
+        "joconde.csv",
+        &["--force-null", "nope"],
+        "--force-null: no column \"nope\" in the table",
+    );
+    load(
+        &env,
+        "joconde.csv",
+        &["--force-null", "email, QUOTIENT_FAMILIAL", "--null", "ND"],
+    )
+    .success();
+    let db = env.db();
+    let rows = db.query(&format!(
+        "SELECT email, telephone, quotient_familial FROM {} ORDER BY id",
+        db.table("metier.citoyens")
+    ));
+    // telephone is not forced: its quoted empty stays a string, its quoted ND a value.
+    assert_eq!(rows[0], vec![None, Some(String::new()), None]);
+    assert_eq!(rows[1][1].as_deref(), Some("ND"));
+
+    let env = Env::with_schema(engine);
+    env.write("joconde.csv", &text);
+    load(&env, "joconde.csv", &["--force-null", "*", "--null", "ND"]).success();
+    let db = env.db();
+    let rows = db.query(&format!(
+        "SELECT email, telephone FROM {} ORDER BY id",
+        db.table("metier.citoyens")
+    ));
+    assert_eq!(rows[0], vec![None, None]);
+    assert_eq!(rows[1], vec![Some("c@example.fr".into()), None]);
+}
+
+fn title_lines_null_tokens_trim_and_quoted_decimal_commas(engine: Engine) {
+    let env = Env::with_schema(engine);
+    // INSEE style: a title (with an unbalanced quote) and a source line before the header;
+    // padded fields; `ND` and `-` for missing values; a decimal comma quoted because the
+    // delimiter is a comma; a blank line, which is skipped.
+    let text = format!(
+        "Population \"légale 2024\nSource : INSEE, RP 2021\n{CITOYENS_HEADER}\
+         1 , M ,  Estève , Hélène ,1984-03-01,ND, - ,\"12, rue Paradis\",13006, 6 ,\" 812,40 \"\n\
+         \n\
+         2,Mme,A,B,1990-01-01,-,ND,x,13001,1,ND\n"
+    );
+    env.write("insee.csv", &text);
+    let opts = [
+        "--skip-lines",
+        "2",
+        "--null",
+        "ND",
+        "--null",
+        "-",
+        "--trim",
+        "--decimal-comma",
+    ];
+    load(&env, "insee.csv", &opts).success();
+    let db = env.db();
+    let rows = db.query(&format!(
+        "SELECT nom, prenom, email, telephone, arrondissement, quotient_familial FROM {} ORDER BY id",
+        db.table("metier.citoyens")
+    ));
+    assert_eq!(
+        rows[0],
+        vec![
+            Some("Estève".into()),
+            Some("Hélène".into()),
+            None,
+            None,
+            Some("6".into()),
+            Some("812.40".into())
+        ]
+    );
+    assert_eq!(rows[1][2..4], [None, None]);
+    assert_eq!(rows[1][5], None);
+
+    // Errors keep naming physical lines, title lines counted.
+    let env = Env::with_schema(engine);
+    env.write(
+        "insee.csv",
+        text.replace("2,Mme,A,B,1990-01-01", "2,Mme,A,B,1990-13-01"),
+    );
+    fails(
+        &env,
+        "insee.csv",
+        &opts,
+        "insee.csv:6: column date_naissance: invalid date",
+    );
+    // An unquoted decimal comma with ',' as delimiter is one field too many, and said so.
+    env.write(
+        "nq.csv",
+        format!("{CITOYENS_HEADER}1,M,A,B,1990-01-01,,,x,13001,1,812,40\n"),
+    );
+    fails(
+        &env,
+        "nq.csv",
+        &["--decimal-comma"],
+        "nq.csv:2: expected 11 fields, found 12 (extra field; with --decimal-comma and ',' as delimiter, numbers must be quoted",
+    );
+    env.write("short.csv", "titre\n");
+    fails(
+        &env,
+        "short.csv",
+        &["--skip-lines", "3"],
+        "the file has only 1 complete lines, and --skip-lines skips 3",
+    );
+}
+
+fn a_reject_file_keeps_the_good_rows_up_to_max_errors(engine: Engine) {
+    let env = Env::with_schema(engine);
+    // 10,000 rows, 3 bad: one the reader refuses (no such date), one the server refuses
+    // for its value, one for a foreign key (a row PostgreSQL does not name).
+    let mut text = String::from(CITOYENS_HEADER);
+    for i in 1..=10_000u32 {
+        let row = match i {
+            1234 => "1234,M,A,B,1990-02-30,,,x,13001,1,\n".to_string(),
+            5000 => "5000,M,A,B,1990-01-01,,,x,13001,1,douze\n".to_string(),
+            9999 => "9999,M,A,B,1990-01-01,,,x,13001,99,\n".to_string(),
+            _ => citoyen(i),
+        };
+        text.push_str(&row);
+    }
+    env.write("c.csv", &text);
+    let rejects = env.path("rejets.csv");
+    let r = rejects.display().to_string();
+    let out = load(
+        &env,
+        "c.csv",
+        &["--reject-file", &r, "--max-errors", "3", "--format", "json"],
+    );
+    out.success();
+    let doc = out.json();
+    assert_eq!(doc["loads"][0]["rows"], 9_997);
+    assert_eq!(doc["loads"][0]["rejected"], 3);
+    assert_eq!(env.db().count("metier.citoyens"), 9_997);
+    for id in ["1234", "5000", "9999"] {
+        assert_eq!(
+            env.db()
+                .count_where("metier.citoyens", &format!("id = {id}")),
+            0
+        );
+    }
+    let file = std::fs::read_to_string(&rejects).unwrap();
+    let lines: Vec<&str> = file.lines().collect();
+    assert_eq!(lines.len(), 4, "{file}");
+    assert_eq!(lines[0], "file,line,error,record");
+    let c = env.path("c.csv").display().to_string();
+    assert!(
+        lines[1].starts_with(&format!("{c},1235,\"column date_naissance: invalid date")),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[1].ends_with(",\"1234,M,A,B,1990-02-30,,,x,13001,1,\""),
+        "the record as the file wrote it: {}",
+        lines[1]
+    );
+    assert!(
+        lines[2].starts_with(&format!("{c},5001,"))
+            && lines[2].contains("column quotient_familial"),
+        "{}",
+        lines[2]
+    );
+    assert!(lines[3].starts_with(&format!("{c},10000,")), "{}", lines[3]);
+    assert!(
+        lines[3].to_lowercase().contains("foreign key"),
+        "{}",
+        lines[3]
+    );
+
+    // One more than allowed: nothing committed, and the rejects so far are there to see.
+    let env = Env::with_schema(engine);
+    env.write("c.csv", &text);
+    let rejects = env.path("rejets.csv");
+    let r = rejects.display().to_string();
+    let out = load(&env, "c.csv", &["--reject-file", &r, "--max-errors", "2"]);
+    out.code(1).stderr_has(
+        "more than 2 rows rejected (--max-errors 2), so nothing of the file was committed",
+    );
+    assert_eq!(env.db().count("metier.citoyens"), 0);
+    let file = std::fs::read_to_string(&rejects).unwrap();
+    assert_eq!(file.lines().count(), 4, "{file}");
+    let leftovers: Vec<_> = std::fs::read_dir(env.path("."))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn one_dst_rule_on_every_engine(engine: Engine) {
+    let header = CITOYENS_HEADER.trim_end().to_string() + ",date_inscription\n";
+    let row = |id: u32, at: &str| format!("{id},M,A,B,01/01/1990,,,x,13001,1,,{at}\n");
+    let utc_of = |env: &Env| {
+        let db = env.db();
+        let sql = match db.engine() {
+            Engine::Postgres => format!(
+                "SELECT to_char(date_inscription AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') FROM {} ORDER BY id",
+                db.table("metier.citoyens")
+            ),
+            Engine::Mysql => format!(
+                "SELECT DATE_FORMAT(date_inscription, '%Y-%m-%d %H:%i') FROM {} ORDER BY id",
+                db.table("metier.citoyens")
+            ),
+        };
+        db.query(&sql)
+            .into_iter()
+            .map(|r| r[0].clone().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let tz = ["--date-order", "dmy", "--timezone", "Europe/Paris"];
+    let env = Env::with_schema(engine);
+    env.write(
+        "overlap.csv",
+        format!(
+            "{header}{}{}",
+            row(1, "26/10/2024 23:00"),
+            row(2, "27/10/2024 02:30")
+        ),
+    );
+    fails(
+        &env,
+        "overlap.csv",
+        &tz,
+        "overlap.csv:3: column date_inscription: \"27/10/2024 02:30\" happened twice in Europe/Paris",
+    );
+    env.write("gap.csv", format!("{header}{}", row(1, "31/03/2024 02:30")));
+    fails(
+        &env,
+        "gap.csv",
+        &tz,
+        "\"31/03/2024 02:30\" does not exist in Europe/Paris: the clocks went forward that night from UTC+01:00 to UTC+02:00",
+    );
+    for (dst, expected) in [
+        (
+            "earlier",
+            ["2024-10-27 00:30", "2024-03-31 00:30", "2024-07-01 10:00"],
+        ),
+        (
+            "later",
+            ["2024-10-27 01:30", "2024-03-31 01:30", "2024-07-01 10:00"],
+        ),
+    ] {
+        let env = Env::with_schema(engine);
+        env.write(
+            "both.csv",
+            format!(
+                "{header}{}{}{}",
+                row(1, "27/10/2024 02:30"),
+                row(2, "31/03/2024 02:30"),
+                row(3, "01/07/2024 12:00")
+            ),
+        );
+        let mut args = tz.to_vec();
+        args.extend(["--dst", dst]);
+        load(&env, "both.csv", &args).success();
+        assert_eq!(utc_of(&env), expected, "--dst {dst}");
+    }
+}
+
+fn truncate_of_a_referenced_table_says_it_deletes_and_why(engine: Engine) {
+    let env = Env::with_schema(engine);
+    env.write("a.csv", citoyens_csv(3));
+    load(&env, "a.csv", &[]).success();
+    env.write("b.csv", citoyens_csv(2));
+    let out = load(&env, "b.csv", &["--truncate"]);
+    out.success();
+    out.stdout_has("emptied with DELETE, not TRUNCATE")
+        .stdout_has("demandes");
+    assert_eq!(env.db().count("metier.citoyens"), 2);
+    let out = load(&env, "b.csv", &["--truncate", "--format", "json"]);
+    out.success();
+    let note = out.json()["loads"][0]["notes"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        note.starts_with("metier.citoyens: emptied with DELETE, not TRUNCATE:")
+            && note.contains("by foreign key"),
+        "{note}"
+    );
+    // Without --truncate there is nothing to say.
+    env.write("c.csv", format!("{CITOYENS_HEADER}{}", citoyen(7)));
+    let out = load(&env, "c.csv", &["--format", "json"]);
+    out.success();
+    assert!(out.json()["loads"][0].get("notes").is_none());
 }

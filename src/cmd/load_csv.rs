@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Map, Value};
 
@@ -18,6 +18,8 @@ use crate::cmd::failure;
 use crate::config::{DatasetEntry, Target};
 use crate::engine::Driver;
 use crate::engine::{self, Conn, LoadRequest};
+use crate::error::ConfigError;
+use crate::load::reject::RejectFile;
 use crate::load::{self, CsvSpec};
 use crate::output::{Outcome, Report, Status};
 use crate::Ctx;
@@ -36,6 +38,10 @@ struct Loaded {
     rows: u64,
     bytes: u64,
     seconds: f64,
+    /// What the user should know though nothing failed (`--truncate` used DELETE).
+    notes: Vec<String>,
+    /// Rows left out, with --reject-file.
+    rejected: Option<u64>,
 }
 
 pub async fn run(args: &LoadCsvArgs, ctx: &Ctx) -> Result<Outcome> {
@@ -44,12 +50,16 @@ pub async fn run(args: &LoadCsvArgs, ctx: &Ctx) -> Result<Outcome> {
     } else {
         file_jobs(args)?
     };
+    let mut rejects = match (&args.reject_file, args.max_errors) {
+        (Some(path), Some(max)) => Some(reject_sink(path, max, &jobs, ctx)?),
+        _ => None,
+    };
     let mut report = LoadReport { loads: Vec::new() };
     for target in &ctx.targets {
         let results = if args.all {
             load_all(target, &jobs, args.truncate, ctx).await
         } else {
-            load_files(target, &jobs, args.truncate, ctx).await
+            load_files(target, &jobs, args.truncate, rejects.as_mut(), ctx).await
         };
         for (job, res) in jobs.iter().zip(results) {
             let item = match res {
@@ -62,6 +72,8 @@ pub async fn run(args: &LoadCsvArgs, ctx: &Ctx) -> Result<Outcome> {
                     seconds: l.seconds,
                     status: "success",
                     error: None,
+                    rejected: l.rejected,
+                    notes: l.notes,
                 },
                 Err(e) => {
                     let msg = failure(ctx, &target.name, &e);
@@ -74,13 +86,51 @@ pub async fn run(args: &LoadCsvArgs, ctx: &Ctx) -> Result<Outcome> {
                         seconds: 0.0,
                         status: "failed",
                         error: Some(msg),
+                        rejected: None,
+                        notes: Vec::new(),
                     }
                 }
             };
             report.loads.push(item);
         }
     }
+    if let Some(sink) = rejects {
+        let path = sink.file.path().to_path_buf();
+        sink.file
+            .finish()
+            .with_context(|| format!("--reject-file {}", path.display()))?;
+    }
     Ok(Outcome::from_report(&report))
+}
+
+/// Where rejected rows go, and how many one file may have.
+struct RejectSink {
+    file: RejectFile,
+    max: u64,
+}
+
+fn reject_sink(path: &Path, max: u64, jobs: &[Job], ctx: &Ctx) -> Result<RejectSink> {
+    if ctx.targets.len() > 1 {
+        return Err(ConfigError::new(
+            "--reject-file loads one target at a time: name it with --target",
+        )
+        .into());
+    }
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if let Some(j) = jobs.iter().find(|j| same(&j.path, path)) {
+        return Err(ConfigError::new(format!(
+            "--reject-file {} is one of the files to load ({})",
+            path.display(),
+            j.label
+        ))
+        .into());
+    }
+    let spec = &jobs[0].spec;
+    let file = RejectFile::create(path, spec.delimiter, spec.quote).map_err(ConfigError::new)?;
+    Ok(RejectSink { file, max })
 }
 
 /// What `load-csv` did: one load per file and target, in the order they were reported.
@@ -103,6 +153,11 @@ struct LoadItem {
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// Rows left out (in the reject file), with --reject-file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejected: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<String>,
 }
 
 fn to_millis<S: serde::Serializer>(seconds: &f64, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -123,21 +178,28 @@ impl Report for LoadReport {
     fn lines(&self) -> Vec<String> {
         self.loads
             .iter()
-            .map(|l| match &l.error {
-                None => format!(
-                    "{}: {} <- {}: {} rows, {} in {:.2} s ({:.0} rows/s)",
-                    l.target,
-                    l.table,
-                    l.file,
-                    l.rows,
-                    human_bytes(l.bytes),
-                    l.seconds,
-                    l.rows as f64 / l.seconds.max(1e-9)
-                ),
-                Some(_) => format!(
-                    "{}: {} <- {}: FAILED, nothing loaded",
-                    l.target, l.table, l.file
-                ),
+            .flat_map(|l| {
+                let head = match &l.error {
+                    None => format!(
+                        "{}: {} <- {}: {} rows{}, {} in {:.2} s ({:.0} rows/s)",
+                        l.target,
+                        l.table,
+                        l.file,
+                        l.rows,
+                        match l.rejected {
+                            Some(n) => format!(" ({n} rejected)"),
+                            None => String::new(),
+                        },
+                        human_bytes(l.bytes),
+                        l.seconds,
+                        l.rows as f64 / l.seconds.max(1e-9)
+                    ),
+                    Some(_) => format!(
+                        "{}: {} <- {}: FAILED, nothing loaded",
+                        l.target, l.table, l.file
+                    ),
+                };
+                std::iter::once(head).chain(l.notes.iter().map(|n| format!("  note: {n}")))
             })
             .collect()
     }
@@ -201,6 +263,10 @@ fn dataset_options(d: &DatasetEntry) -> CsvOptions {
         encoding: d.encoding.unwrap_or(EncodingArg::Auto),
         no_header: d.no_header,
         null: d.null.clone(),
+        force_null: d.force_null.clone(),
+        skip_lines: d.skip_lines,
+        trim: d.trim,
+        dst: d.dst,
         date_order: d.date_order.unwrap_or(DateOrder::Ymd),
         decimal_comma: d.decimal_comma,
         timezone: d.timezone.clone(),
@@ -218,6 +284,7 @@ async fn load_files(
     target: &Target,
     jobs: &[Job],
     truncate: bool,
+    mut rejects: Option<&mut RejectSink>,
     ctx: &Ctx,
 ) -> Vec<Result<Loaded>> {
     let conn = match engine::connect(target).await {
@@ -236,20 +303,30 @@ async fn load_files(
             let mut reader = load::spawn_reader(
                 job.path.clone(),
                 job.label.clone(),
-                job.spec.clone(),
+                with_server_zone(&conn, &job.spec).await?,
                 columns,
-                conn.capabilities().dialect(job.spec.tz),
+                conn.capabilities().dialect(),
                 progress_bar(ctx, &job.path, &job.label),
+                rejects.is_some(),
             );
             let cols = (&mut reader.columns)
                 .await
                 .map_err(|_| anyhow!("{}: reader stopped unexpectedly", job.label))??;
             conn.begin().await?;
             let res = async {
-                if !truncated {
-                    conn.truncate(std::slice::from_ref(&job.table)).await?;
+                let notes = if truncated {
+                    Vec::new()
+                } else {
+                    conn.truncate(std::slice::from_ref(&job.table)).await?
+                };
+                match rejects.as_deref_mut() {
+                    Some(sink) => stream_rejecting(&conn, job, cols, reader, sink)
+                        .await
+                        .map(|(rows, bytes, rejected)| (rows, bytes, notes, Some(rejected))),
+                    None => stream(&conn, job, cols, reader)
+                        .await
+                        .map(|(rows, bytes)| (rows, bytes, notes, None)),
                 }
-                stream(&conn, job, cols, reader).await
             }
             .await;
             match res {
@@ -265,10 +342,12 @@ async fn load_files(
             }
         }
         .await;
-        out.push(res.map(|(rows, bytes)| Loaded {
+        out.push(res.map(|(rows, bytes, notes, rejected)| Loaded {
             rows,
             bytes,
             seconds: secs(start.elapsed()),
+            notes,
+            rejected,
         }));
     }
     out
@@ -295,6 +374,7 @@ async fn load_all(target: &Target, jobs: &[Job], truncate: bool, ctx: &Ctx) -> V
             }
         }
         conn.begin().await?;
+        let mut notes = Vec::new();
         let res: Result<()> = async {
             if truncate {
                 // Parents first: the engine empties children before parents when it must.
@@ -304,7 +384,7 @@ async fn load_all(target: &Target, jobs: &[Job], truncate: bool, ctx: &Ctx) -> V
                         unique.push(jobs[i].table.clone());
                     }
                 }
-                conn.truncate(&unique).await?;
+                notes = conn.truncate(&unique).await?;
             }
             for &i in &order {
                 let job = &jobs[i];
@@ -312,10 +392,11 @@ async fn load_all(target: &Target, jobs: &[Job], truncate: bool, ctx: &Ctx) -> V
                 let mut reader = load::spawn_reader(
                     job.path.clone(),
                     job.label.clone(),
-                    job.spec.clone(),
+                    with_server_zone(&conn, &job.spec).await?,
                     columns[&job.table].clone(),
-                    conn.capabilities().dialect(job.spec.tz),
+                    conn.capabilities().dialect(),
                     progress_bar(ctx, &job.path, &job.label),
+                    false,
                 );
                 let cols = (&mut reader.columns)
                     .await
@@ -323,10 +404,18 @@ async fn load_all(target: &Target, jobs: &[Job], truncate: bool, ctx: &Ctx) -> V
                 let (rows, bytes) = stream(&conn, job, cols, reader).await.inspect_err(|e| {
                     results[i] = Some(Err(anyhow!("{e:#}")));
                 })?;
+                // A note about a table goes with the first file loaded into it.
+                let prefix = format!("{}: ", job.table);
+                let (mine, rest): (Vec<String>, Vec<String>) = std::mem::take(&mut notes)
+                    .into_iter()
+                    .partition(|n| n.starts_with(&prefix));
+                notes = rest;
                 results[i] = Some(Ok(Loaded {
                     rows,
                     bytes,
                     seconds: secs(start.elapsed()),
+                    notes: mine,
+                    rejected: None,
                 }));
             }
             Ok(())
@@ -359,6 +448,20 @@ async fn load_all(target: &Target, jobs: &[Job], truncate: bool, ctx: &Ctx) -> V
                 .collect()
         }
     }
+}
+
+/// The spec with the time zone its offset-less timestamps are read in: `--timezone`, else
+/// the session's own when the engine has one (PostgreSQL's `TimeZone`), so that a local
+/// time the clocks skip or repeat is judged by the same rule on every engine. A zone name
+/// the time zone database does not know (a POSIX string) is left to the server.
+async fn with_server_zone(conn: &Conn, spec: &CsvSpec) -> Result<CsvSpec> {
+    let mut spec = spec.clone();
+    if spec.tz.is_none() {
+        if let Some(name) = conn.session_time_zone().await? {
+            spec.tz = name.parse::<chrono_tz::Tz>().ok();
+        }
+    }
+    Ok(spec)
 }
 
 /// Feeds the reader's chunks to the engine and checks both sides agree on the row count.
@@ -395,6 +498,158 @@ async fn stream(
         );
     }
     Ok((stats.rows, stats.bytes))
+}
+
+/// The savepoint each batch of a rejecting load is loaded after.
+const BATCH_SAVEPOINT: &str = "mairie_dba_batch";
+
+/// `stream` in reject mode: each batch of rows is loaded after a savepoint; when the server
+/// refuses a row for its data, the batch is undone and loaded again without that row (the
+/// row the server names, else found by halving the batch), which goes to the reject file
+/// with the rows the reader refused. Failures that are not a row's (a lost connection, a
+/// missing privilege) still fail the load. Past `max` rejected rows the load fails and
+/// nothing of the file is committed. Returns rows loaded, bytes read and rows rejected.
+async fn stream_rejecting(
+    conn: &Conn,
+    job: &Job,
+    cols: Vec<String>,
+    reader: load::Reader,
+    sink: &mut RejectSink,
+) -> Result<(u64, u64, u64)> {
+    conn.set_local_timezone(job.spec.timezone.as_deref())
+        .await?;
+    let req = LoadRequest {
+        table: &job.table,
+        columns: cols,
+        file_label: &job.label,
+    };
+    let load::Reader {
+        mut batches, done, ..
+    } = reader;
+    let (mut loaded, mut rejected, mut by_server) = (0u64, 0u64, 0u64);
+    let res: Result<()> = async {
+        while let Some(batch) = batches.recv().await {
+            let mut batch = batch?;
+            let mut out = std::mem::take(&mut batch.rejected);
+            let by_reader = out.len();
+            let budget = (sink.max - rejected.min(sink.max)) as usize;
+            let settled = settle(conn, &req, &batch, &mut out, budget).await;
+            out.sort_by_key(|r| r.line);
+            for r in &out {
+                sink.file
+                    .write(&job.label, r)
+                    .with_context(|| format!("--reject-file {}", sink.file.path().display()))?;
+            }
+            rejected += out.len() as u64;
+            by_server += (out.len() - by_reader) as u64;
+            loaded += settled?;
+            if rejected > sink.max {
+                bail!(
+                    "{}: more than {} rows rejected (--max-errors {}), so nothing of the file \
+                     was committed; the rows rejected so far are in {}",
+                    job.label,
+                    sink.max,
+                    sink.max,
+                    sink.file.path().display()
+                );
+            }
+        }
+        Ok(())
+    }
+    .await;
+    drop(batches);
+    let stats = done
+        .await
+        .map_err(|e| anyhow!("{}: reader thread failed: {e}", job.label))?;
+    res?;
+    if loaded + by_server != stats.rows {
+        bail!(
+            "{}: the server stored {loaded} rows and refused {by_server}, but {} were sent \
+             (nothing committed)",
+            job.label,
+            stats.rows
+        );
+    }
+    Ok((loaded, stats.bytes, rejected))
+}
+
+/// Loads the rows of `batch` that the server accepts, each attempt after a savepoint,
+/// pushing the ones it refuses onto `out`. Stops early once `out` holds more than `budget`.
+async fn settle(
+    conn: &Conn,
+    req: &LoadRequest<'_>,
+    batch: &load::Batch,
+    out: &mut Vec<load::Rejected>,
+    budget: usize,
+) -> Result<u64> {
+    let mut stored = 0;
+    let mut todo: Vec<Vec<usize>> = vec![(0..batch.len()).collect()];
+    while let Some(mut rows) = todo.pop() {
+        while !rows.is_empty() {
+            if out.len() > budget {
+                return Ok(stored);
+            }
+            conn.savepoint(BATCH_SAVEPOINT).await?;
+            let err = match load_rows(conn, req, batch, &rows).await {
+                Ok(n) => {
+                    conn.release_savepoint(BATCH_SAVEPOINT).await?;
+                    stored += n;
+                    break;
+                }
+                Err(e) => e,
+            };
+            let Some(refused) = err.downcast_ref::<load::Refused>() else {
+                return Err(err);
+            };
+            conn.rollback_to_savepoint(BATCH_SAVEPOINT).await?;
+            conn.release_savepoint(BATCH_SAVEPOINT).await?;
+            let reject = |i: usize| load::Rejected {
+                line: batch.lines[i],
+                reason: refused.reason.clone(),
+                record: batch.records[i].clone(),
+            };
+            match refused.row.map(|r| r as usize) {
+                Some(r) if (1..=rows.len()).contains(&r) => out.push(reject(rows.remove(r - 1))),
+                _ if rows.len() == 1 => out.push(reject(rows.remove(0))),
+                // The server did not say which row: try each half on its own.
+                _ => {
+                    let second = rows.split_off(rows.len() / 2);
+                    todo.push(second);
+                }
+            }
+        }
+    }
+    Ok(stored)
+}
+
+/// One attempt: `rows` of the batch through the engine's bulk loader. The server's row
+/// numbers are mapped back to the file's lines.
+async fn load_rows(
+    conn: &Conn,
+    req: &LoadRequest<'_>,
+    batch: &load::Batch,
+    rows: &[usize],
+) -> Result<u64> {
+    let mut data = Vec::with_capacity(batch.data.len());
+    let lines = std::sync::Arc::new(load::LineMap::default());
+    for (k, &i) in rows.iter().enumerate() {
+        data.extend_from_slice(batch.row(i));
+        lines.note(k as u64 + 1, batch.lines[i]);
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(Ok(bytes::Bytes::from(data)))
+        .await
+        .map_err(|_| anyhow!("{}: loader stopped unexpectedly", req.file_label))?;
+    drop(tx);
+    let stored = conn.bulk_load(req, rx, lines).await?;
+    if stored != rows.len() as u64 {
+        bail!(
+            "{}: the server stored {stored} rows of a batch of {} (nothing committed)",
+            req.file_label,
+            rows.len()
+        );
+    }
+    Ok(stored)
 }
 
 /// Orders tables so that a table comes after the tables its foreign keys point to.
@@ -491,6 +746,8 @@ mod tests {
             seconds: if error.is_some() { 0.0 } else { 0.123456 },
             status: if error.is_some() { "failed" } else { "success" },
             error: error.map(str::to_string),
+            rejected: None,
+            notes: Vec::new(),
         };
         let ok = Outcome::from_report(&LoadReport {
             loads: vec![item("a.csv", None)],

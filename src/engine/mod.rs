@@ -182,8 +182,27 @@ pub trait Driver {
     }
     async fn rollback(&self) {}
 
-    /// Empties the tables (children first), inside the current transaction.
-    async fn truncate(&self, tables: &[TableRef]) -> Result<()> {
+    /// Marks a point of the current transaction that [`Driver::rollback_to_savepoint`] can
+    /// return to (`load-csv --reject-file` loads each batch of rows after one).
+    async fn savepoint(&self, name: &str) -> Result<()> {
+        let _ = name;
+        self.not_supported("savepoints")
+    }
+    /// Undoes what was done since the savepoint, which stays set.
+    async fn rollback_to_savepoint(&self, name: &str) -> Result<()> {
+        let _ = name;
+        self.not_supported("savepoints")
+    }
+    /// Forgets the savepoint, keeping what was done since.
+    async fn release_savepoint(&self, name: &str) -> Result<()> {
+        let _ = name;
+        self.not_supported("savepoints")
+    }
+
+    /// Empties the tables (children first), inside the current transaction. Returns what
+    /// the user should know: for each table that other tables reference, that it was
+    /// emptied with DELETE rather than TRUNCATE, and why ([`delete_note`]).
+    async fn truncate(&self, tables: &[TableRef]) -> Result<Vec<String>> {
         let _ = tables;
         self.not_supported("tables")
     }
@@ -194,6 +213,13 @@ pub trait Driver {
     async fn set_local_timezone(&self, tz: Option<&str>) -> Result<()> {
         let _ = tz;
         Ok(())
+    }
+
+    /// The session's time zone, which the server applies to timestamps written without an
+    /// offset (PostgreSQL's `TimeZone`); None when the engine has none that applies to
+    /// loads. `load-csv` resolves such timestamps itself with it, by the rule of `--dst`.
+    async fn session_time_zone(&self) -> Result<Option<String>> {
+        Ok(None)
     }
 
     /// Streams encoded rows into the table, inside a transaction begun with
@@ -216,6 +242,23 @@ pub trait Driver {
         }
         .into())
     }
+}
+
+/// Why `--truncate` emptied `table` with DELETE: `children` (tables, or
+/// `table (constraint)`) reference it by foreign key, `why_not` is the engine's reason
+/// TRUNCATE could not be used.
+pub fn delete_note(table: &TableRef, children: &[String], why_not: &str) -> String {
+    format!(
+        "{table}: emptied with DELETE, not TRUNCATE: {} {} it by foreign key, and {why_not}; \
+         DELETE removes the rows one by one (slower on a large table, fires DELETE triggers) \
+         and fails if rows of those tables still point at it",
+        children.join(", "),
+        if children.len() == 1 {
+            "references"
+        } else {
+            "reference"
+        },
+    )
 }
 
 /// What an engine can and cannot do, as callers need to know it.
@@ -241,10 +284,10 @@ pub enum ValueStyle {
 
 impl Capabilities {
     /// How the reader must write values for this engine's bulk loader.
-    pub fn dialect(&self, tz: Option<chrono_tz::Tz>) -> Dialect {
+    pub fn dialect(&self) -> Dialect {
         match self.values {
             ValueStyle::Server => Dialect::Postgres,
-            ValueStyle::Utc => Dialect::Utc { tz },
+            ValueStyle::Utc => Dialect::Utc,
         }
     }
 }
@@ -745,12 +788,28 @@ impl Driver for Conn {
         delegate!(self, c => c.rollback().await)
     }
 
-    async fn truncate(&self, tables: &[TableRef]) -> Result<()> {
+    async fn savepoint(&self, name: &str) -> Result<()> {
+        delegate!(self, c => c.savepoint(name).await)
+    }
+
+    async fn rollback_to_savepoint(&self, name: &str) -> Result<()> {
+        delegate!(self, c => c.rollback_to_savepoint(name).await)
+    }
+
+    async fn release_savepoint(&self, name: &str) -> Result<()> {
+        delegate!(self, c => c.release_savepoint(name).await)
+    }
+
+    async fn truncate(&self, tables: &[TableRef]) -> Result<Vec<String>> {
         delegate!(self, c => c.truncate(tables).await)
     }
 
     async fn set_local_timezone(&self, tz: Option<&str>) -> Result<()> {
         delegate!(self, c => c.set_local_timezone(tz).await)
+    }
+
+    async fn session_time_zone(&self) -> Result<Option<String>> {
+        delegate!(self, c => c.session_time_zone().await)
     }
 
     async fn bulk_load(

@@ -1,8 +1,10 @@
 //! From CSV fields to the text rows a server's bulk loader reads.
 //!
-//! Decides NULL (only an unquoted empty field, or the unquoted `--null` string: a literal
-//! `NULL` or `\N` in the file is text), rewrites dates to ISO according to `--date-order`,
-//! numbers with a decimal comma to a decimal point, French booleans (`oui`/`non`), and
+//! Decides NULL (an unquoted empty field or `--null` value, quoted ones too in `--force-null`
+//! columns: a literal `NULL` or `\N` in the file is text), trims fields (`--trim`), rewrites
+//! dates to ISO according to `--date-order`, resolves local times by one rule on every
+//! engine (`--timezone`, `--dst`), numbers with a decimal comma to a decimal point, French
+//! booleans (`oui`/`non`), and
 //! escapes the result in the tab-separated text format that PostgreSQL's `COPY … FROM STDIN`
 //! and MySQL's `LOAD DATA` both read (`\N` for NULL, backslash escapes). Everything else the
 //! server validates, and its errors are mapped back to the file's line and column.
@@ -10,7 +12,7 @@
 use chrono::NaiveDate;
 
 use crate::catalog::ColumnKind;
-use crate::load::options::DateOrder;
+use crate::load::options::{DateOrder, DstChoice};
 use crate::load::parser::Record;
 use crate::load::{excerpt, Dialect};
 
@@ -21,11 +23,35 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// How fields are read, beyond their column's type: the options of `load-csv` that the
+/// converter applies.
+#[derive(Debug, Clone, Default)]
+pub struct Reading {
+    /// Unquoted values that mean NULL besides the unquoted empty field (`--null`).
+    pub nulls: Vec<String>,
+    /// Per field: a quoted empty field (or quoted `--null` value) is NULL too
+    /// (`--force-null`). Shorter than the record: the rest are false.
+    pub force_null: Vec<bool>,
+    pub date_order: DateOrder,
+    pub decimal_comma: bool,
+    /// Spaces and tabs around every field are removed first (`--trim`).
+    pub trim: bool,
+    /// The time zone of timestamps written without an offset (`--timezone`, else the
+    /// server's when the engine has one).
+    pub tz: Option<chrono_tz::Tz>,
+    /// Which instant an ambiguous or skipped local time means (`--dst`); None: an error.
+    pub dst: Option<DstChoice>,
+}
+
 pub struct Converter {
     kinds: Vec<ColumnKind>,
-    null: Option<Vec<u8>>,
+    nulls: Vec<Vec<u8>>,
+    force_null: Vec<bool>,
     date_order: DateOrder,
     decimal_comma: bool,
+    trim: bool,
+    tz: Option<chrono_tz::Tz>,
+    dst: Option<DstChoice>,
     /// Whether the input may hold invalid UTF-8 (it was not transcoded).
     validate_utf8: bool,
     dialect: Dialect,
@@ -35,21 +61,32 @@ pub struct Converter {
 impl Converter {
     pub fn new(
         kinds: Vec<ColumnKind>,
-        null: Option<String>,
-        date_order: DateOrder,
-        decimal_comma: bool,
+        reading: Reading,
         validate_utf8: bool,
         dialect: Dialect,
     ) -> Self {
         Converter {
             kinds,
-            null: null.map(String::into_bytes),
-            date_order,
-            decimal_comma,
+            nulls: reading.nulls.into_iter().map(String::into_bytes).collect(),
+            force_null: reading.force_null,
+            date_order: reading.date_order,
+            decimal_comma: reading.decimal_comma,
+            trim: reading.trim,
+            tz: reading.tz,
+            dst: reading.dst,
             validate_utf8,
             dialect,
             scratch: Vec::with_capacity(64),
         }
+    }
+
+    /// Whether field `i`, as read (after `--trim`), is NULL: an unquoted empty field or
+    /// `--null` value, or a quoted one in a `--force-null` column.
+    fn is_null(&self, i: usize, field: &[u8], quoted: bool) -> bool {
+        if quoted && !self.force_null.get(i).copied().unwrap_or(false) {
+            return false;
+        }
+        field.is_empty() || self.nulls.iter().any(|n| n.as_slice() == field)
     }
 
     /// Appends one encoded row (a record whose fields are in the order of `kinds`) to `out`.
@@ -57,16 +94,14 @@ impl Converter {
         debug_assert_eq!(rec.len(), self.kinds.len());
         let start = out.len();
         for i in 0..rec.len() {
-            let (field, q) = (rec.field(i), rec.quoted[i]);
+            let (mut field, q) = (rec.field(i), rec.quoted[i]);
+            if self.trim {
+                field = trim_blanks(field);
+            }
             if i > 0 {
                 out.push(b'\t');
             }
-            let is_null = !q
-                && match &self.null {
-                    None => field.is_empty(),
-                    Some(n) => field == n.as_slice(),
-                };
-            if is_null {
+            if self.is_null(i, field, q) {
                 out.extend_from_slice(b"\\N");
                 continue;
             }
@@ -154,21 +189,62 @@ impl Converter {
             )
         })?;
         use std::io::Write;
-        match self.dialect {
-            Dialect::Utc { tz } if timestamp && !rest.trim().is_empty() => {
-                let utc = utc_timestamp(d, rest, tz).ok_or_else(|| {
-                    format!(
-                        "invalid timestamp \"{}\" (expected {} hh:mm[:ss][+hh:mm])",
-                        excerpt(text),
-                        self.date_order.pattern()
-                    )
-                })?;
-                write!(self.scratch, "{}", utc.format("%Y-%m-%d %H:%M:%S%.f"))
-                    .map_err(|e| e.to_string())?;
+        let iso_date = |scratch: &mut Vec<u8>| {
+            write!(scratch, "{}", d.format("%Y-%m-%d")).map_err(|e| e.to_string())
+        };
+        if !timestamp || rest.trim().is_empty() {
+            iso_date(&mut self.scratch)?;
+            return Ok(());
+        }
+        let utc_dialect = matches!(self.dialect, Dialect::Utc);
+        let Some((time, offset)) = time_and_offset(rest) else {
+            if utc_dialect {
+                return Err(format!(
+                    "invalid timestamp \"{}\" (expected {} hh:mm[:ss][+hh:mm])",
+                    excerpt(text),
+                    self.date_order.pattern()
+                ));
             }
-            _ => {
-                write!(self.scratch, "{}", d.format("%Y-%m-%d")).map_err(|e| e.to_string())?;
-                self.scratch.extend_from_slice(rest.as_bytes());
+            // PostgreSQL reads more forms than these (time zone names, AM/PM): it judges.
+            iso_date(&mut self.scratch)?;
+            self.scratch.extend_from_slice(rest.as_bytes());
+            return Ok(());
+        };
+        let local = d.and_time(time);
+        match (offset, self.tz) {
+            (Some(minutes), _) => {
+                if utc_dialect {
+                    let utc = local - chrono::Duration::minutes(minutes);
+                    write!(self.scratch, "{}", utc.format("%Y-%m-%d %H:%M:%S%.f"))
+                        .map_err(|e| e.to_string())?;
+                } else {
+                    iso_date(&mut self.scratch)?;
+                    self.scratch.extend_from_slice(rest.as_bytes());
+                }
+            }
+            // One rule on every engine for a local time the clocks skip or repeat.
+            (None, Some(tz)) => {
+                let at = resolve_local(local, tz, self.dst)
+                    .map_err(|why| format!("\"{}\" {why}", excerpt(text)))?;
+                if utc_dialect {
+                    write!(
+                        self.scratch,
+                        "{}",
+                        at.naive_utc().format("%Y-%m-%d %H:%M:%S%.f")
+                    )
+                } else {
+                    write!(self.scratch, "{}", at.format("%Y-%m-%d %H:%M:%S%.f%:z"))
+                }
+                .map_err(|e| e.to_string())?;
+            }
+            (None, None) => {
+                if utc_dialect {
+                    write!(self.scratch, "{}", local.format("%Y-%m-%d %H:%M:%S%.f"))
+                        .map_err(|e| e.to_string())?;
+                } else {
+                    iso_date(&mut self.scratch)?;
+                    self.scratch.extend_from_slice(rest.as_bytes());
+                }
             }
         }
         Ok(())
@@ -217,11 +293,11 @@ impl Converter {
             _ => None,
         };
         let v: &[u8] = match (truth, self.dialect) {
-            (Some(true), Dialect::Utc { .. }) => b"1",
-            (Some(false), Dialect::Utc { .. }) => b"0",
+            (Some(true), Dialect::Utc) => b"1",
+            (Some(false), Dialect::Utc) => b"0",
             (Some(true), Dialect::Postgres) => b"true",
             (Some(false), Dialect::Postgres) => b"false",
-            (None, Dialect::Utc { .. }) => {
+            (None, Dialect::Utc) => {
                 return Err(format!(
                     "invalid boolean \"{}\" (expected true/false, oui/non, 1/0)",
                     excerpt(&String::from_utf8_lossy(field))
@@ -232,6 +308,19 @@ impl Converter {
         self.scratch.extend_from_slice(v);
         Ok(())
     }
+}
+
+/// `field` without the spaces and tabs around it.
+fn trim_blanks(field: &[u8]) -> &[u8] {
+    let start = field
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(field.len());
+    let end = field
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(start, |i| i + 1);
+    &field[start..end]
 }
 
 impl DateOrder {
@@ -264,32 +353,21 @@ fn time_of(rest: &str) -> Option<chrono::NaiveTime> {
         .find_map(|f| chrono::NaiveTime::parse_from_str(&rest[..split], f).ok())
 }
 
-/// The time part of a timestamp (` 10:30[:00[.123]][ ][Z|+01|+01:00|-0530]`) on `date`, in
-/// UTC: from its offset, else from `tz`, else taken as it is.
-fn utc_timestamp(
-    date: NaiveDate,
-    rest: &str,
-    tz: Option<chrono_tz::Tz>,
-) -> Option<chrono::NaiveDateTime> {
-    use chrono::{NaiveTime, TimeZone};
+/// The time of a timestamp's time part (` 10:30[:00[.123]][ ][Z|+01|+01:00|-0530]`) and its
+/// offset east of UTC in minutes (None: no offset written). None when it is not one.
+fn time_and_offset(rest: &str) -> Option<(chrono::NaiveTime, Option<i64>)> {
+    use chrono::NaiveTime;
     let rest = rest.strip_prefix(['T', ' '])?.trim();
     let split = rest.find(['Z', 'z', '+', '-', ' ']).unwrap_or(rest.len());
     let (time_s, offset_s) = (&rest[..split], rest[split..].trim());
     let time = ["%H:%M:%S%.f", "%H:%M"]
         .iter()
         .find_map(|f| NaiveTime::parse_from_str(time_s, f).ok())?;
-    let local = date.and_time(time);
     if offset_s.is_empty() {
-        return match tz {
-            Some(tz) => tz
-                .from_local_datetime(&local)
-                .earliest()
-                .map(|d| d.naive_utc()),
-            None => Some(local),
-        };
+        return Some((time, None));
     }
     if offset_s.eq_ignore_ascii_case("z") || offset_s.eq_ignore_ascii_case("utc") {
-        return Some(local);
+        return Some((time, Some(0)));
     }
     let sign = match offset_s.as_bytes()[0] {
         b'+' => 1,
@@ -308,7 +386,57 @@ fn utc_timestamp(
         ),
         _ => return None,
     };
-    Some(local - chrono::Duration::minutes(sign * (h * 60 + m)))
+    Some((time, Some(sign * (h * 60 + m))))
+}
+
+/// A local time of `tz` as an instant. When a clock change repeats it (the autumn night)
+/// or skips it (the spring night) it can mean two instants: `dst` picks the earlier or the
+/// later, and without it the error (completing "<value> …") says which change is at fault.
+pub fn resolve_local(
+    local: chrono::NaiveDateTime,
+    tz: chrono_tz::Tz,
+    dst: Option<DstChoice>,
+) -> Result<chrono::DateTime<chrono_tz::Tz>, String> {
+    use chrono::{LocalResult, Offset, TimeZone};
+    let pick = |a: chrono::DateTime<chrono_tz::Tz>, b: chrono::DateTime<chrono_tz::Tz>| {
+        let (early, late) = if a <= b { (a, b) } else { (b, a) };
+        match dst {
+            Some(DstChoice::Earlier) => Some(early),
+            Some(DstChoice::Later) => Some(late),
+            None => None,
+        }
+    };
+    match tz.from_local_datetime(&local) {
+        LocalResult::Single(at) => Ok(at),
+        LocalResult::Ambiguous(a, b) => pick(a, b).ok_or_else(|| {
+            format!(
+                "happened twice in {tz}: the clocks went back that night, so it means UTC{} \
+                 and then UTC{} (an overlap); give --dst earlier or --dst later",
+                a.offset().fix(),
+                b.offset().fix()
+            )
+        }),
+        LocalResult::None => {
+            // The offsets on either side of the change (changes are months apart).
+            let before = tz
+                .offset_from_utc_datetime(&(local - chrono::Duration::hours(12)))
+                .fix();
+            let after = tz
+                .offset_from_utc_datetime(&(local + chrono::Duration::hours(12)))
+                .fix();
+            let as_utc = |off: chrono::FixedOffset| {
+                tz.from_utc_datetime(
+                    &(local - chrono::Duration::seconds(off.local_minus_utc() as i64)),
+                )
+            };
+            pick(as_utc(before), as_utc(after)).ok_or_else(|| {
+                format!(
+                    "does not exist in {tz}: the clocks went forward that night from UTC{before} \
+                     to UTC{after}, skipping it (a gap); give --dst earlier or --dst later"
+                )
+            })
+        }
+    }
 }
 
 /// Three numbers separated by `/`, `-` or `.`, in the given order; the year has 4 digits.
@@ -377,14 +505,7 @@ mod tests {
 
     #[test]
     fn null_rules() {
-        let mut c = Converter::new(
-            vec![Text; 4],
-            None,
-            DateOrder::Ymd,
-            false,
-            true,
-            Dialect::Postgres,
-        );
+        let mut c = Converter::new(vec![Text; 4], Reading::default(), true, Dialect::Postgres);
         assert_eq!(
             enc(
                 &mut c,
@@ -396,28 +517,138 @@ mod tests {
         );
         let mut c = Converter::new(
             vec![Text; 3],
-            Some("NA".into()),
-            DateOrder::Ymd,
-            false,
+            Reading {
+                nulls: vec!["NA".into()],
+                ..Default::default()
+            },
             true,
             Dialect::Postgres,
         );
+        // --null adds to the empty-field rule; a quoted value stays a value.
         assert_eq!(
             enc(&mut c, &["NA", "NA", ""], &[false, true, false]).unwrap(),
-            "\\N\tNA\t\n"
+            "\\N\tNA\t\\N\n"
         );
     }
 
     #[test]
-    fn escapes_control_characters() {
+    fn force_null_makes_quoted_empties_null_in_its_columns_only() {
+        let reading = Reading {
+            nulls: vec!["ND".into()],
+            force_null: vec![true, false, true],
+            ..Default::default()
+        };
+        let mut c = Converter::new(vec![Text, Text, Date], reading, true, Dialect::Postgres);
+        assert_eq!(
+            enc(&mut c, &["", "", ""], &[true, true, true]).unwrap(),
+            "\\N\t\t\\N\n"
+        );
+        assert_eq!(
+            enc(&mut c, &["ND", "ND", "2024-01-02"], &[true, true, true]).unwrap(),
+            "\\N\tND\t2024-01-02\n"
+        );
+    }
+
+    #[test]
+    fn trim_removes_blanks_around_fields_before_the_null_rule() {
+        let reading = Reading {
+            trim: true,
+            decimal_comma: true,
+            ..Default::default()
+        };
         let mut c = Converter::new(
-            vec![Text],
-            None,
-            DateOrder::Ymd,
-            false,
+            vec![Text, Text, Decimal, Text],
+            reading,
             true,
             Dialect::Postgres,
         );
+        assert_eq!(
+            enc(
+                &mut c,
+                &["  Dupont\t", "   ", " 12,5 ", " a b "],
+                &[true, false, true, false]
+            )
+            .unwrap(),
+            "Dupont\t\\N\t12.5\ta b\n"
+        );
+        assert_eq!(trim_blanks(b" \t "), b"");
+    }
+
+    #[test]
+    fn one_dst_rule_for_every_engine() {
+        let paris = Some(chrono_tz::Europe::Paris);
+        for dialect in [Dialect::Postgres, Dialect::Utc] {
+            let mut c = Converter::new(
+                vec![Timestamp],
+                Reading {
+                    date_order: DateOrder::Dmy,
+                    tz: paris,
+                    ..Default::default()
+                },
+                true,
+                dialect,
+            );
+            let e = enc(&mut c, &["27/10/2024 02:30"], &[false]).unwrap_err();
+            assert!(
+                e.message.contains("happened twice in Europe/Paris")
+                    && e.message.contains("UTC+02:00 and then UTC+01:00")
+                    && e.message.contains("--dst earlier"),
+                "{}",
+                e.message
+            );
+            let e = enc(&mut c, &["31/03/2024 02:30"], &[false]).unwrap_err();
+            assert!(
+                e.message.contains("does not exist in Europe/Paris")
+                    && e.message.contains("from UTC+01:00 to UTC+02:00")
+                    && e.message.contains("(a gap)"),
+                "{}",
+                e.message
+            );
+            // An explicit offset is never ambiguous.
+            assert!(enc(&mut c, &["27/10/2024 02:30+01"], &[false]).is_ok());
+            let expected = |pg: &str, utc: &str| match dialect {
+                Dialect::Postgres => format!("{pg}\n"),
+                Dialect::Utc => format!("{utc}\n"),
+            };
+            assert_eq!(
+                enc(&mut c, &["14/03/2026 09:30"], &[false]).unwrap(),
+                expected("2026-03-14 09:30:00+01:00", "2026-03-14 08:30:00")
+            );
+            for (dst, overlap, gap) in [
+                (
+                    DstChoice::Earlier,
+                    expected("2024-10-27 02:30:00+02:00", "2024-10-27 00:30:00"),
+                    expected("2024-03-31 01:30:00+01:00", "2024-03-31 00:30:00"),
+                ),
+                (
+                    DstChoice::Later,
+                    expected("2024-10-27 02:30:00+01:00", "2024-10-27 01:30:00"),
+                    expected("2024-03-31 03:30:00+02:00", "2024-03-31 01:30:00"),
+                ),
+            ] {
+                let mut c = Converter::new(
+                    vec![Timestamp],
+                    Reading {
+                        date_order: DateOrder::Dmy,
+                        tz: paris,
+                        dst: Some(dst),
+                        ..Default::default()
+                    },
+                    true,
+                    dialect,
+                );
+                assert_eq!(
+                    enc(&mut c, &["27/10/2024 02:30"], &[false]).unwrap(),
+                    overlap
+                );
+                assert_eq!(enc(&mut c, &["31/03/2024 02:30"], &[false]).unwrap(), gap);
+            }
+        }
+    }
+
+    #[test]
+    fn escapes_control_characters() {
+        let mut c = Converter::new(vec![Text], Reading::default(), true, Dialect::Postgres);
         assert_eq!(
             enc(&mut c, &["a\tb\nc\\d\re"], &[true]).unwrap(),
             "a\\tb\\nc\\\\d\\re\n"
@@ -426,8 +657,8 @@ mod tests {
 
     #[test]
     fn a_date_column_takes_a_timestamp_at_midnight_and_refuses_a_time_of_day() {
-        for dialect in [Dialect::Postgres, Dialect::Utc { tz: None }] {
-            let mut c = Converter::new(vec![Date], None, DateOrder::Ymd, false, true, dialect);
+        for dialect in [Dialect::Postgres, Dialect::Utc] {
+            let mut c = Converter::new(vec![Date], Reading::default(), true, dialect);
             for midnight in [
                 "1955-05-02 00:00:00+00",
                 "1955-05-02T00:00:00Z",
@@ -456,9 +687,10 @@ mod tests {
     fn dates_in_every_order() {
         let mut c = Converter::new(
             vec![Date, Timestamp],
-            None,
-            DateOrder::Dmy,
-            false,
+            Reading {
+                date_order: DateOrder::Dmy,
+                ..Default::default()
+            },
             true,
             Dialect::Postgres,
         );
@@ -471,14 +703,7 @@ mod tests {
         assert!(
             e.message.contains("invalid date \"32/13/2024\"") && e.message.contains("dd/mm/yyyy")
         );
-        let mut c = Converter::new(
-            vec![Date],
-            None,
-            DateOrder::Ymd,
-            false,
-            true,
-            Dialect::Postgres,
-        );
+        let mut c = Converter::new(vec![Date], Reading::default(), true, Dialect::Postgres);
         assert_eq!(
             enc(&mut c, &["2024-02-29"], &[false]).unwrap(),
             "2024-02-29\n"
@@ -499,9 +724,10 @@ mod tests {
     fn decimal_comma() {
         let mut c = Converter::new(
             vec![Decimal, Integer, Text],
-            None,
-            DateOrder::Ymd,
-            true,
+            Reading {
+                decimal_comma: true,
+                ..Default::default()
+            },
             true,
             Dialect::Postgres,
         );
@@ -525,9 +751,7 @@ mod tests {
     fn french_booleans() {
         let mut c = Converter::new(
             vec![Boolean; 3],
-            None,
-            DateOrder::Ymd,
-            false,
+            Reading::default(),
             true,
             Dialect::Postgres,
         );
@@ -542,11 +766,13 @@ mod tests {
         let paris = Some(chrono_tz::Europe::Paris);
         let mut c = Converter::new(
             vec![Timestamp, Timestamp, Timestamp, Boolean],
-            None,
-            DateOrder::Dmy,
-            false,
+            Reading {
+                date_order: DateOrder::Dmy,
+                tz: paris,
+                ..Default::default()
+            },
             true,
-            Dialect::Utc { tz: paris },
+            Dialect::Utc,
         );
         assert_eq!(
             enc(
@@ -564,11 +790,9 @@ mod tests {
         );
         let mut c = Converter::new(
             vec![Timestamp, Boolean],
-            None,
-            DateOrder::Ymd,
-            false,
+            Reading::default(),
             true,
-            Dialect::Utc { tz: None },
+            Dialect::Utc,
         );
         assert_eq!(
             enc(&mut c, &["2026-07-01 12:00", "false"], &[false; 2]).unwrap(),
@@ -585,9 +809,7 @@ mod tests {
     fn invalid_utf8_names_the_field() {
         let mut c = Converter::new(
             vec![Text, Text],
-            None,
-            DateOrder::Ymd,
-            false,
+            Reading::default(),
             true,
             Dialect::Postgres,
         );

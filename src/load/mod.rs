@@ -9,6 +9,7 @@ pub mod convert;
 pub mod decode;
 pub mod options;
 pub mod parser;
+pub mod reject;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -32,10 +33,10 @@ const CHUNK_BYTES: usize = 256 * 1024;
 pub enum Dialect {
     /// PostgreSQL parses timestamps (with their offsets) and booleans itself.
     Postgres,
-    /// Timestamps written in UTC (from their offset, or from `tz` when they have none) and
-    /// booleans as 1/0: for MySQL, whose DATETIME has no time zone and BOOLEAN is
+    /// Timestamps written in UTC (from their offset, or from `--timezone` when they have
+    /// none) and booleans as 1/0: for MySQL, whose DATETIME has no time zone and BOOLEAN is
     /// TINYINT(1), and for SQL Server's typed bulk rows.
-    Utc { tz: Option<chrono_tz::Tz> },
+    Utc,
 }
 const CHUNKS_IN_FLIGHT: usize = 8;
 
@@ -82,6 +83,26 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
+/// A bulk load the server refused because of the data of a row (a bad value, a broken
+/// constraint), as opposed to a failure of the load itself (a lost connection, a missing
+/// privilege). `row` is the row of the stream (1-based) when the server names it;
+/// `reason` is the message without the file and line, for a reject file.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub row: Option<u64>,
+    pub reason: String,
+    /// The whole message, located in the file.
+    pub message: String,
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// Maps the n-th data row sent to the server back to the file's physical line. Only the
 /// points where the offset changes (a header, a blank line, a multi-line field) are kept,
 /// so the map stays tiny for ordinary files.
@@ -91,7 +112,7 @@ pub struct LineMap {
 }
 
 impl LineMap {
-    fn note(&self, row: u64, line: u64) {
+    pub fn note(&self, row: u64, line: u64) {
         let mut p = self.points.lock().unwrap_or_else(|e| e.into_inner());
         let offset = line - row;
         if p.last().map(|&(r, l)| l - r) != Some(offset) {
@@ -120,11 +141,16 @@ pub struct CsvSpec {
     pub quote: u8,
     pub encoding: EncodingArg,
     pub header: bool,
-    pub null: Option<String>,
+    pub nulls: Vec<String>,
+    pub force_null: ForceNull,
+    pub skip_lines: u64,
+    pub trim: bool,
     pub date_order: DateOrder,
     pub decimal_comma: bool,
     pub timezone: Option<String>,
+    /// `--timezone`, or (set by the caller) the server's own when it has one.
     pub tz: Option<chrono_tz::Tz>,
+    pub dst: Option<options::DstChoice>,
     /// The largest field or record, in bytes ([`Parser`] stops past it).
     pub max_field_size: usize,
 }
@@ -136,9 +162,10 @@ impl CsvSpec {
         if delimiter == quote {
             return Err(ConfigError::new("--delimiter and --quote must differ"));
         }
-        if o.decimal_comma && delimiter == b',' {
+        if o.dst.is_some() && o.timezone.is_none() {
             return Err(ConfigError::new(
-                "--decimal-comma needs another --delimiter than ',' (French files use ';')",
+                "--dst needs --timezone: it chooses between the instants a local time of that \
+                 zone can mean",
             ));
         }
         Ok(CsvSpec {
@@ -146,7 +173,11 @@ impl CsvSpec {
             quote,
             encoding: o.encoding,
             header: !o.no_header,
-            null: o.null.clone(),
+            nulls: o.null.clone(),
+            force_null: ForceNull::parse(o.force_null.as_deref())?,
+            skip_lines: o.skip_lines,
+            trim: o.trim,
+            dst: o.dst,
             date_order: o.date_order,
             decimal_comma: o.decimal_comma,
             timezone: o.timezone.clone(),
@@ -161,6 +192,67 @@ impl CsvSpec {
                 })?),
             },
         })
+    }
+}
+
+/// The columns of `--force-null`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ForceNull {
+    #[default]
+    None,
+    All,
+    Columns(Vec<String>),
+}
+
+impl ForceNull {
+    fn parse(s: Option<&str>) -> Result<ForceNull, ConfigError> {
+        let Some(s) = s else {
+            return Ok(ForceNull::None);
+        };
+        if s.trim() == "*" {
+            return Ok(ForceNull::All);
+        }
+        let cols: Vec<String> = s.split(',').map(|c| c.trim().to_string()).collect();
+        if cols.iter().any(String::is_empty) {
+            return Err(ConfigError::new(format!(
+                "--force-null `{}`: expected COL,COL,… or `*`",
+                s.escape_debug()
+            )));
+        }
+        Ok(ForceNull::Columns(cols))
+    }
+
+    /// Per loaded column (named as in `names`), whether it is forced; an unknown name is an
+    /// error naming the table's columns.
+    fn mask(&self, names: &[String], table: &[Column]) -> Result<Vec<bool>, String> {
+        match self {
+            ForceNull::None => Ok(Vec::new()),
+            ForceNull::All => Ok(vec![true; names.len()]),
+            ForceNull::Columns(cols) => {
+                let mut wanted = Vec::with_capacity(cols.len());
+                for c in cols {
+                    let found = table
+                        .iter()
+                        .find(|t| t.name == *c)
+                        .or_else(|| table.iter().find(|t| t.name.eq_ignore_ascii_case(c)));
+                    match found {
+                        Some(t) => wanted.push(t.name.as_str()),
+                        None => {
+                            return Err(format!(
+                                "--force-null: no column \"{}\" in the table (it has: {})",
+                                excerpt(c),
+                                table
+                                    .iter()
+                                    .map(|t| t.name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ))
+                        }
+                    }
+                }
+                Ok(names.iter().map(|n| wanted.contains(&n.as_str())).collect())
+            }
+        }
     }
 }
 
@@ -186,12 +278,85 @@ pub struct ReadStats {
 }
 
 /// A running reader: first the columns the file maps to (or why it cannot load), then the
-/// encoded rows.
+/// encoded rows: as plain chunks, or as [`Batch`]es when rows may be rejected.
 pub struct Reader {
     pub columns: oneshot::Receiver<Result<Vec<String>, LoadError>>,
     pub chunks: mpsc::Receiver<Result<Bytes, LoadError>>,
+    pub batches: mpsc::Receiver<Result<Batch, LoadError>>,
     pub lines: Arc<LineMap>,
     pub done: tokio::task::JoinHandle<ReadStats>,
+}
+
+/// A row left out of a load, for the reject file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// The physical line the record starts on.
+    pub line: u64,
+    pub reason: String,
+    /// The record as the file wrote it (decoded, re-quoted with the file's quote).
+    pub record: String,
+}
+
+/// Rows read in reject mode (`--reject-file`): the encoded rows with what locates each in
+/// the file, and the records the reader itself refused. About 1 MiB of rows, so that a
+/// batch the server refuses is cheap to load again without its bad rows.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub data: Vec<u8>,
+    /// End offset of each row in `data`.
+    pub ends: Vec<usize>,
+    /// Physical line of each row.
+    pub lines: Vec<u64>,
+    /// Each row's record as the file wrote it.
+    pub records: Vec<String>,
+    pub rejected: Vec<Rejected>,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty() && self.rejected.is_empty()
+    }
+
+    /// Row `i` as encoded.
+    pub fn row(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.data[start..self.ends[i]]
+    }
+}
+
+/// The bytes of a batch's encoded rows when reading in reject mode.
+const BATCH_BYTES: usize = 1024 * 1024;
+
+/// `rec`'s fields as a line of the file: joined by the delimiter, quoted (quotes doubled)
+/// where they were quoted or must be.
+pub fn record_text(rec: &Record, delim: u8, quote: u8) -> String {
+    let mut out = Vec::with_capacity(rec.buf.len() + rec.len() * 3);
+    for i in 0..rec.len() {
+        if i > 0 {
+            out.push(delim);
+        }
+        let f = rec.field(i);
+        let must = rec.quoted[i]
+            || f.iter()
+                .any(|&b| b == delim || b == quote || b == b'\n' || b == b'\r');
+        if must {
+            out.push(quote);
+            for &b in f {
+                if b == quote {
+                    out.push(quote);
+                }
+                out.push(b);
+            }
+            out.push(quote);
+        } else {
+            out.extend_from_slice(f);
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Starts reading `path` on a blocking thread, mapping its header onto `table_columns`.
@@ -202,9 +367,11 @@ pub fn spawn_reader(
     table_columns: Vec<Column>,
     dialect: Dialect,
     progress: Option<ProgressBar>,
+    reject: bool,
 ) -> Reader {
     let (col_tx, col_rx) = oneshot::channel();
     let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    let (btx, brx) = mpsc::channel(2);
     let lines = Arc::new(LineMap::default());
     let lines2 = Arc::clone(&lines);
     let done = tokio::task::spawn_blocking(move || {
@@ -214,6 +381,7 @@ pub fn spawn_reader(
             lines: &lines2,
             progress: progress.as_ref(),
             tx: &tx,
+            batches: reject.then_some(&btx),
             raw: Arc::new(AtomicU64::new(0)),
             dialect,
         };
@@ -227,6 +395,9 @@ pub fn spawn_reader(
                     Some(c) => {
                         let _ = c.send(Err(e));
                     }
+                    None if reject => {
+                        let _ = btx.blocking_send(Err(e));
+                    }
                     None => {
                         let _ = tx.blocking_send(Err(e));
                     }
@@ -238,6 +409,7 @@ pub fn spawn_reader(
     Reader {
         columns: col_rx,
         chunks: rx,
+        batches: brx,
         lines,
         done,
     }
@@ -249,6 +421,9 @@ struct Job<'a> {
     lines: &'a LineMap,
     progress: Option<&'a ProgressBar>,
     tx: &'a mpsc::Sender<Result<Bytes, LoadError>>,
+    /// Reject mode: rows go here in batches, and a row that cannot be read is rejected
+    /// instead of failing the load.
+    batches: Option<&'a mpsc::Sender<Result<Batch, LoadError>>>,
     raw: Arc<AtomicU64>,
     dialect: Dialect,
 }
@@ -273,6 +448,18 @@ impl Job<'_> {
         );
         let mut rec = Record::default();
         let parse_err = |e: ParseError| parse_error(label, e);
+        if self.spec.skip_lines > 0 {
+            let skipped = parser.skip_lines(self.spec.skip_lines).map_err(parse_err)?;
+            if skipped < self.spec.skip_lines {
+                return Err(LoadError::file(
+                    label,
+                    format!(
+                        "the file has only {skipped} complete lines, and --skip-lines skips {}",
+                        self.spec.skip_lines
+                    ),
+                ));
+            }
+        }
 
         // The header (or the table's own column order).
         let mapping: Vec<usize> = if self.spec.header {
@@ -304,16 +491,31 @@ impl Job<'_> {
                 return Ok(ReadStats::default());
             }
         }
+        let force_null = self
+            .spec
+            .force_null
+            .mask(&names, table)
+            .map_err(|m| LoadError::file(label, m))?;
+        let reading = convert::Reading {
+            nulls: self.spec.nulls.clone(),
+            force_null,
+            date_order: self.spec.date_order,
+            decimal_comma: self.spec.decimal_comma,
+            trim: self.spec.trim,
+            tz: self.spec.tz,
+            dst: self.spec.dst,
+        };
         let mut conv = Converter::new(
             kinds,
-            self.spec.null.clone(),
-            self.spec.date_order,
-            self.spec.decimal_comma,
+            reading,
             detected == decode::Detected::Utf8,
             self.dialect,
         );
 
         let expected = mapping.len();
+        if let Some(out) = self.batches {
+            return self.run_rejecting(&mut parser, &mut rec, &mut conv, &names, out, parse_err);
+        }
         let mut rows: u64 = 0;
         let mut buf = Vec::with_capacity(CHUNK_BYTES + 4096);
         let mut saw_any = self.spec.header;
@@ -357,6 +559,86 @@ impl Job<'_> {
             rows,
             bytes: self.raw_bytes(),
         })
+    }
+
+    /// The rows in [`Batch`]es: a record with the wrong number of fields or a value that
+    /// cannot be read is rejected with its line and reason, and reading goes on. A file
+    /// that cannot be parsed any further (an unterminated quote, a field past
+    /// --max-field-size, bytes that do not decode) still fails the load. `rows` in the
+    /// stats counts the rows sent, rejected ones left out.
+    fn run_rejecting<R: std::io::Read>(
+        &mut self,
+        parser: &mut Parser<R>,
+        rec: &mut Record,
+        conv: &mut Converter,
+        names: &[String],
+        out: &mpsc::Sender<Result<Batch, LoadError>>,
+        parse_err: impl Fn(ParseError) -> LoadError,
+    ) -> Result<ReadStats, LoadError> {
+        let (delim, quote) = (self.spec.delimiter, self.spec.quote);
+        let mut rows: u64 = 0;
+        let mut batch = Batch::default();
+        let mut saw_any = self.spec.header;
+        let stats = |rows, job: &Self| ReadStats {
+            rows,
+            bytes: job.raw_bytes(),
+        };
+        loop {
+            if !parser.next_record(rec).map_err(&parse_err)? {
+                break;
+            }
+            saw_any = true;
+            if rec.is_blank() {
+                continue;
+            }
+            if rec.len() != names.len() {
+                batch.rejected.push(Rejected {
+                    line: rec.line,
+                    reason: field_count_message(names.len(), rec.len(), names, self.spec),
+                    record: record_text(rec, delim, quote),
+                });
+            } else {
+                match conv.encode(rec, &mut batch.data) {
+                    Ok(()) => {
+                        rows += 1;
+                        batch.ends.push(batch.data.len());
+                        batch.lines.push(rec.line);
+                        batch.records.push(record_text(rec, delim, quote));
+                    }
+                    Err(e) => batch.rejected.push(Rejected {
+                        line: rec.line,
+                        reason: format!("column {}: {}", names[e.index], e.message),
+                        record: record_text(rec, delim, quote),
+                    }),
+                }
+            }
+            if batch.data.len() >= BATCH_BYTES || batch.rejected.len() >= 10_000 {
+                let full = std::mem::take(&mut batch);
+                if !self.send_batch(out, full, rows) {
+                    return Ok(stats(rows, self));
+                }
+            }
+        }
+        if !saw_any {
+            return Err(LoadError::file(self.label, "file is empty"));
+        }
+        if !batch.is_empty() {
+            self.send_batch(out, batch, rows);
+        }
+        Ok(stats(rows, self))
+    }
+
+    fn send_batch(
+        &self,
+        out: &mpsc::Sender<Result<Batch, LoadError>>,
+        batch: Batch,
+        rows: u64,
+    ) -> bool {
+        if let Some(pb) = self.progress {
+            pb.set_position(self.raw_bytes());
+            pb.set_message(format!("{rows} rows"));
+        }
+        out.blocking_send(Ok(batch)).is_ok()
     }
 
     fn raw_bytes(&self) -> u64 {
@@ -439,6 +721,8 @@ fn field_count_message(expected: usize, found: usize, names: &[String], spec: &C
             "; is the delimiter right? (--delimiter is '{}')",
             (spec.delimiter as char).escape_default()
         )
+    } else if found > expected && spec.decimal_comma && spec.delimiter == b',' {
+        "; with --decimal-comma and ',' as delimiter, numbers must be quoted (\"12,5\")".to_string()
     } else if found < expected {
         format!("; first missing: {}", names[found])
     } else {

@@ -22,9 +22,23 @@ pub struct CsvOptions {
     #[arg(long)]
     pub no_header: bool,
 
-    /// The unquoted string that means NULL [default: an unquoted empty field is NULL]
+    /// An unquoted value that also means NULL, besides an unquoted empty field (repeat for
+    /// several: --null NA --null ND)
     #[arg(long, value_name = "STR")]
-    pub null: Option<String>,
+    pub null: Vec<String>,
+
+    /// Columns whose quoted empty field (or quoted --null value) is NULL too, as COPY's
+    /// FORCE_NULL: COL,COL,… or `*` for every column
+    #[arg(long, value_name = "COLS")]
+    pub force_null: Option<String>,
+
+    /// Physical lines to skip before the header (title lines of INSEE or ministry files)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub skip_lines: u64,
+
+    /// Remove spaces and tabs around every field (quoted or not) before reading it
+    #[arg(long)]
+    pub trim: bool,
 
     /// Order of day, month and year in dates (`dmy` reads 31/12/2024)
     #[arg(long, value_enum, default_value_t = DateOrder::Ymd)]
@@ -38,6 +52,12 @@ pub struct CsvOptions {
     /// [default: the server's]
     #[arg(long, value_name = "TZ")]
     pub timezone: Option<String>,
+
+    /// A local time that the clock change of --timezone makes ambiguous (it happened twice)
+    /// or non-existent (skipped) is an error, unless this says which instant to take: the
+    /// earlier or the later of the two it can mean
+    #[arg(long, value_enum, value_name = "WHICH", requires = "timezone")]
+    pub dst: Option<DstChoice>,
 
     /// The largest field or record read (e.g. 64MiB, 1G, 500000); past it the load fails at
     /// once, naming the line and column, so memory stays bounded whatever the file holds
@@ -94,13 +114,24 @@ pub enum EncodingArg {
     Cp437,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DateOrder {
     /// 2024-12-31
+    #[default]
     Ymd,
     /// 31/12/2024
     Dmy,
     /// 12/31/2024
     Mdy,
+}
+
+/// Which instant a local time means when a clock change makes it ambiguous or skips it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DstChoice {
+    /// The earlier of the two instants (for 02:30 on the autumn night, the first one)
+    Earlier,
+    /// The later of the two instants
+    Later,
 }

@@ -202,6 +202,30 @@ impl<R: Read> Parser<R> {
         }
     }
 
+    /// Skips `n` physical lines (title lines before the header), whatever they hold: quotes
+    /// in them open nothing. Returns how many were skipped (fewer when the input ends).
+    pub fn skip_lines(&mut self, n: u64) -> Result<u64, ParseError> {
+        if !self.sniffed {
+            self.sniff()?;
+        }
+        let mut skipped = 0;
+        while skipped < n {
+            if !self.fill()? {
+                break;
+            }
+            let chunk = &self.buf[self.pos..self.len];
+            match memchr(self.eol, chunk) {
+                Some(i) => {
+                    self.pos += i + 1;
+                    self.line += 1;
+                    skipped += 1;
+                }
+                None => self.pos = self.len,
+            }
+        }
+        Ok(skipped)
+    }
+
     /// Reads the next record into `rec`; false at the end of the input.
     pub fn next_record(&mut self, rec: &mut Record) -> Result<bool, ParseError> {
         rec.clear();
@@ -409,6 +433,30 @@ mod tests {
         let r = parse_with(&mut p).unwrap();
         assert!(!p.cr_only());
         assert_eq!(r[1].1[0].0, "b");
+    }
+
+    #[test]
+    fn title_lines_are_skipped_whatever_they_hold() {
+        let text = b"Effectifs \"2024\r\nsource: INSEE\r\nid;nom\r\n1;a\r\n";
+        for trickle in [false, true] {
+            let src: Box<dyn Read> = if trickle {
+                Box::new(Trickle(text))
+            } else {
+                Box::new(&text[..])
+            };
+            let mut p = Parser::new(src, b';', b'"', 1 << 20);
+            assert_eq!(p.skip_lines(2).unwrap(), 2);
+            let r = parse_with(&mut p).unwrap();
+            assert_eq!(r[0], (3, vec![f("id", false), f("nom", false)]));
+            assert_eq!(r[1].0, 4);
+        }
+        let mut p = Parser::new(&b"only\ntwo"[..], b',', b'"', 1 << 20);
+        assert_eq!(
+            p.skip_lines(5).unwrap(),
+            1,
+            "a last line without its end is not counted"
+        );
+        assert!(parse_with(&mut p).unwrap().is_empty());
     }
 
     #[test]

@@ -272,6 +272,28 @@ pub fn applock_sql(timeout_ms: u64) -> String {
     )
 }
 
+/// The tables (`schema.table`) whose foreign keys reference `t`, itself left out.
+pub fn referencing_tables_sql(t: &TableRef) -> String {
+    format!(
+        "SELECT DISTINCT SCHEMA_NAME(ct.schema_id) + N'.' + ct.name
+         FROM sys.foreign_keys fk JOIN sys.tables ct ON ct.object_id = fk.parent_object_id
+         WHERE fk.referenced_object_id = OBJECT_ID(N'{}')
+           AND fk.parent_object_id <> fk.referenced_object_id
+         ORDER BY 1",
+        quoted_table(t).replace('\'', "''")
+    )
+}
+
+/// Empties `t` inside the transaction: TRUNCATE (transactional here) unless other tables
+/// reference it, where SQL Server refuses it (error 4712) and DELETE is used.
+pub fn empty_sql(t: &TableRef, referenced: bool) -> String {
+    if referenced {
+        format!("DELETE FROM {};", quoted_table(t))
+    } else {
+        format!("TRUNCATE TABLE {};", quoted_table(t))
+    }
+}
+
 /// Records a migration: update the row of a retried version, else insert it.
 pub fn record_sql() -> String {
     format!(
@@ -682,22 +704,54 @@ impl Driver for MsConn {
         let _ = self.batch("IF @@TRANCOUNT > 0 ROLLBACK TRAN;").await;
     }
 
-    async fn truncate(&self, tables: &[TableRef]) -> Result<()> {
-        for t in tables.iter().rev() {
-            let q = quoted_table(t);
-            // TRUNCATE is transactional here, but refused (error 4712) on a referenced table.
-            let sql = format!(
-                "IF EXISTS (SELECT 1 FROM sys.foreign_keys WHERE referenced_object_id = OBJECT_ID(N'{}'))
-                    DELETE FROM {q};
-                 ELSE
-                    TRUNCATE TABLE {q};",
-                q.replace('\'', "''")
-            );
-            self.batch(&sql)
+    async fn savepoint(&self, name: &str) -> Result<()> {
+        self.batch(&format!("SAVE TRANSACTION {};", quote_ident(name)))
+            .await
+    }
+
+    /// Under XACT_ABORT (set by [`MsConn::begin`]) a refused row dooms the transaction, so
+    /// the loads never come back here after one: this serves the rows refused by the reader.
+    async fn rollback_to_savepoint(&self, name: &str) -> Result<()> {
+        self.batch(&format!("ROLLBACK TRANSACTION {};", quote_ident(name)))
+            .await
+    }
+
+    /// SQL Server has no RELEASE: a savepoint lives until the transaction ends.
+    async fn release_savepoint(&self, name: &str) -> Result<()> {
+        let _ = name;
+        Ok(())
+    }
+
+    async fn truncate(&self, tables: &[TableRef]) -> Result<Vec<String>> {
+        let mut notes = Vec::new();
+        let mut referenced = Vec::with_capacity(tables.len());
+        for t in tables {
+            let rows: Vec<String> = self
+                .first_result(&referencing_tables_sql(t))
+                .await?
+                .iter()
+                .filter_map(|r| r.get::<&str, _>(0).map(str::to_string))
+                .collect();
+            let own: Vec<String> = tables
+                .iter()
+                .map(|o| format!("{}.{}", schema_of(o), o.name))
+                .collect();
+            let outside: Vec<String> = rows.iter().filter(|c| !own.contains(c)).cloned().collect();
+            if !outside.is_empty() {
+                notes.push(crate::engine::delete_note(
+                    t,
+                    &outside,
+                    "SQL Server refuses TRUNCATE on a referenced table (error 4712)",
+                ));
+            }
+            referenced.push(!rows.is_empty());
+        }
+        for (t, is_referenced) in tables.iter().zip(referenced).rev() {
+            self.batch(&empty_sql(t, is_referenced))
                 .await
                 .with_context(|| format!("emptying {t} (--truncate)"))?;
         }
-        Ok(())
+        Ok(notes)
     }
 
     /// Bulk-loads the reader's rows, typed for each column. Inside a transaction begun with
@@ -960,6 +1014,19 @@ fn datetime1(dt: NaiveDateTime) -> Result<ColumnData<'static>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn truncate_sql_uses_delete_on_a_referenced_table() {
+        let t = TableRef::new("metier", "o'brien");
+        let q = referencing_tables_sql(&t);
+        assert!(q.contains("OBJECT_ID(N'[metier].[o''brien]')"), "{q}");
+        assert!(q.contains("fk.parent_object_id <> fk.referenced_object_id"));
+        assert_eq!(empty_sql(&t, true), "DELETE FROM [metier].[o'brien];");
+        assert_eq!(
+            empty_sql(&TableRef::new("public", "t"), false),
+            "TRUNCATE TABLE [dbo].[t];"
+        );
+    }
 
     #[test]
     fn identifiers_are_bracketed() {

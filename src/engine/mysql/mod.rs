@@ -553,16 +553,80 @@ impl Driver for MyConn {
     }
 
     /// TRUNCATE would commit the transaction: the rows are deleted instead, children first.
-    async fn truncate(&self, tables: &[TableRef]) -> Result<()> {
-        for t in tables.iter().rev() {
-            let phys = self.resolve(t).await?;
+    async fn savepoint(&self, name: &str) -> Result<()> {
+        let mut c = self.conn.lock().await;
+        c.query_drop(format!("SAVEPOINT {}", quote_ident(name)))
+            .await
+            .map_err(my_err)
+    }
+
+    async fn rollback_to_savepoint(&self, name: &str) -> Result<()> {
+        let mut c = self.conn.lock().await;
+        c.query_drop(format!("ROLLBACK TO SAVEPOINT {}", quote_ident(name)))
+            .await
+            .map_err(my_err)
+    }
+
+    async fn release_savepoint(&self, name: &str) -> Result<()> {
+        let mut c = self.conn.lock().await;
+        c.query_drop(format!("RELEASE SAVEPOINT {}", quote_ident(name)))
+            .await
+            .map_err(my_err)
+    }
+
+    async fn truncate(&self, tables: &[TableRef]) -> Result<Vec<String>> {
+        let mut physical = Vec::with_capacity(tables.len());
+        for t in tables {
+            physical.push(self.resolve(t).await?);
+        }
+        let mut notes = Vec::new();
+        for (t, phys) in tables.iter().zip(&physical) {
+            let children: Vec<(String, String)> = {
+                let mut c = self.conn.lock().await;
+                c.exec(
+                    "SELECT DISTINCT constraint_schema, table_name
+                     FROM information_schema.referential_constraints
+                     WHERE unique_constraint_schema = ? AND referenced_table_name = ?
+                       AND NOT (constraint_schema = unique_constraint_schema
+                                AND table_name = referenced_table_name)
+                     ORDER BY 1, 2",
+                    (phys.database.clone(), phys.table.clone()),
+                )
+                .await
+                .map_err(my_err)?
+            };
+            let outside: Vec<String> = children
+                .into_iter()
+                .filter(|(db, name)| {
+                    !physical
+                        .iter()
+                        .any(|p| p.database == *db && p.table == *name)
+                })
+                .map(|(db, name)| {
+                    if db == self.database {
+                        name
+                    } else {
+                        format!("{db}.{name}")
+                    }
+                })
+                .collect();
+            if !outside.is_empty() {
+                notes.push(crate::engine::delete_note(
+                    t,
+                    &outside,
+                    "MySQL refuses TRUNCATE on a referenced table (and TRUNCATE commits at \
+                     once, so the load could not be undone)",
+                ));
+            }
+        }
+        for (t, phys) in tables.iter().zip(&physical).rev() {
             let mut c = self.conn.lock().await;
             c.query_drop(format!("DELETE FROM {}", phys.quoted()))
                 .await
                 .map_err(my_err)
                 .with_context(|| format!("emptying {t} (--truncate)"))?;
         }
-        Ok(())
+        Ok(notes)
     }
 
     /// `LOAD DATA LOCAL INFILE` fed from the reader's chunks. Inside a transaction begun with
@@ -669,8 +733,9 @@ fn warning_error(
         msg.push_str(&format!(":{}", lines.physical_line(r)));
     }
     msg.push_str(": ");
+    let mut reason = String::new();
     if let Some(c) = column.filter(|c| !c.is_empty()) {
-        msg.push_str(&format!("column {c}: "));
+        reason.push_str(&format!("column {c}: "));
     }
     let strip = message
         .rsplit_once(" at row ")
@@ -682,14 +747,22 @@ fn warning_error(
         .next()
         .unwrap_or(strip)
         .trim_end();
-    msg.push_str(&format!(
-        "{strip} ({level} {code}; the server would have stored the row altered or skipped it, so nothing was committed"
-    ));
+    reason.push_str(&format!("{strip} ({level} {code})"));
+    msg.push_str(&reason);
+    msg.truncate(msg.len() - 1);
+    msg.push_str(
+        "; the server would have stored the row altered or skipped it, so nothing was committed",
+    );
     if count > 1 {
         msg.push_str(&format!("; {count} warnings in all"));
     }
     msg.push(')');
-    anyhow!(msg)
+    // LOAD DATA turns every refused value or key into a warning: each is the data's fault.
+    anyhow::Error::new(crate::load::Refused {
+        row,
+        reason,
+        message: msg,
+    })
 }
 
 fn column_kind(data_type: &str, column_type: &str) -> ColumnKind {

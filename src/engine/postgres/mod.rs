@@ -477,7 +477,22 @@ impl Driver for PgConn {
     /// table that another table references, even when that one is empty; then the rows are
     /// deleted instead, which still fails (rightly) if referencing rows exist. Never CASCADE:
     /// that would silently empty tables the user did not name.
-    async fn truncate(&self, tables: &[TableRef]) -> Result<()> {
+    async fn savepoint(&self, name: &str) -> Result<()> {
+        let sql = format!("SAVEPOINT {}", quote_ident(name));
+        self.client.batch_execute(&sql).await.map_err(db_err)
+    }
+
+    async fn rollback_to_savepoint(&self, name: &str) -> Result<()> {
+        let sql = format!("ROLLBACK TO SAVEPOINT {}", quote_ident(name));
+        self.client.batch_execute(&sql).await.map_err(db_err)
+    }
+
+    async fn release_savepoint(&self, name: &str) -> Result<()> {
+        let sql = format!("RELEASE SAVEPOINT {}", quote_ident(name));
+        self.client.batch_execute(&sql).await.map_err(db_err)
+    }
+
+    async fn truncate(&self, tables: &[TableRef]) -> Result<Vec<String>> {
         let list = tables
             .iter()
             .map(quoted_table)
@@ -488,12 +503,44 @@ impl Driver for PgConn {
             .await
             .map_err(db_err)?;
         match self.client.batch_execute(&format!("TRUNCATE {list}")).await {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(Vec::new()),
             Err(e) if e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) => {
                 self.client
                     .batch_execute("ROLLBACK TO SAVEPOINT mairie_dba_truncate")
                     .await
                     .map_err(db_err)?;
+                let mut notes = Vec::new();
+                for t in tables {
+                    let rows = self
+                        .client
+                        .query(
+                            "SELECT DISTINCT c.conrelid::regclass::text
+                             FROM pg_constraint c
+                             WHERE c.contype = 'f' AND c.confrelid = $1::text::regclass
+                               AND c.conrelid <> c.confrelid
+                             ORDER BY 1",
+                            &[&quoted_table(t)],
+                        )
+                        .await
+                        .map_err(db_err)?;
+                    let children: Vec<String> = rows
+                        .iter()
+                        .map(|r| r.get::<_, String>(0))
+                        .filter(|c| {
+                            !tables
+                                .iter()
+                                .any(|o| quoted_table(o) == *c || o.to_string() == *c)
+                        })
+                        .collect();
+                    if !children.is_empty() {
+                        notes.push(crate::engine::delete_note(
+                            t,
+                            &children,
+                            "TRUNCATE would have to empty them too (CASCADE), which --truncate \
+                             never does",
+                        ));
+                    }
+                }
                 // Children first, so that rows referencing each other go in a valid order.
                 for t in tables.iter().rev() {
                     self.client
@@ -502,10 +549,19 @@ impl Driver for PgConn {
                         .map_err(db_err)
                         .with_context(|| format!("emptying {t} (--truncate)"))?;
                 }
-                Ok(())
+                Ok(notes)
             }
             Err(e) => Err(db_err(e)).with_context(|| format!("truncating {list}")),
         }
+    }
+
+    async fn session_time_zone(&self) -> Result<Option<String>> {
+        let row = self
+            .client
+            .query_one("SELECT current_setting('TimeZone')", &[])
+            .await
+            .map_err(db_err)?;
+        Ok(Some(row.get(0)))
     }
 
     async fn set_local_timezone(&self, tz: Option<&str>) -> Result<()> {
@@ -619,17 +675,27 @@ fn copy_error(e: &tokio_postgres::Error, req: &LoadRequest<'_>, lines: &LineMap)
         .split(", column ")
         .nth(1)
         .map(|rest| rest.split(':').next().unwrap_or(rest).to_string());
-    let mut msg = String::new();
-    match copy_line {
-        Some(n) => msg.push_str(&format!("{file}:{}: ", lines.physical_line(n))),
-        None => msg.push_str(&format!("{file}: ")),
-    }
+    let mut reason = String::new();
     if let Some(c) = column {
-        msg.push_str(&format!("column {c}: "));
+        reason.push_str(&format!("column {c}: "));
     }
-    msg.push_str(&describe(e));
+    reason.push_str(&describe(e));
+    let located = match copy_line {
+        Some(n) => format!("{file}:{}: ", lines.physical_line(n)),
+        None => format!("{file}: "),
+    };
+    let mut msg = format!("{located}{reason}");
     if copy_line.is_none() && *db.code() == SqlState::FOREIGN_KEY_VIOLATION {
         msg.push_str(" (the row is not identified by the server; search the file for that key)");
+    }
+    // Data exceptions (class 22) and broken constraints (class 23) are the rows' fault.
+    let code = db.code().code();
+    if code.starts_with("22") || code.starts_with("23") {
+        return anyhow::Error::new(crate::load::Refused {
+            row: copy_line,
+            reason,
+            message: msg,
+        });
     }
     anyhow!(msg)
 }
