@@ -7,6 +7,9 @@
 #            PostgreSQL: psql \copy;  MariaDB/MySQL: mariadb LOAD DATA LOCAL INFILE
 #   cp1252   citoyens_cp1252.csv, Windows-1252 / ';' / dmy / decimal comma: mairie-dba only
 #            (the references cannot read it as is; compared with their time for the utf8 case)
+#   reject   the utf8 file with --reject-file --max-errors 0 (batches after savepoints, each
+#            row's record kept for the reject file) against the plain mairie-dba load of the
+#            same run: the cost of the reject path when nothing is rejected
 #
 # Each tool loads into its own fresh database (PostgreSQL: bench_mairie_a for mairie-dba,
 # bench_mairie_b for psql; MariaDB: bench_mairie_my_a, bench_mairie_my_b), schema applied by
@@ -160,6 +163,11 @@ timed() {
     log "  $engine $case $tool: $(tail -n 1 "$RESULTS" | cut -f4)s, peak RSS $((rss / 1024)) MB"
 }
 
+# The reject-file case loads the same clean file: its reject file must hold the header alone.
+expect_no_rejects() {
+    [ "$(wc -l <"$TMP/rejects.csv")" = 1 ] || die "the reject file of a clean file is not empty"
+}
+
 # ---------------------------------------------------------------------------------------------
 # PostgreSQL
 
@@ -240,15 +248,23 @@ bench_postgres() {
         log "PostgreSQL run $run/$RUNS"
         pg_truncate "$PG_DB_MAIRIE"
         pg_truncate "$PG_DB_PSQL"
-        local order=(mairie psql)
-        ((run % 2 == 0)) && order=(psql mairie)
+        local order=(mairie reject psql)
+        ((run % 3 == 2)) && order=(psql mairie reject)
+        ((run % 3 == 0)) && order=(reject psql mairie)
         local tool
         for tool in "${order[@]}"; do
+            pg_truncate "$PG_DB_MAIRIE"
             pg_checkpoint
             if [ "$tool" = mairie ]; then
                 timed postgres utf8 mairie-dba "$TMP/load.log" \
                     "$BIN" -c "$cfg_a" --no-progress load-csv --table "$TABLE" "$CSV_UTF8"
                 pg_expect_rows "$PG_DB_MAIRIE"
+            elif [ "$tool" = reject ]; then
+                timed postgres utf8 mairie-dba-reject "$TMP/load.log" \
+                    "$BIN" -c "$cfg_a" --no-progress load-csv --table "$TABLE" \
+                    --reject-file "$TMP/rejects.csv" --max-errors 0 "$CSV_UTF8"
+                pg_expect_rows "$PG_DB_MAIRIE"
+                expect_no_rejects
             else
                 timed postgres utf8 psql "$TMP/load.log" \
                     psql -X -q -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" \
@@ -398,15 +414,26 @@ bench_mysql() {
         log "MariaDB run $run/$RUNS"
         my_truncate "$MY_DB_MAIRIE"
         my_truncate "$MY_DB_CLIENT"
-        local order=(mairie client)
-        ((run % 2 == 0)) && order=(client mairie)
+        local order=(mairie reject client)
+        ((run % 3 == 2)) && order=(client mairie reject)
+        ((run % 3 == 0)) && order=(reject client mairie)
         local tool
         for tool in "${order[@]}"; do
             my_flush
+            if [ "$tool" = mairie ] || [ "$tool" = reject ]; then
+                my_truncate "$MY_DB_MAIRIE"
+                my_flush
+            fi
             if [ "$tool" = mairie ]; then
                 timed mysql utf8 mairie-dba "$TMP/load.log" \
                     "$BIN" -c "$cfg_a" --no-progress load-csv --table "$TABLE" "$CSV_UTF8"
                 my_expect_rows "$MY_DB_MAIRIE"
+            elif [ "$tool" = reject ]; then
+                timed mysql utf8 mairie-dba-reject "$TMP/load.log" \
+                    "$BIN" -c "$cfg_a" --no-progress load-csv --table "$TABLE" \
+                    --reject-file "$TMP/rejects.csv" --max-errors 0 "$CSV_UTF8"
+                my_expect_rows "$MY_DB_MAIRIE"
+                expect_no_rejects
             else
                 timed mysql utf8 mariadb "$TMP/load.log" \
                     mariadb --no-defaults --local-infile=1 --show-warnings \
@@ -463,6 +490,12 @@ for engine in dict.fromkeys(e for e, _, _ in secs):
         note = "" if secs.get((engine, case, reference)) else f"  (vs {reference} utf8)"
         print(f"{engine:<9} {case:<8} {m:>12.2f} {label:<16} {(f'{r:.2f}' if r else '-'):>12} {ratio:>6} "
               f"{max(rss[engine, case, 'mairie-dba']) / 1024:>18.1f}  {len(mine)}{note}")
+        rej = secs.get((engine, case, "mairie-dba-reject"))
+        if rej:
+            j = statistics.median(rej)
+            print(f"{engine:<9} {'reject':<8} {j:>12.2f} {'mairie-dba plain':<16} {m:>12.2f} {j / m:>6.2f} "
+                  f"{max(rss[engine, case, 'mairie-dba-reject']) / 1024:>18.1f}  {len(rej)}"
+                  f"  (--reject-file --max-errors 0, nothing rejected; vs {label}: {j / r:.2f})")
 PY
 }
 
