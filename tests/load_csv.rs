@@ -1047,6 +1047,20 @@ fn one_dst_rule_on_every_engine(engine: Engine) {
         &tz,
         "\"31/03/2024 02:30\" does not exist in Europe/Paris: the clocks went forward that night from UTC+01:00 to UTC+02:00",
     );
+    if engine == Engine::Postgres {
+        // Without --timezone, the session's own zone is judged by the same rule.
+        let db = env.db();
+        db.query(&format!(
+            "ALTER DATABASE \"{}\" SET timezone = 'Europe/Paris'",
+            db.name()
+        ));
+        fails(
+            &env,
+            "overlap.csv",
+            &["--date-order", "dmy"],
+            "\"27/10/2024 02:30\" happened twice in Europe/Paris",
+        );
+    }
     for (dst, expected) in [
         (
             "earlier",
