@@ -71,22 +71,72 @@ pub struct Column {
     pub has_default: bool,
 }
 
-/// A migration file on disk.
+/// A migration file on disk: versioned (`V<version>__<description>.sql`, run once, in version
+/// order) or repeatable (`R__<description>.sql`, run after the versioned ones and again
+/// whenever its checksum changes).
 #[derive(Debug, Clone)]
 pub struct Migration {
-    pub version: i64,
+    /// None for a repeatable migration.
+    pub version: Option<i64>,
     pub description: String,
     /// The file name, as recorded in the history.
     pub script: String,
     pub path: PathBuf,
     pub checksum: String,
     pub sql: String,
+    /// The file starts with `-- mairie-dba: no-transaction`: its one statement runs outside a
+    /// transaction (`CREATE INDEX CONCURRENTLY`).
+    pub no_transaction: bool,
+}
+
+impl Migration {
+    pub fn kind(&self) -> HistoryKind {
+        match self.version {
+            Some(_) => HistoryKind::Versioned,
+            None => HistoryKind::Repeatable,
+        }
+    }
+}
+
+/// What a row of the schema history records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryKind {
+    Versioned,
+    Repeatable,
+    /// `schema baseline`: the versions up to this one were there before mairie-dba.
+    Baseline,
+}
+
+impl HistoryKind {
+    /// The value of the history table's `kind` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HistoryKind::Versioned => "versioned",
+            HistoryKind::Repeatable => "repeatable",
+            HistoryKind::Baseline => "baseline",
+        }
+    }
+
+    /// Reads the `kind` column; an unknown value is read as versioned, which is what rows
+    /// written before the column existed are.
+    pub fn parse(s: &str) -> HistoryKind {
+        match s.trim() {
+            "repeatable" => HistoryKind::Repeatable,
+            "baseline" => HistoryKind::Baseline,
+            _ => HistoryKind::Versioned,
+        }
+    }
 }
 
 /// A row of the schema history table.
 #[derive(Debug, Clone)]
 pub struct AppliedMigration {
-    pub version: i64,
+    /// The row's key (`installed_rank`): the order rows were written in. A history table of
+    /// the first shape has none; its rows are ranked by version.
+    pub rank: i64,
+    pub kind: HistoryKind,
+    /// None for a repeatable migration.
+    pub version: Option<i64>,
     pub description: String,
     pub script: String,
     pub checksum: String,

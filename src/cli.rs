@@ -393,19 +393,69 @@ pub struct MaintenanceTables {
 
 #[derive(Debug, Subcommand)]
 pub enum SchemaCommand {
-    /// Apply the pending migrations in version order, each in its own transaction
+    /// Apply the pending migrations in version order, each in its own transaction, then the
+    /// repeatable ones (R__name.sql) that are new or changed
     Apply {
         #[command(flatten)]
         migrations: MigrationsArgs,
 
-        /// List what would run, change nothing
+        /// List what would run, change nothing (with -v: print the SQL)
         #[arg(long)]
         dry_run: bool,
     },
-    /// Every migration: applied, pending, modified since applied, or failed
+    /// Every migration: applied, pending, modified since applied, outdated (a repeatable
+    /// that will be re-applied), failed, missing or covered by the baseline
     Status {
         #[command(flatten)]
         migrations: MigrationsArgs,
+
+        /// A check: exit 1 (WARNING) when anything is pending, modified, outdated or failed,
+        /// 0 (OK) otherwise; 2 (CRITICAL) for an unreachable target; --format nagios allowed
+        #[arg(long)]
+        check: bool,
+    },
+    /// After a failed migration was fixed by hand: remove the failed rows of the history
+    /// table and realign the checksums of applied migrations with the files
+    Repair {
+        #[command(flatten)]
+        migrations: MigrationsArgs,
+
+        /// Say what would change, change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Adopt a database that already holds the schema: record a baseline at version N, so
+    /// that the migrations up to N are taken as applied and never run
+    Baseline {
+        #[command(flatten)]
+        migrations: MigrationsArgs,
+
+        /// The last version the database already holds
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
+        version: i64,
+
+        /// The description of the baseline row
+        #[arg(long, value_name = "TEXT", default_value = "baseline")]
+        description: String,
+    },
+    /// Create the next migration file (V<next>__name.sql) for each target's engine; no
+    /// database is contacted
+    New {
+        #[command(flatten)]
+        migrations: MigrationsArgs,
+
+        /// What the migration does, e.g. "add index demandes statut" (made into a file name)
+        #[arg(value_name = "NAME")]
+        name: String,
+
+        /// A repeatable migration (R__name.sql), re-applied whenever it changes
+        #[arg(long)]
+        repeatable: bool,
+
+        /// Start the file with the `-- mairie-dba: no-transaction` marker (for one statement
+        /// such as CREATE INDEX CONCURRENTLY)
+        #[arg(long)]
+        no_transaction: bool,
     },
 }
 

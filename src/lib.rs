@@ -59,6 +59,7 @@ impl Kind {
                 | cli::MonitorCommand::Verify { .. },
             ) => Kind::Check,
             Command::Pitr(cli::PitrCommand::Check) => Kind::Check,
+            Command::Schema(cli::SchemaCommand::Status { check: true, .. }) => Kind::Check,
             _ => Kind::Operation,
         }
     }
@@ -86,6 +87,7 @@ pub fn is_check_command_line(args: &[String]) -> bool {
     args.windows(2).any(|w| {
         (matches!(w[0].as_str(), "backup" | "pitr") && w[1] == "check")
             || (w[0] == "monitor" && matches!(w[1].as_str(), "scan" | "status" | "verify"))
+            || (w[0] == "schema" && w[1] == "status" && args.iter().any(|a| a == "--check"))
     }) || args.iter().any(|a| a == "health" || a == "audit")
 }
 
@@ -156,6 +158,10 @@ fn check_format(cmd: &Command, format: Format) -> Result<(), error::ConfigError>
                     )
                 )
                 || matches!(cmd, Command::Pitr(cli::PitrCommand::Check))
+                || matches!(
+                    cmd,
+                    Command::Schema(cli::SchemaCommand::Status { check: true, .. })
+                )
         }
         Format::Junit => matches!(cmd, Command::Audit(_)),
     };
@@ -164,7 +170,7 @@ fn check_format(cmd: &Command, format: Format) -> Result<(), error::ConfigError>
     } else {
         Err(error::ConfigError::new(match format {
             Format::Nagios => {
-                "--format nagios is for `health`, `backup check`, `pitr check`, `monitor scan`, `monitor status` and `monitor verify`"
+                "--format nagios is for `health`, `backup check`, `pitr check`, `schema status --check`, `monitor scan`, `monitor status` and `monitor verify`"
             }
             _ => "--format junit is for `audit`",
         }))
@@ -306,7 +312,7 @@ fn connects(cmd: &Command) -> bool {
         cmd,
         Command::Pitr(
             cli::PitrCommand::Verify | cli::PitrCommand::List | cli::PitrCommand::Restore(_)
-        )
+        ) | Command::Schema(cli::SchemaCommand::New { .. })
     )
 }
 

@@ -157,9 +157,30 @@ pub trait Driver {
         self.not_supported("schema migrations")
     }
 
-    /// Runs one migration and records it (success or failure) in the history table.
+    /// Runs one migration and records it (success or failure) in the history table: in a
+    /// transaction where the engine allows, or, for a `no-transaction` file, its one statement
+    /// alone with the history row written after it. The error names the file and line.
     async fn apply_migration(&mut self, m: &Migration) -> Result<Duration> {
         let _ = m;
+        self.not_supported("schema migrations")
+    }
+
+    /// Records `schema baseline`: the versions up to `version` are taken as applied.
+    async fn record_baseline(&self, version: i64, description: &str) -> Result<()> {
+        let _ = (version, description);
+        self.not_supported("schema migrations")
+    }
+
+    /// Deletes the history row of rank `rank` (`schema repair`: a failed attempt).
+    async fn delete_history_row(&self, rank: i64) -> Result<()> {
+        let _ = rank;
+        self.not_supported("schema migrations")
+    }
+
+    /// Sets the checksum, description and file name of the history row of rank `rank` to
+    /// those of `m` (`schema repair`: the file was changed on purpose).
+    async fn realign_history_row(&self, rank: i64, m: &Migration) -> Result<()> {
+        let _ = (rank, m);
         self.not_supported("schema migrations")
     }
 
@@ -768,6 +789,18 @@ impl Driver for Conn {
         delegate!(self, c => c.apply_migration(m).await)
     }
 
+    async fn record_baseline(&self, version: i64, description: &str) -> Result<()> {
+        delegate!(self, c => c.record_baseline(version, description).await)
+    }
+
+    async fn delete_history_row(&self, rank: i64) -> Result<()> {
+        delegate!(self, c => c.delete_history_row(rank).await)
+    }
+
+    async fn realign_history_row(&self, rank: i64, m: &Migration) -> Result<()> {
+        delegate!(self, c => c.realign_history_row(rank, m).await)
+    }
+
     async fn columns(&self, table: &TableRef) -> Result<Vec<Column>> {
         delegate!(self, c => c.columns(table).await)
     }
@@ -819,6 +852,40 @@ impl Driver for Conn {
         lines: Arc<LineMap>,
     ) -> Result<u64> {
         delegate!(self, c => c.bulk_load(req, chunks, lines).await)
+    }
+}
+
+/// The schema history table of an engine, as messages name it (None: no migrations there).
+pub fn history_table(engine: EngineKind) -> Option<&'static str> {
+    match engine {
+        EngineKind::Postgres => Some(postgres::HISTORY_TABLE),
+        EngineKind::Mysql => Some(mysql::HISTORY_TABLE),
+        EngineKind::Mssql => Some(mssql::HISTORY_TABLE),
+        EngineKind::Redis => None,
+    }
+}
+
+/// A migration file cut into what the engine runs one at a time (statements; SQL Server:
+/// `GO` batches), each with the file line it starts on.
+pub fn split_script(engine: EngineKind, sql: &str) -> Vec<script::Piece> {
+    match engine {
+        EngineKind::Postgres => script::split_postgres(sql),
+        EngineKind::Mysql => script::split_mysql(sql),
+        EngineKind::Mssql => script::split_go(sql),
+        EngineKind::Redis => Vec::new(),
+    }
+}
+
+/// A piece of [`split_script`] written back as the engine's own client would read it
+/// (`schema apply --dry-run -v`): `;` after a statement, `GO` after a batch, and a MySQL
+/// statement holding `;` (a trigger body) between `DELIMITER` lines.
+pub fn statement_text(engine: EngineKind, sql: &str) -> String {
+    match engine {
+        EngineKind::Mysql if sql.contains(';') => {
+            format!("DELIMITER $$\n{sql}$$\nDELIMITER ;")
+        }
+        EngineKind::Mssql => format!("{sql}\nGO"),
+        _ => format!("{sql};"),
     }
 }
 
@@ -948,6 +1015,29 @@ mod tests {
         assert_eq!(
             postgres::quoted_table(&TableRef::new("a\"x", "b")),
             "\"a\"\"x\".\"b\""
+        );
+    }
+
+    #[test]
+    fn history_tables_and_statements_per_engine() {
+        assert_eq!(
+            history_table(EngineKind::Mssql),
+            Some("dbo.mairie_dba_schema_history")
+        );
+        assert_eq!(history_table(EngineKind::Redis), None);
+        let go = split_script(EngineKind::Mssql, "SELECT 1;\nGO\nSELECT 2;\n");
+        assert_eq!(go.len(), 2);
+        assert_eq!(
+            statement_text(EngineKind::Mssql, &go[1].sql),
+            "SELECT 2;\nGO"
+        );
+        assert_eq!(
+            statement_text(EngineKind::Postgres, "SELECT 1"),
+            "SELECT 1;"
+        );
+        assert_eq!(
+            statement_text(EngineKind::Mysql, "CREATE TRIGGER t BEGIN SET @a = 1; END"),
+            "DELIMITER $$\nCREATE TRIGGER t BEGIN SET @a = 1; END$$\nDELIMITER ;"
         );
     }
 

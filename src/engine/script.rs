@@ -1,7 +1,8 @@
 //! Splitting a migration file into the statements or batches an engine runs one at a time.
 //!
-//! PostgreSQL takes a whole file in one simple-query message and needs no splitting. MySQL
-//! runs one statement per query, and trigger bodies contain `;`, so files use the mysql
+//! PostgreSQL's statements are split on `;` outside quotes, dollar quotes and comments, so that
+//! each runs on its own (an error without a cursor position still names its statement's line,
+//! and `CREATE INDEX CONCURRENTLY` must be sent alone). MySQL runs one statement per query, and trigger bodies contain `;`, so files use the mysql
 //! client's `DELIMITER` directive; this splitter follows the client's rules (quotes,
 //! backticks, comments, `DELIMITER` lines). SQL Server scripts separate batches with a line
 //! holding only `GO`, as sqlcmd does. Each piece keeps the file line it starts on, so an
@@ -173,6 +174,150 @@ pub fn split_go(text: &str) -> Vec<Piece> {
     out
 }
 
+/// Splits a PostgreSQL script into statements on `;`, as psql does: not inside '…' (nor E'…'
+/// with its backslash escapes), "…", $tag$…$tag$ bodies, -- and (nested) /* */ comments.
+/// Each piece is the statement's exact text from its first token (comments inside it kept),
+/// so a server's cursor position within it maps to a line of the file.
+///
+/// A SQL-standard function body (`BEGIN ATOMIC … END`) holds `;` that psql itself only
+/// finds with a parser: a script holding one is returned whole, as one piece from line 1.
+pub fn split_postgres(text: &str) -> Vec<Piece> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut words: [String; 2] = Default::default();
+    let mut atomic = false;
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80;
+    let mut i = 0;
+    let push = |out: &mut Vec<Piece>, from: Option<usize>, to: usize| {
+        if let Some(from) = from {
+            let sql = text[from..to].trim_end();
+            if !sql.is_empty() {
+                out.push(Piece {
+                    line: 1 + text[..from].matches('\n').count(),
+                    sql: sql.to_string(),
+                });
+            }
+        }
+    };
+    while i < b.len() {
+        let c = b[i];
+        if c == b'-' && b.get(i + 1) == Some(&b'-') {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+            continue;
+        }
+        if c == b'/' && b.get(i + 1) == Some(&b'*') {
+            let mut depth = 0;
+            while i < b.len() {
+                if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                    depth += 1;
+                    i += 2;
+                } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            continue;
+        }
+        if c.is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        if c == b';' {
+            push(&mut out, start.take(), i);
+            words = Default::default();
+            i += 1;
+            continue;
+        }
+        start.get_or_insert(i);
+        match c {
+            b'\'' => {
+                // E'…' takes backslash escapes; the E is the word just before the quote.
+                let escapes =
+                    i > 0 && matches!(b[i - 1], b'e' | b'E') && (i < 2 || !ident(b[i - 2]));
+                i += 1;
+                while i < b.len() {
+                    if escapes && b[i] == b'\\' {
+                        i += 2;
+                        continue;
+                    }
+                    if b[i] == b'\'' {
+                        if b.get(i + 1) == Some(&b'\'') {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() {
+                    if b[i] == b'"' {
+                        if b.get(i + 1) == Some(&b'"') {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'$' if i == 0 || !ident(b[i - 1]) => {
+                // $tag$ opens a dollar-quoted body when the tag is empty or an identifier
+                // (not $1, a parameter).
+                let mut j = i + 1;
+                while j < b.len() && ident(b[j]) && !(j == i + 1 && b[j].is_ascii_digit()) {
+                    j += 1;
+                }
+                if b.get(j) == Some(&b'$') {
+                    let tag = &text[i..=j];
+                    match text[j + 1..].find(tag) {
+                        Some(end) => i = j + 1 + end + tag.len(),
+                        None => i = b.len(),
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            c if ident(c) => {
+                let from = i;
+                while i < b.len() && ident(b[i]) {
+                    i += 1;
+                }
+                let word = text[from..i].to_ascii_uppercase();
+                if word == "ATOMIC" && words[1] == "BEGIN" {
+                    atomic = true;
+                }
+                words = [std::mem::take(&mut words[1]), word];
+            }
+            _ => i += 1,
+        }
+    }
+    push(&mut out, start, b.len());
+    if atomic {
+        return if text.trim().is_empty() {
+            Vec::new()
+        } else {
+            vec![Piece {
+                line: 1,
+                sql: text.to_string(),
+            }]
+        };
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,5 +376,44 @@ mod tests {
                 (7, "SELECT 2;")
             ]
         );
+    }
+
+    #[test]
+    fn postgres_statements_with_lines() {
+        let s = "-- V009: header; not a statement\nCREATE TABLE a (x int);\n\n/* a; /* nested; */ b */\nINSERT INTO a VALUES (1); INSERT INTO a\n  VALUES (2)\n";
+        assert_eq!(
+            sqls(&split_postgres(s)),
+            [
+                (2, "CREATE TABLE a (x int)"),
+                (5, "INSERT INTO a VALUES (1)"),
+                (5, "INSERT INTO a\n  VALUES (2)")
+            ]
+        );
+        assert!(split_postgres("-- only a comment;\n\n").is_empty());
+    }
+
+    #[test]
+    fn postgres_quotes_dollar_bodies_and_comments_hide_semicolons() {
+        let s = "SELECT 'a;b', E'c\\';d', \"e;\"\"f\" -- g;\nFROM t;\nCREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $body$\nBEGIN\n  PERFORM 1; RETURN $1;\nEND\n$body$;\nSELECT $$x;y$$, $1;\n";
+        let p = split_postgres(s);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert_eq!(
+            p[0].sql,
+            "SELECT 'a;b', E'c\\';d', \"e;\"\"f\" -- g;\nFROM t"
+        );
+        assert!(p[1].sql.starts_with("CREATE FUNCTION") && p[1].sql.ends_with("$body$"));
+        assert_eq!((p[1].line, p[2].line), (3, 8));
+        assert_eq!(p[2].sql, "SELECT $$x;y$$, $1");
+        // A lone `;` is no statement; UTF-8 text survives.
+        assert_eq!(
+            sqls(&split_postgres(";\nCOMMENT ON TABLE a IS 'Hôtel; ville';")),
+            [(2, "COMMENT ON TABLE a IS 'Hôtel; ville'")]
+        );
+    }
+
+    #[test]
+    fn postgres_begin_atomic_bodies_keep_the_script_whole() {
+        let s = "CREATE FUNCTION f() RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT 1;\nEND;\n";
+        assert_eq!(sqls(&split_postgres(s)), [(1, s)]);
     }
 }

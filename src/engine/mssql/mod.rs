@@ -32,13 +32,13 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Mutex as AsyncMutex};
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
-use crate::catalog::{AppliedMigration, Column, ColumnKind, Migration, TableRef};
+use crate::catalog::{AppliedMigration, Column, ColumnKind, HistoryKind, Migration, TableRef};
 use crate::config::{EngineKind, Target};
 use crate::engine::script::split_go;
 use crate::engine::{Capabilities, DbError, Driver, LoadRequest, Session, ValueStyle, Visibility};
 use crate::load::{LineMap, LoadError};
 
-const HISTORY_TABLE: &str = "dbo.mairie_dba_schema_history";
+pub(crate) const HISTORY_TABLE: &str = "dbo.mairie_dba_schema_history";
 const LOCK_RESOURCE: &str = "mairie-dba schema";
 
 type Tds = Client<Compat<TcpStream>>;
@@ -248,19 +248,68 @@ fn schema_of(t: &TableRef) -> &str {
 }
 
 /// The T-SQL that creates the history table when it is missing.
+///
+/// `version` has no unique index: SQL Server's UNIQUE admits one NULL (every repeatable row
+/// has none), and a filtered index would make every write to the table depend on the
+/// session's ANSI settings. One row per version is kept by [`record_sql`]'s update-or-insert,
+/// which runs under the schema lock.
 pub fn history_ddl() -> String {
     format!(
         "IF OBJECT_ID(N'{HISTORY_TABLE}', N'U') IS NULL
 CREATE TABLE {HISTORY_TABLE} (
-    version      BIGINT NOT NULL CONSTRAINT pk_mairie_dba_schema_history PRIMARY KEY,
-    description  NVARCHAR(255) NOT NULL,
-    script       NVARCHAR(255) NOT NULL,
-    checksum     CHAR(64) NOT NULL,
-    applied_at   DATETIMEOFFSET(3) NOT NULL CONSTRAINT df_mairie_dba_schema_history_at DEFAULT SYSDATETIMEOFFSET(),
-    execution_ms BIGINT NOT NULL,
-    applied_by   NVARCHAR(128) NOT NULL CONSTRAINT df_mairie_dba_schema_history_by DEFAULT SUSER_SNAME(),
-    success      BIT NOT NULL
+    installed_rank BIGINT IDENTITY(1,1) NOT NULL CONSTRAINT pk_mairie_dba_schema_history PRIMARY KEY,
+    version        BIGINT NULL,
+    kind           NVARCHAR(16) NOT NULL CONSTRAINT df_mairie_dba_schema_history_kind DEFAULT N'versioned',
+    description    NVARCHAR(255) NOT NULL,
+    script         NVARCHAR(255) NOT NULL,
+    checksum       CHAR(64) NOT NULL,
+    applied_at     DATETIMEOFFSET(3) NOT NULL CONSTRAINT df_mairie_dba_schema_history_at DEFAULT SYSDATETIMEOFFSET(),
+    execution_ms   BIGINT NOT NULL,
+    applied_by     NVARCHAR(128) NOT NULL CONSTRAINT df_mairie_dba_schema_history_by DEFAULT SUSER_SNAME(),
+    success        BIT NOT NULL
 )"
+    )
+}
+
+/// 1 when the history table has the second shape (a `kind` column), 0 when it has the
+/// first, NULL when there is none.
+pub fn history_shape_sql() -> String {
+    format!(
+        "SELECT CAST(CASE WHEN OBJECT_ID(N'{HISTORY_TABLE}', N'U') IS NULL THEN NULL
+                          WHEN COL_LENGTH(N'{HISTORY_TABLE}', N'kind') IS NULL THEN 0 ELSE 1 END AS BIGINT)"
+    )
+}
+
+/// The batches that bring a history table of the first shape (primary key `version`) to the
+/// second, run in one transaction: a rank as the key, `version` nullable, a `kind`. Separate
+/// batches, as a batch is compiled before its first ALTER runs.
+pub fn upgrade_history_batches() -> Vec<String> {
+    vec![
+        format!("ALTER TABLE {HISTORY_TABLE} DROP CONSTRAINT pk_mairie_dba_schema_history;"),
+        format!("ALTER TABLE {HISTORY_TABLE} ALTER COLUMN version BIGINT NULL;"),
+        format!(
+            "ALTER TABLE {HISTORY_TABLE} ADD installed_rank BIGINT IDENTITY(1,1) NOT NULL,
+                kind NVARCHAR(16) NOT NULL CONSTRAINT df_mairie_dba_schema_history_kind DEFAULT N'versioned';"
+        ),
+        format!(
+            "ALTER TABLE {HISTORY_TABLE} ADD CONSTRAINT pk_mairie_dba_schema_history PRIMARY KEY (installed_rank);"
+        ),
+    ]
+}
+
+/// The history rows in the order they were written (applied_at as Unix milliseconds); a
+/// table of the first shape is read as versioned rows ranked by version.
+pub fn history_select(upgraded: bool) -> String {
+    let (rank, kind) = if upgraded {
+        ("installed_rank", "kind")
+    } else {
+        ("version", "CAST(N'versioned' AS NVARCHAR(16))")
+    };
+    format!(
+        "SELECT {rank}, {kind}, version, description, script, checksum,
+                DATEDIFF_BIG(millisecond, '19700101', CONVERT(datetime2(3), SWITCHOFFSET(applied_at, '+00:00'))),
+                execution_ms, applied_by, success
+         FROM {HISTORY_TABLE} ORDER BY 1"
     )
 }
 
@@ -294,14 +343,44 @@ pub fn empty_sql(t: &TableRef, referenced: bool) -> String {
     }
 }
 
-/// Records a migration: update the row of a retried version, else insert it.
+/// Records a migration: update the row of a retried version, else insert it. A repeatable
+/// migration's @P1 is NULL, which matches no row: it gets a new row each time it runs.
 pub fn record_sql() -> String {
     format!(
-        "UPDATE {HISTORY_TABLE} SET description = @P2, script = @P3, checksum = @P4, applied_at = SYSDATETIMEOFFSET(),
+        "UPDATE {HISTORY_TABLE} SET kind = @P7, description = @P2, script = @P3, checksum = @P4, applied_at = SYSDATETIMEOFFSET(),
             execution_ms = @P5, applied_by = SUSER_SNAME(), success = @P6 WHERE version = @P1;
          IF @@ROWCOUNT = 0
-            INSERT INTO {HISTORY_TABLE} (version, description, script, checksum, execution_ms, success)
-            VALUES (@P1, @P2, @P3, @P4, @P5, @P6);"
+            INSERT INTO {HISTORY_TABLE} (version, kind, description, script, checksum, execution_ms, success)
+            VALUES (@P1, @P7, @P2, @P3, @P4, @P5, @P6);"
+    )
+}
+
+/// `schema baseline`: @P1 the version, @P2 the description.
+pub fn baseline_sql() -> String {
+    format!(
+        "INSERT INTO {HISTORY_TABLE} (version, kind, description, script, checksum, execution_ms, success)
+         VALUES (@P1, N'baseline', @P2, N'<< baseline >>', '', 0, 1);"
+    )
+}
+
+/// `schema repair`: deletes the row of rank @P1.
+pub fn delete_row_sql() -> String {
+    format!("DELETE FROM {HISTORY_TABLE} WHERE installed_rank = @P1;")
+}
+
+/// `schema repair`: the row of rank @P1 takes the file's checksum, description and name.
+pub fn realign_row_sql() -> String {
+    format!(
+        "UPDATE {HISTORY_TABLE} SET checksum = @P2, description = @P3, script = @P4 WHERE installed_rank = @P1;"
+    )
+}
+
+/// What to do after a `no-transaction` batch failed: nothing was rolled back.
+pub fn no_transaction_advice() -> String {
+    format!(
+        "it ran outside a transaction (-- mairie-dba: no-transaction), so nothing was rolled back: \
+         check what it left half-done and undo it by hand; then run `mairie-dba schema repair`, which \
+         removes its failed row from {HISTORY_TABLE}, and apply again"
     )
 }
 
@@ -443,12 +522,54 @@ impl MsConn {
                 &m.checksum.as_str(),
                 &(elapsed.as_millis() as i64),
                 &success,
+                &m.kind().as_str(),
             ],
         )
         .await
         .map_err(ms_err)
-        .with_context(|| format!("recording {} in the schema history", m.script))?;
+        .with_context(|| format!("recording {} in {HISTORY_TABLE}", m.script))?;
         Ok(())
+    }
+
+    /// Runs the one batch of a `no-transaction` migration outside a transaction, then
+    /// records it.
+    async fn apply_alone(&self, m: &Migration) -> Result<Duration> {
+        let batches = split_go(&m.sql);
+        if batches.is_empty() {
+            self.record(m, Duration::ZERO, true).await?;
+            return Ok(Duration::ZERO);
+        }
+        let [b] = &batches[..] else {
+            bail!(
+                "{}: a no-transaction migration must hold exactly one batch, it holds {}",
+                m.path.display(),
+                batches.len()
+            );
+        };
+        let start = Instant::now();
+        let run = self.batch(&b.sql).await;
+        let elapsed = start.elapsed();
+        match run {
+            Ok(()) => {
+                self.record(m, elapsed, true).await.with_context(|| {
+                    format!(
+                        "{} ran (outside a transaction) but is not in {HISTORY_TABLE}",
+                        m.path.display()
+                    )
+                })?;
+                Ok(elapsed)
+            }
+            Err(e) => {
+                let _ = self.record(m, elapsed, false).await;
+                let msg = format!("{e:#}");
+                bail!(
+                    "{}:{}: {msg}; {}",
+                    m.path.display(),
+                    batch_line(b.line, &msg),
+                    no_transaction_advice()
+                )
+            }
+        }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -554,41 +675,62 @@ impl Driver for MsConn {
         .await
     }
 
+    /// Creates the history table, or brings one of the first shape to the second in one
+    /// transaction ([`upgrade_history_batches`]).
     async fn ensure_history(&self) -> Result<()> {
-        self.batch(&history_ddl())
-            .await
-            .context("creating the schema history table")
+        match self.scalar_i64(&history_shape_sql()).await? {
+            None => self
+                .batch(&history_ddl())
+                .await
+                .with_context(|| format!("creating the schema history table {HISTORY_TABLE}")),
+            Some(0) => {
+                self.batch("SET XACT_ABORT ON; BEGIN TRAN;").await?;
+                for b in upgrade_history_batches() {
+                    if let Err(e) = self.batch(&b).await {
+                        let _ = self.batch("IF @@TRANCOUNT > 0 ROLLBACK TRAN;").await;
+                        return Err(e).with_context(|| {
+                            format!("upgrading the schema history table {HISTORY_TABLE}")
+                        });
+                    }
+                }
+                self.batch("COMMIT TRAN;").await
+            }
+            Some(_) => Ok(()),
+        }
     }
 
     async fn history(&self) -> Result<Vec<AppliedMigration>> {
-        let rows = self.first_result(&format!(
-                "IF OBJECT_ID(N'{HISTORY_TABLE}', N'U') IS NOT NULL
-                 SELECT version, description, script, checksum,
-                        DATEDIFF_BIG(millisecond, '19700101', CONVERT(datetime2(3), SWITCHOFFSET(applied_at, '+00:00'))),
-                        execution_ms, applied_by, success
-                 FROM {HISTORY_TABLE} ORDER BY version"
-            )).await?;
+        let Some(shape) = self.scalar_i64(&history_shape_sql()).await? else {
+            return Ok(Vec::new());
+        };
+        let rows = self.first_result(&history_select(shape == 1)).await?;
         rows.iter()
             .map(|r| {
                 let text = |i: usize| r.get::<&str, _>(i).unwrap_or_default().to_string();
-                let ms = r.get::<i64, _>(4).unwrap_or_default();
+                let ms = r.get::<i64, _>(6).unwrap_or_default();
                 Ok(AppliedMigration {
-                    version: r.get::<i64, _>(0).unwrap_or_default(),
-                    description: text(1),
-                    script: text(2),
-                    checksum: text(3).trim().to_string(),
+                    rank: r.get::<i64, _>(0).unwrap_or_default(),
+                    kind: HistoryKind::parse(&text(1)),
+                    version: r.get::<i64, _>(2),
+                    description: text(3),
+                    script: text(4),
+                    checksum: text(5).trim().to_string(),
                     applied_at: chrono::DateTime::from_timestamp_millis(ms)
-                        .ok_or_else(|| anyhow!("schema history: bad applied_at"))?,
-                    execution_ms: r.get::<i64, _>(5).unwrap_or_default(),
-                    applied_by: text(6),
-                    success: r.get::<bool, _>(7).unwrap_or(false),
+                        .ok_or_else(|| anyhow!("{HISTORY_TABLE}: bad applied_at"))?,
+                    execution_ms: r.get::<i64, _>(7).unwrap_or_default(),
+                    applied_by: text(8),
+                    success: r.get::<bool, _>(9).unwrap_or(false),
                 })
             })
             .collect()
     }
 
-    /// Runs the migration's batches in one transaction and records it.
+    /// Runs the migration's batches in one transaction and records it; a `no-transaction`
+    /// migration runs alone ([`MsConn::apply_alone`]).
     async fn apply_migration(&mut self, m: &Migration) -> Result<Duration> {
+        if m.no_transaction {
+            return self.apply_alone(m).await;
+        }
         let start = Instant::now();
         self.batch("SET XACT_ABORT ON; BEGIN TRAN;").await?;
         let mut failure = None;
@@ -613,6 +755,41 @@ impl Driver for MsConn {
                 bail!("{}:{file_line}: {msg}", m.path.display())
             }
         }
+    }
+
+    async fn record_baseline(&self, version: i64, description: &str) -> Result<()> {
+        let mut c = self.client.lock().await;
+        c.execute(baseline_sql(), &[&version, &description])
+            .await
+            .map_err(ms_err)
+            .with_context(|| format!("recording the baseline in {HISTORY_TABLE}"))?;
+        Ok(())
+    }
+
+    async fn delete_history_row(&self, rank: i64) -> Result<()> {
+        let mut c = self.client.lock().await;
+        c.execute(delete_row_sql(), &[&rank])
+            .await
+            .map_err(ms_err)
+            .with_context(|| format!("deleting row {rank} of {HISTORY_TABLE}"))?;
+        Ok(())
+    }
+
+    async fn realign_history_row(&self, rank: i64, m: &Migration) -> Result<()> {
+        let mut c = self.client.lock().await;
+        c.execute(
+            realign_row_sql(),
+            &[
+                &rank,
+                &m.checksum.as_str(),
+                &m.description.as_str(),
+                &m.script.as_str(),
+            ],
+        )
+        .await
+        .map_err(ms_err)
+        .with_context(|| format!("realigning row {rank} of {HISTORY_TABLE}"))?;
+        Ok(())
     }
 
     async fn columns(&self, table: &TableRef) -> Result<Vec<Column>> {
@@ -1044,12 +1221,18 @@ mod tests {
         let ddl = history_ddl();
         assert!(ddl.starts_with("IF OBJECT_ID(N'dbo.mairie_dba_schema_history', N'U') IS NULL"));
         for col in [
-            "version      BIGINT",
-            "checksum     CHAR(64)",
-            "success      BIT NOT NULL",
+            "installed_rank BIGINT IDENTITY(1,1) NOT NULL CONSTRAINT pk_mairie_dba_schema_history PRIMARY KEY",
+            "version        BIGINT NULL",
+            "kind           NVARCHAR(16) NOT NULL",
+            "checksum       CHAR(64)",
+            "success        BIT NOT NULL",
         ] {
             assert!(ddl.contains(col), "{col}");
         }
+        assert!(
+            !ddl.contains("UNIQUE"),
+            "one NULL only: repeatable rows need several"
+        );
         assert!(
             applock_sql(0).contains("@LockTimeout = 0")
                 && applock_sql(0).contains("@LockOwner = 'Session'")
@@ -1057,6 +1240,35 @@ mod tests {
         let rec = record_sql();
         assert!(rec.contains("WHERE version = @P1") && rec.contains("IF @@ROWCOUNT = 0"));
         assert_eq!(rec.matches("@P6").count(), 2);
+        assert_eq!(rec.matches("@P7").count(), 2);
+        assert!(rec.contains("INSERT INTO dbo.mairie_dba_schema_history (version, kind,"));
+    }
+
+    #[test]
+    fn history_upgrade_and_repair_sql() {
+        let up = upgrade_history_batches();
+        assert_eq!(up.len(), 4);
+        assert!(up[0].contains("DROP CONSTRAINT pk_mairie_dba_schema_history"));
+        assert!(up[1].ends_with("ALTER COLUMN version BIGINT NULL;"));
+        assert!(up[2].contains("ADD installed_rank BIGINT IDENTITY(1,1) NOT NULL"));
+        assert!(up[2].contains("DEFAULT N'versioned'"));
+        assert!(up[3].contains("PRIMARY KEY (installed_rank)"));
+        assert!(
+            history_shape_sql().contains("COL_LENGTH(N'dbo.mairie_dba_schema_history', N'kind')")
+        );
+        assert!(history_select(true).starts_with("SELECT installed_rank, kind, version,"));
+        assert!(history_select(false).starts_with("SELECT version, CAST(N'versioned'"));
+        let b = baseline_sql();
+        assert!(b.contains("VALUES (@P1, N'baseline', @P2, N'<< baseline >>', '', 0, 1)"));
+        assert_eq!(
+            delete_row_sql(),
+            "DELETE FROM dbo.mairie_dba_schema_history WHERE installed_rank = @P1;"
+        );
+        let r = realign_row_sql();
+        assert!(r.contains("SET checksum = @P2, description = @P3, script = @P4"));
+        assert!(r.ends_with("WHERE installed_rank = @P1;"));
+        let a = no_transaction_advice();
+        assert!(a.contains("schema repair") && a.contains(HISTORY_TABLE));
     }
 
     #[test]

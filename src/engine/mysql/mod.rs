@@ -26,7 +26,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, SslOpts};
 use tokio::sync::{mpsc, Mutex as AsyncMutex};
 
-use crate::catalog::{AppliedMigration, Column, ColumnKind, Migration, TableRef};
+use crate::catalog::{AppliedMigration, Column, ColumnKind, HistoryKind, Migration, TableRef};
 use crate::config::{EngineKind, SslMode, Target};
 use crate::engine::script::split_mysql;
 use crate::engine::{
@@ -34,7 +34,7 @@ use crate::engine::{
 };
 use crate::load::{LineMap, LoadError};
 
-const HISTORY_TABLE: &str = "mairie_dba_schema_history";
+pub(crate) const HISTORY_TABLE: &str = "mairie_dba_schema_history";
 const SQL_MODE: &str = "STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION";
 
 pub struct MyConn {
@@ -262,18 +262,21 @@ impl MyConn {
         format!("mairie-dba schema {}", self.database)
     }
 
+    /// Records a migration: a versioned one has one row, updated when it is retried; a
+    /// repeatable one (no version, which no unique key holds) gets a row each time it runs.
     async fn record(&self, m: &Migration, elapsed: Duration, success: bool) -> Result<()> {
         let mut c = self.conn.lock().await;
         c.exec_drop(
             format!(
-                "INSERT INTO {HISTORY_TABLE} (version, description, script, checksum, applied_at, execution_ms, applied_by, success)
-                 VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6), ?, CURRENT_USER(), ?)
-                 ON DUPLICATE KEY UPDATE description = VALUES(description), script = VALUES(script),
+                "INSERT INTO {HISTORY_TABLE} (version, kind, description, script, checksum, applied_at, execution_ms, applied_by, success)
+                 VALUES (?, ?, ?, ?, ?, UTC_TIMESTAMP(6), ?, CURRENT_USER(), ?)
+                 ON DUPLICATE KEY UPDATE kind = VALUES(kind), description = VALUES(description), script = VALUES(script),
                    checksum = VALUES(checksum), applied_at = VALUES(applied_at),
                    execution_ms = VALUES(execution_ms), applied_by = VALUES(applied_by), success = VALUES(success)"
             ),
             (
                 m.version,
+                m.kind().as_str(),
                 m.description.clone(),
                 m.script.clone(),
                 m.checksum.clone(),
@@ -283,7 +286,25 @@ impl MyConn {
         )
         .await
         .map_err(my_err)
-        .with_context(|| format!("recording {} in the schema history", m.script))
+        .with_context(|| format!("recording {} in {HISTORY_TABLE}", m.script))
+    }
+
+    /// Whether the history table exists, and whether it has the second shape
+    /// (`installed_rank`, `kind`, a nullable `version`).
+    async fn history_shape(&self) -> Result<(bool, bool)> {
+        let mut c = self.conn.lock().await;
+        let (tables, kind): (i64, i64) = c
+            .exec_first(
+                "SELECT (SELECT COUNT(*) FROM information_schema.tables
+                         WHERE table_schema = DATABASE() AND table_name = ?),
+                        (SELECT COUNT(*) FROM information_schema.columns
+                         WHERE table_schema = DATABASE() AND table_name = ? AND column_name = 'kind')",
+                (HISTORY_TABLE, HISTORY_TABLE),
+            )
+            .await
+            .map_err(my_err)?
+            .unwrap_or((0, 0));
+        Ok((tables > 0, kind > 0))
     }
 
     // -----------------------------------------------------------------------------------------
@@ -366,49 +387,58 @@ impl Driver for MyConn {
             .map_err(my_err)
     }
 
+    /// Creates the history table, or brings one of the first shape to the second in one
+    /// ALTER TABLE (atomic on InnoDB): existing rows keep their values and become
+    /// `versioned` rows ranked by version.
     async fn ensure_history(&self) -> Result<()> {
+        let (exists, upgraded) = self.history_shape().await?;
+        let sql = match (exists, upgraded) {
+            (false, _) => history_ddl(),
+            (true, false) => upgrade_history_sql(),
+            (true, true) => return Ok(()),
+        };
         let mut c = self.conn.lock().await;
-        c.query_drop(format!(
-            "CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
-                version      BIGINT NOT NULL PRIMARY KEY,
-                description  VARCHAR(255) NOT NULL,
-                script       VARCHAR(255) NOT NULL,
-                checksum     CHAR(64) NOT NULL,
-                applied_at   DATETIME(6) NOT NULL,
-                execution_ms BIGINT NOT NULL,
-                applied_by   VARCHAR(255) NOT NULL,
-                success      BOOLEAN NOT NULL
-             ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='Migrations applied by mairie-dba schema apply'"
-        ))
-        .await
-        .map_err(my_err)
-        .context("creating the schema history table")
+        c.query_drop(sql).await.map_err(my_err).with_context(|| {
+            format!("creating or upgrading the schema history table {HISTORY_TABLE}")
+        })
     }
 
     async fn history(&self) -> Result<Vec<AppliedMigration>> {
-        let mut c = self.conn.lock().await;
-        let exists: Option<i64> = c
-            .exec_first(
-                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
-                (HISTORY_TABLE,),
-            )
-            .await
-            .map_err(my_err)?;
-        if exists.unwrap_or(0) == 0 {
+        let (exists, upgraded) = self.history_shape().await?;
+        if !exists {
             return Ok(Vec::new());
         }
-        type Row = (i64, String, String, String, String, i64, String, bool);
+        let (rank, kind) = if upgraded {
+            ("installed_rank", "kind")
+        } else {
+            ("version", "'versioned'")
+        };
+        let mut c = self.conn.lock().await;
+        type Row = (
+            i64,
+            String,
+            Option<i64>,
+            String,
+            String,
+            String,
+            String,
+            i64,
+            String,
+            bool,
+        );
         let rows: Vec<Row> = c
             .query(format!(
-                "SELECT version, description, script, checksum,
+                "SELECT {rank}, {kind}, version, description, script, checksum,
                         DATE_FORMAT(applied_at, '%Y-%m-%dT%H:%i:%s.%fZ'), execution_ms, applied_by, success
-                 FROM {HISTORY_TABLE} ORDER BY version"
+                 FROM {HISTORY_TABLE} ORDER BY 1"
             ))
             .await
             .map_err(my_err)?;
         rows.into_iter()
             .map(
                 |(
+                    rank,
+                    kind,
                     version,
                     description,
                     script,
@@ -420,8 +450,10 @@ impl Driver for MyConn {
                 )| {
                     let applied_at = chrono::DateTime::parse_from_rfc3339(&at)
                         .map(|d| d.with_timezone(&chrono::Utc))
-                        .map_err(|e| anyhow!("schema history: bad applied_at `{at}`: {e}"))?;
+                        .map_err(|e| anyhow!("{HISTORY_TABLE}: bad applied_at `{at}`: {e}"))?;
                     Ok(AppliedMigration {
+                        rank,
+                        kind: HistoryKind::parse(&kind),
                         version,
                         description,
                         script,
@@ -438,7 +470,8 @@ impl Driver for MyConn {
 
     /// Runs a migration statement by statement (MySQL commits DDL as it goes) and records
     /// the outcome. A failure leaves whatever ran before it in place: it is recorded as
-    /// failed, and blocks later runs.
+    /// failed, and blocks later runs until `schema repair`. A `no-transaction` file runs the
+    /// same way: here nothing runs in a transaction anyway.
     async fn apply_migration(&mut self, m: &Migration) -> Result<Duration> {
         let start = Instant::now();
         let pieces = split_mysql(&m.sql);
@@ -448,9 +481,10 @@ impl Driver for MyConn {
             for (i, p) in pieces.iter().enumerate() {
                 if let Err(e) = c.query_drop(p.sql.as_str()).await {
                     failure = Some(format!(
-                        "{}:{}: {} (statement {} of {}; {} before it were committed: MySQL does not roll back DDL)",
+                        "{}:{}: {} (statement {} of {}; {} before it were committed: MySQL does not roll back DDL; \
+                         undo them by hand, then run `mairie-dba schema repair`, which removes the failed row from {HISTORY_TABLE})",
                         m.path.display(),
-                        p.line,
+                        p.line + error_line(&e).unwrap_or(1) - 1,
                         describe(&e),
                         i + 1,
                         pieces.len(),
@@ -466,6 +500,44 @@ impl Driver for MyConn {
             Some(msg) => bail!(msg),
             None => Ok(elapsed),
         }
+    }
+
+    async fn record_baseline(&self, version: i64, description: &str) -> Result<()> {
+        let mut c = self.conn.lock().await;
+        c.exec_drop(
+            format!(
+                "INSERT INTO {HISTORY_TABLE} (version, kind, description, script, checksum, applied_at, execution_ms, applied_by, success)
+                 VALUES (?, 'baseline', ?, '<< baseline >>', '', UTC_TIMESTAMP(6), 0, CURRENT_USER(), TRUE)"
+            ),
+            (version, description),
+        )
+        .await
+        .map_err(my_err)
+        .with_context(|| format!("recording the baseline in {HISTORY_TABLE}"))
+    }
+
+    async fn delete_history_row(&self, rank: i64) -> Result<()> {
+        let mut c = self.conn.lock().await;
+        c.exec_drop(
+            format!("DELETE FROM {HISTORY_TABLE} WHERE installed_rank = ?"),
+            (rank,),
+        )
+        .await
+        .map_err(my_err)
+        .with_context(|| format!("deleting row {rank} of {HISTORY_TABLE}"))
+    }
+
+    async fn realign_history_row(&self, rank: i64, m: &Migration) -> Result<()> {
+        let mut c = self.conn.lock().await;
+        c.exec_drop(
+            format!(
+                "UPDATE {HISTORY_TABLE} SET checksum = ?, description = ?, script = ? WHERE installed_rank = ?"
+            ),
+            (m.checksum.clone(), m.description.clone(), m.script.clone(), rank),
+        )
+        .await
+        .map_err(my_err)
+        .with_context(|| format!("realigning row {rank} of {HISTORY_TABLE}"))
     }
 
     async fn columns(&self, table: &TableRef) -> Result<Vec<Column>> {
@@ -765,6 +837,47 @@ fn warning_error(
     })
 }
 
+/// The history table as it is created today.
+fn history_ddl() -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
+            installed_rank BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+            version        BIGINT NULL,
+            kind           VARCHAR(16) NOT NULL DEFAULT 'versioned',
+            description    VARCHAR(255) NOT NULL,
+            script         VARCHAR(255) NOT NULL,
+            checksum       CHAR(64) NOT NULL,
+            applied_at     DATETIME(6) NOT NULL,
+            execution_ms   BIGINT NOT NULL,
+            applied_by     VARCHAR(255) NOT NULL,
+            success        BOOLEAN NOT NULL,
+            UNIQUE KEY uq_mairie_dba_schema_history_version (version)
+         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='Migrations applied by mairie-dba schema apply'"
+    )
+}
+
+/// Brings a history table of the first shape (primary key `version`) to the second in one
+/// statement: the rows are copied in key order, so `installed_rank` follows the versions.
+fn upgrade_history_sql() -> String {
+    format!(
+        "ALTER TABLE {HISTORY_TABLE}
+            DROP PRIMARY KEY,
+            MODIFY version BIGINT NULL,
+            ADD COLUMN installed_rank BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY FIRST,
+            ADD COLUMN kind VARCHAR(16) NOT NULL DEFAULT 'versioned' AFTER version,
+            ADD UNIQUE KEY uq_mairie_dba_schema_history_version (version)"
+    )
+}
+
+/// The line a MySQL error gives inside its statement ("… near 'x' at line 2").
+fn error_line(e: &mysql_async::Error) -> Option<usize> {
+    let mysql_async::Error::Server(s) = e else {
+        return None;
+    };
+    let (_, rest) = s.message.rsplit_once(" at line ")?;
+    rest.trim().parse().ok().filter(|&n| n > 0)
+}
+
 fn column_kind(data_type: &str, column_type: &str) -> ColumnKind {
     let ct = column_type.to_ascii_lowercase();
     match data_type.to_ascii_lowercase().as_str() {
@@ -788,6 +901,14 @@ mod tests {
         assert_eq!(quote_ident("metier_citoyens"), "`metier_citoyens`");
         assert_eq!(quote_ident("a`b"), "`a``b`");
         assert_eq!(quote_str("it's C:\\x"), "'it''s C:\\\\x'");
+    }
+
+    #[test]
+    fn history_shapes() {
+        assert!(history_ddl().contains("installed_rank BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY"));
+        let up = upgrade_history_sql();
+        assert!(up.contains("DROP PRIMARY KEY") && up.contains("MODIFY version BIGINT NULL"));
+        assert!(up.contains("ADD UNIQUE KEY uq_mairie_dba_schema_history_version (version)"));
     }
 
     #[test]

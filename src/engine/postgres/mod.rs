@@ -24,8 +24,9 @@ use futures_util::SinkExt;
 use tokio::sync::mpsc;
 use tokio_postgres::{error::SqlState, Client, Config, NoTls};
 
-use crate::catalog::{AppliedMigration, Column, ColumnKind, Migration, TableRef};
+use crate::catalog::{AppliedMigration, Column, ColumnKind, HistoryKind, Migration, TableRef};
 use crate::config::{EngineKind, SslMode, Target};
+use crate::engine::script::{split_postgres, Piece};
 use crate::engine::{
     Canceller, Capabilities, DbError, Driver, LoadRequest, Session, ValueStyle, Visibility,
 };
@@ -33,7 +34,7 @@ use crate::load::LineMap;
 
 /// The advisory lock key of `schema apply`: two concurrent runs on one database take turns.
 const SCHEMA_LOCK_KEY: i64 = 0x6d61_6972_6965_0001; // "mairie" + 1
-const HISTORY_TABLE: &str = "public.mairie_dba_schema_history";
+pub(crate) const HISTORY_TABLE: &str = "public.mairie_dba_schema_history";
 
 /// TLS for `sslmode=prefer|require`, as libpq does it: the session is encrypted, the
 /// server's certificate chain is not checked against a CA (libpq only does that with
@@ -191,6 +192,60 @@ impl PgConn {
         record_in(&self.client, m, elapsed, success).await
     }
 
+    /// Whether the history table has the second shape (`installed_rank`, `kind`, a nullable
+    /// `version`), which repeatable migrations and baselines need.
+    async fn history_upgraded(&self) -> Result<bool> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_attribute
+                                WHERE attrelid = to_regclass($1) AND attname = 'kind' AND NOT attisdropped)",
+                &[&HISTORY_TABLE],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(row.get(0))
+    }
+
+    /// Runs the one statement of a `no-transaction` migration on its own, then records it.
+    async fn apply_alone(&self, m: &Migration, pieces: &[Piece]) -> Result<Duration> {
+        if pieces.is_empty() {
+            self.record(m, Duration::ZERO, true).await?;
+            return Ok(Duration::ZERO);
+        }
+        let [p] = pieces else {
+            bail!(
+                "{}: a no-transaction migration must hold exactly one statement, it holds {}",
+                m.path.display(),
+                pieces.len()
+            );
+        };
+        let start = Instant::now();
+        self.client
+            .batch_execute("SET statement_timeout = 0")
+            .await
+            .map_err(db_err)?;
+        let run = self.client.batch_execute(&p.sql).await;
+        let _ = self.client.batch_execute("RESET statement_timeout").await;
+        let elapsed = start.elapsed();
+        match run {
+            Ok(()) => {
+                self.record(m, elapsed, true).await.with_context(|| {
+                    format!(
+                        "{} ran (outside a transaction) but is not in {HISTORY_TABLE}",
+                        m.path.display()
+                    )
+                })?;
+                Ok(elapsed)
+            }
+            Err(e) => {
+                let msg = migration_error(m, p, &e);
+                self.record(m, elapsed, false).await.ok();
+                bail!("{msg}; {}", no_transaction_advice(&p.sql))
+            }
+        }
+    }
+
     // -----------------------------------------------------------------------------------------
     // Loads
 
@@ -307,24 +362,42 @@ impl Driver for PgConn {
         Ok(())
     }
 
+    /// Creates the history table, or brings one of the first shape (version as the key) to
+    /// the second, in one transaction: existing rows keep their values and become
+    /// `versioned` rows ranked by version.
     async fn ensure_history(&self) -> Result<()> {
+        let exists: bool = self
+            .client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY_TABLE])
+            .await
+            .map_err(db_err)?
+            .get(0);
+        if !exists {
+            return self
+                .client
+                .batch_execute(&history_ddl())
+                .await
+                .map_err(db_err)
+                .with_context(|| format!("creating the schema history table {HISTORY_TABLE}"));
+        }
+        if self.history_upgraded().await? {
+            return Ok(());
+        }
+        let pk: Option<String> = self
+            .client
+            .query_opt(
+                "SELECT conname::text FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'p'",
+                &[&HISTORY_TABLE],
+            )
+            .await
+            .map_err(db_err)?
+            .map(|r| r.get(0));
+        // One simple-query message: its statements run as one transaction.
         self.client
-            .batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
-                    version      bigint PRIMARY KEY,
-                    description  text NOT NULL,
-                    script       text NOT NULL,
-                    checksum     text NOT NULL,
-                    applied_at   timestamptz NOT NULL DEFAULT now(),
-                    execution_ms bigint NOT NULL,
-                    applied_by   text NOT NULL DEFAULT current_user,
-                    success      boolean NOT NULL
-                 );
-                 COMMENT ON TABLE {HISTORY_TABLE} IS 'Migrations applied by mairie-dba schema apply'"
-            ))
+            .batch_execute(&upgrade_history_sql(pk.as_deref()))
             .await
             .map_err(db_err)
-            .context("creating the schema history table")
+            .with_context(|| format!("upgrading the schema history table {HISTORY_TABLE}"))
     }
 
     async fn history(&self) -> Result<Vec<AppliedMigration>> {
@@ -337,48 +410,51 @@ impl Driver for PgConn {
         if !exists {
             return Ok(Vec::new());
         }
+        let upgraded = self.history_upgraded().await?;
         let rows = self
             .client
-            .query(
-                &format!(
-                    "SELECT version, description, script, checksum, applied_at, execution_ms, applied_by, success
-                     FROM {HISTORY_TABLE} ORDER BY version"
-                ),
-                &[],
-            )
+            .query(&history_select(upgraded), &[])
             .await
             .map_err(db_err)?;
         Ok(rows
             .iter()
             .map(|r| AppliedMigration {
-                version: r.get::<_, i64>(0),
-                description: r.get(1),
-                script: r.get(2),
-                checksum: r.get(3),
-                applied_at: r.get(4),
-                execution_ms: r.get(5),
-                applied_by: r.get(6),
-                success: r.get(7),
+                rank: r.get::<_, i64>(0),
+                kind: HistoryKind::parse(r.get::<_, &str>(1)),
+                version: r.get::<_, Option<i64>>(2),
+                description: r.get(3),
+                script: r.get(4),
+                checksum: r.get(5),
+                applied_at: r.get(6),
+                execution_ms: r.get(7),
+                applied_by: r.get(8),
+                success: r.get(9),
             })
             .collect())
     }
 
-    /// Runs one migration in its own transaction and records it. On failure the
-    /// transaction is rolled back and the failure is recorded (PostgreSQL's DDL is
-    /// transactional, so a failed migration leaves nothing behind and may be retried).
+    /// Runs one migration statement by statement in its own transaction and records it. On
+    /// failure the transaction is rolled back and the failure is recorded (PostgreSQL's DDL
+    /// is transactional, so a failed migration leaves nothing behind and may be retried). A
+    /// `no-transaction` migration runs alone ([`PgConn::apply_alone`]).
     async fn apply_migration(&mut self, m: &Migration) -> Result<Duration> {
+        let pieces = split_postgres(&m.sql);
+        if m.no_transaction {
+            return self.apply_alone(m, &pieces).await;
+        }
         let start = Instant::now();
         let tx = self.client.transaction().await.map_err(db_err)?;
         tx.batch_execute("SET LOCAL statement_timeout = 0")
             .await
             .map_err(db_err)?;
-        let run = tx.batch_execute(&m.sql).await;
-        if let Err(e) = run {
-            drop(tx);
-            let msg = migration_error(m, &e);
-            let elapsed = start.elapsed();
-            self.record(m, elapsed, false).await.ok();
-            bail!(msg);
+        for p in &pieces {
+            if let Err(e) = tx.batch_execute(&p.sql).await {
+                drop(tx);
+                let msg = migration_error(m, p, &e);
+                let elapsed = start.elapsed();
+                self.record(m, elapsed, false).await.ok();
+                bail!(msg);
+            }
         }
         let elapsed = start.elapsed();
         record_in(&tx, m, elapsed, true).await?;
@@ -387,6 +463,48 @@ impl Driver for PgConn {
             .map_err(db_err)
             .with_context(|| format!("committing {}", m.script))?;
         Ok(elapsed)
+    }
+
+    async fn record_baseline(&self, version: i64, description: &str) -> Result<()> {
+        self.client
+            .execute(
+                &format!(
+                    "INSERT INTO {HISTORY_TABLE} (version, kind, description, script, checksum, execution_ms, success)
+                     VALUES ($1, 'baseline', $2, '<< baseline >>', '', 0, true)"
+                ),
+                &[&version, &description],
+            )
+            .await
+            .map_err(db_err)
+            .with_context(|| format!("recording the baseline in {HISTORY_TABLE}"))?;
+        Ok(())
+    }
+
+    async fn delete_history_row(&self, rank: i64) -> Result<()> {
+        self.client
+            .execute(
+                &format!("DELETE FROM {HISTORY_TABLE} WHERE installed_rank = $1"),
+                &[&rank],
+            )
+            .await
+            .map_err(db_err)
+            .with_context(|| format!("deleting row {rank} of {HISTORY_TABLE}"))?;
+        Ok(())
+    }
+
+    async fn realign_history_row(&self, rank: i64, m: &Migration) -> Result<()> {
+        self.client
+            .execute(
+                &format!(
+                    "UPDATE {HISTORY_TABLE} SET checksum = $2, description = $3, script = $4
+                     WHERE installed_rank = $1"
+                ),
+                &[&rank, &m.checksum, &m.description, &m.script],
+            )
+            .await
+            .map_err(db_err)
+            .with_context(|| format!("realigning row {rank} of {HISTORY_TABLE}"))?;
+        Ok(())
     }
 
     async fn columns(&self, table: &TableRef) -> Result<Vec<Column>> {
@@ -619,6 +737,63 @@ impl Driver for PgConn {
     }
 }
 
+/// The history table as it is created today.
+fn history_ddl() -> String {
+    format!(
+        "CREATE TABLE {HISTORY_TABLE} (
+            installed_rank bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            version        bigint CONSTRAINT mairie_dba_schema_history_version_key UNIQUE,
+            kind           text NOT NULL DEFAULT 'versioned',
+            description    text NOT NULL,
+            script         text NOT NULL,
+            checksum       text NOT NULL,
+            applied_at     timestamptz NOT NULL DEFAULT now(),
+            execution_ms   bigint NOT NULL,
+            applied_by     text NOT NULL DEFAULT current_user,
+            success        boolean NOT NULL
+         );
+         COMMENT ON TABLE {HISTORY_TABLE} IS 'Migrations applied by mairie-dba schema apply'"
+    )
+}
+
+/// Brings a history table of the first shape (primary key `version`, constraint `pk`) to
+/// the second: a rank as the key, `version` nullable but unique, a `kind`. The existing rows
+/// are ranked by version. Statements for one simple-query message, hence one transaction.
+fn upgrade_history_sql(pk: Option<&str>) -> String {
+    let drop_pk = pk
+        .map(|pk| format!("DROP CONSTRAINT {}, ", quote_ident(pk)))
+        .unwrap_or_default();
+    format!(
+        "ALTER TABLE {HISTORY_TABLE} {drop_pk}
+            ADD COLUMN installed_rank bigint GENERATED BY DEFAULT AS IDENTITY,
+            ADD COLUMN kind text NOT NULL DEFAULT 'versioned',
+            ALTER COLUMN version DROP NOT NULL;
+         UPDATE {HISTORY_TABLE} h SET installed_rank = r.n
+            FROM (SELECT version, row_number() OVER (ORDER BY version) AS n FROM {HISTORY_TABLE}) r
+            WHERE h.version = r.version;
+         SELECT setval(pg_get_serial_sequence('{HISTORY_TABLE}', 'installed_rank'),
+                       (SELECT coalesce(max(installed_rank), 0) + 1 FROM {HISTORY_TABLE}), false);
+         ALTER TABLE {HISTORY_TABLE} ADD PRIMARY KEY (installed_rank),
+            ADD CONSTRAINT mairie_dba_schema_history_version_key UNIQUE (version)"
+    )
+}
+
+/// The history rows in the order they were written; a table of the first shape is read
+/// as versioned rows ranked by version.
+fn history_select(upgraded: bool) -> String {
+    let (rank, kind) = if upgraded {
+        ("installed_rank", "kind")
+    } else {
+        ("version", "'versioned'::text")
+    };
+    format!(
+        "SELECT {rank}, {kind}, version, description, script, checksum, applied_at, execution_ms, applied_by, success
+         FROM {HISTORY_TABLE} ORDER BY 1"
+    )
+}
+
+/// Records a migration: a versioned one has one row, updated when it is retried; a
+/// repeatable one (no version) gets a row each time it runs.
 async fn record_in<C: tokio_postgres::GenericClient>(
     c: &C,
     m: &Migration,
@@ -628,33 +803,48 @@ async fn record_in<C: tokio_postgres::GenericClient>(
     let ms = elapsed.as_millis() as i64;
     c.execute(
         &format!(
-            "INSERT INTO {HISTORY_TABLE} (version, description, script, checksum, execution_ms, success)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (version) DO UPDATE SET description = EXCLUDED.description,
+            "INSERT INTO {HISTORY_TABLE} (version, kind, description, script, checksum, execution_ms, success)
+             VALUES ($1, $7, $2, $3, $4, $5, $6)
+             ON CONFLICT (version) DO UPDATE SET kind = EXCLUDED.kind, description = EXCLUDED.description,
                script = EXCLUDED.script, checksum = EXCLUDED.checksum, applied_at = now(),
                execution_ms = EXCLUDED.execution_ms, applied_by = current_user, success = EXCLUDED.success"
         ),
-        &[&m.version, &m.description, &m.script, &m.checksum, &ms, &success],
+        &[&m.version, &m.description, &m.script, &m.checksum, &ms, &success, &m.kind().as_str()],
     )
     .await
     .map_err(db_err)
-    .with_context(|| format!("recording {} in the schema history", m.script))?;
+    .with_context(|| format!("recording {} in {HISTORY_TABLE}", m.script))?;
     Ok(())
 }
 
-/// `V002__metier.sql:45: syntax error at or near "TABL"`: the server's cursor position is
-/// turned into a line of the file.
-fn migration_error(m: &Migration, e: &tokio_postgres::Error) -> String {
-    let line = e.as_db_error().and_then(|db| match db.position() {
+/// `V002__metier.sql:45: syntax error at or near "TABL"`: the server's cursor position in
+/// the statement is turned into a line of the file; without one, the statement's first line.
+fn migration_error(m: &Migration, p: &Piece, e: &tokio_postgres::Error) -> String {
+    let inner = e.as_db_error().and_then(|db| match db.position() {
         Some(tokio_postgres::error::ErrorPosition::Original(pos)) => {
-            Some(crate::engine::line_of_char_offset(&m.sql, *pos as usize))
+            Some(crate::engine::line_of_char_offset(&p.sql, *pos as usize))
         }
         _ => None,
     });
-    match line {
-        Some(l) => format!("{}:{l}: {}", m.path.display(), describe(e)),
-        None => format!("{}: {}", m.path.display(), describe(e)),
-    }
+    let line = p.line + inner.unwrap_or(1) - 1;
+    format!("{}:{line}: {}", m.path.display(), describe(e))
+}
+
+/// What to do after a `no-transaction` statement failed: nothing was rolled back.
+fn no_transaction_advice(sql: &str) -> String {
+    let upper = sql.to_ascii_uppercase();
+    let what = if upper.contains("CONCURRENTLY") && upper.contains("INDEX") {
+        "a CREATE INDEX CONCURRENTLY that fails leaves an INVALID index behind: find it with \
+         `SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid` and drop it \
+         (DROP INDEX CONCURRENTLY …)"
+    } else {
+        "check what it left half-done and undo it by hand"
+    };
+    format!(
+        "it ran outside a transaction (-- mairie-dba: no-transaction), so nothing was rolled back: \
+         {what}; then run `mairie-dba schema repair`, which removes its failed row from {HISTORY_TABLE}, \
+         and apply again"
+    )
 }
 
 /// A COPY failure, told in terms of the CSV file: the server's "line N" of the COPY stream
@@ -729,6 +919,31 @@ mod tests {
     fn identifiers_are_quoted() {
         assert_eq!(quote_ident("nom"), "\"nom\"");
         assert_eq!(quote_ident("a\"b; DROP"), "\"a\"\"b; DROP\"");
+    }
+
+    #[test]
+    fn history_shapes() {
+        let up = upgrade_history_sql(Some("mairie_dba_schema_history_pkey"));
+        assert!(up.starts_with(
+            "ALTER TABLE public.mairie_dba_schema_history DROP CONSTRAINT \"mairie_dba_schema_history_pkey\", "
+        ));
+        assert!(up.contains("ALTER COLUMN version DROP NOT NULL"));
+        assert!(up.contains("ADD PRIMARY KEY (installed_rank)"));
+        assert!(history_select(false).starts_with("SELECT version, 'versioned'::text, version,"));
+        assert!(history_select(true).starts_with("SELECT installed_rank, kind, version,"));
+        assert!(history_ddl().contains("version        bigint CONSTRAINT"));
+    }
+
+    #[test]
+    fn failed_no_transaction_statements_say_what_to_check() {
+        let a = no_transaction_advice("CREATE UNIQUE INDEX CONCURRENTLY i ON t (x)");
+        assert!(
+            a.contains("INVALID index") && a.contains("schema repair"),
+            "{a}"
+        );
+        assert!(a.contains(HISTORY_TABLE));
+        let a = no_transaction_advice("VACUUM t");
+        assert!(a.contains("by hand") && !a.contains("INVALID"), "{a}");
     }
 
     #[test]
