@@ -108,6 +108,12 @@ struct GlobalFile {
     /// Point-in-time recovery of PostgreSQL targets, keyed by target name.
     #[serde(default)]
     pitr: IndexMap<String, PitrEntry>,
+    /// Rules for citizens' personal data: see `crate::privacy`.
+    #[serde(default)]
+    privacy: crate::privacy::PrivacyFile,
+    /// What `erase` does with the rows that belong to a person.
+    #[serde(default)]
+    erasure: crate::privacy::ErasureFile,
 }
 
 /// The `metrics:` section of the exporter.
@@ -697,6 +703,8 @@ pub struct Config {
     pub agent: Option<crate::monitor::config::AgentSection>,
     /// The `pitr:` section, keyed by target name (PostgreSQL targets only).
     pub pitr: IndexMap<String, PitrEntry>,
+    pub privacy: crate::privacy::PrivacySection,
+    pub erasure: crate::privacy::ErasureSection,
 }
 
 impl Config {
@@ -796,6 +804,14 @@ impl Config {
             monitor,
             agent: global.agent,
             pitr: global.pitr,
+            privacy: crate::privacy::PrivacySection::from_file(
+                global.privacy,
+                &path.display().to_string(),
+            )?,
+            erasure: crate::privacy::ErasureSection::from_file(
+                global.erasure,
+                &path.display().to_string(),
+            )?,
         })
     }
 
@@ -1144,6 +1160,7 @@ pub fn pgpass_lookup(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::TestDir;
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);
@@ -1151,25 +1168,12 @@ mod tests {
         p
     }
 
-    fn tempdir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "mairie-dba-config-test-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
     const PG: &str =
         "connection:\n  host: 127.0.0.1\n  port: 5432\n  database: mairie\n  user: mairie\n";
 
     #[test]
     fn loads_targets_in_file_order_and_resolves_paths() {
-        let d = tempdir();
+        let d = TestDir::new("config");
         write(&d, "pg.yml", PG);
         let g = write(
             &d,
@@ -1200,7 +1204,7 @@ mod tests {
 
     #[test]
     fn the_backup_method_is_for_redis_targets_only() {
-        let d = tempdir();
+        let d = TestDir::new("config");
         write(&d, "r.yml", "connection:\n  port: 6380\n");
         write(&d, "pg.yml", PG);
         let load = |file: &str, engine: &str, method: &str| {
@@ -1228,7 +1232,7 @@ mod tests {
 
     #[test]
     fn a_redis_target_takes_an_index_an_optional_user_and_tls() {
-        let d = tempdir();
+        let d = TestDir::new("config");
         write(
             &d,
             "r.yml",
@@ -1269,7 +1273,7 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
-        let d = tempdir();
+        let d = TestDir::new("config");
         write(
             &d,
             "pg.yml",
@@ -1288,7 +1292,7 @@ mod tests {
 
     #[test]
     fn type_error_and_bad_engine_are_reported() {
-        let d = tempdir();
+        let d = TestDir::new("config");
         write(
             &d,
             "pg.yml",
@@ -1315,7 +1319,7 @@ mod tests {
 
     #[test]
     fn malformed_yaml_names_the_line() {
-        let d = tempdir();
+        let d = TestDir::new("config");
         let g = write(&d, "g.yml", "targets:\n  pg:\n    engine: [postgres\n");
         let e = Config::load(&g).unwrap_err().to_string();
         assert!(e.starts_with(&format!("{}:", g.display())), "{e}");
@@ -1324,7 +1328,7 @@ mod tests {
 
     #[test]
     fn unset_password_env_is_an_error_naming_the_variable() {
-        let d = tempdir();
+        let d = TestDir::new("config");
         write(
             &d,
             "pg.yml",
@@ -1346,7 +1350,7 @@ mod tests {
     #[test]
     fn password_file_must_be_private() {
         use std::os::unix::fs::PermissionsExt;
-        let d = tempdir();
+        let d = TestDir::new("config");
         let pw = write(&d, "pw", "s3cret\n");
         std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
         write(&d, "pg.yml", &format!("{PG}  password_file: pw\n"));
@@ -1378,7 +1382,7 @@ mod tests {
 
     #[test]
     fn a_monitor_only_config_loads_and_its_errors_name_file_line_and_key() {
-        let d = tempdir();
+        let d = TestDir::new("config");
         let g = write(
             &d,
             "g.yml",
@@ -1425,7 +1429,7 @@ mod tests {
 
     #[test]
     fn pitr_section_defaults_limits_and_engine() {
-        let d = tempdir();
+        let d = TestDir::new("config");
         write(
             &d,
             "pg.yml",

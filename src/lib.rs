@@ -20,6 +20,9 @@ pub mod metrics;
 pub mod monitor;
 pub mod output;
 pub mod pitr;
+pub mod privacy;
+#[cfg(test)]
+pub(crate) mod testutil;
 pub mod web;
 
 use std::path::PathBuf;

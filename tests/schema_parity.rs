@@ -73,14 +73,7 @@ fn history_table(engine: Engine) -> &'static str {
 
 /// `schema status --format json`: (file, state) of each migration.
 fn states(env: &Env, dir: &str) -> Vec<(String, String)> {
-    let out = env.run(&[
-        "schema",
-        "status",
-        "--migrations-dir",
-        dir,
-        "--format",
-        "json",
-    ]);
+    let out = schema_json(env, dir, &["status"]);
     out.success();
     out.json()["targets"][0]["migrations"]
         .as_array()
@@ -93,6 +86,14 @@ fn states(env: &Env, dir: &str) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// `schema ARGS… --migrations-dir DIR --format json`.
+fn schema_json(env: &Env, dir: &str, args: &[&str]) -> Run {
+    let mut all = vec!["schema"];
+    all.extend_from_slice(args);
+    all.extend(["--migrations-dir", dir, "--format", "json"]);
+    env.run(&all)
 }
 
 fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -125,14 +126,7 @@ fn repeatable_runs_after_versions_and_again_only_when_changed(engine: Engine) {
         "R__views.sql",
         "CREATE OR REPLACE VIEW v1 AS SELECT id FROM t1;\n",
     );
-    let out = env.run(&[
-        "schema",
-        "apply",
-        "--migrations-dir",
-        &dir,
-        "--format",
-        "json",
-    ]);
+    let out = schema_json(&env, &dir, &["apply"]);
     out.success();
     let applied: Vec<String> = out.json()["targets"][0]["applied"]
         .as_array()
@@ -219,15 +213,7 @@ fn repair_realigns_a_changed_checksum_and_removes_failed_rows(engine: Engine) {
         .stderr_has("schema repair");
 
     // A dry run says what it would do and does nothing.
-    let dry = env.run(&[
-        "schema",
-        "repair",
-        "--dry-run",
-        "--migrations-dir",
-        &dir,
-        "--format",
-        "json",
-    ]);
+    let dry = schema_json(&env, &dir, &["repair", "--dry-run"]);
     dry.success();
     let doc = dry.json();
     assert_eq!(doc["targets"][0]["dry_run"], true);
@@ -272,14 +258,7 @@ fn repair_realigns_a_changed_checksum_and_removes_failed_rows(engine: Engine) {
         "V003__broken.sql",
         "CREATE TABLE t3 (id int);\nCREATE TABLE t4 (id int);\n",
     );
-    let out = env.run(&[
-        "schema",
-        "repair",
-        "--migrations-dir",
-        &dir,
-        "--format",
-        "json",
-    ]);
+    let out = schema_json(&env, &dir, &["repair"]);
     out.success();
     let changes = out.json()["targets"][0]["changes"].clone();
     assert_eq!(changes.as_array().unwrap().len(), 1, "{changes}");
@@ -305,16 +284,7 @@ fn baseline_adopts_a_database_and_refuses_a_second_time(engine: Engine) {
     write(&env, "V002__t2.sql", "CREATE TABLE t2 (id int);\n");
     write(&env, "V003__t3.sql", "CREATE TABLE t3 (id int);\n");
 
-    let out = env.run(&[
-        "schema",
-        "baseline",
-        "--version",
-        "2",
-        "--migrations-dir",
-        &dir,
-        "--format",
-        "json",
-    ]);
+    let out = schema_json(&env, &dir, &["baseline", "--version", "2"]);
     out.success();
     let t = &out.json()["targets"][0];
     assert_eq!(t["version"], 2);
@@ -331,14 +301,7 @@ fn baseline_adopts_a_database_and_refuses_a_second_time(engine: Engine) {
         ])
     );
     // Only V003 runs (V001 would fail: its table exists).
-    let out = env.run(&[
-        "schema",
-        "apply",
-        "--migrations-dir",
-        &dir,
-        "--format",
-        "json",
-    ]);
+    let out = schema_json(&env, &dir, &["apply"]);
     out.success();
     assert_eq!(
         out.json()["targets"][0]["applied"][0]["file"],
@@ -401,16 +364,7 @@ fn new_creates_the_next_file_without_connecting(engine: Engine) {
         text.starts_with("-- V005__index_des_demandes_statut.sql: Index des demandes: statut\n")
     );
 
-    let out = env.run(&[
-        "schema",
-        "new",
-        "concurrent index",
-        "--no-transaction",
-        "--migrations-dir",
-        &dir,
-        "--format",
-        "json",
-    ]);
+    let out = schema_json(&env, &dir, &["new", "concurrent index", "--no-transaction"]);
     out.success();
     assert_eq!(out.json()["created"][0]["version"], 6);
     let text = std::fs::read_to_string(engine_dir.join("V006__concurrent_index.sql")).unwrap();
@@ -490,15 +444,7 @@ fn status_check_exits_1_on_drift_and_0_when_up_to_date(engine: Engine) {
     assert_eq!(out.stdout.lines().count(), 1);
     env.run(&["schema", "apply", "--migrations-dir", &dir])
         .success();
-    let out = env.run(&[
-        "schema",
-        "status",
-        "--check",
-        "--migrations-dir",
-        &dir,
-        "--format",
-        "json",
-    ]);
+    let out = schema_json(&env, &dir, &["status", "--check"]);
     out.success();
     assert_eq!(out.json()["status"], "ok");
     assert_eq!(out.json()["targets"][0]["status"], "ok");
@@ -591,14 +537,7 @@ fn a_failing_apply_lists_what_it_applied_and_names_the_file_and_line(engine: Eng
         "-- a view over a column that is not there\nCREATE VIEW v3 AS\n  SELECT id\n  FROM t1 WHERE nope = 1;\n",
     );
     write(&env, "V004__d.sql", "CREATE TABLE t4 (id int);\n");
-    let out = env.run(&[
-        "schema",
-        "apply",
-        "--migrations-dir",
-        &dir,
-        "--format",
-        "json",
-    ]);
+    let out = schema_json(&env, &dir, &["apply"]);
     // PostgreSQL points at the column (line 4); MySQL names no position for this error, so
     // the line is that of the statement's first line.
     let at = match engine {
@@ -678,16 +617,7 @@ fn dry_run_verbose_prints_the_sql_and_changes_nothing(engine: Engine) {
     env.run(&["schema", "apply", "--dry-run", "--migrations-dir", &dir])
         .success()
         .lacks("CREATE TABLE");
-    let out = env.run(&[
-        "schema",
-        "apply",
-        "--dry-run",
-        "-v",
-        "--migrations-dir",
-        &dir,
-        "--format",
-        "json",
-    ]);
+    let out = schema_json(&env, &dir, &["apply", "--dry-run", "-v"]);
     out.success();
     let st = &out.json()["targets"][0]["pending"][0]["statements"];
     assert_eq!(st[1]["line"], 4);
@@ -803,14 +733,7 @@ fn a_no_transaction_file_with_two_statements_is_refused_before_anything_runs(eng
         "V002__two.sql",
         "-- mairie-dba: no-transaction\nCREATE INDEX i1 ON t1 (id);\n",
     );
-    let out = env.run(&[
-        "schema",
-        "apply",
-        "--migrations-dir",
-        &dir,
-        "--format",
-        "json",
-    ]);
+    let out = schema_json(&env, &dir, &["apply"]);
     out.success();
     assert_eq!(
         out.json()["targets"][0]["applied"][1]["no_transaction"],
@@ -870,14 +793,7 @@ fn a_failed_concurrent_index_blocks_until_repaired_on(engine: Engine) {
         "V002__unique.sql",
         "-- mairie-dba: no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY t1_id ON t1 (id);\n",
     );
-    let out = env.run(&[
-        "schema",
-        "apply",
-        "--migrations-dir",
-        &dir,
-        "--format",
-        "json",
-    ]);
+    let out = schema_json(&env, &dir, &["apply"]);
     out.code(1)
         .one_line_error()
         .stderr_has("V002__unique.sql:2: could not create unique index \"t1_id\"")

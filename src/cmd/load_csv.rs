@@ -464,6 +464,17 @@ async fn with_server_zone(conn: &Conn, spec: &CsvSpec) -> Result<CsvSpec> {
     Ok(spec)
 }
 
+/// The load of `job` into `cols`, the session's time zone set for it.
+async fn request<'a>(conn: &Conn, job: &'a Job, cols: Vec<String>) -> Result<LoadRequest<'a>> {
+    conn.set_local_timezone(job.spec.timezone.as_deref())
+        .await?;
+    Ok(LoadRequest {
+        table: &job.table,
+        columns: cols,
+        file_label: &job.label,
+    })
+}
+
 /// Feeds the reader's chunks to the engine and checks both sides agree on the row count.
 async fn stream(
     conn: &Conn,
@@ -471,13 +482,7 @@ async fn stream(
     cols: Vec<String>,
     reader: load::Reader,
 ) -> Result<(u64, u64)> {
-    conn.set_local_timezone(job.spec.timezone.as_deref())
-        .await?;
-    let req = LoadRequest {
-        table: &job.table,
-        columns: cols,
-        file_label: &job.label,
-    };
+    let req = request(conn, job, cols).await?;
     let load::Reader {
         chunks,
         lines,
@@ -516,13 +521,7 @@ async fn stream_rejecting(
     reader: load::Reader,
     sink: &mut RejectSink,
 ) -> Result<(u64, u64, u64)> {
-    conn.set_local_timezone(job.spec.timezone.as_deref())
-        .await?;
-    let req = LoadRequest {
-        table: &job.table,
-        columns: cols,
-        file_label: &job.label,
-    };
+    let req = request(conn, job, cols).await?;
     let load::Reader {
         mut batches, done, ..
     } = reader;

@@ -134,38 +134,11 @@ impl Drop for RejectFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A directory of its own, removed at the end of the test.
-    struct Dir(PathBuf);
-
-    impl Dir {
-        fn new() -> Dir {
-            let d = std::env::temp_dir().join(format!(
-                "mairie-dba-reject-test-{}-{}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos()
-            ));
-            std::fs::create_dir_all(&d).unwrap();
-            Dir(d)
-        }
-
-        fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::testutil::TestDir;
 
     #[test]
     fn rows_are_quoted_as_csv_and_the_file_appears_whole_at_the_end() {
-        let dir = Dir::new();
+        let dir = TestDir::new("reject");
         let path = dir.path().join("rejets.csv");
         let mut r = RejectFile::create(&path, b';', b'"').unwrap();
         r.write(
@@ -200,7 +173,7 @@ mod tests {
 
     #[test]
     fn a_symlink_at_path_is_replaced_not_followed_and_an_abandoned_file_leaves_nothing() {
-        let dir = Dir::new();
+        let dir = TestDir::new("reject");
         let victim = dir.path().join("victim");
         std::fs::write(&victim, "keep").unwrap();
         let path = dir.path().join("rejets.csv");

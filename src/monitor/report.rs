@@ -217,6 +217,7 @@ pub fn parse(bytes: &[u8]) -> Result<StatusReport, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::TestDir;
 
     const GOOD: &str = r#"{"agent": {"company": "ville", "city": "marseille", "site": "centre", "host": "srv1"},
  "generated_at": "2026-12-06T02:05:00Z",
@@ -227,19 +228,6 @@ mod tests {
                 "backup_seconds": 4.1, "compression_seconds": 0.0, "transfer_seconds": 0.3,
                 "error": null, "last_drill": {"at": "2026-12-01T03:00:00Z", "status": "success"}},
                {"database": "etat_civil", "engine": "mysql", "status": "failed", "error": "disk full"}]}"#;
-
-    fn dir() -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "mairie-dba-report-test-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
 
     #[test]
     fn the_contract_example_parses() {
@@ -289,7 +277,7 @@ mod tests {
 
     #[test]
     fn reading_refuses_links_huge_files_and_directories() {
-        let d = dir();
+        let d = TestDir::new("report");
         assert_eq!(read(&d.join("STATUS.json")).unwrap(), None);
         std::fs::write(d.join("real.json"), GOOD).unwrap();
         assert!(read(&d.join("real.json")).unwrap().is_some());
@@ -305,6 +293,5 @@ mod tests {
         assert!(read(&d.join("dir.json"))
             .unwrap_err()
             .contains("not a regular file"));
-        std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -188,6 +188,15 @@ impl PgConn {
     // -----------------------------------------------------------------------------------------
     // Schema history
 
+    async fn history_exists(&self) -> Result<bool> {
+        Ok(self
+            .client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY_TABLE])
+            .await
+            .map_err(db_err)?
+            .get(0))
+    }
+
     async fn record(&self, m: &Migration, elapsed: Duration, success: bool) -> Result<()> {
         record_in(&self.client, m, elapsed, success).await
     }
@@ -366,13 +375,7 @@ impl Driver for PgConn {
     /// the second, in one transaction: existing rows keep their values and become
     /// `versioned` rows ranked by version.
     async fn ensure_history(&self) -> Result<()> {
-        let exists: bool = self
-            .client
-            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY_TABLE])
-            .await
-            .map_err(db_err)?
-            .get(0);
-        if !exists {
+        if !self.history_exists().await? {
             return self
                 .client
                 .batch_execute(&history_ddl())
@@ -401,13 +404,7 @@ impl Driver for PgConn {
     }
 
     async fn history(&self) -> Result<Vec<AppliedMigration>> {
-        let exists: bool = self
-            .client
-            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY_TABLE])
-            .await
-            .map_err(db_err)?
-            .get(0);
-        if !exists {
+        if !self.history_exists().await? {
             return Ok(Vec::new());
         }
         let upgraded = self.history_upgraded().await?;
