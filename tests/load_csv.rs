@@ -846,6 +846,33 @@ fn quoted_everything_exports_take_force_null(engine: Engine) {
     ));
     assert_eq!(rows[0], vec![None, None]);
     assert_eq!(rows[1], vec![Some("c@example.fr".into()), None]);
+
+    // The case of the issue: a missing date, quoted as everything else.
+    let env = Env::with_schema(engine);
+    env.run(&["load-csv", "--all"]).success();
+    let text = "\"reference\",\"citoyen_id\",\"type_code\",\"service_id\",\"arrondissement\",\"statut\",\"date_depot\",\"date_cloture\"\n\
+                \"DEM-X-1\",\"1\",\"PROPRETE_ENCOMBRANTS\",\"7\",\"15\",\"en_cours\",\"2024-03-01 10:00:00+01\",\"\"\n";
+    env.write("demandes.csv", text);
+    let f = env.path("demandes.csv").display().to_string();
+    let load_demandes = |extra: &[&str]| {
+        let mut args = vec!["load-csv", "--table", "metier.demandes"];
+        args.extend_from_slice(extra);
+        args.push(&f);
+        env.run(&args)
+    };
+    load_demandes(&[])
+        .code(1)
+        .one_line_error()
+        .stderr_has("demandes.csv:2: column date_cloture");
+    load_demandes(&["--force-null", "date_cloture"]).success();
+    let db = env.db();
+    assert_eq!(
+        db.query(&format!(
+            "SELECT date_cloture FROM {} WHERE reference = 'DEM-X-1'",
+            db.table("metier.demandes")
+        )),
+        vec![vec![None]]
+    );
 }
 
 fn title_lines_null_tokens_trim_and_quoted_decimal_commas(engine: Engine) {
