@@ -6,12 +6,14 @@
 pub mod agent;
 pub mod audit;
 pub mod backup;
+pub mod erase;
 pub mod health;
 pub mod load_csv;
 pub mod maintenance;
 pub mod metrics;
 pub mod monitor;
 pub mod pitr;
+pub mod privacy;
 pub mod pitr_base;
 pub mod pitr_check;
 pub mod restore;
