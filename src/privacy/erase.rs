@@ -845,8 +845,31 @@ async fn apply_in(
     let mut placeholder: Option<String> = None;
     if plan.placeholder.is_some() {
         placeholder = placeholder_key(conn, sql, rel, &plan.subject).await?;
+        let rt = rel.table(&plan.subject).expect("subject exists");
+        if let Some(k) = &placeholder {
+            // The retention purge may have removed it since: then a new one is made.
+            let pk = rt.column(&rt.primary_key[0]).expect("key column");
+            let q = format!(
+                "SELECT {} FROM {} WHERE {} = {}",
+                sql.text("COUNT(*)"),
+                rt.quoted,
+                sql.ident(&pk.name),
+                sql.param(1, &pk.sql_type)
+            );
+            if first_number(&conn.query_text(&q, &[Some(k.clone())]).await?) == 0 {
+                conn.execute_text(
+                    &format!(
+                        "DELETE FROM {} WHERE table_name = {}",
+                        sql.own_table(PLACEHOLDER_TABLE),
+                        sql.param(1, "text")
+                    ),
+                    &[Some(plan.subject.to_string())],
+                )
+                .await?;
+                placeholder = None;
+            }
+        }
         if placeholder.is_none() {
-            let rt = rel.table(&plan.subject).expect("subject exists");
             placeholder = Some(create_placeholder(conn, sql, privacy, rt).await?);
             done.placeholder_created = true;
         }
