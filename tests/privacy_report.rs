@@ -15,6 +15,7 @@ fn env_with_data(engine: Engine) -> Env {
     env.write_global(
         "privacy:\n  rules:\n    metier.citoyens.nom: fake\n    metier.citoyens.email: email\n  \
          retention_years:\n    metier.rendez_vous: 2\n\
+         erasure:\n  tables:\n    metier.demandes: pseudonymize\n    metier.rendez_vous: delete\n\
          maintenance:\n  batch_size: 2\n",
     );
     env.run(&["schema", "apply"]).success();
@@ -22,6 +23,8 @@ fn env_with_data(engine: Engine) -> Env {
     // Old rows: three citizens inscribed long ago, one with an old closed demande and an old
     // rendez-vous, one with a recent rendez-vous (kept), one with nothing (purged).
     let db = env.db();
+    // The demo citizens are all recent here: only the constructed ones are old.
+    db.query("UPDATE metier.citoyens SET date_inscription = CURRENT_TIMESTAMP");
     db.query(
         "INSERT INTO metier.citoyens (id, civilite, nom, prenom, date_naissance, email, adresse, \
          code_postal, arrondissement, date_inscription) VALUES \
