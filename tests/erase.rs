@@ -71,7 +71,9 @@ fn erase_removes_or_pseudonymises_every_linked_row_and_nothing_else(engine: Engi
     ))[0]
         .clone();
     let demandes: Vec<String> = db
-        .query(&format!("SELECT id FROM metier.demandes WHERE citoyen_id = {id}"))
+        .query(&format!(
+            "SELECT id FROM metier.demandes WHERE citoyen_id = {id}"
+        ))
         .into_iter()
         .map(|r| r[0].clone().unwrap())
         .collect();
@@ -79,7 +81,9 @@ fn erase_removes_or_pseudonymises_every_linked_row_and_nothing_else(engine: Engi
     let n_rdv = db.count_where("metier.rendez_vous", &format!("citoyen_id = {id}"));
     let dem_list = demandes.join(", ");
     let rdvs: Vec<String> = db
-        .query(&format!("SELECT id FROM metier.rendez_vous WHERE citoyen_id = {id}"))
+        .query(&format!(
+            "SELECT id FROM metier.rendez_vous WHERE citoyen_id = {id}"
+        ))
         .into_iter()
         .map(|r| format!("'{}'", r[0].clone().unwrap()))
         .collect();
@@ -89,7 +93,8 @@ fn erase_removes_or_pseudonymises_every_linked_row_and_nothing_else(engine: Engi
         .collect::<Vec<_>>()
         .join(", ");
     // CONCAT: the harness maps `metier.` to `metier_` in SQL text, literals included.
-    let about_dem = format!("table_cible = CONCAT('metier', '.demandes') AND cle IN ({quoted_dem})");
+    let about_dem =
+        format!("table_cible = CONCAT('metier', '.demandes') AND cle IN ({quoted_dem})");
     let n_journal = db.count_where(
         "metier.journal_audit",
         &format!(
@@ -125,7 +130,10 @@ fn erase_removes_or_pseudonymises_every_linked_row_and_nothing_else(engine: Engi
     assert_eq!(db.count_where("metier.citoyens", &format!("id = {id}")), 0);
     assert_eq!(after[1], before[1], "demandes are kept");
     assert_eq!(after[2], before[2] - n_rdv, "rendez_vous deleted");
-    assert!(after[3] <= before[3] - n_journal, "journal rows about them deleted");
+    assert!(
+        after[3] <= before[3] - n_journal,
+        "journal rows about them deleted"
+    );
     // Kept demandes point at the placeholder and lost their comment.
     let ph = db
         .scalar("SELECT key_text FROM mairie_dba_erasure_placeholder")
@@ -170,9 +178,15 @@ fn erase_removes_or_pseudonymises_every_linked_row_and_nothing_else(engine: Engi
 
     // A second erasure reuses the placeholder.
     let id2 = busy_citizen(db);
-    env.run(&["erase", "--table", "metier.citoyens", "--where", &format!("id={id2}")])
-        .success()
-        .stdout_has("metier.demandes");
+    env.run(&[
+        "erase",
+        "--table",
+        "metier.citoyens",
+        "--where",
+        &format!("id={id2}"),
+    ])
+    .success()
+    .stdout_has("metier.demandes");
     assert_eq!(
         db.count("mairie_dba_erasure_placeholder"),
         1,
@@ -202,9 +216,15 @@ fn dry_run_changes_nothing_and_needs_no_key(engine: Engine) {
     assert_eq!(counts(db), before);
     assert!(!db.exists("mairie_dba_erasure_log"));
     // A real run needs the key: a configuration error naming the variable.
-    env.run(&["erase", "--table", "metier.citoyens", "--where", &format!("id={id}")])
-        .code(2)
-        .stderr_has("MAIRIE_PRIVACY_KEY");
+    env.run(&[
+        "erase",
+        "--table",
+        "metier.citoyens",
+        "--where",
+        &format!("id={id}"),
+    ])
+    .code(2)
+    .stderr_has("MAIRIE_PRIVACY_KEY");
     assert_eq!(counts(db), before);
 }
 
@@ -237,7 +257,11 @@ fn the_hash_is_stable_per_key_and_the_key_never_shows(engine: Engine) {
     let by = format!("email={email}");
     let a = record_hash(&env, &by);
     assert_eq!(a, record_hash(&env, &by));
-    assert_ne!(a, record_hash(&env, &format!("id={id}")), "another key column, another subject text");
+    assert_ne!(
+        a,
+        record_hash(&env, &format!("id={id}")),
+        "another key column, another subject text"
+    );
     env.set_env("MAIRIE_PRIVACY_KEY", "une-autre-cle-tout-aussi-longue-99");
     assert_ne!(a, record_hash(&env, &by));
 }
@@ -246,16 +270,28 @@ fn no_match_and_several_matches_are_refused(engine: Engine) {
     let env = env_with_data(engine);
     let db = env.db();
     let before = counts(db);
-    env.run(&["erase", "--table", "metier.citoyens", "--where", "email=personne@nulle.part"])
-        .code(1)
-        .stderr_has("no row of metier.citoyens matches")
-        .lacks("personne@nulle.part");
+    env.run(&[
+        "erase",
+        "--table",
+        "metier.citoyens",
+        "--where",
+        "email=personne@nulle.part",
+    ])
+    .code(1)
+    .stderr_has("no row of metier.citoyens matches")
+    .lacks("personne@nulle.part");
     let civ = "civilite=Mme";
     env.run(&["erase", "--table", "metier.citoyens", "--where", civ])
         .code(1)
         .stderr_has("--all-matching");
-    env.run(&["erase", "--table", "metier.citoyens", "--where", "pas_une_colonne=1"])
-        .code(1)
-        .stderr_has("has no column `pas_une_colonne`");
+    env.run(&[
+        "erase",
+        "--table",
+        "metier.citoyens",
+        "--where",
+        "pas_une_colonne=1",
+    ])
+    .code(1)
+    .stderr_has("has no column `pas_une_colonne`");
     assert_eq!(counts(db), before);
 }

@@ -32,7 +32,9 @@ fn env_with_data(engine: Engine) -> Env {
          (9002, 'M', 'Ancien', 'Deux', '1950-01-01', NULL, '2 rue A', '13001', 1, '2010-01-01 10:00:00'), \
          (9003, 'M', 'Ancien', 'Trois', '1950-01-01', NULL, '3 rue A', '13001', 1, '2010-01-01 10:00:00')",
     );
-    let service = db.scalar("SELECT min(id) FROM referentiel.services").unwrap();
+    let service = db
+        .scalar("SELECT min(id) FROM referentiel.services")
+        .unwrap();
     let typ = db
         .scalar("SELECT min(code) FROM referentiel.types_demande")
         .unwrap();
@@ -84,7 +86,7 @@ fn report_shows_ruled_columns_and_rows_past_retention(engine: Engine) {
     // with a future rendez-vous.
     let cit = find("metier.citoyens");
     assert_eq!(cit["rows"], 2, "{}", out.stdout);
-    assert_eq!(find("metier.demandes")["rows"].as_u64().unwrap() >= 1, true);
+    assert_eq!(find("metier.demandes")["rows"], 1, "{}", out.stdout);
     env.run(&["privacy", "report"])
         .success()
         .stdout_has("metier.citoyens.email")
@@ -98,14 +100,21 @@ fn retention_purge_deletes_exactly_the_old_rows_in_batches(engine: Engine) {
         .iter()
         .map(|t| db.count(t))
         .collect();
-    let dry = env.run(&["--format", "json", "maintenance", "cleanup", "--privacy", "--dry-run"]);
+    let dry = env.run(&[
+        "--format",
+        "json",
+        "maintenance",
+        "cleanup",
+        "--privacy",
+        "--dry-run",
+    ]);
     dry.success();
-    let tables = dry.json()["privacy"][0]["tables"].as_array().unwrap().clone();
+    let tables = dry.json()["privacy"][0]["tables"]
+        .as_array()
+        .unwrap()
+        .clone();
     let older = |name: &str| {
-        tables
-            .iter()
-            .find(|t| t["table"] == name)
-            .unwrap()["older"]
+        tables.iter().find(|t| t["table"] == name).unwrap()["older"]
             .as_i64()
             .unwrap()
     };
@@ -115,7 +124,11 @@ fn retention_purge_deletes_exactly_the_old_rows_in_batches(engine: Engine) {
         older("metier.rendez_vous"),
     );
     assert_eq!(old_c, 2, "{}", dry.stdout);
-    assert_eq!(db.count("metier.citoyens"), before[0], "dry run changes nothing");
+    assert_eq!(
+        db.count("metier.citoyens"),
+        before[0],
+        "dry run changes nothing"
+    );
 
     let out = env.run(&["--format", "json", "maintenance", "cleanup", "--privacy"]);
     out.success();
@@ -125,7 +138,10 @@ fn retention_purge_deletes_exactly_the_old_rows_in_batches(engine: Engine) {
     let pos = |n: &str| order.iter().position(|t| *t == n).unwrap();
     assert!(pos("metier.rendez_vous") < pos("metier.demandes"));
     assert!(pos("metier.demandes") < pos("metier.citoyens"));
-    let rdv = done.iter().find(|t| t["table"] == "metier.rendez_vous").unwrap();
+    let rdv = done
+        .iter()
+        .find(|t| t["table"] == "metier.rendez_vous")
+        .unwrap();
     assert_eq!(rdv["deleted"], old_r);
     assert_eq!(rdv["batches"].as_i64().unwrap(), (old_r + 1) / 2);
     assert_eq!(db.count("metier.rendez_vous"), before[2] - old_r);

@@ -40,16 +40,19 @@ pub async fn run(args: &EraseArgs, ctx: &Ctx) -> Result<Outcome> {
         .map(|k| k.hash_hex(er::subject_text(&subject, &column, &value).as_bytes()));
     let report = EraseReport {
         dry_run: args.dry_run,
-        targets: each(
-            ctx,
-            &ctx.targets,
-            |t| t,
-            |target| {
-                let (subject, column, value, hash) = (&subject, &column, &value, &hash);
-                async move { erase_on(ctx, args, target, subject, column, value, hash.as_deref()).await }
-            },
-        )
-        .await,
+        targets:
+            each(
+                ctx,
+                &ctx.targets,
+                |t| t,
+                |target| {
+                    let (subject, column, value, hash) = (&subject, &column, &value, &hash);
+                    async move {
+                        erase_on(ctx, args, target, subject, column, value, hash.as_deref()).await
+                    }
+                },
+            )
+            .await,
     };
     Ok(Outcome::from_report(&report))
 }
@@ -296,7 +299,12 @@ fn plan_block(d: &EraseDone, dry_run: bool) -> TableBlock {
         if !p.scrubbed.is_empty() {
             detail.push(format!("cleared: {}", p.scrubbed.join(", ")));
         }
-        b.row([p.table.clone(), p.action.clone(), rows.to_string(), detail.join(" · ")]);
+        b.row([
+            p.table.clone(),
+            p.action.clone(),
+            rows.to_string(),
+            detail.join(" · "),
+        ]);
     }
     if let Some(ph) = &d.placeholder {
         b.row([

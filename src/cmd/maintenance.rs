@@ -735,7 +735,12 @@ impl Report for CleanupReport {
         let mut out = vec![block];
         if let Some(p) = &self.privacy {
             let mut b = TableBlock::new([
-                "target", "table", "age column", "older than", "past retention", "deleted",
+                "target",
+                "table",
+                "age column",
+                "older than",
+                "past retention",
+                "deleted",
                 "batches",
             ])
             .titled("privacy retention purge (children first)");
@@ -762,7 +767,8 @@ impl Report for CleanupReport {
     }
 
     fn lines(&self) -> Vec<String> {
-        let mut l: Vec<String> = self.targets
+        let mut l: Vec<String> = self
+            .targets
             .iter()
             .filter_map(|t| match t {
                 CleanupItem::Done(_) => None,
@@ -772,7 +778,11 @@ impl Report for CleanupReport {
             })
             .collect();
         if let Some(p) = &self.privacy {
-            l.extend(failure_lines(p).into_iter().map(|x| format!("privacy purge: {x}")));
+            l.extend(
+                failure_lines(p)
+                    .into_iter()
+                    .map(|x| format!("privacy purge: {x}")),
+            );
         }
         l
     }

@@ -116,7 +116,9 @@ impl Report for PrivacyReport {
             for r in &d.retention {
                 b.row([
                     r.table.clone(),
-                    r.column.clone().unwrap_or_else(|| "(none known: not purged)".into()),
+                    r.column
+                        .clone()
+                        .unwrap_or_else(|| "(none known: not purged)".into()),
                     format!("{} years", r.years),
                     r.rows.to_string(),
                     r.oldest.clone().unwrap_or_default(),

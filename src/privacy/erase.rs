@@ -272,6 +272,7 @@ struct Journal {
 }
 
 /// Walks the foreign keys from the subject rows and decides what becomes of each row.
+#[allow(clippy::too_many_arguments)]
 pub async fn plan(
     conn: &impl Driver,
     sql: Sql,
@@ -285,7 +286,12 @@ pub async fn plan(
     let rel = conn.relations().await?;
     let st = rel
         .table(subject)
-        .ok_or_else(|| anyhow!("table {subject} does not exist on target `{}`", conn.target()))?
+        .ok_or_else(|| {
+            anyhow!(
+                "table {subject} does not exist on target `{}`",
+                conn.target()
+            )
+        })?
         .clone();
     let col = st.column(column).ok_or_else(|| {
         ConfigError::new(format!(
@@ -479,11 +485,7 @@ fn child_query(
     keys: &[Key],
 ) -> (String, Vec<Option<String>>) {
     let mut params = Vec::new();
-    let pk: Vec<&RelColumn> = pt
-        .primary_key
-        .iter()
-        .filter_map(|c| pt.column(c))
-        .collect();
+    let pk: Vec<&RelColumn> = pt.primary_key.iter().filter_map(|c| pt.column(c)).collect();
     let cond = sql.key_in(&pk, keys, 1, &mut params);
     let list = |cols: &[String]| {
         let v: Vec<String> = cols.iter().map(|c| sql.ident(c)).collect();
@@ -546,9 +548,7 @@ fn delete_order(
         .foreign_keys
         .iter()
         .enumerate()
-        .filter(|(i, f)| {
-            links.contains_key(i) && del.contains(&f.child) && del.contains(&f.parent)
-        })
+        .filter(|(i, f)| links.contains_key(i) && del.contains(&f.child) && del.contains(&f.parent))
         .map(|(i, _)| i)
         .collect();
     let mut breaks: Vec<usize> = edges
@@ -710,7 +710,10 @@ async fn create_placeholder(
     rt: &RelTable,
 ) -> Result<String> {
     if rt.primary_key.len() != 1 {
-        bail!("{}: a placeholder row needs a one-column primary key", rt.table);
+        bail!(
+            "{}: a placeholder row needs a one-column primary key",
+            rt.table
+        );
     }
     let mut cols = Vec::new();
     let mut exprs = Vec::new();
@@ -729,7 +732,11 @@ async fn create_placeholder(
         cols.push(sql.ident(&c.name));
         if c.nullable {
             exprs.push("NULL".to_string());
-        } else if ruled && c.text && !c.sql_type.starts_with("char") && !c.sql_type.starts_with("character(") {
+        } else if ruled
+            && c.text
+            && !c.sql_type.starts_with("char")
+            && !c.sql_type.starts_with("character(")
+        {
             params.push(Some(SCRUBBED_TEXT.to_string()));
             exprs.push(sql.param(params.len(), &c.sql_type));
         } else {
@@ -749,14 +756,18 @@ async fn create_placeholder(
             let r = conn
                 .query_text(&format!("{insert} RETURNING {}", sql.text(&pk)), &params)
                 .await?;
-            r.into_iter().next().and_then(|r| r.into_iter().next().flatten())
+            r.into_iter()
+                .next()
+                .and_then(|r| r.into_iter().next().flatten())
         }
         Sql::Mysql => {
             conn.execute_text(&insert, &params).await?;
             let r = conn
                 .query_text("SELECT CAST(LAST_INSERT_ID() AS CHAR)", &[])
                 .await?;
-            r.into_iter().next().and_then(|r| r.into_iter().next().flatten())
+            r.into_iter()
+                .next()
+                .and_then(|r| r.into_iter().next().flatten())
         }
         Sql::Mssql => bail!("placeholder rows are not made on SQL Server"),
     };
@@ -1002,7 +1013,10 @@ async fn apply_in(
                     break;
                 };
                 n += conn
-                    .execute_text(&format!("DELETE FROM {} WHERE {cond}", j.table.quoted), &params)
+                    .execute_text(
+                        &format!("DELETE FROM {} WHERE {cond}", j.table.quoted),
+                        &params,
+                    )
                     .await?;
             }
         }
@@ -1089,11 +1103,20 @@ mod tests {
     #[test]
     fn values_are_bound_never_written_into_the_statement() {
         let c = col("id", "bigint");
-        let keys = vec![vec![Some("12".to_string())], vec![Some("x'); --".to_string())]];
+        let keys = vec![
+            vec![Some("12".to_string())],
+            vec![Some("x'); --".to_string())],
+        ];
         for (sql, want) in [
-            (Sql::Postgres, "\"id\" IN ($3::text::bigint, $4::text::bigint)"),
+            (
+                Sql::Postgres,
+                "\"id\" IN ($3::text::bigint, $4::text::bigint)",
+            ),
             (Sql::Mysql, "`id` IN (?, ?)"),
-            (Sql::Mssql, "[id] IN (CAST(@P3 AS bigint), CAST(@P4 AS bigint))"),
+            (
+                Sql::Mssql,
+                "[id] IN (CAST(@P3 AS bigint), CAST(@P4 AS bigint))",
+            ),
         ] {
             let mut params = vec![None, None];
             assert_eq!(sql.key_in(&[&c], &keys, 3, &mut params), want);
@@ -1104,7 +1127,12 @@ mod tests {
         let b = col("b", "text");
         let mut params = Vec::new();
         assert_eq!(
-            Sql::Postgres.key_in(&[&a, &b], &[vec![Some("1".into()), Some("z".into())]], 1, &mut params),
+            Sql::Postgres.key_in(
+                &[&a, &b],
+                &[vec![Some("1".into()), Some("z".into())]],
+                1,
+                &mut params
+            ),
             "(\"a\", \"b\") IN (($1::text::int, $2::text::text))"
         );
     }
@@ -1112,7 +1140,12 @@ mod tests {
     #[test]
     fn child_rows_are_found_through_the_referenced_columns() {
         let p = table("metier", "citoyens", "[metier].[citoyens]", &["id"]);
-        let c = table("metier", "demandes", "[metier].[demandes]", &["id", "citoyen_id"]);
+        let c = table(
+            "metier",
+            "demandes",
+            "[metier].[demandes]",
+            &["id", "citoyen_id"],
+        );
         let f = fk("fk", "metier.demandes", "citoyen_id", "metier.citoyens");
         let (q, params) = child_query(Sql::Mssql, &p, &c, &f, &[vec![Some("7".into())]]);
         assert_eq!(
@@ -1125,7 +1158,8 @@ mod tests {
             Sql::Mssql.select_limited("[id]", "[t]", "[d] < @P1", 10),
             "SELECT TOP (10) [id] FROM [t] WHERE [d] < @P1"
         );
-        assert!(Sql::Mssql.bookkeeping_ddl()[0].starts_with("IF OBJECT_ID(N'dbo.mairie_dba_erasure_log') IS NULL"));
+        assert!(Sql::Mssql.bookkeeping_ddl()[0]
+            .starts_with("IF OBJECT_ID(N'dbo.mairie_dba_erasure_log') IS NULL"));
     }
 
     #[test]
@@ -1147,17 +1181,32 @@ mod tests {
         let links: BTreeMap<usize, BTreeSet<Key>> = (0..3)
             .map(|i| (i, BTreeSet::from([vec![Some("1".to_string())]])))
             .collect();
-        let del: Vec<TableRef> = ["s.p", "s.c"].iter().map(|t| TableRef::parse(t).unwrap()).collect();
+        let del: Vec<TableRef> = ["s.p", "s.c"]
+            .iter()
+            .map(|t| TableRef::parse(t).unwrap())
+            .collect();
         let (order, breaks) = delete_order(&del, &rel, &links).unwrap();
-        assert_eq!(order, vec![TableRef::new("s", "c"), TableRef::new("s", "p")]);
+        assert_eq!(
+            order,
+            vec![TableRef::new("s", "c"), TableRef::new("s", "p")]
+        );
         assert!(breaks.is_empty());
         // a <-> b: b goes first once a's nullable link to it is set NULL ... or a first,
         // with b's NOT NULL link: refused, since it cannot be broken.
-        let del: Vec<TableRef> = ["s.b", "s.a"].iter().map(|t| TableRef::parse(t).unwrap()).collect();
+        let del: Vec<TableRef> = ["s.b", "s.a"]
+            .iter()
+            .map(|t| TableRef::parse(t).unwrap())
+            .collect();
         let (order, breaks) = delete_order(&del, &rel, &links).unwrap();
-        assert_eq!(order, vec![TableRef::new("s", "b"), TableRef::new("s", "a")]);
+        assert_eq!(
+            order,
+            vec![TableRef::new("s", "b"), TableRef::new("s", "a")]
+        );
         assert_eq!(breaks, vec![1]);
-        let del: Vec<TableRef> = ["s.a", "s.b"].iter().map(|t| TableRef::parse(t).unwrap()).collect();
+        let del: Vec<TableRef> = ["s.a", "s.b"]
+            .iter()
+            .map(|t| TableRef::parse(t).unwrap())
+            .collect();
         assert!(delete_order(&del, &rel, &links).is_err());
     }
 

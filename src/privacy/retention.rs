@@ -197,7 +197,8 @@ pub async fn plan(
     let mut purged = Vec::new();
     for t in &tables {
         let rt = rel.table(t).expect("filtered");
-        if let Some(col) = age_column(t, journal, journal_column).filter(|c| rt.column(c).is_some()) {
+        if let Some(col) = age_column(t, journal, journal_column).filter(|c| rt.column(c).is_some())
+        {
             let cut = cutoff(now, privacy.retention_of(&t.to_string()), sql);
             purged.push((t.clone(), col, cut));
         }

@@ -655,7 +655,15 @@ impl Driver for MyConn {
     /// (the first `_` separates the model's schema), a name without `_` `public.name`.
     async fn relations(&self) -> Result<crate::engine::Relations> {
         use crate::engine::{RelColumn, RelForeignKey, RelTable, Relations};
-        type ColRow = (String, String, String, String, String, Option<String>, String);
+        type ColRow = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            String,
+        );
         let mut c = self.conn.lock().await;
         let cols: Vec<ColRow> = c
             .query(
@@ -669,7 +677,8 @@ impl Driver for MyConn {
             )
             .await
             .map_err(my_err)?;
-        let keys: Vec<(String, String, String, Option<String>, Option<String>)> = c
+        type KeyRow = (String, String, String, Option<String>, Option<String>);
+        let keys: Vec<KeyRow> = c
             .query(
                 "SELECT k.constraint_name, k.table_name, k.column_name,
                         k.referenced_table_name, k.referenced_column_name
@@ -694,19 +703,23 @@ impl Driver for MyConn {
             }
             let dtype = dtype.to_ascii_lowercase();
             let extra = extra.to_ascii_lowercase();
-            rel.tables.last_mut().expect("pushed above").columns.push(RelColumn {
-                name: column,
-                sql_type: ctype,
-                nullable: nullable == "YES",
-                text: matches!(
-                    dtype.as_str(),
-                    "char" | "varchar" | "text" | "tinytext" | "mediumtext" | "longtext"
-                ),
-                temporal: matches!(dtype.as_str(), "date" | "datetime" | "timestamp"),
-                has_default: default.is_some()
-                    || extra.contains("auto_increment")
-                    || extra.contains("generated"),
-            });
+            rel.tables
+                .last_mut()
+                .expect("pushed above")
+                .columns
+                .push(RelColumn {
+                    name: column,
+                    sql_type: ctype,
+                    nullable: nullable == "YES",
+                    text: matches!(
+                        dtype.as_str(),
+                        "char" | "varchar" | "text" | "tinytext" | "mediumtext" | "longtext"
+                    ),
+                    temporal: matches!(dtype.as_str(), "date" | "datetime" | "timestamp"),
+                    has_default: default.is_some()
+                        || extra.contains("auto_increment")
+                        || extra.contains("generated"),
+                });
         }
         for (name, table, column, parent, parent_column) in keys {
             let child = logical_name(&table);
@@ -763,7 +776,9 @@ impl Driver for MyConn {
         if params.is_empty() {
             c.query_drop(sql).await.map_err(my_err)?;
         } else {
-            c.exec_drop(sql, text_params(params)).await.map_err(my_err)?;
+            c.exec_drop(sql, text_params(params))
+                .await
+                .map_err(my_err)?;
         }
         Ok(c.affected_rows())
     }

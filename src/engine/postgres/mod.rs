@@ -661,7 +661,10 @@ impl Driver for PgConn {
         rows.iter()
             .map(|r| {
                 (0..r.len())
-                    .map(|i| r.try_get::<_, Option<String>>(i).map_err(anyhow::Error::from))
+                    .map(|i| {
+                        r.try_get::<_, Option<String>>(i)
+                            .map_err(anyhow::Error::from)
+                    })
                     .collect::<Result<Vec<_>>>()
             })
             .collect()
