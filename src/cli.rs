@@ -120,6 +120,41 @@ pub enum Command {
     /// Point-in-time recovery of PostgreSQL: archiving settings, the WAL archive's state
     #[command(subcommand)]
     Pitr(PitrCommand),
+
+    /// Erase a person: their rows and every row that belongs to them (foreign keys followed
+    /// transitively, the audit journal included), deleted or pseudonymised per `erasure:`, in
+    /// one transaction, recorded without any personal value
+    Erase(EraseArgs),
+
+    /// Personal data: the inventory of personal columns, rows past their retention
+    #[command(subcommand)]
+    Privacy(PrivacyCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EraseArgs {
+    /// The table whose rows are the people, SCHEMA.TABLE (e.g. metier.citoyens)
+    #[arg(long, value_name = "SCHEMA.TABLE")]
+    pub table: String,
+
+    /// The subject: COL=VALUE, the value bound as a parameter (e.g. id=123)
+    #[arg(long = "where", value_name = "COL=VALUE")]
+    pub r#where: String,
+
+    /// Show the plan (tables, rows, delete or pseudonymize), change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Erase every matching row when several match (without it, several matches are an error)
+    #[arg(long)]
+    pub all_matching: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrivacyCommand {
+    /// The personal columns (privacy.rules) and their strategy, the rows older than each
+    /// table's retention, and the purge `maintenance cleanup --privacy` would run
+    Report,
 }
 
 #[derive(Debug, Args)]
@@ -377,6 +412,10 @@ pub enum MaintenanceCommand {
         /// Override `maintenance.journal_retention_days`
         #[arg(long, value_name = "DAYS")]
         older_than_days: Option<u32>,
+        /// Then purge the rows of personal-data tables older than their retention
+        /// (`privacy.retention_years`, default 5), children first, in batches
+        #[arg(long)]
+        privacy: bool,
     },
 }
 

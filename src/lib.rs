@@ -363,6 +363,8 @@ async fn dispatch(cli: Cli, log: log::Log) -> Result<Outcome> {
         Command::Monitor(cmd) => cmd::monitor::run(cmd, &ctx).await,
         Command::Agent(cmd) => cmd::agent::run(cmd, &ctx).await,
         Command::Pitr(cmd) => cmd::pitr::run(cmd, &ctx).await,
+        Command::Erase(args) => cmd::erase::run(args, &ctx).await,
+        Command::Privacy(cmd) => cmd::privacy::run(cmd, &ctx).await,
         Command::Completions { .. } | Command::Wal(_) => {
             unreachable!("handled before the config is read")
         }

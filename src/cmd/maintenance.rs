@@ -32,7 +32,8 @@ pub async fn run(cmd: &MaintenanceCommand, ctx: &Ctx) -> Result<Outcome> {
         MaintenanceCommand::Cleanup {
             dry_run,
             older_than_days,
-        } => cleanup(ctx, *dry_run, *older_than_days).await,
+            privacy,
+        } => cleanup(ctx, *dry_run, *older_than_days, *privacy).await,
     }
 }
 
@@ -477,7 +478,12 @@ fn one_line(s: &str, max: usize) -> String {
 // ---------------------------------------------------------------------------------------------
 // cleanup
 
-async fn cleanup(ctx: &Ctx, dry_run: bool, older_than_days: Option<u32>) -> Result<Outcome> {
+async fn cleanup(
+    ctx: &Ctx,
+    dry_run: bool,
+    older_than_days: Option<u32>,
+    privacy: bool,
+) -> Result<Outcome> {
     let cfg = &ctx.config.maintenance;
     let path = ctx.config.path.display();
     let table = TableRef::parse(&cfg.journal_table).map_err(|_| {
@@ -507,7 +513,9 @@ async fn cleanup(ctx: &Ctx, dry_run: bool, older_than_days: Option<u32>) -> Resu
         journal_table: table.to_string(),
         older_than_days: days,
         dry_run,
+        privacy: privacy.then(Vec::new),
     };
+    let journal_ref = table.clone();
     for target in &ctx.targets {
         let start = Instant::now();
         let item = match cleanup_on(ctx, target, &table, days, dry_run).await {
@@ -533,6 +541,9 @@ async fn cleanup(ctx: &Ctx, dry_run: bool, older_than_days: Option<u32>) -> Resu
             },
         };
         report.targets.push(item);
+        if let Some(p) = report.privacy.as_mut() {
+            p.push(privacy_purge(ctx, target, &journal_ref, dry_run).await);
+        }
     }
     Ok(Outcome::from_report(&report))
 }
@@ -544,6 +555,90 @@ struct CleanupReport {
     journal_table: String,
     older_than_days: u32,
     dry_run: bool,
+    /// With `--privacy`: the retention purge of each target.
+    privacy: Option<Vec<PerTarget<PrivacyPurged>>>,
+}
+
+/// What `--privacy` purged on a target: each personal table's old rows, children first.
+#[derive(Debug, Serialize)]
+struct PrivacyPurged {
+    target: String,
+    status: &'static str,
+    tables: Vec<PrivacyTable>,
+}
+
+#[derive(Debug, Serialize)]
+struct PrivacyTable {
+    table: String,
+    column: Option<String>,
+    years: u32,
+    cutoff: String,
+    /// Rows past retention found by the plan (with --dry-run: what would be deleted).
+    older: u64,
+    deleted: u64,
+    batches: u64,
+}
+
+/// The retention purge of one target (`maintenance cleanup --privacy`): each batch is one
+/// DELETE that commits on its own, tables children first.
+async fn privacy_purge(
+    ctx: &Ctx,
+    target: &Target,
+    journal: &TableRef,
+    dry_run: bool,
+) -> PerTarget<PrivacyPurged> {
+    let work = async {
+        let mut conn: Conn = engine::connect(target).await?;
+        m::lift_statement_timeout(&mut conn).await?;
+        let sql = crate::privacy::erase::Sql::of(target.engine)?;
+        let plan = crate::privacy::retention::plan(
+            &conn,
+            sql,
+            &ctx.config.privacy,
+            &ctx.config.erasure,
+            journal,
+            &ctx.config.maintenance.journal_time_column,
+            ctx.config.maintenance.batch_size.max(1),
+            chrono::Utc::now(),
+        )
+        .await?;
+        let mut tables = Vec::new();
+        for p in &plan {
+            let mut t = PrivacyTable {
+                table: p.table.clone(),
+                column: p.column.clone(),
+                years: p.years,
+                cutoff: p.cutoff.clone(),
+                older: p.rows,
+                deleted: 0,
+                batches: if dry_run { p.batches } else { 0 },
+            };
+            if !dry_run && p.column.is_some() {
+                loop {
+                    let n = crate::privacy::retention::purge_batch(&conn, p).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    t.deleted += n;
+                    t.batches += 1;
+                }
+            }
+            tables.push(t);
+        }
+        anyhow::Ok(PrivacyPurged {
+            target: target.name.clone(),
+            status: "success",
+            tables,
+        })
+    };
+    match work.await {
+        Ok(d) => PerTarget::Done(d),
+        Err(e) => PerTarget::Failed(crate::cmd::TargetFailed {
+            error: failure(ctx, &target.name, &e),
+            target: target.name.clone(),
+            status: "failed",
+        }),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -579,7 +674,11 @@ impl Report for CleanupReport {
         Status::of_operation(
             self.targets
                 .iter()
-                .any(|t| matches!(t, CleanupItem::Failed { .. })),
+                .any(|t| matches!(t, CleanupItem::Failed { .. }))
+                || self
+                    .privacy
+                    .as_ref()
+                    .is_some_and(|p| p.iter().any(PerTarget::failed)),
         )
     }
 
@@ -587,6 +686,9 @@ impl Report for CleanupReport {
         let mut m = Map::new();
         m.insert("targets".into(), json!(self.targets));
         m.insert("older_than_days".into(), json!(self.older_than_days));
+        if let Some(p) = &self.privacy {
+            m.insert("privacy".into(), json!(p));
+        }
         if self.dry_run {
             m.insert("dry_run".into(), json!(true));
         }
@@ -630,11 +732,43 @@ impl Report for CleanupReport {
                 ]),
             }
         }
-        vec![block]
+        let mut out = vec![block];
+        if let Some(p) = &self.privacy {
+            let mut b = TableBlock::new([
+                "target",
+                "table",
+                "age column",
+                "older than",
+                "past retention",
+                "deleted",
+                "batches",
+            ])
+            .titled("privacy retention purge (children first)");
+            for d in p.iter().filter_map(PerTarget::done) {
+                for t in &d.tables {
+                    b.row([
+                        d.target.clone(),
+                        t.table.clone(),
+                        t.column.clone().unwrap_or_else(|| "(none known)".into()),
+                        t.cutoff.clone(),
+                        t.older.to_string(),
+                        if self.dry_run {
+                            format!("{} (would delete)", t.older)
+                        } else {
+                            t.deleted.to_string()
+                        },
+                        t.batches.to_string(),
+                    ]);
+                }
+            }
+            out.push(b);
+        }
+        out
     }
 
     fn lines(&self) -> Vec<String> {
-        self.targets
+        let mut l: Vec<String> = self
+            .targets
             .iter()
             .filter_map(|t| match t {
                 CleanupItem::Done(_) => None,
@@ -642,7 +776,15 @@ impl Report for CleanupReport {
                     Some(format!("{target}: FAILED: {error}"))
                 }
             })
-            .collect()
+            .collect();
+        if let Some(p) = &self.privacy {
+            l.extend(
+                failure_lines(p)
+                    .into_iter()
+                    .map(|x| format!("privacy purge: {x}")),
+            );
+        }
+        l
     }
 }
 
@@ -790,6 +932,7 @@ mod tests {
             journal_table: "metier.journal_audit".into(),
             older_than_days: 30,
             dry_run: true,
+            privacy: None,
         };
         assert_eq!(r.status(), Status::Failed);
         assert_eq!(

@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod audit;
 pub mod backup;
+pub mod erase;
 pub mod health;
 pub mod load_csv;
 pub mod maintenance;
@@ -14,6 +15,7 @@ pub mod monitor;
 pub mod pitr;
 pub mod pitr_base;
 pub mod pitr_check;
+pub mod privacy;
 pub mod restore;
 pub mod schema;
 pub mod wal;

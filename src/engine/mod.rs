@@ -255,6 +255,27 @@ pub trait Driver {
         self.not_supported("bulk loads")
     }
 
+    /// Every table of the database with its columns, primary key and foreign keys (with
+    /// their columns): what `erase` and the retention purge walk. MySQL's prefixed tables
+    /// (`metier_citoyens`) are named as the model names them (`metier.citoyens`).
+    async fn relations(&self) -> Result<Relations> {
+        self.not_supported("foreign-key walks")
+    }
+
+    /// Runs a query whose parameters are text (or NULL), inside whatever transaction is
+    /// open; every column of the result must be text (the caller casts): `erase` and the
+    /// retention purge build such statements ([`crate::privacy::erase::Sql`]).
+    async fn query_text(&self, sql: &str, params: &[Option<String>]) -> Result<TextRows> {
+        let _ = (sql, params);
+        self.not_supported("parameterised statements")
+    }
+
+    /// Runs a statement whose parameters are text (or NULL); the rows it changed.
+    async fn execute_text(&self, sql: &str, params: &[Option<String>]) -> Result<u64> {
+        let _ = (sql, params);
+        self.not_supported("parameterised statements")
+    }
+
     /// The error of a default method: `what` does not exist on this engine.
     fn not_supported<T>(&self, what: &'static str) -> Result<T> {
         Err(NotSupported {
@@ -263,6 +284,64 @@ pub trait Driver {
         }
         .into())
     }
+}
+
+/// Rows of text cells, NULL as None.
+pub type TextRows = Vec<Vec<Option<String>>>;
+
+/// The tables of a database and the foreign keys between them ([`Driver::relations`]).
+#[derive(Debug, Clone, Default)]
+pub struct Relations {
+    pub tables: Vec<RelTable>,
+    pub foreign_keys: Vec<RelForeignKey>,
+}
+
+impl Relations {
+    pub fn table(&self, t: &TableRef) -> Option<&RelTable> {
+        self.tables.iter().find(|x| &x.table == t)
+    }
+}
+
+/// A table as [`Relations`] describes it.
+#[derive(Debug, Clone)]
+pub struct RelTable {
+    /// As the model names it (`metier.citoyens`, on every engine).
+    pub table: TableRef,
+    /// As SQL names it, quoted (`"metier"."citoyens"`, `` `metier_citoyens` ``).
+    pub quoted: String,
+    pub columns: Vec<RelColumn>,
+    /// Empty when the table has none.
+    pub primary_key: Vec<String>,
+}
+
+impl RelTable {
+    pub fn column(&self, name: &str) -> Option<&RelColumn> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RelColumn {
+    pub name: String,
+    /// The declared type, as the server writes it (`bigint`, `varchar(255)`).
+    pub sql_type: String,
+    pub nullable: bool,
+    /// A character type.
+    pub text: bool,
+    /// A date or timestamp type.
+    pub temporal: bool,
+    /// The server fills it when an INSERT leaves it out (default, identity).
+    pub has_default: bool,
+}
+
+/// A foreign key: `child (columns)` references `parent (parent_columns)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelForeignKey {
+    pub name: String,
+    pub child: TableRef,
+    pub columns: Vec<String>,
+    pub parent: TableRef,
+    pub parent_columns: Vec<String>,
 }
 
 /// Why `--truncate` emptied `table` with DELETE: `children` (tables, or
@@ -843,6 +922,18 @@ impl Driver for Conn {
 
     async fn session_time_zone(&self) -> Result<Option<String>> {
         delegate!(self, c => c.session_time_zone().await)
+    }
+
+    async fn relations(&self) -> Result<Relations> {
+        delegate!(self, c => c.relations().await)
+    }
+
+    async fn query_text(&self, sql: &str, params: &[Option<String>]) -> Result<TextRows> {
+        delegate!(self, c => c.query_text(sql, params).await)
+    }
+
+    async fn execute_text(&self, sql: &str, params: &[Option<String>]) -> Result<u64> {
+        delegate!(self, c => c.execute_text(sql, params).await)
     }
 
     async fn bulk_load(

@@ -18,6 +18,10 @@
 //!     metier.rendez_vous: delete
 //! ```
 
+pub mod erase;
+pub mod report;
+pub mod retention;
+
 use hmac::{Hmac, KeyInit, Mac};
 use indexmap::IndexMap;
 use serde::Deserialize;

@@ -187,6 +187,51 @@ fn quote_str(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
+/// The model's name of a table of the current database: `metier_rendez_vous` is
+/// `metier.rendez_vous`, a name without `_` is `public.name`.
+pub(crate) fn logical_name(table: &str) -> TableRef {
+    match table.split_once('_') {
+        Some((schema, name)) if !schema.is_empty() && !name.is_empty() => {
+            TableRef::new(schema, name)
+        }
+        _ => TableRef::new("public", table),
+    }
+}
+
+fn text_params(params: &[Option<String>]) -> mysql_async::Params {
+    mysql_async::Params::Positional(
+        params
+            .iter()
+            .map(|p| match p {
+                Some(s) => mysql_async::Value::Bytes(s.as_bytes().to_vec()),
+                None => mysql_async::Value::NULL,
+            })
+            .collect(),
+    )
+}
+
+/// A result cell as text (the statements of `erase` cast their columns to CHAR; numbers
+/// and dates are written as the server would).
+fn value_text(v: mysql_async::Value) -> Option<String> {
+    use mysql_async::Value;
+    match v {
+        Value::NULL => None,
+        Value::Bytes(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::UInt(u) => Some(u.to_string()),
+        Value::Float(f) => Some(f.to_string()),
+        Value::Double(d) => Some(d.to_string()),
+        Value::Date(y, mo, d, h, mi, s, us) => Some(format!(
+            "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}"
+        )),
+        Value::Time(neg, d, h, mi, s, us) => Some(format!(
+            "{}{}:{mi:02}:{s:02}.{us:06}",
+            if neg { "-" } else { "" },
+            d * 24 + u32::from(h)
+        )),
+    }
+}
+
 /// Where a `schema.table` lives: (database, table).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Physical {
@@ -604,6 +649,138 @@ impl Driver for MyConn {
             .filter_map(|(cdb, ct, pdb, pt)| Some((find(cdb, ct)?, find(pdb, pt)?)))
             .filter(|(c, p)| c != p)
             .collect())
+    }
+
+    /// Tables of the current database only; `metier_citoyens` is named `metier.citoyens`
+    /// (the first `_` separates the model's schema), a name without `_` `public.name`.
+    async fn relations(&self) -> Result<crate::engine::Relations> {
+        use crate::engine::{RelColumn, RelForeignKey, RelTable, Relations};
+        type ColRow = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            String,
+        );
+        let mut c = self.conn.lock().await;
+        let cols: Vec<ColRow> = c
+            .query(
+                "SELECT c.table_name, c.column_name, c.column_type, c.is_nullable, c.data_type,
+                        c.column_default, c.extra
+                 FROM information_schema.columns c
+                 JOIN information_schema.tables t
+                   ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+                 WHERE c.table_schema = DATABASE() AND t.table_type = 'BASE TABLE'
+                 ORDER BY c.table_name, c.ordinal_position",
+            )
+            .await
+            .map_err(my_err)?;
+        type KeyRow = (String, String, String, Option<String>, Option<String>);
+        let keys: Vec<KeyRow> = c
+            .query(
+                "SELECT k.constraint_name, k.table_name, k.column_name,
+                        k.referenced_table_name, k.referenced_column_name
+                 FROM information_schema.key_column_usage k
+                 WHERE k.table_schema = DATABASE()
+                   AND (k.constraint_name = 'PRIMARY'
+                        OR (k.referenced_table_name IS NOT NULL AND k.referenced_table_schema = DATABASE()))
+                 ORDER BY k.table_name, k.constraint_name, k.ordinal_position",
+            )
+            .await
+            .map_err(my_err)?;
+        drop(c);
+        let mut rel = Relations::default();
+        for (table, column, ctype, nullable, dtype, default, extra) in cols {
+            if rel.tables.last().map(|t| t.quoted.as_str()) != Some(quote_ident(&table).as_str()) {
+                rel.tables.push(RelTable {
+                    table: logical_name(&table),
+                    quoted: quote_ident(&table),
+                    columns: Vec::new(),
+                    primary_key: Vec::new(),
+                });
+            }
+            let dtype = dtype.to_ascii_lowercase();
+            let extra = extra.to_ascii_lowercase();
+            rel.tables
+                .last_mut()
+                .expect("pushed above")
+                .columns
+                .push(RelColumn {
+                    name: column,
+                    sql_type: ctype,
+                    nullable: nullable == "YES",
+                    text: matches!(
+                        dtype.as_str(),
+                        "char" | "varchar" | "text" | "tinytext" | "mediumtext" | "longtext"
+                    ),
+                    temporal: matches!(dtype.as_str(), "date" | "datetime" | "timestamp"),
+                    has_default: default.is_some()
+                        || extra.contains("auto_increment")
+                        || extra.contains("generated"),
+                });
+        }
+        for (name, table, column, parent, parent_column) in keys {
+            let child = logical_name(&table);
+            match (parent, parent_column) {
+                (None, _) | (_, None) => {
+                    if let Some(t) = rel.tables.iter_mut().find(|t| t.table == child) {
+                        t.primary_key.push(column);
+                    }
+                }
+                (Some(p), Some(pc)) => {
+                    let parent = logical_name(&p);
+                    match rel
+                        .foreign_keys
+                        .iter_mut()
+                        .find(|f| f.name == name && f.child == child)
+                    {
+                        Some(f) => {
+                            f.columns.push(column);
+                            f.parent_columns.push(pc);
+                        }
+                        None => rel.foreign_keys.push(RelForeignKey {
+                            name,
+                            child,
+                            columns: vec![column],
+                            parent,
+                            parent_columns: vec![pc],
+                        }),
+                    }
+                }
+            }
+        }
+        Ok(rel)
+    }
+
+    async fn query_text(
+        &self,
+        sql: &str,
+        params: &[Option<String>],
+    ) -> Result<crate::engine::TextRows> {
+        let mut c = self.conn.lock().await;
+        let rows: Vec<mysql_async::Row> = if params.is_empty() {
+            c.query(sql).await.map_err(my_err)?
+        } else {
+            c.exec(sql, text_params(params)).await.map_err(my_err)?
+        };
+        Ok(rows
+            .into_iter()
+            .map(|r| r.unwrap().into_iter().map(value_text).collect())
+            .collect())
+    }
+
+    async fn execute_text(&self, sql: &str, params: &[Option<String>]) -> Result<u64> {
+        let mut c = self.conn.lock().await;
+        if params.is_empty() {
+            c.query_drop(sql).await.map_err(my_err)?;
+        } else {
+            c.exec_drop(sql, text_params(params))
+                .await
+                .map_err(my_err)?;
+        }
+        Ok(c.affected_rows())
     }
 
     async fn begin(&self) -> Result<()> {

@@ -568,6 +568,116 @@ impl Driver for PgConn {
         Ok(edges)
     }
 
+    async fn relations(&self) -> Result<crate::engine::Relations> {
+        use crate::engine::{RelColumn, RelForeignKey, RelTable, Relations};
+        let user_tables = "c.relkind IN ('r', 'p') AND NOT c.relispartition
+              AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+              AND n.nspname NOT LIKE 'pg\\_%'";
+        let cols = self
+            .client
+            .query(
+                &format!(
+                    "SELECT n.nspname::text, c.relname::text, a.attname::text,
+                            format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
+                            t.typcategory = 'S', t.typcategory = 'D',
+                            a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '',
+                            COALESCE((SELECT array_agg(k.attname::text ORDER BY u.ord)
+                                      FROM pg_constraint p, unnest(p.conkey) WITH ORDINALITY u(attnum, ord)
+                                      JOIN pg_attribute k ON k.attnum = u.attnum
+                                      WHERE p.conrelid = c.oid AND p.contype = 'p' AND k.attrelid = c.oid),
+                                     ARRAY[]::text[])
+                     FROM pg_class c
+                     JOIN pg_namespace n ON n.oid = c.relnamespace
+                     JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                     JOIN pg_type t ON t.oid = a.atttypid
+                     WHERE {user_tables}
+                     ORDER BY 1, 2, a.attnum"
+                ),
+                &[],
+            )
+            .await
+            .map_err(db_err)?;
+        let mut rel = Relations::default();
+        for r in &cols {
+            let table = TableRef::new(r.get::<_, String>(0), r.get::<_, String>(1));
+            if rel.tables.last().map(|t| &t.table) != Some(&table) {
+                rel.tables.push(RelTable {
+                    quoted: quoted_table(&table),
+                    table: table.clone(),
+                    columns: Vec::new(),
+                    primary_key: r.get(8),
+                });
+            }
+            let last = rel.tables.last_mut().expect("pushed above");
+            last.columns.push(RelColumn {
+                name: r.get(2),
+                sql_type: r.get(3),
+                nullable: r.get(4),
+                text: r.get(5),
+                temporal: r.get(6),
+                has_default: r.get(7),
+            });
+        }
+        let fks = self
+            .client
+            .query(
+                "SELECT k.conname::text, cn.nspname::text, c.relname::text,
+                        ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(n, o)
+                              JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.o),
+                        pn.nspname::text, p.relname::text,
+                        ARRAY(SELECT a.attname::text FROM unnest(k.confkey) WITH ORDINALITY u(n, o)
+                              JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.o)
+                 FROM pg_constraint k
+                 JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
+                 JOIN pg_class p ON p.oid = k.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
+                 WHERE k.contype = 'f' AND NOT c.relispartition
+                 ORDER BY 2, 3, 1",
+                &[],
+            )
+            .await
+            .map_err(db_err)?;
+        for r in &fks {
+            rel.foreign_keys.push(RelForeignKey {
+                name: r.get(0),
+                child: TableRef::new(r.get::<_, String>(1), r.get::<_, String>(2)),
+                columns: r.get(3),
+                parent: TableRef::new(r.get::<_, String>(4), r.get::<_, String>(5)),
+                parent_columns: r.get(6),
+            });
+        }
+        Ok(rel)
+    }
+
+    async fn query_text(
+        &self,
+        sql: &str,
+        params: &[Option<String>],
+    ) -> Result<crate::engine::TextRows> {
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+            .iter()
+            .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        let rows = self.client.query(sql, &refs).await.map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| {
+                        r.try_get::<_, Option<String>>(i)
+                            .map_err(anyhow::Error::from)
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect()
+    }
+
+    async fn execute_text(&self, sql: &str, params: &[Option<String>]) -> Result<u64> {
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+            .iter()
+            .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        self.client.execute(sql, &refs).await.map_err(db_err)
+    }
+
     async fn begin(&self) -> Result<()> {
         self.client
             .batch_execute("BEGIN; SET LOCAL statement_timeout = 0")
