@@ -18,6 +18,11 @@
 //!     metier.rendez_vous: delete
 //! ```
 
+pub mod anonymize;
+pub mod detect;
+pub mod fake;
+pub mod plan;
+
 use hmac::{Hmac, KeyInit, Mac};
 use indexmap::IndexMap;
 use serde::Deserialize;
