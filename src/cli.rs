@@ -240,7 +240,11 @@ pub struct RestoreArgs {
 #[derive(Debug, Clone, Args)]
 pub struct AnonymizeArgs {
     /// The backup file to copy (its manifest must sit beside it)
-    #[arg(value_name = "FILE", required_unless_present = "latest", conflicts_with = "latest")]
+    #[arg(
+        value_name = "FILE",
+        required_unless_present = "latest",
+        conflicts_with = "latest"
+    )]
     pub file: Option<PathBuf>,
 
     /// Copy the latest good backup of the target

@@ -64,16 +64,21 @@ fn generate_citizens(db: &Db, n: u32) {
             ));
         }
         Engine::Mysql => {
+            assert!(n <= 100_000);
+            let digits = "(SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 \
+                          UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 \
+                          UNION ALL SELECT 8 UNION ALL SELECT 9)";
             db.query(&format!(
                 "INSERT INTO metier.citoyens (id, civilite, nom, prenom, date_naissance, email,
                      telephone, adresse, code_postal, arrondissement)
-                 WITH RECURSIVE s (g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {n})
                  SELECT 100000 + g, IF(g % 2 = 0, 'M', 'Mme'),
                         CONCAT('Gennom', g), CONCAT('Genprenom', g),
                         STR_TO_DATE(CONCAT(1940 + g % 60, '-', 2 + g % 11, '-', 1 + g % 28), '%Y-%m-%d'),
                         CONCAT('gen', g, '@example.org'), CONCAT('06', LPAD(g, 8, '0')),
                         CONCAT(g, ' rue Générée'), CONCAT('130', LPAD(1 + g % 16, 2, '0')), 1 + g % 16
-                 FROM s"
+                 FROM (SELECT 1 + a.d + 10 * b.d + 100 * c.d + 1000 * e.d + 10000 * f.d AS g
+                       FROM {digits} a, {digits} b, {digits} c, {digits} e, {digits} f) s
+                 WHERE g <= {n}"
             ));
         }
     }
@@ -96,9 +101,9 @@ fn copy_name(env: &Env, suffix: &str) -> String {
 fn database_exists(env: &Env, name: &str) -> bool {
     let sql = match env.engine {
         Engine::Postgres => format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
-        Engine::Mysql => format!(
-            "SELECT count(*) FROM information_schema.schemata WHERE schema_name = '{name}'"
-        ),
+        Engine::Mysql => {
+            format!("SELECT count(*) FROM information_schema.schemata WHERE schema_name = '{name}'")
+        }
     };
     env.db().scalar(&sql).as_deref() == Some("1")
 }
@@ -178,7 +183,10 @@ fn a_copy_holds_no_original_value_and_keeps_keys_and_counts(engine: Engine) {
         let before = values(src, "metier.citoyens", column);
         let after = values(&copy, "metier.citoyens", column);
         let kept: Vec<_> = before.intersection(&after).take(5).collect();
-        assert!(kept.is_empty(), "{column}: originals left in the copy: {kept:?}");
+        assert!(
+            kept.is_empty(),
+            "{column}: originals left in the copy: {kept:?}"
+        );
     }
     let before = by_id(src, "metier.citoyens", "date_naissance");
     let after = by_id(&copy, "metier.citoyens", "date_naissance");
@@ -196,7 +204,11 @@ fn a_copy_holds_no_original_value_and_keeps_keys_and_counts(engine: Engine) {
     let distinct: BTreeSet<_> = emails.values().flatten().collect();
     assert_eq!(distinct.len(), emails.values().flatten().count());
     let phones = values(&copy, "metier.citoyens", "telephone");
-    assert!(phones.contains("0600XXXXXX"), "{:?}", phones.iter().take(3).collect::<Vec<_>>());
+    assert!(
+        phones.contains("0600XXXXXX"),
+        "{:?}",
+        phones.iter().take(3).collect::<Vec<_>>()
+    );
     assert_eq!(
         copy.count_where("metier.demandes", "commentaire IS NOT NULL"),
         0
@@ -271,9 +283,16 @@ fn pseudonyms_are_stable_under_one_key_and_differ_under_another(engine: Engine) 
         .success()
         .lacks(KEY);
     env.set_env("MAIRIE_PRIVACY_KEY", OTHER_KEY);
-    env.run(&["--format", "json", "anonymize", "--latest", "--into", &names[2]])
-        .success()
-        .lacks(OTHER_KEY);
+    env.run(&[
+        "--format",
+        "json",
+        "anonymize",
+        "--latest",
+        "--into",
+        &names[2],
+    ])
+    .success()
+    .lacks(OTHER_KEY);
     for column in ["nom", "prenom", "email", "adresse"] {
         let a = by_id(&copies[0], "metier.citoyens", column);
         let b = by_id(&copies[1], "metier.citoyens", column);
@@ -286,7 +305,12 @@ fn pseudonyms_are_stable_under_one_key_and_differ_under_another(engine: Engine) 
             a.len()
         );
     }
-    let fp = |d: &Db| d.scalar(&format!("SELECT key_fingerprint FROM {}", d.table("mairie_dba_anonymized")));
+    let fp = |d: &Db| {
+        d.scalar(&format!(
+            "SELECT key_fingerprint FROM {}",
+            d.table("mairie_dba_anonymized")
+        ))
+    };
     assert_eq!(fp(&copies[0]), fp(&copies[1]));
     assert_ne!(fp(&copies[0]), fp(&copies[2]));
 }
@@ -317,7 +341,10 @@ fn an_unruled_personal_column_stops_the_copy_unless_allowed(engine: Engine) {
         .stderr_has("e-mail addresses")
         .stderr_has("--allow-unruled")
         .lacks(KEY);
-    assert!(!database_exists(&env, &name), "the refused copy was left behind");
+    assert!(
+        !database_exists(&env, &name),
+        "the refused copy was left behind"
+    );
     let out = env.run(&[
         "--format",
         "json",
@@ -336,17 +363,33 @@ fn an_unruled_personal_column_stops_the_copy_unless_allowed(engine: Engine) {
         .collect();
     assert_eq!(
         unruled,
-        vec!["metier.citoyens.iban_versement", "metier.demandes.note_agent"]
+        vec![
+            "metier.citoyens.iban_versement",
+            "metier.demandes.note_agent"
+        ]
     );
     assert_eq!(copy.count("metier.citoyens"), 300);
     // With a rule the column is pseudonymised, and nothing is reported.
-    configure(&env, "    metier.demandes.note_agent: \"null\"\n    metier.citoyens.iban_versement: hash\n");
+    configure(
+        &env,
+        "    metier.demandes.note_agent: \"null\"\n    metier.citoyens.iban_versement: hash\n",
+    );
     let name2 = copy_name(&env, "ruled");
     let copy2 = other_db(&env, &name2);
-    let out = env.run(&["--format", "json", "anonymize", "--latest", "--into", &name2]);
+    let out = env.run(&[
+        "--format",
+        "json",
+        "anonymize",
+        "--latest",
+        "--into",
+        &name2,
+    ]);
     out.success();
     assert_eq!(out.json()["anonymized"]["unruled"], serde_json::json!([]));
-    assert_eq!(copy2.count_where("metier.demandes", "note_agent IS NOT NULL"), 0);
+    assert_eq!(
+        copy2.count_where("metier.demandes", "note_agent IS NOT NULL"),
+        0
+    );
 }
 
 fn an_existing_database_is_refused_and_a_failed_copy_is_dropped(engine: Engine) {
@@ -380,7 +423,9 @@ fn an_existing_database_is_refused_and_a_failed_copy_is_dropped(engine: Engine) 
     );
     env.run(&["anonymize", "--latest", "--into", &name])
         .code(2)
-        .stderr_has("metier.demandes.citoyen_id: hash cannot apply to a column of a primary or foreign key")
+        .stderr_has(
+            "metier.demandes.citoyen_id: hash cannot apply to a column of a primary or foreign key",
+        )
         .stderr_has("metier.demandes.statut: fake cannot tell")
         .stderr_has("dropped")
         .lacks(KEY);

@@ -52,10 +52,9 @@ async fn copy(
     ctx.config.privacy.key()?;
     let backups = backups_to_restore(file, ctx)?;
     if backups.len() != 1 {
-        return Err(ConfigError::new(
-            "anonymize makes one copy: select a single target (use -t)",
-        )
-        .into());
+        return Err(
+            ConfigError::new("anonymize makes one copy: select a single target (use -t)").into(),
+        );
     }
     let (target, entry) = &backups[0];
     let done = anonymize::run(
@@ -117,8 +116,8 @@ impl Report for AnonymizeReport {
         }
         let mut out = vec![rules];
         if !c.unruled.is_empty() {
-            let mut t =
-                TableBlock::new(["column", "why it looks personal"]).titled("copied without a rule");
+            let mut t = TableBlock::new(["column", "why it looks personal"])
+                .titled("copied without a rule");
             for s in &c.unruled {
                 t.row([s.column.to_string(), s.reason.clone()]);
             }

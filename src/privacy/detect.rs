@@ -80,19 +80,42 @@ pub fn by_name(column: &str) -> Option<String> {
     let tokens: Vec<&str> = c.split(['_', '-']).collect();
     let groups: [(&[&str], &str); 9] = [
         (
-            &["nom", "prenom", "prénom", "name", "firstname", "lastname", "surname", "patronyme"],
+            &[
+                "nom",
+                "prenom",
+                "prénom",
+                "name",
+                "firstname",
+                "lastname",
+                "surname",
+                "patronyme",
+            ],
             "a person's name",
         ),
-        (&["email", "mail", "courriel", "e-mail"], "an e-mail address"),
         (
-            &["telephone", "téléphone", "tel", "phone", "mobile", "portable", "fax"],
+            &["email", "mail", "courriel", "e-mail"],
+            "an e-mail address",
+        ),
+        (
+            &[
+                "telephone",
+                "téléphone",
+                "tel",
+                "phone",
+                "mobile",
+                "portable",
+                "fax",
+            ],
             "a phone number",
         ),
         (
             &["naissance", "birth", "birthdate", "birthday", "dob", "ddn"],
             "a date of birth",
         ),
-        (&["adresse", "address", "rue", "street", "domicile"], "an address"),
+        (
+            &["adresse", "address", "rue", "street", "domicile"],
+            "an address",
+        ),
         (&["iban", "bic", "rib"], "bank details"),
         (
             &["nir", "secu", "ssn", "insee", "securite", "sécurité"],
@@ -139,8 +162,13 @@ fn contains_email(v: &str) -> bool {
             let Some((local, domain)) = w.split_once('@') else {
                 return false;
             };
+            // A top-level domain of letters: `user@127.0.0.1` (a database account) is not
+            // an address.
+            let tld = domain.rsplit('.').next().unwrap_or("");
             !local.is_empty()
                 && domain.contains('.')
+                && tld.len() >= 2
+                && tld.chars().all(|c| c.is_ascii_alphabetic())
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
                 && domain
@@ -228,9 +256,13 @@ mod tests {
     fn values_that_look_personal() {
         let mails = ["jean.dupont@example.org", "x", "a.b@mairie-marseille.fr"];
         assert!(by_values(&mails).unwrap().contains("e-mail"));
+        assert_eq!(by_values(&["mairie@127.0.0.1", "root@localhost"]), None);
         let phones = ["04 91 55 11 11", "+33 6 39 98 80 86", "0612345678"];
         assert!(by_values(&phones).unwrap().contains("phone"));
-        let ibans = ["FR76 3000 6000 0112 3456 7890 189", "FR7630006000011234567890189"];
+        let ibans = [
+            "FR76 3000 6000 0112 3456 7890 189",
+            "FR7630006000011234567890189",
+        ];
         assert!(by_values(&ibans).unwrap().contains("IBAN"));
         // 1 84 12 76 451 089 + key 46.
         let nirs = ["184127645108946", "1 84 12 76 451 089 46"];

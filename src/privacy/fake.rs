@@ -103,7 +103,10 @@ mod tests {
     fn kinds_are_inferred_from_column_names() {
         assert_eq!(FakeKind::of_column("prenom"), Some(FakeKind::FirstName));
         assert_eq!(FakeKind::of_column("nom"), Some(FakeKind::LastName));
-        assert_eq!(FakeKind::of_column("nom_naissance"), Some(FakeKind::LastName));
+        assert_eq!(
+            FakeKind::of_column("nom_naissance"),
+            Some(FakeKind::LastName)
+        );
         assert_eq!(FakeKind::of_column("last_name"), Some(FakeKind::LastName));
         assert_eq!(FakeKind::of_column("adresse"), Some(FakeKind::Street));
         assert_eq!(FakeKind::of_column("adresse_rue"), Some(FakeKind::Street));
@@ -122,8 +125,16 @@ mod tests {
         let demo = include_str!("../../data/citoyens.csv");
         for line in demo.lines().skip(1) {
             let fields: Vec<&str> = line.split(',').collect();
-            assert!(!FakeKind::LastName.list().contains(&fields[2]), "{}", fields[2]);
-            assert!(!FakeKind::FirstName.list().contains(&fields[3]), "{}", fields[3]);
+            assert!(
+                !FakeKind::LastName.list().contains(&fields[2]),
+                "{}",
+                fields[2]
+            );
+            assert!(
+                !FakeKind::FirstName.list().contains(&fields[3]),
+                "{}",
+                fields[3]
+            );
         }
     }
 
@@ -133,6 +144,9 @@ mod tests {
         let first = FakeKind::FirstName.list()[0];
         assert_eq!(value_of(FakeKind::FirstName, &h, "x"), first);
         assert_ne!(value_of(FakeKind::FirstName, &h, first), first);
-        assert_eq!(value_of(FakeKind::Street, &h, "x"), format!("1 {}", FakeKind::Street.list()[0]));
+        assert_eq!(
+            value_of(FakeKind::Street, &h, "x"),
+            format!("1 {}", FakeKind::Street.list()[0])
+        );
     }
 }

@@ -55,7 +55,9 @@ pub enum TypeCategory {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Hex of the HMAC, cut to `max_len`.
-    Hash { max_len: Option<u32> },
+    Hash {
+        max_len: Option<u32>,
+    },
     /// `<first 16 hex of the HMAC>@<domain>`.
     Email,
     Fake(FakeKind),
@@ -225,7 +227,9 @@ pub fn plan(
                 let a = match col.category {
                     TypeCategory::Date | TypeCategory::Timestamp => Action::YearOf,
                     TypeCategory::Text if is_phone(&col.column) => Action::PhonePrefix,
-                    TypeCategory::Text if FakeKind::of_column(&col.column) == Some(FakeKind::Street) => {
+                    TypeCategory::Text
+                        if FakeKind::of_column(&col.column) == Some(FakeKind::Street) =>
+                    {
                         let sibling = |names: &[&str]| {
                             columns
                                 .iter()
@@ -254,7 +258,9 @@ pub fn plan(
                     }
                 };
                 if col.unique {
-                    problems.push(why("cannot apply to a UNIQUE column: coarser values repeat"));
+                    problems.push(why(
+                        "cannot apply to a UNIQUE column: coarser values repeat",
+                    ));
                     continue;
                 }
                 a

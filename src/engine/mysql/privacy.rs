@@ -206,7 +206,11 @@ fn expression(action: &Action, column: &str, category: TypeCategory, n: usize) -
             };
             let pick = |h: &str, next: bool| {
                 let i = format!("CONV(LEFT({h}, 8), 16, 10) % {len}");
-                let i = if next { format!("({i} + 1) % {len}") } else { i };
+                let i = if next {
+                    format!("({i} + 1) % {len}")
+                } else {
+                    i
+                };
                 format!(
                     "CONCAT({}JSON_UNQUOTE(JSON_EXTRACT({list}, CONCAT('$[', {i}, ']'))))",
                     prefix(h)
@@ -234,7 +238,10 @@ fn expression(action: &Action, column: &str, category: TypeCategory, n: usize) -
             arrondissement,
         } => {
             let cp = code_postal.as_ref().map_or("NULL".to_string(), |c| {
-                format!("CONCAT(NULLIF(TRIM(u.{}), ''), ' Marseille')", quote_ident(c))
+                format!(
+                    "CONCAT(NULLIF(TRIM(u.{}), ''), ' Marseille')",
+                    quote_ident(c)
+                )
             });
             let arr = arrondissement.as_ref().map_or("NULL".to_string(), |a| {
                 let a = format!("u.{}", quote_ident(a));

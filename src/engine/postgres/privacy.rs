@@ -12,9 +12,7 @@ use super::{db_err, quote_ident, PgConn};
 use crate::catalog::TableRef;
 use crate::config::Target;
 use crate::privacy::fake::FakeKind;
-use crate::privacy::plan::{
-    Action, Marker, PrivacyColumn, Secrets, TablePlan, TypeCategory,
-};
+use crate::privacy::plan::{Action, Marker, PrivacyColumn, Secrets, TablePlan, TypeCategory};
 
 pub async fn database_exists(target: &Target, name: &str) -> Result<bool> {
     let admin = super::connect(&target.with_database("postgres")).await?;
@@ -99,7 +97,9 @@ pub(super) async fn sample(
     limit: u32,
 ) -> Result<Vec<(Option<String>, Option<String>)>> {
     let col = quote_ident(column);
-    let key_expr = key.map_or("NULL::text".to_string(), |k| format!("{}::text", quote_ident(k)));
+    let key_expr = key.map_or("NULL::text".to_string(), |k| {
+        format!("{}::text", quote_ident(k))
+    });
     let sql = format!(
         "SELECT {key_expr}, {col}::text FROM {} WHERE {col} IS NOT NULL LIMIT {limit}",
         qualified(table)
@@ -227,24 +227,27 @@ fn expression(p: &mut Params<'_>, action: &Action, column: &str, category: TypeC
             arrondissement,
         } => {
             let cp = code_postal.as_ref().map_or("NULL::text".to_string(), |c| {
-                format!("nullif(trim(u.{}::text), '') || ' Marseille'", quote_ident(c))
+                format!(
+                    "nullif(trim(u.{}::text), '') || ' Marseille'",
+                    quote_ident(c)
+                )
             });
             let arr = arrondissement
                 .as_ref()
                 .map_or("NULL::text".to_string(), |a| {
                     let a = format!("u.{}::text", quote_ident(a));
-                    format!(
-                        "'Marseille ' || {a} || CASE WHEN {a} = '1' THEN 'er' ELSE 'e' END"
-                    )
+                    format!("'Marseille ' || {a} || CASE WHEN {a} = '1' THEN 'er' ELSE 'e' END")
                 });
-            format!(
-                "CASE WHEN {col} IS NULL THEN NULL ELSE coalesce({cp}, {arr}, 'Marseille') END"
-            )
+            format!("CASE WHEN {col} IS NULL THEN NULL ELSE coalesce({cp}, {arr}, 'Marseille') END")
         }
     }
 }
 
-pub(super) async fn pseudonymize(conn: &PgConn, plan: &TablePlan, secrets: &Secrets) -> Result<u64> {
+pub(super) async fn pseudonymize(
+    conn: &PgConn,
+    plan: &TablePlan,
+    secrets: &Secrets,
+) -> Result<u64> {
     let mut p = Params {
         secrets,
         used: Vec::new(),
