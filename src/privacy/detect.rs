@@ -138,7 +138,7 @@ pub fn by_values(values: &[&str]) -> Option<String> {
     if values.is_empty() {
         return None;
     }
-    let checks: [(fn(&str) -> bool, &str); 4] = [
+    let checks: [(Check, &str); 4] = [
         (contains_email, "e-mail addresses"),
         (is_phone, "phone numbers"),
         (is_iban, "IBANs"),
@@ -155,6 +155,9 @@ pub fn by_values(values: &[&str]) -> Option<String> {
     }
     None
 }
+
+/// A test of one value.
+type Check = fn(&str) -> bool;
 
 fn contains_email(v: &str) -> bool {
     v.split(|c: char| c.is_whitespace() || "\"'<>,;:()[]{}".contains(c))
