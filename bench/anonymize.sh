@@ -75,7 +75,7 @@ for e in $ENGINES; do
                    make_date(1940 + g % 60, 1 + g % 12, 1 + g % 28), 'c' || g || '@example.org',
                    '06' || lpad(g::text, 8, '0'), g || ' rue du Banc', '130' || lpad((1 + g % 16)::text, 2, '0'),
                    1 + g % 16
-            FROM generate_series(1, $CITIZENS) g" -c "VACUUM ANALYZE" ;;
+            FROM generate_series(1, $CITIZENS) g" -c "VACUUM ANALYZE metier.citoyens" ;;
         mysql) d="(SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9)"
             my $SRC -e "INSERT INTO metier_citoyens (id, civilite, nom, prenom, date_naissance,
                 email, telephone, adresse, code_postal, arrondissement)
@@ -87,7 +87,7 @@ for e in $ENGINES; do
                   FROM $d a, $d b, $d c, $d x, $d y, $d z) s WHERE g <= $CITIZENS" ;;
     esac
     "$BIN" "${cfg[@]}" backup >/dev/null
-    file=$(ls "$dir"/backups/*.dump "$dir"/backups/*.sql.* 2>/dev/null | grep -v '\.json$' | head -1)
+    file=$dir/backups/$(ls -t "$dir/backups" | grep -E '\.(dump|sql\.zst|sql\.gz)$' | head -1)
     log "$e: backup $(basename "$file") ($(du -h "$file" | cut -f1))"
     : > "$dir/restore.txt"; : > "$dir/anonymize.txt"
     for i in $(seq 1 "$RUNS"); do
