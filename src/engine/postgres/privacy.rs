@@ -181,47 +181,58 @@ fn hmac(p: &mut Params<'_>, expr: &str) -> String {
 }
 
 /// The new value of one column, as an SQL expression over the row `u`.
-fn expression(p: &mut Params<'_>, action: &Action, column: &str, category: TypeCategory) -> String {
+/// Whether an action needs the HMAC of the column.
+fn needs_hmac(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::Hash { .. } | Action::Email | Action::Fake(_)
+    )
+}
+
+/// `h` is the SQL of the column's HMAC for the row (a column of the joined derived table, so
+/// that it is computed once per row; or the HMAC itself when the table has no key).
+fn expression(
+    p: &mut Params<'_>,
+    action: &Action,
+    column: &str,
+    category: TypeCategory,
+    h: &str,
+) -> String {
     let col = format!("u.{}", quote_ident(column));
     match action {
         Action::Null => "NULL".into(),
         Action::Hash { max_len } => {
-            let h = hmac(p, &format!("{col}::text"));
             format!("left(encode({h}, 'hex'), {})", max_len.unwrap_or(64))
         }
         Action::Email => {
-            let h = hmac(p, &format!("{col}::text"));
             let d = p.get(Param::Domain);
             format!("left(encode({h}, 'hex'), 16) || '@' || {d}")
         }
         Action::Fake(kind) => {
-            let h = hmac(p, &format!("{col}::text"));
             let list = p.get(Param::List(*kind));
             let n = kind.list().len();
+            let i =
+                format!("(('x' || substr(encode({h}, 'hex'), 1, 8))::bit(32)::bigint % {n})::int");
             let prefix = if *kind == FakeKind::Street {
-                "(((get_byte(h, 4) << 8) | get_byte(h, 5)) % 150 + 1)::text || ' ' || "
+                format!(
+                    "((('x' || substr(encode({h}, 'hex'), 9, 4))::bit(16)::int % 150) + 1)::text || ' ' || "
+                )
             } else {
-                ""
+                String::new()
             };
-            // The index is computed once per row (the innermost select); the next entry is
-            // taken when the chosen one equals the original.
-            format!(
-                "(SELECT CASE WHEN v.pick = {col}::text THEN v.next ELSE v.pick END \
-                 FROM (SELECT {prefix}({list})[i + 1] AS pick, \
-                              {prefix}({list})[(i + 1) % {n} + 1] AS next \
-                       FROM (SELECT h, ((get_byte(h, 0)::bigint << 24) | (get_byte(h, 1) << 16) \
-                                     | (get_byte(h, 2) << 8) | get_byte(h, 3)) % {n} AS i \
-                             FROM (SELECT {h} AS h) s0) s1) v)"
-            )
+            let pick = format!("{prefix}({list})[{i} + 1]");
+            let next = format!("{prefix}({list})[({i} + 1) % {n} + 1]");
+            // The next entry when the chosen one equals the original.
+            format!("CASE WHEN {pick} = {col}::text THEN {next} ELSE {pick} END")
         }
         Action::YearOf => match category {
             TypeCategory::Date => format!("date_trunc('year', {col})::date"),
             _ => format!("date_trunc('year', {col})"),
         },
-        Action::PhonePrefix => format!(
-            "(SELECT left(d, 4) || repeat('X', greatest(length(d) - 4, 0)) \
-             FROM (SELECT regexp_replace({col}::text, '[^0-9]', '', 'g') AS d) s)"
-        ),
+        Action::PhonePrefix => {
+            let d = format!("regexp_replace({col}::text, '[^0-9]', '', 'g')");
+            format!("left({d}, 4) || repeat('X', greatest(length({d}) - 4, 0))")
+        }
         Action::District {
             code_postal,
             arrondissement,
@@ -252,19 +263,38 @@ pub(super) async fn pseudonymize(
         secrets,
         used: Vec::new(),
     };
-    let sets: Vec<String> = plan
-        .columns
-        .iter()
-        .map(|c| {
-            format!(
-                "{} = {}",
-                quote_ident(&c.column),
-                expression(&mut p, &c.action, &c.column, c.category)
-            )
-        })
-        .collect();
     let table = qualified(&plan.table);
-    let sql = format!("UPDATE {table} AS u SET {}", sets.join(", "));
+    // Each HMAC is computed once per row, in a derived table joined on the key: the
+    // expressions read it several times.
+    let mut hashes = Vec::new();
+    let mut sets = Vec::new();
+    for (n, c) in plan.columns.iter().enumerate() {
+        let h = if !needs_hmac(&c.action) {
+            String::new()
+        } else if plan.key.is_some() {
+            hashes.push(format!(
+                "{} AS h{n}",
+                hmac(&mut p, &format!("{}::text", quote_ident(&c.column)))
+            ));
+            format!("s.h{n}")
+        } else {
+            hmac(&mut p, &format!("u.{}::text", quote_ident(&c.column)))
+        };
+        sets.push(format!(
+            "{} = {}",
+            quote_ident(&c.column),
+            expression(&mut p, &c.action, &c.column, c.category, &h)
+        ));
+    }
+    let sql = match (&plan.key, hashes.is_empty()) {
+        (Some(k), false) => format!(
+            "UPDATE {table} AS u SET {} FROM (SELECT {k} AS k, {} FROM {table}) AS s WHERE u.{k} = s.k",
+            sets.join(", "),
+            hashes.join(", "),
+            k = quote_ident(k)
+        ),
+        _ => format!("UPDATE {table} AS u SET {}", sets.join(", ")),
+    };
     let values = p.values();
     let refs: Vec<&(dyn ToSql + Sync)> = values
         .iter()
