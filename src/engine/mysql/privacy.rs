@@ -155,10 +155,11 @@ pub(super) async fn values_by_key(
 ) -> Result<Vec<(String, Option<String>)>> {
     let mut out = Vec::new();
     let mut c = conn.conn().await;
+    // The key itself is compared (not a cast of it): its index finds the rows.
     for chunk in keys.chunks(500) {
         let marks = vec!["?"; chunk.len()].join(", ");
         let sql = format!(
-            "SELECT CAST({k} AS CHAR), CAST({c} AS CHAR) FROM {t} WHERE CAST({k} AS CHAR) IN ({marks})",
+            "SELECT CAST({k} AS CHAR), CAST({c} AS CHAR) FROM {t} WHERE {k} IN ({marks})",
             k = quote_ident(key),
             c = quote_ident(column),
             t = physical(table)

@@ -115,8 +115,21 @@ pub(super) async fn values_by_key(
     key: &str,
     keys: &[String],
 ) -> Result<Vec<(String, Option<String>)>> {
+    // The keys are cast to the key's own type, so that its index finds the rows (a cast of
+    // the column would read the whole table for each column checked).
+    let ty: String = conn
+        .client
+        .query_one(
+            "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+             WHERE a.attrelid = $1::text::regclass AND a.attname = $2",
+            &[&qualified(table), &key],
+        )
+        .await
+        .map_err(db_err)?
+        .get(0);
     let sql = format!(
-        "SELECT {k}::text, {c}::text FROM {t} WHERE {k}::text = ANY ($1)",
+        "SELECT u.{k}::text, u.{c}::text FROM {t} AS u \
+         WHERE u.{k} = ANY (SELECT CAST(x AS {ty}) FROM unnest($1::text[]) AS x)",
         k = quote_ident(key),
         c = quote_ident(column),
         t = qualified(table)
