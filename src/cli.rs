@@ -80,6 +80,10 @@ pub enum Command {
     /// Restore a backup (FILE or --latest), or run a restore drill (--drill)
     Restore(RestoreArgs),
 
+    /// A pseudonymised copy of a backup (FILE or --latest) in a new database: the rules of
+    /// `privacy:` applied, checked, and marked (also `restore --anonymize`)
+    Anonymize(AnonymizeArgs),
+
     /// Health checks with Nagios exit codes: connectivity, connections, long queries, locks,
     /// space, cache, wraparound, sequences, replication, vacuum, backup age
     Health(HealthArgs),
@@ -258,6 +262,41 @@ pub struct RestoreArgs {
     /// redis.conf) for a stopped server to start on; nothing is sent to any server
     #[arg(long, value_name = "DIR", conflicts_with_all = ["drill", "into", "force", "compare"])]
     pub into_dir: Option<PathBuf>,
+
+    /// Make a pseudonymised copy (like `anonymize`): needs --into a new database
+    #[arg(long, requires = "into", conflicts_with_all = ["drill", "force", "compare", "into_dir"])]
+    pub anonymize: bool,
+
+    /// With --anonymize: copy columns that look personal but have no rule, and list them
+    #[arg(long, requires = "anonymize")]
+    pub allow_unruled: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AnonymizeArgs {
+    /// The backup file to copy (its manifest must sit beside it)
+    #[arg(
+        value_name = "FILE",
+        required_unless_present = "latest",
+        conflicts_with = "latest"
+    )]
+    pub file: Option<PathBuf>,
+
+    /// Copy the latest good backup of the target
+    #[arg(long)]
+    pub latest: bool,
+
+    /// The new database to make (an existing one is refused)
+    #[arg(long, value_name = "DB")]
+    pub into: String,
+
+    /// Copy columns that look personal but have no rule, and list them
+    #[arg(long)]
+    pub allow_unruled: bool,
+
+    /// Parallel restore jobs (PostgreSQL)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -356,6 +356,7 @@ async fn dispatch(cli: Cli, log: log::Log) -> Result<Outcome> {
         Command::LoadCsv(args) => cmd::load_csv::run(args, &ctx).await,
         Command::Backup(args) => cmd::backup::run(args, &ctx).await,
         Command::Restore(args) => cmd::restore::run(args, &ctx).await,
+        Command::Anonymize(args) => cmd::anonymize::run(args, &ctx).await,
         Command::Maintenance(cmd) => cmd::maintenance::run(cmd, &ctx).await,
         Command::Metrics(cmd) => cmd::metrics::run(cmd, &ctx).await,
         Command::Health(args) => cmd::health::run(args, &ctx).await,

@@ -4,6 +4,7 @@
 //! reported in its place, and does not stop the others.
 
 pub mod agent;
+pub mod anonymize;
 pub mod audit;
 pub mod backup;
 pub mod erase;

@@ -26,63 +26,10 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     if args.drill {
         return drill(args, ctx).await;
     }
-    let mut jobs: Vec<(&Target, Entry)> = Vec::new();
-    match &args.file {
-        Some(f) => {
-            let mut e = Entry::for_file(f)?;
-            let m = e
-                .manifest
-                .as_ref()
-                .map_err(|why| anyhow!("{}: {why}", f.display()))?;
-            let target = ctx
-                .targets
-                .iter()
-                .find(|t| t.name == m.target)
-                .or_else(|| (ctx.targets.len() == 1).then(|| &ctx.targets[0]))
-                .ok_or_else(|| {
-                    crate::error::ConfigError::new(format!(
-                        "{}: a backup of target `{}`, which is not selected (use -t)",
-                        f.display(),
-                        m.target
-                    ))
-                })?;
-            if target.engine.as_str() != m.engine {
-                bail!(
-                    "{}: a {} backup cannot be restored on {} target `{}`",
-                    f.display(),
-                    m.engine,
-                    target.engine,
-                    target.name
-                );
-            }
-            let server_dir = ctx
-                .config
-                .backup
-                .get(&target.name)
-                .and_then(|c| c.server_dir.clone());
-            e.check_restorable_on(target, server_dir.as_deref());
-            if let Some(why) = &e.foreign {
-                bail!("{why}");
-            }
-            jobs.push((target, e));
-        }
-        None => {
-            for p in places(ctx)? {
-                let entries = backup::scan(&p.dir, p.target, p.cfg.server_dir.as_deref())?;
-                let latest = entries
-                    .into_iter()
-                    .find(|e| e.is_good_for(&p.target.name))
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "target `{}`: no good backup in {}",
-                            p.target.name,
-                            p.dir.display()
-                        )
-                    })?;
-                jobs.push((p.target, latest));
-            }
-        }
+    if args.anonymize {
+        return crate::cmd::anonymize::from_restore(args, ctx).await;
     }
+    let jobs = backups_to_restore(args.file.as_deref(), ctx)?;
     if args.into.is_some() && jobs.len() > 1 {
         return Err(crate::error::ConfigError::new("--into needs a single target (use -t)").into());
     }
@@ -193,6 +140,72 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         report.restores.push(item);
     }
     Ok(Outcome::from_report(&report))
+}
+
+/// The backups a restore takes: FILE (on the target its manifest names, or the only one
+/// selected), or each selected target's latest good backup.
+pub(crate) fn backups_to_restore<'c>(
+    file: Option<&std::path::Path>,
+    ctx: &'c Ctx,
+) -> Result<Vec<(&'c Target, Entry)>> {
+    let mut jobs: Vec<(&Target, Entry)> = Vec::new();
+    match file {
+        Some(f) => {
+            let mut e = Entry::for_file(f)?;
+            let m = e
+                .manifest
+                .as_ref()
+                .map_err(|why| anyhow!("{}: {why}", f.display()))?;
+            let target = ctx
+                .targets
+                .iter()
+                .find(|t| t.name == m.target)
+                .or_else(|| (ctx.targets.len() == 1).then(|| &ctx.targets[0]))
+                .ok_or_else(|| {
+                    crate::error::ConfigError::new(format!(
+                        "{}: a backup of target `{}`, which is not selected (use -t)",
+                        f.display(),
+                        m.target
+                    ))
+                })?;
+            if target.engine.as_str() != m.engine {
+                bail!(
+                    "{}: a {} backup cannot be restored on {} target `{}`",
+                    f.display(),
+                    m.engine,
+                    target.engine,
+                    target.name
+                );
+            }
+            let server_dir = ctx
+                .config
+                .backup
+                .get(&target.name)
+                .and_then(|c| c.server_dir.clone());
+            e.check_restorable_on(target, server_dir.as_deref());
+            if let Some(why) = &e.foreign {
+                bail!("{why}");
+            }
+            jobs.push((target, e));
+        }
+        None => {
+            for p in places(ctx)? {
+                let entries = backup::scan(&p.dir, p.target, p.cfg.server_dir.as_deref())?;
+                let latest = entries
+                    .into_iter()
+                    .find(|e| e.is_good_for(&p.target.name))
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "target `{}`: no good backup in {}",
+                            p.target.name,
+                            p.dir.display()
+                        )
+                    })?;
+                jobs.push((p.target, latest));
+            }
+        }
+    }
+    Ok(jobs)
 }
 
 /// What `restore` did: each backup restored, or why it was not.

@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use crate::catalog::{AppliedMigration, Column, Migration, TableRef};
 use crate::config::{EngineKind, Target};
 use crate::load::{Dialect, LineMap, LoadError};
+use crate::privacy::plan::{Marker, PrivacyColumn, Secrets, TablePlan};
 
 /// An open connection to one target.
 pub enum Conn {
@@ -274,6 +275,51 @@ pub trait Driver {
     async fn execute_text(&self, sql: &str, params: &[Option<String>]) -> Result<u64> {
         let _ = (sql, params);
         self.not_supported("parameterised statements")
+    }
+
+    /// Every column of the database's base tables, with what `privacy:` rules need to know
+    /// of it (type, length, uniqueness, keys).
+    async fn privacy_columns(&self) -> Result<Vec<PrivacyColumn>> {
+        self.not_supported("personal-data rules")
+    }
+
+    /// Up to `limit` non-null values of a column as text, each with the row's `key` column
+    /// (as text) when one is named.
+    async fn sample_column(
+        &self,
+        table: &TableRef,
+        column: &str,
+        key: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(Option<String>, Option<String>)>> {
+        let _ = (table, column, key, limit);
+        self.not_supported("personal-data rules")
+    }
+
+    /// The values of `column` (as text) in the rows whose `key` (as text) is in `keys`.
+    async fn values_by_key(
+        &self,
+        table: &TableRef,
+        column: &str,
+        key: &str,
+        keys: &[String],
+    ) -> Result<Vec<(String, Option<String>)>> {
+        let _ = (table, column, key, keys);
+        self.not_supported("personal-data rules")
+    }
+
+    /// Rewrites the planned columns of one table in one UPDATE computed by the server, its
+    /// triggers not fired (a journal would otherwise keep the originals); returns the rows.
+    async fn pseudonymize(&self, plan: &TablePlan, secrets: &Secrets) -> Result<u64> {
+        let _ = (plan, secrets);
+        self.not_supported("anonymized copies")
+    }
+
+    /// Writes the marker of a pseudonymised copy (table `mairie_dba_anonymized`) and
+    /// refreshes the planner's statistics of `tables`.
+    async fn mark_pseudonymized(&self, marker: &Marker, tables: &[TableRef]) -> Result<()> {
+        let _ = (marker, tables);
+        self.not_supported("anonymized copies")
     }
 
     /// The error of a default method: `what` does not exist on this engine.
@@ -717,6 +763,32 @@ pub async fn create_scratch(target: &Target, name: &str) -> Result<()> {
     }
 }
 
+/// Creates an empty database carrying `marker` (a comment), like a drill's scratch one.
+pub async fn create_marked(target: &Target, name: &str, marker: &str) -> Result<()> {
+    match target.engine {
+        EngineKind::Postgres => postgres::backup::create_marked(target, name, marker).await,
+        EngineKind::Mysql => mysql::backup::create_marked(target, name, marker).await,
+        other => Err(NotSupported {
+            engine: other,
+            what: "anonymized copies",
+        }
+        .into()),
+    }
+}
+
+/// Whether database `name` exists on the target's server.
+pub async fn database_exists(target: &Target, name: &str) -> Result<bool> {
+    match target.engine {
+        EngineKind::Postgres => postgres::privacy::database_exists(target, name).await,
+        EngineKind::Mysql => mysql::privacy::database_exists(target, name).await,
+        other => Err(NotSupported {
+            engine: other,
+            what: "anonymized copies",
+        }
+        .into()),
+    }
+}
+
 /// Scratch databases of earlier drills on this target that were killed before they could
 /// drop them: named `<database>_drill_<14 digits>`, carrying the marker, and made by a process
 /// of this host that is gone, or more than a day ago. Never anything else.
@@ -934,6 +1006,38 @@ impl Driver for Conn {
 
     async fn execute_text(&self, sql: &str, params: &[Option<String>]) -> Result<u64> {
         delegate!(self, c => c.execute_text(sql, params).await)
+    }
+
+    async fn privacy_columns(&self) -> Result<Vec<PrivacyColumn>> {
+        delegate!(self, c => c.privacy_columns().await)
+    }
+
+    async fn sample_column(
+        &self,
+        table: &TableRef,
+        column: &str,
+        key: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(Option<String>, Option<String>)>> {
+        delegate!(self, c => c.sample_column(table, column, key, limit).await)
+    }
+
+    async fn values_by_key(
+        &self,
+        table: &TableRef,
+        column: &str,
+        key: &str,
+        keys: &[String],
+    ) -> Result<Vec<(String, Option<String>)>> {
+        delegate!(self, c => c.values_by_key(table, column, key, keys).await)
+    }
+
+    async fn pseudonymize(&self, plan: &TablePlan, secrets: &Secrets) -> Result<u64> {
+        delegate!(self, c => c.pseudonymize(plan, secrets).await)
+    }
+
+    async fn mark_pseudonymized(&self, marker: &Marker, tables: &[TableRef]) -> Result<()> {
+        delegate!(self, c => c.mark_pseudonymized(marker, tables).await)
     }
 
     async fn bulk_load(

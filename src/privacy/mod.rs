@@ -21,6 +21,10 @@
 pub mod erase;
 pub mod report;
 pub mod retention;
+pub mod anonymize;
+pub mod detect;
+pub mod fake;
+pub mod plan;
 
 use hmac::{Hmac, KeyInit, Mac};
 use indexmap::IndexMap;

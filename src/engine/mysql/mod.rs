@@ -15,6 +15,7 @@
 //! - The session is strict (`STRICT_ALL_TABLES`, no zero dates) and `utf8mb4`.
 
 pub mod backup;
+pub mod privacy;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -583,6 +584,46 @@ impl Driver for MyConn {
         .await
         .map_err(my_err)
         .with_context(|| format!("realigning row {rank} of {HISTORY_TABLE}"))
+    }
+
+    async fn privacy_columns(&self) -> Result<Vec<crate::privacy::plan::PrivacyColumn>> {
+        privacy::columns(self).await
+    }
+
+    async fn sample_column(
+        &self,
+        table: &TableRef,
+        column: &str,
+        key: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(Option<String>, Option<String>)>> {
+        privacy::sample(self, table, column, key, limit).await
+    }
+
+    async fn values_by_key(
+        &self,
+        table: &TableRef,
+        column: &str,
+        key: &str,
+        keys: &[String],
+    ) -> Result<Vec<(String, Option<String>)>> {
+        privacy::values_by_key(self, table, column, key, keys).await
+    }
+
+    async fn pseudonymize(
+        &self,
+        plan: &crate::privacy::plan::TablePlan,
+        secrets: &crate::privacy::plan::Secrets,
+    ) -> Result<u64> {
+        privacy::pseudonymize(self, plan, secrets).await
+    }
+
+    async fn mark_pseudonymized(
+        &self,
+        marker: &crate::privacy::plan::Marker,
+        tables: &[TableRef],
+    ) -> Result<()> {
+        privacy::mark(self, marker, tables).await
     }
 
     async fn columns(&self, table: &TableRef) -> Result<Vec<Column>> {
