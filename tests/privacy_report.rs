@@ -62,6 +62,23 @@ fn report_shows_ruled_columns_and_rows_past_retention(engine: Engine) {
     assert_eq!(cols[0]["column"], "metier.citoyens.nom");
     assert_eq!(cols[0]["strategy"], "fake");
     assert_eq!(cols[0]["present"], true);
+    // The columns the rules forget are listed, the ruled ones are not.
+    let suspected: Vec<String> = t["suspected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["column"].as_str().unwrap().to_string())
+        .collect();
+    for c in ["metier.citoyens.prenom", "metier.citoyens.telephone"] {
+        assert!(suspected.iter().any(|s| s == c), "{c} in {suspected:?}");
+    }
+    assert!(
+        !suspected.iter().any(|s| s == "metier.citoyens.nom"),
+        "{suspected:?}"
+    );
+    assert!(t["suspected"][0]["reason"]
+        .as_str()
+        .is_some_and(|r| !r.is_empty()));
     let ret = t["retention"].as_array().unwrap();
     let find = |name: &str| {
         ret.iter()
@@ -90,6 +107,7 @@ fn report_shows_ruled_columns_and_rows_past_retention(engine: Engine) {
     env.run(&["privacy", "report"])
         .success()
         .stdout_has("metier.citoyens.email")
+        .stdout_has("personal-looking columns without a rule")
         .stdout_has("purge batches");
 }
 

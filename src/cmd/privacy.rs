@@ -12,6 +12,7 @@ use crate::cmd::{each, failure_lines, PerTarget};
 use crate::engine::{self, Driver};
 use crate::error::ConfigError;
 use crate::output::{Outcome, Report, Status, TableBlock};
+use crate::privacy::detect;
 use crate::privacy::erase::Sql;
 use crate::privacy::report::{ruled_columns, TargetReport};
 use crate::privacy::retention;
@@ -63,6 +64,7 @@ async fn report(ctx: &Ctx) -> Result<Outcome> {
                     target: target.name.clone(),
                     status: "success",
                     columns: ruled_columns(&ctx.config.privacy, &rel),
+                    suspected: detect::suspected_columns(&conn, &ctx.config.privacy).await?,
                     retention,
                     batch_size: batch,
                 })
@@ -99,6 +101,15 @@ impl Report for PrivacyReport {
                     c.strategy.to_string(),
                     if c.present { "yes" } else { "MISSING" }.to_string(),
                 ]);
+            }
+            out.push(b);
+            let mut b = TableBlock::new(["column", "why it looks personal"]).titled(format!(
+                "{}: personal-looking columns without a rule ({}; anonymize refuses them)",
+                d.target,
+                d.suspected.len()
+            ));
+            for s in &d.suspected {
+                b.row([s.column.to_string(), s.reason.clone()]);
             }
             out.push(b);
             let mut b = TableBlock::new([

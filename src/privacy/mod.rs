@@ -18,13 +18,13 @@
 //!     metier.rendez_vous: delete
 //! ```
 
-pub mod erase;
-pub mod report;
-pub mod retention;
 pub mod anonymize;
 pub mod detect;
+pub mod erase;
 pub mod fake;
 pub mod plan;
+pub mod report;
+pub mod retention;
 
 use hmac::{Hmac, KeyInit, Mac};
 use indexmap::IndexMap;

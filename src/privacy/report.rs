@@ -41,6 +41,9 @@ pub struct TargetReport {
     pub status: &'static str,
     /// Personal columns with a rule.
     pub columns: Vec<RuledColumn>,
+    /// Columns whose name or sampled values look personal but that have no rule: what
+    /// `anonymize` would refuse to copy.
+    pub suspected: Vec<crate::privacy::detect::Suspect>,
     /// Per personal table: rows older than its retention, the oldest, and the batches
     /// `maintenance cleanup --privacy` would run.
     pub retention: Vec<TablePurge>,
