@@ -8,7 +8,7 @@
 use anyhow::{Context, Result};
 use tokio_postgres::types::ToSql;
 
-use super::{db_err, quote_ident, PgConn};
+use super::{db_err, quote_ident, quoted_table, PgConn};
 use crate::catalog::TableRef;
 use crate::config::Target;
 use crate::privacy::fake::FakeKind;
@@ -85,10 +85,6 @@ pub(super) async fn columns(conn: &PgConn) -> Result<Vec<PrivacyColumn>> {
         .collect())
 }
 
-fn qualified(t: &TableRef) -> String {
-    format!("{}.{}", quote_ident(&t.schema), quote_ident(&t.name))
-}
-
 pub(super) async fn sample(
     conn: &PgConn,
     table: &TableRef,
@@ -102,7 +98,7 @@ pub(super) async fn sample(
     });
     let sql = format!(
         "SELECT {key_expr}, {col}::text FROM {} WHERE {col} IS NOT NULL LIMIT {limit}",
-        qualified(table)
+        quoted_table(table)
     );
     let rows = conn.client.query(&sql, &[]).await.map_err(db_err)?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
@@ -122,7 +118,7 @@ pub(super) async fn values_by_key(
         .query_one(
             "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
              WHERE a.attrelid = $1::text::regclass AND a.attname = $2",
-            &[&qualified(table), &key],
+            &[&quoted_table(table), &key],
         )
         .await
         .map_err(db_err)?
@@ -132,7 +128,7 @@ pub(super) async fn values_by_key(
          WHERE u.{k} = ANY (SELECT CAST(x AS {ty}) FROM unnest($1::text[]) AS x)",
         k = quote_ident(key),
         c = quote_ident(column),
-        t = qualified(table)
+        t = quoted_table(table)
     );
     let rows = conn.client.query(&sql, &[&keys]).await.map_err(db_err)?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
@@ -276,7 +272,7 @@ pub(super) async fn pseudonymize(
         secrets,
         used: Vec::new(),
     };
-    let table = qualified(&plan.table);
+    let table = quoted_table(&plan.table);
     // Each HMAC is computed once per row, in a derived table joined on the key: the
     // expressions read it several times.
     let mut hashes = Vec::new();
@@ -387,7 +383,7 @@ pub(super) async fn mark(conn: &PgConn, m: &Marker, tables: &[TableRef]) -> Resu
         .map_err(db_err)?;
     for t in tables {
         conn.client
-            .batch_execute(&format!("ANALYZE {}", qualified(t)))
+            .batch_execute(&format!("ANALYZE {}", quoted_table(t)))
             .await
             .map_err(db_err)?;
     }
