@@ -19,14 +19,14 @@ pub use error::{error_chain, DbError};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::catalog::{AppliedMigration, Column, Migration, TableRef};
 use crate::config::{EngineKind, Target};
 use crate::load::{Dialect, LineMap, LoadError};
-use crate::privacy::plan::{Marker, PrivacyColumn, Secrets, TablePlan};
+use crate::privacy::plan::{Marker, PrivacyColumn};
 
 /// An open connection to one target.
 pub enum Conn {
@@ -306,13 +306,6 @@ pub trait Driver {
     ) -> Result<Vec<(String, Option<String>)>> {
         let _ = (table, column, key, keys);
         self.not_supported("personal-data rules")
-    }
-
-    /// Rewrites the planned columns of one table in one UPDATE computed by the server, its
-    /// triggers not fired (a journal would otherwise keep the originals); returns the rows.
-    async fn pseudonymize(&self, plan: &TablePlan, secrets: &Secrets) -> Result<u64> {
-        let _ = (plan, secrets);
-        self.not_supported("anonymized copies")
     }
 
     /// Writes the marker of a pseudonymised copy (table `mairie_dba_anonymized`) and
@@ -599,7 +592,7 @@ pub async fn restore(
 ) -> Result<Vec<String>> {
     match target.engine {
         EngineKind::Postgres => {
-            postgres::backup::restore(target, location, into, force, jobs, rows).await
+            postgres::backup::restore(target, location, into, force, jobs, rows, None).await
         }
         EngineKind::Mysql => mysql::backup::restore(target, location, into, force)
             .await
@@ -672,6 +665,91 @@ pub async fn restore_into_dir(
         }
         .into()),
     }
+}
+
+/// What a restore that rewrites rows asks once the tables exist and before any row is
+/// loaded: the rewrites to apply (see [`crate::privacy::transform`]), given the restored
+/// tables' columns (keys and unique constraints included).
+pub type PrepareRewrites<'a> = Box<
+    dyn FnOnce(
+            Vec<PrivacyColumn>,
+        ) -> futures_util::future::BoxFuture<
+            'a,
+            Result<std::sync::Arc<crate::privacy::transform::Rewrites>>,
+        > + Send
+        + 'a,
+>;
+
+/// Restores `location` into `into`, a new empty database, rewriting the rows of the tables
+/// that `prepare`'s rewrites rule as they load (a pseudonymised copy): the copy is written
+/// once, never with the originals. `rows` is the manifest's rows per table; the rows each
+/// ruled table received are checked against it.
+pub async fn restore_rewritten(
+    target: &Target,
+    location: &std::path::Path,
+    into: &str,
+    jobs: u32,
+    rows: &std::collections::BTreeMap<String, u64>,
+    prepare: PrepareRewrites<'_>,
+) -> Result<std::sync::Arc<crate::privacy::transform::Rewrites>> {
+    // Set by `prepare` when it runs, to be returned with the restore's result.
+    let made = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let keep = made.clone();
+    let prepare: PrepareRewrites<'_> = Box::new(move |columns| {
+        Box::pin(async move {
+            let rw = prepare(columns).await?;
+            *keep.lock().unwrap_or_else(|e| e.into_inner()) = Some(rw.clone());
+            Ok(rw)
+        })
+    });
+    let rw = match target.engine {
+        EngineKind::Postgres => {
+            postgres::backup::restore(target, location, into, false, jobs, rows, Some(prepare))
+                .await?;
+            made.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .context("the restore never asked for the rewrites")?
+        }
+        EngineKind::Mysql => {
+            mysql::backup::restore_rewritten(target, location, into, prepare).await?
+        }
+        other => {
+            return Err(NotSupported {
+                engine: other,
+                what: "anonymized copies",
+            }
+            .into())
+        }
+    };
+    // The manifest names tables `schema.table` (PostgreSQL) or as MySQL's `schema_table`.
+    let manifest_rows = |t: &crate::catalog::TableRef| {
+        rows.get(&t.to_string())
+            .or_else(|| rows.get(&t.prefixed()))
+            .or_else(|| (t.schema == "public").then(|| rows.get(&t.name)).flatten())
+            .copied()
+    };
+    for r in rw.made() {
+        if let Some(n) = manifest_rows(&r.table) {
+            if r.rows() != n {
+                bail!(
+                    "{}: {} rows rewritten, the manifest says {n}",
+                    r.table,
+                    r.rows()
+                );
+            }
+        }
+    }
+    for p in rw.plans() {
+        let n = manifest_rows(&p.table).unwrap_or(0);
+        if n > 0 && !rw.made().iter().any(|r| r.table == p.table) {
+            bail!(
+                "{}: the manifest counts {n} rows, none went through its rules",
+                p.table
+            );
+        }
+    }
+    Ok(rw)
 }
 
 /// How a drill restores a backup.
@@ -1030,10 +1108,6 @@ impl Driver for Conn {
         keys: &[String],
     ) -> Result<Vec<(String, Option<String>)>> {
         delegate!(self, c => c.values_by_key(table, column, key, keys).await)
-    }
-
-    async fn pseudonymize(&self, plan: &TablePlan, secrets: &Secrets) -> Result<u64> {
-        delegate!(self, c => c.pseudonymize(plan, secrets).await)
     }
 
     async fn mark_pseudonymized(&self, marker: &Marker, tables: &[TableRef]) -> Result<()> {

@@ -1,14 +1,16 @@
-//! A pseudonymised copy of a backup: restored into a new database, every ruled column
-//! rewritten by the server in one UPDATE per table, checked on a sample, marked.
+//! A pseudonymised copy of a backup: restored into a new database with every ruled column
+//! rewritten as the rows stream from the backup to the server (one pass per table: the
+//! copy is never written with the originals), checked on a sample, marked.
 //!
 //! Order matters for safety. The key is read and the destination refused if it exists before
 //! anything is created; the new database is dropped on any failure (and on a stop, through
-//! [`Created`]); the rules are checked against the restored columns, and columns that look
-//! personal without a rule stop the run (unless allowed) before a single value is changed;
-//! after the UPDATEs, sampled rows are read again and any original value still there fails
-//! the run. The key never leaves [`PrivacyKey`] but as the padded keys bound to the UPDATE.
+//! [`Created`]); the rules are checked against the restored tables before a single row is
+//! loaded; once loaded, columns that look personal without a rule stop the run (unless
+//! allowed), and the first rows of each ruled table are read again: any original value
+//! still there fails the run. The key never leaves this process.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
@@ -20,11 +22,10 @@ use crate::engine::{self, Driver};
 use crate::error::ConfigError;
 use crate::log::Log;
 use crate::privacy::detect::{self, Suspect};
-use crate::privacy::plan::{self, Action, Marker, Secrets, TablePlan};
+use crate::privacy::plan::{self, Action, Marker};
+use crate::privacy::transform::Rewrites;
 use crate::privacy::{PrivacyKey, PrivacySection, Strategy};
 
-/// Rows sampled per ruled column for the check after the update.
-pub const CHECK_ROWS: u32 = 1000;
 /// What the key fingerprint is the HMAC of.
 const FINGERPRINT_LABEL: &[u8] = b"mairie-dba key fingerprint";
 
@@ -93,24 +94,34 @@ pub async fn run(req: &Request<'_>, log: &Log) -> Result<Copy> {
     .await?;
     let guard = Created::register(target, req.into);
     let res = async {
-        engine::restore(
+        let rules = req.privacy.rules.clone();
+        let domain = req.privacy.email_domain.clone();
+        let prepare_key = key.clone();
+        let prepare: engine::PrepareRewrites<'_> = Box::new(move |columns| {
+            Box::pin(async move {
+                // Impossible rules are refused here, before a single row is loaded.
+                let plans = plan::plan(&rules, &columns)?;
+                Ok(Arc::new(Rewrites::new(plans, &prepare_key, &domain)))
+            })
+        });
+        let rewrites = engine::restore_rewritten(
             target,
             &req.entry.source(),
             req.into,
-            false,
             req.jobs,
             &manifest.tables,
+            prepare,
         )
         .await
-        .context("restoring the backup into the new database")?;
+        .context("restoring the backup into the new database, the rules applied")?;
         log.info(format!(
-            "{}: {} restored into {}; applying the rules",
+            "{}: {} restored into {}, rules applied; checking",
             target.name,
             req.entry.file_name(),
             req.into
         ));
         let conn = engine::connect(&target.with_database(req.into)).await?;
-        let (applied, unruled) = pseudonymize(&conn, req, &key, log).await?;
+        let (applied, unruled) = check(&conn, req, &rewrites, log).await?;
         let marker = Marker {
             at: chrono::Utc::now(),
             backup_file: req.entry.file_name(),
@@ -118,18 +129,7 @@ pub async fn run(req: &Request<'_>, log: &Log) -> Result<Copy> {
             key_fingerprint: fingerprint(&key),
             rules_json: serde_json::to_string(&applied)?,
         };
-        let tables: Vec<TableRef> = req
-            .privacy
-            .rules
-            .iter()
-            .filter(|(_, s)| *s != Strategy::Keep)
-            .map(|(c, _)| TableRef::new(c.schema.clone(), c.table.clone()))
-            .fold(Vec::new(), |mut v, t| {
-                if !v.contains(&t) {
-                    v.push(t);
-                }
-                v
-            });
+        let tables: Vec<TableRef> = rewrites.plans().iter().map(|p| p.table.clone()).collect();
         conn.mark_pseudonymized(&marker, &tables).await?;
         Ok::<_, anyhow::Error>((applied, unruled, marker))
     }
@@ -155,21 +155,33 @@ pub async fn run(req: &Request<'_>, log: &Log) -> Result<Copy> {
     }
 }
 
-/// A sample of one column's original values, by row key.
-struct Sample {
-    plan: usize,
-    column: usize,
-    originals: HashMap<String, String>,
-}
-
-async fn pseudonymize(
+/// After the load: columns that look personal without a rule stop the run (unless
+/// allowed), and the sampled rows of every ruled column are read again: an original value
+/// still there fails it.
+async fn check(
     conn: &engine::Conn,
     req: &Request<'_>,
-    key: &PrivacyKey,
+    rewrites: &Rewrites,
     log: &Log,
 ) -> Result<(Vec<Applied>, Vec<Suspect>)> {
     let columns = conn.privacy_columns().await?;
-    let plans = plan::plan(&req.privacy.rules, &columns)?;
+    // The rules are checked again against the finished copy, constraints and all: what
+    // was applied must be what its tables allow.
+    let now = plan::plan(&req.privacy.rules, &columns)?;
+    for p in rewrites.plans() {
+        let same = now.iter().find(|n| n.table == p.table).is_some_and(|n| {
+            n.columns
+                .iter()
+                .map(|c| (&c.column, &c.action))
+                .eq(p.columns.iter().map(|c| (&c.column, &c.action)))
+        });
+        if !same {
+            anyhow::bail!(
+                "{}: the rules applied while loading differ from those the finished copy allows",
+                p.table
+            );
+        }
+    }
     let suspects = detect::suspects_among(conn, req.privacy, &columns).await?;
     if !suspects.is_empty() {
         let list: Vec<String> = suspects
@@ -191,82 +203,70 @@ async fn pseudonymize(
             list.join("\n")
         ));
     }
-    // The originals of a sample of rows, to be sure afterwards that none is left.
-    let mut samples = Vec::new();
-    for (pi, p) in plans.iter().enumerate() {
-        let Some(k) = &p.key else {
-            log.warn(format!(
-                "{}: {} has no one-column primary key: its values are not checked after the update",
-                req.target.name, p.table
-            ));
+    let made = rewrites.made();
+    let mut checked: HashMap<String, usize> = HashMap::new();
+    let mut left = Vec::new();
+    for p in rewrites.plans() {
+        let Some(r) = made.iter().find(|r| r.table == p.table) else {
             continue;
         };
-        for (ci, c) in p.columns.iter().enumerate() {
-            let rows = conn
-                .sample_column(&p.table, &c.column, Some(k), CHECK_ROWS)
-                .await?;
-            let originals = rows
-                .into_iter()
-                .filter_map(|(k, v)| Some((k?, v?)))
-                .collect();
-            samples.push(Sample {
-                plan: pi,
-                column: ci,
-                originals,
-            });
-        }
-    }
-    let (inner, outer) = key.hmac_pads();
-    let secrets = Secrets {
-        inner,
-        outer,
-        email_domain: req.privacy.email_domain.clone(),
-    };
-    let mut rows_of = Vec::new();
-    for p in &plans {
-        let n = conn.pseudonymize(p, &secrets).await?;
         log.info(format!(
-            "{}: {}: {n} rows rewritten ({} columns)",
+            "{}: {}: {} rows rewritten ({} columns)",
             req.target.name,
             p.table,
+            r.rows(),
             p.columns.len()
         ));
-        rows_of.push(n);
-    }
-    let mut checked: HashMap<(usize, usize), usize> = HashMap::new();
-    let mut left = Vec::new();
-    for s in &samples {
-        let p: &TablePlan = &plans[s.plan];
-        let c = &p.columns[s.column];
-        let keys: Vec<String> = s.originals.keys().cloned().collect();
-        let now = conn
-            .values_by_key(&p.table, &c.column, p.key.as_deref().unwrap_or(""), &keys)
-            .await?;
-        let mut same = 0;
-        for (k, after) in &now {
-            let Some(before) = s.originals.get(k) else {
-                continue;
-            };
-            let bad = match (&c.action, after) {
-                (Action::Null, v) => v.is_some(),
-                (_, None) => false,
-                (a, Some(v)) => {
-                    v == before
-                        && plan::generalized_text(a, before).as_deref() != Some(before.as_str())
-                }
-            };
-            if bad {
-                same += 1;
+        let sampled = r.sampled();
+        let Some(key) = &sampled.key else {
+            if r.rows() > 0 {
+                log.warn(format!(
+                    "{}: {} has no one-column primary key: its values are not checked after the load",
+                    req.target.name, p.table
+                ));
             }
-        }
-        checked.insert((s.plan, s.column), now.len());
-        if same > 0 {
-            left.push(format!(
-                "{}.{}: {same} of {} sampled rows still hold their original value",
-                p.table,
-                c.column,
-                now.len()
-            ));
+            continue;
+        };
+        for (c, (name, originals)) in p.columns.iter().zip(&sampled.columns) {
+            let keys: Vec<String> = originals.keys().cloned().collect();
+            let now = if keys.is_empty() {
+                Vec::new()
+            } else {
+                conn.values_by_key(&p.table, name, key, &keys).await?
+            };
+            let mut same = 0;
+            for (k, after) in &now {
+                let Some(before) = originals.get(k) else {
+                    continue;
+                };
+                let bad = match (&c.action, after) {
+                    (Action::Null, v) => v.is_some(),
+                    (_, None) => false,
+                    (a, Some(v)) => {
+                        v == before
+                            && plan::generalized_text(a, before).as_deref() != Some(before.as_str())
+                    }
+                };
+                if bad {
+                    same += 1;
+                }
+            }
+            if now.len() < keys.len() {
+                left.push(format!(
+                    "{}.{name}: {} of {} sampled rows cannot be found again by {key}",
+                    p.table,
+                    keys.len() - now.len(),
+                    keys.len()
+                ));
+            }
+            checked.insert(format!("{}.{name}", p.table), now.len());
+            if same > 0 {
+                left.push(format!(
+                    "{}.{name}: {same} of {} sampled rows still hold their original value",
+                    p.table,
+                    now.len()
+                ));
+            }
         }
     }
     if !left.is_empty() {
@@ -275,24 +275,23 @@ async fn pseudonymize(
             left.join("\n  ")
         );
     }
-    let mut applied = Vec::new();
-    for (rule, strategy) in &req.privacy.rules {
-        let found = plans.iter().enumerate().find_map(|(pi, p)| {
-            (p.table.schema == rule.schema && p.table.name == rule.table)
-                .then(|| {
-                    p.columns
-                        .iter()
-                        .position(|c| c.column == rule.column)
-                        .map(|ci| (pi, ci))
-                })
-                .flatten()
-        });
-        applied.push(Applied {
-            column: rule.to_string(),
-            strategy: strategy.as_str(),
-            rows: found.map_or(0, |(pi, _)| rows_of[pi]),
-            checked: found.and_then(|f| checked.get(&f).copied()).unwrap_or(0),
-        });
-    }
+    let applied = req
+        .privacy
+        .rules
+        .iter()
+        .map(|(rule, strategy)| {
+            let table = TableRef::new(rule.schema.clone(), rule.table.clone());
+            let ruled = *strategy != Strategy::Keep;
+            Applied {
+                column: rule.to_string(),
+                strategy: strategy.as_str(),
+                rows: made
+                    .iter()
+                    .find(|r| ruled && r.table == table)
+                    .map_or(0, |r| r.rows()),
+                checked: checked.get(&rule.to_string()).copied().unwrap_or(0),
+            }
+        })
+        .collect();
     Ok((applied, suspects))
 }

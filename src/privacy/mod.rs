@@ -25,6 +25,7 @@ pub mod fake;
 pub mod plan;
 pub mod report;
 pub mod retention;
+pub mod transform;
 
 use hmac::{Hmac, KeyInit, Mac};
 use indexmap::IndexMap;
@@ -299,7 +300,7 @@ impl ErasureSection {
 }
 
 /// The secret of keyed hashes. Its bytes never leave it but through [`PrivacyKey::hash`]
-/// and [`PrivacyKey::hmac_pads`]; its Debug shows nothing.
+/// and [`PrivacyKey::mac`]; its Debug shows nothing.
 #[derive(Clone)]
 pub struct PrivacyKey(Vec<u8>);
 
@@ -317,36 +318,20 @@ impl PrivacyKey {
 
     /// HMAC-SHA256 of `value`.
     pub fn hash(&self, value: &[u8]) -> [u8; 32] {
-        let mut mac =
-            <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        let mut mac = self.mac();
         mac.update(value);
         mac.finalize().into_bytes().into()
+    }
+
+    /// A prepared HMAC-SHA256 of this key, cloned for each value (the padded keys are
+    /// computed once).
+    pub fn mac(&self) -> Hmac<Sha256> {
+        <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes any key length")
     }
 
     /// HMAC-SHA256 in lower-case hex.
     pub fn hash_hex(&self, value: &[u8]) -> String {
         hex::encode(self.hash(value))
-    }
-
-    /// The inner and outer padded keys of HMAC-SHA256 (64 bytes each), with which a server
-    /// that has SHA-256 but no HMAC computes the same hash as [`PrivacyKey::hash`]:
-    /// `sha256(outer || sha256(inner || value))`. Passed to the server as bound
-    /// parameters, never written into SQL text.
-    pub fn hmac_pads(&self) -> ([u8; 64], [u8; 64]) {
-        use sha2::Digest;
-        let mut k = [0u8; 64];
-        if self.0.len() > 64 {
-            k[..32].copy_from_slice(&Sha256::digest(&self.0));
-        } else {
-            k[..self.0.len()].copy_from_slice(&self.0);
-        }
-        let mut inner = [0u8; 64];
-        let mut outer = [0u8; 64];
-        for i in 0..64 {
-            inner[i] = k[i] ^ 0x36;
-            outer[i] = k[i] ^ 0x5c;
-        }
-        (inner, outer)
     }
 }
 
@@ -381,22 +366,12 @@ mod tests {
     }
 
     #[test]
-    fn the_padded_keys_give_the_same_hash_as_hmac() {
-        use sha2::Digest;
-        for key in [&b"0123456789abcdef"[..], &[7u8; 100][..]] {
-            let k = PrivacyKey::from_bytes(key);
-            let (inner, outer) = k.hmac_pads();
-            let value = "Dupont Hélène".as_bytes();
-            let mut h = Sha256::new();
-            h.update(inner);
-            h.update(value);
-            let first = h.finalize();
-            let mut h = Sha256::new();
-            h.update(outer);
-            h.update(first);
-            let manual: [u8; 32] = h.finalize().into();
-            assert_eq!(manual, k.hash(value));
-        }
+    fn the_keyed_hash_is_hmac_sha256() {
+        let k = PrivacyKey::from_bytes(&[7u8; 100]);
+        let mut m = k.mac();
+        m.update("Dupont Hélène".as_bytes());
+        let prepared: [u8; 32] = m.finalize().into_bytes().into();
+        assert_eq!(prepared, k.hash("Dupont Hélène".as_bytes()));
         // RFC 4231 test case 2.
         let k = PrivacyKey::from_bytes(b"Jefe");
         assert_eq!(

@@ -91,14 +91,6 @@ pub struct TablePlan {
     pub columns: Vec<ColumnPlan>,
 }
 
-/// The values the servers need besides the plan: the padded keys of the HMAC and the
-/// domain of pseudonymised e-mails. Bound as parameters, never written into SQL.
-pub struct Secrets {
-    pub inner: [u8; 64],
-    pub outer: [u8; 64],
-    pub email_domain: String,
-}
-
 /// What a pseudonymised copy records of itself (table `mairie_dba_anonymized`).
 #[derive(Debug, Clone)]
 pub struct Marker {

@@ -2,7 +2,7 @@
 //! zstd, restored through the `mariadb` client fed from the decompressor, verified by
 //! decompressing the whole file and finding the dump's completion trailer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -10,12 +10,15 @@ use anyhow::{anyhow, bail, Context, Result};
 use mysql_async::prelude::Queryable;
 use tokio::process::Command;
 
+use crate::catalog::TableRef;
 use crate::config::Target;
 use crate::engine::cleanup::Created;
-use crate::engine::mysql::{self, quote_ident};
+use crate::engine::mysql::dump_filter::{DumpFilter, Part};
+use crate::engine::mysql::{self, privacy, quote_ident};
 use crate::engine::tools::{self, PrivateTemp};
 use crate::engine::Driver;
 use crate::engine::DumpInfo;
+use crate::privacy::transform::Rewrites;
 
 /// mysqldump and mariadb-dump end every complete dump with this comment.
 const TRAILER: &[u8] = b"-- Dump completed";
@@ -313,7 +316,7 @@ pub async fn restore(target: &Target, path: &Path, into: &str, force: bool) -> R
     }
     drop(conn);
     let created = (!existed).then(|| Created::register(target, into));
-    match feed(target, path, into).await {
+    match feed(target, path, into, None).await {
         Ok(()) => {
             if let Some(c) = created {
                 c.keep();
@@ -352,8 +355,53 @@ fn client_command(target: &Target, bin: &Path, temp: &PrivateTemp) -> Result<Com
     Ok(cmd)
 }
 
-/// Streams the decompressed dump into the `mariadb` client, supervised like every tool.
-async fn feed(target: &Target, path: &Path, into: &str) -> Result<()> {
+/// Restores a dump into `into`, a new empty database, with the rows of the tables that
+/// `prepare`'s rewrites rule rewritten as they stream ([`dump_filter`]): first the schema
+/// (tables, triggers, views, routines), then, once `prepare` has seen the tables, the rows,
+/// with every trigger set aside so that none fires. The caller drops `into` on failure.
+pub async fn restore_rewritten(
+    target: &Target,
+    path: &Path,
+    into: &str,
+    prepare: crate::engine::PrepareRewrites<'_>,
+) -> Result<std::sync::Arc<Rewrites>> {
+    feed(
+        target,
+        path,
+        into,
+        Some(DumpFilter::new(Part::Schema, None, HashMap::new())),
+    )
+    .await
+    .context("restoring the schema")?;
+    let conn = mysql::connect(&target.with_database(into)).await?;
+    let catalogue = conn.privacy_columns().await?;
+    let rw = prepare(catalogue.clone()).await?;
+    let mut columns: HashMap<TableRef, Vec<String>> = HashMap::new();
+    for c in catalogue {
+        if rw.rules(&c.table) {
+            columns.entry(c.table).or_default().push(c.column);
+        }
+    }
+    let triggers = {
+        let mut c = conn.conn().await;
+        privacy::set_aside_triggers(&mut c).await?
+    };
+    feed(
+        target,
+        path,
+        into,
+        Some(DumpFilter::new(Part::Data, Some(rw.clone()), columns)),
+    )
+    .await
+    .context("restoring the rows")?;
+    let mut c = conn.conn().await;
+    privacy::restore_triggers(&mut c, &triggers).await?;
+    Ok(rw)
+}
+
+/// Streams the decompressed dump into the `mariadb` client, supervised like every tool;
+/// through `filter` when one is given.
+async fn feed(target: &Target, path: &Path, into: &str, filter: Option<DumpFilter>) -> Result<()> {
     use tokio::io::AsyncWriteExt;
     let (bin, _) = tools::find_tool(&["mariadb", "mysql"])?;
     let temp = PrivateTemp::new()?;
@@ -382,12 +430,26 @@ async fn feed(target: &Target, path: &Path, into: &str) -> Result<()> {
                 return;
             }
         };
+        let mut filter = filter;
         loop {
             let mut buf = vec![0u8; 256 * 1024];
             match dec.read(&mut buf) {
-                Ok(0) => return,
+                Ok(0) => {
+                    if let Some(Err(e)) = filter.as_ref().map(DumpFilter::finish) {
+                        let _ = tx.blocking_send(Err(std::io::Error::other(format!("{e:#}"))));
+                    }
+                    return;
+                }
                 Ok(n) => {
                     buf.truncate(n);
+                    if let Some(f) = filter.as_mut() {
+                        let mut out = Vec::with_capacity(n + n / 8);
+                        if let Err(e) = f.feed(&buf, &mut out) {
+                            let _ = tx.blocking_send(Err(std::io::Error::other(format!("{e:#}"))));
+                            return;
+                        }
+                        buf = out;
+                    }
                     if tx.blocking_send(Ok(buf)).is_err() {
                         return;
                     }

@@ -15,6 +15,7 @@
 //! - The session is strict (`STRICT_ALL_TABLES`, no zero dates) and `utf8mb4`.
 
 pub mod backup;
+pub mod dump_filter;
 pub mod privacy;
 
 use std::sync::{Arc, Mutex};
@@ -608,14 +609,6 @@ impl Driver for MyConn {
         keys: &[String],
     ) -> Result<Vec<(String, Option<String>)>> {
         privacy::values_by_key(self, table, column, key, keys).await
-    }
-
-    async fn pseudonymize(
-        &self,
-        plan: &crate::privacy::plan::TablePlan,
-        secrets: &crate::privacy::plan::Secrets,
-    ) -> Result<u64> {
-        privacy::pseudonymize(self, plan, secrets).await
     }
 
     async fn mark_pseudonymized(

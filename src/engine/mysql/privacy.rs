@@ -1,12 +1,8 @@
 //! MariaDB/MySQL's side of pseudonymised copies: the catalogue the rules are checked
-//! against, samples of values, and each table's one UPDATE.
+//! against, samples of values, the triggers set aside while rows load, and the marker.
 //!
-//! The model's `metier.citoyens` is table `metier_citoyens` here. The HMAC is computed by
-//! the server with SHA2 from the padded keys, bound once per session into user variables
-//! (`SET @mdba_inner = UNHEX(?)`): `SHA2(CONCAT(@outer, UNHEX(SHA2(CONCAT(@inner, value),
-//! 256))), 256)`. The fake lists are bound as JSON arrays. MariaDB cannot disable a trigger:
-//! the table's UPDATE triggers are dropped for the UPDATE and created again after it (the
-//! copy is dropped whole should anything fail in between). Nothing secret is in SQL text.
+//! The model's `metier.citoyens` is table `metier_citoyens` here. The rows themselves are
+//! rewritten as the dump streams ([`super::dump_filter`]).
 
 use anyhow::{Context, Result};
 use mysql_async::prelude::Queryable;
@@ -14,8 +10,7 @@ use mysql_async::prelude::Queryable;
 use super::{my_err, quote_ident, MyConn};
 use crate::catalog::TableRef;
 use crate::config::Target;
-use crate::privacy::fake::FakeKind;
-use crate::privacy::plan::{Action, Marker, PrivacyColumn, Secrets, TablePlan, TypeCategory};
+use crate::privacy::plan::{Marker, PrivacyColumn, TypeCategory};
 
 pub async fn database_exists(target: &Target, name: &str) -> Result<bool> {
     let conn = super::connect(target).await?;
@@ -31,7 +26,7 @@ pub async fn database_exists(target: &Target, name: &str) -> Result<bool> {
 }
 
 /// The model's name of a table of this database.
-fn logical(table: &str) -> TableRef {
+pub(super) fn logical(table: &str) -> TableRef {
     match table.split_once('_') {
         Some((s, n)) => TableRef::new(s, n),
         None => TableRef::new("public", table),
@@ -171,135 +166,14 @@ pub(super) async fn values_by_key(
     Ok(out)
 }
 
-fn list_var(kind: FakeKind) -> &'static str {
-    match kind {
-        FakeKind::FirstName => "@mdba_first_names",
-        FakeKind::LastName => "@mdba_last_names",
-        FakeKind::Street => "@mdba_streets",
-    }
-}
-
-/// The hex HMAC of a column's value.
-fn hmac(col: &str) -> String {
-    format!(
-        "SHA2(CONCAT(@mdba_outer, UNHEX(SHA2(CONCAT(@mdba_inner, CAST({col} AS BINARY)), 256))), 256)"
-    )
-}
-
-/// The new value of one column, as an SQL expression over the row `u`; `n` numbers the
-/// user variable that holds the column's HMAC for the row.
-fn expression(action: &Action, column: &str, category: TypeCategory, n: usize) -> String {
-    let col = format!("u.{}", quote_ident(column));
-    match action {
-        Action::Null => "NULL".into(),
-        Action::Hash { max_len } => format!("LEFT({}, {})", hmac(&col), max_len.unwrap_or(64)),
-        Action::Email => format!("CONCAT(LEFT({}, 16), '@', @mdba_domain)", hmac(&col)),
-        Action::Fake(kind) => {
-            let list = list_var(*kind);
-            let len = kind.list().len();
-            let h = format!("@mdba_h{n}");
-            let prefix = |h: &str| {
-                if *kind == FakeKind::Street {
-                    format!("CONV(SUBSTR({h}, 9, 4), 16, 10) % 150 + 1, ' ', ")
-                } else {
-                    String::new()
-                }
-            };
-            let pick = |h: &str, next: bool| {
-                let i = format!("CONV(LEFT({h}, 8), 16, 10) % {len}");
-                let i = if next {
-                    format!("({i} + 1) % {len}")
-                } else {
-                    i
-                };
-                format!(
-                    "CONCAT({}JSON_UNQUOTE(JSON_EXTRACT({list}, CONCAT('$[', {i}, ']'))))",
-                    prefix(h)
-                )
-            };
-            // IF evaluates its condition first: the HMAC is computed there, once per row,
-            // into a user variable that the chosen branch reads.
-            let first = pick(&format!("({h} := {})", hmac(&col)), false);
-            format!(
-                "IF({col} IS NULL, NULL, IF({first} = {col}, {}, {}))",
-                pick(&h, true),
-                pick(&h, false)
-            )
-        }
-        Action::YearOf => match category {
-            TypeCategory::Date => format!("MAKEDATE(YEAR({col}), 1)"),
-            _ => format!("TIMESTAMP(MAKEDATE(YEAR({col}), 1))"),
-        },
-        Action::PhonePrefix => {
-            let d = format!("REGEXP_REPLACE({col}, '[^0-9]', '')");
-            format!("CONCAT(LEFT({d}, 4), REPEAT('X', GREATEST(CHAR_LENGTH({d}) - 4, 0)))")
-        }
-        Action::District {
-            code_postal,
-            arrondissement,
-        } => {
-            let cp = code_postal.as_ref().map_or("NULL".to_string(), |c| {
-                format!(
-                    "CONCAT(NULLIF(TRIM(u.{}), ''), ' Marseille')",
-                    quote_ident(c)
-                )
-            });
-            let arr = arrondissement.as_ref().map_or("NULL".to_string(), |a| {
-                let a = format!("u.{}", quote_ident(a));
-                format!("CONCAT('Marseille ', {a}, IF({a} = 1, 'er', 'e'))")
-            });
-            format!("IF({col} IS NULL, NULL, COALESCE({cp}, {arr}, 'Marseille'))")
-        }
-    }
-}
-
-pub(super) async fn pseudonymize(
-    conn: &MyConn,
-    plan: &TablePlan,
-    secrets: &Secrets,
-) -> Result<u64> {
-    let table = physical(&plan.table);
-    let bare = if plan.table.schema == "public" {
-        plan.table.name.clone()
-    } else {
-        plan.table.prefixed()
-    };
-    let sets: Vec<String> = plan
-        .columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            format!(
-                "u.{} = {}",
-                quote_ident(&c.column),
-                expression(&c.action, &c.column, c.category, i)
-            )
-        })
-        .collect();
-    let sql = format!("UPDATE {table} AS u SET {}", sets.join(", "));
-    let json = |k: FakeKind| serde_json::to_string(k.list()).unwrap_or_default();
-    let mut c = conn.conn().await;
-    c.exec_drop(
-        "SET @mdba_inner = UNHEX(?), @mdba_outer = UNHEX(?), @mdba_domain = ?,
-             @mdba_first_names = ?, @mdba_last_names = ?, @mdba_streets = ?",
-        (
-            hex::encode(secrets.inner),
-            hex::encode(secrets.outer),
-            secrets.email_domain.clone(),
-            json(FakeKind::FirstName),
-            json(FakeKind::LastName),
-            json(FakeKind::Street),
-        ),
-    )
-    .await
-    .map_err(my_err)?;
-    // The UPDATE triggers (an audit journal) would record the originals.
+/// Drops every trigger of the database, returning the statements that create them again
+/// (by this session's user: the dump's DEFINER may need privileges it lacks). MariaDB cannot
+/// disable a trigger, and the rows of a restore must not fire them.
+pub(super) async fn set_aside_triggers(c: &mut mysql_async::Conn) -> Result<Vec<String>> {
     let names: Vec<String> = c
-        .exec(
+        .query(
             "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS
-             WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = ?
-               AND EVENT_MANIPULATION = 'UPDATE' ORDER BY ACTION_ORDER",
-            (bare,),
+             WHERE TRIGGER_SCHEMA = DATABASE() ORDER BY EVENT_OBJECT_TABLE, ACTION_ORDER",
         )
         .await
         .map_err(my_err)?;
@@ -311,8 +185,6 @@ pub(super) async fn pseudonymize(
             .map_err(my_err)?;
         let text: Option<String> = row.and_then(|r| r.get(2));
         let text = text.with_context(|| format!("reading trigger {name}"))?;
-        // Created again by this session's user: the dump's DEFINER may need privileges it
-        // lacks.
         let text = match text.find(" TRIGGER ") {
             Some(i) if text[..i].contains("DEFINER") => format!("CREATE{}", &text[i..]),
             _ => text,
@@ -322,24 +194,18 @@ pub(super) async fn pseudonymize(
             .await
             .map_err(my_err)?;
     }
-    let res = async {
-        c.query_drop("SET SESSION max_statement_time = 0")
-            .await
-            .ok();
-        c.query_drop(&sql).await.map_err(my_err)?;
-        Ok::<_, anyhow::Error>(c.affected_rows())
-    }
-    .await;
-    for text in recreate {
+    Ok(recreate)
+}
+
+/// Creates again the triggers [`set_aside_triggers`] dropped.
+pub(super) async fn restore_triggers(c: &mut mysql_async::Conn, texts: &[String]) -> Result<()> {
+    for text in texts {
         c.query_drop(text)
             .await
             .map_err(my_err)
-            .with_context(|| format!("{}: creating its trigger again", plan.table))?;
+            .context("creating a trigger again")?;
     }
-    c.query_drop("SET @mdba_inner = NULL, @mdba_outer = NULL")
-        .await
-        .map_err(my_err)?;
-    res.with_context(|| format!("pseudonymising {}", plan.table))
+    Ok(())
 }
 
 pub(super) async fn mark(conn: &MyConn, m: &Marker, tables: &[TableRef]) -> Result<()> {

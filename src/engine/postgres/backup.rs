@@ -205,6 +205,7 @@ pub async fn restore(
     force: bool,
     jobs: u32,
     rows: &BTreeMap<String, u64>,
+    prepare: Option<crate::engine::PrepareRewrites<'_>>,
 ) -> Result<Vec<String>> {
     // The archive is listed while the server is asked about the destination. Any
     // pg_restore reads an archive of its own version or older; the newest one installed is
@@ -270,6 +271,7 @@ pub async fn restore(
         exists,
         &server_num,
         &existing,
+        prepare,
     )
     .await;
     match (res, created) {
@@ -303,6 +305,7 @@ async fn load(
     exists: bool,
     server_num: &str,
     existing: &[String],
+    prepare: Option<crate::engine::PrepareRewrites<'_>>,
 ) -> Result<Vec<String>> {
     let pg_restore = tools::find_pg_tool(
         "pg_restore",
@@ -318,11 +321,14 @@ async fn load(
     let full = String::from_utf8_lossy(&listing.stdout);
     let filtered = without_extensions(&full, existing);
     let clean = exists && force;
+    if prepare.is_some() && clean {
+        bail!("rows are rewritten only into a new database, not with --force");
+    }
     if !clean {
         let list = filtered.as_deref().unwrap_or(&full);
-        let splits = split::plan(list, rows, jobs);
-        if !splits.is_empty() {
-            return split::restore(&pg_restore, target, path, into, list, &splits, jobs).await;
+        if prepare.is_some() || !split::plan(list, rows, jobs).is_empty() {
+            return split::restore(&pg_restore, target, path, into, list, rows, jobs, prepare)
+                .await;
         }
     }
     let temp = tools::PrivateTemp::new()?;

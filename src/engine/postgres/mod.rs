@@ -12,6 +12,7 @@ pub mod archive;
 pub mod backup;
 pub mod base_backup;
 pub mod client;
+pub mod copy_text;
 pub mod pitr;
 pub mod privacy;
 pub mod split;
@@ -527,14 +528,6 @@ impl Driver for PgConn {
         keys: &[String],
     ) -> Result<Vec<(String, Option<String>)>> {
         privacy::values_by_key(self, table, column, key, keys).await
-    }
-
-    async fn pseudonymize(
-        &self,
-        plan: &crate::privacy::plan::TablePlan,
-        secrets: &crate::privacy::plan::Secrets,
-    ) -> Result<u64> {
-        privacy::pseudonymize(self, plan, secrets).await
     }
 
     async fn mark_pseudonymized(

@@ -1,18 +1,13 @@
 //! PostgreSQL's side of pseudonymised copies: the catalogue the rules are checked against,
-//! samples of values, and each table's one UPDATE.
-//!
-//! The HMAC is computed by the server from the padded keys bound as parameters:
-//! `sha256(outer || sha256(inner || convert_to(value, 'UTF8')))` (pgcrypto's `hmac()` is not
-//! needed). The fake lists are bound as `text[]`. Nothing secret is written into SQL text.
+//! samples of values, and the marker. The rows themselves are rewritten as they are
+//! restored ([`super::copy_text`]).
 
 use anyhow::{Context, Result};
-use tokio_postgres::types::ToSql;
 
 use super::{db_err, quote_ident, quoted_table, PgConn};
 use crate::catalog::TableRef;
 use crate::config::Target;
-use crate::privacy::fake::FakeKind;
-use crate::privacy::plan::{Action, Marker, PrivacyColumn, Secrets, TablePlan, TypeCategory};
+use crate::privacy::plan::{Marker, PrivacyColumn, TypeCategory};
 
 pub async fn database_exists(target: &Target, name: &str) -> Result<bool> {
     let admin = super::connect(&target.with_database("postgres")).await?;
@@ -134,204 +129,6 @@ pub(super) async fn values_by_key(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// The bound parameters of one UPDATE, numbered in the order of first use.
-struct Params<'a> {
-    secrets: &'a Secrets,
-    used: Vec<Param>,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Param {
-    Inner,
-    Outer,
-    Domain,
-    List(FakeKind),
-}
-
-impl Params<'_> {
-    fn get(&mut self, p: Param) -> String {
-        let i = match self.used.iter().position(|u| *u == p) {
-            Some(i) => i,
-            None => {
-                self.used.push(p);
-                self.used.len() - 1
-            }
-        };
-        let cast = match p {
-            Param::Inner | Param::Outer => "bytea",
-            Param::Domain => "text",
-            Param::List(_) => "text[]",
-        };
-        format!("${}::{cast}", i + 1)
-    }
-
-    fn values(&self) -> Vec<Box<dyn ToSql + Sync + Send>> {
-        self.used
-            .iter()
-            .map(|p| -> Box<dyn ToSql + Sync + Send> {
-                match p {
-                    Param::Inner => Box::new(self.secrets.inner.to_vec()),
-                    Param::Outer => Box::new(self.secrets.outer.to_vec()),
-                    Param::Domain => Box::new(self.secrets.email_domain.clone()),
-                    Param::List(k) => {
-                        Box::new(k.list().iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                    }
-                }
-            })
-            .collect()
-    }
-}
-
-/// The raw HMAC (bytea) of a text expression.
-fn hmac(p: &mut Params<'_>, expr: &str) -> String {
-    let inner = p.get(Param::Inner);
-    let outer = p.get(Param::Outer);
-    format!("sha256({outer} || sha256({inner} || convert_to({expr}, 'UTF8')))")
-}
-
-/// The new value of one column, as an SQL expression over the row `u`.
-/// Whether an action needs the HMAC of the column.
-fn needs_hmac(action: &Action) -> bool {
-    matches!(
-        action,
-        Action::Hash { .. } | Action::Email | Action::Fake(_)
-    )
-}
-
-/// `h` is the SQL of the column's HMAC for the row (a column of the joined derived table, so
-/// that it is computed once per row; or the HMAC itself when the table has no key).
-fn expression(
-    p: &mut Params<'_>,
-    action: &Action,
-    column: &str,
-    category: TypeCategory,
-    h: &str,
-) -> String {
-    let col = format!("u.{}", quote_ident(column));
-    match action {
-        Action::Null => "NULL".into(),
-        Action::Hash { max_len } => {
-            format!("left(encode({h}, 'hex'), {})", max_len.unwrap_or(64))
-        }
-        Action::Email => {
-            let d = p.get(Param::Domain);
-            format!("left(encode({h}, 'hex'), 16) || '@' || {d}")
-        }
-        Action::Fake(kind) => {
-            let list = p.get(Param::List(*kind));
-            let n = kind.list().len();
-            let i =
-                format!("(('x' || substr(encode({h}, 'hex'), 1, 8))::bit(32)::bigint % {n})::int");
-            let prefix = if *kind == FakeKind::Street {
-                format!(
-                    "((('x' || substr(encode({h}, 'hex'), 9, 4))::bit(16)::int % 150) + 1)::text || ' ' || "
-                )
-            } else {
-                String::new()
-            };
-            let pick = format!("{prefix}({list})[{i} + 1]");
-            let next = format!("{prefix}({list})[({i} + 1) % {n} + 1]");
-            // The next entry when the chosen one equals the original.
-            format!("CASE WHEN {pick} = {col}::text THEN {next} ELSE {pick} END")
-        }
-        Action::YearOf => match category {
-            TypeCategory::Date => format!("date_trunc('year', {col})::date"),
-            _ => format!("date_trunc('year', {col})"),
-        },
-        Action::PhonePrefix => {
-            let d = format!("regexp_replace({col}::text, '[^0-9]', '', 'g')");
-            format!("left({d}, 4) || repeat('X', greatest(length({d}) - 4, 0))")
-        }
-        Action::District {
-            code_postal,
-            arrondissement,
-        } => {
-            let cp = code_postal.as_ref().map_or("NULL::text".to_string(), |c| {
-                format!(
-                    "nullif(trim(u.{}::text), '') || ' Marseille'",
-                    quote_ident(c)
-                )
-            });
-            let arr = arrondissement
-                .as_ref()
-                .map_or("NULL::text".to_string(), |a| {
-                    let a = format!("u.{}::text", quote_ident(a));
-                    format!("'Marseille ' || {a} || CASE WHEN {a} = '1' THEN 'er' ELSE 'e' END")
-                });
-            format!("CASE WHEN {col} IS NULL THEN NULL ELSE coalesce({cp}, {arr}, 'Marseille') END")
-        }
-    }
-}
-
-pub(super) async fn pseudonymize(
-    conn: &PgConn,
-    plan: &TablePlan,
-    secrets: &Secrets,
-) -> Result<u64> {
-    let mut p = Params {
-        secrets,
-        used: Vec::new(),
-    };
-    let table = quoted_table(&plan.table);
-    // Each HMAC is computed once per row, in a derived table joined on the key: the
-    // expressions read it several times.
-    let mut hashes = Vec::new();
-    let mut sets = Vec::new();
-    for (n, c) in plan.columns.iter().enumerate() {
-        let h = if !needs_hmac(&c.action) {
-            String::new()
-        } else if plan.key.is_some() {
-            hashes.push(format!(
-                "{} AS h{n}",
-                hmac(&mut p, &format!("{}::text", quote_ident(&c.column)))
-            ));
-            format!("s.h{n}")
-        } else {
-            hmac(&mut p, &format!("u.{}::text", quote_ident(&c.column)))
-        };
-        sets.push(format!(
-            "{} = {}",
-            quote_ident(&c.column),
-            expression(&mut p, &c.action, &c.column, c.category, &h)
-        ));
-    }
-    let sql = match (&plan.key, hashes.is_empty()) {
-        (Some(k), false) => format!(
-            "UPDATE {table} AS u SET {} FROM (SELECT {k} AS k, {} FROM {table}) AS s WHERE u.{k} = s.k",
-            sets.join(", "),
-            hashes.join(", "),
-            k = quote_ident(k)
-        ),
-        _ => format!("UPDATE {table} AS u SET {}", sets.join(", ")),
-    };
-    let values = p.values();
-    let refs: Vec<&(dyn ToSql + Sync)> = values
-        .iter()
-        .map(|b| b.as_ref() as &(dyn ToSql + Sync))
-        .collect();
-    // The copy's own triggers (an audit journal) would record the originals: not fired.
-    conn.client
-        .batch_execute(&format!(
-            "BEGIN; SET LOCAL statement_timeout = 0; ALTER TABLE {table} DISABLE TRIGGER USER"
-        ))
-        .await
-        .map_err(db_err)
-        .with_context(|| format!("{}: disabling its triggers", plan.table))?;
-    let res = async {
-        let n = conn.client.execute(&sql, &refs).await.map_err(db_err)?;
-        conn.client
-            .batch_execute(&format!("ALTER TABLE {table} ENABLE TRIGGER USER; COMMIT"))
-            .await
-            .map_err(db_err)?;
-        Ok::<_, anyhow::Error>(n)
-    }
-    .await;
-    if res.is_err() {
-        let _ = conn.client.batch_execute("ROLLBACK").await;
-    }
-    res.with_context(|| format!("pseudonymising {}", plan.table))
-}
-
 pub(super) async fn mark(conn: &PgConn, m: &Marker, tables: &[TableRef]) -> Result<()> {
     conn.client
         .batch_execute(
@@ -388,4 +185,174 @@ pub(super) async fn mark(conn: &PgConn, m: &Marker, tables: &[TableRef]) -> Resu
             .map_err(db_err)?;
     }
     Ok(())
+}
+
+/// The key and unique-constraint facts of `columns` (read after pre-data, when no
+/// constraint exists yet) completed from the archive's post-data script, which holds them:
+/// `ALTER TABLE ONLY s.t ADD CONSTRAINT c PRIMARY KEY|UNIQUE|FOREIGN KEY (…) [REFERENCES
+/// s.t(…)]` and `CREATE UNIQUE INDEX i ON s.t USING m (col)`.
+pub fn complete_keys(columns: &mut [PrivacyColumn], post_data: &str) {
+    fn mark(
+        columns: &mut [PrivacyColumn],
+        t: &TableRef,
+        cols: &[String],
+        f: impl Fn(&mut PrivacyColumn),
+    ) {
+        for c in columns
+            .iter_mut()
+            .filter(|c| &c.table == t && cols.contains(&c.column))
+        {
+            f(c);
+        }
+    }
+    for stmt in post_data.split(";\n") {
+        let s = stmt
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let s = s.trim();
+        if let Some(rest) = s.strip_prefix("ALTER TABLE ") {
+            let rest = rest.strip_prefix("ONLY ").unwrap_or(rest);
+            let Some((table, rest)) = qualified(rest) else {
+                continue;
+            };
+            let Some(rest) = rest.trim_start().strip_prefix("ADD CONSTRAINT ") else {
+                continue;
+            };
+            let Some((_, rest)) = super::copy_text::ident(rest) else {
+                continue;
+            };
+            let rest = rest.trim_start();
+            if let Some(r) = rest.strip_prefix("PRIMARY KEY ") {
+                if let Some((cols, _)) = column_list(r) {
+                    let one = cols.len() == 1;
+                    let first = cols[0].clone();
+                    mark(columns, &table, &cols, |c| {
+                        c.key = true;
+                        c.unique |= one;
+                    });
+                    if one {
+                        for c in columns.iter_mut().filter(|c| c.table == table) {
+                            c.table_key = Some(first.clone());
+                        }
+                    }
+                }
+            } else if let Some(r) = rest.strip_prefix("UNIQUE ") {
+                let r = r.strip_prefix("NULLS NOT DISTINCT ").unwrap_or(r);
+                if let Some((cols, _)) = column_list(r).filter(|(c, _)| c.len() == 1) {
+                    mark(columns, &table, &cols, |c| c.unique = true);
+                }
+            } else if let Some(r) = rest.strip_prefix("FOREIGN KEY ") {
+                if let Some((cols, r)) = column_list(r) {
+                    mark(columns, &table, &cols, |c| c.key = true);
+                    let r = r.trim_start();
+                    if let Some((parent, r)) = r.strip_prefix("REFERENCES ").and_then(qualified) {
+                        if let Some((pcols, _)) = column_list(r) {
+                            mark(columns, &parent, &pcols, |c| c.key = true);
+                        }
+                    }
+                }
+            }
+        } else if let Some(rest) = s.strip_prefix("CREATE UNIQUE INDEX ") {
+            let Some((_, rest)) = super::copy_text::ident(rest) else {
+                continue;
+            };
+            let Some(rest) = rest.trim_start().strip_prefix("ON ") else {
+                continue;
+            };
+            let rest = rest.strip_prefix("ONLY ").unwrap_or(rest);
+            let Some((table, rest)) = qualified(rest) else {
+                continue;
+            };
+            let Some(rest) = rest.trim_start().strip_prefix("USING ") else {
+                continue;
+            };
+            let Some(i) = rest.find(' ') else { continue };
+            // A partial index (WHERE) does not make the column unique.
+            if let Some((cols, r)) = column_list(&rest[i + 1..]).filter(|(c, _)| c.len() == 1) {
+                if !r.contains(" WHERE ") {
+                    mark(columns, &table, &cols, |c| c.unique = true);
+                }
+            }
+        }
+    }
+}
+
+/// `schema.table` as pg_dump writes it, and what follows.
+fn qualified(s: &str) -> Option<(TableRef, &str)> {
+    let (schema, rest) = super::copy_text::ident(s)?;
+    let (table, rest) = super::copy_text::ident(rest.strip_prefix('.')?)?;
+    Some((TableRef::new(schema, table), rest))
+}
+
+/// `(a, b)` of plain column names (an expression gives `None`), and what follows.
+fn column_list(s: &str) -> Option<(Vec<String>, &str)> {
+    let mut rest = s.trim_start().strip_prefix('(')?;
+    let mut cols = Vec::new();
+    loop {
+        let (c, r) = super::copy_text::ident(rest.trim_start())?;
+        cols.push(c);
+        let r = r.trim_start();
+        if let Some(r) = r.strip_prefix(',') {
+            rest = r;
+        } else {
+            return r.strip_prefix(')').map(|r| (cols, r));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(t: &str, c: &str) -> PrivacyColumn {
+        PrivacyColumn {
+            table: TableRef::parse(t).unwrap(),
+            column: c.into(),
+            data_type: "text".into(),
+            category: TypeCategory::Text,
+            max_len: None,
+            nullable: true,
+            unique: false,
+            key: false,
+            table_key: None,
+        }
+    }
+
+    #[test]
+    fn keys_come_from_the_post_data_script() {
+        let mut cols = vec![
+            col("metier.citoyens", "id"),
+            col("metier.citoyens", "email"),
+            col("metier.citoyens", "nir"),
+            col("metier.citoyens", "nom"),
+            col("metier.demandes", "id"),
+            col("metier.demandes", "citoyen_id"),
+            col("metier.demandes", "ref"),
+        ];
+        let sql = "--\n-- Name: citoyens citoyens_pkey\n--\n\n\
+            ALTER TABLE ONLY metier.citoyens\n    ADD CONSTRAINT citoyens_pkey PRIMARY KEY (id);\n\n\
+            ALTER TABLE ONLY metier.citoyens\n    ADD CONSTRAINT citoyens_email_key UNIQUE (email);\n\n\
+            CREATE UNIQUE INDEX nir_idx ON metier.citoyens USING btree (nir);\n\n\
+            CREATE UNIQUE INDEX nom_idx ON metier.citoyens USING btree (nom) WHERE (nom IS NOT NULL);\n\n\
+            CREATE UNIQUE INDEX ref_idx ON metier.demandes USING btree (lower(ref));\n\n\
+            ALTER TABLE ONLY metier.demandes\n    ADD CONSTRAINT d_fkey FOREIGN KEY (citoyen_id) REFERENCES metier.citoyens(id) ON DELETE CASCADE;\n";
+        complete_keys(&mut cols, sql);
+        let get = |t: &str, c: &str| {
+            cols.iter()
+                .find(|x| x.table.to_string() == t && x.column == c)
+                .unwrap()
+                .clone()
+        };
+        let id = get("metier.citoyens", "id");
+        assert!(id.key && id.unique && id.table_key.as_deref() == Some("id"));
+        assert!(get("metier.citoyens", "email").unique && !get("metier.citoyens", "email").key);
+        assert!(get("metier.citoyens", "nir").unique);
+        assert!(!get("metier.citoyens", "nom").unique);
+        assert!(!get("metier.demandes", "ref").unique);
+        assert!(get("metier.demandes", "citoyen_id").key);
+        assert_eq!(get("metier.demandes", "ref").table_key, None);
+    }
 }

@@ -32,7 +32,9 @@ use tokio::sync::{mpsc, Mutex};
 
 use crate::config::Target;
 use crate::engine::postgres::client::run_pg_restore;
+use crate::engine::postgres::copy_text;
 use crate::engine::{postgres, tools};
+use crate::privacy::transform::Rewriter;
 
 /// A table is split only from this many rows: below, a second COPY costs more than it saves.
 pub const SPLIT_MIN_ROWS: u64 = 100_000;
@@ -65,6 +67,11 @@ pub fn plan(list: &str, rows: &BTreeMap<String, u64>, jobs: u32) -> Vec<Split> {
         .filter(|(_, n)| **n >= SPLIT_MIN_ROWS && **n * u64::from(jobs) > total)
         .map(|(t, n)| (t, *n))
         .collect();
+    data_entries(list, &big)
+}
+
+/// The TABLE DATA entries of `list` for the tables of `wanted` (`schema.table` and rows).
+fn data_entries(list: &str, wanted: &[(&String, u64)]) -> Vec<Split> {
     let mut out = Vec::new();
     for line in list.lines() {
         if line.trim_start().starts_with(';') {
@@ -80,7 +87,7 @@ pub fn plan(list: &str, rows: &BTreeMap<String, u64>, jobs: u32) -> Vec<Split> {
             continue;
         };
         // `schema.table` may hold dots of its own: try each place the dot could be.
-        let found = big.iter().find(|(key, _)| {
+        let found = wanted.iter().find(|(key, _)| {
             key.match_indices('.').any(|(i, _)| {
                 let prefix = format!("{} {} ", &key[..i], &key[i + 1..]);
                 names.starts_with(&prefix)
@@ -97,6 +104,16 @@ pub fn plan(list: &str, rows: &BTreeMap<String, u64>, jobs: u32) -> Vec<Split> {
     out
 }
 
+/// The TABLE DATA entries of `list` for `tables` (`schema.table`), whatever their size:
+/// loaded through [`load_table`] so that their rows are rewritten on the way.
+pub fn entries_of(list: &str, tables: &[String], rows: &BTreeMap<String, u64>) -> Vec<Split> {
+    let wanted: Vec<(&String, u64)> = tables
+        .iter()
+        .map(|t| (t, rows.get(t).copied().unwrap_or(0)))
+        .collect();
+    data_entries(list, &wanted)
+}
+
 /// `list` with the entries of `splits` commented out.
 pub fn without(list: &str, splits: &[Split]) -> String {
     let mut out = String::with_capacity(list.len());
@@ -111,15 +128,19 @@ pub fn without(list: &str, splits: &[Split]) -> String {
 }
 
 /// Restores `path` into `into` as described in the module's documentation. `list` is the
-/// archive's list of entries to restore (extensions already present left out).
+/// archive's list of entries to restore (extensions already present left out), `rows` the
+/// manifest's rows per table. With `prepare`, the rows of the tables it rules are
+/// rewritten as they load.
+#[allow(clippy::too_many_arguments)]
 pub async fn restore(
     pg_restore: &Path,
     target: &Target,
     path: &Path,
     into: &str,
     list: &str,
-    splits: &[Split],
+    rows: &BTreeMap<String, u64>,
     jobs: u32,
+    prepare: Option<crate::engine::PrepareRewrites<'_>>,
 ) -> Result<Vec<String>> {
     let temp = tools::PrivateTemp::new()?;
     let write = |name: &str, text: &str| -> Result<std::path::PathBuf> {
@@ -128,7 +149,6 @@ pub async fn restore(
         Ok(p)
     };
     let all = write("all.list", list)?;
-    let rest = write("rest.list", &without(list, splits))?;
     let jobs_arg = format!("--jobs={}", jobs.max(1));
     let section = |name: &str, list: &Path, parallel: bool| {
         let mut args = vec![
@@ -148,12 +168,61 @@ pub async fn restore(
         &section("pre-data", &all, false),
     )
     .await?;
+    let mut splits = plan(list, rows, jobs);
+    let rewrites = match prepare {
+        Some(prepare) => {
+            // The tables exist, their constraints not yet: those are read from the
+            // archive's post-data script.
+            let mut columns = {
+                use crate::engine::Driver;
+                let conn = crate::engine::connect(&target.with_database(into)).await?;
+                conn.privacy_columns().await?
+            };
+            let script = Command::new(pg_restore)
+                .args(["--section=post-data", "--file=-"])
+                .arg(format!("--use-list={}", all.display()))
+                .arg(path)
+                .output()
+                .await
+                .context("starting pg_restore")?;
+            if !script.status.success() {
+                bail!(
+                    "pg_restore (reading the constraints): {}",
+                    tools::summarise(&String::from_utf8_lossy(&script.stderr))
+                );
+            }
+            postgres::privacy::complete_keys(
+                &mut columns,
+                &String::from_utf8_lossy(&script.stdout),
+            );
+            let rw = prepare(columns).await?;
+            let ruled: Vec<String> = rw.plans().iter().map(|p| p.table.to_string()).collect();
+            for s in entries_of(list, &ruled, rows) {
+                if !splits.iter().any(|x| x.entry == s.entry) {
+                    splits.push(s);
+                }
+            }
+            Some(rw)
+        }
+        None => None,
+    };
+    let rest = write("rest.list", &without(list, &splits))?;
     let data_args = section("data", &rest, true);
     let others = run_pg_restore(pg_restore, target, into, path, &data_args);
     let big = async {
         for (i, s) in splits.iter().enumerate() {
             let one = write(&format!("table{i}.list"), &format!("{}\n", s.entry))?;
-            load_table(pg_restore, target, path, into, &one, s, jobs).await?;
+            load_table(
+                pg_restore,
+                target,
+                path,
+                into,
+                &one,
+                s,
+                jobs,
+                rewrites.as_deref(),
+            )
+            .await?;
         }
         Ok::<_, anyhow::Error>(())
     };
@@ -172,6 +241,7 @@ pub async fn restore(
 }
 
 /// Streams one table's data out of the archive and into `jobs` concurrent COPYs.
+#[allow(clippy::too_many_arguments)]
 async fn load_table(
     pg_restore: &Path,
     target: &Target,
@@ -180,6 +250,7 @@ async fn load_table(
     list: &Path,
     split: &Split,
     jobs: u32,
+    rewrites: Option<&crate::privacy::transform::Rewrites>,
 ) -> Result<()> {
     let mut cmd = Command::new(pg_restore);
     cmd.arg("--data-only")
@@ -217,13 +288,30 @@ async fn load_table(
         }
     };
 
+    let rewriter = match rewrites {
+        Some(rw) => {
+            let (table, columns) = copy_text::parse_copy(&copy)?;
+            rw.rewriter(&table, &columns).map_err(|e| anyhow!(e))?
+        }
+        None => None,
+    };
     let (tx, rx) = mpsc::channel::<Bytes>(2 * jobs as usize);
     let rx = Arc::new(Mutex::new(rx));
     // Set once every row has been read: a connection commits its COPY only then, so a
     // stream that breaks midway leaves no rows behind.
     let complete = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..jobs.max(1))
-        .map(|_| copy_worker(target, into, &setup, &copy, rx.clone(), complete.clone()))
+        .map(|_| {
+            copy_worker(
+                target,
+                into,
+                &setup,
+                &copy,
+                rx.clone(),
+                complete.clone(),
+                rewriter.as_deref(),
+            )
+        })
         .collect();
     drop(rx);
     let read = async {
@@ -278,6 +366,7 @@ async fn copy_worker(
     copy: &str,
     queue: Arc<Mutex<mpsc::Receiver<Bytes>>>,
     complete: Arc<AtomicBool>,
+    rewriter: Option<&Rewriter>,
 ) -> Result<u64> {
     let conn = postgres::connect(&target.with_database(into)).await?;
     let client = conn.client();
@@ -292,7 +381,10 @@ async fn copy_worker(
     futures_util::pin_mut!(sink);
     loop {
         let next = queue.lock().await.recv().await;
-        let Some(block) = next else { break };
+        let Some(mut block) = next else { break };
+        if let Some(rw) = rewriter {
+            block = Bytes::from(copy_text::rewrite_block(rw, &block)?);
+        }
         sink.send(block).await.map_err(postgres::db_err)?;
     }
     if !complete.load(Ordering::SeqCst) {
