@@ -2,8 +2,9 @@
 # Benchmark: `mairie-dba anonymize` of a backup of the mairie model with 1,000,000 generated
 # citizens (plus the demo data) vs a plain `mairie-dba restore` of the same backup into a new
 # database, on PostgreSQL and MariaDB, medians of RUNS runs (order alternated) and their
-# ratio. The anonymize does the restore, then one UPDATE per ruled table (every citizen
-# rewritten: fake names and street, e-mail, phone, birth year), the sample check, ANALYZE.
+# ratio. The anonymize restores the backup with every ruled column rewritten as the rows
+# stream to the server (every citizen: fake names and street, e-mail, phone, birth year),
+# then the detection samples, the check of the first 1,000 originals per column, ANALYZE.
 #
 #   bench/anonymize.sh                 # RUNS=3 CITIZENS=1000000, both engines
 #   RUNS=5 ENGINES=postgres bench/anonymize.sh

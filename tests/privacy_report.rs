@@ -8,6 +8,7 @@ use common::*;
 per_engine!(
     report_shows_ruled_columns_and_rows_past_retention,
     retention_purge_deletes_exactly_the_old_rows_in_batches,
+    retention_columns_date_the_rows_of_any_table,
 );
 
 fn env_with_data(engine: Engine) -> Env {
@@ -167,4 +168,42 @@ fn retention_purge_deletes_exactly_the_old_rows_in_batches(engine: Engine) {
     assert_eq!(db.count("metier.citoyens"), before[0] - old_c);
     assert_eq!(db.count_where("metier.citoyens", "id IN (9001, 9003)"), 0);
     assert_eq!(db.count_where("metier.citoyens", "id = 9002"), 1);
+}
+
+fn retention_columns_date_the_rows_of_any_table(engine: Engine) {
+    let env = env_with_data(engine);
+    let db = env.db();
+    db.query("CREATE TABLE metier.notes (id int PRIMARY KEY, ecrit_le date)");
+    db.query(
+        "INSERT INTO metier.notes VALUES (1, '2001-01-01'), (2, '2002-06-01'), (3, '2099-01-01'), (4, NULL)",
+    );
+    let global = |column: &str| {
+        format!(
+            "privacy:\n  retention_years:\n    metier.notes: 3\n  retention_columns:\n    \
+             metier.notes: {column}\nmaintenance:\n  batch_size: 2\n"
+        )
+    };
+    env.write_global(&global("ecrit_le"));
+    let out = env.run(&["--format", "json", "privacy", "report"]);
+    out.success();
+    let doc = out.json();
+    let notes = doc["targets"][0]["retention"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["table"] == "metier.notes")
+        .unwrap_or_else(|| panic!("metier.notes in {}", out.stdout))
+        .clone();
+    assert_eq!(notes["column"], "ecrit_le");
+    assert_eq!(notes["years"], 3);
+    assert_eq!(notes["rows"], 2, "{}", out.stdout);
+    env.run(&["maintenance", "cleanup", "--privacy"]).success();
+    assert_eq!(db.count("metier.notes"), 2);
+    assert_eq!(db.count_where("metier.notes", "id IN (3, 4)"), 2);
+    // A column the table lacks fails the target, the error naming the key; nothing is purged.
+    env.write_global(&global("cree_le"));
+    env.run(&["maintenance", "cleanup", "--privacy"])
+        .code(1)
+        .stderr_has("privacy.retention_columns.metier.notes: metier.notes has no column cree_le");
+    db.query("DROP TABLE metier.notes");
 }

@@ -11,6 +11,8 @@
 //!     metier.citoyens.date_naissance: generalize
 //!   retention_years:                   # default 5 for every table with personal data
 //!     metier.demandes: 5
+//!   retention_columns:                 # what dates a row, beyond the mairie model's tables
+//!     etat_civil.actes: date_acte
 //! erasure:
 //!   subject: metier.citoyens           # the table whose rows are the people
 //!   tables:                            # what happens to the rows that belong to them
@@ -123,6 +125,8 @@ pub struct PrivacyFile {
     pub rules: IndexMap<String, Strategy>,
     #[serde(default)]
     pub retention_years: IndexMap<String, u32>,
+    #[serde(default)]
+    pub retention_columns: IndexMap<String, String>,
 }
 
 /// The `privacy:` section, checked.
@@ -134,6 +138,9 @@ pub struct PrivacySection {
     pub rules: Vec<(ColumnRef, Strategy)>,
     /// `schema.table` → years.
     pub retention_years: IndexMap<String, u32>,
+    /// `schema.table` → the date or timestamp column that measures a row's age (beyond the
+    /// mairie model's own, see [`retention::age_column`]).
+    pub retention_columns: IndexMap<String, String>,
 }
 
 impl Default for PrivacySection {
@@ -143,6 +150,7 @@ impl Default for PrivacySection {
             email_domain: DEFAULT_EMAIL_DOMAIN.to_string(),
             rules: Vec::new(),
             retention_years: IndexMap::new(),
+            retention_columns: IndexMap::new(),
         }
     }
 }
@@ -169,6 +177,18 @@ impl PrivacySection {
                 return Err(ConfigError::new(format!(
                     "{at}: privacy.retention_years.{table}: {years} is not a number of years \
                      (1 to 100)"
+                )));
+            }
+        }
+        for (table, column) in &f.retention_columns {
+            if table.split('.').count() != 2 || table.split('.').any(|p| p.trim().is_empty()) {
+                return Err(ConfigError::new(format!(
+                    "{at}: privacy.retention_columns: `{table}` is not SCHEMA.TABLE"
+                )));
+            }
+            if column.trim().is_empty() {
+                return Err(ConfigError::new(format!(
+                    "{at}: privacy.retention_columns.{table}: no column named"
                 )));
             }
         }
@@ -199,6 +219,7 @@ impl PrivacySection {
             email_domain,
             rules,
             retention_years: f.retention_years,
+            retention_columns: f.retention_columns,
         })
     }
 
@@ -363,6 +384,15 @@ mod tests {
             serde_norway::from_str("retention_years: {metier.demandes: 0}\n").unwrap();
         assert!(PrivacySection::from_file(bad, "c.yml").is_err());
         assert!(serde_norway::from_str::<PrivacyFile>("rules: {a.b.c: scramble}\n").is_err());
+        let bad: PrivacyFile =
+            serde_norway::from_str("retention_columns: {notes: ecrit_le}\n").unwrap();
+        let e = PrivacySection::from_file(bad, "c.yml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("privacy.retention_columns: `notes` is not SCHEMA.TABLE"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -10,8 +10,9 @@
 //! | `metier.rendez_vous` | `debut` | |
 //! | the audit journal | `maintenance.journal_time_column` | |
 //!
-//! A table named in `privacy.retention_years`, `privacy.rules` or `erasure:` that is not
-//! one of these is reported without a purge (no age column is known for it).
+//! `privacy.retention_columns` names the column of any other table (or replaces one of
+//! these). A table named in `privacy.retention_years`, `privacy.rules` or `erasure:` with
+//! no known age column is reported without a purge.
 //!
 //! Every table's condition also requires that no row of a referencing table remains, unless
 //! that row is itself purged (the condition is built recursively): tables are purged
@@ -27,11 +28,21 @@ use serde::Serialize;
 
 use crate::catalog::TableRef;
 use crate::engine::{Driver, RelTable, Relations};
+use crate::error::ConfigError;
 use crate::privacy::erase::Sql;
 use crate::privacy::{ErasureSection, PrivacySection};
 
-/// The column measuring a row's age in a table of the model, if known.
-pub fn age_column(table: &TableRef, journal: &TableRef, journal_column: &str) -> Option<String> {
+/// The column measuring a row's age in a table: the one `privacy.retention_columns` names,
+/// else the model's, if known.
+pub fn age_column(
+    privacy: &PrivacySection,
+    table: &TableRef,
+    journal: &TableRef,
+    journal_column: &str,
+) -> Option<String> {
+    if let Some(c) = privacy.retention_columns.get(&table.to_string()) {
+        return Some(c.clone());
+    }
     if table == journal {
         return Some(journal_column.to_string());
     }
@@ -61,6 +72,9 @@ pub fn personal_tables(
         add(t);
     }
     for t in privacy.retention_years.keys() {
+        add(t);
+    }
+    for t in privacy.retention_columns.keys() {
         add(t);
     }
     for (c, _) in &privacy.rules {
@@ -197,8 +211,19 @@ pub async fn plan(
     let mut purged = Vec::new();
     for t in &tables {
         let rt = rel.table(t).expect("filtered");
-        if let Some(col) = age_column(t, journal, journal_column).filter(|c| rt.column(c).is_some())
+        let col = age_column(privacy, t, journal, journal_column);
+        if let Some(c) = col
+            .as_ref()
+            .filter(|_| privacy.retention_columns.contains_key(&t.to_string()))
         {
+            if rt.column(c).is_none() {
+                return Err(ConfigError::new(format!(
+                    "privacy.retention_columns.{t}: {t} has no column {c}"
+                ))
+                .into());
+            }
+        }
+        if let Some(col) = col.filter(|c| rt.column(c).is_some()) {
             let cut = cutoff(now, privacy.retention_of(&t.to_string()), sql);
             purged.push((t.clone(), col, cut));
         }
