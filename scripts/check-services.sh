@@ -3,8 +3,10 @@
 # cannot be reached the way the tests reach them: TCP, with the accounts of
 # scripts/dev-servers.env (the project's own servers, made by scripts/dev-services.sh), or
 # those named by MAIRIE_DBA_TEST_PG, MAIRIE_DBA_TEST_PG_SUPERUSER, MAIRIE_DBA_TEST_MYSQL and
-# MAIRIE_DBA_TEST_MYSQL_ADMIN when set (containers in CI, docs/ci/README.md).
-# Passwords go to the clients through their environment (PGPASSWORD, MYSQL_PWD), never argv.
+# MAIRIE_DBA_TEST_MYSQL_ADMIN when set (containers in CI, docs/ci/README.md); and the S3 store
+# (SeaweedFS) of scripts/dev-servers.env, which the storage tests write to.
+# Passwords go to the clients through their environment (PGPASSWORD, MYSQL_PWD) or standard
+# input (curl's S3 keys), never argv.
 set -euo pipefail
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=scripts/dev-servers.env
@@ -59,7 +61,27 @@ check_my() {
     fi
 }
 
-for tool in psql mariadb; do
+# A signed S3 request to the dev store (SigV4, keys on curl's standard input): ListBuckets must
+# answer 200, and 403 with a wrong secret.
+check_s3() {
+    local url=http://127.0.0.1:$MAIRIE_DEV_S3_PORT/ ok wrong
+    s3_status() {
+        printf 'user = "%s:%s"\n' "$MAIRIE_DEV_S3_ACCESS_KEY" "$1" |
+            curl -K - -sS --max-time 10 -o /dev/null -w '%{http_code} %header{server}' \
+                --aws-sigv4 "aws:amz:$MAIRIE_DEV_S3_REGION:s3" -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$url" 2>&1
+    }
+    ok=$(s3_status "$MAIRIE_DEV_S3_SECRET_KEY") || true
+    wrong=$(s3_status wrong-secret) || true
+    if [[ "$ok" != "200 "* ]]; then
+        fail "S3 $url does not list the buckets of $MAIRIE_DEV_S3_ACCESS_KEY: ${ok:-no answer}"
+    elif [[ "$wrong" != "403 "* ]]; then
+        fail "S3 $url does not refuse a wrong secret key: ${wrong:-no answer}"
+    else
+        printf 'check-services: S3 %s as %s: %s\n' "$url" "$MAIRIE_DEV_S3_ACCESS_KEY" "${ok#200 }"
+    fi
+}
+
+for tool in psql mariadb curl; do
     command -v "$tool" >/dev/null 2>&1 || fail "$tool is not installed (run: bash scripts/dev-services.sh)"
 done
 
@@ -70,9 +92,10 @@ if [ "$failed" -eq 0 ]; then
     check_pg "the tests' superuser" "${MAIRIE_DBA_TEST_PG_SUPERUSER:-$pg user=$MAIRIE_DEV_ADMIN_USER password=$MAIRIE_DEV_ADMIN_PASSWORD}"
     check_my "the tests' user" "${MAIRIE_DBA_TEST_MYSQL:-mysql://$MAIRIE_DEV_USER:$MAIRIE_DEV_PASSWORD@$my}"
     check_my "the tests' admin" "${MAIRIE_DBA_TEST_MYSQL_ADMIN:-mysql://$MAIRIE_DEV_ADMIN_USER:$MAIRIE_DEV_ADMIN_PASSWORD@$my}"
+    check_s3
 fi
 
 if [ "$failed" -ne 0 ]; then
-    printf 'check-services: the integration tests need both servers; start them with: bash scripts/dev-services.sh\n' >&2
+    printf 'check-services: the integration tests need these servers; start them with: bash scripts/dev-services.sh\n' >&2
     exit 1
 fi

