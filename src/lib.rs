@@ -21,6 +21,7 @@ pub mod monitor;
 pub mod output;
 pub mod pitr;
 pub mod privacy;
+pub mod storage;
 #[cfg(test)]
 pub(crate) mod testutil;
 pub mod web;

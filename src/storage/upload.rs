@@ -1,0 +1,402 @@
+//! [`Upload`]: one object written as a stream, in parts of a multipart upload, with memory
+//! bounded whatever its size; [`SyncUpload`], the same behind `std::io::Write` for the
+//! synchronous writers of the backup pipeline (zstd's encoder, a hashing writer).
+//!
+//! Memory: the part being filled, plus at most two parts on their way (each sent by a task of
+//! its own, so they progress while the caller compresses the next one): three parts in all,
+//! 24 MiB at the default 8 MiB. An upload dropped without `finish` or `abort` (an error, a
+//! panic, a cancelled task) is aborted in the background, so that the service does not keep
+//! its parts; one that a crash left anyway is found by `S3Store::pending_uploads`.
+
+use std::collections::VecDeque;
+use std::io;
+
+use anyhow::{anyhow, Result};
+use bytes::Bytes;
+use object_store::aws::AmazonS3;
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path;
+use object_store::ObjectStoreExt;
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::task::JoinHandle;
+
+use super::errors::store_error;
+use super::s3::{info, ObjectInfo, REQUEST_TIMEOUT};
+
+/// 8 MiB.
+pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
+/// 5 MiB, the least S3 accepts for every part but the last.
+pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+/// Parts sent at once; the one being filled comes on top.
+const IN_FLIGHT: usize = 2;
+
+/// A multipart upload in progress. Write with [`Upload::write`], then [`Upload::finish`] (the
+/// object appears, whole) or [`Upload::abort`] (nothing appears).
+pub struct Upload {
+    /// `None` once finished or aborted: Drop has nothing to do.
+    state: Option<State>,
+}
+
+struct State {
+    store: AmazonS3,
+    path: Path,
+    shown: String,
+    key: String,
+    upload_id: String,
+    part_size: usize,
+    buf: Vec<u8>,
+    /// Part number (from 0), bytes, the task sending it.
+    in_flight: VecDeque<(usize, usize, JoinHandle<Result<PartId>>)>,
+    done: Vec<PartId>,
+    written: u64,
+    /// A part failed: the upload can only be aborted.
+    failed: bool,
+    peak_buffered: usize,
+    runtime: Handle,
+}
+
+impl Upload {
+    pub(crate) fn new(
+        store: AmazonS3,
+        path: Path,
+        shown: String,
+        key: String,
+        upload_id: String,
+        part_size: usize,
+    ) -> Upload {
+        Upload {
+            state: Some(State {
+                store,
+                path,
+                shown,
+                key,
+                upload_id,
+                part_size: part_size.max(MIN_PART_SIZE),
+                buf: Vec::new(),
+                in_flight: VecDeque::new(),
+                done: Vec::new(),
+                written: 0,
+                failed: false,
+                peak_buffered: 0,
+                runtime: Handle::current(),
+            }),
+        }
+    }
+
+    /// The full key being written.
+    pub fn key(&self) -> &str {
+        self.state.as_ref().map_or("", |s| s.key.as_str())
+    }
+
+    pub fn part_size(&self) -> usize {
+        self.state.as_ref().map_or(0, |s| s.part_size)
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.state.as_ref().map_or(0, |s| s.written)
+    }
+
+    /// The most bytes this upload has held at once: the part being filled plus the parts on
+    /// their way. Never more than three parts.
+    pub fn peak_buffered(&self) -> usize {
+        self.state.as_ref().map_or(0, |s| s.peak_buffered)
+    }
+
+    /// Appends `buf`; a part is sent each time one is full, after waiting for an earlier one
+    /// when two are already on their way.
+    pub async fn write(&mut self, mut buf: &[u8]) -> Result<()> {
+        let state = self.live()?;
+        while !buf.is_empty() {
+            let n = state.fill(buf);
+            buf = &buf[n..];
+            if state.buf.len() == state.part_size {
+                state.send_part().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the last part, completes the upload and returns the object as the service now
+    /// shows it. An upload with nothing written makes an empty object. On an error the upload
+    /// is aborted.
+    pub async fn finish(mut self) -> Result<ObjectInfo> {
+        let mut state = self
+            .state
+            .take()
+            .ok_or_else(|| anyhow!("upload already ended"))?;
+        match state.complete().await {
+            Ok(info) => Ok(info),
+            Err(e) => {
+                state.abort().await.ok();
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops the parts on their way and aborts the upload: nothing appears under the key.
+    pub async fn abort(mut self) -> Result<()> {
+        match self.state.take() {
+            Some(mut state) => state.abort().await,
+            None => Ok(()),
+        }
+    }
+
+    fn live(&mut self) -> Result<&mut State> {
+        let state = self
+            .state
+            .as_mut()
+            .ok_or_else(|| anyhow!("upload already ended"))?;
+        if state.failed {
+            return Err(anyhow!(
+                "{}: upload: an earlier part failed; the upload can only be aborted",
+                state.shown
+            ));
+        }
+        Ok(state)
+    }
+
+    /// For [`SyncUpload`]: copies what fits in the part being filled, without waiting.
+    fn fill(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let state = self.live().map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(state.fill(buf))
+    }
+
+    fn part_full(&self) -> bool {
+        self.state
+            .as_ref()
+            .is_some_and(|s| s.buf.len() == s.part_size)
+    }
+
+    async fn send_full_part(&mut self) -> Result<()> {
+        self.live()?.send_part().await
+    }
+
+    fn runtime(&self) -> Option<Handle> {
+        self.state.as_ref().map(|s| s.runtime.clone())
+    }
+}
+
+impl Drop for Upload {
+    /// Neither finished nor aborted: the parts on their way are stopped and the upload is
+    /// aborted by a background task, best effort (a runtime shutting down may not run it).
+    fn drop(&mut self) {
+        let Some(mut state) = self.state.take() else {
+            return;
+        };
+        for (_, _, task) in state.in_flight.drain(..) {
+            task.abort();
+        }
+        let runtime = state.runtime.clone();
+        runtime.spawn(async move {
+            state.abort().await.ok();
+        });
+    }
+}
+
+impl State {
+    fn fill(&mut self, buf: &[u8]) -> usize {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(self.part_size);
+        }
+        let n = buf.len().min(self.part_size - self.buf.len());
+        self.buf.extend_from_slice(&buf[..n]);
+        self.written += n as u64;
+        self.note_memory();
+        n
+    }
+
+    fn note_memory(&mut self) {
+        let held = self.buf.capacity() + self.in_flight.iter().map(|p| p.1).sum::<usize>();
+        self.peak_buffered = self.peak_buffered.max(held);
+    }
+
+    /// Sends the part being filled, as a task of its own.
+    async fn send_part(&mut self) -> Result<()> {
+        while self.in_flight.len() >= IN_FLIGHT {
+            self.wait_oldest().await?;
+        }
+        let part = std::mem::take(&mut self.buf);
+        let number = self.done.len() + self.in_flight.len();
+        let size = part.len();
+        let store = self.store.clone();
+        let path = self.path.clone();
+        let id = self.upload_id.clone();
+        let shown = self.shown.clone();
+        let task = self.runtime.spawn(async move {
+            let op = format!("upload part {}", number + 1);
+            let put = store.put_part(&path, &id, number, Bytes::from(part).into());
+            match tokio::time::timeout(REQUEST_TIMEOUT, put).await {
+                Ok(Ok(part)) => Ok(part),
+                Ok(Err(e)) => Err(store_error(&shown, &op, &e)),
+                Err(_) => Err(anyhow!(
+                    "{shown}: {op}: not sent within {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                )),
+            }
+        });
+        self.in_flight.push_back((number, size, task));
+        self.note_memory();
+        Ok(())
+    }
+
+    async fn wait_oldest(&mut self) -> Result<()> {
+        let Some((number, _, task)) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let outcome = task
+            .await
+            .unwrap_or_else(|e| Err(anyhow!("{}: upload part {}: {e}", self.shown, number + 1)));
+        match outcome {
+            Ok(part) => {
+                self.done.push(part);
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(e)
+            }
+        }
+    }
+
+    async fn complete(&mut self) -> Result<ObjectInfo> {
+        if self.failed {
+            return Err(anyhow!(
+                "{}: upload: an earlier part failed; the upload can only be aborted",
+                self.shown
+            ));
+        }
+        if !self.buf.is_empty() {
+            self.send_part().await?;
+        }
+        while !self.in_flight.is_empty() {
+            self.wait_oldest().await?;
+        }
+        // With no part at all, object_store sends one empty part: an empty object.
+        let parts = std::mem::take(&mut self.done);
+        let complete = self
+            .store
+            .complete_multipart(&self.path, &self.upload_id, parts);
+        match tokio::time::timeout(REQUEST_TIMEOUT, complete).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(store_error(&self.shown, "complete upload", &e)),
+            Err(_) => {
+                return Err(anyhow!(
+                    "{}: complete upload: no answer within {} s",
+                    self.shown,
+                    REQUEST_TIMEOUT.as_secs()
+                ))
+            }
+        }
+        // The object as stored: its size checked against what was written.
+        let meta = tokio::time::timeout(REQUEST_TIMEOUT, self.store.head(&self.path))
+            .await
+            .map_err(|_| anyhow!("{}: head: no answer", self.shown))?
+            .map_err(|e| store_error(&self.shown, "head after upload", &e))?;
+        if meta.size != self.written {
+            return Err(anyhow!(
+                "{}: upload: the service stored {} bytes, {} were written",
+                self.shown,
+                meta.size,
+                self.written
+            ));
+        }
+        Ok(info(meta))
+    }
+
+    async fn abort(&mut self) -> Result<()> {
+        for (_, _, task) in self.in_flight.drain(..) {
+            task.abort();
+        }
+        let abort = self.store.abort_multipart(&self.path, &self.upload_id);
+        match tokio::time::timeout(REQUEST_TIMEOUT, abort).await {
+            Ok(r) => r.map_err(|e| store_error(&self.shown, "abort upload", &e)),
+            Err(_) => Err(anyhow!("{}: abort upload: no answer", self.shown)),
+        }
+    }
+}
+
+/// `std::io::Write` over an [`Upload`], for code that writes synchronously from inside
+/// tokio's multi-thread runtime (a zstd encoder, a hashing writer). Bytes are copied into the
+/// part being filled; when it is full, the writing thread waits for the upload
+/// (`block_in_place`, so the runtime's other tasks go on) — once per part, not per write.
+/// On a current-thread runtime, where that wait is impossible, writes fail with an error
+/// saying so. [`SyncUpload::finish`] or [`SyncUpload::abort`] end it; dropped, it aborts.
+pub struct SyncUpload {
+    upload: Upload,
+}
+
+impl SyncUpload {
+    pub fn new(upload: Upload) -> Self {
+        SyncUpload { upload }
+    }
+
+    pub fn key(&self) -> &str {
+        self.upload.key()
+    }
+
+    pub fn written(&self) -> u64 {
+        self.upload.written()
+    }
+
+    /// See [`Upload::peak_buffered`].
+    pub fn peak_buffered(&self) -> usize {
+        self.upload.peak_buffered()
+    }
+
+    /// Completes the upload (see [`Upload::finish`]).
+    pub fn finish(self) -> Result<ObjectInfo> {
+        let handle = self.handle().map_err(|e| anyhow!("{e}"))?;
+        tokio::task::block_in_place(|| handle.block_on(self.upload.finish()))
+    }
+
+    /// Aborts the upload (see [`Upload::abort`]).
+    pub fn abort(self) -> Result<()> {
+        let handle = self.handle().map_err(|e| anyhow!("{e}"))?;
+        tokio::task::block_in_place(|| handle.block_on(self.upload.abort()))
+    }
+
+    /// The runtime to wait on, when waiting is possible from this thread.
+    fn handle(&self) -> io::Result<Handle> {
+        if let Ok(current) = Handle::try_current() {
+            if current.runtime_flavor() == RuntimeFlavor::CurrentThread {
+                return Err(io::Error::other(format!(
+                    "{}: a synchronous upload needs tokio's multi-thread runtime",
+                    self.upload.state.as_ref().map_or("", |s| s.shown.as_str())
+                )));
+            }
+        }
+        self.upload
+            .runtime()
+            .ok_or_else(|| io::Error::other("upload already ended"))
+    }
+}
+
+impl io::Write for SyncUpload {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.upload.part_full() {
+            self.send_full_part()?;
+        }
+        let n = self.upload.fill(buf)?;
+        if self.upload.part_full() {
+            self.send_full_part()?;
+        }
+        Ok(n)
+    }
+
+    /// Nothing to do: a part is sent when full, the last one by `finish`.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SyncUpload {
+    fn send_full_part(&mut self) -> io::Result<()> {
+        let handle = self.handle()?;
+        tokio::task::block_in_place(|| handle.block_on(self.upload.send_full_part()))
+            .map_err(|e| io::Error::other(e.to_string()))
+    }
+}
