@@ -523,7 +523,16 @@ s3_identities() {
         "$MAIRIE_DEV_S3_ACCESS_KEY" "$MAIRIE_DEV_S3_SECRET_KEY"
 }
 
-# weed's arguments, one a line. -config_dir keeps the machine's /etc/seaweedfs out; logs go to
+# The master's settings that differ from SeaweedFS's. Each bucket is a collection of its own,
+# and a collection's first write grows 7 volumes: 50 volumes (-volume.max) would hold 7
+# buckets. One volume a collection lets the tests' buckets (one each, in parallel) fit.
+s3_master_toml() {
+    printf '%s\n' "# Written by mairie-dba's scripts/dev-services.sh: one volume per bucket (collection)." \
+        '[master.volume_growth]' 'copy_1 = 1' 'copy_2 = 2' 'copy_3 = 3' 'copy_other = 1'
+}
+
+# weed's arguments, one a line. -config_dir (with master.toml only) keeps the machine's
+# /etc/seaweedfs out; logs go to
 # stderr, which start-stop-daemon sends to $S3_LOG, so nothing lands in /tmp but the gRPC
 # sockets (s3_tmp_sockets). Iceberg and Lance catalogues are off; buckets are created by
 # request only.
@@ -587,6 +596,12 @@ s3_setup() {
         is_root || die "$S3_CONF is missing or out of date: run as root"
         log "writing $S3_CONF"
         (umask 077 && s3_identities >"$S3_CONF")
+        restart=1
+    fi
+    if [ "$(cat "$S3_DIR/config/master.toml" 2>/dev/null || true)" != "$(s3_master_toml)" ]; then
+        is_root || die "$S3_DIR/config/master.toml is missing or out of date: run as root"
+        log "writing $S3_DIR/config/master.toml"
+        s3_master_toml >"$S3_DIR/config/master.toml"
         restart=1
     fi
     if [ "$(cat "$S3_LAUNCH" 2>/dev/null || true)" != "$(s3_launch)" ]; then

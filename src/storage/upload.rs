@@ -134,7 +134,7 @@ impl Upload {
         }
     }
 
-    /// Stops the parts on their way and aborts the upload: nothing appears under the key.
+    /// Lets the parts on their way end, then aborts the upload: nothing appears under the key.
     pub async fn abort(mut self) -> Result<()> {
         match self.state.take() {
             Some(mut state) => state.abort().await,
@@ -177,16 +177,30 @@ impl Upload {
     }
 }
 
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.state {
+            Some(s) => f
+                .debug_struct("Upload")
+                .field("url", &s.shown)
+                .field("upload_id", &s.upload_id)
+                .field("part_size", &s.part_size)
+                .field("written", &s.written)
+                .field("parts_sent", &(s.done.len() + s.in_flight.len()))
+                .finish(),
+            None => f.write_str("Upload(ended)"),
+        }
+    }
+}
+
 impl Drop for Upload {
-    /// Neither finished nor aborted: the parts on their way are stopped and the upload is
-    /// aborted by a background task, best effort (a runtime shutting down may not run it).
+    /// Neither finished nor aborted: the upload is aborted by a background task, once the
+    /// parts on their way have ended (see `State::abort`); best effort, as a runtime shutting
+    /// down may not run it.
     fn drop(&mut self) {
         let Some(mut state) = self.state.take() else {
             return;
         };
-        for (_, _, task) in state.in_flight.drain(..) {
-            task.abort();
-        }
         let runtime = state.runtime.clone();
         runtime.spawn(async move {
             state.abort().await.ok();
@@ -304,9 +318,13 @@ impl State {
         Ok(info(meta))
     }
 
+    /// Waits for the parts on their way, then aborts. A part request cancelled half-way may
+    /// still be stored by the service after the abort, and then kept for good (S3 says to
+    /// abort again); a finished one is deleted with the upload. Each wait is bounded by the
+    /// part's own timeout.
     async fn abort(&mut self) -> Result<()> {
         for (_, _, task) in self.in_flight.drain(..) {
-            task.abort();
+            let _ = task.await;
         }
         let abort = self.store.abort_multipart(&self.path, &self.upload_id);
         match tokio::time::timeout(REQUEST_TIMEOUT, abort).await {
@@ -322,6 +340,7 @@ impl State {
 /// (`block_in_place`, so the runtime's other tasks go on) — once per part, not per write.
 /// On a current-thread runtime, where that wait is impossible, writes fail with an error
 /// saying so. [`SyncUpload::finish`] or [`SyncUpload::abort`] end it; dropped, it aborts.
+#[derive(Debug)]
 pub struct SyncUpload {
     upload: Upload,
 }

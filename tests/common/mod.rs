@@ -20,6 +20,10 @@
 
 pub mod monitor;
 
+// The S3 store (the project's SeaweedFS, scripts/dev-services.sh): a bucket per test, made and
+// emptied and removed by `s3::TestBucket`. Separate from the SQL servers' harness below.
+pub mod s3;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
