@@ -203,6 +203,28 @@ async fn abort_leaves_no_pending_upload_and_no_object() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_part_is_named_by_its_number_and_the_service_code() {
+    let bucket = TestBucket::new();
+    let store = bucket.store("").await;
+    let mut upload = store.upload("gone.bin").await.unwrap();
+    // A clean-up of pending uploads aborts it before its first part is sent.
+    let pending = store.pending_uploads("").await.unwrap();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    store.abort_pending(&pending[0]).await.unwrap();
+    upload.write(&vec![1u8; 8 * MIB + 1]).await.unwrap();
+    let err = upload.finish().await.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "s3://{}/gone.bin: upload part 1: NoSuchUpload (404)",
+            bucket.name
+        )
+    );
+    assert_eq!(store.head("gone.bin").await.unwrap(), None);
+    assert_eq!(store.pending_uploads("").await.unwrap(), vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_dropped_unfinished_is_aborted() {
     let bucket = TestBucket::new();
     let store = bucket.store("dropped").await;
