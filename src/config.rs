@@ -361,6 +361,10 @@ pub struct BackupEntry {
     /// Redis: how the snapshot is taken (`bgsave`, `replication` or `auto`, the default).
     #[serde(default)]
     pub method: Option<RedisBackupMethod>,
+    /// For a `dir` of `s3://bucket/prefix`: the endpoint, region, addressing, encryption and
+    /// storage class (credentials come from the environment, never from here).
+    #[serde(default)]
+    pub s3: Option<crate::storage::S3Options>,
 }
 
 /// How a Redis backup takes its snapshot (`backup.<target>.method`).

@@ -308,6 +308,7 @@ mod tests {
             verified_at: None,
             mairie_dba_version: String::new(),
             mtime: None,
+            etag: None,
         });
         Entry {
             path: PathBuf::from(name.file_name()),

@@ -10,6 +10,7 @@
 //! backup dated in the future (a wrong clock) is never taken for the latest.
 
 pub mod check;
+pub mod remote;
 pub mod retention;
 pub mod state;
 
@@ -107,7 +108,7 @@ impl NanoZero for NaiveDateTime {
 }
 
 /// A manifest is a few kilobytes (a row count per table); past this it is not one.
-const MANIFEST_MAX_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const MANIFEST_MAX_BYTES: u64 = 16 * 1024 * 1024;
 
 /// `<file>.json`, beside every finished backup.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -143,6 +144,10 @@ pub struct Manifest {
     /// check` compares without reading the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtime: Option<DateTime<Utc>>,
+    /// The object's ETag, for a backup in a bucket: with the size, what `backup check`
+    /// compares by one HEAD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
 }
 
 impl Manifest {
@@ -323,7 +328,7 @@ pub struct Entry {
 pub const FUTURE_SLACK_MINUTES: i64 = 5;
 
 /// The latest date an entry claims, if it is more than [`FUTURE_SLACK_MINUTES`] after `now`.
-fn dated_ahead(
+pub(crate) fn dated_ahead(
     name: &BackupName,
     manifest: &Result<Manifest, String>,
     now: DateTime<Utc>,
@@ -885,11 +890,140 @@ impl TargetLock {
     }
 }
 
-/// A target with its backup settings and directory.
+/// A target with its backup settings and directory. For backups in a bucket, `dir` is a
+/// local directory of the state directory that holds the target's lock and run records, and
+/// `remote` says where the backups are.
 pub struct Place<'a> {
     pub target: &'a Target,
     pub cfg: &'a BackupEntry,
     pub dir: PathBuf,
+    pub remote: Option<remote::RemoteDir>,
+}
+
+impl Place<'_> {
+    /// The backups of the place, newest first (see [`scan_at`] and [`remote::scan_at`]).
+    pub async fn entries_at(&self, now: DateTime<Utc>) -> Result<Vec<Entry>> {
+        match &self.remote {
+            Some(r) => remote::scan_at(&r.open().await?, self.target, now).await,
+            None => scan_at(&self.dir, self.target, self.cfg.server_dir.as_deref(), now),
+        }
+    }
+
+    /// Where the backups are, for messages.
+    pub fn location(&self) -> String {
+        match &self.remote {
+            Some(r) => r.shown(),
+            None => self.dir.display().to_string(),
+        }
+    }
+}
+
+/// The backups of `target` per its settings, newest first, wherever they are; for callers
+/// that are not async (health, metrics), inside the multi-thread runtime: a bucket is read
+/// by blocking this thread (`block_in_place`).
+pub fn entries_of(
+    config: &crate::config::Config,
+    target: &Target,
+    cfg: &BackupEntry,
+    now: DateTime<Utc>,
+) -> Result<Vec<Entry>> {
+    match remote::RemoteDir::of(cfg) {
+        Some(r) => {
+            let handle = tokio::runtime::Handle::try_current()
+                .ok()
+                .filter(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+                .ok_or_else(|| anyhow!("{}: cannot be read from here", r.shown()))?;
+            tokio::task::block_in_place(|| {
+                handle.block_on(async { remote::scan_at(&r.open().await?, target, now).await })
+            })
+        }
+        None => scan_at(
+            &config.resolve(&cfg.dir),
+            target,
+            cfg.server_dir.as_deref(),
+            now,
+        ),
+    }
+}
+
+/// The local directory of a target's backups: the backup directory itself, or for a
+/// bucket the directory of the state directory that holds its lock and run records.
+pub fn record_dir(config: &crate::config::Config, target: &str, cfg: &BackupEntry) -> PathBuf {
+    let dir_text = cfg.dir.to_string_lossy();
+    if dir_text.starts_with("s3:") {
+        let digest = hex::encode(Sha256::digest(dir_text.as_bytes()));
+        config
+            .state_dir
+            .join("s3")
+            .join(format!("{target}-{}", &digest[..12]))
+    } else {
+        config.resolve(&cfg.dir)
+    }
+}
+
+/// Where the backups of `cfg` are, for messages.
+pub fn location_of(config: &crate::config::Config, cfg: &BackupEntry) -> String {
+    match remote::RemoteDir::of(cfg) {
+        Some(r) => r.shown(),
+        None => config.resolve(&cfg.dir).display().to_string(),
+    }
+}
+
+/// The place of one target's backups from its settings.
+fn place<'a>(ctx: &'a Ctx, t: &'a Target, cfg: &'a BackupEntry) -> Result<Place<'a>> {
+    let dir_text = cfg.dir.to_string_lossy();
+    if dir_text.starts_with("s3:") {
+        let Some(r) = remote::RemoteDir::of(cfg) else {
+            return Err(ConfigError::new(format!(
+                "{}: backup.{}.dir: `{dir_text}` is not s3://BUCKET[/PREFIX]",
+                ctx.config.path.display(),
+                t.name
+            ))
+            .into());
+        };
+        if !matches!(
+            t.engine,
+            crate::config::EngineKind::Postgres | crate::config::EngineKind::Mysql
+        ) {
+            return Err(ConfigError::new(format!(
+                "{}: backup.{}.dir: backups in object storage are for PostgreSQL and \
+                 MySQL/MariaDB targets; a {} backup is written to a directory",
+                ctx.config.path.display(),
+                t.name,
+                t.engine
+            ))
+            .into());
+        }
+        if let Some(o) = &cfg.s3 {
+            o.validate().map_err(|e| {
+                ConfigError::new(format!(
+                    "{}: backup.{}.s3: {e:#}",
+                    ctx.config.path.display(),
+                    t.name
+                ))
+            })?;
+        }
+        return Ok(Place {
+            target: t,
+            cfg,
+            dir: record_dir(&ctx.config, &t.name, cfg),
+            remote: Some(r),
+        });
+    }
+    if cfg.s3.is_some() {
+        return Err(ConfigError::new(format!(
+            "{}: backup.{}.s3: options for object storage, but dir `{dir_text}` is not s3://…",
+            ctx.config.path.display(),
+            t.name
+        ))
+        .into());
+    }
+    Ok(Place {
+        target: t,
+        cfg,
+        dir: ctx.config.resolve(&cfg.dir),
+        remote: None,
+    })
 }
 
 /// The targets that have backups: with `-t`, each named one must have a `backup:` section;
@@ -898,11 +1032,9 @@ pub fn places(ctx: &Ctx) -> Result<Vec<Place<'_>>> {
     let mut out = Vec::new();
     for t in &ctx.targets {
         match ctx.config.backup.get(&t.name) {
-            Some(cfg) if cfg.enabled || !ctx.global.targets.is_empty() => out.push(Place {
-                target: t,
-                cfg,
-                dir: ctx.config.resolve(&cfg.dir),
-            }),
+            Some(cfg) if cfg.enabled || !ctx.global.targets.is_empty() => {
+                out.push(place(ctx, t, cfg)?)
+            }
             Some(_) => ctx
                 .log
                 .debug(format!("{}: backups disabled in the config", t.name)),

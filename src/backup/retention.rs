@@ -76,6 +76,7 @@ mod tests {
             verified_at: None,
             mairie_dba_version: String::new(),
             mtime: None,
+            etag: None,
         };
         Entry {
             path: PathBuf::from(name.file_name()),

@@ -151,6 +151,14 @@ async fn push(ctx: &Ctx) -> Result<PushReport> {
             error: None,
             deposited: true,
         };
+        if p.remote.is_some() {
+            return Err(crate::error::ConfigError::new(format!(
+                "{name}: backups in object storage ({}) are not deposited to a monitor: the \
+                 agent sends backups from a directory",
+                p.location()
+            ))
+            .into());
+        }
         let latest = backup::scan(&p.dir, p.target, p.cfg.server_dir.as_deref()).map(|es| {
             es.into_iter()
                 .find(|e| e.is_good_for(name) && e.present && e.is_whole())

@@ -50,13 +50,13 @@ async fn copy(
 ) -> Result<Outcome> {
     // The key first: without it nothing is restored.
     ctx.config.privacy.key()?;
-    let backups = backups_to_restore(file, ctx)?;
+    let backups = backups_to_restore(file, ctx).await?;
     if backups.len() != 1 {
         return Err(
             ConfigError::new("anonymize makes one copy: select a single target (use -t)").into(),
         );
     }
-    let (target, entry) = &backups[0];
+    let (target, entry, _copy) = &backups[0];
     let done = anonymize::run(
         &Request {
             target,

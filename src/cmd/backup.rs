@@ -41,9 +41,9 @@ pub async fn run(args: &BackupArgs, ctx: &Ctx) -> Result<Outcome> {
     match &args.command {
         None => run_backups(&args.run, ctx).await,
         Some(BackupCommand::Run(r)) => run_backups(r, ctx).await,
-        Some(BackupCommand::List) => list(ctx),
+        Some(BackupCommand::List) => list(ctx).await,
         Some(BackupCommand::Verify(v)) => verify(v, ctx).await,
-        Some(BackupCommand::Check(c)) => check(c, ctx),
+        Some(BackupCommand::Check(c)) => check(c, ctx).await,
     }
 }
 
@@ -183,14 +183,17 @@ async fn backup_target(
     if args.prune_only {
         backup::private_dir(&p.dir)?;
         let _lock = lock(p, args.wait).await?;
-        return Ok((None, apply_retention(p, args.dry_run, ctx)?));
+        return Ok((None, apply_retention(p, args.dry_run, ctx).await?));
     }
     let started = Utc::now();
-    let res = take_backup(p, args, ctx).await;
+    let res = match &p.remote {
+        Some(_) => take_backup_remote(p, args, ctx).await,
+        None => take_backup(p, args, ctx).await,
+    };
     record_run(p, ctx, started, &res);
     // Retention under the same lock, after a successful backup only.
     let (done, _lock) = res?;
-    let gone = apply_retention(p, false, ctx)?;
+    let gone = apply_retention(p, false, ctx).await?;
     Ok((Some(done), gone))
 }
 
@@ -316,6 +319,7 @@ async fn take_backup(
         verified_at: None,
         mairie_dba_version: env!("CARGO_PKG_VERSION").to_string(),
         mtime,
+        etag: None,
     };
     if let Err(e) = manifest.write(&Manifest::path_for(&path)) {
         // Without its manifest the file is not a backup: remove it rather than leave a trap.
@@ -332,6 +336,72 @@ async fn take_backup(
         path: path.display().to_string(),
         sha256: sha,
         size_bytes: size,
+        seconds: (seconds * 1000.0).round() / 1000.0,
+        status: "success",
+        tables: manifest.tables.len(),
+    };
+    Ok((done, lock))
+}
+
+/// [`take_backup`] for backups in a bucket: the dump streams into the object while hashed,
+/// then the manifest object is written (only if absent). A failure aborts the upload.
+async fn take_backup_remote(
+    p: &Place<'_>,
+    args: &BackupRunArgs,
+    ctx: &Ctx,
+) -> Result<(BackupDone, TargetLock)> {
+    let target = p.target;
+    let remote = p.remote.as_ref().expect("a remote place");
+    let database = target.connection.database.clone();
+    backup::private_dir(&p.dir)?;
+    let lock = lock(p, args.wait).await?;
+    let store = remote.open().await?;
+    for note in backup::remote::clean(&store, &database, Utc::now()).await? {
+        ctx.log.warn(format!("{}: {note}", target.name));
+    }
+    let started = Utc::now();
+    let clock = Instant::now();
+    let name = BackupName::new(&database, started, engine::backup_extension(target.engine));
+    ctx.log.debug(format!(
+        "{}: uploading {}",
+        target.name,
+        store.url().display(&store.url().key(&name.file_name()))
+    ));
+    let w = backup::remote::write_backup(&store, target, p.cfg, &name).await?;
+    let finished = Utc::now();
+    let manifest = Manifest {
+        engine: target.engine.to_string(),
+        target: target.name.clone(),
+        database: database.clone(),
+        file: name.file_name(),
+        size_bytes: w.size,
+        sha256: w.sha256.clone(),
+        started_at: started,
+        finished_at: finished,
+        status: "success".into(),
+        tool: w.info.tool,
+        tables: w.info.tables,
+        format: w.info.format,
+        server_version: w.info.server_version,
+        host: target.connection.host.clone(),
+        location: None,
+        verified_at: None,
+        mairie_dba_version: env!("CARGO_PKG_VERSION").to_string(),
+        mtime: None,
+        etag: w.etag,
+    };
+    if let Err(e) = backup::remote::write_manifest(&store, &manifest).await {
+        // Without its manifest the object is not a backup: remove it rather than leave a trap.
+        let _ = store.delete(&store.url().key(&name.file_name())).await;
+        return Err(e.context("writing the manifest"));
+    }
+    let seconds = clock.elapsed().as_secs_f64();
+    let done = BackupDone {
+        target: target.name.clone(),
+        file: name.file_name(),
+        path: w.path.display().to_string(),
+        sha256: w.sha256,
+        size_bytes: w.size,
         seconds: (seconds * 1000.0).round() / 1000.0,
         status: "success",
         tables: manifest.tables.len(),
@@ -379,8 +449,12 @@ async fn server_backup(
     Ok((info, String::new(), size, Some(location)))
 }
 
-fn apply_retention(p: &Place<'_>, dry_run: bool, ctx: &Ctx) -> Result<Vec<String>> {
-    let entries = backup::scan(&p.dir, p.target, p.cfg.server_dir.as_deref())?;
+async fn apply_retention(p: &Place<'_>, dry_run: bool, ctx: &Ctx) -> Result<Vec<String>> {
+    let entries = p.entries_at(Utc::now()).await?;
+    let store = match &p.remote {
+        Some(r) => Some(r.open().await?),
+        None => None,
+    };
     let doomed = retention::plan(
         &entries,
         &p.target.name,
@@ -391,7 +465,11 @@ fn apply_retention(p: &Place<'_>, dry_run: bool, ctx: &Ctx) -> Result<Vec<String
     let mut gone = Vec::new();
     for e in doomed {
         if !dry_run {
-            retention::delete(e).with_context(|| format!("deleting {}", e.path.display()))?;
+            match &store {
+                Some(s) => backup::remote::delete(s, e).await,
+                None => retention::delete(e).map_err(anyhow::Error::from),
+            }
+            .with_context(|| format!("deleting {}", e.path.display()))?;
             ctx.log.debug(format!(
                 "{}: retention deleted {}",
                 p.target.name,
@@ -432,14 +510,14 @@ fn entry_state(e: &Entry, target: &str, verify: Option<&VerifyRecord>) -> String
     }
 }
 
-fn list(ctx: &Ctx) -> Result<Outcome> {
+async fn list(ctx: &Ctx) -> Result<Outcome> {
     let now = Utc::now();
     let mut report = BackupListReport {
         backups: Vec::new(),
     };
     for p in places(ctx)? {
         let record = read_record(&p, ctx);
-        for e in backup::scan_at(&p.dir, p.target, p.cfg.server_dir.as_deref(), now)? {
+        for e in p.entries_at(now).await? {
             let file = e.file_name();
             let verify = record
                 .as_ref()
@@ -605,7 +683,7 @@ fn store_for_file(ctx: &Ctx, target: &str, file: &Path) -> StateStore {
 }
 
 async fn verify(args: &VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
-    let mut todo: Vec<(String, Entry, StateStore)> = Vec::new();
+    let mut todo: Vec<(String, Entry, StateStore, Option<backup::remote::RemoteDir>)> = Vec::new();
     match &args.file {
         Some(f) => {
             let e = Entry::for_file(f)?;
@@ -615,17 +693,14 @@ async fn verify(args: &VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
                 .map(|m| m.target.clone())
                 .unwrap_or_default();
             let store = store_for_file(ctx, &target, f);
-            todo.push((target, e, store));
+            todo.push((target, e, store, None));
         }
         None => {
             for p in places(ctx)? {
-                let entries = backup::scan(&p.dir, p.target, p.cfg.server_dir.as_deref())?;
+                let entries = p.entries_at(Utc::now()).await?;
                 if entries.is_empty() {
-                    ctx.log.warn(format!(
-                        "{}: no backup in {}",
-                        p.target.name,
-                        p.dir.display()
-                    ));
+                    ctx.log
+                        .warn(format!("{}: no backup in {}", p.target.name, p.location()));
                 }
                 // The latest is the newest one not dated in the future.
                 let take = if args.all { entries.len() } else { 1 };
@@ -635,7 +710,7 @@ async fn verify(args: &VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
                     .take(take)
                 {
                     let store = StateStore::new(&ctx.config.state_dir, &p.target.name, &p.dir);
-                    todo.push((p.target.name.clone(), e, store));
+                    todo.push((p.target.name.clone(), e, store, p.remote.clone()));
                 }
             }
         }
@@ -643,11 +718,24 @@ async fn verify(args: &VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
     let mut report = VerifyReport {
         verified: Vec::new(),
     };
-    for (target, e, store) in todo {
+    for (target, e, store, remote) in todo {
         let t = ctx.targets.iter().find(|t| t.name == target);
         // The size and time of the bytes about to be read: what a later check compares.
-        let stamp = backup::file_stamp(&e.path).ok();
-        let res = verify_entry(&e, t).await;
+        let stamp = match &remote {
+            Some(_) => None,
+            None => backup::file_stamp(&e.path).ok(),
+        };
+        let res = match &remote {
+            // Streamed back from the bucket and re-hashed, then read through.
+            Some(r) => {
+                async {
+                    let copy = backup::remote::fetch(&r.open().await?, &e).await?;
+                    verify_entry(&copy.entry, t).await
+                }
+                .await
+            }
+            None => verify_entry(&e, t).await,
+        };
         let at = Utc::now();
         let file = e.file_name();
         let record = match &res {
@@ -687,9 +775,14 @@ async fn verify(args: &VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
         let item = match res {
             Ok(mut m) => {
                 // Also in the manifest, for readers of the directory alone; the state record
-                // above is what counts when the directory cannot be written.
+                // above is what counts when the directory cannot be written (and for a
+                // bucket, whose manifests are never rewritten).
                 m.verified_at = Some(at);
-                if let Err(err) = m.write(&Manifest::path_for(&e.path)) {
+                let written = match &remote {
+                    Some(_) => Ok(()),
+                    None => m.write(&Manifest::path_for(&e.path)),
+                };
+                if let Err(err) = written {
                     ctx.log.warn(format!(
                         "{target}: {file} verified, but its manifest could not record it: {err:#}"
                     ));
@@ -784,7 +877,7 @@ impl Report for VerifyReport {
 // ---------------------------------------------------------------------------------------------
 // backup check
 
-fn check(args: &CheckArgs, ctx: &Ctx) -> Result<Outcome> {
+async fn check(args: &CheckArgs, ctx: &Ctx) -> Result<Outcome> {
     let now = Utc::now();
     let mut report = BackupCheckReport {
         targets: Vec::new(),
@@ -793,8 +886,31 @@ fn check(args: &CheckArgs, ctx: &Ctx) -> Result<Outcome> {
         let name = &p.target.name;
         let store = StateStore::new(&ctx.config.state_dir, name, &p.dir);
         let record = read_record(&p, ctx);
-        let entries = backup::scan_at(&p.dir, p.target, p.cfg.server_dir.as_deref(), now)
-            .map_err(|e| format!("{e:#}"));
+        let entries = p.entries_at(now).await.map_err(|e| format!("{e:#}"));
+        // For a bucket, the cheap check is one HEAD per good backup, made here.
+        let mut heads: std::collections::HashMap<String, String> = Default::default();
+        if let (Some(r), Ok(list)) = (&p.remote, &entries) {
+            match r.open().await {
+                Ok(store) => {
+                    for e in list.iter().filter(|e| e.is_good_for(name)) {
+                        // --deep streams the object back and re-hashes it.
+                        let res = if args.deep {
+                            backup::remote::fetch(&store, e).await.map(drop)
+                        } else {
+                            backup::remote::quick_check(&store, e).await
+                        };
+                        if let Err(err) = res {
+                            heads.insert(e.file_name(), format!("{err:#}"));
+                        }
+                    }
+                }
+                Err(err) => {
+                    for e in list.iter() {
+                        heads.insert(e.file_name(), format!("{err:#}"));
+                    }
+                }
+            }
+        }
         // The newest of the two records of the last run: the state directory's, and the one
         // beside the backups (written by an older version, or by a run as another user).
         let last_run = [
@@ -821,6 +937,12 @@ fn check(args: &CheckArgs, ctx: &Ctx) -> Result<Outcome> {
         };
         let mut hashed = Vec::new();
         let finding = assess(entries.as_deref().map_err(Clone::clone), &facts, |e| {
+            if p.remote.is_some() {
+                return match heads.get(&e.file_name()) {
+                    Some(err) => Err(anyhow!("{err}")),
+                    None => Ok(()),
+                };
+            }
             intact(e, record.as_ref(), args.deep, &mut hashed)
         });
         if !hashed.is_empty() {

@@ -154,8 +154,7 @@ fn backups_holding(
     let Some(cfg) = ctx.config.backup.get(&target.name) else {
         return Ok(Vec::new());
     };
-    let dir = ctx.config.resolve(&cfg.dir);
-    let mut entries = backup::scan(&dir, target, cfg.server_dir.as_deref())?;
+    let mut entries = backup::entries_of(&ctx.config, target, cfg, now)?;
     entries.retain(|e| e.is_good_for(&target.name));
     entries.sort_by_key(|e| std::cmp::Reverse(e.name.taken));
     let keep = cfg.keep_min.max(1) as usize;

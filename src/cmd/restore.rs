@@ -29,7 +29,7 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     if args.anonymize {
         return crate::cmd::anonymize::from_restore(args, ctx).await;
     }
-    let jobs = backups_to_restore(args.file.as_deref(), ctx)?;
+    let jobs = backups_to_restore(args.file.as_deref(), ctx).await?;
     if args.into.is_some() && jobs.len() > 1 {
         return Err(crate::error::ConfigError::new("--into needs a single target (use -t)").into());
     }
@@ -38,7 +38,7 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
             crate::error::ConfigError::new("--into-dir needs a single target (use -t)").into(),
         );
     }
-    for (target, _) in &jobs {
+    for (target, _, _) in &jobs {
         let into_server = engine::restores_into_server(target.engine);
         if args.into_dir.is_some() && into_server {
             return Err(crate::error::ConfigError::new(format!(
@@ -61,7 +61,7 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     let mut report = RestoreReport {
         restores: Vec::new(),
     };
-    for (target, e) in jobs {
+    for (target, e, _copy) in jobs {
         let start = Instant::now();
         let m = e.manifest.clone().map_err(|why| anyhow!(why))?;
         // The configuration says where a restore goes, never the manifest.
@@ -144,11 +144,14 @@ pub async fn run(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
 
 /// The backups a restore takes: FILE (on the target its manifest names, or the only one
 /// selected), or each selected target's latest good backup.
-pub(crate) fn backups_to_restore<'c>(
+/// The backup to restore on each selected target: the file named, or the latest good one.
+/// A backup in a bucket is streamed into a private temporary copy first, re-hashed (a
+/// damaged object is refused here); the copy, returned beside its entry, goes when dropped.
+pub(crate) async fn backups_to_restore<'c>(
     file: Option<&std::path::Path>,
     ctx: &'c Ctx,
-) -> Result<Vec<(&'c Target, Entry)>> {
-    let mut jobs: Vec<(&Target, Entry)> = Vec::new();
+) -> Result<Vec<(&'c Target, Entry, Option<backup::remote::LocalCopy>)>> {
+    let mut jobs: Vec<(&Target, Entry, Option<backup::remote::LocalCopy>)> = Vec::new();
     match file {
         Some(f) => {
             let mut e = Entry::for_file(f)?;
@@ -186,11 +189,11 @@ pub(crate) fn backups_to_restore<'c>(
             if let Some(why) = &e.foreign {
                 bail!("{why}");
             }
-            jobs.push((target, e));
+            jobs.push((target, e, None));
         }
         None => {
             for p in places(ctx)? {
-                let entries = backup::scan(&p.dir, p.target, p.cfg.server_dir.as_deref())?;
+                let entries = p.entries_at(chrono::Utc::now()).await?;
                 let latest = entries
                     .into_iter()
                     .find(|e| e.is_good_for(&p.target.name))
@@ -198,10 +201,18 @@ pub(crate) fn backups_to_restore<'c>(
                         anyhow!(
                             "target `{}`: no good backup in {}",
                             p.target.name,
-                            p.dir.display()
+                            p.location()
                         )
                     })?;
-                jobs.push((p.target, latest));
+                match &p.remote {
+                    Some(r) => {
+                        let copy = backup::remote::fetch(&r.open().await?, &latest)
+                            .await
+                            .context("refusing to restore a damaged backup")?;
+                        jobs.push((p.target, copy.entry.clone(), Some(copy)));
+                    }
+                    None => jobs.push((p.target, latest, None)),
+                }
             }
         }
     }
@@ -348,17 +359,30 @@ async fn drill(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     let mut report = DrillReport { drills: Vec::new() };
     for p in places(ctx)? {
         let start = Instant::now();
-        let entries = backup::scan(&p.dir, p.target, p.cfg.server_dir.as_deref())?;
+        let entries = p.entries_at(chrono::Utc::now()).await;
         let scratch = format!(
             "{}_drill_{}",
             p.target.connection.database,
             chrono::Utc::now().format("%Y%m%d%H%M%S")
         );
-        let latest = entries.into_iter().find(|e| e.is_good_for(&p.target.name));
+        let latest = entries?.into_iter().find(|e| e.is_good_for(&p.target.name));
+        // A backup in a bucket is drilled from a re-hashed temporary copy.
+        let mut copy = None;
+        let latest = match (&p.remote, latest) {
+            (Some(r), Some(e)) => {
+                let c = backup::remote::fetch(&r.open().await?, &e)
+                    .await
+                    .context("the latest backup is damaged")?;
+                let local = c.entry.clone();
+                copy = Some(c);
+                Some(local)
+            }
+            (_, latest) => latest,
+        };
         if engine::drill_style(p.target.engine) == DrillStyle::ThrowawayServer {
             let mut server = String::from("throwaway server");
             let res: Result<(String, usize, Vec<String>)> = async {
-                let e = latest.ok_or_else(|| anyhow!("no good backup in {}", p.dir.display()))?;
+                let e = latest.ok_or_else(|| anyhow!("no good backup in {}", p.location()))?;
                 let m = backup::check_hash(&e).context("the latest backup is damaged")?;
                 let (counts, described) =
                     engine::drill_throwaway(p.target.engine, &e.source()).await?;
@@ -379,7 +403,7 @@ async fn drill(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         // The scratch database is dropped on a stop too; a kill leaves it to the next drill.
         let mut guard: Option<Created> = None;
         let res: Result<(String, usize, Vec<String>)> = async {
-            let e = latest.ok_or_else(|| anyhow!("no good backup in {}", p.dir.display()))?;
+            let e = latest.ok_or_else(|| anyhow!("no good backup in {}", p.location()))?;
             let m = backup::check_hash(&e).context("the latest backup is damaged")?;
             engine::create_scratch(p.target, &scratch).await?;
             guard = Some(Created::register(p.target, &scratch));
@@ -404,6 +428,7 @@ async fn drill(args: &RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         if let Some(g) = guard {
             g.keep(); // dropped above already
         }
+        drop(copy);
         let item = drilled(p.target, ctx, res, scratch, start);
         record_drill(&p, ctx, &item);
         report.drills.push(item);

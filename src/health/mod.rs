@@ -1199,7 +1199,6 @@ fn backup_age(config: &Config, target: &Target) -> Judged {
     let Some(cfg) = config.backup.get(&target.name).filter(|c| c.enabled) else {
         return j;
     };
-    let dir = config.resolve(&cfg.dir);
     // Between the configured thresholds and the defaults: the backup's own cadence.
     let th = configured_threshold(&config.health, target, check)
         .or_else(|| {
@@ -1210,7 +1209,7 @@ fn backup_age(config: &Config, target: &Target) -> Judged {
         })
         .or(check.def().default_threshold);
     j.threshold = th;
-    match backup::scan(&dir, target, cfg.server_dir.as_deref()) {
+    match backup::entries_of(config, target, cfg, Utc::now()) {
         Err(e) => {
             j.status = Status::Unknown;
             j.message = format!("{e:#}");
@@ -1222,7 +1221,7 @@ fn backup_age(config: &Config, target: &Target) -> Judged {
         {
             None => {
                 j.status = Status::Critical;
-                j.message = format!("no backup in {}", dir.display());
+                j.message = format!("no backup in {}", backup::location_of(config, cfg));
             }
             Some(m) => {
                 // Never negative: a backup finishing as the check reads it is 0 h old.
@@ -1241,6 +1240,10 @@ fn backup_age(config: &Config, target: &Target) -> Judged {
 fn backup_dir_space(config: &Config, target: &Target) -> Option<Judged> {
     let check = Check::BackupDirSpace;
     let cfg = config.backup.get(&target.name).filter(|c| c.enabled)?;
+    // A bucket has no filesystem to measure: the check is not shown.
+    if backup::remote::RemoteDir::of(cfg).is_some() {
+        return None;
+    }
     let dir = config.resolve(&cfg.dir);
     let th = threshold(&config.health, target, check);
     let unit = Some(check.def().unit);

@@ -1086,8 +1086,7 @@ fn per_scrape_registry(config: &Config, results: &[(Target, Arc<Outcome>)]) -> R
         }
         // Backups: read from the manifests, whether or not the server answers.
         if let Some(cfg) = config.backup.get(name).filter(|c| c.enabled) {
-            let dir = config.resolve(&cfg.dir);
-            if let Ok(entries) = backup::scan(&dir, t, cfg.server_dir.as_deref()) {
+            if let Ok(entries) = backup::entries_of(config, t, cfg, chrono::Utc::now()) {
                 if let Some(m) = entries
                     .iter()
                     .find(|e| e.is_good_for(name))
@@ -1105,7 +1104,7 @@ fn per_scrape_registry(config: &Config, results: &[(Target, Arc<Outcome>)]) -> R
                         (m.finished_at - m.started_at).num_milliseconds() as f64 / 1000.0,
                     );
                 }
-                let last_run = backup::LastRun::read(&dir, name);
+                let last_run = backup::LastRun::read(&backup::record_dir(config, name, cfg), name);
                 // The cheap judgement: a scrape does not re-hash backups (`backup check` does).
                 let judged = judge(
                     &entries,

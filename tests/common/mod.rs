@@ -609,6 +609,11 @@ impl Env {
         };
         cmd.arg("-c").arg(self.path("config_global.yml")).args(args);
         cmd.env_remove("MAIRIE_DBA_CONFIG")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SHARED_CREDENTIALS_FILE")
             .env_remove("PGPASSWORD")
             .env_remove("MAIRIE_PG_PASSWORD")
             .env_remove("MAIRIE_MYSQL_PASSWORD");

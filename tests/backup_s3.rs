@@ -1,0 +1,305 @@
+//! Backups in object storage (`dir: s3://bucket/prefix`) against the project's SeaweedFS and
+//! real PostgreSQL and MariaDB servers: backup, list, check, verify, restore, drill and
+//! retention read and write the bucket; an altered object is caught; a killed upload and a
+//! backup object left without its manifest are cleaned by the next run; wrong credentials
+//! are named, never shown.
+
+mod common;
+
+use common::s3::{credentials, endpoint, TestBucket};
+use common::*;
+use mairie_dba::storage::S3Store;
+
+per_engine!(
+    a_backup_in_a_bucket_lists_checks_verifies_restores_and_drills,
+    retention_in_a_bucket_keeps_keep_min_and_touches_nothing_foreign,
+    an_altered_object_is_caught_by_check_verify_and_restore,
+    the_next_run_aborts_a_killed_upload_and_removes_an_object_without_manifest,
+    wrong_credentials_are_named_and_never_shown,
+);
+
+const PREFIX: &str = "nightly";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// An env with the demo data whose backups go to `s3://<bucket>/nightly`, with the dev
+/// store's keys in the environment.
+fn env_in(engine: Engine, bucket: &TestBucket, retention: &str) -> Env {
+    let mut env = Env::with_schema(engine);
+    env.run(&["load-csv", "--all"]).success();
+    env.write_global(&format!(
+        "backup:\n  {e}:\n    dir: s3://{b}/{PREFIX}\n    s3:\n      endpoint: {ep}\n      \
+         region: us-east-1\n      sse: AES256\n      storage_class: STANDARD_IA\n{retention}",
+        e = engine.name(),
+        b = bucket.name,
+        ep = endpoint()
+    ));
+    let c = credentials();
+    env.set_env("AWS_ACCESS_KEY_ID", &c.access_key_id);
+    env.set_env("AWS_SECRET_ACCESS_KEY", &c.secret_access_key);
+    env
+}
+
+fn store(bucket: &TestBucket, rt: &tokio::runtime::Runtime) -> S3Store {
+    rt.block_on(bucket.store(PREFIX))
+}
+
+fn keys(store: &S3Store, rt: &tokio::runtime::Runtime) -> Vec<String> {
+    let mut k: Vec<String> = rt
+        .block_on(store.list(""))
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    k.sort();
+    k
+}
+
+fn a_backup_in_a_bucket_lists_checks_verifies_restores_and_drills(engine: Engine) {
+    let bucket = TestBucket::new();
+    let env = env_in(engine, &bucket, "    keep_min: 2\n");
+    let out = env.run(&["--format", "json", "backup"]);
+    out.success().lacks(&credentials().secret_access_key);
+    let done = &out.json()["backups"][0];
+    let file = done["file"].as_str().unwrap().to_string();
+    assert_eq!(
+        done["path"].as_str().unwrap(),
+        format!("s3://{}/{PREFIX}/{file}", bucket.name)
+    );
+    let rt = runtime();
+    let s = store(&bucket, &rt);
+    // The object and its manifest, nothing else; nothing written locally but run records.
+    assert_eq!(
+        keys(&s, &rt),
+        vec![format!("{PREFIX}/{file}"), format!("{PREFIX}/{file}.json")]
+    );
+    assert!(rt.block_on(s.pending_uploads("")).unwrap().is_empty());
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &rt.block_on(s.get_bytes(&format!("{PREFIX}/{file}.json"), 1 << 20))
+            .unwrap(),
+    )
+    .unwrap();
+    let object = rt
+        .block_on(s.head(&format!("{PREFIX}/{file}")))
+        .unwrap()
+        .unwrap();
+    assert_eq!(manifest["size_bytes"], object.size);
+    assert_eq!(manifest["etag"].as_str(), object.etag.as_deref());
+    assert!(manifest["tables"].as_object().unwrap().len() > 5);
+
+    let list = env.run(&["--format", "json", "backup", "list"]);
+    list.success();
+    assert_eq!(list.json()["backups"][0]["status"], "good");
+    assert_eq!(list.json()["backups"][0]["file"], file.as_str());
+    env.run(&["backup", "check"]).code(0);
+    env.run(&["backup", "check", "--deep"]).code(0);
+    env.run(&["--format", "json", "backup", "verify"])
+        .success()
+        .stdout_has(&file);
+
+    let copy = format!("{}_s3copy", env.db().name());
+    let _copy = other_db(&env, &copy);
+    env.run(&["restore", "--latest", "--into", &copy, "--compare"])
+        .success();
+    let restored = other_db(&env, &copy);
+    assert_eq!(
+        restored.count("metier.citoyens"),
+        env.db().count("metier.citoyens")
+    );
+    std::mem::forget(restored);
+    env.run(&["--format", "json", "restore", "--drill"])
+        .success()
+        .stdout_has("\"status\": \"success\"");
+    // The temporary copies are gone.
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .contains(&format!("mairie-dba-fetch-{}", std::process::id()))
+        })
+        .collect();
+    assert!(leftovers.is_empty());
+    // health reads the bucket too.
+    let health = env.run(&["--format", "json", "health", "--check", "backup_age"]);
+    health.success();
+    let check = &health.json()["targets"][0]["checks"][0];
+    assert_eq!(check["status"], "ok");
+    assert!(
+        check["message"].as_str().unwrap().contains(&file),
+        "{check}"
+    );
+}
+
+fn retention_in_a_bucket_keeps_keep_min_and_touches_nothing_foreign(engine: Engine) {
+    let bucket = TestBucket::new();
+    let env = env_in(engine, &bucket, "    retention_days: 1\n    keep_min: 1\n");
+    let out = env.run(&["--format", "json", "backup"]);
+    out.success();
+    let file = out.json()["backups"][0]["file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rt = runtime();
+    let s = store(&bucket, &rt);
+    // Two older copies of that backup with their manifests (good backups of the target,
+    // ten and twenty days old), a foreign key and another database's backup name.
+    let bytes = rt
+        .block_on(s.get_bytes(&format!("{PREFIX}/{file}"), 1 << 30))
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &rt.block_on(s.get_bytes(&format!("{PREFIX}/{file}.json"), 1 << 20))
+            .unwrap(),
+    )
+    .unwrap();
+    let (stem, ext) = file.split_once("_full_").unwrap();
+    let ext = ext.split_once('.').unwrap().1;
+    let mut old = Vec::new();
+    for day in ["20261101", "20261120"] {
+        let name = format!("{stem}_full_{day}_020000.{ext}");
+        let mut m = manifest.clone();
+        m["file"] = name.clone().into();
+        m["started_at"] = format!("{}-{}-{}T02:00:00Z", &day[..4], &day[4..6], &day[6..]).into();
+        m["finished_at"] = m["started_at"].clone();
+        m.as_object_mut().unwrap().remove("etag");
+        rt.block_on(s.put_new(&format!("{PREFIX}/{name}"), bytes.clone()))
+            .unwrap();
+        rt.block_on(s.put_new(
+            &format!("{PREFIX}/{name}.json"),
+            serde_json::to_vec(&m).unwrap(),
+        ))
+        .unwrap();
+        old.push(name);
+    }
+    let foreign = [
+        format!("{PREFIX}/notes.txt"),
+        format!("{PREFIX}/autre_full_20200101_000000.{ext}"),
+        format!("{PREFIX}/sub/{stem}_full_20200101_000000.{ext}"),
+    ];
+    for k in &foreign {
+        rt.block_on(s.put_new(k, b"not ours".to_vec())).unwrap();
+    }
+    let dry = env.run(&["--format", "json", "backup", "--prune-only", "--dry-run"]);
+    dry.success();
+    for name in &old {
+        dry.stdout_has(name);
+    }
+    assert_eq!(
+        keys(&s, &rt).len(),
+        2 + 4 + foreign.len(),
+        "dry run deletes nothing"
+    );
+    env.run(&["backup", "--prune-only"]).success();
+    let mut expected: Vec<String> = foreign.to_vec();
+    expected.push(format!("{PREFIX}/{file}"));
+    expected.push(format!("{PREFIX}/{file}.json"));
+    expected.sort();
+    assert_eq!(keys(&s, &rt), expected);
+}
+
+fn an_altered_object_is_caught_by_check_verify_and_restore(engine: Engine) {
+    let bucket = TestBucket::new();
+    let env = env_in(engine, &bucket, "");
+    let out = env.run(&["--format", "json", "backup"]);
+    out.success();
+    let file = out.json()["backups"][0]["file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rt = runtime();
+    let s = store(&bucket, &rt);
+    let key = format!("{PREFIX}/{file}");
+    let mut bytes = rt.block_on(s.get_bytes(&key, 1 << 30)).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    rt.block_on(s.delete(&key)).unwrap();
+    rt.block_on(s.put_new(&key, bytes)).unwrap();
+    // Same size: the cheap check sees the new ETag; the deep one and verify the hash.
+    env.run(&["backup", "check"]).code(2).stdout_has("ETag");
+    env.run(&["backup", "check", "--deep"])
+        .code(2)
+        .stdout_has("SHA-256");
+    env.run(&["backup", "verify"])
+        .code(1)
+        .stderr_has("does not match the manifest");
+    let copy = format!("{}_s3bad", env.db().name());
+    env.run(&["restore", "--latest", "--into", &copy])
+        .code(1)
+        .stderr_has("refusing to restore a damaged backup");
+}
+
+fn the_next_run_aborts_a_killed_upload_and_removes_an_object_without_manifest(engine: Engine) {
+    let bucket = TestBucket::new();
+    let env = env_in(engine, &bucket, "");
+    let rt = runtime();
+    let s = store(&bucket, &rt);
+    let database = env.db().name().to_string();
+    let ext = match engine {
+        Engine::Postgres => "dump",
+        Engine::Mysql => "sql.zst",
+    };
+    // What a run killed mid-upload leaves: an upload in progress (one part sent).
+    let pending = format!("{PREFIX}/{database}_full_20261201_020000.{ext}");
+    rt.block_on(async {
+        let mut u = s.upload(&pending).await.unwrap();
+        u.write(&vec![7u8; 6 << 20]).await.unwrap();
+        u.write(&[1]).await.unwrap();
+        // Left as a killed process leaves it: neither finished nor aborted.
+        std::mem::forget(u);
+    });
+    assert_eq!(rt.block_on(s.pending_uploads("")).unwrap().len(), 1);
+    // And one killed between the end of the upload and the manifest.
+    let orphan = format!("{PREFIX}/{database}_full_20261202_020000.{ext}");
+    rt.block_on(s.put_new(&orphan, b"half a backup".to_vec()))
+        .unwrap();
+    // Not a backup meanwhile.
+    let list = env.run(&["--format", "json", "backup", "list"]);
+    list.success();
+    assert_eq!(list.json()["backups"][0]["status"], "no manifest");
+    env.run(&["backup"])
+        .success()
+        .stderr_has("aborted the unfinished upload")
+        .stderr_has("left without a manifest");
+    assert!(rt.block_on(s.pending_uploads("")).unwrap().is_empty());
+    let k = keys(&s, &rt);
+    assert!(!k.contains(&orphan), "{k:?}");
+    assert!(!k.contains(&pending), "{k:?}");
+    assert_eq!(k.len(), 2, "{k:?}");
+}
+
+fn wrong_credentials_are_named_and_never_shown(engine: Engine) {
+    let bucket = TestBucket::new();
+    let mut env = env_in(engine, &bucket, "");
+    let wrong = "Wr0ngSecretThatMustNeverShow";
+    env.set_env("AWS_SECRET_ACCESS_KEY", wrong);
+    let out = env.run(&["backup"]);
+    out.code(1)
+        .stderr_has(&format!("s3://{}/", bucket.name))
+        .stderr_has("SignatureDoesNotMatch")
+        .lacks(wrong);
+    env.run(&["backup", "list"]).code(1).lacks(wrong);
+    // No credentials at all: the error says where they are looked for.
+    let mut env = env_in(engine, &bucket, "");
+    env.set_env("AWS_ACCESS_KEY_ID", "");
+    env.set_env("AWS_SECRET_ACCESS_KEY", "");
+    env.run(&["backup"]).code(1).stderr_has("AWS_ACCESS_KEY_ID");
+    let rt = runtime();
+    assert!(keys(&store(&bucket, &rt), &rt).is_empty());
+}
+
+/// A database of the env's server by name, dropped at the end of the test.
+fn other_db(env: &Env, name: &str) -> Db {
+    match env.engine {
+        Engine::Postgres => Db::Pg(PgDb {
+            name: name.to_string(),
+        }),
+        Engine::Mysql => Db::My(name.to_string()),
+    }
+}
