@@ -303,3 +303,89 @@ fn other_db(env: &Env, name: &str) -> Db {
         Engine::Mysql => Db::My(name.to_string()),
     }
 }
+
+/// The store stopped (killed) while a backup streams into it: the run fails naming the
+/// object, no backup and no manifest are visible once the store is back, and the next run
+/// aborts the upload the crash left and writes a good backup. On a SeaweedFS of its own.
+#[test]
+fn a_store_stopped_mid_upload_leaves_no_backup_and_the_next_run_cleans_up() {
+    use common::s3::PrivateS3;
+    let mut s3 = PrivateS3::start();
+    let bucket = "midupload";
+    s3.wait_ready(bucket);
+    let mut env = Env::with_schema(Engine::Postgres);
+    // About 60 MB of rows that compress to half: several parts of 8 MiB.
+    env.db().query(
+        "CREATE TABLE public.gros AS SELECT g, md5(g::text) || md5((g * 7)::text) \
+         || md5((g * 13)::text) AS t FROM generate_series(1, 600000) g",
+    );
+    env.write_global(&format!(
+        "backup:\n  postgres:\n    dir: s3://{bucket}/{PREFIX}\n    s3:\n      endpoint: {}\n",
+        s3.endpoint()
+    ));
+    let c = credentials();
+    env.set_env("AWS_ACCESS_KEY_ID", &c.access_key_id);
+    env.set_env("AWS_SECRET_ACCESS_KEY", &c.secret_access_key);
+    let rt = runtime();
+    let endpoint = s3.endpoint();
+    let open = || {
+        let opts = mairie_dba::storage::S3Options {
+            endpoint: Some(endpoint.clone()),
+            ..Default::default()
+        };
+        let url = mairie_dba::storage::S3Url::parse(&format!("s3://{bucket}/{PREFIX}")).unwrap();
+        rt.block_on(S3Store::open_with(&url, &opts, &credentials()))
+            .unwrap()
+    };
+    let store = open();
+    let child = env
+        .command(&[], &["backup"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The moment the upload exists, the store goes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if !rt
+            .block_on(store.pending_uploads(""))
+            .unwrap_or_default()
+            .is_empty()
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no upload started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    s3.kill();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("s3://{bucket}/{PREFIX}/")),
+        "{stderr}"
+    );
+    s3.restart();
+    s3.wait_ready(bucket);
+    let store = open();
+    assert!(
+        rt.block_on(store.list("")).unwrap().is_empty(),
+        "no object, no manifest"
+    );
+    let list = env.run(&["--format", "json", "backup", "list"]);
+    list.success();
+    assert_eq!(list.json()["backups"].as_array().unwrap().len(), 0);
+    // The next run: whatever upload the crash left is aborted, and the backup is whole.
+    let again = env.run(&["--format", "json", "backup"]);
+    again.success();
+    let file = again.json()["backups"][0]["file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(rt.block_on(store.pending_uploads("")).unwrap().is_empty());
+    assert_eq!(
+        keys(&store, &rt),
+        vec![format!("{PREFIX}/{file}"), format!("{PREFIX}/{file}.json")]
+    );
+    env.run(&["backup", "verify"]).success();
+}

@@ -189,3 +189,171 @@ fn run_on_own_runtime<T: Send + 'static>(
     })
     .join()
 }
+
+/// A SeaweedFS of one test's own, on free loopback ports, in a directory of its own, with
+/// the dev store's keys: for the tests that stop the server. Killed (SIGKILL) and removed
+/// when dropped.
+pub struct PrivateS3 {
+    pub dir: std::path::PathBuf,
+    ports: [u16; 4],
+    child: Option<std::process::Child>,
+}
+
+impl PrivateS3 {
+    /// Starts it and waits (at most 60 s) until a bucket can be created.
+    pub fn start() -> PrivateS3 {
+        let dir = std::env::temp_dir().join(format!(
+            "mairie-dba-weed-{}-{}",
+            std::process::id(),
+            BUCKETS.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(dir.join("config")).unwrap();
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        std::fs::write(
+            dir.join("config/master.toml"),
+            "[master.volume_growth]\ncopy_1 = 1\ncopy_2 = 2\ncopy_3 = 3\ncopy_other = 1\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("s3.json"),
+            format!(
+                "{{\"identities\":[{{\"name\":\"mairie\",\"credentials\":[{{\"accessKey\":\"{}\",\"secretKey\":\"{}\"}}],\"actions\":[\"Admin\",\"Read\",\"List\",\"Tagging\",\"Write\"]}}]}}",
+                dev_server("MAIRIE_DEV_S3_ACCESS_KEY"),
+                dev_server("MAIRIE_DEV_S3_SECRET_KEY")
+            ),
+        )
+        .unwrap();
+        // Four ports whose gRPC twins (+10000) are free too.
+        let mut ports = [0u16; 4];
+        for p in ports.iter_mut() {
+            *p = loop {
+                let candidate = 20000 + (super::free_port() % 20000);
+                if std::net::TcpListener::bind(("127.0.0.1", candidate)).is_ok()
+                    && std::net::TcpListener::bind(("127.0.0.1", candidate + 10000)).is_ok()
+                {
+                    break candidate;
+                }
+            };
+        }
+        let mut s = PrivateS3 {
+            dir,
+            ports,
+            child: None,
+        };
+        s.launch();
+        s
+    }
+
+    /// `http://127.0.0.1:<its S3 port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports[3])
+    }
+
+    fn launch(&mut self) {
+        let weed = [
+            format!("{}/bin/weed", dev_server("MAIRIE_DEV_S3_VENV")),
+            "weed".to_string(),
+        ]
+        .into_iter()
+        .find(|w| Command::new(w).arg("version").output().is_ok())
+        .expect("no weed: run scripts/dev-services.sh");
+        let d = self.dir.display().to_string();
+        let [m, v, f, s] = self.ports;
+        let log = std::fs::File::create(self.dir.join("weed.log")).unwrap();
+        let child = Command::new(weed)
+            .env_clear()
+            .env("WEED_S3_SSE_KEY", dev_server("MAIRIE_DEV_S3_SSE_KEY"))
+            .args([
+                "-logtostderr".to_string(),
+                format!("-config_dir={d}/config"),
+                "server".into(),
+                format!("-dir={d}/data"),
+                "-ip=127.0.0.1".into(),
+                "-ip.bind=127.0.0.1".into(),
+                format!("-master.port={m}"),
+                format!("-master.port.grpc={}", m + 10000),
+                "-master.telemetry=false".into(),
+                "-master.volumeSizeLimitMB=64".into(),
+                format!("-volume.port={v}"),
+                format!("-volume.port.grpc={}", v + 10000),
+                "-volume.max=8".into(),
+                "-volume.preStopSeconds=0".into(),
+                "-filer".into(),
+                format!("-filer.port={f}"),
+                format!("-filer.port.grpc={}", f + 10000),
+                format!("-filer.localSocket={d}/filer.sock"),
+                "-s3".into(),
+                format!("-s3.port={s}"),
+                format!("-s3.port.grpc={}", s + 10000),
+                format!("-s3.config={d}/s3.json"),
+                format!("-s3.localSocket={d}/s3.sock"),
+                "-s3.port.iceberg=0".into(),
+                "-s3.port.lance=0".into(),
+                "-s3.autoCreateBucket=false".into(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting weed");
+        self.child = Some(child);
+    }
+
+    /// Waits until `bucket` can be created (or exists) on it.
+    pub fn wait_ready(&self, bucket: &str) {
+        let url = S3Url::parse(&format!("s3://{bucket}")).unwrap();
+        let opts = S3Options {
+            endpoint: Some(self.endpoint()),
+            region: Some("us-east-1".into()),
+            ..S3Options::default()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (url, opts) = (url.clone(), opts.clone());
+            let ok = on_own_runtime(async move {
+                let store = S3Store::open_with(&url, &opts, &credentials()).await?;
+                match store.create_bucket().await {
+                    Ok(()) => Ok(()),
+                    Err(_) => store.list("").await.map(drop),
+                }
+            });
+            if ok.is_ok() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the private SeaweedFS did not start: {:#}\n{}",
+                ok.unwrap_err(),
+                std::fs::read_to_string(self.dir.join("weed.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    }
+
+    /// Stops it at once (SIGKILL), as a crash or a cut cable would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same directory and ports.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+}
+
+impl Drop for PrivateS3 {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        for p in self.ports {
+            for kind in ["master", "volume", "filer", "s3"] {
+                let _ =
+                    std::fs::remove_file(format!("/tmp/seaweedfs-{kind}-grpc-{}.sock", p + 10000));
+            }
+        }
+    }
+}
