@@ -284,6 +284,7 @@ async fn stop_signal() -> &'static str {
 /// stop); wait for them, drop what it created, and say so.
 async fn stopped(sig: &str, log: &log::Log) -> anyhow::Error {
     let left = engine::tools::stop_children(std::time::Duration::from_secs(5)).await;
+    let uploads = storage::wait_for_aborts(std::time::Duration::from_secs(10)).await;
     let dropped = engine::cleanup::drop_created().await;
     let removed = engine::cleanup::remove_in_progress();
     let mut msg = format!("stopped by {sig}");
@@ -305,6 +306,11 @@ async fn stopped(sig: &str, log: &log::Log) -> anyhow::Error {
     }
     if left > 0 {
         msg.push_str(&format!("; {left} tool(s) still stopping"));
+    }
+    if uploads > 0 {
+        msg.push_str(&format!(
+            "; {uploads} upload(s) to object storage not yet aborted (the next backup aborts them)"
+        ));
     }
     let _ = log;
     anyhow::anyhow!(msg)

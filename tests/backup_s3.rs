@@ -389,3 +389,39 @@ fn a_store_stopped_mid_upload_leaves_no_backup_and_the_next_run_cleans_up() {
     );
     env.run(&["backup", "verify"]).success();
 }
+
+/// Stopped by SIGTERM while the dump streams up: the upload is aborted before the process
+/// ends, so nothing is left in the bucket, not even parts.
+#[test]
+fn a_backup_stopped_mid_upload_aborts_it_before_exiting() {
+    let bucket = TestBucket::new();
+    let env = env_in(Engine::Postgres, &bucket, "");
+    env.db().query(
+        "CREATE TABLE public.gros AS SELECT g, md5(g::text) || md5((g * 7)::text) \
+         || md5((g * 13)::text) AS t FROM generate_series(1, 600000) g",
+    );
+    let rt = runtime();
+    let s = store(&bucket, &rt);
+    let child = env
+        .command(&[], &["backup"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while rt.block_on(s.pending_uploads("")).unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no upload started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: kill on a child of this test.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+    assert!(
+        rt.block_on(s.pending_uploads("")).unwrap().is_empty(),
+        "an upload left behind: {stderr}"
+    );
+    assert!(keys(&s, &rt).is_empty());
+}

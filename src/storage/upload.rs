@@ -202,9 +202,28 @@ impl Drop for Upload {
             return;
         };
         let runtime = state.runtime.clone();
+        ABORTING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         runtime.spawn(async move {
             state.abort().await.ok();
+            ABORTING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         });
+    }
+}
+
+/// Uploads being aborted in the background (dropped unfinished).
+static ABORTING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// After a stop (Ctrl-C, SIGTERM) has dropped an operation: waits, at most `limit`, for the
+/// uploads it left to be aborted, so that none is left half-sent in the bucket when the
+/// process ends. Returns how many were still being aborted at the limit.
+pub async fn wait_for_aborts(limit: std::time::Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let n = ABORTING.load(std::sync::atomic::Ordering::SeqCst);
+        if n == 0 || tokio::time::Instant::now() >= deadline {
+            return n;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
