@@ -788,6 +788,20 @@ impl Config {
             Some(m) => {
                 crate::monitor::config::check_jobs(&m.jobs)
                     .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
+                // Written as a URL, a directory would otherwise be taken as a local path.
+                for (key, dir) in [
+                    ("deposit_dir", &m.deposit_dir),
+                    ("validated_dir", &m.validated_dir),
+                ] {
+                    if dir.to_string_lossy().contains("://") {
+                        return Err(ConfigError::new(format!(
+                            "{}: monitor.{key}: `{}`: the monitor's stores are directories \
+                             (object storage is for backup directories and the WAL archive)",
+                            path.display(),
+                            dir.display()
+                        )));
+                    }
+                }
                 Some(crate::monitor::MonitorConfig::resolve(
                     m, &base_dir, &state_dir,
                 ))
@@ -1424,6 +1438,13 @@ mod tests {
             e.contains("g3.yml:4:") && e.contains("unknown field `scan_every`"),
             "{e}"
         );
+        let g = write(
+            &d,
+            "g4.yml",
+            "monitor:\n  deposit_dir: d\n  validated_dir: s3://b/v\n",
+        );
+        let e = Config::load(&g).unwrap_err().to_string();
+        assert!(e.contains("monitor.validated_dir: `s3://b/v`"), "{e}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ per_engine!(
     an_altered_object_is_caught_by_check_verify_and_restore,
     the_next_run_aborts_a_killed_upload_and_removes_an_object_without_manifest,
     wrong_credentials_are_named_and_never_shown,
+    bad_object_storage_settings_are_configuration_errors,
 );
 
 const PREFIX: &str = "nightly";
@@ -424,4 +425,33 @@ fn a_backup_stopped_mid_upload_aborts_it_before_exiting() {
         "an upload left behind: {stderr}"
     );
     assert!(keys(&s, &rt).is_empty());
+}
+
+fn bad_object_storage_settings_are_configuration_errors(engine: Engine) {
+    let env = Env::new(engine);
+    let e = engine.name();
+    for (section, needle) in [
+        (
+            format!("backup:\n  {e}:\n    dir: s3://Not_A_Bucket/x\n"),
+            format!("backup.{e}.dir: `s3://Not_A_Bucket/x` is not s3://BUCKET[/PREFIX]"),
+        ),
+        (
+            format!("backup:\n  {e}:\n    dir: backups\n    s3:\n      region: eu-west-3\n"),
+            format!("backup.{e}.s3: options for object storage, but dir `backups` is not s3://"),
+        ),
+        (
+            format!(
+                "backup:\n  {e}:\n    dir: s3://mairie-bucket/p\n    s3:\n      endpoint: http://s3.example.org\n"
+            ),
+            "allow_http".to_string(),
+        ),
+    ] {
+        env.write_global(&section);
+        env.run(&["backup", "list"]).code(2).stderr_has(&needle);
+    }
+    let env = Env::new(engine);
+    env.write_global(&format!(
+        "backup:\n  {e}:\n    dir: s3://mairie-bucket/p\n    s3:\n      colour: blue\n"
+    ));
+    env.run(&["backup", "list"]).code(2).stderr_has("colour");
 }

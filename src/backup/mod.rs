@@ -975,7 +975,8 @@ fn place<'a>(ctx: &'a Ctx, t: &'a Target, cfg: &'a BackupEntry) -> Result<Place<
     if dir_text.starts_with("s3:") {
         let Some(r) = remote::RemoteDir::of(cfg) else {
             return Err(ConfigError::new(format!(
-                "{}: backup.{}.dir: `{dir_text}` is not s3://BUCKET[/PREFIX]",
+                "{}: backup.{}.dir: `{dir_text}` is not s3://BUCKET[/PREFIX] (a bucket name is 3 to \
+                 63 lower-case letters, digits, dots and hyphens)",
                 ctx.config.path.display(),
                 t.name
             ))
