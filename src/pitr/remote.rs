@@ -140,12 +140,14 @@ pub fn push(remote: &RemoteArchive, level: i32, wal_path: &Path) -> Result<Pushe
     let rt = runtime()?;
     rt.block_on(async {
         let store = remote.open().await?;
+        // Listed first: a refusal of the service then comes with its code (a HEAD's has no
+        // body to name it).
+        let existing = versions(&store, &name).await?;
         if let Some(mine) = &mine {
             check_info(&store, &name, mine).await?;
         }
         let (sha256, body) = compress(level, size, first, &mut src, wal_path)?;
         let compressed = body.len() as u64;
-        let existing = versions(&store, &name).await?;
         if let Some((key, _)) = existing.iter().find(|(_, s)| *s == sha256) {
             return Ok(Pushed::AlreadyArchived {
                 path: PathBuf::from(store.url().display(key)),
