@@ -440,8 +440,13 @@ impl BackupEntry {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PitrEntry {
-    /// Where `wal push` archives the write-ahead log (see `crate::pitr::archive`).
+    /// Where `wal push` archives the write-ahead log (see `crate::pitr::archive`): a
+    /// directory, or `s3://bucket/prefix` (see `crate::pitr::remote`).
     pub archive_dir: PathBuf,
+    /// For an `archive_dir` of `s3://bucket/prefix`: the endpoint, region, addressing,
+    /// encryption and storage class (credentials come from the environment, never from here).
+    #[serde(default)]
+    pub s3: Option<crate::storage::S3Options>,
     /// Where the base backups go (used by the base-backup commands).
     #[serde(default)]
     pub base_dir: Option<PathBuf>,
@@ -460,6 +465,29 @@ pub struct PitrEntry {
     /// The tables `pitr drill` counts (`schema.table`); default: every table.
     #[serde(default)]
     pub drill_tables: Vec<String>,
+}
+
+impl PitrEntry {
+    /// An `archive_dir` of `s3://…` must be a valid bucket URL; `s3:` options go with one
+    /// only, and must be valid. The error names the key.
+    fn check_s3(&self, target: &str) -> Result<(), String> {
+        let dir = self.archive_dir.to_string_lossy();
+        let remote = dir.starts_with("s3://");
+        if remote && crate::storage::S3Url::parse(&dir).is_none() {
+            return Err(format!(
+                "pitr.{target}.archive_dir: `{dir}` is not a valid s3://bucket/prefix"
+            ));
+        }
+        match &self.s3 {
+            Some(_) if !remote => Err(format!(
+                "pitr.{target}.s3: options for object storage, but archive_dir `{dir}` is not s3://…"
+            )),
+            Some(o) => o
+                .validate()
+                .map_err(|e| format!("pitr.{target}.s3: {e:#}")),
+            None => Ok(()),
+        }
+    }
 }
 
 fn default_keep_base() -> u32 {
@@ -782,6 +810,9 @@ impl Config {
                 }
                 Some(_) => {}
             }
+            global.pitr[name]
+                .check_s3(name)
+                .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
         }
         let monitor = match global.monitor {
             None => None,
@@ -1507,5 +1538,36 @@ mod tests {
         );
         let e = Config::load(&g).unwrap_err().to_string();
         assert!(e.contains("pitr.my") && e.contains("PostgreSQL"), "{e}");
+
+        // An archive in a bucket, with its options; options beside a directory are refused.
+        let g = write(
+            &d,
+            "g.yml",
+            &format!(
+                "{targets}pitr:\n  pg:\n    archive_dir: s3://wal-bucket/pg\n    s3:\n      \
+                 endpoint: http://127.0.0.1:9000\n"
+            ),
+        );
+        let c = Config::load(&g).unwrap();
+        assert_eq!(
+            c.pitr["pg"].archive_dir.to_str(),
+            Some("s3://wal-bucket/pg")
+        );
+        let g = write(
+            &d,
+            "g.yml",
+            &format!(
+                "{targets}pitr:\n  pg:\n    archive_dir: ./wal\n    s3:\n      region: eu-west-3\n"
+            ),
+        );
+        let e = Config::load(&g).unwrap_err().to_string();
+        assert!(e.contains("pitr.pg.s3") && e.contains("not s3://"), "{e}");
+        let g = write(
+            &d,
+            "g.yml",
+            &format!("{targets}pitr:\n  pg:\n    archive_dir: s3://x/pg\n"),
+        );
+        let e = Config::load(&g).unwrap_err().to_string();
+        assert!(e.contains("pitr.pg.archive_dir"), "{e}");
     }
 }

@@ -12,7 +12,14 @@ use crate::pitr::{self, PitrPlace};
 use crate::Ctx;
 
 pub async fn run(cmd: &PitrCommand, ctx: &Ctx) -> Result<Outcome> {
-    let places = pitr::places(&ctx.config, &ctx.targets, !ctx.global.targets.is_empty())?;
+    // `pitr setup` sets the server's archiving and reads nothing of the archive.
+    let bucket_ok = matches!(cmd, PitrCommand::Setup { .. });
+    let places = pitr::places(
+        &ctx.config,
+        &ctx.targets,
+        !ctx.global.targets.is_empty(),
+        bucket_ok,
+    )?;
     match cmd {
         PitrCommand::Verify => verify(places, ctx).await,
         PitrCommand::Setup { apply } => setup(places, *apply, ctx).await,

@@ -2,7 +2,8 @@
 //! `restore_command`).
 //!
 //! They run inside the server, as its user, with its environment, once per WAL file: they read
-//! the config and nothing else — no password variable, no connection, no async runtime — and
+//! the config and nothing else — no password variable, no connection, no async runtime (but
+//! a single-threaded one for the requests to an archive in a bucket: `pitr::remote`) — and
 //! answer with the exit status PostgreSQL acts on (see [`FETCH_ABORT`]). Nothing goes to
 //! stdout; a line on stderr lands in the server's log.
 
@@ -14,6 +15,7 @@ use crate::log::Log;
 use crate::pitr::archive::WalName;
 use crate::pitr::fetch::{self, FetchError};
 use crate::pitr::push::{self, Pushed};
+use crate::pitr::{remote, Archive};
 
 /// The exit status of a `wal fetch` that must stop recovery (a corrupt or ambiguous archived
 /// file, an unreadable archive, a configuration error). PostgreSQL's startup process aborts
@@ -45,7 +47,12 @@ pub fn run(cmd: &WalCommand, global: &GlobalArgs, log: &Log) -> u8 {
                     return 2;
                 }
             };
-            match push::push(&place.archive_dir, place.entry.compression_level, path) {
+            let level = place.entry.compression_level;
+            let pushed = match &place.archive {
+                Archive::Dir(dir) => push::push(dir, level, path),
+                Archive::Bucket(r) => remote::push(r, level, path),
+            };
+            match pushed {
                 Ok(Pushed::Archived {
                     path,
                     bytes,
@@ -79,19 +86,23 @@ pub fn run(cmd: &WalCommand, global: &GlobalArgs, log: &Log) -> u8 {
                     return FETCH_ABORT;
                 }
             };
-            fetch_one(&place.archive_dir, name, path, log)
+            fetch_one(&place.archive, name, path, log)
         }
     }
 }
 
-fn fetch_one(archive_dir: &Path, name: &str, dest: &Path, log: &Log) -> u8 {
+fn fetch_one(archive: &Archive, name: &str, dest: &Path, log: &Log) -> u8 {
     let Some(wal) = WalName::parse(name) else {
         log.error(format!(
             "wal fetch: `{name}` is not a WAL file name (recovery stopped)"
         ));
         return FETCH_ABORT;
     };
-    match fetch::fetch(archive_dir, &wal, dest) {
+    let fetched = match archive {
+        Archive::Dir(dir) => fetch::fetch(dir, &wal, dest),
+        Archive::Bucket(r) => remote::fetch(r, &wal, dest),
+    };
+    match fetched {
         Ok(f) => {
             log.debug(format!(
                 "wal fetch: {name} from {} ({} bytes, SHA-256 verified)",

@@ -553,7 +553,9 @@ pub async fn check_targets<'a>(
             let findings = measure_target(
                 t,
                 key_tables,
-                archive_dir.as_deref(),
+                archive_dir
+                    .as_ref()
+                    .map(|r| r.as_deref().map_err(String::as_str)),
                 &wanted,
                 selection.explicit,
                 deadline,
@@ -787,7 +789,7 @@ const CANCEL_GRACE: Duration = Duration::from_secs(1);
 async fn measure_target(
     target: &Target,
     key_tables: &[TableRef],
-    archive_dir: Option<&Path>,
+    archive_dir: Option<Result<&Path, &str>>,
     wanted: &dyn Fn(Check) -> bool,
     explicit: bool,
     deadline: tokio::time::Instant,
@@ -939,6 +941,13 @@ async fn measure_target(
         out.extend(failed(why.clone()));
         return out;
     }
+    let dir = match dir {
+        Ok(dir) => dir,
+        Err(why) => {
+            out.extend(failed(why.to_string()));
+            return out;
+        }
+    };
     if share.is_zero() {
         out.extend(failed(format!(
             "not run: the target used up health.timeout ({budget_secs} s)"

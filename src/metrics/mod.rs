@@ -276,7 +276,8 @@ impl engine::Visitor for Groups {
 /// thresholds `pitr check` would use.
 #[derive(Debug, Clone)]
 pub struct PitrWatch {
-    pub archive_dir: std::path::PathBuf,
+    /// The archive's directory, or why it is not read (an archive in a bucket).
+    pub archive_dir: Result<std::path::PathBuf, String>,
     pub limits: crate::pitr::check::Limits,
 }
 

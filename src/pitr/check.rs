@@ -57,12 +57,18 @@ impl Default for Limits {
     }
 }
 
-/// The archive directory of a target with a `pitr:` section, resolved.
-pub fn archive_dir(config: &Config, target: &str) -> Option<PathBuf> {
+/// The archive directory of a target with a `pitr:` section, resolved; for an archive in a
+/// bucket, which these checks do not read yet, why it is not judged.
+pub fn archive_dir(config: &Config, target: &str) -> Option<Result<PathBuf, String>> {
     config
         .pitr
         .get(target)
-        .map(|e| config.resolve(&e.archive_dir))
+        .map(|e| match super::Archive::of(config, e) {
+            super::Archive::Dir(d) => Ok(d),
+            super::Archive::Bucket(r) => {
+                Err(super::bucket_refusal(config, target, &r.url).to_string())
+            }
+        })
 }
 
 /// What the archive directory holds of what the server says it archived.

@@ -77,10 +77,22 @@ pub fn locate(archive_dir: &Path, name: &WalName) -> Result<Archived, FetchError
 
 /// Decompresses an archived file into `out`, returning the SHA-256 and size of what came out.
 /// Reads through a fixed buffer: memory does not grow with the file.
-pub fn decompress_hashing(source: &Path, out: &mut impl Write) -> anyhow::Result<(String, u64)> {
+pub fn decompress_hashing(
+    source: &Path,
+    out: &mut (impl Write + ?Sized),
+) -> anyhow::Result<(String, u64)> {
     let f = fs::File::open(source).with_context(|| format!("opening {}", source.display()))?;
-    let mut dec = zstd::stream::read::Decoder::new(f)
-        .with_context(|| format!("reading {}", source.display()))?;
+    decompress_reader(f, &source.display().to_string(), out)
+}
+
+/// [`decompress_hashing`] of what `src` reads (`shown` names it in errors).
+pub(crate) fn decompress_reader(
+    src: impl Read,
+    shown: &str,
+    out: &mut (impl Write + ?Sized),
+) -> anyhow::Result<(String, u64)> {
+    let mut dec =
+        zstd::stream::read::Decoder::new(src).with_context(|| format!("reading {shown}"))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
@@ -91,8 +103,7 @@ pub fn decompress_hashing(source: &Path, out: &mut impl Write) -> anyhow::Result
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 return Err(anyhow!(
-                    "{}: not a valid zstd stream ({e}): the file is corrupt",
-                    source.display()
+                    "{shown}: not a valid zstd stream ({e}): the file is corrupt"
                 ))
             }
         };
@@ -106,6 +117,28 @@ pub fn decompress_hashing(source: &Path, out: &mut impl Write) -> anyhow::Result
 /// Fetches `name` into `dest` (relative to the current directory, as PostgreSQL passes `%p`).
 pub fn fetch(archive_dir: &Path, name: &WalName, dest: &Path) -> Result<Fetched, FetchError> {
     let found = locate(archive_dir, name)?;
+    let shown = found.path.display().to_string();
+    let (sha256, bytes) = write_verified(dest, &shown, &found.sha256, |out| {
+        decompress_hashing(&found.path, out).with_context(|| format!("fetching {}", name.name))
+    })
+    .map_err(FetchError::Abort)?;
+    Ok(Fetched {
+        source: found.path.clone(),
+        sha256,
+        bytes,
+    })
+}
+
+/// Writes `dest` atomically with what `fill` writes (returning the SHA-256 and size of it):
+/// into a hidden temporary file beside it, published by a rename only when the SHA-256 is
+/// `expected` (`shown` names the archived file in the error). On any error, `dest` is left
+/// as it was and the temporary file removed.
+pub(crate) fn write_verified(
+    dest: &Path,
+    shown: &str,
+    expected: &str,
+    fill: impl FnOnce(&mut dyn Write) -> anyhow::Result<(String, u64)>,
+) -> anyhow::Result<(String, u64)> {
     let dir = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -116,15 +149,13 @@ pub fn fetch(archive_dir: &Path, name: &WalName, dest: &Path) -> Result<Fetched,
         .ok_or_else(|| anyhow!("{}: not a file path", dest.display()))?;
     let tmp = dir.join(format!(".{dest_name}.{}.tmp", std::process::id()));
     let _ = fs::remove_file(&tmp);
-    let res = (|| -> anyhow::Result<Fetched> {
+    let res = (|| -> anyhow::Result<(String, u64)> {
         let mut out = io::BufWriter::with_capacity(1 << 20, create_private(&tmp)?);
-        let (sha256, bytes) = decompress_hashing(&found.path, &mut out)
-            .with_context(|| format!("fetching {}", name.name))?;
-        if sha256 != found.sha256 {
+        let (sha256, bytes) = fill(&mut out)?;
+        if sha256 != expected {
             return Err(anyhow!(
-                "{}: decompresses to SHA-256 {sha256}, its name says {}: the file is corrupt",
-                found.path.display(),
-                found.sha256
+                "{shown}: decompresses to SHA-256 {sha256}, its name says {expected}: the file \
+                 is corrupt"
             ));
         }
         let f = out
@@ -134,14 +165,10 @@ pub fn fetch(archive_dir: &Path, name: &WalName, dest: &Path) -> Result<Fetched,
             .with_context(|| format!("fsync {}", tmp.display()))?;
         fs::rename(&tmp, dest).with_context(|| format!("renaming to {}", dest.display()))?;
         sync_dir(dir)?;
-        Ok(Fetched {
-            source: found.path.clone(),
-            sha256,
-            bytes,
-        })
+        Ok((sha256, bytes))
     })();
     if res.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    res.map_err(FetchError::Abort)
+    res
 }

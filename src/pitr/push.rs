@@ -32,7 +32,7 @@ pub enum Pushed {
     AlreadyArchived { path: PathBuf },
 }
 
-const BLOCK: usize = 1 << 20;
+pub(crate) const BLOCK: usize = 1 << 20;
 
 /// Archives the WAL file at `wal_path` (relative to the current directory, as PostgreSQL
 /// passes `%p`) into `archive_dir`.
@@ -90,14 +90,12 @@ pub fn push(archive_dir: &Path, level: i32, wal_path: &Path) -> Result<Pushed> {
             });
         }
         if let Some(other) = existing.first() {
-            bail!(
-                "{} is already archived with different content ({}; this one has SHA-256 {sha256}): \
-                 refusing to overwrite it. Two clusters may be archiving into {}, or the file \
-                 was changed after it was archived",
-                name.name,
-                other.path.display(),
-                archive_dir.display()
-            );
+            return Err(different_content(
+                &name,
+                &other.path.display().to_string(),
+                &sha256,
+                &archive_dir.display().to_string(),
+            ));
         }
         let path = dir.join(archive::archived_name(&name, &sha256));
         match rename_noreplace(&tmp, &path) {
@@ -125,6 +123,21 @@ pub fn push(archive_dir: &Path, level: i32, wal_path: &Path) -> Result<Pushed> {
 /// A segment must come from the cluster the archive belongs to and have its segment size;
 /// the first segment pushed records both in `archive.json`.
 fn check_segment(archive_dir: &Path, name: &WalName, first: &[u8], size: u64) -> Result<()> {
+    let mine = segment_info(name, first, size)?;
+    let info = match ArchiveInfo::read(archive_dir)? {
+        Some(info) => info,
+        None => {
+            ensure_dir(archive_dir)?;
+            write_info(archive_dir, &mine)?;
+            ArchiveInfo::read(archive_dir)?.unwrap_or(mine.clone())
+        }
+    };
+    same_cluster(name, &archive_dir.display().to_string(), &info, &mine)
+}
+
+/// What a segment's first page says of its cluster, as `archive.json` records it, once the
+/// header is checked against the file's name and size.
+pub(crate) fn segment_info(name: &WalName, first: &[u8], size: u64) -> Result<ArchiveInfo> {
     let header = archive::segment_header(first).ok_or_else(|| {
         anyhow!(
             "{}: no WAL long page header at the start of the file: not a WAL segment",
@@ -146,25 +159,25 @@ fn check_segment(archive_dir: &Path, name: &WalName, first: &[u8], size: u64) ->
             name.timeline()
         );
     }
-    let mine = ArchiveInfo {
+    Ok(ArchiveInfo {
         format: 1,
         system_identifier: header.system_identifier.to_string(),
         wal_segment_size: header.segment_size as u64,
-    };
-    let info = match ArchiveInfo::read(archive_dir)? {
-        Some(info) => info,
-        None => {
-            ensure_dir(archive_dir)?;
-            write_info(archive_dir, &mine)?;
-            ArchiveInfo::read(archive_dir)?.unwrap_or(mine.clone())
-        }
-    };
+    })
+}
+
+/// Refuses a segment (`mine`) of another cluster or segment size than the archive's.
+pub(crate) fn same_cluster(
+    name: &WalName,
+    archive: &str,
+    info: &ArchiveInfo,
+    mine: &ArchiveInfo,
+) -> Result<()> {
     if info.system_identifier != mine.system_identifier {
         bail!(
-            "{}: the archive {} belongs to the cluster with system identifier {}, this segment \
-             to {}: refusing to mix two clusters in one archive",
+            "{}: the archive {archive} belongs to the cluster with system identifier {}, this \
+             segment to {}: refusing to mix two clusters in one archive",
             name.name,
-            archive_dir.display(),
             info.system_identifier,
             mine.system_identifier
         );
@@ -178,6 +191,21 @@ fn check_segment(archive_dir: &Path, name: &WalName, first: &[u8], size: u64) ->
         );
     }
     Ok(())
+}
+
+/// The refusal of a file archived already with another content (`other` names it).
+pub(crate) fn different_content(
+    name: &WalName,
+    other: &str,
+    sha256: &str,
+    archive: &str,
+) -> anyhow::Error {
+    anyhow!(
+        "{} is already archived with different content ({other}; this one has SHA-256 \
+         {sha256}): refusing to overwrite it. Two clusters may be archiving into {archive}, or \
+         the file was changed after it was archived",
+        name.name
+    )
 }
 
 /// Writes `archive.json` once: a concurrent first push may win, and its file stays.
@@ -275,7 +303,7 @@ fn write_compressed(
 }
 
 /// Reads until `buf` is full or the file ends; returns the bytes read.
-fn read_full(src: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(crate) fn read_full(src: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match src.read(&mut buf[n..]) {
