@@ -478,6 +478,15 @@ impl PitrEntry {
                 "pitr.{target}.archive_dir: `{dir}` is not a valid s3://bucket/prefix"
             ));
         }
+        if let Some(b) = &self.base_dir {
+            if b.to_string_lossy().contains("://") {
+                return Err(format!(
+                    "pitr.{target}.base_dir: `{}`: base backups are written to a directory \
+                     (object storage is for the WAL archive and backup directories)",
+                    b.display()
+                ));
+            }
+        }
         match &self.s3 {
             Some(_) if !remote => Err(format!(
                 "pitr.{target}.s3: options for object storage, but archive_dir `{dir}` is not s3://…"
@@ -1569,5 +1578,14 @@ mod tests {
         );
         let e = Config::load(&g).unwrap_err().to_string();
         assert!(e.contains("pitr.pg.archive_dir"), "{e}");
+        let g = write(
+            &d,
+            "g.yml",
+            &format!(
+                "{targets}pitr:\n  pg:\n    archive_dir: ./wal\n    base_dir: s3://bases/pg\n"
+            ),
+        );
+        let e = Config::load(&g).unwrap_err().to_string();
+        assert!(e.contains("pitr.pg.base_dir: `s3://bases/pg`"), "{e}");
     }
 }
