@@ -315,11 +315,7 @@ fn a_store_stopped_mid_upload_leaves_no_backup_and_the_next_run_cleans_up() {
     let bucket = "midupload";
     s3.wait_ready(bucket);
     let mut env = Env::with_schema(Engine::Postgres);
-    // About 60 MB of rows that compress to half: several parts of 8 MiB.
-    env.db().query(
-        "CREATE TABLE public.gros AS SELECT g, md5(g::text) || md5((g * 7)::text) \
-         || md5((g * 13)::text) AS t FROM generate_series(1, 600000) g",
-    );
+    big_table(&env);
     env.write_global(&format!(
         "backup:\n  postgres:\n    dir: s3://{bucket}/{PREFIX}\n    s3:\n      endpoint: {}\n",
         s3.endpoint()
@@ -339,25 +335,8 @@ fn a_store_stopped_mid_upload_leaves_no_backup_and_the_next_run_cleans_up() {
             .unwrap()
     };
     let store = open();
-    let child = env
-        .command(&[], &["backup"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = backup_started(&env, &store, &rt);
     // The moment the upload exists, the store goes.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        if !rt
-            .block_on(store.pending_uploads(""))
-            .unwrap_or_default()
-            .is_empty()
-        {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no upload started");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
     s3.kill();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -397,23 +376,10 @@ fn a_store_stopped_mid_upload_leaves_no_backup_and_the_next_run_cleans_up() {
 fn a_backup_stopped_mid_upload_aborts_it_before_exiting() {
     let bucket = TestBucket::new();
     let env = env_in(Engine::Postgres, &bucket, "");
-    env.db().query(
-        "CREATE TABLE public.gros AS SELECT g, md5(g::text) || md5((g * 7)::text) \
-         || md5((g * 13)::text) AS t FROM generate_series(1, 600000) g",
-    );
+    big_table(&env);
     let rt = runtime();
     let s = store(&bucket, &rt);
-    let child = env
-        .command(&[], &["backup"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while rt.block_on(s.pending_uploads("")).unwrap().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "no upload started");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let child = backup_started(&env, &s, &rt);
     // SAFETY: kill on a child of this test.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let out = child.wait_with_output().unwrap();
@@ -454,4 +420,32 @@ fn bad_object_storage_settings_are_configuration_errors(engine: Engine) {
         "backup:\n  {e}:\n    dir: s3://mairie-bucket/p\n    s3:\n      colour: blue\n"
     ));
     env.run(&["backup", "list"]).code(2).stderr_has("colour");
+}
+
+/// About 60 MB of rows that compress to half: a dump of several parts of 8 MiB.
+fn big_table(env: &Env) {
+    env.db().query(
+        "CREATE TABLE public.gros AS SELECT g, md5(g::text) || md5((g * 7)::text) \
+         || md5((g * 13)::text) AS t FROM generate_series(1, 600000) g",
+    );
+}
+
+/// `backup` running, once its multipart upload exists in `store` (at most 60 s).
+fn backup_started(env: &Env, store: &S3Store, rt: &tokio::runtime::Runtime) -> std::process::Child {
+    let child = env
+        .command(&[], &["backup"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while rt
+        .block_on(store.pending_uploads(""))
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(std::time::Instant::now() < deadline, "no upload started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
 }

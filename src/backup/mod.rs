@@ -583,22 +583,28 @@ pub fn check_hash(entry: &Entry) -> Result<Manifest> {
         );
     }
     let (sha, size) = hash_file(&entry.path)?;
+    matches_manifest(&entry.path, size, &sha, &m)?;
+    Ok(m)
+}
+
+/// The size and SHA-256 of a backup's bytes (`shown` in messages) against its manifest.
+pub(crate) fn matches_manifest(shown: &Path, size: u64, sha: &str, m: &Manifest) -> Result<()> {
     if size != m.size_bytes {
         bail!(
             "{}: size {size} bytes, the manifest says {} (truncated or altered)",
-            entry.path.display(),
+            shown.display(),
             m.size_bytes
         );
     }
     if sha != m.sha256 {
         bail!(
             "{}: SHA-256 {} does not match the manifest's {} (altered)",
-            entry.path.display(),
+            shown.display(),
             &sha[..16],
             &m.sha256[..16.min(m.sha256.len())]
         );
     }
-    Ok(m)
+    Ok(())
 }
 
 /// A manifest may name where its file is only for an engine whose backups are written on

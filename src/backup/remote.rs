@@ -336,22 +336,7 @@ pub async fn fetch(store: &S3Store, e: &Entry) -> Result<LocalCopy> {
     }
     tokio::io::AsyncWriteExt::flush(&mut file).await?;
     drop(file);
-    let sha = hex::encode(hasher.finalize());
-    if size != m.size_bytes {
-        bail!(
-            "{}: size {size} bytes, the manifest says {} (truncated or altered)",
-            e.path.display(),
-            m.size_bytes
-        );
-    }
-    if sha != m.sha256 {
-        bail!(
-            "{}: SHA-256 {} does not match the manifest's {} (altered)",
-            e.path.display(),
-            &sha[..16],
-            &m.sha256[..16.min(m.sha256.len())]
-        );
-    }
+    super::matches_manifest(&e.path, size, &hex::encode(hasher.finalize()), &m)?;
     m.write(&Manifest::path_for(&path))?;
     copy.entry = Entry::for_file(&path)?;
     Ok(copy)

@@ -34,9 +34,18 @@ pub enum Pushed {
 
 pub(crate) const BLOCK: usize = 1 << 20;
 
-/// Archives the WAL file at `wal_path` (relative to the current directory, as PostgreSQL
-/// passes `%p`) into `archive_dir`.
-pub fn push(archive_dir: &Path, level: i32, wal_path: &Path) -> Result<Pushed> {
+/// A WAL file to archive, opened: its name, the file, its size and its first block (which
+/// tells which cluster a segment comes from).
+pub(super) struct WalSource {
+    pub name: WalName,
+    pub src: File,
+    pub size: u64,
+    pub first: Vec<u8>,
+}
+
+/// Opens the WAL file at `wal_path` (a regular file named like a WAL file, never through a
+/// symbolic link) and reads its first block.
+pub(super) fn open_wal(wal_path: &Path) -> Result<WalSource> {
     let file_name = wal_path
         .file_name()
         .and_then(|n| n.to_str())
@@ -55,13 +64,28 @@ pub fn push(archive_dir: &Path, level: i32, wal_path: &Path) -> Result<Pushed> {
         bail!("{}: not a regular file", wal_path.display());
     }
     let size = meta.len();
-
-    // The first block tells which cluster a segment comes from: check it against the archive
-    // before writing anything.
     let mut first = vec![0u8; BLOCK.min(size as usize).max(1)];
     let n = read_full(&mut src, &mut first)
         .with_context(|| format!("reading {}", wal_path.display()))?;
     first.truncate(n);
+    Ok(WalSource {
+        name,
+        src,
+        size,
+        first,
+    })
+}
+
+/// Archives the WAL file at `wal_path` (relative to the current directory, as PostgreSQL
+/// passes `%p`) into `archive_dir`.
+pub fn push(archive_dir: &Path, level: i32, wal_path: &Path) -> Result<Pushed> {
+    let WalSource {
+        name,
+        mut src,
+        size,
+        first,
+    } = open_wal(wal_path)?;
+    // Checked against the archive before anything is written.
     if matches!(name.kind, WalKind::Segment | WalKind::Partial) {
         check_segment(archive_dir, &name, &first, size)?;
     }

@@ -26,7 +26,6 @@ use tokio::runtime::Runtime;
 use super::archive::{self, ArchiveInfo, WalKind, WalName};
 use super::fetch::{self, FetchError, Fetched};
 use super::push::{self, Pushed, BLOCK};
-use crate::backup::open_nofollow;
 use crate::storage::{AlreadyExists, S3Options, S3Store, S3Url};
 
 /// The largest `archive.json` read back.
@@ -98,28 +97,12 @@ async fn check_info(store: &S3Store, name: &WalName, mine: &ArchiveInfo) -> Resu
 /// Archives the WAL file at `wal_path` into the bucket: `wal push` for an archive in object
 /// storage (see the module's documentation).
 pub fn push(remote: &RemoteArchive, level: i32, wal_path: &Path) -> Result<Pushed> {
-    let file_name = wal_path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
-    let Some(name) = WalName::parse(file_name) else {
-        bail!(
-            "{}: not a WAL file name (a segment, .partial, .backup or .history file)",
-            wal_path.display()
-        );
-    };
-    let mut src = open_nofollow(wal_path)?;
-    let meta = src
-        .metadata()
-        .with_context(|| format!("reading {}", wal_path.display()))?;
-    if !meta.is_file() {
-        bail!("{}: not a regular file", wal_path.display());
-    }
-    let size = meta.len();
-    let mut first = vec![0u8; BLOCK.min(size as usize).max(1)];
-    let n = push::read_full(&mut src, &mut first)
-        .with_context(|| format!("reading {}", wal_path.display()))?;
-    first.truncate(n);
+    let push::WalSource {
+        name,
+        mut src,
+        size,
+        first,
+    } = push::open_wal(wal_path)?;
     let segment = matches!(name.kind, WalKind::Segment | WalKind::Partial);
     let mine = if segment {
         Some(push::segment_info(&name, &first, size)?)
