@@ -142,12 +142,7 @@ fn a_backup_in_a_bucket_lists_checks_verifies_restores_and_drills(engine: Engine
 fn retention_in_a_bucket_keeps_keep_min_and_touches_nothing_foreign(engine: Engine) {
     let bucket = TestBucket::new();
     let env = env_in(engine, &bucket, "    retention_days: 1\n    keep_min: 1\n");
-    let out = env.run(&["--format", "json", "backup"]);
-    out.success();
-    let file = out.json()["backups"][0]["file"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let file = backup_now(&env);
     let rt = runtime();
     let s = store(&bucket, &rt);
     // Two older copies of that backup with their manifests (good backups of the target,
@@ -208,12 +203,7 @@ fn retention_in_a_bucket_keeps_keep_min_and_touches_nothing_foreign(engine: Engi
 fn an_altered_object_is_caught_by_check_verify_and_restore(engine: Engine) {
     let bucket = TestBucket::new();
     let env = env_in(engine, &bucket, "");
-    let out = env.run(&["--format", "json", "backup"]);
-    out.success();
-    let file = out.json()["backups"][0]["file"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let file = backup_now(&env);
     let rt = runtime();
     let s = store(&bucket, &rt);
     let key = format!("{PREFIX}/{file}");
@@ -448,4 +438,14 @@ fn backup_started(env: &Env, store: &S3Store, rt: &tokio::runtime::Runtime) -> s
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child
+}
+
+/// Runs `backup`, which must succeed; the new backup's file name.
+fn backup_now(env: &Env) -> String {
+    let out = env.run(&["--format", "json", "backup"]);
+    out.success();
+    out.json()["backups"][0]["file"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }

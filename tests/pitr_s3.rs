@@ -4,8 +4,11 @@
 //! exit statuses PostgreSQL acts on; wrong credentials are named, never shown; the `pitr`
 //! commands that read the archive refuse one in a bucket.
 
+#[path = "common/pitr_cluster.rs"]
+mod cluster;
 mod common;
 
+use cluster::fake_segment;
 use common::s3::{credentials, endpoint, TestBucket};
 use common::*;
 use mairie_dba::storage::S3Store;
@@ -23,21 +26,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// A fake but well-formed segment of 16 MiB: a long page header naming `sysid`, then `fill`.
-fn fake_segment(sysid: u64, fill: impl Fn(usize) -> u8) -> Vec<u8> {
-    let size = 16usize << 20;
-    let mut v: Vec<u8> = (0..size).map(fill).collect();
-    v[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
-    v[2..4].copy_from_slice(&0x0002u16.to_le_bytes());
-    v[4..8].copy_from_slice(&1u32.to_le_bytes());
-    v[8..16].copy_from_slice(&0u64.to_le_bytes());
-    v[16..24].fill(0);
-    v[24..32].copy_from_slice(&sysid.to_le_bytes());
-    v[32..36].copy_from_slice(&(size as u32).to_le_bytes());
-    v[36..40].copy_from_slice(&8192u32.to_le_bytes());
-    v
 }
 
 fn sha256(bytes: &[u8]) -> String {

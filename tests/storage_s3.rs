@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::s3::{self, TestBucket};
@@ -53,26 +52,9 @@ async fn read_all_hashed(store: &S3Store, key: &str) -> (String, u64) {
     (hex::encode(hash.finalize()), total)
 }
 
-/// The headers of a signed HEAD of `key` (curl's SigV4, the keys on its standard input).
+/// The headers of a signed HEAD of `key`.
 fn signed_head(bucket: &str, key: &str) -> String {
-    let creds = s3::credentials();
-    let mut curl = Command::new("curl")
-        .args(["-K", "-", "-sS", "-I", "--max-time", "10", "--aws-sigv4"])
-        .arg(format!("aws:amz:{}:s3", s3::options().region()))
-        .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
-        .arg(format!("{}/{bucket}/{key}", s3::endpoint()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("curl");
-    writeln!(
-        curl.stdin.take().unwrap(),
-        "user = \"{}:{}\"",
-        creds.access_key_id,
-        creds.secret_access_key
-    )
-    .unwrap();
-    let out = curl.wait_with_output().unwrap();
+    let out = s3::signed_curl(&["-I"], &format!("/{bucket}/{key}"));
     assert!(out.status.success(), "curl -I {bucket}/{key}");
     String::from_utf8(out.stdout).unwrap().to_ascii_lowercase()
 }

@@ -133,22 +133,26 @@ fn sweep_stale_buckets() {
     }
 }
 
-/// The store's buckets (ListBuckets, signed by curl; the keys on its standard input).
+/// The store's buckets (ListBuckets).
 fn bucket_names() -> Vec<String> {
+    let out = signed_curl(&["--fail"], "/");
+    String::from_utf8_lossy(&out.stdout)
+        .split("<Name>")
+        .skip(1)
+        .filter_map(|s| s.split_once("</Name>").map(|(n, _)| n.to_string()))
+        .collect()
+}
+
+/// A request to the dev store at `path`, signed by curl's SigV4 with the dev keys (given on
+/// curl's standard input, never its command line); `extra`: more curl options.
+pub fn signed_curl(extra: &[&str], path: &str) -> std::process::Output {
     let creds = credentials();
     let mut curl = Command::new("curl")
-        .args([
-            "-K",
-            "-",
-            "-sS",
-            "--fail",
-            "--max-time",
-            "10",
-            "--aws-sigv4",
-        ])
+        .args(["-K", "-", "-sS", "--max-time", "10", "--aws-sigv4"])
         .arg(format!("aws:amz:{}:s3", dev_server("MAIRIE_DEV_S3_REGION")))
         .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
-        .arg(format!("{}/", endpoint()))
+        .args(extra)
+        .arg(format!("{}{path}", endpoint()))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -161,12 +165,7 @@ fn bucket_names() -> Vec<String> {
         creds.secret_access_key
     )
     .unwrap();
-    let out = curl.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split("<Name>")
-        .skip(1)
-        .filter_map(|s| s.split_once("</Name>").map(|(n, _)| n.to_string()))
-        .collect()
+    curl.wait_with_output().unwrap()
 }
 
 /// Runs `f` to completion on a new current-thread runtime, in a thread of its own (so that
