@@ -492,6 +492,27 @@ pub fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// Whether the control file says "in production" (`pg_controldata`, in the C locale): the
+/// end of recovery, written just before the server accepts writes. True when it cannot be
+/// read, so that a missing tool never holds a restore.
+fn in_production(bin: &Path, dir: &Path, run_as: &RunAs) -> bool {
+    let Ok(out) = run_as
+        .command(&bin.join("pg_controldata"))
+        .arg("-D")
+        .arg(dir)
+        .output()
+    else {
+        return true;
+    };
+    if !out.status.success() {
+        return true;
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Database cluster state:"))
+        .is_none_or(|state| state.trim() == "in production")
+}
+
 fn running(dir: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(dir.join("postmaster.pid")) else {
         return false;
@@ -602,7 +623,9 @@ pub fn start_and_wait(
         };
         if up {
             seen_running = true;
-            if !dir.join("recovery.signal").exists() {
+            // recovery.signal goes before the server accepts writes: the control file's
+            // state says when recovery is really over.
+            if !dir.join("recovery.signal").exists() && in_production(bin, dir, run_as) {
                 return Ok(ending("promoted"));
             }
             if action == "pause"
