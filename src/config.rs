@@ -468,32 +468,32 @@ pub struct PitrEntry {
 }
 
 impl PitrEntry {
-    /// An `archive_dir` of `s3://…` must be a valid bucket URL; `s3:` options go with one
-    /// only, and must be valid. The error names the key.
+    /// An `archive_dir` or `base_dir` of `s3://…` must be a valid bucket URL; `s3:` options go
+    /// with one only (they apply to both), and must be valid. The error names the key.
     fn check_s3(&self, target: &str) -> Result<(), String> {
-        let dir = self.archive_dir.to_string_lossy();
-        let remote = dir.starts_with("s3://");
-        if remote && crate::storage::S3Url::parse(&dir).is_none() {
-            return Err(format!(
-                "pitr.{target}.archive_dir: `{dir}` is not a valid s3://bucket/prefix"
-            ));
-        }
+        let mut remote = false;
+        let mut dirs = vec![("archive_dir", &self.archive_dir)];
         if let Some(b) = &self.base_dir {
-            if b.to_string_lossy().contains("://") {
-                return Err(format!(
-                    "pitr.{target}.base_dir: `{}`: base backups are written to a directory \
-                     (object storage is for the WAL archive and backup directories)",
-                    b.display()
-                ));
+            dirs.push(("base_dir", b));
+        }
+        for (key, dir) in dirs {
+            let dir = dir.to_string_lossy();
+            if dir.contains("://") {
+                if !dir.starts_with("s3://") || crate::storage::S3Url::parse(&dir).is_none() {
+                    return Err(format!(
+                        "pitr.{target}.{key}: `{dir}` is not a valid s3://bucket/prefix"
+                    ));
+                }
+                remote = true;
             }
         }
         match &self.s3 {
             Some(_) if !remote => Err(format!(
-                "pitr.{target}.s3: options for object storage, but archive_dir `{dir}` is not s3://…"
+                "pitr.{target}.s3: options for object storage, but neither archive_dir `{}` nor \
+                 base_dir is s3://…",
+                self.archive_dir.display()
             )),
-            Some(o) => o
-                .validate()
-                .map_err(|e| format!("pitr.{target}.s3: {e:#}")),
+            Some(o) => o.validate().map_err(|e| format!("pitr.{target}.s3: {e:#}")),
             None => Ok(()),
         }
     }
@@ -1570,7 +1570,7 @@ mod tests {
             ),
         );
         let e = Config::load(&g).unwrap_err().to_string();
-        assert!(e.contains("pitr.pg.s3") && e.contains("not s3://"), "{e}");
+        assert!(e.contains("pitr.pg.s3") && e.contains("is s3://"), "{e}");
         let g = write(
             &d,
             "g.yml",
@@ -1585,7 +1585,24 @@ mod tests {
                 "{targets}pitr:\n  pg:\n    archive_dir: ./wal\n    base_dir: s3://bases/pg\n"
             ),
         );
+        let c = Config::load(&g).unwrap();
+        assert_eq!(
+            c.pitr["pg"].base_dir.as_deref(),
+            Some(Path::new("s3://bases/pg"))
+        );
+        let g = write(
+            &d,
+            "g.yml",
+            &format!("{targets}pitr:\n  pg:\n    archive_dir: ./wal\n    base_dir: s3://x/pg\n"),
+        );
         let e = Config::load(&g).unwrap_err().to_string();
-        assert!(e.contains("pitr.pg.base_dir: `s3://bases/pg`"), "{e}");
+        assert!(e.contains("pitr.pg.base_dir: `s3://x/pg`"), "{e}");
+        let g = write(
+            &d,
+            "g.yml",
+            &format!("{targets}pitr:\n  pg:\n    archive_dir: ./wal\n    base_dir: ftp://h/x\n"),
+        );
+        let e = Config::load(&g).unwrap_err().to_string();
+        assert!(e.contains("pitr.pg.base_dir: `ftp://h/x`"), "{e}");
     }
 }

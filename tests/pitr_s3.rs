@@ -1,14 +1,16 @@
 //! The WAL archive in object storage (`pitr.<target>.archive_dir: s3://bucket/prefix`)
 //! against the project's SeaweedFS: `wal push` writes the same names and format as on disk,
 //! create-only; `wal fetch` hands back the bytes pushed, hash checked, and answers with the
-//! exit statuses PostgreSQL acts on; wrong credentials are named, never shown; the `pitr`
-//! commands that read the archive refuse one in a bucket.
+//! exit statuses PostgreSQL acts on; wrong credentials are named, never shown. Then a real
+//! cluster archiving into a bucket with its base backups beside: list, verify, check,
+//! restore, drill and retention read and write the bucket only; a flipped byte is found; a
+//! killed base backup's upload is cleaned by the next run.
 
 #[path = "common/pitr_cluster.rs"]
 mod cluster;
 mod common;
 
-use cluster::fake_segment;
+use cluster::{as_server, fake_segment, run, text, Cluster, PG_BIN};
 use common::s3::{credentials, endpoint, TestBucket};
 use common::*;
 use mairie_dba::storage::S3Store;
@@ -38,8 +40,8 @@ fn env_in(bucket: &TestBucket) -> Env {
     let mut env = Env::empty();
     env.write_pg_config("postgres", "");
     env.write_global(&format!(
-        "pitr:\n  postgres:\n    archive_dir: s3://{b}/{PREFIX}\n    s3:\n      endpoint: {ep}\n      \
-         region: us-east-1\n",
+        "pitr:\n  postgres:\n    archive_dir: s3://{b}/{PREFIX}\n    base_dir: s3://{b}/base\n    \
+         s3:\n      endpoint: {ep}\n      region: us-east-1\n",
         b = bucket.name,
         ep = endpoint()
     ));
@@ -213,7 +215,7 @@ fn fetch_of_a_missing_segment_is_the_end_of_the_archive_and_an_altered_object_st
 }
 
 #[test]
-fn wrong_credentials_are_named_never_shown_and_the_pitr_commands_refuse_a_bucket() {
+fn wrong_credentials_are_named_never_shown_by_wal_and_pitr_commands() {
     let bucket = TestBucket::new();
     let mut env = env_in(&bucket);
     let wrong = "Wr0ngSecretThatMustNeverShow";
@@ -233,16 +235,270 @@ fn wrong_credentials_are_named_never_shown_and_the_pitr_commands_refuse_a_bucket
     let rt = runtime();
     assert!(keys(&rt.block_on(bucket.store("")), &rt).is_empty());
 
-    // The commands that read the archive as a directory say so, on one line.
-    for args in [
-        &["pitr", "verify"][..],
-        &["pitr", "list"],
-        &["pitr", "check"],
-    ] {
-        let out = env.run(args);
-        assert_ne!(out.code, 0, "{args:?}");
-        out.stderr_has("object storage")
-            .stderr_has("wal push")
+    // The commands that read the archive fail on one line naming the bucket and the
+    // service's refusal, never the secret.
+    for args in [&["pitr", "verify"][..], &["pitr", "list"]] {
+        env.run(args)
+            .code(1)
+            .stderr_has(&format!("s3://{}/", bucket.name))
+            .stderr_has("SignatureDoesNotMatch")
             .lacks(wrong);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real cluster archiving into a bucket, its base backups beside.
+
+fn in_bucket(tag: &str, bucket: &TestBucket) -> Cluster {
+    let c = credentials();
+    Cluster::in_bucket(
+        tag,
+        &bucket.name,
+        &endpoint(),
+        (&c.access_key_id, &c.secret_access_key),
+    )
+}
+
+fn doc(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
+}
+
+fn ok(out: std::process::Output) -> serde_json::Value {
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    doc(&out)
+}
+
+/// A restored server's answer to `sql`, through the cluster's socket directory.
+fn psql_at(c: &Cluster, port: u16, sql: &str) -> String {
+    let out = std::process::Command::new(format!("{PG_BIN}/psql"))
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+        .arg(c.ws.dir.join("sock"))
+        .args([
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            sql,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "psql {sql}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Stops a restored server when dropped.
+struct Stopper(std::path::PathBuf);
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        let _ = as_server(&format!("{PG_BIN}/pg_ctl"))
+            .arg("-D")
+            .arg(&self.0)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+fn objects(bucket: &TestBucket, rt: &tokio::runtime::Runtime, under: &str) -> Vec<String> {
+    let store = rt.block_on(bucket.store(""));
+    rt.block_on(store.list(under))
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect()
+}
+
+/// Replaces an object by the same bytes with one flipped.
+fn flip_byte(bucket: &TestBucket, rt: &tokio::runtime::Runtime, key: &str, at: usize) {
+    let store = rt.block_on(bucket.store(""));
+    let mut bytes = rt.block_on(store.get_bytes(key, 1 << 30)).unwrap();
+    let at = at.min(bytes.len() - 1);
+    bytes[at] ^= 0x40;
+    rt.block_on(store.delete(key)).unwrap();
+    rt.block_on(store.put_new(key, bytes)).unwrap();
+}
+
+#[test]
+fn base_backups_and_wal_in_a_bucket_list_verify_check_restore_drill_and_keep_base() {
+    let bucket = TestBucket::new();
+    let c = in_bucket("s3", &bucket);
+    let rt = runtime();
+    c.switch(2);
+    let first = ok(run(&c, &["--format", "json", "pitr", "base-backup"]));
+    let m = &first["targets"][0]["backup"];
+    let file = m["file"].as_str().unwrap().to_string();
+    assert!(m["etag"].is_string(), "{first}");
+    let base_keys = objects(&bucket, &rt, "base");
+    assert_eq!(
+        base_keys,
+        vec![format!("base/{file}"), format!("base/{file}.json")],
+        "the backup and its manifest, nothing else"
+    );
+    assert!(rt
+        .block_on(rt.block_on(bucket.store("")).pending_uploads(""))
+        .unwrap()
+        .is_empty());
+    // Nothing of the base backups or the archive on the local disk.
+    assert!(!c.ws.dir.join("base").exists() && !c.ws.dir.join("wal-archive").exists());
+
+    c.psql("CREATE TABLE marker(v text); INSERT INTO marker VALUES ('after the base backup')");
+    let last = c.psql("SELECT pg_walfile_name(pg_switch_wal())");
+    c.wait_archived(&last);
+
+    let list = ok(run(&c, &["--format", "json", "pitr", "list"]));
+    let t = &list["targets"][0];
+    assert_eq!(t["base_backups"][0]["status"], "good", "{list}");
+    assert_eq!(t["window"]["from_backup"], file.as_str(), "{list}");
+    assert!(t["window"]["gap_after"].is_null(), "{list}");
+
+    let verify = ok(run(&c, &["--format", "json", "pitr", "verify"]));
+    let t = &verify["targets"][0];
+    assert_eq!(t["status"], "success", "{verify}");
+    assert_eq!(t["base_backups"][0]["status"], "intact", "{verify}");
+    assert!(t["files"].as_u64().unwrap() >= 3, "{verify}");
+    assert_eq!(
+        t["archive_dir"],
+        format!("s3://{}/wal-archive", bucket.name),
+        "{verify}"
+    );
+
+    let check = run(&c, &["--format", "json", "pitr", "check"]);
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
+    assert!(text(&check).contains(&bucket.name), "{}", text(&check));
+
+    // A restore to the latest point reads the base backup and the WAL from the bucket.
+    let data = c.ws.dir.join("restored");
+    let out = run(
+        &c,
+        &[
+            "--format",
+            "json",
+            "pitr",
+            "restore",
+            "--latest",
+            "--pgdata",
+            data.to_str().unwrap(),
+            "--start",
+            "--timeout",
+            "120",
+        ],
+    );
+    let _stop = Stopper(data.clone());
+    let restored = ok(out);
+    assert_eq!(restored["ending"]["state"], "promoted", "{restored}");
+    let port = restored["port"].as_u64().unwrap() as u16;
+    assert_eq!(
+        psql_at(&c, port, "SELECT v FROM marker"),
+        "after the base backup"
+    );
+    drop(_stop);
+
+    let drill = ok(run(&c, &["--format", "json", "pitr", "drill"]));
+    assert_eq!(drill["targets"][0]["status"], "success", "{drill}");
+
+    // Two more: keep_base (2) keeps the newest two, and the WAL from the oldest kept one.
+    let mut starts = Vec::new();
+    for _ in 0..2 {
+        c.switch(1);
+        let d = ok(run(&c, &["--format", "json", "pitr", "base-backup"]));
+        starts.push(
+            d["targets"][0]["backup"]["start_wal"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let kept: Vec<String> = objects(&bucket, &rt, "base");
+    assert_eq!(kept.len(), 4, "two backups and their manifests: {kept:?}");
+    assert!(!kept.iter().any(|k| k.contains(&file)), "{kept:?}");
+    let segments: Vec<String> = objects(&bucket, &rt, "wal-archive/wal")
+        .into_iter()
+        .filter_map(|k| {
+            let name = k.rsplit('/').next()?.split('-').next()?.to_string();
+            (name.len() == 24).then_some(name)
+        })
+        .collect();
+    assert!(
+        segments.iter().all(|s| s.as_str() >= starts[0].as_str()),
+        "WAL older than the oldest kept backup ({}) is left: {segments:?}",
+        starts[0]
+    );
+    assert!(segments.contains(&starts[0]), "{segments:?}");
+
+    // A flipped byte: in a base backup the ETag (and the hash) say so; in a segment the
+    // hash in its name does.
+    let newest = kept
+        .iter()
+        .find(|k| k.ends_with(".tar.zst"))
+        .unwrap()
+        .clone();
+    flip_byte(&bucket, &rt, &newest, 4096);
+    let seg_key = objects(&bucket, &rt, "wal-archive/wal")
+        .into_iter()
+        .find(|k| k.contains(&format!("/{}-", starts[1])))
+        .unwrap();
+    flip_byte(&bucket, &rt, &seg_key, 100);
+    let out = run(&c, &["--format", "json", "pitr", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let v = doc(&out);
+    let t = &v["targets"][0];
+    let bad: Vec<&serde_json::Value> = t["base_backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["status"] != "intact")
+        .collect();
+    assert_eq!(bad.len(), 1, "{v}");
+    assert!(newest.ends_with(bad[0]["file"].as_str().unwrap()), "{v}");
+    assert_eq!(
+        t["corrupt"][0]["file"],
+        format!("s3://{}/{seg_key}", bucket.name),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_killed_base_backup_leaves_no_backup_and_the_next_run_cleans_its_upload() {
+    let bucket = TestBucket::new();
+    let c = in_bucket("s3-killed", &bucket);
+    let rt = runtime();
+    // What a killed run leaves: an upload begun and never completed, and an object without
+    // a manifest (the run died between the two).
+    let store = rt.block_on(bucket.store(""));
+    let mut upload = rt
+        .block_on(store.upload("base/base-20000101T000000.000Z.tar.zst"))
+        .unwrap();
+    rt.block_on(upload.write(&vec![7u8; 6 << 20])).unwrap();
+    std::mem::forget(upload);
+    rt.block_on(store.put_new("base/base-20000101T000001.000Z.tar.zst", b"x".to_vec()))
+        .unwrap();
+    rt.block_on(store.put_new("base/notes.txt", b"not ours".to_vec()))
+        .unwrap();
+    let pending = rt.block_on(store.pending_uploads("")).unwrap();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+
+    let list = ok(run(&c, &["--format", "json", "pitr", "list"]));
+    let t = &list["targets"][0];
+    assert_eq!(t["base_backups"][0]["status"], "unusable", "{list}");
+    assert!(t["window"].is_null(), "{list}");
+
+    c.switch(1);
+    ok(run(&c, &["--format", "json", "pitr", "base-backup"]));
+    assert!(rt.block_on(store.pending_uploads("")).unwrap().is_empty());
+    let keys = objects(&bucket, &rt, "base");
+    // The manifest-less object is younger than a minute: left (another run might have
+    // been finishing it); the foreign key is never touched.
+    assert!(keys.contains(&"base/notes.txt".to_string()), "{keys:?}");
+    assert!(
+        keys.contains(&"base/base-20000101T000001.000Z.tar.zst".to_string()),
+        "{keys:?}"
+    );
+    assert_eq!(
+        keys.iter().filter(|k| k.ends_with(".json")).count(),
+        1,
+        "{keys:?}"
+    );
 }

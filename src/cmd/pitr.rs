@@ -12,14 +12,7 @@ use crate::pitr::{self, PitrPlace};
 use crate::Ctx;
 
 pub async fn run(cmd: &PitrCommand, ctx: &Ctx) -> Result<Outcome> {
-    // `pitr setup` sets the server's archiving and reads nothing of the archive.
-    let bucket_ok = matches!(cmd, PitrCommand::Setup { .. });
-    let places = pitr::places(
-        &ctx.config,
-        &ctx.targets,
-        !ctx.global.targets.is_empty(),
-        bucket_ok,
-    )?;
+    let places = pitr::places(&ctx.config, &ctx.targets, !ctx.global.targets.is_empty())?;
     match cmd {
         PitrCommand::Verify => verify(places, ctx).await,
         PitrCommand::Setup { apply } => setup(places, *apply, ctx).await,
@@ -202,8 +195,9 @@ async fn verify(places: Vec<PitrPlace>, ctx: &Ctx) -> Result<Outcome> {
     for p in places {
         let place = p.clone();
         let result = tokio::task::spawn_blocking(move || {
-            let wal = pitr::verify::verify(&place.archive_dir)?;
-            let bases = crate::cmd::pitr_base::verify_bases(&place, &wal)?;
+            let loc = place.open_wal()?;
+            let wal = pitr::verify::verify_at(&loc, true)?;
+            let bases = crate::cmd::pitr_base::verify_bases(&place, &loc, &wal)?;
             Ok::<_, anyhow::Error>((wal, bases))
         })
         .await

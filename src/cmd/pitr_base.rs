@@ -14,8 +14,9 @@ use crate::cli::{BaseBackupArgs, PitrDrillArgs, PitrRestoreArgs};
 use crate::config::Target;
 use crate::engine::postgres::base_backup as pgbase;
 use crate::output::{Outcome, Report, Status, TableBlock};
-use crate::pitr::archive::{self, ArchiveInfo, WalKind};
+use crate::pitr::archive::{self, WalKind};
 use crate::pitr::base::{self, BaseManifest, Found};
+use crate::pitr::bucket::{self, BaseLoc, WalLoc};
 use crate::pitr::restore::{self as rs, Recovery, RecoveryTarget, RunAs};
 use crate::pitr::setup::shell_word;
 use crate::pitr::{verify, PitrPlace};
@@ -148,11 +149,21 @@ pub async fn base_backup(
 
 async fn base_one(p: &PitrPlace, args: &BaseBackupArgs, ctx: &Ctx) -> Result<BaseOne> {
     let target = target_of(ctx, p)?;
-    let dir = p.base_dir()?.to_path_buf();
-    private_dir(&dir)?;
-    let _lock = TargetLock::acquire(&dir, &p.target, args.wait)?;
+    p.base()?;
+    let lock_dir = p
+        .lock_dir
+        .clone()
+        .ok_or_else(|| anyhow!("no lock directory"))?;
+    if matches!(p.base, Some(crate::pitr::Archive::Bucket(_))) {
+        std::fs::create_dir_all(&lock_dir)
+            .with_context(|| format!("creating {}", lock_dir.display()))?;
+    }
+    private_dir(&lock_dir)?;
+    let _lock = TargetLock::acquire(&lock_dir, &p.target, args.wait)?;
+    let base = p.open_base()?;
+    let wal = p.open_wal()?;
     if args.prune_only {
-        let r = prune(p, &dir, args.dry_run)?;
+        let r = prune(p, &base, &wal, args.dry_run)?;
         return Ok(BaseOne {
             target: p.target.clone(),
             status: "success",
@@ -162,34 +173,67 @@ async fn base_one(p: &PitrPlace, args: &BaseBackupArgs, ctx: &Ctx) -> Result<Bas
             error: None,
         });
     }
-    // Under the lock, any .partial is a killed run's.
-    if let Ok(rd) = std::fs::read_dir(&dir) {
-        for e in rd.flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with("base-") && n.ends_with(base::PARTIAL) {
-                let _ = std::fs::remove_file(e.path());
+    // Under the lock, any .partial (or unfinished upload) is a killed run's.
+    match &base {
+        BaseLoc::Dir(dir) => {
+            if let Ok(rd) = std::fs::read_dir(dir) {
+                for e in rd.flatten() {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    if n.starts_with("base-") && n.ends_with(base::PARTIAL) {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
+        BaseLoc::Bucket(b) => {
+            for gone in bucket::clean_bases(b, Utc::now())? {
+                ctx.log.info(format!(
+                    "{}: removed what a killed run left: {gone}",
+                    p.target
+                ));
             }
         }
     }
     let started_at = Utc::now();
     let t0 = Instant::now();
     let name = base::file_name(started_at);
-    let path = dir.join(&name);
-    let partial = dir.join(format!("{name}{}", base::PARTIAL));
-    if path.exists() {
-        bail!("{} already exists", path.display());
-    }
-    let file = create_private(&partial)?;
+    // Where it is written: a hidden name renamed at the end, or an object whose upload
+    // completes at the end (and is aborted if the run fails or is killed).
+    let (sink, path, partial) = match &base {
+        BaseLoc::Dir(dir) => {
+            let path = dir.join(&name);
+            let partial = dir.join(format!("{name}{}", base::PARTIAL));
+            if path.exists() {
+                bail!("{} already exists", path.display());
+            }
+            (
+                base::Sink::File(create_private(&partial)?),
+                path,
+                Some(partial),
+            )
+        }
+        BaseLoc::Bucket(b) => {
+            let key = b.key(&name);
+            if b.block(b.store.head(&key))?.is_some() {
+                bail!("{} already exists", b.shown(&key));
+            }
+            (
+                base::Sink::Upload(Box::new(b.upload(&key)?)),
+                PathBuf::from(key),
+                None,
+            )
+        }
+    };
     let label = format!(
         "mairie-dba {} {}",
         p.target,
         started_at.format("%Y%m%dT%H%M%SZ")
     );
-    let taken = pgbase::take(target, &label, p.entry.compression_level, file).await;
+    let taken = pgbase::take(target, &label, p.entry.compression_level, sink).await;
     let done = (|| -> Result<BaseManifest> {
         let taken = taken?;
         let sysid = taken.stream.system_identifier.to_string();
-        if let Some(info) = ArchiveInfo::read(&p.archive_dir)? {
+        if let Some(info) = wal.info()? {
             if info.system_identifier != sysid {
                 bail!(
                     "this server (system identifier {sysid}) is not the cluster whose WAL the \
@@ -223,20 +267,41 @@ async fn base_one(p: &PitrPlace, args: &BaseBackupArgs, ctx: &Ctx) -> Result<Bas
             files: taken.stream.files,
             data_bytes: taken.stream.data_bytes,
             checked_files: taken.stream.checked_files,
+            etag: taken.etag.clone(),
             mairie_dba_version: env!("CARGO_PKG_VERSION").into(),
         };
-        std::fs::rename(&partial, &path)
-            .with_context(|| format!("renaming to {}", path.display()))?;
-        sync_dir(&dir)?;
         // The manifest last: a file without one is never taken for a backup.
-        m.write(&BaseManifest::path_for(&path))?;
+        match (&base, &partial) {
+            (BaseLoc::Dir(dir), Some(partial)) => {
+                std::fs::rename(partial, &path)
+                    .with_context(|| format!("renaming to {}", path.display()))?;
+                sync_dir(dir)?;
+                m.write(&BaseManifest::path_for(&path))?;
+            }
+            (BaseLoc::Bucket(b), _) => {
+                let mut text = serde_json::to_vec_pretty(&m)?;
+                text.push(b'\n');
+                b.put_new(&format!("{}.json", path.to_string_lossy()), text)?;
+            }
+            (BaseLoc::Dir(_), None) => bail!("no temporary file"),
+        }
         Ok(m)
     })();
     let m = match done {
         Ok(m) => m,
         Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            let _ = std::fs::remove_file(&path);
+            match (&base, &partial) {
+                (BaseLoc::Dir(_), Some(partial)) => {
+                    let _ = std::fs::remove_file(partial);
+                    let _ = std::fs::remove_file(&path);
+                }
+                // The upload was aborted, or completed on a stream cut short: no manifest
+                // makes it a backup, and it is removed now (else by the next run).
+                (BaseLoc::Bucket(b), _) => {
+                    let _ = b.delete(&path.to_string_lossy());
+                }
+                _ => {}
+            }
             return Err(e);
         }
     };
@@ -245,7 +310,7 @@ async fn base_one(p: &PitrPlace, args: &BaseBackupArgs, ctx: &Ctx) -> Result<Bas
         "{}: base backup {} written ({} bytes)",
         p.target, m.file, m.size_bytes
     ));
-    let retention = prune(p, &dir, false)?;
+    let retention = prune(p, &base, &wal, false)?;
     Ok(BaseOne {
         target: p.target.clone(),
         status: "success",
@@ -257,8 +322,8 @@ async fn base_one(p: &PitrPlace, args: &BaseBackupArgs, ctx: &Ctx) -> Result<Bas
 }
 
 /// Keeps `keep_base` base backups and the WAL the oldest kept one needs.
-fn prune(p: &PitrPlace, dir: &Path, dry_run: bool) -> Result<Pruned> {
-    let found = base::scan(dir, &p.target)?;
+fn prune(p: &PitrPlace, base: &BaseLoc, wal: &WalLoc, dry_run: bool) -> Result<Pruned> {
+    let found = base.scan(&p.target)?;
     let plan = base::plan_prune(&found, p.entry.keep_base);
     let mut r = Pruned {
         kept_backups: plan.keep.clone(),
@@ -268,22 +333,23 @@ fn prune(p: &PitrPlace, dir: &Path, dry_run: bool) -> Result<Pruned> {
     };
     for name in &plan.delete {
         if !dry_run {
-            base::delete(dir, name)?;
+            base.delete(name)?;
         }
         r.deleted_backups.push(name.clone());
     }
     let Some(before) = plan.wal_before else {
         return Ok(r);
     };
-    let info = ArchiveInfo::read(&p.archive_dir)?;
+    if let WalLoc::Dir(d) = wal {
+        if !d.exists() {
+            return Ok(r);
+        }
+    }
+    let info = wal.info()?;
     let seg = info
         .map(|i| i.wal_segment_size)
         .unwrap_or(archive::DEFAULT_SEGMENT_SIZE);
-    let listing = match archive::list(&p.archive_dir) {
-        Ok(l) => l,
-        Err(_) if !p.archive_dir.exists() => return Ok(r),
-        Err(e) => return Err(e),
-    };
+    let (listing, _) = wal.list()?;
     let mut dirs = std::collections::BTreeSet::new();
     for f in &listing.files {
         if f.wal.kind == WalKind::History {
@@ -294,9 +360,8 @@ fn prune(p: &PitrPlace, dir: &Path, dry_run: bool) -> Result<Pruned> {
         };
         if archive::segment_number(log, s, seg) < before {
             if !dry_run {
-                std::fs::remove_file(&f.path)
-                    .with_context(|| format!("deleting {}", f.path.display()))?;
-                if let Some(d) = f.path.parent() {
+                wal.delete(f)?;
+                if let (WalLoc::Dir(_), Some(d)) = (wal, f.path.parent()) {
                     dirs.insert(d.to_path_buf());
                 }
             }
@@ -328,7 +393,7 @@ pub struct Window {
     pub gap_after: Option<String>,
 }
 
-pub fn window(found: &[Found], wal: &verify::WalVerify) -> Option<Window> {
+pub fn window(found: &[Found], wal: &verify::WalVerify, loc: &WalLoc) -> Option<Window> {
     let m = found.iter().find_map(|f| f.good())?;
     let seg = wal.wal_segment_size;
     let stop = base::parse_lsn(&m.stop_lsn)?;
@@ -342,11 +407,10 @@ pub fn window(found: &[Found], wal: &verify::WalVerify) -> Option<Window> {
     }
     let to_segment = archive::segment_name(m.timeline, end, seg);
     let to_time = archive::WalName::parse(&to_segment).and_then(|w| {
-        archive::versions(&wal_dir(&wal.archive_dir, &w), &w)
+        loc.versions(&w)
             .ok()?
             .first()
-            .and_then(|a| std::fs::metadata(&a.path).ok()?.modified().ok())
-            .map(chrono::DateTime::<Utc>::from)
+            .and_then(|a| loc.written_at(a))
     });
     let gap_after = tl.and_then(|t| {
         t.numbers
@@ -363,12 +427,6 @@ pub fn window(found: &[Found], wal: &verify::WalVerify) -> Option<Window> {
         to_time: to_time.or(Some(m.finished_at)),
         gap_after,
     })
-}
-
-fn wal_dir(archive_dir: &str, w: &archive::WalName) -> PathBuf {
-    Path::new(archive_dir)
-        .join(archive::WAL_DIR)
-        .join(w.subdir())
 }
 
 struct ListOne {
@@ -478,13 +536,13 @@ pub fn window_line(target: &str, w: &Window) -> String {
 }
 
 fn list_one(p: &PitrPlace) -> Result<(Vec<Found>, Option<Window>)> {
-    let found = base::scan(p.base_dir()?, &p.target)?;
-    let wal = if p.archive_dir.is_dir() {
-        Some(verify::verify_with(&p.archive_dir, false)?)
-    } else {
-        None
+    let found = p.open_base()?.scan(&p.target)?;
+    let loc = p.open_wal()?;
+    let wal = match &loc {
+        WalLoc::Dir(d) if !d.is_dir() => None,
+        _ => Some(verify::verify_at(&loc, false)?),
     };
-    let w = wal.as_ref().and_then(|v| window(&found, v));
+    let w = wal.as_ref().and_then(|v| window(&found, v, &loc));
     Ok((found, w))
 }
 
@@ -492,7 +550,8 @@ pub async fn list(places: Vec<PitrPlace>, ctx: &Ctx) -> Result<Outcome> {
     let out = places
         .into_iter()
         .map(|p| ListOne {
-            result: list_one(&p).map_err(|e| crate::cmd::failure(ctx, &p.target, &e)),
+            result: tokio::task::block_in_place(|| list_one(&p))
+                .map_err(|e| crate::cmd::failure(ctx, &p.target, &e)),
             target: p.target,
         })
         .collect();
@@ -503,12 +562,14 @@ pub async fn list(places: Vec<PitrPlace>, ctx: &Ctx) -> Result<Outcome> {
 /// the window.
 pub fn verify_bases(
     p: &PitrPlace,
+    loc: &WalLoc,
     wal: &verify::WalVerify,
 ) -> Result<(Vec<Value>, Option<Window>, bool)> {
-    let Some(dir) = p.base_dir.as_deref() else {
+    if p.base.is_none() {
         return Ok((Vec::new(), None, false));
-    };
-    let found = base::scan(dir, &p.target)?;
+    }
+    let base = p.open_base()?;
+    let found = base.scan(&p.target)?;
     let mut out = Vec::new();
     let mut failed = false;
     for f in &found {
@@ -518,7 +579,7 @@ pub fn verify_bases(
                 out.push(json!({"file": f.name(), "status": "unusable", "reason": e}));
             }
             Ok(m) => {
-                match base::read_back(&f.path, m, None) {
+                match base.read_back(f, m, None) {
                     Ok(()) => out.push(json!({"file": f.name(), "status": "intact"})),
                     Err(e) => {
                         failed = true;
@@ -528,7 +589,7 @@ pub fn verify_bases(
             }
         }
     }
-    Ok((out, window(&found, wal), failed))
+    Ok((out, window(&found, wal, loc), failed))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -649,8 +710,8 @@ struct Restored {
 /// failure before the server starts, everything written is removed; a server that stopped
 /// during recovery is left stopped with its log, for a person to read.
 fn restore_blocking(p: &PitrPlace, plan: &RestorePlan<'_>, fetch: String) -> Result<Restored> {
-    let dir = p.base_dir()?;
-    let found = base::scan(dir, &p.target)?;
+    let base = p.open_base()?;
+    let found = base.scan(&p.target)?;
     let chosen: Found = match &plan.backup {
         Some(file) => {
             let name = file
@@ -661,7 +722,7 @@ fn restore_blocking(p: &PitrPlace, plan: &RestorePlan<'_>, fetch: String) -> Res
                 anyhow!(
                     "--backup {}: not a base backup of {}",
                     file.display(),
-                    dir.display()
+                    base.shown()
                 )
             })?;
             if let Err(e) = &f.manifest {
@@ -676,7 +737,7 @@ fn restore_blocking(p: &PitrPlace, plan: &RestorePlan<'_>, fetch: String) -> Res
         .cloned()
         .ok_or_else(|| anyhow!("no manifest"))?;
     if plan.target == RecoveryTarget::Latest {
-        let gaps = rs::latest_gaps(&p.archive_dir, &m)?;
+        let gaps = rs::latest_gaps(&p.open_wal()?, &m)?;
         if !gaps.is_empty() {
             bail!(
                 "the archive has gaps after {} starts ({}): recovery to the latest point would \
@@ -687,11 +748,14 @@ fn restore_blocking(p: &PitrPlace, plan: &RestorePlan<'_>, fetch: String) -> Res
         }
     }
     let bin = rs::server_bin(&m)?;
-    let run_as = RunAs::current()?;
+    let mut run_as = RunAs::current()?;
+    if matches!(p.archive, crate::pitr::Archive::Bucket(_)) {
+        run_as = run_as.with_s3_credentials();
+    }
     let created = rs::prepare_dir(&plan.pgdata)?;
     let pgdata = std::fs::canonicalize(&plan.pgdata)?;
     let prepared = (|| -> Result<(u64, Option<u16>)> {
-        let files = rs::unpack(&chosen.path, &m, &pgdata)?;
+        let files = rs::unpack(&base, &chosen, &m, &pgdata)?;
         run_as.own(&pgdata)?;
         rs::verifybackup(&bin, &pgdata, &run_as)?;
         let port = match (plan.port, plan.start) {
@@ -957,7 +1021,7 @@ async fn drill_one(
     let target = target_of(ctx, p)?;
     let deadline = Duration::from_secs(args.timeout);
     // Fail before touching production when nothing can be restored.
-    let found = base::scan(p.base_dir()?, &p.target)?;
+    let found = p.open_base()?.scan(&p.target)?;
     let newest = rs::choose(&found, &RecoveryTarget::Latest)?
         .good()
         .cloned()
@@ -973,9 +1037,9 @@ async fn drill_one(
     // The point's segment must reach the archive (archive_command runs it after the switch).
     let wal = archive::WalName::parse(&segment)
         .ok_or_else(|| anyhow!("the server named an unreadable segment `{segment}`"))?;
-    let wal_dir = p.archive_dir.join(archive::WAL_DIR).join(wal.subdir());
+    let loc = p.open_wal()?;
     loop {
-        if !archive::versions(&wal_dir, &wal)?.is_empty() {
+        if !loc.versions(&wal)?.is_empty() {
             break;
         }
         if t0.elapsed() > deadline {

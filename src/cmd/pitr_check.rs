@@ -53,7 +53,7 @@ async fn check_one(p: PitrPlace, target: &Target, ctx: &Ctx, budget: Duration) -
         Ok(Ok(mut conn)) => {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let gather = pc::Gather {
-                archive_dir: &p.archive_dir,
+                archive: &p.archive,
             };
             match conn.probe(left, gather).await {
                 Ok(facts) => Ok(facts),

@@ -549,13 +549,11 @@ pub async fn check_targets<'a>(
             let deadline = tokio::time::Instant::now() + budget;
             // Every wait inside is bounded by the deadline (plus the time to cancel a query
             // on the server), so what was measured is always kept.
-            let archive_dir = pitr_check::archive_dir(config, &t.name);
+            let archive = pitr_check::archive_of(config, &t.name);
             let findings = measure_target(
                 t,
                 key_tables,
-                archive_dir
-                    .as_ref()
-                    .map(|r| r.as_deref().map_err(String::as_str)),
+                archive.as_ref(),
                 &wanted,
                 selection.explicit,
                 deadline,
@@ -789,7 +787,7 @@ const CANCEL_GRACE: Duration = Duration::from_secs(1);
 async fn measure_target(
     target: &Target,
     key_tables: &[TableRef],
-    archive_dir: Option<Result<&Path, &str>>,
+    archive: Option<&crate::pitr::Archive>,
     wanted: &dyn Fn(Check) -> bool,
     explicit: bool,
     deadline: tokio::time::Instant,
@@ -912,7 +910,7 @@ async fn measure_target(
         return out;
     }
     // A target without a `pitr:` section has no archive to judge: not listed, unless named.
-    let Some(dir) = archive_dir else {
+    let Some(archive) = archive else {
         if explicit {
             for check in archiving {
                 out.push(Finding::Failed(Failed {
@@ -941,20 +939,13 @@ async fn measure_target(
         out.extend(failed(why.clone()));
         return out;
     }
-    let dir = match dir {
-        Ok(dir) => dir,
-        Err(why) => {
-            out.extend(failed(why.to_string()));
-            return out;
-        }
-    };
     if share.is_zero() {
         out.extend(failed(format!(
             "not run: the target used up health.timeout ({budget_secs} s)"
         )));
         return out;
     }
-    let gather = pitr_check::Gather { archive_dir: dir };
+    let gather = pitr_check::Gather { archive };
     match tokio::time::timeout(share + CANCEL_GRACE, conn.probe(share, gather)).await {
         Ok(Ok(facts)) => {
             let facts = Box::new(facts);

@@ -276,8 +276,8 @@ impl engine::Visitor for Groups {
 /// thresholds `pitr check` would use.
 #[derive(Debug, Clone)]
 pub struct PitrWatch {
-    /// The archive's directory, or why it is not read (an archive in a bucket).
-    pub archive_dir: Result<std::path::PathBuf, String>,
+    /// The archive: a directory or a bucket.
+    pub archive: crate::pitr::Archive,
     pub limits: crate::pitr::check::Limits,
 }
 
@@ -490,15 +490,16 @@ impl Exporter {
         let slots = targets
             .into_iter()
             .map(|target| {
-                let pitr =
-                    crate::pitr::check::archive_dir(&config, &target.name).map(|dir| PitrWatch {
-                        archive_dir: dir,
+                let pitr = crate::pitr::check::archive_of(&config, &target.name).map(|archive| {
+                    PitrWatch {
+                        archive,
                         limits: crate::health::archiving_limits(
                             &config.health,
                             &target,
                             &crate::health::Overrides::default(),
                         ),
-                    });
+                    }
+                });
                 Arc::new(Slot {
                     target,
                     pitr,

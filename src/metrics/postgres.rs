@@ -177,8 +177,7 @@ pub async fn probe(
             let Some(w) = pitr else {
                 anyhow::bail!("no `pitr:` section for this target");
             };
-            let dir = w.archive_dir.as_ref().map_err(|why| anyhow::anyhow!("{why}"))?;
-            let facts = pitr_check::gather(c, dir).await?;
+            let facts = pitr_check::gather(c, &w.archive).await?;
             let lines = pitr_check::judge(&facts, &w.limits);
             s.opt(&f::PITR_ARCHIVE_MISSING, &[], facts.archive.missing_count());
             let status = crate::health::worst(lines.iter().map(|l| l.status));

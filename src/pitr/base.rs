@@ -72,6 +72,9 @@ pub struct BaseManifest {
     pub data_bytes: u64,
     /// Checked on the stream: every file of the server's backup_manifest, by SHA-256.
     pub checked_files: u64,
+    /// For a base backup in a bucket: the object's ETag, as the service gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
     pub mairie_dba_version: String,
 }
 
@@ -83,22 +86,23 @@ impl BaseManifest {
     }
 
     pub fn read(path: &Path) -> Result<BaseManifest> {
-        let mut text = String::new();
+        let mut text = Vec::new();
         crate::backup::open_nofollow(path)?
             .take(MANIFEST_MAX)
-            .read_to_string(&mut text)
+            .read_to_end(&mut text)
             .with_context(|| format!("reading {}", path.display()))?;
         if text.len() as u64 >= MANIFEST_MAX {
             bail!("{}: larger than a manifest can be", path.display());
         }
-        let m: BaseManifest = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a base backup manifest", path.display()))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// A manifest's text (`shown` names where it was read in errors).
+    pub fn parse(text: &[u8], shown: &str) -> Result<BaseManifest> {
+        let m: BaseManifest = serde_json::from_slice(text)
+            .with_context(|| format!("{shown}: not a base backup manifest"))?;
         if m.kind != KIND {
-            bail!(
-                "{}: not a base backup manifest (kind `{}`)",
-                path.display(),
-                m.kind
-            );
+            bail!("{shown}: not a base backup manifest (kind `{}`)", m.kind);
         }
         Ok(m)
     }
@@ -201,28 +205,46 @@ pub fn scan(base_dir: &Path, target: &str) -> Result<Vec<Found>> {
                     Err("no manifest: not a finished base backup".to_string())
                 }
                 Err(e) => Err(format!("{e:#}")),
-                Ok(m) if m.target != target => Err(format!(
-                    "manifest is of target `{}`, not `{target}`",
-                    m.target
-                )),
-                Ok(m) if m.file != name => {
-                    Err(format!("manifest describes `{}`, not this file", m.file))
-                }
-                Ok(m) if m.size_bytes != meta.len() => Err(format!(
-                    "{} bytes, the manifest says {}: truncated or replaced",
-                    meta.len(),
-                    m.size_bytes
-                )),
-                Ok(m) => Ok(m),
+                Ok(m) => judge_manifest(m, target, &name, meta.len()),
             }
         };
         out.push(Found { path, manifest });
     }
-    out.sort_by_key(|f| match &f.manifest {
+    sort_found(&mut out);
+    Ok(out)
+}
+
+/// A base backup's manifest, if it describes this file (`name`, `size` bytes) of `target`.
+pub fn judge_manifest(
+    m: BaseManifest,
+    target: &str,
+    name: &str,
+    size: u64,
+) -> std::result::Result<BaseManifest, String> {
+    if m.target != target {
+        Err(format!(
+            "manifest is of target `{}`, not `{target}`",
+            m.target
+        ))
+    } else if m.file != name {
+        Err(format!("manifest describes `{}`, not this file", m.file))
+    } else if m.size_bytes != size {
+        Err(format!(
+            "{size} bytes, the manifest says {}: truncated or replaced",
+            m.size_bytes
+        ))
+    } else {
+        Ok(m)
+    }
+}
+
+/// Oldest first: by the time their manifest says they ended; those without a usable
+/// manifest by name.
+pub fn sort_found(found: &mut [Found]) {
+    found.sort_by_key(|f| match &f.manifest {
         Ok(m) => m.finished_at,
         Err(_) => parse_name(&f.name()).unwrap_or_default(),
     });
-    Ok(out)
 }
 
 /// What retention does: the base backups it deletes, and the WAL segments older than the
@@ -586,24 +608,61 @@ fn check_manifest(text: &[u8], seen: &BTreeMap<String, (u64, String)>) -> Result
     })
 }
 
-/// Writes the compressed stream: chunks from the reading thread, zstd, hashed, to `file`.
+/// Where a base backup is written: a file (fsynced at the end), or a multipart upload to a
+/// bucket (completed at the end; aborted when dropped unfinished).
+pub enum Sink {
+    File(std::fs::File),
+    Upload(Box<crate::storage::SyncUpload>),
+}
+
+impl Sink {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::File(f) => f.write_all(buf),
+            Sink::Upload(u) => u.write_all(buf),
+        }
+    }
+
+    fn finish(self) -> Result<Option<String>> {
+        match self {
+            Sink::File(f) => {
+                f.sync_all().context("fsync of the base backup")?;
+                Ok(None)
+            }
+            Sink::Upload(u) => Ok(u.finish()?.etag),
+        }
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_all(buf).map(|()| buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes the compressed stream: chunks from the reading thread, zstd, hashed, to `sink`.
+/// Returns the SHA-256 and size of what was written, and for an upload the object's ETag.
 pub fn compress_into(
     chunks: std::sync::mpsc::Receiver<Vec<u8>>,
-    file: std::fs::File,
+    sink: Sink,
     level: i32,
-) -> Result<(String, u64)> {
-    let hashing = crate::backup::HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file));
+) -> Result<(String, u64, Option<String>)> {
+    let hashing = crate::backup::HashingWriter::new(io::BufWriter::with_capacity(1 << 20, sink));
     let mut enc = zstd::stream::Encoder::new(hashing, level).context("starting zstd")?;
     for chunk in chunks {
         enc.write_all(&chunk).context("writing the base backup")?;
     }
     let hashing = enc.finish().context("finishing the zstd stream")?;
     let (buffered, sha, size) = hashing.finish();
-    let file = buffered
+    let sink = buffered
         .into_inner()
         .map_err(|e| anyhow!("writing the base backup: {}", e.error()))?;
-    file.sync_all().context("fsync of the base backup")?;
-    Ok((sha, size))
+    let etag = sink.finish()?;
+    Ok((sha, size, etag))
 }
 
 /// What [`read_back`] does with each tar entry.
@@ -614,40 +673,49 @@ pub type EntryFn<'f> = dyn FnMut(&mut tar::Entry<'_, &mut dyn Read>) -> Result<(
 pub fn read_back(
     path: &Path,
     manifest: &BaseManifest,
-    mut each: Option<&mut EntryFn<'_>>,
+    each: Option<&mut EntryFn<'_>>,
 ) -> Result<()> {
     let file = crate::backup::open_nofollow(path)?;
+    read_back_from(file, &path.display().to_string(), manifest, each)
+}
+
+/// [`read_back`] of what `src` reads (`shown` names it in errors): a file, or an object
+/// streamed from a bucket.
+pub fn read_back_from(
+    src: impl Read,
+    shown: &str,
+    manifest: &BaseManifest,
+    mut each: Option<&mut EntryFn<'_>>,
+) -> Result<()> {
     let mut hashing = HashingReader {
-        inner: file,
+        inner: src,
         hasher: Sha256::new(),
         read: 0,
     };
     {
-        let mut dec = zstd::stream::Decoder::new(&mut hashing)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let mut dec =
+            zstd::stream::Decoder::new(&mut hashing).with_context(|| format!("reading {shown}"))?;
         let dec_ref: &mut dyn Read = &mut dec;
         let mut archive = tar::Archive::new(dec_ref);
         if let Some(f) = each.as_mut() {
             for entry in archive
                 .entries()
-                .with_context(|| format!("reading {}", path.display()))?
+                .with_context(|| format!("reading {shown}"))?
             {
-                let mut entry = entry.with_context(|| format!("reading {}", path.display()))?;
+                let mut entry = entry.with_context(|| format!("reading {shown}"))?;
                 f(&mut entry)?;
             }
         }
         io::copy(&mut archive.into_inner(), &mut io::sink())
-            .with_context(|| format!("decompressing {}", path.display()))?;
+            .with_context(|| format!("decompressing {shown}"))?;
     }
     // Whatever follows the zstd frame is read and hashed too.
-    io::copy(&mut hashing, &mut io::sink())
-        .with_context(|| format!("reading {}", path.display()))?;
+    io::copy(&mut hashing, &mut io::sink()).with_context(|| format!("reading {shown}"))?;
     let got = hex::encode(hashing.hasher.finalize());
     if hashing.read != manifest.size_bytes || got != manifest.sha256 {
         bail!(
-            "{}: SHA-256 {got} ({} bytes) differs from the manifest's {} ({} bytes): the file \
-             changed after it was written",
-            path.display(),
+            "{shown}: SHA-256 {got} ({} bytes) differs from the manifest's {} ({} bytes): the \
+             file changed after it was written",
             hashing.read,
             manifest.sha256,
             manifest.size_bytes
@@ -725,6 +793,7 @@ mod tests {
             files: 0,
             data_bytes: 0,
             checked_files: 0,
+            etag: None,
             mairie_dba_version: String::new(),
         };
         Found {

@@ -57,18 +57,12 @@ impl Default for Limits {
     }
 }
 
-/// The archive directory of a target with a `pitr:` section, resolved; for an archive in a
-/// bucket, which these checks do not read yet, why it is not judged.
-pub fn archive_dir(config: &Config, target: &str) -> Option<Result<PathBuf, String>> {
+/// The archive of a target with a `pitr:` section: its directory resolved, or its bucket.
+pub fn archive_of(config: &Config, target: &str) -> Option<super::Archive> {
     config
         .pitr
         .get(target)
-        .map(|e| match super::Archive::of(config, e) {
-            super::Archive::Dir(d) => Ok(d),
-            super::Archive::Bucket(r) => {
-                Err(super::bucket_refusal(config, target, &r.url).to_string())
-            }
-        })
+        .map(|e| super::Archive::of(config, e))
 }
 
 /// What the archive directory holds of what the server says it archived.
@@ -117,26 +111,29 @@ pub struct Facts {
 /// Gathers the facts on a PostgreSQL session: two catalogue queries, then a look at the
 /// archive (on a blocking thread: a hung network mount must not stall the runtime, and the
 /// probe's budget still ends the wait).
-pub async fn gather(conn: &PgConn, archive_dir: &Path) -> Result<Facts> {
+pub async fn gather(conn: &PgConn, archive: &super::Archive) -> Result<Facts> {
     let server = pgpitr::archiver_state(conn).await?;
     let ready = pgpitr::ready_files(conn).await?;
-    let dir = archive_dir.to_path_buf();
+    let at = archive.clone();
     let last = server.last_archived_wal.clone();
     let size = server.wal_segment_size;
-    let archive = tokio::task::spawn_blocking(move || look(&dir, last.as_deref(), size))
-        .await
-        .map_err(|e| anyhow::anyhow!("reading the archive: {e}"))?;
+    let archive_look = tokio::task::spawn_blocking(move || match &at {
+        super::Archive::Dir(dir) => look(dir, last.as_deref(), size),
+        super::Archive::Bucket(r) => look_bucket(r, last.as_deref(), size),
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("reading the archive: {e}"))?;
     Ok(Facts {
-        archive_dir: archive_dir.to_path_buf(),
+        archive_dir: archive.shown(),
         server,
         ready,
-        archive,
+        archive: archive_look,
     })
 }
 
 /// [`gather`] as a probe ([`crate::engine::Conn::probe`]): archiving is PostgreSQL's.
 pub struct Gather<'a> {
-    pub archive_dir: &'a Path,
+    pub archive: &'a super::Archive,
 }
 
 impl Visitor for Gather<'_> {
@@ -144,7 +141,7 @@ impl Visitor for Gather<'_> {
     const WHAT: &'static str = "WAL archiving checks";
 
     async fn postgres(self, conn: &mut PgConn) -> Result<Facts> {
-        gather(conn, self.archive_dir).await
+        gather(conn, self.archive).await
     }
 }
 
@@ -163,12 +160,6 @@ pub fn look(archive_dir: &Path, last: Option<&str>, segment_size: u64) -> Archiv
             },
         };
     }
-    let Some(last) = last else {
-        return ArchiveLook::NothingArchived;
-    };
-    let Some(wal) = WalName::parse(last) else {
-        return ArchiveLook::NotAWalName(last.to_string());
-    };
     let root = archive_dir.join(archive::WAL_DIR);
     let versions = |name: &WalName| -> Result<usize, ArchiveLook> {
         let dir = root.join(name.subdir());
@@ -178,6 +169,82 @@ pub fn look(archive_dir: &Path, last: Option<&str>, segment_size: u64) -> Archiv
                 path: dir,
                 reason: format!("{:#}", e.root_cause()),
             })
+    };
+    let older = |tli, start| older_segment_exists(&root, tli, start, segment_size);
+    look_with(last, segment_size, versions, older)
+}
+
+/// [`look`] for an archive in a bucket: the same names looked for, by listing the few
+/// folders of the window (and, to know whether older segments exist, the timeline's folders
+/// by a delimited listing, then the newest of them below the window).
+pub fn look_bucket(
+    remote: &super::remote::RemoteArchive,
+    last: Option<&str>,
+    segment_size: u64,
+) -> ArchiveLook {
+    let unreadable = |e: anyhow::Error| ArchiveLook::Unreadable {
+        path: PathBuf::from(remote.url.to_string()),
+        reason: format!("{e:#}"),
+    };
+    let Some(last) = last else {
+        return ArchiveLook::NothingArchived;
+    };
+    let b = match super::bucket::Bucket::open(&remote.url, &remote.options) {
+        Ok(b) => b,
+        Err(e) => return unreadable(e),
+    };
+    let loc = super::bucket::WalLoc::Bucket(Box::new(b));
+    let versions = |name: &WalName| -> Result<usize, ArchiveLook> {
+        loc.versions(name).map(|v| v.len()).map_err(unreadable)
+    };
+    let older = |tli: u32, below: u64| -> Result<bool, ArchiveLook> {
+        let super::bucket::WalLoc::Bucket(b) = &loc else {
+            return Ok(false);
+        };
+        let tli_hex = format!("{tli:08X}");
+        let below_log = archive::segment_name(tli, below, segment_size)[8..16].to_string();
+        let mut dirs: Vec<String> = b
+            .block(b.store.list_dirs(archive::WAL_DIR))
+            .map_err(unreadable)?
+            .into_iter()
+            .filter(|n| n.len() == 16 && n.starts_with(&tli_hex) && n[8..] <= *below_log)
+            .collect();
+        dirs.sort_unstable_by(|a, b| b.cmp(a));
+        for d in dirs {
+            let under = format!("{}/{d}", archive::WAL_DIR);
+            for o in b.list(&under).map_err(unreadable)? {
+                let name = o.key.rsplit('/').next().unwrap_or_default();
+                let Some((wal, _)) = archive::parse_archived(name) else {
+                    continue;
+                };
+                if wal.kind != WalKind::Segment || wal.timeline() != tli {
+                    continue;
+                }
+                if let Some((log, seg)) = wal.log_seg() {
+                    if archive::segment_number(log, seg, segment_size) < below {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    };
+    look_with(Some(last), segment_size, versions, older)
+}
+
+/// What [`look`] and [`look_bucket`] share: which names are looked for, given how to count
+/// the published versions of a name and whether the timeline holds a segment below a number.
+fn look_with(
+    last: Option<&str>,
+    segment_size: u64,
+    versions: impl Fn(&WalName) -> Result<usize, ArchiveLook>,
+    older_exists: impl FnOnce(u32, u64) -> Result<bool, ArchiveLook>,
+) -> ArchiveLook {
+    let Some(last) = last else {
+        return ArchiveLook::NothingArchived;
+    };
+    let Some(wal) = WalName::parse(last) else {
+        return ArchiveLook::NotAWalName(last.to_string());
     };
     // (name, versions published), oldest first: the window's segments, then the file itself
     // when it is a backup label (archived after its segment) or a history file.
@@ -200,7 +267,7 @@ pub fn look(archive_dir: &Path, last: Option<&str>, segment_size: u64) -> Archiv
                 Err(e) => return e,
             }
         }
-        let older = match older_segment_exists(&root, tli, start, segment_size) {
+        let older = match older_exists(tli, start) {
             Ok(b) => b,
             Err(e) => return e,
         };

@@ -9,6 +9,7 @@
 
 pub mod archive;
 pub mod base;
+pub mod bucket;
 pub mod check;
 pub mod fetch;
 pub mod push;
@@ -18,11 +19,13 @@ pub mod setup;
 
 pub mod verify;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
 
 use crate::config::{Config, PitrEntry, Target};
 use crate::error::ConfigError;
-use crate::storage::S3Url;
+use crate::storage::{S3Options, S3Url};
 
 use remote::RemoteArchive;
 
@@ -36,12 +39,26 @@ pub enum Archive {
 impl Archive {
     /// The archive `entry` describes, its directory resolved against the config's.
     pub fn of(config: &Config, entry: &PitrEntry) -> Archive {
-        match entry.archive_dir.to_str().and_then(S3Url::parse) {
+        Archive::at(config, &entry.archive_dir, &entry.s3)
+    }
+
+    /// A directory of the config (resolved against its directory), or `s3://bucket/prefix`
+    /// with the entry's `s3:` options.
+    fn at(config: &Config, dir: &Path, s3: &Option<S3Options>) -> Archive {
+        match dir.to_str().and_then(S3Url::parse) {
             Some(url) => Archive::Bucket(RemoteArchive {
                 url,
-                options: entry.s3.clone().unwrap_or_default(),
+                options: s3.clone().unwrap_or_default(),
             }),
-            None => Archive::Dir(config.resolve(&entry.archive_dir)),
+            None => Archive::Dir(config.resolve(dir)),
+        }
+    }
+
+    /// The directory, or the `s3://` URL, as a path for reports.
+    pub fn shown(&self) -> PathBuf {
+        match self {
+            Archive::Dir(d) => d.clone(),
+            Archive::Bucket(r) => PathBuf::from(r.url.to_string()),
         }
     }
 }
@@ -52,48 +69,69 @@ pub struct PitrPlace {
     pub target: String,
     pub entry: PitrEntry,
     pub archive: Archive,
-    /// The archive's directory; for an archive in a bucket, its `s3://` URL (which nothing
-    /// but `wal push` / `wal fetch` accepts: see [`places`]).
+    /// The archive's directory; for an archive in a bucket, its `s3://` URL (for reports).
     pub archive_dir: PathBuf,
-    pub base_dir: Option<PathBuf>,
+    /// Where the base backups go (a directory or a bucket), when set.
+    pub base: Option<Archive>,
+    /// The local directory that holds the lock of the base-backup commands: the base
+    /// directory itself, or for a bucket one of the state directory.
+    pub lock_dir: Option<PathBuf>,
 }
 
 impl PitrPlace {
     fn new(config: &Config, name: &str, entry: &PitrEntry) -> PitrPlace {
         let archive = Archive::of(config, entry);
-        let archive_dir = match &archive {
+        let base = entry
+            .base_dir
+            .as_ref()
+            .map(|d| Archive::at(config, d, &entry.s3));
+        let lock_dir = base.as_ref().map(|b| match b {
             Archive::Dir(d) => d.clone(),
-            Archive::Bucket(r) => PathBuf::from(r.url.to_string()),
-        };
+            Archive::Bucket(r) => {
+                let digest = hex::encode(Sha256::digest(r.url.to_string().as_bytes()));
+                config
+                    .state_dir
+                    .join("s3")
+                    .join(format!("pitr-{name}-{}", &digest[..12]))
+            }
+        });
         PitrPlace {
             target: name.to_string(),
             entry: entry.clone(),
+            archive_dir: archive.shown(),
             archive,
-            archive_dir,
-            base_dir: entry.base_dir.as_ref().map(|d| config.resolve(d)),
+            base,
+            lock_dir,
         }
     }
-}
 
-/// The one-line refusal of a command that reads the archive as a directory, for an archive
-/// in a bucket.
-pub fn bucket_refusal(config: &Config, target: &str, url: &S3Url) -> ConfigError {
-    ConfigError::new(format!(
-        "{}: pitr.{target}.archive_dir is {url}: an archive in object storage is used by \
-         `wal push` and `wal fetch` (and restores through them) only for now; this command \
-         reads archives in a directory",
-        config.path.display()
-    ))
-}
-
-impl PitrPlace {
-    /// The base backups' directory, which the base-backup commands need.
-    pub fn base_dir(&self) -> Result<&std::path::Path, ConfigError> {
-        self.base_dir.as_deref().ok_or_else(|| {
+    /// The base backups' place, which the base-backup commands need.
+    pub fn base(&self) -> Result<&Archive, ConfigError> {
+        self.base.as_ref().ok_or_else(|| {
             ConfigError::new(format!(
                 "pitr.{}.base_dir is not set: nothing says where the base backups go",
                 self.target
             ))
+        })
+    }
+
+    /// The base backups' place, opened (a bucket is connected to).
+    pub fn open_base(&self) -> anyhow::Result<bucket::BaseLoc> {
+        Ok(match self.base()? {
+            Archive::Dir(d) => bucket::BaseLoc::Dir(d.clone()),
+            Archive::Bucket(r) => {
+                bucket::BaseLoc::Bucket(Box::new(bucket::Bucket::open(&r.url, &r.options)?))
+            }
+        })
+    }
+
+    /// The WAL archive, opened (a bucket is connected to).
+    pub fn open_wal(&self) -> anyhow::Result<bucket::WalLoc> {
+        Ok(match &self.archive {
+            Archive::Dir(d) => bucket::WalLoc::Dir(d.clone()),
+            Archive::Bucket(r) => {
+                bucket::WalLoc::Bucket(Box::new(bucket::Bucket::open(&r.url, &r.options)?))
+            }
         })
     }
 }
@@ -139,25 +177,16 @@ pub fn wal_place(config: &Config, names: &[String]) -> Result<PitrPlace, ConfigE
 }
 
 /// The archives of the selected targets, for `pitr` commands: with `-t`, each named target
-/// must have a `pitr:` section; without, targets lacking one are passed over. Unless
-/// `bucket_ok` (a command that does not read the archive), an archive in a bucket is a
-/// configuration error: these commands read a directory, and must never misjudge a bucket.
+/// must have a `pitr:` section; without, targets lacking one are passed over.
 pub fn places(
     config: &Config,
     targets: &[Target],
     named: bool,
-    bucket_ok: bool,
 ) -> Result<Vec<PitrPlace>, ConfigError> {
     let mut out = Vec::new();
     for t in targets {
         match config.pitr.get(&t.name) {
-            Some(entry) => {
-                let place = PitrPlace::new(config, &t.name, entry);
-                if let (Archive::Bucket(r), false) = (&place.archive, bucket_ok) {
-                    return Err(bucket_refusal(config, &t.name, &r.url));
-                }
-                out.push(place)
-            }
+            Some(entry) => out.push(PitrPlace::new(config, &t.name, entry)),
             None if named => {
                 return Err(ConfigError::new(format!(
                     "{}: no `pitr.{}` section for target `{}`",

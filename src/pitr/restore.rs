@@ -150,8 +150,8 @@ pub fn choose<'a>(found: &'a [Found], target: &RecoveryTarget) -> Result<&'a Fou
 
 /// For `--latest`: a gap after the base backup's start on its timeline (or a later one) would
 /// end recovery there without a word, with the data after it missing. Refuse instead.
-pub fn latest_gaps(archive_dir: &Path, m: &BaseManifest) -> Result<Vec<String>> {
-    let v = verify::verify_with(archive_dir, false)?;
+pub fn latest_gaps(wal: &crate::pitr::bucket::WalLoc, m: &BaseManifest) -> Result<Vec<String>> {
+    let v = verify::verify_at(wal, false)?;
     let start = m.start_segment().unwrap_or(0);
     let mut out = Vec::new();
     for t in v.timelines.iter().filter(|t| t.timeline >= m.timeline) {
@@ -222,7 +222,13 @@ pub fn clean_dir(dir: &Path, created: bool) {
 
 /// Unpacks the base backup into `dir` (empty), checking the compressed file's hash against
 /// its manifest as it is read. Only directories and regular files, under `dir`.
-pub fn unpack(path: &Path, m: &BaseManifest, dir: &Path) -> Result<u64> {
+pub fn unpack(
+    from: &crate::pitr::bucket::BaseLoc,
+    found: &base::Found,
+    m: &BaseManifest,
+    dir: &Path,
+) -> Result<u64> {
+    let shown = from.shown_of(found);
     let mut files = 0u64;
     let mut each = |entry: &mut tar::Entry<'_, &mut dyn Read>| -> Result<()> {
         let kind = entry.header().entry_type();
@@ -231,10 +237,7 @@ pub fn unpack(path: &Path, m: &BaseManifest, dir: &Path) -> Result<u64> {
             kind,
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Directory
         ) {
-            bail!(
-                "{}: `{name}` is of tar type {kind:?}: not unpacked",
-                path.display()
-            );
+            bail!("{shown}: `{name}` is of tar type {kind:?}: not unpacked");
         }
         entry.set_preserve_permissions(false);
         entry.set_preserve_mtime(true);
@@ -243,10 +246,7 @@ pub fn unpack(path: &Path, m: &BaseManifest, dir: &Path) -> Result<u64> {
             .unpack_in(dir)
             .with_context(|| format!("unpacking `{name}` into {}", dir.display()))?
         {
-            bail!(
-                "{}: `{name}` would land outside the data directory",
-                path.display()
-            );
+            bail!("{shown}: `{name}` would land outside the data directory");
         }
         let target = dir.join(name.trim_end_matches('/'));
         let mode = if kind == tar::EntryType::Directory {
@@ -259,7 +259,7 @@ pub fn unpack(path: &Path, m: &BaseManifest, dir: &Path) -> Result<u64> {
             .with_context(|| format!("chmod {}", target.display()))?;
         Ok(())
     };
-    base::read_back(path, m, Some(&mut each))?;
+    from.read_back(found, m, Some(&mut each))?;
     sync_tree(dir)?;
     Ok(files)
 }
@@ -282,13 +282,19 @@ fn sync_tree(dir: &Path) -> Result<()> {
 #[derive(Debug, Clone)]
 pub struct RunAs {
     pub user: Option<(String, u32, u32)>,
+    /// What the restored server's `restore_command` needs besides PATH: for a WAL archive in
+    /// a bucket, where its credentials are (see [`RunAs::with_s3_credentials`]).
+    pub server_env: Vec<(String, std::ffi::OsString)>,
 }
 
 impl RunAs {
     pub fn current() -> Result<RunAs> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            return Ok(RunAs { user: None });
+            return Ok(RunAs {
+                user: None,
+                server_env: Vec::new(),
+            });
         }
         let name = std::ffi::CString::new("postgres").expect("no NUL");
         // SAFETY: getpwnam with a valid C string; the result is read at once.
@@ -300,7 +306,37 @@ impl RunAs {
         let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
         Ok(RunAs {
             user: Some(("postgres".into(), uid, gid)),
+            server_env: Vec::new(),
         })
+    }
+
+    /// For a WAL archive in a bucket: the restored server's `wal fetch` reads it with the
+    /// credentials this command has. The AWS variables that are set are passed to the server
+    /// (and to nothing else it runs: the other commands keep an environment of PATH only);
+    /// with none, the shared credentials file this command would read is named
+    /// (`AWS_SHARED_CREDENTIALS_FILE`), which the server's user must be able to read.
+    pub fn with_s3_credentials(mut self) -> RunAs {
+        const VARS: [&str; 5] = [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_SHARED_CREDENTIALS_FILE",
+        ];
+        for v in VARS {
+            if let Some(val) = std::env::var_os(v).filter(|x| !x.is_empty()) {
+                self.server_env.push((v.to_string(), val));
+            }
+        }
+        let has = |k: &str| self.server_env.iter().any(|(n, _)| n == k);
+        if !has("AWS_ACCESS_KEY_ID") && !has("AWS_SHARED_CREDENTIALS_FILE") {
+            if let Some(home) = std::env::var_os("HOME") {
+                let file = Path::new(&home).join(".aws").join("credentials");
+                self.server_env
+                    .push(("AWS_SHARED_CREDENTIALS_FILE".into(), file.into_os_string()));
+            }
+        }
+        self
     }
 
     /// A command for `program`, run as that user, with an environment holding only PATH
@@ -593,6 +629,7 @@ pub fn start_and_wait(
 ) -> Result<Ending> {
     let out = run_as
         .command(&bin.join("pg_ctl"))
+        .envs(run_as.server_env.iter().map(|(k, v)| (k, v)))
         .arg("-D")
         .arg(dir)
         .arg("-l")

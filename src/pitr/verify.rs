@@ -14,8 +14,11 @@ use std::sync::Mutex;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::archive::{self, ArchiveInfo, Archived, WalKind};
-use super::fetch::decompress_hashing;
+use std::io::Read;
+
+use super::archive::{self, Archived, WalKind};
+use super::bucket::WalLoc;
+use super::fetch::decompress_reader;
 
 /// A run of missing segments in a timeline.
 #[derive(Debug, Clone, Serialize)]
@@ -83,26 +86,25 @@ impl WalVerify {
 
 /// Reads and checks the archive at `archive_dir`.
 pub fn verify(archive_dir: &Path) -> Result<WalVerify> {
-    verify_with(archive_dir, true)
+    verify_at(&WalLoc::Dir(archive_dir.to_path_buf()), true)
 }
 
 /// [`verify`], or with `hash` false only the listing: timelines and gaps, no file read.
 pub fn verify_with(archive_dir: &Path, hash: bool) -> Result<WalVerify> {
-    // An archive that is not there is not an empty one (an unmounted disk, a wrong path).
-    if !archive_dir.is_dir() {
-        anyhow::bail!(
-            "the archive {} does not exist or is not a directory",
-            archive_dir.display()
-        );
-    }
-    let info = ArchiveInfo::read(archive_dir)?;
+    verify_at(&WalLoc::Dir(archive_dir.to_path_buf()), hash)
+}
+
+/// [`verify_with`] of an archive in a directory or a bucket. A directory that is not there
+/// is not an empty archive (an unmounted disk, a wrong path): an error.
+pub fn verify_at(loc: &WalLoc, hash: bool) -> Result<WalVerify> {
+    let (listing, listed_bytes) = loc.list()?;
+    let info = loc.info()?;
     let (seg_size, from) = match &info {
         Some(i) => (i.wal_segment_size, "archive.json"),
         None => (archive::DEFAULT_SEGMENT_SIZE, "default"),
     };
-    let listing = archive::list(archive_dir)?;
     let corrupt = if hash {
-        hash_all(&listing.files)
+        hash_all(loc, &listing.files)
     } else {
         Vec::new()
     };
@@ -139,8 +141,8 @@ pub fn verify_with(archive_dir: &Path, hash: bool) -> Result<WalVerify> {
             numbers: BTreeSet::new(),
         };
         if let Some(h) = histories.get(&tli) {
-            if !corrupt_paths.contains(h.path.display().to_string().as_str()) {
-                if let Some((parent, lsn)) = read_history(&h.path) {
+            if !corrupt_paths.contains(loc.shown_of(h).as_str()) {
+                if let Some((parent, lsn)) = read_history(loc, h) {
                     t.parent = Some(parent);
                     t.switch_lsn = Some(lsn);
                 }
@@ -191,17 +193,19 @@ pub fn verify_with(archive_dir: &Path, hash: bool) -> Result<WalVerify> {
         out.push(t);
     }
     Ok(WalVerify {
-        archive_dir: archive_dir.display().to_string(),
+        archive_dir: loc.shown(),
         wal_segment_size: seg_size,
         segment_size_from: from,
         system_identifier: info.map(|i| i.system_identifier),
         files: listing.files.len(),
-        compressed_bytes: listing
-            .files
-            .iter()
-            .filter_map(|f| std::fs::metadata(&f.path).ok())
-            .map(|m| m.len())
-            .sum(),
+        compressed_bytes: listed_bytes.unwrap_or_else(|| {
+            listing
+                .files
+                .iter()
+                .filter_map(|f| std::fs::metadata(&f.path).ok())
+                .map(|m| m.len())
+                .sum()
+        }),
         timelines: out,
         corrupt,
         duplicates: duplicates.into_iter().collect(),
@@ -215,7 +219,7 @@ fn display(paths: &[PathBuf]) -> Vec<String> {
 }
 
 /// Decompresses and hashes every file on a few threads; returns those that do not match.
-fn hash_all(files: &[Archived]) -> Vec<Corrupt> {
+fn hash_all(loc: &WalLoc, files: &[Archived]) -> Vec<Corrupt> {
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -227,7 +231,11 @@ fn hash_all(files: &[Archived]) -> Vec<Corrupt> {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(f) = files.get(i) else { break };
-                let reason = match decompress_hashing(&f.path, &mut std::io::sink()) {
+                let shown = loc.shown_of(f);
+                let read = loc
+                    .open(f)
+                    .and_then(|r| decompress_reader(r, &shown, &mut std::io::sink()));
+                let reason = match read {
                     Ok((sha, _)) if sha == f.sha256 => None,
                     Ok((sha, _)) => Some(format!(
                         "decompresses to SHA-256 {sha}, its name says {}",
@@ -238,7 +246,7 @@ fn hash_all(files: &[Archived]) -> Vec<Corrupt> {
                 if let Some(reason) = reason {
                     if let Ok(mut b) = bad.lock() {
                         b.push(Corrupt {
-                            file: f.path.display().to_string(),
+                            file: shown,
                             reason,
                         });
                     }
@@ -252,9 +260,10 @@ fn hash_all(files: &[Archived]) -> Vec<Corrupt> {
 }
 
 /// The last line of a history file: `<parent timeline>\t<switch LSN>\t<reason>`.
-fn read_history(path: &Path) -> Option<(u32, String)> {
+fn read_history(loc: &WalLoc, f: &Archived) -> Option<(u32, String)> {
     let mut text = Vec::new();
-    decompress_hashing(path, &mut text).ok()?;
+    let src = loc.open(f).ok()?;
+    decompress_reader(src.take(1 << 20), &loc.shown_of(f), &mut text).ok()?;
     let text = String::from_utf8_lossy(&text);
     let line = text
         .lines()

@@ -160,6 +160,33 @@ impl S3Store {
         Ok(out)
     }
 
+    /// The folders directly under `under` (relative to the prefix), by name, sorted: one
+    /// delimited listing, whatever the folders hold.
+    pub async fn list_dirs(&self, under: &str) -> Result<Vec<String>> {
+        let prefix = self.url.key(under);
+        let shown = self.url.display(&prefix);
+        let path = if prefix.is_empty() {
+            None
+        } else {
+            Some(self.path(&prefix)?)
+        };
+        let got = self
+            .timed(
+                &shown,
+                "list",
+                self.store.list_with_delimiter(path.as_ref()),
+            )
+            .await?
+            .map_err(|e| store_error(&shown, "list", &e))?;
+        let mut out: Vec<String> = got
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// The object `key` (a full key), or `None` when there is none.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {
         let path = self.path(key)?;

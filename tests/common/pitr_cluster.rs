@@ -63,6 +63,10 @@ pub fn text(o: &Output) -> String {
 /// A temporary directory with the config of one `pg` target whose archive is `archive/`.
 pub struct Workspace {
     pub dir: PathBuf,
+    /// For an archive and base backups in a bucket: the bucket, the store's endpoint, and
+    /// the environment naming the credentials file (given to our commands and the server).
+    pub s3: Option<(String, String)>,
+    pub env: Vec<(String, String)>,
 }
 
 impl Workspace {
@@ -77,7 +81,11 @@ impl Workspace {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let w = Workspace { dir };
+        let w = Workspace {
+            dir,
+            s3: None,
+            env: Vec::new(),
+        };
         w.write_config(0, level);
         std::fs::create_dir_all(w.archive()).unwrap();
         chown_server(&w.archive());
@@ -93,10 +101,17 @@ impl Workspace {
             ),
         )
         .unwrap();
+        let places = match &self.s3 {
+            None => "archive_dir: archive\n    base_dir: base\n".to_string(),
+            Some((bucket, endpoint)) => format!(
+                "archive_dir: s3://{bucket}/wal-archive\n    base_dir: s3://{bucket}/base\n    \
+                 s3:\n      endpoint: {endpoint}\n      region: us-east-1\n"
+            ),
+        };
         std::fs::write(
             self.config(),
             format!(
-                "targets:\n  pg:\n    engine: postgres\n    config: config_pg.yml\npitr:\n  pg:\n    archive_dir: archive\n    base_dir: base\n    compression_level: {level}\n"
+                "targets:\n  pg:\n    engine: postgres\n    config: config_pg.yml\npitr:\n  pg:\n    {places}    compression_level: {level}\n"
             ),
         )
         .unwrap();
@@ -122,6 +137,9 @@ impl Workspace {
             .arg(self.config())
             .args(args)
             .env_remove("MAIRIE_PITR_TEST_UNSET_PASSWORD")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap()
     }
@@ -172,7 +190,38 @@ pub struct Cluster {
 impl Cluster {
     /// `archiving`: archive_mode on with our archive_command, else everything at its default.
     pub fn new(tag: &str, archiving: bool) -> Cluster {
-        let ws = Workspace::new(tag, 3);
+        Cluster::with(Workspace::new(tag, 3), archiving)
+    }
+
+    /// A cluster archiving into `s3://<bucket>/wal-archive`, its base backups in
+    /// `s3://<bucket>/base`, on the store at `endpoint` with the keys given: they are
+    /// written to a credentials file the server's user can read, which the server and our
+    /// commands are pointed to (`AWS_SHARED_CREDENTIALS_FILE`), as a site would set it up.
+    pub fn in_bucket(tag: &str, bucket: &str, endpoint: &str, keys: (&str, &str)) -> Cluster {
+        let mut ws = Workspace::new(tag, 3);
+        let creds = ws.dir.join("aws-credentials");
+        std::fs::write(
+            &creds,
+            format!(
+                "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+                keys.0, keys.1
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o644)).unwrap();
+        ws.s3 = Some((bucket.to_string(), endpoint.to_string()));
+        ws.env = vec![
+            (
+                "AWS_SHARED_CREDENTIALS_FILE".into(),
+                creds.display().to_string(),
+            ),
+            ("AWS_PROFILE".into(), "default".into()),
+        ];
+        ws.write_config(0, 3);
+        Cluster::with(ws, true)
+    }
+
+    fn with(ws: Workspace, archiving: bool) -> Cluster {
         let port = free_port();
         ws.write_config(port, 3);
         let data = ws.dir.join("data");
@@ -216,6 +265,9 @@ impl Cluster {
             .args(["-l"])
             .arg(self.ws.dir.join("sock/server.log"))
             .args(args)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .envs(self.ws.env.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap()
     }
@@ -409,6 +461,9 @@ pub fn run(c: &Cluster, args: &[&str]) -> Output {
         .arg(c.ws.config())
         .args(args)
         .env("MAIRIE_PITR_TEST_UNSET_PASSWORD", "unused")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .envs(c.ws.env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap()
 }

@@ -47,6 +47,8 @@ pub struct Taken {
     pub tool: String,
     pub sha256: String,
     pub size: u64,
+    /// The object's ETag, for a base backup uploaded to a bucket.
+    pub etag: Option<String>,
 }
 
 /// libpq's variables for `target` (no password unless it has one), for tools that take no
@@ -58,9 +60,9 @@ fn connection(cmd: &mut Command, target: &Target) -> Result<()> {
 }
 
 /// Runs `pg_basebackup` (tar to stdout, WAL fetched at the end, SHA-256 manifest, fast
-/// checkpoint) and streams its output into `file`, zstd level `level`: one thread reads and
+/// checkpoint) and streams its output into `sink` (a file or an upload), zstd level `level`: one thread reads and
 /// checks the tar (every file against the server's manifest), another compresses and hashes.
-pub async fn take(target: &Target, label: &str, level: i32, file: std::fs::File) -> Result<Taken> {
+pub async fn take(target: &Target, label: &str, level: i32, sink: base::Sink) -> Result<Taken> {
     let conn = postgres::connect(target).await?;
     let server = server_facts(&conn).await?;
     drop(conn);
@@ -87,33 +89,35 @@ pub async fn take(target: &Target, label: &str, level: i32, file: std::fs::File)
         .into_owned_fd()
         .context("pg_basebackup's output")?;
     let segment_size = server.wal_segment_size;
-    let work = tokio::task::spawn_blocking(move || -> Result<(StreamFacts, String, u64)> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
-        let writer = std::thread::Builder::new()
-            .name("base-backup-zstd".into())
-            .spawn(move || base::compress_into(rx, file, level))
-            .context("starting the compressor")?;
-        let checked = {
-            let tee = base::TeeReader {
-                inner: std::fs::File::from(stdout),
-                tee: move |b: &[u8]| {
-                    tx.send(b.to_vec())
-                        .map_err(|_| io::Error::other("the compressor stopped"))
-                },
+    let work = tokio::task::spawn_blocking(
+        move || -> Result<(StreamFacts, String, u64, Option<String>)> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+            let writer = std::thread::Builder::new()
+                .name("base-backup-zstd".into())
+                .spawn(move || base::compress_into(rx, sink, level))
+                .context("starting the compressor")?;
+            let checked = {
+                let tee = base::TeeReader {
+                    inner: std::fs::File::from(stdout),
+                    tee: move |b: &[u8]| {
+                        tx.send(b.to_vec())
+                            .map_err(|_| io::Error::other("the compressor stopped"))
+                    },
+                };
+                base::check_stream(BufReader::with_capacity(1 << 20, tee), segment_size)
             };
-            base::check_stream(BufReader::with_capacity(1 << 20, tee), segment_size)
-        };
-        let written = writer
-            .join()
-            .map_err(|_| anyhow!("the compressor panicked"))?;
-        let facts = checked?;
-        let (sha, size) = written?;
-        Ok((facts, sha, size))
-    });
+            let written = writer
+                .join()
+                .map_err(|_| anyhow!("the compressor panicked"))?;
+            let facts = checked?;
+            let (sha, size, etag) = written?;
+            Ok((facts, sha, size, etag))
+        },
+    );
     let (work, tool) = tokio::join!(work, tools::version_line(&pg_basebackup));
     let work = work.map_err(|e| anyhow!("base backup task: {e}"))?;
     match work {
-        Ok((stream, sha256, size)) => {
+        Ok((stream, sha256, size, etag)) => {
             tools::finish(child, stderr, "pg_basebackup").await?;
             Ok(Taken {
                 server,
@@ -121,6 +125,7 @@ pub async fn take(target: &Target, label: &str, level: i32, file: std::fs::File)
                 tool,
                 sha256,
                 size,
+                etag,
             })
         }
         Err(ours) => {
