@@ -502,3 +502,51 @@ fn a_killed_base_backup_leaves_no_backup_and_the_next_run_cleans_its_upload() {
         "{keys:?}"
     );
 }
+
+/// Stopped by SIGTERM while the base backup streams up: the upload is aborted before the
+/// process ends; nothing is left under the base backups' prefix, not even parts.
+#[test]
+fn a_base_backup_stopped_mid_upload_aborts_it_before_exiting() {
+    let bucket = TestBucket::new();
+    let c = in_bucket("s3-stop", &bucket);
+    c.psql(
+        "CREATE TABLE gros AS SELECT g, md5(g::text) || md5((g * 7)::text) \
+         || md5((g * 13)::text) AS t FROM generate_series(1, 1200000) g",
+    );
+    let rt = runtime();
+    let store = rt.block_on(bucket.store(""));
+    let child = std::process::Command::new(cluster::BIN)
+        .current_dir(&c.ws.dir)
+        .arg("-c")
+        .arg(c.ws.config())
+        .args(["pitr", "base-backup"])
+        .env("MAIRIE_PITR_TEST_UNSET_PASSWORD", "unused")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .envs(c.ws.env.iter().map(|(k, v)| (k, v)))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while rt
+        .block_on(store.pending_uploads("base"))
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(std::time::Instant::now() < deadline, "no upload started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    // SAFETY: kill on a child of this test.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+    assert!(
+        rt.block_on(store.pending_uploads("")).unwrap().is_empty(),
+        "an upload left behind: {stderr}"
+    );
+    assert!(objects(&bucket, &rt, "base").is_empty(), "{stderr}");
+}

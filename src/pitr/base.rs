@@ -645,7 +645,10 @@ impl Write for Sink {
 }
 
 /// Writes the compressed stream: chunks from the reading thread, zstd, hashed, to `sink`.
-/// Returns the SHA-256 and size of what was written, and for an upload the object's ETag.
+/// An empty chunk marks the end of a stream read whole; a channel closed without it (the
+/// reader failed or was stopped) is an error, and the sink is dropped unfinished (an upload is
+/// aborted). Returns the SHA-256 and size of what was written, and for an upload the
+/// object's ETag.
 pub fn compress_into(
     chunks: std::sync::mpsc::Receiver<Vec<u8>>,
     sink: Sink,
@@ -653,8 +656,16 @@ pub fn compress_into(
 ) -> Result<(String, u64, Option<String>)> {
     let hashing = crate::backup::HashingWriter::new(io::BufWriter::with_capacity(1 << 20, sink));
     let mut enc = zstd::stream::Encoder::new(hashing, level).context("starting zstd")?;
+    let mut whole = false;
     for chunk in chunks {
+        if chunk.is_empty() {
+            whole = true;
+            break;
+        }
         enc.write_all(&chunk).context("writing the base backup")?;
+    }
+    if !whole {
+        bail!("the base backup's stream ended before its end: nothing is kept");
     }
     let hashing = enc.finish().context("finishing the zstd stream")?;
     let (buffered, sha, size) = hashing.finish();

@@ -53,6 +53,7 @@ struct State {
     failed: bool,
     peak_buffered: usize,
     runtime: Handle,
+    _live: Live,
 }
 
 impl Upload {
@@ -79,6 +80,7 @@ impl Upload {
                 failed: false,
                 peak_buffered: 0,
                 runtime: Handle::current(),
+                _live: Live::new(),
             }),
         }
     }
@@ -202,24 +204,41 @@ impl Drop for Upload {
             return;
         };
         let runtime = state.runtime.clone();
-        ABORTING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         runtime.spawn(async move {
             state.abort().await.ok();
-            ABORTING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         });
     }
 }
 
-/// Uploads being aborted in the background (dropped unfinished).
-static ABORTING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Uploads begun and not yet ended (completed, aborted, or aborted in the background after
+/// being dropped unfinished): each upload's state holds one [`Live`].
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts an upload in [`LIVE`] for as long as its state exists.
+struct Live;
+
+impl Live {
+    fn new() -> Live {
+        LIVE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Live
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 /// After a stop (Ctrl-C, SIGTERM) has dropped an operation: waits, at most `limit`, for the
-/// uploads it left to be aborted, so that none is left half-sent in the bucket when the
-/// process ends. Returns how many were still being aborted at the limit.
+/// uploads it began to end — those its dropped futures or threads left are aborted in the
+/// background, so that none is left half-sent in the bucket when the process ends (an upload
+/// owned by a thread still draining its input is waited for too). Returns how many had not
+/// ended at the limit.
 pub async fn wait_for_aborts(limit: std::time::Duration) -> usize {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        let n = ABORTING.load(std::sync::atomic::Ordering::SeqCst);
+        let n = LIVE.load(std::sync::atomic::Ordering::SeqCst);
         if n == 0 || tokio::time::Instant::now() >= deadline {
             return n;
         }

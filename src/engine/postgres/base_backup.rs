@@ -96,6 +96,7 @@ pub async fn take(target: &Target, label: &str, level: i32, sink: base::Sink) ->
                 .name("base-backup-zstd".into())
                 .spawn(move || base::compress_into(rx, sink, level))
                 .context("starting the compressor")?;
+            let end = tx.clone();
             let checked = {
                 let tee = base::TeeReader {
                     inner: std::fs::File::from(stdout),
@@ -106,6 +107,12 @@ pub async fn take(target: &Target, label: &str, level: i32, sink: base::Sink) ->
                 };
                 base::check_stream(BufReader::with_capacity(1 << 20, tee), segment_size)
             };
+            // Only a stream read whole and checked is written out whole: without this mark
+            // the compressor fails, and an upload is aborted rather than completed.
+            if checked.is_ok() {
+                let _ = end.send(Vec::new());
+            }
+            drop(end);
             let written = writer
                 .join()
                 .map_err(|_| anyhow!("the compressor panicked"))?;
