@@ -1,7 +1,8 @@
 //! The monitor's validated store in object storage (`validated_dir: s3://bucket/prefix`)
 //! against the project's SeaweedFS: promotion (backup, manifest, record last), UNCHANGED,
 //! keep_validated pruning that never touches a foreign key, archived reports, `monitor
-//! verify` re-hashing every object, wrong credentials, and a scan killed mid-upload. Each
+//! verify` re-hashing every object, an object without its record (never a validated backup,
+//! removed by a later scan), wrong credentials, and a scan killed mid-upload. Each
 //! test has a bucket of its own, removed after it; the history is SQLite.
 
 mod common;
@@ -10,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use common::monitor::{daily, sha, t, Backend, Mon, CENTRE, SETTINGS};
+use common::monitor::{daily, sha, t, Backend, Mon, Serve, CENTRE, SETTINGS};
 use common::s3::{credentials, endpoint, TestBucket};
 use mairie_dba::storage::{ObjectInfo, S3Store};
 
@@ -291,6 +292,16 @@ fn verify_streams_every_object_and_finds_a_flipped_byte_and_a_lost_one() {
     let st = m.run(&["monitor", "status", "--format", "json"]);
     st.code(2);
     assert_eq!(st.json()["jobs"][0]["status"], "HASH_MISMATCH");
+    // The page and the API read the history, whatever the store.
+    {
+        let web = Serve::start(&m, &["--no-scan"]);
+        let (code, one) = web.json("/api/jobs/centre-mairie");
+        assert_eq!(code, 200);
+        assert_eq!(one["job"]["status"], "HASH_MISMATCH", "{one:#}");
+        let (code, _, page) = web.get("/");
+        assert_eq!(code, 200);
+        assert!(page.contains("HASH_MISMATCH"));
+    }
 
     // The older object deleted, its record left: missing.
     rt.block_on(s.delete(&format!("{DB_DIR}/d1.dump"))).unwrap();
@@ -444,4 +455,91 @@ fn object_storage_settings_of_the_monitor_are_checked() {
         .code(3)
         .one_line_error()
         .stderr_has("monitor.s3: options for object storage, but validated_dir");
+}
+
+#[test]
+fn an_object_without_its_record_is_never_a_validated_backup() {
+    let bucket = TestBucket::new();
+    let m = monitor(&bucket, SETTINGS);
+    let rt = runtime();
+    let s = rt.block_on(bucket.store(""));
+    // What a promotion killed between its upload and its record leaves: the backup and its
+    // manifest, no record.
+    let same = b"the same bytes as the deposit".to_vec();
+    rt.block_on(async {
+        s.put_new(&format!("{DB_DIR}/d0.dump"), same.clone())
+            .await
+            .unwrap();
+        s.put_new(&format!("{DB_DIR}/d0.dump.json"), b"{}".to_vec())
+            .await
+            .unwrap();
+    });
+    deposit(&m, 5, "d1.dump", &same);
+    let (code, v) = m.scan(&t(5, "03:30"));
+    // Not UNCHANGED: d0.dump was never validated.
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(judged(&v), [(t(5, "02:00"), "OK".to_string())], "{v:#}");
+    let r = m.run(&[
+        "monitor",
+        "verify",
+        "--now",
+        &t(5, "04:00"),
+        "--format",
+        "json",
+    ]);
+    r.code(0);
+    let v = r.json();
+    let files: Vec<_> = v["jobs"][0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file"].clone())
+        .collect();
+    assert_eq!(files, [json!("d1.dump")], "{v:#}");
+    assert!(
+        v["leftovers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["path"] == format!("s3://{}/{DB_DIR}/d0.dump", bucket.name)),
+        "{v:#}"
+    );
+    // Not removed by keep_validated (1): only recorded versions are.
+    let k = keys(&s, &rt);
+    assert!(k.contains(&format!("{DB_DIR}/d0.dump")), "{k:?}");
+    assert!(
+        k.contains(&format!("{DB_DIR}/d1.dump.validated.json")),
+        "{k:?}"
+    );
+
+    // Once more than a minute old, a later scan removes it with its manifest (a promotion
+    // left it: its manifest is beside it); a key of that directory no promotion wrote stays.
+    rt.block_on(s.put_new(&format!("{DB_DIR}/notes.txt"), b"mine".to_vec()))
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(62));
+    let (code, v) = m.scan(&t(5, "04:30"));
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(
+        v["cleaned"],
+        json!([format!(
+            "removed s3://{}/{DB_DIR}/d0.dump, left without a record by a scan that did not finish",
+            bucket.name
+        )]),
+        "{v:#}"
+    );
+    let k = keys(&s, &rt);
+    let mut want: Vec<String> = [
+        "d1.dump",
+        "d1.dump.json",
+        "d1.dump.validated.json",
+        "notes.txt",
+    ]
+    .iter()
+    .map(|f| format!("{DB_DIR}/{f}"))
+    .collect();
+    want.insert(
+        0,
+        format!("{PREFIX}/.reports/ville/marseille/centre/STATUS-20261205T020500Z.json"),
+    );
+    assert_eq!(k, want);
 }
