@@ -28,7 +28,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
@@ -226,8 +226,10 @@ impl Remote {
 
     /// Promotes the deposit's `src` (hashed as `hashed`, open as `file`) into the job's
     /// directory under `record.file`: the upload re-hashed, the manifest, the record last,
-    /// then the deposit's copies removed. `recorded`: an earlier scan already promoted these
-    /// bytes under this name (killed before it removed the deposit's copy): not sent again.
+    /// then the deposit's copies removed (its manifest too: until the record is written, a
+    /// scan killed here leaves the deposit whole, and the next one starts again from it).
+    /// `recorded`: an earlier scan already promoted these bytes under this name (killed
+    /// before it removed the deposit's copy): not sent again.
     pub fn promote(
         &self,
         src: &Path,
@@ -243,11 +245,14 @@ impl Remote {
         if !recorded {
             self.upload(src, file, hashed, &key, &shown)?;
         }
-        self.carry_manifest(src, job, name)?;
+        let manifest = self.send_manifest(src, job, name)?;
         if !recorded {
             let body = serde_json::to_vec_pretty(record).map_err(|e| e.to_string())?;
             self.wait(self.put(&format!("{key}{RECORD_SUFFIX}"), body))
                 .map_err(|e| format!("promoting {}: the record: {e:#}", src.display()))?;
+        }
+        if let Some(m) = manifest {
+            let _ = std::fs::remove_file(m);
         }
         std::fs::remove_file(src).map_err(|e| {
             format!(
@@ -331,19 +336,27 @@ impl Remote {
     /// The manifest travels with its backup: the deposit's `<name>.json` beside `src`, when
     /// there, is written beside the backup in the bucket, then removed from the deposit.
     pub fn carry_manifest(&self, src: &Path, job: &Job, name: &str) -> Result<(), String> {
+        if let Some(m) = self.send_manifest(src, job, name)? {
+            let _ = std::fs::remove_file(m);
+        }
+        Ok(())
+    }
+
+    /// Writes the deposit's `<name>.json` beside `src`, when there, beside the backup in the
+    /// bucket; returns its path in the deposit when it was written.
+    fn send_manifest(&self, src: &Path, job: &Job, name: &str) -> Result<Option<PathBuf>, String> {
         let manifest = src.with_file_name(format!("{name}.json"));
         let Ok(m) = hash::open_no_follow(&manifest) else {
-            return Ok(());
+            return Ok(None);
         };
         let mut text = Vec::new();
         if m.take(MANIFEST_MAX_BYTES).read_to_end(&mut text).is_err() {
-            return Ok(());
+            return Ok(None);
         }
         let key = self.key(job, &format!("{name}.json"));
         self.wait(self.put(&key, text))
             .map_err(|e| format!("promoting {}: the manifest: {e:#}", src.display()))?;
-        let _ = std::fs::remove_file(&manifest);
-        Ok(())
+        Ok(Some(manifest))
     }
 
     /// Writes a backup's record (after a crash lost it).
