@@ -543,3 +543,66 @@ fn an_object_without_its_record_is_never_a_validated_backup() {
     );
     assert_eq!(k, want);
 }
+
+/// The file rewritten in place between the scan's hash and its upload (an agent writing
+/// again): the bytes sent are hashed on the way, the upload is aborted before it completes,
+/// and the file stays in the deposit. Through the library, to choose the moment.
+#[test]
+fn bytes_other_than_those_validated_abort_the_upload_and_stay_in_the_deposit() {
+    use mairie_dba::monitor::hash;
+    use mairie_dba::monitor::remote::{Bucket, Remote};
+    use mairie_dba::monitor::store::Record;
+    use std::io::{Seek, SeekFrom, Write};
+
+    let bucket = TestBucket::new();
+    let m = monitor(&bucket, SETTINGS);
+    let c = credentials();
+    // One test per process (nextest): the process's environment is the test's own.
+    std::env::set_var("AWS_ACCESS_KEY_ID", &c.access_key_id);
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", &c.secret_access_key);
+    let cfg = mairie_dba::config::Config::load(&m.dir.join("config_global.yml")).unwrap();
+    let job = cfg.monitor.unwrap().jobs[0].clone();
+    let bytes = noise(3, 9 * 1024 * 1024);
+    deposit(&m, 5, "d1.dump", &bytes);
+    let path = m.site("deposits", CENTRE).join("mairie/d1.dump");
+    let hashed = hash::hash_file(&path).unwrap();
+    // The same inode, the same size, one byte changed after it was measured.
+    let mut w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    w.seek(SeekFrom::Start(8_500_000)).unwrap();
+    w.write_all(&[bytes[8_500_000] ^ 0x01]).unwrap();
+    drop(w);
+    let record = Record {
+        file: "d1.dump".into(),
+        size_bytes: hashed.size_bytes,
+        sha256: hashed.sha256.clone(),
+        validated_at: chrono::Utc::now(),
+        job: job.id.clone(),
+        due: chrono::Utc::now(),
+    };
+    let rt = runtime();
+    let b = Bucket {
+        url: bucket.url(PREFIX),
+        options: common::s3::options(),
+    };
+    let remote = rt.block_on(Remote::open(&b)).unwrap();
+    let src = path.clone();
+    let err = rt
+        .block_on(rt.spawn_blocking(move || {
+            let file = hash::open_no_follow(&src).unwrap();
+            remote.promote(&src, &file, &hashed, &job, &record, false)
+        }))
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        err.contains("not those validated") && err.contains("upload aborted, left in the deposit"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("s3://{}/{DB_DIR}/d1.dump", bucket.name)),
+        "{err}"
+    );
+    assert_eq!(m.deposited(CENTRE, "mairie"), ["d1.dump", "d1.dump.json"]);
+    let s = rt.block_on(bucket.store(""));
+    assert!(keys(&s, &rt).is_empty());
+    assert!(rt.block_on(s.pending_uploads("")).unwrap().is_empty());
+}
