@@ -25,7 +25,7 @@
 //! Scans and verifications run on blocking threads (hashing, file reads): the operations
 //! here wait on the runtime from there ([`Remote::wait`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -77,8 +77,8 @@ fn db_dir(job: &Job) -> String {
     format!("{}/{}/{}/{}", job.company, job.city, job.site, job.database)
 }
 
-/// The objects directly in a folder, by name.
-type Listing = HashMap<String, ObjectInfo>;
+/// The objects directly in a folder, by name (sorted: what is reported comes in order).
+type Listing = BTreeMap<String, ObjectInfo>;
 
 impl Remote {
     /// Opens the bucket; must be called on the runtime the scan's threads will wait on. No

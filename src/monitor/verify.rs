@@ -5,6 +5,8 @@
 //! store come after. `monitor verify` reads every record `<file>.validated.json` of each
 //! expected job's directory, hashes the backups it names (in parallel, one thread per core,
 //! a 1 MiB buffer each: the scan's hashing) and compares size and SHA-256 with the record.
+//! In a bucket ([`super::remote`]) each recorded object is read whole from the service and
+//! hashed as it streams, a few at once: a size or an ETag would not show a flipped byte.
 //!
 //! What a killed scan leaves is told apart from a loss, so that a crash is never reported as
 //! bit rot (see `store` for the order in which a promotion writes its files):
