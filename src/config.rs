@@ -828,20 +828,8 @@ impl Config {
             Some(m) => {
                 crate::monitor::config::check_jobs(&m.jobs)
                     .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
-                // Written as a URL, a directory would otherwise be taken as a local path.
-                for (key, dir) in [
-                    ("deposit_dir", &m.deposit_dir),
-                    ("validated_dir", &m.validated_dir),
-                ] {
-                    if dir.to_string_lossy().contains("://") {
-                        return Err(ConfigError::new(format!(
-                            "{}: monitor.{key}: `{}`: the monitor's stores are directories \
-                             (object storage is for backup directories and the WAL archive)",
-                            path.display(),
-                            dir.display()
-                        )));
-                    }
-                }
+                m.check_stores()
+                    .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
                 Some(crate::monitor::MonitorConfig::resolve(
                     m, &base_dir, &state_dir,
                 ))
@@ -1450,7 +1438,9 @@ mod tests {
         assert!(c.targets.is_empty());
         let m = c.monitor.unwrap();
         assert_eq!(m.deposit_dir, d.join("deposits"));
-        assert_eq!(m.validated_dir, PathBuf::from("/srv/validated"));
+        assert!(
+            matches!(&m.validated, crate::monitor::ValidatedStore::Dir(v) if v == &PathBuf::from("/srv/validated"))
+        );
         assert_eq!(
             m.history,
             crate::monitor::config::HistorySetting::Sqlite(c.state_dir.join("monitor.db"))
@@ -1481,10 +1471,10 @@ mod tests {
         let g = write(
             &d,
             "g4.yml",
-            "monitor:\n  deposit_dir: d\n  validated_dir: s3://b/v\n",
+            "monitor:\n  deposit_dir: d\n  validated_dir: v\n  s3: {region: eu-west-3}\n",
         );
         let e = Config::load(&g).unwrap_err().to_string();
-        assert!(e.contains("monitor.validated_dir: `s3://b/v`"), "{e}");
+        assert!(e.contains("g4.yml: monitor.s3:"), "{e}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::monitor::config::parse_utc;
 use crate::monitor::history::{Entry, History, ScanRun, UnexpectedSeen};
 use crate::monitor::notify;
 use crate::monitor::scan::{self, Judgement, ScanLock, ScanOutcome, Unexpected};
+use crate::monitor::validated::Store;
 use crate::monitor::view::Snapshot;
 use crate::monitor::{schedule, stamp, JobStatus, MonitorConfig};
 use crate::output::nagios::NagiosLine;
@@ -101,7 +102,14 @@ fn now_or(arg: Option<&str>) -> Result<DateTime<Utc>, ConfigError> {
 
 /// One scan under the lock: register new jobs, judge, record.
 pub async fn scan_once(cfg: &MonitorConfig, now: DateTime<Utc>) -> Result<ScanReport> {
-    let _lock = ScanLock::acquire(&cfg.validated_dir)?;
+    let _lock = ScanLock::acquire(&cfg.lock_dir)?;
+    let store = cfg.validated.open().await?;
+    // A bucket's leftovers of a killed scan, before anything is judged: an unreachable
+    // bucket or refused keys stop the scan here, with nothing promoted.
+    let cleaned = match &store {
+        Store::Bucket(remote) => remote.clean(&cfg.jobs, &cfg.deposit_dir).await?,
+        Store::Dir(_) => Vec::new(),
+    };
     let history = History::open(&cfg.history).await?;
     let ids: Vec<&str> = cfg.jobs.iter().map(|j| j.id.as_str()).collect();
     let mut states = history.register(&ids, now).await?;
@@ -113,7 +121,9 @@ pub async fn scan_once(cfg: &MonitorConfig, now: DateTime<Utc>) -> Result<ScanRe
         .await?;
     let owned = cfg.clone();
     // Hashing and promotion are blocking file work, on their own threads.
-    let mut outcome = tokio::task::spawn_blocking(move || scan::scan(&owned, now, &states)).await?;
+    let mut outcome =
+        tokio::task::spawn_blocking(move || scan::scan(&owned, &store, now, &states)).await?;
+    outcome.cleaned.splice(0..0, cleaned);
     let mut new = Vec::new();
     for j in std::mem::take(&mut outcome.judged) {
         let is_new = history.record(&j, now).await?;
@@ -701,14 +711,18 @@ async fn verify(
             );
         }
     }
-    let _lock = ScanLock::acquire(&cfg.validated_dir)?;
+    let _lock = ScanLock::acquire(&cfg.lock_dir)?;
+    let store = cfg.validated.open().await?;
+    if let Store::Bucket(remote) = &store {
+        remote.probe(&cfg.jobs).await?;
+    }
     let history = History::open(&cfg.history).await?;
     let promoted = history.last_promoted().await?;
     let owned = cfg.clone();
     let only_owned = only.map(str::to_string);
-    // Hashing is blocking file work, on its own threads.
+    // Hashing is blocking work (files read, objects streamed), on its own threads.
     let found = tokio::task::spawn_blocking(move || {
-        crate::monitor::verify::verify(&owned, only_owned.as_deref(), &promoted)
+        crate::monitor::verify::verify(&owned, &store, only_owned.as_deref(), &promoted)
     })
     .await?;
     let recorded = history.record_verifications(&found.jobs, now).await?;

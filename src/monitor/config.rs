@@ -18,7 +18,12 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct MonitorSection {
     pub deposit_dir: PathBuf,
+    /// A directory, or `s3://bucket/prefix` (with [`MonitorSection::s3`]).
     pub validated_dir: PathBuf,
+    /// For a `validated_dir` of `s3://bucket/prefix`: the endpoint, region, addressing,
+    /// encryption and storage class (credentials come from the environment, never from here).
+    #[serde(default)]
+    pub s3: Option<crate::storage::S3Options>,
     /// `sqlite:PATH` (default: `sqlite:<state_dir>/monitor.db`), `postgres://user@host:port/db`,
     /// or `{url: postgres://…, password_env: VAR}`.
     #[serde(default)]
@@ -801,6 +806,36 @@ pub fn check_jobs(jobs: &[Job]) -> Result<(), String> {
     Ok(())
 }
 
+impl MonitorSection {
+    /// The deposit zone is a directory (agents write files into it); the validated store a
+    /// directory or a valid `s3://bucket/prefix`, with `s3:` options beside a URL only. The
+    /// error names the key.
+    pub fn check_stores(&self) -> Result<(), String> {
+        let deposit = self.deposit_dir.to_string_lossy();
+        if deposit.contains("://") {
+            return Err(format!(
+                "monitor.deposit_dir: `{deposit}`: the deposit zone is a directory the agents \
+                 write into (only validated_dir may be s3://bucket/prefix)"
+            ));
+        }
+        let validated = self.validated_dir.to_string_lossy();
+        let remote = validated.contains("://");
+        if remote && crate::storage::S3Url::parse(&validated).is_none() {
+            return Err(format!(
+                "monitor.validated_dir: `{validated}` is neither a directory nor a valid \
+                 s3://bucket/prefix"
+            ));
+        }
+        match &self.s3 {
+            Some(_) if !remote => Err(format!(
+                "monitor.s3: options for object storage, but validated_dir `{validated}` is not s3://…"
+            )),
+            Some(o) => o.validate().map_err(|e| format!("monitor.s3: {e:#}")),
+            None => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -810,6 +845,59 @@ mod tests {
     }
 
     const BASE: &str = "deposit_dir: /d\nvalidated_dir: /v\n";
+
+    #[test]
+    fn a_validated_store_in_a_bucket_and_its_options() {
+        let s = section(
+            "deposit_dir: /d\nvalidated_dir: s3://validated/mon\ns3:\n  endpoint: http://127.0.0.1:18333\n  region: eu-west-3\n  sse: AES256\n",
+        )
+        .unwrap();
+        s.check_stores().unwrap();
+        assert_eq!(s.s3.as_ref().unwrap().region.as_deref(), Some("eu-west-3"));
+        // Without options: AWS defaults.
+        section("deposit_dir: /d\nvalidated_dir: s3://validated\n")
+            .unwrap()
+            .check_stores()
+            .unwrap();
+        // Options beside a directory.
+        let e = section(&format!("{BASE}s3:\n  region: eu-west-3\n"))
+            .unwrap()
+            .check_stores()
+            .unwrap_err();
+        assert!(e.contains("monitor.s3") && e.contains("not s3://"), "{e}");
+        // An unknown option, named with its line.
+        let e = section(
+            "deposit_dir: /d\nvalidated_dir: s3://val/m\ns3:\n  region: x\n  bucket_key: y\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("unknown field `bucket_key`") && e.contains("line 5"),
+            "{e}"
+        );
+        // An option of a wrong value.
+        let e = section("deposit_dir: /d\nvalidated_dir: s3://val/m\ns3:\n  sse: rot13\n")
+            .unwrap()
+            .check_stores()
+            .unwrap_err();
+        assert!(e.contains("monitor.s3") && e.contains("rot13"), "{e}");
+        // Not a valid bucket URL; another scheme.
+        for bad in ["s3://UPPER/x", "s3://b/../x", "gs://b/x"] {
+            let e = section(&format!("deposit_dir: /d\nvalidated_dir: {bad}\n"))
+                .unwrap()
+                .check_stores()
+                .unwrap_err();
+            assert!(
+                e.contains("monitor.validated_dir") && e.contains(bad),
+                "{e}"
+            );
+        }
+        // The deposit zone stays a directory.
+        let e = section("deposit_dir: s3://b/d\nvalidated_dir: /v\n")
+            .unwrap()
+            .check_stores()
+            .unwrap_err();
+        assert!(e.contains("monitor.deposit_dir: `s3://b/d`"), "{e}");
+    }
 
     #[test]
     fn defaults_and_a_full_daily_job() {

@@ -4,7 +4,8 @@
 //! Engine-free: the monitor never talks to the city's databases. It reads the deposit zone
 //! (untrusted: [`report`]), judges each expected occurrence ([`schedule`], [`scan`]),
 //! validates every file itself (size and SHA-256 recomputed, [`hash`]), promotes what is good
-//! atomically ([`store`]) and records everything in a SQLite or PostgreSQL history
+//! atomically into a directory ([`store`]) or a bucket ([`remote`]), both behind
+//! [`validated`], and records everything in a SQLite or PostgreSQL history
 //! ([`history`]). Later, [`verify`] checks that what was promoted is still the bytes measured
 //! then.
 //!
@@ -18,10 +19,12 @@ pub mod config;
 pub mod hash;
 pub mod history;
 pub mod notify;
+pub mod remote;
 pub mod report;
 pub mod scan;
 pub mod schedule;
 pub mod store;
+pub mod validated;
 pub mod verify;
 pub mod view;
 pub mod web;
@@ -30,14 +33,20 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::storage::S3Url;
+
 use crate::output::Status;
 use config::{HistorySetting, Job, MonitorSection, NotifySection};
+pub use validated::ValidatedStore;
 
 /// The `monitor:` section with its paths resolved.
 #[derive(Debug, Clone)]
 pub struct MonitorConfig {
     pub deposit_dir: PathBuf,
-    pub validated_dir: PathBuf,
+    pub validated: ValidatedStore,
+    /// Where the scan lock is: the validated directory, or the state directory when the
+    /// store is a bucket (one monitor per prefix: the lock is local).
+    pub lock_dir: PathBuf,
     pub history: HistorySetting,
     pub report_max_age_days: u32,
     pub collection_window_minutes: u32,
@@ -58,9 +67,21 @@ impl MonitorConfig {
             Some(pg) => pg,
             None => HistorySetting::Sqlite(state_dir.join("monitor.db")),
         };
+        let validated = match S3Url::parse(&m.validated_dir.to_string_lossy()) {
+            Some(url) => ValidatedStore::Bucket(remote::Bucket {
+                url,
+                options: m.s3.clone().unwrap_or_default(),
+            }),
+            None => ValidatedStore::Dir(base_dir.join(&m.validated_dir)),
+        };
+        let lock_dir = match &validated {
+            ValidatedStore::Dir(d) => d.clone(),
+            ValidatedStore::Bucket(_) => state_dir.to_path_buf(),
+        };
         MonitorConfig {
             deposit_dir: base_dir.join(m.deposit_dir),
-            validated_dir: base_dir.join(m.validated_dir),
+            validated,
+            lock_dir,
             history,
             report_max_age_days: m.report_max_age_days,
             collection_window_minutes: m.collection_window_minutes,

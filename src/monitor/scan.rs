@@ -27,7 +27,8 @@ use super::config::Job;
 use super::hash::{self, Hashed};
 use super::report::{self, BackupOutcome, StatusReport, REPORT_NAME};
 use super::schedule::{self, Occurrence};
-use super::store::{self, Record};
+use super::store::Record;
+use super::validated::Store;
 use super::{JobStatus, MonitorConfig};
 
 /// What the history knows of a job before a scan.
@@ -137,16 +138,17 @@ pub struct ScanOutcome {
     pub archived: Vec<String>,
 }
 
-/// An exclusive lock on `<validated_dir>/.monitor.lock`, held for the whole scan.
+/// An exclusive lock on `<dir>/.monitor.lock`, held for the whole scan: `dir` is the
+/// validated directory, or the state directory when the store is a bucket (one monitor
+/// per prefix).
 pub struct ScanLock {
     _file: File,
 }
 
 impl ScanLock {
-    pub fn acquire(validated_dir: &Path) -> Result<ScanLock> {
-        std::fs::create_dir_all(validated_dir)
-            .with_context(|| format!("creating {}", validated_dir.display()))?;
-        let path = validated_dir.join(".monitor.lock");
+    pub fn acquire(dir: &Path) -> Result<ScanLock> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(".monitor.lock");
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -219,19 +221,21 @@ fn real_dirs(base: &Path, parts: &[&str]) -> Result<bool, String> {
 }
 
 /// An occurrence whose backup must be hashed before it is judged.
-struct ToValidate {
+struct ToValidate<'a> {
     judgement: Judgement,
     path: PathBuf,
-    dest: PathBuf,
+    job: &'a Job,
     file: String,
     size_bytes: u64,
     sha256: String,
 }
 
-/// Judges every job at `now`. `states`: what the history knows (jobs absent from it are seen
-/// for the first time now). The caller holds the [`ScanLock`].
+/// Judges every job at `now`, promoting into `store` (`cfg`'s, open). `states`: what the
+/// history knows (jobs absent from it are seen for the first time now). The caller holds the
+/// [`ScanLock`].
 pub fn scan(
     cfg: &MonitorConfig,
+    store: &Store,
     now: DateTime<Utc>,
     states: &HashMap<String, JobState>,
 ) -> ScanOutcome {
@@ -242,9 +246,8 @@ pub fn scan(
     let mut dirs_cleaned = HashSet::new();
 
     for job in &cfg.jobs {
-        let dest = store::db_dir(&cfg.validated_dir, job);
-        if dirs_cleaned.insert(dest.clone()) {
-            out.cleaned.extend(store::clean_leftovers(&dest));
+        if dirs_cleaned.insert(store.path_of(job, "")) {
+            out.cleaned.extend(store.clean_leftovers(job));
         }
         let fresh = JobState {
             first_seen: now,
@@ -415,7 +418,7 @@ pub fn scan(
                     .join(job.site_path())
                     .join(&job.database)
                     .join(claimed.file),
-                dest: dest.clone(),
+                job,
                 file: claimed.file.to_string(),
                 size_bytes: claimed.size_bytes,
                 sha256: claimed.sha256.clone(),
@@ -433,17 +436,14 @@ pub fn scan(
 
     let mut finished: Vec<Judgement> = todo
         .into_iter()
-        .map(|t| finish(cfg, now, t, &hashes, &mut out.cleaned))
+        .map(|t| finish(cfg, store, now, t, &hashes, &mut out.cleaned))
         .collect();
     // Nothing promoted is recorded before it is durable: one flush of the filesystem.
     if finished.iter().any(|j| j.promoted) {
-        if let Err(e) = store::sync_filesystem(&cfg.validated_dir) {
+        if let Err(e) = store.sync() {
             for j in finished.iter_mut().filter(|j| j.promoted) {
                 j.status = JobStatus::Unknown;
-                j.message = format!(
-                    "promoted, but syncing {} failed: {e}",
-                    cfg.validated_dir.display()
-                );
+                j.message = format!("promoted, but {e}");
                 j.is_final = false;
             }
         }
@@ -457,8 +457,8 @@ pub fn scan(
     for (site, r) in &reports {
         if let Ok(Some((_, report))) = r {
             let bytes = serde_json::to_vec_pretty(report).unwrap_or_default();
-            match store::archive_report(&cfg.validated_dir, site, report.generated_at, &bytes) {
-                Ok(Some(p)) => out.archived.push(p.display().to_string()),
+            match store.archive_report(site, report.generated_at, &bytes) {
+                Ok(Some(p)) => out.archived.push(p),
                 Ok(None) => {}
                 Err(e) => out
                     .archived
@@ -480,6 +480,7 @@ fn push(out: &mut ScanOutcome, j: Judgement) {
 /// Judges a success from the file's hash, and promotes it when good.
 fn finish(
     cfg: &MonitorConfig,
+    store: &Store,
     now: DateTime<Utc>,
     t: ToValidate,
     hashes: &HashMap<PathBuf, Result<Hashed, String>>,
@@ -487,7 +488,15 @@ fn finish(
 ) -> Judgement {
     let mut j = t.judgement;
     let shown = t.path.display().to_string();
-    let kept = store::list(&t.dest);
+    let kept = match store.list(t.job) {
+        Ok(kept) => kept,
+        Err(e) => {
+            j.status = JobStatus::Unknown;
+            j.message = format!("the validated store cannot be read: {e}");
+            j.is_final = now >= j.deadline;
+            return j;
+        }
+    };
     // The previous validated backup: the newest other than this file.
     let previous = kept.iter().rev().find(|r| r.file != t.file);
     let verdict_good = |previous: Option<&Record>| {
@@ -508,7 +517,7 @@ fn finish(
                 if let Some(r) = kept.iter().find(|r| r.file == t.file) {
                     if r.sha256 == t.sha256 && r.size_bytes == t.size_bytes {
                         // Killed before the manifest followed: it follows now.
-                        let _ = store::carry_manifest(&t.path, &t.dest, &t.file);
+                        store.carry_manifest(&t.path, t.job, &t.file);
                         let (s, m) = verdict_good(previous);
                         j.set(
                             s,
@@ -525,8 +534,7 @@ fn finish(
                 }
                 // Promoted by a scan whose record a crash lost: the bytes decide.
                 if !kept.iter().any(|r| r.file == t.file) {
-                    let there = t.dest.join(&t.file);
-                    if let Ok(h) = hash::hash_file(&there) {
+                    if let Ok(h) = store.hash_stored(t.job, &t.file) {
                         if h.size_bytes == t.size_bytes && h.sha256 == t.sha256 {
                             let record = Record {
                                 file: t.file.clone(),
@@ -536,8 +544,8 @@ fn finish(
                                 job: j.job.clone(),
                                 due: j.due,
                             };
-                            if store::rewrite_record(&t.dest, &record).is_ok() {
-                                let _ = store::carry_manifest(&t.path, &t.dest, &t.file);
+                            if store.rewrite_record(t.job, &record).is_ok() {
+                                store.carry_manifest(&t.path, t.job, &t.file);
                                 let (s, m) = verdict_good(previous);
                                 let m = if m.is_empty() {
                                     "promoted by an earlier scan; its record rewritten".to_string()
@@ -592,12 +600,12 @@ fn finish(
     };
     let promoted = hash::open_no_follow(&t.path)
         .map_err(|e| format!("{shown}: {e}"))
-        .and_then(|f| store::promote(&t.path, &f, &hashed, &t.dest, &record));
+        .and_then(|f| store.promote(&t.path, &f, &hashed, t.job, &record, &kept));
     match promoted {
         Ok(()) => {
             j.promoted = true;
             j.set(status, message, now);
-            cleaned.extend(store::prune(&t.dest, cfg.keep_validated));
+            cleaned.extend(store.prune(t.job, cfg.keep_validated));
         }
         Err(e) => {
             // Valid, but not stored: the next scan tries again.

@@ -85,6 +85,41 @@ pub fn list(dir: &Path) -> Vec<Record> {
     out
 }
 
+/// Reads a record, no link followed, at most 64 KiB (the scan's limit).
+fn read_record(path: &Path) -> Result<Record, String> {
+    let f = hash::open_no_follow(path).map_err(|e| e.to_string())?;
+    let mut text = Vec::new();
+    f.take(64 * 1024)
+        .read_to_end(&mut text)
+        .map_err(|e| e.to_string())?;
+    serde_json::from_slice(&text).map_err(|e| format!("not a record: {e}"))
+}
+
+/// A directory's records (hidden temporary ones aside), by backup name (the record's name
+/// without its suffix), and its other entries' names: what a verification looks at.
+#[allow(clippy::type_complexity)]
+pub fn inventory(dir: &Path) -> (Vec<(String, Result<Record, String>)>, Vec<String>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut found = Vec::new();
+    let mut others = Vec::new();
+    for e in rd.filter_map(|e| e.ok()) {
+        let Ok(name) = e.file_name().into_string() else {
+            continue;
+        };
+        match name.strip_suffix(RECORD_SUFFIX) {
+            Some(backup) if !is_temp(&name) => {
+                found.push((backup.to_string(), read_record(&e.path())))
+            }
+            _ => others.push(name),
+        }
+    }
+    others.sort();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    (found, others)
+}
+
 /// Removes what a killed scan left: hidden temporary files, and records whose backup is not
 /// there. Returns their paths.
 pub fn clean_leftovers(dir: &Path) -> Vec<String> {

@@ -5,6 +5,8 @@
 //! store come after. `monitor verify` reads every record `<file>.validated.json` of each
 //! expected job's directory, hashes the backups it names (in parallel, one thread per core,
 //! a 1 MiB buffer each: the scan's hashing) and compares size and SHA-256 with the record.
+//! In a bucket ([`super::remote`]) each recorded object is read whole from the service and
+//! hashed as it streams, a few at once: a size or an ETag would not show a flipped byte.
 //!
 //! What a killed scan leaves is told apart from a loss, so that a crash is never reported as
 //! bit rot (see `store` for the order in which a promotion writes its files):
@@ -27,15 +29,14 @@
 //! so that no scan moves files meanwhile.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::config::Job;
-use super::hash;
 use super::store::{self, Record, RECORD_SUFFIX};
+use super::validated::{Inventory, Store};
 use super::{stamp, JobStatus, MonitorConfig};
 
 /// What became of one promoted backup.
@@ -120,16 +121,6 @@ struct Found {
     record: Result<Record, String>,
 }
 
-/// Reads a record, no link followed, at most 64 KiB (the scan's limit).
-fn read_record(path: &Path) -> Result<Record, String> {
-    let f = hash::open_no_follow(path).map_err(|e| e.to_string())?;
-    let mut text = Vec::new();
-    f.take(64 * 1024)
-        .read_to_end(&mut text)
-        .map_err(|e| e.to_string())?;
-    serde_json::from_slice(&text).map_err(|e| format!("not a record: {e}"))
-}
-
 fn exists(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
 }
@@ -145,17 +136,19 @@ pub struct Promoted {
 }
 
 /// A backup to hash.
-struct ToHash {
+struct ToHash<'a> {
     job: usize,
-    path: PathBuf,
+    of: &'a Job,
+    path: String,
     record: Record,
 }
 
-/// Verifies the stores of `cfg`'s jobs (only `only` when given), `promoted` being what the
-/// history says each job's latest promoted backup is. Files are hashed in parallel; nothing
-/// is changed.
+/// Verifies the stores of `cfg`'s jobs (only `only` when given) in `store` (`cfg`'s, open),
+/// `promoted` being what the history says each job's latest promoted backup is. Backups are
+/// hashed in parallel (a bucket's streamed whole from the service); nothing is changed.
 pub fn verify(
     cfg: &MonitorConfig,
+    store: &Store,
     only: Option<&str>,
     promoted: &HashMap<String, Promoted>,
 ) -> Verification {
@@ -171,10 +164,34 @@ pub fn verify(
             files: Vec::new(),
             message: String::new(),
         });
-        let dir = store::db_dir(&cfg.validated_dir, job);
         // Two jobs on one directory: its files are checked for each, its leftovers listed once.
-        let first_look = seen_dirs.insert(dir.clone());
-        let (found, others) = inventory(&dir);
+        let first_look = seen_dirs.insert(store.path_of(job, ""));
+        let inv = match store.inventory(job) {
+            Ok(inv) => inv,
+            Err(e) => {
+                out.jobs[index].files.push(FileCheck {
+                    file: String::new(),
+                    path: store.path_of(job, ""),
+                    verdict: FileVerdict::Unreadable,
+                    recorded_size_bytes: None,
+                    recorded_sha256: None,
+                    validated_at: None,
+                    size_bytes: None,
+                    sha256: None,
+                    message: format!("the validated store cannot be read: {e}"),
+                });
+                continue;
+            }
+        };
+        let found: Vec<Found> = inv
+            .records
+            .iter()
+            .map(|(name, record)| Found {
+                name: name.clone(),
+                record: record.clone(),
+            })
+            .collect();
+        let at = |name: &str| store.path_of(job, name);
         let mut records: Vec<(&Found, &Record)> = Vec::new();
         for f in &found {
             match &f.record {
@@ -184,21 +201,22 @@ pub fn verify(
                         "a record naming `{}`, not the backup it stands beside",
                         r.file
                     );
-                    leftover_or_bad(&mut out, index, &dir, &f.name, reason, first_look);
+                    leftover_or_bad(&mut out, index, &inv, &at, &f.name, reason, first_look);
                 }
                 Err(e) => {
                     let reason = format!("its record cannot be read: {e}");
-                    leftover_or_bad(&mut out, index, &dir, &f.name, reason, first_look);
+                    leftover_or_bad(&mut out, index, &inv, &at, &f.name, reason, first_look);
                 }
             }
         }
         // The newest first: those a scan keeps.
         records.sort_by(|a, b| (b.1.validated_at, &b.1.file).cmp(&(a.1.validated_at, &a.1.file)));
         for (rank, (_, r)) in records.iter().enumerate() {
-            let path = dir.join(&r.file);
-            if exists(&path) {
+            let path = at(&r.file);
+            if inv.has(&r.file) {
                 todo.push(ToHash {
                     job: index,
+                    of: job,
                     path,
                     record: (*r).clone(),
                 });
@@ -219,13 +237,13 @@ pub fn verify(
             };
             match leftover {
                 Some(reason) if first_look => out.leftovers.push(Leftover {
-                    path: dir.join(format!("{}{RECORD_SUFFIX}", r.file)).display().to_string(),
+                    path: at(&format!("{}{RECORD_SUFFIX}", r.file)),
                     reason,
                 }),
                 Some(_) => {}
                 None => out.jobs[index].files.push(FileCheck {
                     file: r.file.clone(),
-                    path: path.display().to_string(),
+                    path,
                     verdict: FileVerdict::Missing,
                     recorded_size_bytes: Some(r.size_bytes),
                     recorded_sha256: Some(r.sha256.clone()),
@@ -249,11 +267,12 @@ pub fn verify(
             let covered = records
                 .iter()
                 .any(|(_, r)| r.file == p.file || r.due >= p.due || r.validated_at >= p.judged_at);
-            let path = dir.join(&p.file);
-            if !covered && exists(&path) {
+            let path = at(&p.file);
+            if !covered && inv.has(&p.file) {
                 checked_by_history = Some(p.file.clone());
                 todo.push(ToHash {
                     job: index,
+                    of: job,
                     path,
                     record: Record {
                         file: p.file.clone(),
@@ -267,7 +286,7 @@ pub fn verify(
             } else if !covered {
                 out.jobs[index].files.push(FileCheck {
                     file: p.file.clone(),
-                    path: path.display().to_string(),
+                    path,
                     verdict: FileVerdict::Missing,
                     recorded_size_bytes: Some(p.size_bytes),
                     recorded_sha256: Some(p.sha256.clone()),
@@ -289,11 +308,11 @@ pub fn verify(
             if let Some(f) = &checked_by_history {
                 recorded.insert(f);
             }
-            for name in others {
-                let reason = if store::is_temp(&name) {
+            for name in &inv.others {
+                let reason = if store::is_temp(name) {
                     "a temporary file of a killed scan (the next scan removes it)".to_string()
                 } else if let Some(backup) = name.strip_suffix(".json") {
-                    if exists(&dir.join(backup)) {
+                    if inv.has(backup) {
                         continue; // a backup's manifest
                     }
                     "a manifest without its backup".to_string()
@@ -303,7 +322,7 @@ pub fn verify(
                     "a file without a record: not a validated backup (a scan rewrites the record of a backup its report still names)".to_string()
                 };
                 out.leftovers.push(Leftover {
-                    path: dir.join(&name).display().to_string(),
+                    path: at(name),
                     reason,
                 });
             }
@@ -311,12 +330,13 @@ pub fn verify(
     }
 
     // Every backup hashed once, in parallel.
-    let paths: Vec<PathBuf> = todo.iter().map(|t| t.path.clone()).collect();
-    for (t, h) in todo.into_iter().zip(hash::hash_all(&paths)) {
+    let items: Vec<(&Job, String)> = todo.iter().map(|t| (t.of, t.record.file.clone())).collect();
+    let hashes = store.hash_all(&items);
+    for (t, h) in todo.into_iter().zip(hashes) {
         let r = &t.record;
         let mut check = FileCheck {
             file: r.file.clone(),
-            path: t.path.display().to_string(),
+            path: t.path,
             verdict: FileVerdict::Intact,
             recorded_size_bytes: Some(r.size_bytes),
             recorded_sha256: Some(r.sha256.clone()),
@@ -370,16 +390,16 @@ pub fn verify(
 fn leftover_or_bad(
     out: &mut Verification,
     job: usize,
-    dir: &Path,
+    inv: &Inventory,
+    at: &dyn Fn(&str) -> String,
     name: &str,
     reason: String,
     first_look: bool,
 ) {
-    let path = dir.join(name);
-    if exists(&path) {
+    if inv.has(name) {
         out.jobs[job].files.push(FileCheck {
             file: name.to_string(),
-            path: path.display().to_string(),
+            path: at(name),
             verdict: FileVerdict::Unreadable,
             recorded_size_bytes: None,
             recorded_sha256: None,
@@ -390,10 +410,7 @@ fn leftover_or_bad(
         });
     } else if first_look {
         out.leftovers.push(Leftover {
-            path: dir
-                .join(format!("{name}{RECORD_SUFFIX}"))
-                .display()
-                .to_string(),
+            path: at(&format!("{name}{RECORD_SUFFIX}")),
             reason: format!("a record without its backup; {reason}"),
         });
     }
@@ -405,30 +422,6 @@ fn deposit_path(cfg: &MonitorConfig, job: &Job, file: &str) -> PathBuf {
         .join(job.site_path())
         .join(&job.database)
         .join(file)
-}
-
-/// A directory's records (hidden temporary ones aside) and its other entries' names.
-fn inventory(dir: &Path) -> (Vec<Found>, Vec<String>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return (Vec::new(), Vec::new());
-    };
-    let mut found = Vec::new();
-    let mut others = Vec::new();
-    for e in rd.filter_map(|e| e.ok()) {
-        let Ok(name) = e.file_name().into_string() else {
-            continue;
-        };
-        match name.strip_suffix(RECORD_SUFFIX) {
-            Some(backup) if !store::is_temp(&name) => found.push(Found {
-                name: backup.to_string(),
-                record: read_record(&e.path()),
-            }),
-            _ => others.push(name),
-        }
-    }
-    others.sort();
-    found.sort_by(|a, b| a.name.cmp(&b.name));
-    (found, others)
 }
 
 #[cfg(test)]
@@ -452,10 +445,17 @@ mod tests {
         (d, cfg)
     }
 
+    fn dir_store(cfg: &MonitorConfig) -> Store {
+        match &cfg.validated {
+            crate::monitor::ValidatedStore::Dir(d) => Store::Dir(d.clone()),
+            other => panic!("not a directory: {other:?}"),
+        }
+    }
+
     fn promote(dir: &Path, name: &str, bytes: &[u8], at: &str) {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(dir.join(name), bytes).unwrap();
-        let h = hash::hash_file(&dir.join(name)).unwrap();
+        let h = crate::monitor::hash::hash_file(&dir.join(name)).unwrap();
         let t = crate::monitor::config::parse_utc(at).unwrap();
         let r = Record {
             file: name.into(),
@@ -479,7 +479,7 @@ mod tests {
         promote(&dir, "a.dump", b"oldest", "2026-12-01 02:00");
         promote(&dir, "b.dump", b"middle", "2026-12-02 02:00");
         promote(&dir, "c.dump", b"newest", "2026-12-03 02:00");
-        let v = verify(&cfg, None, &HashMap::new());
+        let v = verify(&cfg, &dir_store(&cfg), None, &HashMap::new());
         assert_eq!(v.jobs[0].status, JobStatus::Ok);
         assert_eq!(v.jobs[0].files.len(), 3);
         assert!(v.leftovers.is_empty(), "{:?}", v.leftovers);
@@ -489,7 +489,7 @@ mod tests {
         std::fs::remove_file(dir.join("b.dump")).unwrap();
         std::fs::remove_file(dir.join("a.dump")).unwrap();
         std::fs::write(dir.join(".d.dump.tmp-42"), b"half").unwrap();
-        let v = verify(&cfg, None, &HashMap::new());
+        let v = verify(&cfg, &dir_store(&cfg), None, &HashMap::new());
         let j = &v.jobs[0];
         assert_eq!(j.status, JobStatus::HashMismatch);
         let verdicts: Vec<_> = j
@@ -519,7 +519,7 @@ mod tests {
         let dep = d2.join("dep/c/x/s/db");
         std::fs::create_dir_all(&dep).unwrap();
         std::fs::rename(dir2.join("e.dump"), dep.join("e.dump")).unwrap();
-        let v = verify(&cfg2, None, &HashMap::new());
+        let v = verify(&cfg2, &dir_store(&cfg2), None, &HashMap::new());
         assert_eq!(v.jobs[0].status, JobStatus::Ok);
         assert!(v.jobs[0].files.is_empty());
         assert!(
@@ -538,7 +538,7 @@ mod tests {
         promote(&dir, "f.dump", b"promoted bytes", "2026-12-03 02:10");
         let at = crate::monitor::config::parse_utc("2026-12-03 02:10").unwrap();
         let due = crate::monitor::config::parse_utc("2026-12-03 02:00").unwrap();
-        let h = hash::hash_file(&dir.join("f.dump")).unwrap();
+        let h = crate::monitor::hash::hash_file(&dir.join("f.dump")).unwrap();
         let promoted: HashMap<String, Promoted> = [(
             "j".to_string(),
             Promoted {
@@ -553,23 +553,23 @@ mod tests {
         // The record gone (a scan took it for a leftover), the backup there: checked against
         // the history, and not a leftover.
         std::fs::remove_file(dir.join(format!("f.dump{RECORD_SUFFIX}"))).unwrap();
-        let v = verify(&cfg, None, &promoted);
+        let v = verify(&cfg, &dir_store(&cfg), None, &promoted);
         assert_eq!(v.jobs[0].status, JobStatus::Ok, "{v:?}");
         assert_eq!(v.jobs[0].files[0].verdict, FileVerdict::Intact);
         assert!(v.leftovers.is_empty(), "{:?}", v.leftovers);
         std::fs::write(dir.join("f.dump"), b"promoted bytEs").unwrap();
         assert_eq!(
-            verify(&cfg, None, &promoted).jobs[0].files[0].verdict,
+            verify(&cfg, &dir_store(&cfg), None, &promoted).jobs[0].files[0].verdict,
             FileVerdict::Mismatch
         );
         // Both gone: missing.
         std::fs::remove_file(dir.join("f.dump")).unwrap();
-        let v = verify(&cfg, None, &promoted);
+        let v = verify(&cfg, &dir_store(&cfg), None, &promoted);
         assert_eq!(v.jobs[0].status, JobStatus::HashMismatch);
         assert_eq!(v.jobs[0].files[0].verdict, FileVerdict::Missing);
         // A newer backup in the store stands for it.
         promote(&dir, "g.dump", b"newer", "2026-12-04 02:10");
-        let v = verify(&cfg, None, &promoted);
+        let v = verify(&cfg, &dir_store(&cfg), None, &promoted);
         assert_eq!(v.jobs[0].status, JobStatus::Ok, "{v:?}");
         assert_eq!(v.jobs[0].files.len(), 1);
         std::fs::remove_dir_all(&d).unwrap();

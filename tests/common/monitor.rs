@@ -105,6 +105,12 @@ impl Mon {
     /// Writes the configuration with these `settings` (lines indented under `monitor:`,
     /// between the history and the jobs).
     pub fn configure(&self, settings: &str) {
+        self.configure_store("validated", settings)
+    }
+
+    /// As [`Mon::configure`], with the validated store at `validated` (a directory, or
+    /// `s3://bucket/prefix` with an `s3:` block among the settings).
+    pub fn configure_store(&self, validated: &str, settings: &str) {
         let jobs = if self.jobs.is_empty() {
             " []\n".to_string()
         } else {
@@ -113,7 +119,7 @@ impl Mon {
         std::fs::write(
             self.dir.join("config_global.yml"),
             format!(
-                "monitor:\n  deposit_dir: {}\n  validated_dir: validated\n  history: {}\n{settings}  jobs:{jobs}",
+                "monitor:\n  deposit_dir: {}\n  validated_dir: {validated}\n  history: {}\n{settings}  jobs:{jobs}",
                 self.deposits.display(),
                 self.history,
             ),
