@@ -283,6 +283,7 @@ async fn stop_signal() -> &'static str {
 /// What is done after a stop: the operation's future is already dropped (its tools told to
 /// stop); wait for them, drop what it created, and say so.
 async fn stopped(sig: &str, log: &log::Log) -> anyhow::Error {
+    storage::stop_uploads();
     let left = engine::tools::stop_children(std::time::Duration::from_secs(5)).await;
     let uploads = storage::wait_for_aborts(std::time::Duration::from_secs(10)).await;
     let dropped = engine::cleanup::drop_created().await;

@@ -430,6 +430,50 @@ fn a_scan_killed_mid_upload_leaves_no_validated_backup_and_the_next_scan_cleans_
     assert_eq!(r.json()["jobs"][0]["files"][0]["sha256"], sha(&big));
 }
 
+/// Stopped by SIGTERM mid-upload: the promotion's thread is refused its next write, the
+/// upload is aborted before the process ends, and the file stays in the deposit.
+#[test]
+fn a_scan_stopped_mid_upload_aborts_it_before_exiting() {
+    let bucket = TestBucket::new();
+    let m = monitor(&bucket, SETTINGS);
+    let rt = runtime();
+    let s = rt.block_on(bucket.store(""));
+    let big = noise(11, 160 * 1024 * 1024);
+    deposit(&m, 5, "d1.dump", &big);
+    let child = m
+        .command(&["monitor", "scan", "--now", &t(5, "03:30")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while rt
+        .block_on(s.pending_uploads(""))
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(std::time::Instant::now() < deadline, "no upload started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // SAFETY: kill on a child of this test.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // A check stopped is UNKNOWN (3).
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+    assert!(
+        rt.block_on(s.pending_uploads("")).unwrap().is_empty(),
+        "an upload left behind: {stderr}"
+    );
+    let k = keys(&s, &rt);
+    assert!(
+        !k.iter().any(|k| k.starts_with(DB_DIR)),
+        "a backup object or record: {k:?}"
+    );
+    assert_eq!(m.deposited(CENTRE, "mairie"), ["d1.dump", "d1.dump.json"]);
+}
+
 #[test]
 fn object_storage_settings_of_the_monitor_are_checked() {
     let m = Mon::new(

@@ -25,5 +25,7 @@ pub use credentials::S3Credentials;
 pub use errors::AlreadyExists;
 pub use options::S3Options;
 pub use s3::{ObjectInfo, PendingUpload, S3Store};
-pub use upload::{wait_for_aborts, SyncUpload, Upload, DEFAULT_PART_SIZE, MIN_PART_SIZE};
+pub use upload::{
+    stop_uploads, wait_for_aborts, SyncUpload, Upload, DEFAULT_PART_SIZE, MIN_PART_SIZE,
+};
 pub use url::S3Url;

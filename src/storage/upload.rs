@@ -149,6 +149,12 @@ impl Upload {
             .state
             .as_mut()
             .ok_or_else(|| anyhow!("upload already ended"))?;
+        if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(anyhow!(
+                "{}: upload: stopped (the run was told to stop)",
+                state.shown
+            ));
+        }
         if state.failed {
             return Err(anyhow!(
                 "{}: upload: an earlier part failed; the upload can only be aborted",
@@ -228,6 +234,16 @@ impl Drop for Live {
     fn drop(&mut self) {
         LIVE.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// Set by [`stop_uploads`]: every upload refuses more data from then on.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// After a stop (Ctrl-C, SIGTERM): from now on every upload refuses more data, so that code
+/// still writing one on a thread of its own (a promotion, a compressor) fails at its next
+/// write and drops it, and the upload is aborted. An upload already completing is let end.
+pub fn stop_uploads() {
+    STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// After a stop (Ctrl-C, SIGTERM) has dropped an operation: waits, at most `limit`, for the
