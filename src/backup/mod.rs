@@ -933,7 +933,7 @@ pub fn entries_of(
     cfg: &BackupEntry,
     now: DateTime<Utc>,
 ) -> Result<Vec<Entry>> {
-    match remote::RemoteDir::of(cfg) {
+    match remote::remote_dir(cfg) {
         Some(r) => {
             let handle = tokio::runtime::Handle::try_current()
                 .ok()
@@ -969,7 +969,7 @@ pub fn record_dir(config: &crate::config::Config, target: &str, cfg: &BackupEntr
 
 /// Where the backups of `cfg` are, for messages.
 pub fn location_of(config: &crate::config::Config, cfg: &BackupEntry) -> String {
-    match remote::RemoteDir::of(cfg) {
+    match remote::remote_dir(cfg) {
         Some(r) => r.shown(),
         None => config.resolve(&cfg.dir).display().to_string(),
     }
@@ -979,7 +979,7 @@ pub fn location_of(config: &crate::config::Config, cfg: &BackupEntry) -> String 
 fn place<'a>(ctx: &'a Ctx, t: &'a Target, cfg: &'a BackupEntry) -> Result<Place<'a>> {
     let dir_text = cfg.dir.to_string_lossy();
     if dir_text.starts_with("s3:") {
-        let Some(r) = remote::RemoteDir::of(cfg) else {
+        let Some(r) = remote::remote_dir(cfg) else {
             return Err(ConfigError::new(format!(
                 "{}: backup.{}.dir: `{dir_text}` is not s3://BUCKET[/PREFIX] (a bucket name is 3 to \
                  63 lower-case letters, digits, dots and hyphens)",

@@ -27,38 +27,19 @@ use super::{
 };
 use crate::config::{BackupEntry, Target};
 use crate::engine;
-use crate::storage::{S3Options, S3Store, S3Url, SyncUpload};
+use crate::storage::{S3Place, S3Store, SyncUpload};
 
 /// A backup object without a manifest named less than this ago may be the run that is
 /// writing it (as on disk): left alone.
 const LEFTOVER_MINUTES: i64 = 1;
 
 /// Where a target's backups are, when they are in a bucket.
-#[derive(Debug, Clone)]
-pub struct RemoteDir {
-    pub url: S3Url,
-    pub options: S3Options,
-}
+pub type RemoteDir = S3Place;
 
-impl RemoteDir {
-    /// `dir` when it is `s3://bucket/prefix` (with `s3:` options), else None.
-    pub fn of(cfg: &BackupEntry) -> Option<RemoteDir> {
-        let dir = cfg.dir.to_str()?;
-        let url = S3Url::parse(dir)?;
-        Some(RemoteDir {
-            url,
-            options: cfg.s3.clone().unwrap_or_default(),
-        })
-    }
-
-    /// Where the backups are, as messages name it.
-    pub fn shown(&self) -> String {
-        self.url.display(&self.url.key(""))
-    }
-
-    pub async fn open(&self) -> Result<S3Store> {
-        S3Store::open(&self.url, &self.options).await
-    }
+/// A target's backup `dir` when it is `s3://bucket/prefix` (with its `s3:` options), else
+/// None.
+pub fn remote_dir(cfg: &BackupEntry) -> Option<RemoteDir> {
+    S3Place::parse(&cfg.dir, cfg.s3.as_ref())
 }
 
 /// What the keys of the backups start with: `prefix/` (nothing for a whole bucket).

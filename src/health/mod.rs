@@ -1241,7 +1241,7 @@ fn backup_dir_space(config: &Config, target: &Target) -> Option<Judged> {
     let check = Check::BackupDirSpace;
     let cfg = config.backup.get(&target.name).filter(|c| c.enabled)?;
     // A bucket has no filesystem to measure: the check is not shown.
-    if backup::remote::RemoteDir::of(cfg).is_some() {
+    if backup::remote::remote_dir(cfg).is_some() {
         return None;
     }
     let dir = config.resolve(&cfg.dir);

@@ -33,8 +33,6 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::storage::S3Url;
-
 use crate::output::Status;
 use config::{HistorySetting, Job, MonitorSection, NotifySection};
 pub use validated::ValidatedStore;
@@ -67,11 +65,8 @@ impl MonitorConfig {
             Some(pg) => pg,
             None => HistorySetting::Sqlite(state_dir.join("monitor.db")),
         };
-        let validated = match S3Url::parse(&m.validated_dir.to_string_lossy()) {
-            Some(url) => ValidatedStore::Bucket(remote::Bucket {
-                url,
-                options: m.s3.clone().unwrap_or_default(),
-            }),
+        let validated = match remote::Bucket::parse(&m.validated_dir, m.s3.as_ref()) {
+            Some(place) => ValidatedStore::Bucket(place),
             None => ValidatedStore::Dir(base_dir.join(&m.validated_dir)),
         };
         let lock_dir = match &validated {

@@ -35,12 +35,11 @@ use chrono::{DateTime, Duration, Utc};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
-use tokio::runtime::Handle;
 
 use super::config::Job;
 use super::hash::{self, Hashed};
 use super::store::{Record, RECORD_SUFFIX, REPORTS_KEPT};
-use crate::storage::{AlreadyExists, ObjectInfo, S3Options, S3Store, S3Url, SyncUpload};
+use crate::storage::{AlreadyExists, BlockingStore, ObjectInfo, SyncUpload};
 
 /// A backup object without a record modified less than this ago may be a promotion under
 /// way: left alone.
@@ -53,23 +52,11 @@ const VERIFY_STREAMS: usize = 4;
 const BUFFER: usize = 1024 * 1024;
 
 /// A `validated_dir` of `s3://bucket/prefix` and its `s3:` options, as configured.
-#[derive(Debug, Clone)]
-pub struct Bucket {
-    pub url: S3Url,
-    pub options: S3Options,
-}
-
-impl Bucket {
-    /// `s3://bucket/prefix`.
-    pub fn shown(&self) -> String {
-        self.url.display(&self.url.key(""))
-    }
-}
+pub type Bucket = crate::storage::S3Place;
 
 /// The bucket opened (credentials from the environment), with the runtime to wait on.
 pub struct Remote {
-    store: S3Store,
-    handle: Handle,
+    bucket: BlockingStore,
 }
 
 /// A job's directory relative to the prefix: `company/city/site/database`.
@@ -85,30 +72,33 @@ impl Remote {
     /// request is made.
     pub async fn open(b: &Bucket) -> Result<Remote> {
         Ok(Remote {
-            store: S3Store::open(&b.url, &b.options).await?,
-            handle: Handle::current(),
+            bucket: BlockingStore::open_async(&b.url, &b.options).await?,
         })
     }
 
     /// Runs `f` to its end from a blocking thread (a scan's or a verification's).
     fn wait<F: std::future::Future>(&self, f: F) -> F::Output {
-        tokio::task::block_in_place(|| self.handle.block_on(f))
+        self.bucket.block(f)
     }
 
     /// The full key of `name` in a job's directory.
     fn key(&self, job: &Job, name: &str) -> String {
-        self.store.url().key(&format!("{}/{name}", db_dir(job)))
+        self.bucket
+            .store
+            .url()
+            .key(&format!("{}/{name}", db_dir(job)))
     }
 
     /// `s3://bucket/key` of `name` in a job's directory.
     pub fn shown(&self, job: &Job, name: &str) -> String {
-        self.store.url().display(&self.key(job, name))
+        self.bucket.store.url().display(&self.key(job, name))
     }
 
     /// The objects directly in a job's directory, by name.
     async fn listing(&self, job: &Job) -> Result<Listing> {
         let head = format!("{}/", self.key(job, ""));
         Ok(self
+            .bucket
             .store
             .list(&db_dir(job))
             .await?
@@ -122,6 +112,7 @@ impl Remote {
 
     async fn read_record(&self, job: &Job, name: &str) -> Result<Record, String> {
         let bytes = self
+            .bucket
             .store
             .get_bytes(
                 &self.key(job, &format!("{name}{RECORD_SUFFIX}")),
@@ -134,10 +125,10 @@ impl Remote {
 
     /// Writes `key`, replacing what is there.
     async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
-        match self.store.put_new(key, bytes.clone()).await {
+        match self.bucket.store.put_new(key, bytes.clone()).await {
             Err(e) if e.downcast_ref::<AlreadyExists>().is_some() => {
-                self.store.delete(key).await?;
-                self.store.put_new(key, bytes).await
+                self.bucket.store.delete(key).await?;
+                self.bucket.store.put_new(key, bytes).await
             }
             other => other,
         }
@@ -165,12 +156,12 @@ impl Remote {
                 continue;
             }
             let head = format!("{}/", self.key(job, ""));
-            for p in self.store.pending_uploads(&db_dir(job)).await? {
+            for p in self.bucket.store.pending_uploads(&db_dir(job)).await? {
                 if p.key.strip_prefix(&head).is_some_and(|n| !n.contains('/')) {
-                    self.store.abort_pending(&p).await?;
+                    self.bucket.store.abort_pending(&p).await?;
                     done.push(format!(
                         "aborted the unfinished upload of {}",
-                        self.store.url().display(&p.key)
+                        self.bucket.store.url().display(&p.key)
                     ));
                 }
             }
@@ -189,9 +180,9 @@ impl Remote {
                 if !left_by_a_promotion {
                     continue;
                 }
-                self.store.delete(&o.key).await?;
+                self.bucket.store.delete(&o.key).await?;
                 if objects.contains_key(&manifest) {
-                    self.store.delete(&self.key(job, &manifest)).await?;
+                    self.bucket.store.delete(&self.key(job, &manifest)).await?;
                 }
                 done.push(format!(
                     "removed {}, left without a record by a scan that did not finish",
@@ -241,7 +232,7 @@ impl Remote {
     ) -> Result<(), String> {
         let name = &record.file;
         let key = self.key(job, name);
-        let shown = self.store.url().display(&key);
+        let shown = self.bucket.store.url().display(&key);
         if !recorded {
             self.upload(src, file, hashed, &key, &shown)?;
         }
@@ -285,7 +276,7 @@ impl Remote {
             }
         }
         let upload = self
-            .wait(self.store.upload(key))
+            .wait(self.bucket.store.upload(key))
             .map_err(|e| err("starting the upload", &e))?;
         let mut out = SyncUpload::new(upload);
         let mut h = Sha256::new();
@@ -323,7 +314,7 @@ impl Remote {
             .finish()
             .map_err(|e| err("completing the upload (left in the deposit)", &e))?;
         if object.size != size {
-            let _ = self.wait(self.store.delete(key));
+            let _ = self.wait(self.bucket.store.delete(key));
             return Err(format!(
                 "promoting {} to {shown}: the bucket holds {} bytes, {size} were sent; removed, left in the deposit",
                 src.display(),
@@ -382,7 +373,7 @@ impl Remote {
                     r.file.clone(),
                     format!("{}.json", r.file),
                 ] {
-                    self.store.delete(&self.key(job, &f)).await?;
+                    self.bucket.store.delete(&self.key(job, &f)).await?;
                 }
                 anyhow::Ok(())
             });
@@ -403,17 +394,18 @@ impl Remote {
     ) -> Result<Option<String>, String> {
         let folder = format!(".reports/{}", site.display());
         let name = format!("STATUS-{}.json", generated_at.format("%Y%m%dT%H%M%SZ"));
-        let key = self.store.url().key(&format!("{folder}/{name}"));
+        let key = self.bucket.store.url().key(&format!("{folder}/{name}"));
         self.wait(async {
-            match self.store.put_new(&key, bytes.to_vec()).await {
+            match self.bucket.store.put_new(&key, bytes.to_vec()).await {
                 Ok(()) => {}
                 Err(e) if e.downcast_ref::<AlreadyExists>().is_some() => {
                     return Ok::<_, String>(None)
                 }
                 Err(e) => return Err(format!("{e:#}")),
             }
-            let head = format!("{}/", self.store.url().key(&folder));
+            let head = format!("{}/", self.bucket.store.url().key(&folder));
             let mut all: Vec<String> = self
+                .bucket
                 .store
                 .list(&folder)
                 .await
@@ -428,9 +420,9 @@ impl Remote {
                 .collect();
             all.sort();
             for old in &all[..all.len().saturating_sub(REPORTS_KEPT)] {
-                let _ = self.store.delete(old).await;
+                let _ = self.bucket.store.delete(old).await;
             }
-            Ok(Some(self.store.url().display(&key)))
+            Ok(Some(self.bucket.store.url().display(&key)))
         })
     }
 
@@ -469,6 +461,7 @@ impl Remote {
     /// Streams one object, hashing it.
     async fn hash_object(&self, key: &str) -> Result<Hashed, String> {
         let mut reader = self
+            .bucket
             .store
             .get_reader(key)
             .await

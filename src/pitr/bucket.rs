@@ -10,107 +10,15 @@
 //! backups are `<prefix>/base-<time>.tar.zst` and their manifest `<…>.tar.zst.json`, written
 //! last, so an object without its manifest is never a base backup.
 
-use std::future::Future;
-use std::io::{self, BufReader, Read};
+use std::io::Read;
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
-use tokio::io::AsyncReadExt;
-use tokio::runtime::{Handle, RuntimeFlavor};
 
 use super::archive::{self, ArchiveInfo, Archived, Listing};
 use super::base::{self, BaseManifest, Found};
-use crate::storage::{ObjectInfo, S3Options, S3Store, S3Url, SyncUpload};
-
-/// The largest `archive.json` or base backup manifest read from a bucket.
-const SMALL_MAX: u64 = 1024 * 1024;
-
-/// An open bucket prefix, for synchronous callers inside the multi-thread runtime.
-#[derive(Debug)]
-pub struct Bucket {
-    pub store: S3Store,
-    handle: Handle,
-}
-
-impl Bucket {
-    /// Opens `url`; the caller runs in the multi-thread runtime (a command), never in the
-    /// server's `wal push` / `wal fetch`, which have their own.
-    pub fn open(url: &S3Url, options: &S3Options) -> Result<Bucket> {
-        let handle = Handle::try_current()
-            .ok()
-            .filter(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
-            .ok_or_else(|| anyhow!("{url}: object storage cannot be read from here"))?;
-        let store = tokio::task::block_in_place(|| handle.block_on(S3Store::open(url, options)))?;
-        Ok(Bucket { store, handle })
-    }
-
-    /// Runs `f` to its end on the runtime, blocking this thread.
-    pub fn block<F: Future>(&self, f: F) -> F::Output {
-        tokio::task::block_in_place(|| self.handle.block_on(f))
-    }
-
-    /// `s3://bucket/key` of a full key.
-    pub fn shown(&self, key: &str) -> String {
-        self.store.url().display(key)
-    }
-
-    /// The full key of `rel`, a name relative to the prefix.
-    pub fn key(&self, rel: &str) -> String {
-        self.store.url().key(rel)
-    }
-
-    pub fn list(&self, under: &str) -> Result<Vec<ObjectInfo>> {
-        self.block(self.store.list(under))
-    }
-
-    /// A small object (a manifest, `archive.json`), or None when there is none.
-    pub fn small(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        if self.block(self.store.head(key))?.is_none() {
-            return Ok(None);
-        }
-        self.block(self.store.get_bytes(key, SMALL_MAX)).map(Some)
-    }
-
-    /// The object `key` as a reader, streamed through a 1 MiB buffer.
-    pub fn reader(&self, key: &str) -> Result<BufReader<ObjectReader<'_>>> {
-        let inner = self.block(self.store.get_reader(key))?;
-        Ok(BufReader::with_capacity(
-            1 << 20,
-            ObjectReader {
-                bucket: self,
-                inner,
-            },
-        ))
-    }
-
-    pub fn delete(&self, key: &str) -> Result<()> {
-        self.block(self.store.delete(key))
-    }
-
-    /// Writes a small object only if there is none under `key` (`If-None-Match: *`).
-    pub fn put_new(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
-        self.block(self.store.put_new(key, bytes))
-    }
-
-    /// A multipart upload of `key`, written from synchronous code.
-    pub fn upload(&self, key: &str) -> Result<SyncUpload> {
-        Ok(SyncUpload::new(self.block(self.store.upload(key))?))
-    }
-}
-
-/// An object read from synchronous code, one request at a time on the runtime.
-pub struct ObjectReader<'b> {
-    bucket: &'b Bucket,
-    inner: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
-}
-
-impl Read for ObjectReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let inner = &mut self.inner;
-        self.bucket.block(inner.read(buf))
-    }
-}
+pub use crate::storage::BlockingStore as Bucket;
 
 /// `archive.json` of an archive in a bucket, if written yet.
 pub fn archive_info(b: &Bucket) -> Result<Option<ArchiveInfo>> {

@@ -189,7 +189,7 @@ pub fn look_bucket(
     let Some(last) = last else {
         return ArchiveLook::NothingArchived;
     };
-    let b = match super::bucket::Bucket::open(&remote.url, &remote.options) {
+    let b = match remote.open_blocking() {
         Ok(b) => b,
         Err(e) => return unreadable(e),
     };

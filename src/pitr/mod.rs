@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, PitrEntry, Target};
 use crate::error::ConfigError;
-use crate::storage::{S3Options, S3Url};
+use crate::storage::S3Options;
 
 use remote::RemoteArchive;
 
@@ -45,11 +45,8 @@ impl Archive {
     /// A directory of the config (resolved against its directory), or `s3://bucket/prefix`
     /// with the entry's `s3:` options.
     fn at(config: &Config, dir: &Path, s3: &Option<S3Options>) -> Archive {
-        match dir.to_str().and_then(S3Url::parse) {
-            Some(url) => Archive::Bucket(RemoteArchive {
-                url,
-                options: s3.clone().unwrap_or_default(),
-            }),
+        match RemoteArchive::parse(dir, s3.as_ref()) {
+            Some(place) => Archive::Bucket(place),
             None => Archive::Dir(config.resolve(dir)),
         }
     }
@@ -119,9 +116,7 @@ impl PitrPlace {
     pub fn open_base(&self) -> anyhow::Result<bucket::BaseLoc> {
         Ok(match self.base()? {
             Archive::Dir(d) => bucket::BaseLoc::Dir(d.clone()),
-            Archive::Bucket(r) => {
-                bucket::BaseLoc::Bucket(Box::new(bucket::Bucket::open(&r.url, &r.options)?))
-            }
+            Archive::Bucket(r) => bucket::BaseLoc::Bucket(Box::new(r.open_blocking()?)),
         })
     }
 
@@ -129,9 +124,7 @@ impl PitrPlace {
     pub fn open_wal(&self) -> anyhow::Result<bucket::WalLoc> {
         Ok(match &self.archive {
             Archive::Dir(d) => bucket::WalLoc::Dir(d.clone()),
-            Archive::Bucket(r) => {
-                bucket::WalLoc::Bucket(Box::new(bucket::Bucket::open(&r.url, &r.options)?))
-            }
+            Archive::Bucket(r) => bucket::WalLoc::Bucket(Box::new(r.open_blocking()?)),
         })
     }
 }

@@ -26,23 +26,13 @@ use tokio::runtime::Runtime;
 use super::archive::{self, ArchiveInfo, WalKind, WalName};
 use super::fetch::{self, FetchError, Fetched};
 use super::push::{self, Pushed, BLOCK};
-use crate::storage::{AlreadyExists, S3Options, S3Store, S3Url};
+use crate::storage::{AlreadyExists, S3Store};
 
 /// The largest `archive.json` read back.
 const INFO_MAX_BYTES: u64 = 64 * 1024;
 
 /// An archive in a bucket, as the config describes it.
-#[derive(Debug, Clone)]
-pub struct RemoteArchive {
-    pub url: S3Url,
-    pub options: S3Options,
-}
-
-impl RemoteArchive {
-    pub async fn open(&self) -> Result<S3Store> {
-        S3Store::open(&self.url, &self.options).await
-    }
-}
+pub type RemoteArchive = crate::storage::S3Place;
 
 fn runtime() -> Result<Runtime> {
     tokio::runtime::Builder::new_current_thread()

@@ -11,19 +11,24 @@
 //! Where the pieces are: [`S3Url`] (`url.rs`) and [`S3Options`] (`options.rs`) come from the
 //! configuration; [`S3Credentials`] (`credentials.rs`) never do — environment or the AWS
 //! shared credentials file only; [`S3Store`] (`s3.rs`) talks to the service; [`Upload`] and
-//! [`SyncUpload`] (`upload.rs`) stream an object up in parts.
+//! [`SyncUpload`] (`upload.rs`) stream an object up in parts; [`BlockingStore`] (`blocking.rs`)
+//! is the store for synchronous code.
 
+mod blocking;
 mod credentials;
 mod errors;
 mod options;
 mod pending;
+mod place;
 mod s3;
 mod upload;
 mod url;
 
+pub use blocking::{BlockingStore, ObjectReader};
 pub use credentials::S3Credentials;
 pub use errors::AlreadyExists;
 pub use options::S3Options;
+pub use place::S3Place;
 pub use s3::{ObjectInfo, PendingUpload, S3Store};
 pub use upload::{
     stop_uploads, wait_for_aborts, SyncUpload, Upload, DEFAULT_PART_SIZE, MIN_PART_SIZE,
