@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::s3::{credentials, endpoint, TestBucket};
+use common::s3::{credentials, endpoint, runtime, sigterm, wait_for_upload, TestBucket};
 use common::*;
 use mairie_dba::storage::S3Store;
 
@@ -20,14 +20,6 @@ per_engine!(
 );
 
 const PREFIX: &str = "nightly";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// An env with the demo data whose backups go to `s3://<bucket>/nightly`, with the dev
 /// store's keys in the environment.
@@ -370,12 +362,8 @@ fn a_backup_stopped_mid_upload_aborts_it_before_exiting() {
     let rt = runtime();
     let s = store(&bucket, &rt);
     let child = backup_started(&env, &s, &rt);
-    // SAFETY: kill on a child of this test.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+    let (code, stderr) = sigterm(child);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         rt.block_on(s.pending_uploads("")).unwrap().is_empty(),
         "an upload left behind: {stderr}"
@@ -428,15 +416,7 @@ fn backup_started(env: &Env, store: &S3Store, rt: &tokio::runtime::Runtime) -> s
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while rt
-        .block_on(store.pending_uploads(""))
-        .unwrap_or_default()
-        .is_empty()
-    {
-        assert!(std::time::Instant::now() < deadline, "no upload started");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for_upload(store, rt, "");
     child
 }
 

@@ -12,19 +12,18 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use common::monitor::{daily, sha, t, Backend, Mon, Serve, CENTRE, SETTINGS};
-use common::s3::{credentials, endpoint, TestBucket};
+use common::s3::{credentials, endpoint, runtime, sigterm, wait_for_upload, TestBucket};
 use mairie_dba::storage::{ObjectInfo, S3Store};
 
 const PREFIX: &str = "mon";
 /// Where the centre's `mairie` backups go, under the prefix.
 const DB_DIR: &str = "mon/ville/marseille/centre/mairie";
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+/// `monitor verify --now NOW --format json`, which must pass.
+fn verified(m: &Mon, now: &str) -> common::Run {
+    let r = m.run(&["monitor", "verify", "--now", now, "--format", "json"]);
+    r.code(0);
+    r
 }
 
 /// A monitor (SQLite history) expecting the centre's daily `mairie` backup, its validated
@@ -224,15 +223,7 @@ fn a_scan_promotes_into_the_bucket_then_unchanged_pruning_and_archived_reports()
     assert_eq!(k, want);
     // Nothing pending; verification finds both kept versions intact.
     assert!(rt.block_on(s.pending_uploads("")).unwrap().is_empty());
-    let r = m.run(&[
-        "monitor",
-        "verify",
-        "--now",
-        &t(7, "03:00"),
-        "--format",
-        "json",
-    ]);
-    r.code(0);
+    let r = verified(&m, &t(7, "03:00"));
     let v = r.json();
     assert_eq!(v["jobs"][0]["files"].as_array().unwrap().len(), 2, "{v:#}");
     // The foreign key in the job's directory is listed, never removed.
@@ -256,8 +247,7 @@ fn verify_streams_every_object_and_finds_a_flipped_byte_and_a_lost_one() {
     assert_eq!(m.scan(&t(6, "03:30")).0, 0);
     let verify = |now: &str| {
         let r = m.run(&["monitor", "verify", "--now", now, "--format", "json"]);
-        let v = r.json();
-        (r.code, v)
+        (r.code, r.json())
     };
     let (code, v) = verify(&t(6, "04:00"));
     assert_eq!(code, 0, "{v:#}");
@@ -378,16 +368,8 @@ fn a_scan_killed_mid_upload_leaves_no_validated_backup_and_the_next_scan_cleans_
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while rt
-        .block_on(s.pending_uploads(""))
-        .unwrap_or_default()
-        .is_empty()
-    {
-        assert!(std::time::Instant::now() < deadline, "no upload started");
-        assert!(child.try_wait().unwrap().is_none(), "the scan ended first");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_for_upload(&s, &rt, "");
+    assert!(child.try_wait().unwrap().is_none(), "the scan ended first");
     // Killed as a crash would: no chance to abort.
     child.kill().unwrap();
     child.wait().unwrap();
@@ -418,15 +400,7 @@ fn a_scan_killed_mid_upload_leaves_no_validated_backup_and_the_next_scan_cleans_
     let o = objects(&s, &rt);
     assert_eq!(o[&format!("{DB_DIR}/d1.dump")].size, big.len() as u64);
     assert!(o.contains_key(&format!("{DB_DIR}/d1.dump.validated.json")));
-    let r = m.run(&[
-        "monitor",
-        "verify",
-        "--now",
-        &t(5, "04:00"),
-        "--format",
-        "json",
-    ]);
-    r.code(0);
+    let r = verified(&m, &t(5, "04:00"));
     assert_eq!(r.json()["jobs"][0]["files"][0]["sha256"], sha(&big));
 }
 
@@ -446,22 +420,10 @@ fn a_scan_stopped_mid_upload_aborts_it_before_exiting() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while rt
-        .block_on(s.pending_uploads(""))
-        .unwrap_or_default()
-        .is_empty()
-    {
-        assert!(std::time::Instant::now() < deadline, "no upload started");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    // SAFETY: kill on a child of this test.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    wait_for_upload(&s, &rt, "");
+    let (code, stderr) = sigterm(child);
     // A check stopped is UNKNOWN (3).
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+    assert_eq!(code, Some(3), "{stderr}");
     assert!(
         rt.block_on(s.pending_uploads("")).unwrap().is_empty(),
         "an upload left behind: {stderr}"
@@ -523,15 +485,7 @@ fn an_object_without_its_record_is_never_a_validated_backup() {
     // Not UNCHANGED: d0.dump was never validated.
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(judged(&v), [(t(5, "02:00"), "OK".to_string())], "{v:#}");
-    let r = m.run(&[
-        "monitor",
-        "verify",
-        "--now",
-        &t(5, "04:00"),
-        "--format",
-        "json",
-    ]);
-    r.code(0);
+    let r = verified(&m, &t(5, "04:00"));
     let v = r.json();
     let files: Vec<_> = v["jobs"][0]["files"]
         .as_array()

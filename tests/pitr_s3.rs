@@ -11,7 +11,7 @@ mod cluster;
 mod common;
 
 use cluster::{as_server, fake_segment, run, text, Cluster, PG_BIN};
-use common::s3::{credentials, endpoint, TestBucket};
+use common::s3::{credentials, endpoint, runtime, sigterm, wait_for_upload, TestBucket};
 use common::*;
 use mairie_dba::storage::S3Store;
 use sha2::{Digest, Sha256};
@@ -21,14 +21,6 @@ const SYSID: u64 = 7_300_000_000_000_000_001;
 const NAME: &str = "000000010000000000000003";
 const NOT_FOUND: i32 = 1;
 const ABORT: i32 = 255;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -268,27 +260,6 @@ fn ok(out: std::process::Output) -> serde_json::Value {
     doc(&out)
 }
 
-/// A restored server's answer to `sql`, through the cluster's socket directory.
-fn psql_at(c: &Cluster, port: u16, sql: &str) -> String {
-    let out = std::process::Command::new(format!("{PG_BIN}/psql"))
-        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
-        .arg(c.ws.dir.join("sock"))
-        .args([
-            "-p",
-            &port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-c",
-            sql,
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "psql {sql}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// Stops a restored server when dropped.
 struct Stopper(std::path::PathBuf);
 
@@ -391,7 +362,7 @@ fn base_backups_and_wal_in_a_bucket_list_verify_check_restore_drill_and_keep_bas
     assert_eq!(restored["ending"]["state"], "promoted", "{restored}");
     let port = restored["port"].as_u64().unwrap() as u16;
     assert_eq!(
-        psql_at(&c, port, "SELECT v FROM marker"),
+        c.psql_at(port, "SELECT v FROM marker"),
         "after the base backup"
     );
     drop(_stop);
@@ -528,22 +499,10 @@ fn a_base_backup_stopped_mid_upload_aborts_it_before_exiting() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while rt
-        .block_on(store.pending_uploads("base"))
-        .unwrap_or_default()
-        .is_empty()
-    {
-        assert!(std::time::Instant::now() < deadline, "no upload started");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for_upload(&store, &rt, "base");
     std::thread::sleep(std::time::Duration::from_millis(400));
-    // SAFETY: kill on a child of this test.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+    let (code, stderr) = sigterm(child);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         rt.block_on(store.pending_uploads("")).unwrap().is_empty(),
         "an upload left behind: {stderr}"

@@ -288,12 +288,18 @@ impl Cluster {
     }
 
     pub fn psql(&self, sql: &str) -> String {
+        self.psql_at(self.port, sql)
+    }
+
+    /// `sql` on the server listening on `port` in the cluster's socket directory (a copy
+    /// restored beside it).
+    pub fn psql_at(&self, port: u16, sql: &str) -> String {
         let out = Command::new(format!("{PG_BIN}/psql"))
             .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(self.ws.dir.join("sock"))
             .args([
                 "-p",
-                &self.port.to_string(),
+                &port.to_string(),
                 "-U",
                 "postgres",
                 "-d",

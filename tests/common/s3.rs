@@ -356,3 +356,37 @@ impl Drop for PrivateS3 {
         }
     }
 }
+
+/// Waits, at most 60 s, until a multipart upload is pending under `under` in `store` (a
+/// writer started in another process has begun sending).
+pub fn wait_for_upload(store: &S3Store, rt: &tokio::runtime::Runtime, under: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while rt
+        .block_on(store.pending_uploads(under))
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(std::time::Instant::now() < deadline, "no upload started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Stops `child` (its output piped) with SIGTERM; its exit status and standard error, which
+/// must say it was stopped.
+pub fn sigterm(child: std::process::Child) -> (Option<i32>, String) {
+    // SAFETY: kill on a child of this test.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
+    (out.status.code(), stderr)
+}
+
+/// A runtime for a test's own requests to the store.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
