@@ -155,12 +155,21 @@ fn a_restore_stopped_by_sigterm_stops_its_tools_and_drops_its_database() {
             .into_iter()
             .find(|(_, c)| c.contains("pg_restore") && !c.contains("__supervise"))
     };
-    wait_until("pg_restore started", Duration::from_secs(60), || {
-        tool_of(&into).is_some()
-    });
-    let tool = tool_of(&into).unwrap();
-    let environ = std::fs::read(format!("/proc/{}/environ", tool.0)).unwrap();
-    let environ = String::from_utf8_lossy(&environ);
+    // Read as seen: pg_restore's workers come and go between two looks.
+    let mut environ = String::new();
+    wait_until(
+        "pg_restore started",
+        Duration::from_secs(60),
+        || match tool_of(&into)
+            .and_then(|(pid, _)| std::fs::read(format!("/proc/{pid}/environ")).ok())
+        {
+            Some(bytes) => {
+                environ = String::from_utf8_lossy(&bytes).into_owned();
+                true
+            }
+            None => false,
+        },
+    );
     assert!(environ.contains("PGPASSWORD="), "the tool has its password");
     assert!(
         !environ.contains("MAIRIE_"),
