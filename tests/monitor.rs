@@ -10,7 +10,7 @@ use std::process::Stdio;
 
 use serde_json::{json, Value};
 
-use common::monitor::{daily, files, line, sha, t, two_jobs, Backend, Mon, CENTRE};
+use common::monitor::{daily, files, line, noise, sha, t, two_jobs, Backend, Mon, CENTRE};
 
 /// The judged occurrences of a scan document: (job, due, status).
 fn judged(v: &Value) -> Vec<(String, String, String)> {
@@ -1013,20 +1013,6 @@ fn verify_records_a_flipped_byte_as_hash_mismatch_until_the_next_good_backup(b: 
 
 // ---------------------------------------------------------------------------------------------
 // A scan killed for real (SIGKILL) during its promotions
-
-/// `len` bytes that differ from seed to seed (xorshift).
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// A directory on another filesystem than the temporary directory, with room for `bytes`:
 /// deposits there make every promotion a copy (a hidden temporary file, then a rename).

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use common::monitor::{daily, sha, t, Backend, Mon, Serve, CENTRE, SETTINGS};
+use common::monitor::{daily, noise, sha, t, Backend, Mon, Serve, CENTRE, SETTINGS};
 use common::s3::{credentials, endpoint, runtime, sigterm, wait_for_upload, TestBucket};
 use mairie_dba::storage::{ObjectInfo, S3Store};
 
@@ -77,21 +77,12 @@ fn judged(v: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Bytes that do not compress or repeat (a dump's look), `len` long.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
+/// Deposits `file` for the centre's `mairie` with its report generated on `day` at 02:05.
+/// The settings, with two validated versions kept.
+fn keeping_two() -> String {
+    SETTINGS.replace("keep_validated: 1", "keep_validated: 2")
 }
 
-/// Deposits `file` for the centre's `mairie` with its report generated on `day` at 02:05.
 fn deposit(m: &Mon, day: u32, file: &str, bytes: &[u8]) {
     let line = m.deposit(CENTRE, "mairie", "postgres", file, bytes);
     m.report(CENTRE, &t(day, "02:05"), vec![line]);
@@ -100,10 +91,7 @@ fn deposit(m: &Mon, day: u32, file: &str, bytes: &[u8]) {
 #[test]
 fn a_scan_promotes_into_the_bucket_then_unchanged_pruning_and_archived_reports() {
     let bucket = TestBucket::new();
-    let m = monitor(
-        &bucket,
-        &SETTINGS.replace("keep_validated: 1", "keep_validated: 2"),
-    );
+    let m = monitor(&bucket, &keeping_two());
     let rt = runtime();
     let s = rt.block_on(bucket.store(""));
     // Keys that are not the monitor's: beside the prefix, in it, and in a job's directory.
@@ -233,10 +221,7 @@ fn a_scan_promotes_into_the_bucket_then_unchanged_pruning_and_archived_reports()
 #[test]
 fn verify_streams_every_object_and_finds_a_flipped_byte_and_a_lost_one() {
     let bucket = TestBucket::new();
-    let m = monitor(
-        &bucket,
-        &SETTINGS.replace("keep_validated: 1", "keep_validated: 2"),
-    );
+    let m = monitor(&bucket, &keeping_two());
     let rt = runtime();
     let s = rt.block_on(bucket.store(""));
     let one = noise(1, 100_000);

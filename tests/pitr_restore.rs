@@ -51,11 +51,7 @@ impl Copy {
 
 impl Drop for Copy {
     fn drop(&mut self) {
-        let _ = as_server(&format!("{PG_BIN}/pg_ctl"))
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
+        stop_now(&self.data);
     }
 }
 

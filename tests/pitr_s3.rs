@@ -10,7 +10,7 @@
 mod cluster;
 mod common;
 
-use cluster::{as_server, fake_segment, run, text, Cluster, PG_BIN};
+use cluster::{fake_segment, run, text, Cluster};
 use common::s3::{credentials, endpoint, runtime, sigterm, wait_for_upload, TestBucket};
 use common::*;
 use mairie_dba::storage::S3Store;
@@ -265,11 +265,7 @@ struct Stopper(std::path::PathBuf);
 
 impl Drop for Stopper {
     fn drop(&mut self) {
-        let _ = as_server(&format!("{PG_BIN}/pg_ctl"))
-            .arg("-D")
-            .arg(&self.0)
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
+        cluster::stop_now(&self.0);
     }
 }
 

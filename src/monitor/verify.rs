@@ -81,6 +81,23 @@ pub struct FileCheck {
     pub message: String,
 }
 
+impl FileCheck {
+    /// A file (or the job's directory) that could not be read: nothing recorded or measured.
+    fn unreadable(file: String, path: String, message: String) -> FileCheck {
+        FileCheck {
+            file,
+            path,
+            verdict: FileVerdict::Unreadable,
+            recorded_size_bytes: None,
+            recorded_sha256: None,
+            validated_at: None,
+            size_bytes: None,
+            sha256: None,
+            message,
+        }
+    }
+}
+
 /// One job's store checked.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobCheck {
@@ -169,17 +186,11 @@ pub fn verify(
         let inv = match store.inventory(job) {
             Ok(inv) => inv,
             Err(e) => {
-                out.jobs[index].files.push(FileCheck {
-                    file: String::new(),
-                    path: store.path_of(job, ""),
-                    verdict: FileVerdict::Unreadable,
-                    recorded_size_bytes: None,
-                    recorded_sha256: None,
-                    validated_at: None,
-                    size_bytes: None,
-                    sha256: None,
-                    message: format!("the validated store cannot be read: {e}"),
-                });
+                out.jobs[index].files.push(FileCheck::unreadable(
+                    String::new(),
+                    store.path_of(job, ""),
+                    format!("the validated store cannot be read: {e}"),
+                ));
                 continue;
             }
         };
@@ -397,17 +408,11 @@ fn leftover_or_bad(
     first_look: bool,
 ) {
     if inv.has(name) {
-        out.jobs[job].files.push(FileCheck {
-            file: name.to_string(),
-            path: at(name),
-            verdict: FileVerdict::Unreadable,
-            recorded_size_bytes: None,
-            recorded_sha256: None,
-            validated_at: None,
-            size_bytes: None,
-            sha256: None,
-            message: format!("{name}: {reason}"),
-        });
+        out.jobs[job].files.push(FileCheck::unreadable(
+            name.to_string(),
+            at(name),
+            format!("{name}: {reason}"),
+        ));
     } else if first_look {
         out.leftovers.push(Leftover {
             path: at(&format!("{name}{RECORD_SUFFIX}")),

@@ -143,13 +143,7 @@ impl S3Store {
     /// prefix), at any depth, sorted by key. `under` names a folder: `"base"` lists
     /// `prefix/base/…`, not `prefix/basement`.
     pub async fn list(&self, under: &str) -> Result<Vec<ObjectInfo>> {
-        let prefix = self.url.key(under);
-        let shown = self.url.display(&prefix);
-        let path = if prefix.is_empty() {
-            None
-        } else {
-            Some(self.path(&prefix)?)
-        };
+        let (shown, path) = self.folder(under)?;
         let mut stream = self.store.list(path.as_ref());
         let mut out = Vec::new();
         while let Some(item) = self.timed(&shown, "list", stream.next()).await? {
@@ -163,13 +157,7 @@ impl S3Store {
     /// The folders directly under `under` (relative to the prefix), by name, sorted: one
     /// delimited listing, whatever the folders hold.
     pub async fn list_dirs(&self, under: &str) -> Result<Vec<String>> {
-        let prefix = self.url.key(under);
-        let shown = self.url.display(&prefix);
-        let path = if prefix.is_empty() {
-            None
-        } else {
-            Some(self.path(&prefix)?)
-        };
+        let (shown, path) = self.folder(under)?;
         let got = self
             .timed(
                 &shown,
@@ -185,6 +173,18 @@ impl S3Store {
             .collect();
         out.sort();
         Ok(out)
+    }
+
+    /// A folder relative to the prefix, as messages name it and as a listing asks for it
+    /// (None: the whole bucket).
+    fn folder(&self, under: &str) -> Result<(String, Option<Path>)> {
+        let prefix = self.url.key(under);
+        let path = if prefix.is_empty() {
+            None
+        } else {
+            Some(self.path(&prefix)?)
+        };
+        Ok((self.url.display(&prefix), path))
     }
 
     /// The object `key` (a full key), or `None` when there is none.

@@ -327,3 +327,18 @@ pub fn two_jobs() -> String {
 pub fn t(day: u32, hm: &str) -> String {
     format!("2026-12-{day:02}T{hm}:00Z")
 }
+
+/// `len` bytes that do not compress or repeat (a dump's look), different from seed to seed
+/// (xorshift).
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}

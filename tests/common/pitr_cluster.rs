@@ -448,6 +448,16 @@ impl Restored {
     }
 }
 
+/// Stops, immediately, the server of the data directory `data` (if one runs): what the
+/// restored copies do when dropped.
+pub fn stop_now(data: &Path) {
+    let _ = as_server(&format!("{PG_BIN}/pg_ctl"))
+        .arg("-D")
+        .arg(data)
+        .args(["-m", "immediate", "-w", "stop"])
+        .output();
+}
+
 impl Drop for Restored {
     fn drop(&mut self) {
         let _ = as_server(&format!("{PG_BIN}/pg_ctl"))
