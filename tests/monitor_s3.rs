@@ -2,8 +2,9 @@
 //! against the project's SeaweedFS: promotion (backup, manifest, record last), UNCHANGED,
 //! keep_validated pruning that never touches a foreign key, archived reports, `monitor
 //! verify` re-hashing every object, an object without its record (never a validated backup,
-//! removed by a later scan), wrong credentials, and a scan killed mid-upload. Each
-//! test has a bucket of its own, removed after it; the history is SQLite.
+//! removed by a later scan), wrong credentials, a scan killed mid-upload or before it
+//! cleaned the deposit. Each test has a bucket of its own, removed after it; the history
+//! is SQLite.
 
 mod common;
 
@@ -588,4 +589,64 @@ fn bytes_other_than_those_validated_abort_the_upload_and_stay_in_the_deposit() {
     let s = rt.block_on(bucket.store(""));
     assert!(keys(&s, &rt).is_empty());
     assert!(rt.block_on(s.pending_uploads("")).unwrap().is_empty());
+}
+
+/// A scan killed after it wrote the record but before it cleaned the deposit (and before
+/// the history heard of it): the next scan finds the deposit's file already recorded in the
+/// bucket with the same bytes, sends nothing again, cleans the deposit and judges it OK.
+#[test]
+fn a_scan_killed_before_cleaning_the_deposit_is_finished_without_sending_again() {
+    let bucket = TestBucket::new();
+    let m = monitor(&bucket, SETTINGS);
+    let rt = runtime();
+    let s = rt.block_on(bucket.store(""));
+    let one = noise(5, 300_000);
+    deposit(&m, 5, "d1.dump", &one);
+    let (code, v) = m.scan(&t(5, "03:30"));
+    assert_eq!(code, 0, "{v:#}");
+    let before = objects(&s, &rt);
+    // What the kill leaves: the deposit whole (file, manifest, report) and a history that
+    // never heard of the judgement, beside the bucket's backup, manifest and record.
+    deposit(&m, 5, "d1.dump", &one);
+    let db = rusqlite::Connection::open(m.dir.join("history/monitor.db")).unwrap();
+    for table in ["monitor_occurrences", "monitor_status_changes"] {
+        let n = db
+            .execute(
+                &format!("DELETE FROM {table} WHERE job_id = 'centre-mairie'"),
+                [],
+            )
+            .unwrap();
+        assert!(n > 0, "{table}: no row of the first scan");
+    }
+    drop(db);
+    let st = m.json(&["monitor", "status"]);
+    assert_ne!(st["jobs"][0]["status"], "OK", "{st:#}");
+
+    let (code, v) = m.scan(&t(5, "03:40"));
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(judged(&v), [(t(5, "02:00"), "OK".to_string())], "{v:#}");
+    assert_eq!(v["judged"][0]["promoted"], true, "{v:#}");
+    assert!(
+        m.deposited(CENTRE, "mairie").is_empty(),
+        "{:?}",
+        m.deposited(CENTRE, "mairie")
+    );
+    let after = objects(&s, &rt);
+    for f in ["d1.dump", "d1.dump.validated.json"] {
+        let k = format!("{DB_DIR}/{f}");
+        assert_eq!(
+            (after[&k].size, &after[&k].modified),
+            (before[&k].size, &before[&k].modified),
+            "{k} was sent again"
+        );
+    }
+    assert!(rt.block_on(s.pending_uploads("")).unwrap().is_empty());
+    let h = m.json(&["monitor", "history", "centre-mairie"]);
+    assert_eq!(
+        (&h["history"][0]["status"], &h["history"][0]["sha256"]),
+        (&json!("OK"), &json!(sha(&one))),
+        "{h:#}"
+    );
+    let r = verified(&m, &t(5, "04:00"));
+    assert_eq!(r.json()["jobs"][0]["files"][0]["sha256"], sha(&one));
 }

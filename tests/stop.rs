@@ -358,8 +358,82 @@ fn private_dirs_of(pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// A session that holds a lock on `big` that every dump waits behind, so that a signal
+/// surely reaches a backup while its dump runs (under load, a dump seen running may
+/// otherwise end before the signal is sent). Released when dropped.
+struct BigLocked {
+    rt: tokio::runtime::Runtime,
+    session: Session,
+}
+
+enum Session {
+    Pg(tokio_postgres::Client),
+    My(Option<mysql_async::Conn>),
+}
+
+impl BigLocked {
+    fn new(db: &Db) -> BigLocked {
+        use mysql_async::prelude::Queryable;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let session = rt.block_on(async {
+            match db.engine() {
+                Engine::Postgres => {
+                    let dsn = format!("{} dbname={}", pg_admin_dsn(), db.name());
+                    let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+                        .await
+                        .expect("connecting to lock big");
+                    tokio::spawn(conn);
+                    client
+                        .batch_execute("BEGIN; LOCK TABLE public.big IN ACCESS EXCLUSIVE MODE")
+                        .await
+                        .expect("locking big");
+                    Session::Pg(client)
+                }
+                Engine::Mysql => {
+                    let opts = mysql_async::OptsBuilder::from_opts(
+                        mysql_async::Opts::from_url(&mysql_url()).unwrap(),
+                    )
+                    .db_name(Some(db.name()));
+                    let mut conn = mysql_async::Conn::new(opts)
+                        .await
+                        .expect("connecting to lock big");
+                    conn.query_drop("LOCK TABLES big WRITE")
+                        .await
+                        .expect("locking big");
+                    Session::My(Some(conn))
+                }
+            }
+        });
+        BigLocked { rt, session }
+    }
+}
+
+impl Drop for BigLocked {
+    fn drop(&mut self) {
+        use mysql_async::prelude::Queryable;
+        let session = &mut self.session;
+        self.rt.block_on(async {
+            match session {
+                Session::Pg(c) => {
+                    let _ = c.batch_execute("COMMIT").await;
+                }
+                Session::My(c) => {
+                    if let Some(mut c) = c.take() {
+                        let _ = c.query_drop("UNLOCK TABLES").await;
+                        let _ = c.disconnect().await;
+                    }
+                }
+            }
+        });
+    }
+}
+
 fn a_backup_stopped_or_killed_leaves_no_tool_no_file_no_secret(engine: Engine) {
-    let env = with_big_backup(engine, 1_500_000);
+    let env = with_big_backup(engine, 200_000);
     let db = env.db().name().to_string();
     let before = backup_files(&env);
     let dumping = |db: &str| {
@@ -367,6 +441,7 @@ fn a_backup_stopped_or_killed_leaves_no_tool_no_file_no_secret(engine: Engine) {
             .into_iter()
             .any(|(_, c)| c.contains("dump") && !c.contains("__supervise"))
     };
+    let locked = BigLocked::new(env.db());
     for sig in [libc::SIGTERM, libc::SIGKILL] {
         std::thread::sleep(Duration::from_millis(1100)); // a new file name
         let child = start(&env, &["backup"]);
@@ -387,6 +462,7 @@ fn a_backup_stopped_or_killed_leaves_no_tool_no_file_no_secret(engine: Engine) {
             );
         }
     }
+    drop(locked);
     // After the kill, the next run clears what it left (the .partial) and succeeds.
     std::thread::sleep(Duration::from_millis(1100));
     env.run(&["backup"]).success();
