@@ -287,6 +287,9 @@ async fn stopped(sig: &str, log: &log::Log) -> anyhow::Error {
     let left = engine::tools::stop_children(std::time::Duration::from_secs(5)).await;
     let uploads = storage::wait_for_aborts(std::time::Duration::from_secs(10)).await;
     let dropped = engine::cleanup::drop_created().await;
+    tokio::task::spawn_blocking(|| storage::release_leases(std::time::Duration::from_secs(5)))
+        .await
+        .ok();
     let removed = engine::cleanup::remove_in_progress();
     let mut msg = format!("stopped by {sig}");
     if !removed.is_empty() {

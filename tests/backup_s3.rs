@@ -1,8 +1,8 @@
 //! Backups in object storage (`dir: s3://bucket/prefix`) against the project's SeaweedFS and
 //! real PostgreSQL and MariaDB servers: backup, list, check, verify, restore, drill and
 //! retention read and write the bucket; an altered object is caught; a killed upload and a
-//! backup object left without its manifest are cleaned by the next run; wrong credentials
-//! are named, never shown.
+//! backup object left without its manifest are cleaned by the next run; another machine's
+//! lease on the prefix refuses a backup; wrong credentials are named, never shown.
 
 mod common;
 
@@ -330,10 +330,15 @@ fn a_store_stopped_mid_upload_leaves_no_backup_and_the_next_run_cleans_up() {
     s3.restart();
     s3.wait_ready(bucket);
     let store = open();
-    assert!(
-        rt.block_on(store.list("")).unwrap().is_empty(),
-        "no object, no manifest"
-    );
+    // No object, no manifest: only the run's lease, which it could not remove with the store
+    // gone, and which the next run of this host takes over (its process is gone).
+    let left: Vec<String> = rt
+        .block_on(store.list(""))
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(left, [format!("{PREFIX}/.postgres.lease")]);
     let list = env.run(&["--format", "json", "backup", "list"]);
     list.success();
     assert_eq!(list.json()["backups"].as_array().unwrap().len(), 0);
@@ -352,8 +357,54 @@ fn a_store_stopped_mid_upload_leaves_no_backup_and_the_next_run_cleans_up() {
     env.run(&["backup", "verify"]).success();
 }
 
+/// One writer per prefix across machines: a live lease of another host refuses the backup
+/// with one line naming its holder, and nothing is written; the lease of a run of this host
+/// that is gone (killed) is taken over at once, and removed when the backup ends.
+#[test]
+fn a_prefix_leased_by_another_machine_is_refused_and_a_gone_run_here_is_taken_over() {
+    let bucket = TestBucket::new();
+    let env = env_in(Engine::Postgres, &bucket, "");
+    let rt = runtime();
+    let s = store(&bucket, &rt);
+    let key = format!("{PREFIX}/.postgres.lease");
+    let lease = |host: &str, pid: u32| {
+        serde_json::json!({"host": host, "pid": pid, "what": "backup of target postgres",
+                           "since": "2026-12-06T02:00:00Z", "token": "0123"})
+        .to_string()
+        .into_bytes()
+    };
+    rt.block_on(s.put_new(&key, lease("db-annexe", 4242)))
+        .unwrap();
+    env.run(&["backup"])
+        .code(1)
+        .one_line_error()
+        .stderr_has(&format!(
+            "s3://{}/{key}: this prefix is in use by backup of target postgres (pid 4242 on \
+             db-annexe since 2026-12-06T02:00:00Z); one writer at a time (use --wait",
+            bucket.name
+        ));
+    assert_eq!(
+        keys(&s, &rt),
+        std::slice::from_ref(&key),
+        "written beside the lease"
+    );
+    assert!(rt.block_on(s.pending_uploads("")).unwrap().is_empty());
+
+    // This host's own lease, left by a run that is gone (a pid above pid_max).
+    let here = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    rt.block_on(s.delete(&key)).unwrap();
+    rt.block_on(s.put_new(&key, lease(here.trim(), 0x3f_ffff)))
+        .unwrap();
+    let file = backup_now(&env);
+    assert_eq!(
+        keys(&s, &rt),
+        [format!("{PREFIX}/{file}"), format!("{PREFIX}/{file}.json")],
+        "the lease is removed when the backup ends"
+    );
+}
+
 /// Stopped by SIGTERM while the dump streams up: the upload is aborted before the process
-/// ends, so nothing is left in the bucket, not even parts.
+/// ends, so nothing is left in the bucket, not even parts (nor the run's lease).
 #[test]
 fn a_backup_stopped_mid_upload_aborts_it_before_exiting() {
     let bucket = TestBucket::new();

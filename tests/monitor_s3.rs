@@ -3,8 +3,8 @@
 //! keep_validated pruning that never touches a foreign key, archived reports, `monitor
 //! verify` re-hashing every object, an object without its record (never a validated backup,
 //! removed by a later scan), wrong credentials, a scan killed mid-upload or before it
-//! cleaned the deposit. Each test has a bucket of its own, removed after it; the history
-//! is SQLite.
+//! cleaned the deposit, and a prefix another monitor's lease holds. Each test has a bucket
+//! of its own, removed after it; the history is SQLite.
 
 mod common;
 
@@ -649,4 +649,33 @@ fn a_scan_killed_before_cleaning_the_deposit_is_finished_without_sending_again()
     );
     let r = verified(&m, &t(5, "04:00"));
     assert_eq!(r.json()["jobs"][0]["files"][0]["sha256"], sha(&one));
+}
+
+/// A second monitor scanning the same prefix from another machine is refused while the
+/// first holds the prefix's lease, with one line naming it; nothing is promoted.
+#[test]
+fn a_prefix_scanned_by_another_monitor_is_refused_naming_it() {
+    let bucket = TestBucket::new();
+    let m = monitor(&bucket, SETTINGS);
+    let rt = runtime();
+    let s = rt.block_on(bucket.store(""));
+    let key = format!("{PREFIX}/.scan.lease");
+    let lease = json!({"host": "supervision-2", "pid": 777, "what": "monitor scan",
+                       "since": "2026-12-05T03:29:00Z", "token": "abcd"});
+    rt.block_on(s.put_new(&key, lease.to_string().into_bytes()))
+        .unwrap();
+    deposit(&m, 5, "d1.dump", b"a good backup");
+    let r = m.run(&["monitor", "scan", "--now", &t(5, "03:30")]);
+    r.code(3).one_line_error().stderr_has(&format!(
+        "s3://{}/{key}: this prefix is in use by monitor scan (pid 777 on supervision-2 since \
+         2026-12-05T03:29:00Z)",
+        bucket.name
+    ));
+    assert_eq!(m.deposited(CENTRE, "mairie"), ["d1.dump", "d1.dump.json"]);
+    assert_eq!(keys(&s, &rt), std::slice::from_ref(&key));
+    // Once the other monitor has let go, the scan promotes, and leaves no lease behind.
+    rt.block_on(s.delete(&key)).unwrap();
+    assert_eq!(m.scan(&t(5, "03:40")).0, 0);
+    assert!(m.deposited(CENTRE, "mairie").is_empty());
+    assert!(!keys(&s, &rt).contains(&key));
 }

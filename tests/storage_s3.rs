@@ -7,7 +7,9 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::s3::{self, TestBucket};
-use mairie_dba::storage::{AlreadyExists, S3Credentials, S3Options, S3Store, SyncUpload};
+use mairie_dba::storage::{
+    AlreadyExists, Lease, LeaseTiming, S3Credentials, S3Options, S3Place, S3Store, SyncUpload,
+};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
@@ -456,4 +458,139 @@ async fn sse_aes256_and_storage_class_on_put_new_and_upload() {
         .await
         .unwrap();
     assert!(back == data, "the 6 MiB object came back different");
+}
+
+/// Leases that renew twice a second and go stale after 3 s.
+fn quick() -> LeaseTiming {
+    LeaseTiming {
+        ttl: Duration::from_secs(3),
+        renew_every: Duration::from_millis(500),
+    }
+}
+
+/// The lease `name` of `s3://bucket/backups`, as the dev store's keys.
+fn lease(b: &TestBucket, name: &str, wait: bool) -> anyhow::Result<Lease> {
+    let place = S3Place {
+        url: b.url("backups"),
+        options: s3::options(),
+    };
+    Lease::acquire_with(
+        &place,
+        name,
+        &format!("backup of target {name}"),
+        wait,
+        quick(),
+        Some(&s3::credentials()),
+    )
+}
+
+/// A lease object as another holder writes it.
+fn foreign_lease(host: &str, pid: u32) -> Vec<u8> {
+    format!(
+        "{{\"host\": \"{host}\", \"pid\": {pid}, \"what\": \"backup of target mairie\", \
+         \"since\": \"2026-12-06T02:00:00Z\", \"token\": \"f00d\"}}"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_lease_keeps_a_second_writer_out_past_its_ttl_and_goes_when_dropped() {
+    let b = TestBucket::new();
+    let rt = s3::runtime();
+    let store = rt.block_on(b.store(""));
+    let key = "backups/.mairie.lease";
+    let first = lease(&b, "mairie", false).unwrap();
+    let held: serde_json::Value =
+        serde_json::from_slice(&rt.block_on(store.get_bytes(key, 65536)).unwrap()).unwrap();
+    assert_eq!(held["pid"], std::process::id());
+    assert_eq!(held["what"], "backup of target mairie");
+    // Renewed: older than its 3 s, still held, still refusing.
+    std::thread::sleep(Duration::from_secs(4));
+    first.check().unwrap();
+    let e = format!("{:#}", lease(&b, "mairie", false).unwrap_err());
+    assert!(
+        e.starts_with(&format!(
+            "s3://{}/{key}: this prefix is in use by backup of target mairie (pid {} on ",
+            b.name,
+            std::process::id()
+        )),
+        "{e}"
+    );
+    assert!(!e.contains('\n'), "{e}");
+    // Another name is another lease.
+    drop(lease(&b, "etat_civil", false).unwrap());
+    // A writer told to wait gets it once the holder lets go.
+    let t0 = Instant::now();
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(first);
+    });
+    let second = lease(&b, "mairie", true).unwrap();
+    assert!(t0.elapsed() >= Duration::from_millis(1500));
+    holder.join().unwrap();
+    drop(second);
+    let left: Vec<String> = rt
+        .block_on(store.list(""))
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_stale_lease_is_taken_over_and_its_old_holder_learns_it_has_lost_it() {
+    let b = TestBucket::new();
+    let rt = s3::runtime();
+    let store = rt.block_on(b.store(""));
+    let key = "backups/.mairie.lease";
+    // Another machine's lease, no longer renewed: refused while young, taken once stale.
+    rt.block_on(store.put_new(key, foreign_lease("db-annexe", 1)))
+        .unwrap();
+    let e = format!("{:#}", lease(&b, "mairie", false).unwrap_err());
+    assert!(
+        e.contains("(pid 1 on db-annexe since 2026-12-06T02:00:00Z)"),
+        "{e}"
+    );
+    std::thread::sleep(Duration::from_millis(3300));
+    let ours = lease(&b, "mairie", false).unwrap();
+    ours.check().unwrap();
+    let held = rt.block_on(store.get_bytes(key, 65536)).unwrap();
+    assert!(!String::from_utf8_lossy(&held).contains("db-annexe"));
+
+    // Now another writer takes it from us: we learn it at the next renewal, and leave its
+    // lease in place when we let go.
+    rt.block_on(store.delete(key)).unwrap();
+    rt.block_on(store.put_new(key, foreign_lease("db-annexe", 2)))
+        .unwrap();
+    let t0 = Instant::now();
+    while ours.check().is_ok() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the loss went unseen"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let e = format!("{:#}", ours.check().unwrap_err());
+    assert!(e.contains("lease on the prefix was lost"), "{e}");
+    drop(ours);
+    let held = rt.block_on(store.get_bytes(key, 65536)).unwrap();
+    assert_eq!(held, foreign_lease("db-annexe", 2));
+}
+
+#[test]
+fn the_lease_of_a_gone_process_of_this_host_is_taken_at_once() {
+    let b = TestBucket::new();
+    let rt = s3::runtime();
+    let store = rt.block_on(b.store(""));
+    let here = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    rt.block_on(store.put_new(
+        "backups/.mairie.lease",
+        foreign_lease(here.trim(), 0x3f_ffff),
+    ))
+    .unwrap();
+    let t0 = Instant::now();
+    let ours = lease(&b, "mairie", false).unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    ours.check().unwrap();
 }

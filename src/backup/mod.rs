@@ -827,12 +827,32 @@ impl LastRun {
 
 /// One backup at a time per target: an exclusive lock on `<dir>/.<target>.lock`, which
 /// names its holder. The OS releases it if the process dies, so a killed backup never
-/// blocks the next one.
+/// blocks the next one. For a place in a bucket, also the prefix's lease for the target
+/// ([`TargetLock::with_lease`]): one writer across machines.
 pub struct TargetLock {
     _file: File,
+    lease: Option<crate::storage::Lease>,
 }
 
 impl TargetLock {
+    /// Also holds the lease `.<target>.lease` of the bucket place `remote` for `what` (see
+    /// [`crate::storage::Lease`]); blocks the thread while it is taken.
+    pub fn with_lease(
+        mut self,
+        remote: &crate::storage::S3Place,
+        target: &str,
+        what: &str,
+        wait: bool,
+    ) -> Result<TargetLock> {
+        self.lease = Some(crate::storage::Lease::acquire(remote, target, what, wait)?);
+        Ok(self)
+    }
+
+    /// An error if the lease of a bucket place was lost (see [`crate::storage::Lease::check`]).
+    pub fn check(&self) -> Result<()> {
+        self.lease.as_ref().map_or(Ok(()), |l| l.check())
+    }
+
     pub fn acquire(dir: &Path, target: &str, wait: bool) -> Result<TargetLock> {
         let path = dir.join(format!(".{target}.lock"));
         // Never through a symbolic link planted in a shared directory: the holder's line
@@ -892,7 +912,10 @@ impl TargetLock {
         file.seek(io::SeekFrom::Start(0))?;
         file.write_all(who.as_bytes())?;
         file.flush()?;
-        Ok(TargetLock { _file: file })
+        Ok(TargetLock {
+            _file: file,
+            lease: None,
+        })
     }
 }
 

@@ -182,8 +182,10 @@ async fn backup_target(
 ) -> Result<(Option<BackupDone>, Vec<String>)> {
     if args.prune_only {
         backup::private_dir(&p.dir)?;
-        let _lock = lock(p, args.wait).await?;
-        return Ok((None, apply_retention(p, args.dry_run, ctx).await?));
+        let lock = lock(p, args.wait).await?;
+        let gone = apply_retention(p, args.dry_run, ctx).await?;
+        drop(lock);
+        return Ok((None, gone));
     }
     let started = Utc::now();
     let res = match &p.remote {
@@ -192,14 +194,23 @@ async fn backup_target(
     };
     record_run(p, ctx, started, &res);
     // Retention under the same lock, after a successful backup only.
-    let (done, _lock) = res?;
+    let (done, lock) = res?;
+    lock.check()?;
     let gone = apply_retention(p, false, ctx).await?;
     Ok((Some(done), gone))
 }
 
+/// The target's lock, and for a bucket its lease on the prefix.
 async fn lock(p: &Place<'_>, wait: bool) -> Result<TargetLock> {
-    let (dir, name) = (p.dir.clone(), p.target.name.clone());
-    tokio::task::spawn_blocking(move || TargetLock::acquire(&dir, &name, wait)).await?
+    let (dir, name, remote) = (p.dir.clone(), p.target.name.clone(), p.remote.clone());
+    tokio::task::spawn_blocking(move || {
+        let lock = TargetLock::acquire(&dir, &name, wait)?;
+        match &remote {
+            Some(r) => lock.with_lease(r, &name, &format!("backup of target {name}"), wait),
+            None => Ok(lock),
+        }
+    })
+    .await?
 }
 
 /// Records the outcome of a run in the state directory, where `backup check` finds it even
@@ -390,6 +401,10 @@ async fn take_backup_remote(
         mtime: None,
         etag: w.etag,
     };
+    if let Err(e) = lock.check() {
+        let _ = store.delete(&store.url().key(&name.file_name())).await;
+        return Err(e);
+    }
     if let Err(e) = backup::remote::write_manifest(&store, &manifest).await {
         // Without its manifest the object is not a backup: remove it rather than leave a trap.
         let _ = store.delete(&store.url().key(&name.file_name())).await;

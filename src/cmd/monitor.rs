@@ -15,7 +15,7 @@ use crate::monitor::config::parse_utc;
 use crate::monitor::history::{Entry, History, ScanRun, UnexpectedSeen};
 use crate::monitor::notify;
 use crate::monitor::scan::{self, Judgement, ScanLock, ScanOutcome, Unexpected};
-use crate::monitor::validated::Store;
+use crate::monitor::validated::{Store, ValidatedStore};
 use crate::monitor::view::Snapshot;
 use crate::monitor::{schedule, stamp, JobStatus, MonitorConfig};
 use crate::output::nagios::NagiosLine;
@@ -103,7 +103,14 @@ fn now_or(arg: Option<&str>) -> Result<DateTime<Utc>, ConfigError> {
 /// One scan under the lock: register new jobs, judge, record.
 pub async fn scan_once(cfg: &MonitorConfig, now: DateTime<Utc>) -> Result<ScanReport> {
     let _lock = ScanLock::acquire(&cfg.lock_dir)?;
-    let store = cfg.validated.open().await?;
+    let mut store = cfg.validated.open().await?;
+    // A bucket is scanned by one monitor at a time, whichever machine it runs on.
+    if let (Store::Bucket(remote), ValidatedStore::Bucket(b)) = (&mut store, &cfg.validated) {
+        let lease = tokio::task::block_in_place(|| {
+            crate::storage::Lease::acquire(b, "scan", "monitor scan", false)
+        })?;
+        remote.hold(lease);
+    }
     // A bucket's leftovers of a killed scan, before anything is judged: an unreachable
     // bucket or refused keys stop the scan here, with nothing promoted.
     let cleaned = match &store {

@@ -159,11 +159,23 @@ async fn base_one(p: &PitrPlace, args: &BaseBackupArgs, ctx: &Ctx) -> Result<Bas
             .with_context(|| format!("creating {}", lock_dir.display()))?;
     }
     private_dir(&lock_dir)?;
-    let _lock = TargetLock::acquire(&lock_dir, &p.target, args.wait)?;
+    let lock = TargetLock::acquire(&lock_dir, &p.target, args.wait)?;
+    // A base directory in a bucket: also the prefix's lease, one writer across machines.
+    let lock = match &p.base {
+        Some(crate::pitr::Archive::Bucket(r)) => tokio::task::block_in_place(|| {
+            lock.with_lease(
+                r,
+                &format!("pitr-{}", p.target),
+                &format!("pitr base-backup of target {}", p.target),
+                args.wait,
+            )
+        })?,
+        _ => lock,
+    };
     let base = p.open_base()?;
     let wal = p.open_wal()?;
     if args.prune_only {
-        let r = prune(p, &base, &wal, args.dry_run)?;
+        let r = prune(p, &base, &wal, args.dry_run, &lock)?;
         return Ok(BaseOne {
             target: p.target.clone(),
             status: "success",
@@ -279,6 +291,7 @@ async fn base_one(p: &PitrPlace, args: &BaseBackupArgs, ctx: &Ctx) -> Result<Bas
                 m.write(&BaseManifest::path_for(&path))?;
             }
             (BaseLoc::Bucket(b), _) => {
+                lock.check()?;
                 let mut text = serde_json::to_vec_pretty(&m)?;
                 text.push(b'\n');
                 b.put_new(&format!("{}.json", path.to_string_lossy()), text)?;
@@ -310,7 +323,7 @@ async fn base_one(p: &PitrPlace, args: &BaseBackupArgs, ctx: &Ctx) -> Result<Bas
         "{}: base backup {} written ({} bytes)",
         p.target, m.file, m.size_bytes
     ));
-    let retention = prune(p, &base, &wal, false)?;
+    let retention = prune(p, &base, &wal, false, &lock)?;
     Ok(BaseOne {
         target: p.target.clone(),
         status: "success",
@@ -322,7 +335,14 @@ async fn base_one(p: &PitrPlace, args: &BaseBackupArgs, ctx: &Ctx) -> Result<Bas
 }
 
 /// Keeps `keep_base` base backups and the WAL the oldest kept one needs.
-fn prune(p: &PitrPlace, base: &BaseLoc, wal: &WalLoc, dry_run: bool) -> Result<Pruned> {
+fn prune(
+    p: &PitrPlace,
+    base: &BaseLoc,
+    wal: &WalLoc,
+    dry_run: bool,
+    lock: &TargetLock,
+) -> Result<Pruned> {
+    lock.check()?;
     let found = base.scan(&p.target)?;
     let plan = base::plan_prune(&found, p.entry.keep_base);
     let mut r = Pruned {

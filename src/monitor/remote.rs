@@ -39,7 +39,7 @@ use tokio::io::AsyncReadExt;
 use super::config::Job;
 use super::hash::{self, Hashed};
 use super::store::{Record, RECORD_SUFFIX, REPORTS_KEPT};
-use crate::storage::{AlreadyExists, BlockingStore, ObjectInfo, SyncUpload};
+use crate::storage::{AlreadyExists, BlockingStore, Lease, ObjectInfo, SyncUpload};
 
 /// A backup object without a record modified less than this ago may be a promotion under
 /// way: left alone.
@@ -57,6 +57,8 @@ pub type Bucket = crate::storage::S3Place;
 /// The bucket opened (credentials from the environment), with the runtime to wait on.
 pub struct Remote {
     bucket: BlockingStore,
+    /// The scan's lease on the prefix ([`Remote::hold`]): one scanning monitor at a time.
+    lease: Option<Lease>,
 }
 
 /// A job's directory relative to the prefix: `company/city/site/database`.
@@ -73,7 +75,21 @@ impl Remote {
     pub async fn open(b: &Bucket) -> Result<Remote> {
         Ok(Remote {
             bucket: BlockingStore::open_async(&b.url, &b.options).await?,
+            lease: None,
         })
+    }
+
+    /// Keeps the scan's lease on the prefix: promotions and pruning stop once it is lost.
+    pub fn hold(&mut self, lease: Lease) {
+        self.lease = Some(lease);
+    }
+
+    /// An error once the lease held is lost (another monitor took the prefix over).
+    fn leased(&self) -> Result<(), String> {
+        match &self.lease {
+            Some(l) => l.check().map_err(|e| format!("{e:#}")),
+            None => Ok(()),
+        }
     }
 
     /// Runs `f` to its end from a blocking thread (a scan's or a verification's).
@@ -233,11 +249,13 @@ impl Remote {
         let name = &record.file;
         let key = self.key(job, name);
         let shown = self.bucket.store.url().display(&key);
+        self.leased()?;
         if !recorded {
             self.upload(src, file, hashed, &key, &shown)?;
         }
         let manifest = self.send_manifest(src, job, name)?;
         if !recorded {
+            self.leased()?;
             let body = serde_json::to_vec_pretty(record).map_err(|e| e.to_string())?;
             self.wait(self.put(&format!("{key}{RECORD_SUFFIX}"), body))
                 .map_err(|e| format!("promoting {}: the record: {e:#}", src.display()))?;
@@ -364,6 +382,9 @@ impl Remote {
         let Ok(all) = self.list(job) else {
             return Vec::new();
         };
+        if self.leased().is_err() {
+            return Vec::new();
+        }
         let excess = all.len().saturating_sub(keep.max(1) as usize);
         let mut removed = Vec::new();
         for r in &all[..excess] {

@@ -12,11 +12,13 @@
 //! configuration; [`S3Credentials`] (`credentials.rs`) never do — environment or the AWS
 //! shared credentials file only; [`S3Store`] (`s3.rs`) talks to the service; [`Upload`] and
 //! [`SyncUpload`] (`upload.rs`) stream an object up in parts; [`BlockingStore`] (`blocking.rs`)
-//! is the store for synchronous code.
+//! is the store for synchronous code; [`Lease`] (`lease.rs`) keeps a prefix to one writer at a
+//! time across machines.
 
 mod blocking;
 mod credentials;
 mod errors;
+mod lease;
 mod options;
 mod pending;
 mod place;
@@ -27,9 +29,10 @@ mod url;
 pub use blocking::{BlockingStore, ObjectReader};
 pub use credentials::S3Credentials;
 pub use errors::AlreadyExists;
+pub use lease::{release_leases, Lease, LeaseTiming, LEASE_TTL};
 pub use options::S3Options;
 pub use place::S3Place;
-pub use s3::{ObjectInfo, PendingUpload, S3Store};
+pub use s3::{ObjectInfo, PendingUpload, Replaced, S3Store};
 pub use upload::{
     stop_uploads, wait_for_aborts, SyncUpload, Upload, DEFAULT_PART_SIZE, MIN_PART_SIZE,
 };

@@ -20,7 +20,7 @@ use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::{
     Attribute, Attributes, ClientOptions, GetOptions, ObjectMeta, ObjectStore, ObjectStoreExt,
-    PutMode, PutOptions, RetryConfig,
+    PutMode, PutOptions, RetryConfig, UpdateVersion,
 };
 use tokio::io::AsyncRead;
 
@@ -66,6 +66,15 @@ pub struct PendingUpload {
     pub key: String,
     pub upload_id: String,
     pub initiated: Option<DateTime<Utc>>,
+}
+
+/// What [`S3Store::replace`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replaced {
+    /// Written; the new version's ETag (when the service gives one).
+    Done(Option<String>),
+    /// Another writer changed or removed the object since its ETag was read: nothing written.
+    Changed,
 }
 
 impl S3Store {
@@ -201,14 +210,37 @@ impl S3Store {
     /// The whole object, refused when it is larger than `max` bytes (manifests and other
     /// small files: memory stays bounded whatever the bucket holds).
     pub async fn get_bytes(&self, key: &str, max: u64) -> Result<Vec<u8>> {
+        match self.read_small(key, max).await? {
+            Ok((bytes, _)) => Ok(bytes),
+            Err(e) => Err(store_error(&self.url.display(key), "get", &e)),
+        }
+    }
+
+    /// As [`S3Store::get_bytes`], with what the object is (its ETag, for a later
+    /// [`S3Store::replace`]); `None` when there is no such object.
+    pub async fn get_small(&self, key: &str, max: u64) -> Result<Option<(Vec<u8>, ObjectInfo)>> {
+        match self.read_small(key, max).await? {
+            Ok((bytes, meta)) => Ok(Some((bytes, info(meta)))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_error(&self.url.display(key), "get", &e)),
+        }
+    }
+
+    /// The object whole if it has at most `max` bytes; the service's error as it came.
+    async fn read_small(
+        &self,
+        key: &str,
+        max: u64,
+    ) -> Result<std::result::Result<(Vec<u8>, ObjectMeta), object_store::Error>> {
         let path = self.path(key)?;
         let shown = self.url.display(key);
         let read = async {
             let got = self.store.get_opts(&path, GetOptions::default()).await?;
-            if got.meta.size > max {
-                return Ok(Err(got.meta.size));
+            let meta = got.meta.clone();
+            if meta.size > max {
+                return Ok(Err(meta.size));
             }
-            let mut out = Vec::with_capacity(got.meta.size as usize);
+            let mut out = Vec::with_capacity(meta.size as usize);
             let mut stream = got.into_stream();
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk?;
@@ -217,14 +249,14 @@ impl S3Store {
                 }
                 out.extend_from_slice(&chunk);
             }
-            Ok(Ok(out))
+            Ok(Ok((out, meta)))
         };
         match self.timed(&shown, "get", read).await? {
-            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Ok(got)) => Ok(Ok(got)),
             Ok(Err(size)) => Err(anyhow!(
                 "{shown}: get: {size} bytes, more than the {max} it may have"
             )),
-            Err(e) => Err(store_error(&shown, "get", &e)),
+            Err(e) => Ok(Err(e)),
         }
     }
 
@@ -253,21 +285,55 @@ impl S3Store {
     /// an [`AlreadyExists`] error, and the object is left as it was. Server-side encryption
     /// and storage class as configured.
     pub async fn put_new(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        self.create(key, bytes).await.map(|_| ())
+    }
+
+    /// As [`S3Store::put_new`], giving the new object's ETag.
+    pub async fn create(&self, key: &str, bytes: Vec<u8>) -> Result<Option<String>> {
+        match self.put_mode(key, bytes, PutMode::Create).await? {
+            Ok(etag) => Ok(etag),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                Err(anyhow::Error::new(AlreadyExists {
+                    url: self.url.display(key),
+                }))
+            }
+            Err(e) => Err(store_error(&self.url.display(key), "put", &e)),
+        }
+    }
+
+    /// Replaces `key` only if it is still the version `etag` (`If-Match`), giving the new
+    /// version's ETag; [`Replaced::Changed`] when another writer changed or removed it
+    /// since, and nothing was written.
+    pub async fn replace(&self, key: &str, bytes: Vec<u8>, etag: &str) -> Result<Replaced> {
+        let mode = PutMode::Update(UpdateVersion {
+            e_tag: Some(etag.to_string()),
+            version: None,
+        });
+        match self.put_mode(key, bytes, mode).await? {
+            Ok(etag) => Ok(Replaced::Done(etag)),
+            Err(
+                object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. },
+            ) => Ok(Replaced::Changed),
+            Err(e) => Err(store_error(&self.url.display(key), "put", &e)),
+        }
+    }
+
+    /// One PUT of `bytes` in `mode`: the new ETag, or the service's error as it came.
+    async fn put_mode(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        mode: PutMode,
+    ) -> Result<std::result::Result<Option<String>, object_store::Error>> {
         let path = self.path(key)?;
         let shown = self.url.display(key);
         let opts = PutOptions {
-            mode: PutMode::Create,
+            mode,
             attributes: self.attributes.clone(),
             ..Default::default()
         };
         let put = self.store.put_opts(&path, Bytes::from(bytes).into(), opts);
-        match self.timed(&shown, "put", put).await? {
-            Ok(_) => Ok(()),
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                Err(anyhow::Error::new(AlreadyExists { url: shown }))
-            }
-            Err(e) => Err(store_error(&shown, "put", &e)),
-        }
+        Ok(self.timed(&shown, "put", put).await?.map(|r| r.e_tag))
     }
 
     /// Deletes `key`; deleting a key that is not there is not an error (S3's own rule).
