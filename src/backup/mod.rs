@@ -835,16 +835,16 @@ pub struct TargetLock {
 }
 
 impl TargetLock {
-    /// Also holds the lease `.<target>.lease` of the bucket place `remote` for `what` (see
+    /// Also holds the lease `.<name>.lease` of the bucket place `remote` for `what` (see
     /// [`crate::storage::Lease`]); blocks the thread while it is taken.
     pub fn with_lease(
         mut self,
         remote: &crate::storage::S3Place,
-        target: &str,
+        name: &str,
         what: &str,
         wait: bool,
     ) -> Result<TargetLock> {
-        self.lease = Some(crate::storage::Lease::acquire(remote, target, what, wait)?);
+        self.lease = Some(crate::storage::Lease::acquire(remote, name, what, wait)?);
         Ok(self)
     }
 

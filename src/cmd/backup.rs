@@ -182,10 +182,8 @@ async fn backup_target(
 ) -> Result<(Option<BackupDone>, Vec<String>)> {
     if args.prune_only {
         backup::private_dir(&p.dir)?;
-        let lock = lock(p, args.wait).await?;
-        let gone = apply_retention(p, args.dry_run, ctx).await?;
-        drop(lock);
-        return Ok((None, gone));
+        let _lock = lock(p, args.wait).await?;
+        return Ok((None, apply_retention(p, args.dry_run, ctx).await?));
     }
     let started = Utc::now();
     let res = match &p.remote {

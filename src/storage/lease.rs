@@ -207,11 +207,6 @@ impl Lease {
         Ok(())
     }
 
-    /// `s3://bucket/prefix/.name.lease`
-    pub fn shown(&self) -> &str {
-        &self.shown
-    }
-
     fn stopper(&self) -> mpsc::Sender<()> {
         self.stop.clone().expect("a held lease has its sender")
     }
