@@ -332,13 +332,7 @@ fn a_store_stopped_mid_upload_leaves_no_backup_and_the_next_run_cleans_up() {
     let store = open();
     // No object, no manifest: only the run's lease, which it could not remove with the store
     // gone, and which the next run of this host takes over (its process is gone).
-    let left: Vec<String> = rt
-        .block_on(store.list(""))
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
-    assert_eq!(left, [format!("{PREFIX}/.postgres.lease")]);
+    assert_eq!(keys(&store, &rt), [format!("{PREFIX}/.postgres.lease")]);
     let list = env.run(&["--format", "json", "backup", "list"]);
     list.success();
     assert_eq!(list.json()["backups"].as_array().unwrap().len(), 0);
