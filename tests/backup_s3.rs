@@ -332,7 +332,18 @@ fn a_store_stopped_mid_upload_leaves_no_backup_and_the_next_run_cleans_up() {
     let store = open();
     // No object, no manifest: only the run's lease, which it could not remove with the store
     // gone, and which the next run of this host takes over (its process is gone).
-    assert_eq!(keys(&store, &rt), [format!("{PREFIX}/.postgres.lease")]);
+    let lease = format!("{PREFIX}/.postgres.lease");
+    assert_eq!(keys(&store, &rt), std::slice::from_ref(&lease));
+    // A restarted SeaweedFS lists at once, but serves an object's bytes only once its volume
+    // server is registered again: wait for that (the lease's own bytes), at most 60 s.
+    let t0 = std::time::Instant::now();
+    while let Err(e) = rt.block_on(store.get_bytes(&lease, 65536)) {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(60),
+            "the restarted store never served the lease: {e:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
     let list = env.run(&["--format", "json", "backup", "list"]);
     list.success();
     assert_eq!(list.json()["backups"].as_array().unwrap().len(), 0);

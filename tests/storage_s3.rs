@@ -589,3 +589,27 @@ fn the_lease_of_a_gone_process_of_this_host_is_taken_at_once() {
     assert!(t0.elapsed() < Duration::from_secs(2));
     ours.check().unwrap();
 }
+
+#[test]
+fn a_lease_that_cannot_be_read_is_judged_by_its_age_and_taken_over_once_stale() {
+    let b = TestBucket::new();
+    let rt = s3::runtime();
+    let store = rt.block_on(b.store(""));
+    // Not a lease: more than a lease may weigh, so its body is never read.
+    rt.block_on(store.put_new("backups/.mairie.lease", vec![b'x'; 100_000]))
+        .unwrap();
+    let e = format!("{:#}", lease(&b, "mairie", false).unwrap_err());
+    assert!(
+        e.contains("in use by a writer whose lease cannot be read (") && e.contains("100000 bytes"),
+        "{e}"
+    );
+    std::thread::sleep(Duration::from_millis(3300));
+    let ours = lease(&b, "mairie", false).unwrap();
+    ours.check().unwrap();
+    let held = rt
+        .block_on(store.get_bytes("backups/.mairie.lease", 65536))
+        .unwrap();
+    assert!(String::from_utf8_lossy(&held).contains("backup of target mairie"));
+    drop(ours);
+    assert!(rt.block_on(store.list("")).unwrap().is_empty());
+}

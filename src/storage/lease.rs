@@ -332,7 +332,7 @@ fn hold(
     };
     if ready.send(Ok(())).is_err() {
         // Nobody waits for it any more: give it back.
-        let _ = rt.block_on(release(&store, &h.key, &h.holder));
+        let _ = rt.block_on(release(&store, &h.key, &etag));
         return;
     }
     let mut renewed = Instant::now();
@@ -360,7 +360,7 @@ fn hold(
         }
     }
     if !lost.load(Ordering::SeqCst) {
-        let _ = rt.block_on(release(&store, &h.key, &h.holder));
+        let _ = rt.block_on(release(&store, &h.key, &etag));
     }
 }
 
@@ -383,10 +383,16 @@ async fn take(store: &S3Store, h: &Holding, stop: &mpsc::Receiver<()>) -> Result
             Err(e) if e.downcast_ref::<AlreadyExists>().is_none() => return Err(e),
             Err(_) => {}
         }
-        let Some((bytes, info)) = store.get_small(key, LEASE_MAX).await? else {
-            continue; // released meanwhile
+        // A lease whose body cannot be read (a damaged object) still has an age and an
+        // ETag: it is judged by them, and taken over once stale rather than never.
+        let (current, info, unreadable) = match store.get_small(key, LEASE_MAX).await {
+            Ok(Some((bytes, info))) => (serde_json::from_slice::<Holder>(&bytes).ok(), info, None),
+            Ok(None) => continue, // released meanwhile
+            Err(e) => match store.head(key).await? {
+                Some(info) => (None, info, Some(format!("{e:#}"))),
+                None => continue,
+            },
         };
-        let current: Option<Holder> = serde_json::from_slice(&bytes).ok();
         let age = Utc::now()
             .signed_duration_since(info.modified)
             .to_std()
@@ -399,10 +405,11 @@ async fn take(store: &S3Store, h: &Holding, stop: &mpsc::Receiver<()>) -> Result
                 Replaced::Changed => continue, // another writer took it first
             }
         }
-        let who = current.map_or_else(
-            || "a writer that left an unreadable lease".to_string(),
-            |c| c.describe(),
-        );
+        let who = match (current, unreadable) {
+            (Some(c), _) => c.describe(),
+            (None, Some(e)) => format!("a writer whose lease cannot be read ({e})"),
+            (None, None) => "a writer that left an unreadable lease".to_string(),
+        };
         if !h.wait {
             bail!(
                 "{shown}: this prefix is in use by {who}; one writer at a time (use --wait to \
@@ -418,10 +425,10 @@ async fn take(store: &S3Store, h: &Holding, stop: &mpsc::Receiver<()>) -> Result
 }
 
 /// Removes the lease if it is still this holder's (another may have taken it over).
-async fn release(store: &S3Store, key: &str, holder: &Holder) -> Result<()> {
-    if let Some((bytes, _)) = store.get_small(key, LEASE_MAX).await? {
-        let current: Option<Holder> = serde_json::from_slice(&bytes).ok();
-        if current.is_some_and(|h| h.token == holder.token) {
+/// Known by the ETag of its last write: no need to read it back.
+async fn release(store: &S3Store, key: &str, etag: &str) -> Result<()> {
+    if let Some(info) = store.head(key).await? {
+        if info.etag.as_deref() == Some(etag) {
             store.delete(key).await?;
         }
     }
