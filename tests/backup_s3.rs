@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::s3::{credentials, endpoint, runtime, sigterm, wait_for_upload, TestBucket};
+use common::s3::{
+    credentials, endpoint, lease_body, runtime, sigterm, this_host, wait_for_upload, TestBucket,
+};
 use common::*;
 use mairie_dba::storage::S3Store;
 
@@ -373,10 +375,12 @@ fn a_prefix_leased_by_another_machine_is_refused_and_a_gone_run_here_is_taken_ov
     let s = store(&bucket, &rt);
     let key = format!("{PREFIX}/.postgres.lease");
     let lease = |host: &str, pid: u32| {
-        serde_json::json!({"host": host, "pid": pid, "what": "backup of target postgres",
-                           "since": "2026-12-06T02:00:00Z", "token": "0123"})
-        .to_string()
-        .into_bytes()
+        lease_body(
+            host,
+            pid,
+            "backup of target postgres",
+            "2026-12-06T02:00:00Z",
+        )
     };
     rt.block_on(s.put_new(&key, lease("db-annexe", 4242)))
         .unwrap();
@@ -396,9 +400,8 @@ fn a_prefix_leased_by_another_machine_is_refused_and_a_gone_run_here_is_taken_ov
     assert!(rt.block_on(s.pending_uploads("")).unwrap().is_empty());
 
     // This host's own lease, left by a run that is gone (a pid above pid_max).
-    let here = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     rt.block_on(s.delete(&key)).unwrap();
-    rt.block_on(s.put_new(&key, lease(here.trim(), 0x3f_ffff)))
+    rt.block_on(s.put_new(&key, lease(&this_host(), 0x3f_ffff)))
         .unwrap();
     let file = backup_now(&env);
     assert_eq!(

@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use common::monitor::{daily, noise, sha, t, Backend, Mon, Serve, CENTRE, SETTINGS};
-use common::s3::{credentials, endpoint, runtime, sigterm, wait_for_upload, TestBucket};
+use common::s3::{
+    credentials, endpoint, lease_body, runtime, sigterm, wait_for_upload, TestBucket,
+};
 use mairie_dba::storage::{ObjectInfo, S3Store};
 
 const PREFIX: &str = "mon";
@@ -660,10 +662,8 @@ fn a_prefix_scanned_by_another_monitor_is_refused_naming_it() {
     let rt = runtime();
     let s = rt.block_on(bucket.store(""));
     let key = format!("{PREFIX}/.scan.lease");
-    let lease = json!({"host": "supervision-2", "pid": 777, "what": "monitor scan",
-                       "since": "2026-12-05T03:29:00Z", "token": "abcd"});
-    rt.block_on(s.put_new(&key, lease.to_string().into_bytes()))
-        .unwrap();
+    let lease = lease_body("supervision-2", 777, "monitor scan", "2026-12-05T03:29:00Z");
+    rt.block_on(s.put_new(&key, lease)).unwrap();
     deposit(&m, 5, "d1.dump", b"a good backup");
     let r = m.run(&["monitor", "scan", "--now", &t(5, "03:30")]);
     r.code(3).one_line_error().stderr_has(&format!(

@@ -484,13 +484,9 @@ fn lease(b: &TestBucket, name: &str, wait: bool) -> anyhow::Result<Lease> {
     )
 }
 
-/// A lease object as another holder writes it.
+/// Another holder's lease of `mairie`.
 fn foreign_lease(host: &str, pid: u32) -> Vec<u8> {
-    format!(
-        "{{\"host\": \"{host}\", \"pid\": {pid}, \"what\": \"backup of target mairie\", \
-         \"since\": \"2026-12-06T02:00:00Z\", \"token\": \"f00d\"}}"
-    )
-    .into_bytes()
+    s3::lease_body(host, pid, "backup of target mairie", "2026-12-06T02:00:00Z")
 }
 
 #[test]
@@ -578,10 +574,9 @@ fn the_lease_of_a_gone_process_of_this_host_is_taken_at_once() {
     let b = TestBucket::new();
     let rt = s3::runtime();
     let store = rt.block_on(b.store(""));
-    let here = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     rt.block_on(store.put_new(
         "backups/.mairie.lease",
-        foreign_lease(here.trim(), 0x3f_ffff),
+        foreign_lease(&s3::this_host(), 0x3f_ffff),
     ))
     .unwrap();
     let t0 = Instant::now();

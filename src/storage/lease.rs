@@ -67,7 +67,7 @@ struct Holder {
     /// The command, as messages name it (`backup of target mairie`).
     what: String,
     since: DateTime<Utc>,
-    /// Unique to this holding: what tells our lease from a later one.
+    /// Unique to this holding: its body, and so its ETag, is never another holding's.
     token: String,
 }
 

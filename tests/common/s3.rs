@@ -390,3 +390,18 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// A lease object as another holder writes it (see `mairie_dba::storage::Lease`).
+pub fn lease_body(host: &str, pid: u32, what: &str, since: &str) -> Vec<u8> {
+    serde_json::json!({"host": host, "pid": pid, "what": what, "since": since, "token": "f00d"})
+        .to_string()
+        .into_bytes()
+}
+
+/// This machine's host name, as a lease names it.
+pub fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
